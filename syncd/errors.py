@@ -1,0 +1,47 @@
+"""The SyncdError tree: every error a user can meet carries its exit code (SPEC §5)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class SyncdError(Exception):
+    """Base of syncd's own errors; the message is one line that names the thing and the fix."""
+
+    exit_code: ClassVar[int] = 1
+
+
+class FileFailed(SyncdError):
+    """A file could not be applied (unreadable, unknown kind, too many rejected rows, limits)."""
+
+
+class FileHeld(SyncdError):
+    """A file tripped a safety threshold and waits in held/ for release or reject."""
+
+
+class ConfigError(SyncdError):
+    exit_code = 2
+
+
+class UsageError(SyncdError):
+    exit_code = 2
+
+
+class SchemaOutdated(SyncdError):
+    exit_code = 2
+
+
+class UnreachableError(SyncdError):
+    exit_code = 3
+
+
+class SourceUnreachable(UnreachableError):
+    pass
+
+
+class HostKeyRejected(UnreachableError):
+    pass
+
+
+class DatabaseUnreachable(UnreachableError):
+    pass

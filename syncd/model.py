@@ -1,0 +1,210 @@
+"""Plain data that crosses the arrows of the spine: rows, records, errors, plans."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    """A file's kind; the enum order is the order kinds are applied in a batch."""
+
+    STUDENTS = "students"
+    PARENTS = "parents"
+    RELATIONSHIPS = "relationships"
+
+    @property
+    def rank(self) -> int:
+        return KIND_ORDER.index(self)
+
+    @property
+    def person_kind(self) -> PersonKind:
+        """Return the kind of person a students or parents file holds."""
+        return PersonKind.STUDENT if self is Kind.STUDENTS else PersonKind.PARENT
+
+
+KIND_ORDER: tuple[Kind, ...] = (Kind.STUDENTS, Kind.PARENTS, Kind.RELATIONSHIPS)
+
+
+class PersonKind(StrEnum):
+    STUDENT = "student"
+    PARENT = "parent"
+
+
+class Mode(StrEnum):
+    FULL = "full"
+    DELTA = "delta"
+
+
+class ChildField(StrEnum):
+    """Which student field a parents file's child column (or a Student ID column) holds."""
+
+    SYNC_KEY = "sync_key"
+    USERNAME = "username"
+    INTERNAL_ID = "internal_id"
+    EMAIL = "email"
+    STUDENT_NUMBER = "student_number"
+
+
+class RelType(StrEnum):
+    PARENT = "Parent"
+    AIDE = "Aide"
+    GUARDIAN = "Guardian"
+    RELATIVE = "Relative"
+    OTHER = "Other"
+
+
+class FileStatus(StrEnum):
+    PROCESSING = "processing"
+    WAITING = "waiting"
+    HELD = "held"
+    APPLIED = "applied"
+    FAILED = "failed"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+class LinkStatus(StrEnum):
+    ACTIVE = "active"
+    PENDING = "pending"
+
+
+class PasswordPolicy(StrEnum):
+    DROP = "drop"
+    HASH = "hash"
+
+
+# Values of a `status`/`action` column that mean "remove this person or link" (SPEC §2.4).
+DELETE_WORDS = frozenset({"delete", "deleted", "inactive", "tobedeleted"})
+
+
+@dataclass(frozen=True, slots=True)
+class RawRow:
+    """One data row as read: `line` is the file line it starts on (header = 1)."""
+
+    line: int
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """A rejected row: `row` is the line number, `column` the header name (may be empty)."""
+
+    row: int
+    column: str
+    value: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class PersonFields:
+    """What syncd stores about a person; `attributes` are (name, value) pairs sorted by name."""
+
+    sync_key: str
+    username: str | None
+    email: str | None
+    first_name: str
+    last_name: str
+    student_number: str | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
+
+    def as_dict(self) -> dict[str, str | None]:
+        """Return the fields flattened as in the export (`attributes.grade`)."""
+        flat: dict[str, str | None] = {
+            "sync_key": self.sync_key,
+            "username": self.username,
+            "email": self.email,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "student_number": self.student_number,
+        }
+        for name, value in self.attributes:
+            flat[f"attributes.{name}"] = value
+        return flat
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRecord:
+    """A valid students or parents row.
+
+    `child_values` is None when the file has no child column (it then manages no links),
+    else the child values the row names (maybe none).
+    """
+
+    line: int
+    fields: PersonFields
+    password: str | None = None
+    deleted: bool = False
+    child_values: tuple[str, ...] | None = None
+    relationship_type: RelType = RelType.PARENT
+
+
+class ParentBy(StrEnum):
+    EMAIL = "email"
+    SYNC_KEY = "sync_key"
+    USERNAME = "username"
+
+
+class ChildBy(StrEnum):
+    FIELD = "field"  # the source's child_field
+    EMAIL = "email"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRecord:
+    """A valid relationships row."""
+
+    line: int
+    parent_by: ParentBy
+    parent_value: str
+    child_by: ChildBy
+    child_value: str
+    type: RelType
+    deleted: bool = False
+
+
+@dataclass(slots=True)
+class Counts:
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deactivated: int = 0
+    reactivated: int = 0
+    links_created: int = 0
+    links_removed: int = 0
+    pending: int = 0
+    rejected: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "rows": self.rows,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deactivated": self.deactivated,
+            "reactivated": self.reactivated,
+            "links_created": self.links_created,
+            "links_removed": self.links_removed,
+            "pending": self.pending,
+            "rejected": self.rejected,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_file_size: int = 2 * 1024**3
+    max_field_chars: int = 100_000
+    max_columns: int = 1_000
+
+
+@dataclass(slots=True)
+class ErrorList:
+    """Row errors in file order, with the set of rejected lines (a row is rejected whole)."""
+
+    errors: list[RowError] = field(default_factory=list)
+    rejected_lines: set[int] = field(default_factory=set)
+
+    def add(self, error: RowError) -> None:
+        self.errors.append(error)
+        self.rejected_lines.add(error.row)
