@@ -62,6 +62,7 @@ class FileStatus(StrEnum):
     FAILED = "failed"
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
+    REVERTED = "reverted"
 
 
 class LinkStatus(StrEnum):
@@ -204,6 +205,9 @@ class ErrorList:
 
     errors: list[RowError] = field(default_factory=list)
     rejected_lines: set[int] = field(default_factory=set)
+    # Identifiers of rejected rows: a full file must not deactivate a person whose row was
+    # only malformed this time.
+    rejected_keys: set[str] = field(default_factory=set)
 
     def add(self, error: RowError) -> None:
         self.errors.append(error)

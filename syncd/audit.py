@@ -1,0 +1,241 @@
+"""The audit trail (SPEC §6): stable event names, JSON lines via structlog, database rows."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import sqlalchemy as sa
+import structlog
+
+from syncd.db.schema import audit_events
+
+DAEMON_STARTED = "daemon.started"
+DAEMON_STOPPED = "daemon.stopped"
+CONFIG_RELOADED = "config.reloaded"
+SOURCE_POLLED = "source.polled"
+SOURCE_ERROR = "source.error"
+SOURCE_RECOVERED = "source.recovered"
+SOURCE_ACQUIRED = "source.acquired"
+SOURCE_RELEASED = "source.released"
+FILE_RECEIVED = "file.received"
+FILE_DUPLICATE = "file.duplicate"
+FILE_WAITING = "file.waiting"
+FILE_VALIDATED = "file.validated"
+FILE_HELD = "file.held"
+FILE_RELEASED = "file.released"
+FILE_REJECTED = "file.rejected"
+FILE_APPLIED = "file.applied"
+FILE_REVERTED = "file.reverted"
+FILE_FAILED = "file.failed"
+ROW_REJECTED = "row.rejected"
+PERSON_CREATED = "person.created"
+PERSON_UPDATED = "person.updated"
+PERSON_DEACTIVATED = "person.deactivated"
+PERSON_REACTIVATED = "person.reactivated"
+RELATIONSHIP_CREATED = "relationship.created"
+RELATIONSHIP_REMOVED = "relationship.removed"
+RELATIONSHIP_PENDING = "relationship.pending"
+RELATIONSHIP_RESOLVED = "relationship.resolved"
+RELATIONSHIP_EXPIRED = "relationship.expired"
+
+EVENT_NAMES = frozenset(
+    {
+        DAEMON_STARTED, DAEMON_STOPPED, CONFIG_RELOADED, SOURCE_POLLED, SOURCE_ERROR,
+        SOURCE_RECOVERED, SOURCE_ACQUIRED, SOURCE_RELEASED, FILE_RECEIVED, FILE_DUPLICATE,
+        FILE_WAITING, FILE_VALIDATED, FILE_HELD, FILE_RELEASED, FILE_REJECTED, FILE_APPLIED,
+        FILE_REVERTED, FILE_FAILED, ROW_REJECTED, PERSON_CREATED, PERSON_UPDATED,
+        PERSON_DEACTIVATED, PERSON_REACTIVATED, RELATIONSHIP_CREATED, RELATIONSHIP_REMOVED,
+        RELATIONSHIP_PENDING, RELATIONSHIP_RESOLVED, RELATIONSHIP_EXPIRED,
+    }
+)  # fmt: skip
+
+# Keys whose values are secrets wherever they appear (SPEC §6); a backstop, never bind them.
+SECRET_KEYS = frozenset(
+    {"password", "passwd", "passphrase", "private_key_passphrase", "secret", "token"}
+)
+REDACTED = "[redacted]"
+
+log = structlog.get_logger("syncd")
+
+
+def redact(value: Any) -> Any:
+    """Return `value` with the values of secret-named keys replaced, recursively."""
+    if isinstance(value, Mapping):
+        return {
+            key: REDACTED if _is_secret_key(key) and item not in (None, "") else redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(item) for item in value]
+    return value
+
+
+def _is_secret_key(key: Any) -> bool:
+    text = str(key).casefold()
+    return any(secret in text for secret in SECRET_KEYS) and not text.endswith("_env")
+
+
+def _redact_processor(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> Mapping[str, Any]:
+    return redact(event_dict)  # type: ignore[no-any-return]
+
+
+class _ReopenableFile:
+    """A line sink that SIGHUP can reopen (logrotate moves the file away)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stream: TextIO = self._open()
+
+    def _open(self) -> TextIO:
+        if self.path == "-":
+            return sys.stdout
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        return open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open on purpose
+
+    def write_line(self, line: str) -> None:
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def reopen(self) -> None:
+        with self._lock:
+            if self._stream is not sys.stdout:
+                self._stream.close()
+            self._stream = self._open()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._stream is not sys.stdout:
+                self._stream.close()
+
+
+class _SinkLogger:
+    def __init__(self, sink: _ReopenableFile) -> None:
+        self._sink = sink
+
+    def msg(self, message: str) -> None:
+        self._sink.write_line(message)
+
+    info = debug = warning = warn = error = critical = exception = fatal = msg
+
+
+_sink: _ReopenableFile | None = None
+
+
+def configure(path: str) -> None:
+    """Send audit events as JSON lines to `path` ("-" = stdout)."""
+    global _sink
+    if _sink is not None:
+        _sink.close()
+    _sink = _ReopenableFile(path)
+    sink = _sink
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            _redact_processor,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(ensure_ascii=False, default=str),
+        ],
+        logger_factory=lambda *args: _SinkLogger(sink),
+        cache_logger_on_first_use=False,
+    )
+
+
+def reopen() -> None:
+    if _sink is not None:
+        _sink.reopen()
+
+
+@dataclass(slots=True)
+class EventBuffer:
+    """Events of one file's transaction: written to the database in it, logged after commit."""
+
+    context: dict[str, Any]
+    now: datetime
+    events: list[tuple[str, str, int | None, dict[str, Any]]] = field(default_factory=list)
+
+    def add(
+        self, event: str, *, level: str = "info", person_id: int | None = None, **data: Any
+    ) -> None:
+        assert event in EVENT_NAMES, event
+        self.events.append((event, level, person_id, data))
+
+    def write(self, connection: sa.Connection) -> None:
+        """Insert the events as audit rows (in the caller's transaction)."""
+        if not self.events:
+            return
+        rows = [
+            {
+                "ts": self.now,
+                "level": level,
+                "event": event,
+                "source": self.context.get("source"),
+                "site": self.context.get("site"),
+                "file_id": self.context.get("file_id"),
+                "run_id": self.context.get("run_id"),
+                "person_id": person_id,
+                "data": redact(data),
+            }
+            for event, level, person_id, data in self.events
+        ]
+        for start in range(0, len(rows), 5000):
+            connection.execute(audit_events.insert(), rows[start : start + 5000])
+
+    def emit(self) -> None:
+        """Log the events as JSON lines (after the transaction committed)."""
+        for event, level, person_id, data in self.events:
+            fields = {**self.context, **data}
+            if person_id is not None:
+                fields["person_id"] = person_id
+            getattr(log, level)(event, **{k: v for k, v in fields.items() if v is not None})
+        self.events.clear()
+
+
+def emit(event: str, *, level: str = "info", **fields: Any) -> None:
+    """Log one event that changes nothing in the database (daemon, source, poll events)."""
+    assert event in EVENT_NAMES, event
+    getattr(log, level)(event, **{k: v for k, v in fields.items() if v is not None})
+
+
+def record(
+    connection: sa.Connection,
+    now: datetime,
+    event: str,
+    *,
+    level: str = "info",
+    person_id: int | None = None,
+    **fields: Any,
+) -> EventBuffer:
+    """Buffer one event with its context fields; the caller writes and emits the buffer."""
+    context = {key: fields.pop(key) for key in ("source", "site", "file_id", "run_id") if key in fields}
+    buffer = EventBuffer(context=context, now=now)
+    buffer.add(event, level=level, person_id=person_id, **fields)
+    return buffer
+
+
+def event_as_dict(row: Any) -> dict[str, Any]:
+    """Return an audit row shaped as its JSON line (SPEC §6)."""
+    ts = row.ts
+    document: dict[str, Any] = {
+        "ts": ts.isoformat().replace("+00:00", "Z") if ts.tzinfo else ts.isoformat() + "Z",
+        "level": row.level,
+        "event": row.event,
+    }
+    for key in ("source", "site", "file_id", "run_id", "person_id"):
+        if getattr(row, key) is not None:
+            document[key] = getattr(row, key)
+    data = row.data if isinstance(row.data, dict) else json.loads(row.data or "{}")
+    document.update(data)
+    return document

@@ -1,0 +1,615 @@
+"""Steps 2 and 3 of SPEC §2.5: resolve references and plan the changes (pure, no I/O).
+
+The plan is made in two phases so that nothing per row has to touch the database:
+`plan_persons` compares each record's fingerprint with a snapshot of the site's keys and
+says which parents need their links looked at; `plan_links` then diffs the links of just
+those parents (loaded in bulk by the caller) against what the file asks for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from syncd.model import (
+    ChildBy,
+    ChildField,
+    Counts,
+    ErrorList,
+    Kind,
+    LinkRecord,
+    Mode,
+    ParentBy,
+    PersonFields,
+    PersonRecord,
+    RelType,
+    RowError,
+)
+
+UNIT_SEPARATOR = "\x1f"
+
+
+def fingerprint(record: PersonRecord) -> str:
+    """Return a digest of everything a file says about a person (fields, children, type)."""
+    fields = record.fields
+    parts = [
+        fields.sync_key,
+        fields.username or "",
+        fields.email or "",
+        fields.first_name,
+        fields.last_name,
+        fields.student_number or "",
+        *(f"{name}={value}" for name, value in fields.attributes),
+        "children:" + ("-" if record.child_values is None else ";".join(record.child_values)),
+        record.relationship_type.value,
+    ]
+    return hashlib.blake2b(UNIT_SEPARATOR.join(parts).encode(), digest_size=16).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Snapshots handed in by the caller
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingPerson:
+    person_id: int
+    fingerprint: str
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StudentRef:
+    person_id: int
+    sync_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingLink:
+    link_id: int
+    parent_id: int
+    child_id: int
+    type: RelType
+    by_parents: bool
+    by_relationships: bool
+    manual: str | None  # "link", "unlink" or None
+    source: str | None
+
+    @property
+    def active(self) -> bool:
+        return link_is_active(self.by_parents, self.by_relationships, self.manual)
+
+
+def link_is_active(by_parents: bool, by_relationships: bool, manual: str | None) -> bool:
+    """A manual link or unlink wins over files; otherwise any file naming the link keeps it."""
+    if manual is not None:
+        return manual == "link"
+    return by_parents or by_relationships
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingPending:
+    pending_id: int
+    parent_id: int
+    child_field: str
+    child_value: str
+    type: RelType
+    origin: Kind
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    max_deactivate: float = 0.10
+    max_update: float = 0.75
+    max_reject: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class SiteCounts:
+    """How big the site is now, for the safety thresholds."""
+
+    active_persons: int = 0
+    existing_persons: int = 0
+    active_links: int = 0
+    active_file_links: int = 0  # links this kind of file made, for the header-only check
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 1: persons
+
+
+@dataclass(frozen=True, slots=True)
+class PersonUpsert:
+    """A create (person_id None) or an update/reactivation of a person a file lists."""
+
+    person_id: int | None
+    record: PersonRecord
+    fingerprint: str
+    changed: bool
+    reactivate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Deactivation:
+    person_id: int
+    sync_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParentLinks:
+    """What a parents-file row asks for: resolved children and values still unknown."""
+
+    parent_key: str
+    parent_id: int | None
+    children: Mapping[int, RelType]
+    pending_values: Mapping[str, RelType]
+
+
+@dataclass(slots=True)
+class PersonPlan:
+    kind: Kind
+    upserts: list[PersonUpsert] = field(default_factory=list)
+    deactivations: list[Deactivation] = field(default_factory=list)
+    unchanged: int = 0
+    # Parents whose links need diffing in phase 2 (listed and new/changed/reactivated, or
+    # deactivated: their parents-file links go).
+    link_requests: list[ParentLinks] = field(default_factory=list)
+    unresolved_children: int = 0
+
+
+def child_lookup_value(child_field: ChildField | str, value: str) -> str:
+    """Return `value` as it is compared for `child_field` (emails and usernames casefolded)."""
+    if child_field in (ChildField.EMAIL, ChildField.USERNAME, "email", "username"):
+        return value.strip().casefold()
+    return value.strip()
+
+
+def resolve_child(
+    value: str, field_name: str, index: Mapping[str, Sequence[StudentRef]]
+) -> tuple[StudentRef | None, str | None]:
+    """Return (the one student `value` names, None) or (None, an error naming every match)."""
+    matches = index.get(child_lookup_value(field_name, value), ())
+    if len(matches) == 1:
+        return matches[0], None
+    if not matches:
+        return None, None
+    names = ", ".join(sorted(match.sync_key for match in matches))
+    return None, f"{value!r} matches {len(matches)} students ({names}); {field_name} is not unique"
+
+
+def plan_persons(
+    records: Iterable[PersonRecord],
+    kind: Kind,
+    mode: Mode,
+    snapshot: Mapping[str, ExistingPerson],
+    errors: ErrorList,
+    child_field: ChildField = ChildField.SYNC_KEY,
+    student_index: Mapping[str, Sequence[StudentRef]] | None = None,
+    child_column_label: str = "child",
+) -> PersonPlan:
+    """Return what a students or parents file changes, given the site's persons of that kind.
+
+    Ambiguous child values reject their row (added to `errors`).
+    """
+    plan = PersonPlan(kind=kind)
+    seen: set[str] = set(errors.rejected_keys)
+    for record in records:
+        key = record.fields.sync_key
+        existing = snapshot.get(key)
+        links: ParentLinks | None = None
+        if kind is Kind.PARENTS and record.child_values is not None and not record.deleted:
+            links = _resolve_children(
+                record, existing, child_field, student_index or {}, errors, child_column_label
+            )
+            if links is None:
+                seen.add(key)
+                continue
+        seen.add(key)
+        if record.deleted:
+            if existing is not None and existing.active:
+                plan.deactivations.append(Deactivation(existing.person_id, key))
+            else:
+                plan.unchanged += 1
+            continue
+        digest = fingerprint(record)
+        if existing is None:
+            plan.upserts.append(PersonUpsert(None, record, digest, True, False))
+        elif existing.fingerprint != digest or not existing.active:
+            plan.upserts.append(
+                PersonUpsert(
+                    existing.person_id,
+                    record,
+                    digest,
+                    existing.fingerprint != digest,
+                    not existing.active,
+                )
+            )
+        else:
+            plan.unchanged += 1
+            continue
+        if links is not None:
+            plan.link_requests.append(links)
+            plan.unresolved_children += len(links.pending_values)
+    if mode is Mode.FULL:
+        for key, existing in snapshot.items():
+            if existing.active and key not in seen:
+                plan.deactivations.append(Deactivation(existing.person_id, key))
+    if kind is Kind.PARENTS:
+        for gone in plan.deactivations:
+            plan.link_requests.append(ParentLinks(gone.sync_key, gone.person_id, {}, {}))
+    return plan
+
+
+def _resolve_children(
+    record: PersonRecord,
+    existing: ExistingPerson | None,
+    child_field: ChildField,
+    index: Mapping[str, Sequence[StudentRef]],
+    errors: ErrorList,
+    label: str,
+) -> ParentLinks | None:
+    children: dict[int, RelType] = {}
+    pending: dict[str, RelType] = {}
+    problems = []
+    for value in record.child_values or ():
+        match, problem = resolve_child(value, child_field.value, index)
+        if problem is not None:
+            problems.append(RowError(record.line, label, value, problem))
+        elif match is not None:
+            children[match.person_id] = record.relationship_type
+        else:
+            pending[value] = record.relationship_type
+    if problems:
+        for problem_row in problems:
+            errors.add(problem_row)
+        return None
+    return ParentLinks(
+        record.fields.sync_key,
+        existing.person_id if existing else None,
+        children,
+        pending,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 2: links
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSet:
+    """Make (or keep) the link parent→child named by a file of kind `origin`."""
+
+    parent_key: str
+    parent_id: int | None
+    child_id: int
+    type: RelType
+    origin: Kind
+    existing: ExistingLink | None
+
+    @property
+    def becomes_active(self) -> bool:
+        if self.existing is None:
+            return True
+        before = self.existing.active
+        after = link_is_active(
+            self.existing.by_parents or self.origin is Kind.PARENTS,
+            self.existing.by_relationships or self.origin is Kind.RELATIONSHIPS,
+            self.existing.manual,
+        )
+        return after and not before
+
+
+@dataclass(frozen=True, slots=True)
+class LinkClear:
+    """A file of kind `origin` no longer names this link: drop its mark."""
+
+    link: ExistingLink
+    origin: Kind
+
+    @property
+    def becomes_inactive(self) -> bool:
+        after = link_is_active(
+            self.link.by_parents and self.origin is not Kind.PARENTS,
+            self.link.by_relationships and self.origin is not Kind.RELATIONSHIPS,
+            self.link.manual,
+        )
+        return self.link.active and not after
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAdd:
+    parent_key: str
+    parent_id: int | None
+    child_field: str
+    child_value: str
+    type: RelType
+    origin: Kind
+
+
+@dataclass(slots=True)
+class LinkPlan:
+    sets: list[LinkSet] = field(default_factory=list)
+    clears: list[LinkClear] = field(default_factory=list)
+    pending_adds: list[PendingAdd] = field(default_factory=list)
+    pending_drops: list[ExistingPending] = field(default_factory=list)
+
+    @property
+    def created(self) -> int:
+        return sum(1 for change in self.sets if change.becomes_active)
+
+    @property
+    def removed(self) -> int:
+        return sum(1 for change in self.clears if change.becomes_inactive)
+
+    def is_empty(self) -> bool:
+        return not (self.sets or self.clears or self.pending_adds or self.pending_drops)
+
+
+def _wanted_change(
+    existing: ExistingLink | None, origin: Kind, rel_type: RelType
+) -> bool:
+    """Return whether a named link needs a write: not marked by `origin` yet, or a new type."""
+    if existing is None:
+        return True
+    marked = existing.by_parents if origin is Kind.PARENTS else existing.by_relationships
+    return not marked or existing.type != rel_type
+
+
+def plan_parent_links(
+    requests: Sequence[ParentLinks],
+    existing_links: Iterable[ExistingLink],
+    existing_pending: Iterable[ExistingPending],
+    child_field: ChildField,
+) -> LinkPlan:
+    """Return the link changes that make each requested parent's parents-file links match."""
+    plan = LinkPlan()
+    by_parent: dict[int, dict[int, ExistingLink]] = {}
+    for link in existing_links:
+        by_parent.setdefault(link.parent_id, {})[link.child_id] = link
+    pending_by_parent: dict[int, dict[str, ExistingPending]] = {}
+    for pending in existing_pending:
+        if pending.origin is Kind.PARENTS:
+            pending_by_parent.setdefault(pending.parent_id, {})[pending.child_value] = pending
+    for request in requests:
+        current = by_parent.get(request.parent_id, {}) if request.parent_id is not None else {}
+        for child_id, rel_type in request.children.items():
+            link = current.get(child_id)
+            if _wanted_change(link, Kind.PARENTS, rel_type):
+                plan.sets.append(
+                    LinkSet(
+                        request.parent_key, request.parent_id, child_id, rel_type, Kind.PARENTS, link
+                    )
+                )
+        for child_id, link in current.items():
+            if link.by_parents and child_id not in request.children:
+                plan.clears.append(LinkClear(link, Kind.PARENTS))
+        current_pending = (
+            pending_by_parent.get(request.parent_id, {}) if request.parent_id is not None else {}
+        )
+        for value, rel_type in request.pending_values.items():
+            if value not in current_pending:
+                plan.pending_adds.append(
+                    PendingAdd(
+                        request.parent_key,
+                        request.parent_id,
+                        child_field.value,
+                        value,
+                        rel_type,
+                        Kind.PARENTS,
+                    )
+                )
+        for value, pending in current_pending.items():
+            if value not in request.pending_values:
+                plan.pending_drops.append(pending)
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------
+# Relationships files
+
+
+@dataclass(frozen=True, slots=True)
+class ParentRef:
+    person_id: int
+    sync_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParentIndex:
+    """The site's parents by each identifier a relationships file may use."""
+
+    by_email: Mapping[str, Sequence[ParentRef]]
+    by_sync_key: Mapping[str, ParentRef]
+    by_username: Mapping[str, Sequence[ParentRef]]
+
+    def find(self, by: ParentBy, value: str) -> tuple[ParentRef | None, str | None]:
+        """Return (the parent, None) or (None, why not: unknown or ambiguous)."""
+        if by is ParentBy.SYNC_KEY:
+            found = self.by_sync_key.get(value)
+            return (found, None) if found else (None, "unknown parent: import the parent first")
+        matches = (self.by_email if by is ParentBy.EMAIL else self.by_username).get(value, ())
+        if len(matches) == 1:
+            return matches[0], None
+        if not matches:
+            return None, "unknown parent: import the parent first"
+        names = ", ".join(sorted(match.sync_key for match in matches))
+        return None, f"{value!r} matches {len(matches)} parents ({names}); use a parent key"
+
+
+@dataclass(slots=True)
+class RelationshipPlan:
+    links: LinkPlan
+    rows: int = 0
+    unchanged: int = 0
+    unresolved_children: int = 0
+    # Parents the file names, so that the caller can load just their links.
+    parent_ids: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedLink:
+    record: LinkRecord
+    parent: ParentRef
+    child: StudentRef | None
+    child_field: str
+
+
+def resolve_links(
+    records: Iterable[LinkRecord],
+    parents: ParentIndex,
+    students_by_field: Mapping[str, Sequence[StudentRef]],
+    students_by_email: Mapping[str, Sequence[StudentRef]],
+    child_field: ChildField,
+    errors: ErrorList,
+    labels: Mapping[str, str],
+) -> list[ResolvedLink]:
+    """Return each valid relationships row with its parent and (if known) child resolved."""
+    resolved: list[ResolvedLink] = []
+    for record in records:
+        parent, problem = parents.find(record.parent_by, record.parent_value)
+        if parent is None:
+            column = labels.get(f"parent_{record.parent_by.value}", "parent")
+            errors.add(RowError(record.line, column, record.parent_value, problem or "unknown"))
+            continue
+        if record.child_by is ChildBy.EMAIL:
+            field_name, index = "email", students_by_email
+        else:
+            field_name, index = child_field.value, students_by_field
+        child, problem = resolve_child(record.child_value, field_name, index)
+        if problem is not None:
+            column = labels.get(
+                "student_email" if record.child_by is ChildBy.EMAIL else "student_id", "child"
+            )
+            errors.add(RowError(record.line, column, record.child_value, problem))
+            continue
+        resolved.append(ResolvedLink(record, parent, child, field_name))
+    return resolved
+
+
+def plan_relationship_links(
+    resolved: Sequence[ResolvedLink],
+    mode: Mode,
+    source: str,
+    existing_links: Iterable[ExistingLink],
+    existing_pending: Iterable[ExistingPending],
+) -> LinkPlan:
+    """Return the changes a relationships file makes.
+
+    `existing_links` must hold every link of the parents the file names and, for a full
+    file, every relationships-file link of `source`; `existing_pending` likewise.
+    """
+    plan = LinkPlan()
+    links = {(link.parent_id, link.child_id): link for link in existing_links}
+    pendings = {
+        (pending.parent_id, pending.child_field, pending.child_value): pending
+        for pending in existing_pending
+        if pending.origin is Kind.RELATIONSHIPS
+    }
+    named: set[tuple[int, int]] = set()
+    named_pending: set[tuple[int, str, str]] = set()
+    for item in resolved:
+        record, parent = item.record, item.parent
+        if item.child is None:
+            pending_key = (parent.person_id, item.child_field, record.child_value)
+            named_pending.add(pending_key)
+            existing_pending_link = pendings.get(pending_key)
+            if record.deleted:
+                if existing_pending_link is not None:
+                    plan.pending_drops.append(existing_pending_link)
+            elif existing_pending_link is None:
+                plan.pending_adds.append(
+                    PendingAdd(
+                        parent.sync_key,
+                        parent.person_id,
+                        item.child_field,
+                        record.child_value,
+                        record.type,
+                        Kind.RELATIONSHIPS,
+                    )
+                )
+            continue
+        pair = (parent.person_id, item.child.person_id)
+        link = links.get(pair)
+        if record.deleted:
+            if link is not None and link.by_relationships:
+                plan.clears.append(LinkClear(link, Kind.RELATIONSHIPS))
+            continue
+        named.add(pair)
+        if _wanted_change(link, Kind.RELATIONSHIPS, record.type):
+            plan.sets.append(
+                LinkSet(
+                    parent.sync_key,
+                    parent.person_id,
+                    item.child.person_id,
+                    record.type,
+                    Kind.RELATIONSHIPS,
+                    link,
+                )
+            )
+    if mode is Mode.FULL:
+        for pair, link in links.items():
+            if link.by_relationships and link.source == source and pair not in named:
+                plan.clears.append(LinkClear(link, Kind.RELATIONSHIPS))
+        for key, pending in pendings.items():
+            if key not in named_pending:
+                plan.pending_drops.append(pending)
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------
+# Safety
+
+
+def hold_reason(
+    kind: Kind,
+    mode: Mode,
+    data_rows: int,
+    counts: Counts,
+    site: SiteCounts,
+    thresholds: Thresholds,
+) -> str | None:
+    """Return why a planned file must be held (SPEC §2.4 safety threshold), or None."""
+    if mode is Mode.FULL and data_rows == 0:
+        if kind is Kind.RELATIONSHIPS and site.active_file_links > 0:
+            return (
+                f"header-only full file would remove all {site.active_file_links} "
+                "relationships-file links"
+            )
+        if kind is not Kind.RELATIONSHIPS and site.active_persons > 0:
+            return f"header-only full file would deactivate all {site.active_persons} {kind}"
+    if site.active_persons and counts.deactivated / site.active_persons > thresholds.max_deactivate:
+        return (
+            f"would deactivate {counts.deactivated} of {site.active_persons} active {kind} "
+            f"(more than max_deactivate {thresholds.max_deactivate:.0%})"
+        )
+    if site.active_links and counts.links_removed / site.active_links > thresholds.max_deactivate:
+        return (
+            f"would remove {counts.links_removed} of {site.active_links} active links "
+            f"(more than max_deactivate {thresholds.max_deactivate:.0%})"
+        )
+    if site.existing_persons and counts.updated / site.existing_persons > thresholds.max_update:
+        return (
+            f"would update {counts.updated} of {site.existing_persons} {kind} "
+            f"(more than max_update {thresholds.max_update:.0%})"
+        )
+    return None
+
+
+def too_many_rejected(rows: int, rejected: int, max_reject: float) -> str | None:
+    """Return the failure reason when more than `max_reject` of the rows were rejected."""
+    if rows and rejected / rows > max_reject:
+        return (
+            f"{rejected} of {rows} rows rejected (more than max_reject {max_reject:.0%}); "
+            "see the errors file"
+        )
+    return None
+
+
+def changed_fields(old: PersonFields, new: PersonFields) -> dict[str, tuple[str | None, str | None]]:
+    """Return {field: (old, new)} for every field that differs, named as in the export."""
+    before, after = old.as_dict(), new.as_dict()
+    return {
+        name: (before.get(name), after.get(name))
+        for name in sorted(before.keys() | after.keys())
+        if before.get(name) != after.get(name)
+    }

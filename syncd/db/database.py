@@ -1,0 +1,119 @@
+"""Opening the database: engine settings per dialect, schema creation and the version check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+from syncd.errors import DatabaseUnreachable, SchemaOutdated
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _alembic_config(connection: sa.Connection) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """Return the newest schema revision this syncd knows."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def create_engine(url: str) -> Engine:
+    """Return an engine for `url`: SQLite in WAL mode with write transactions taken up front."""
+    if url.startswith("sqlite"):
+        database = sa.engine.make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        # BEGIN IMMEDIATE: a deferred transaction that later writes gets SQLITE_BUSY without
+        # waiting for busy_timeout when another writer is active.
+        sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        return engine
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30},
+    )
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own BEGIN is deferred).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def describe(url: str) -> str:
+    """Return the URL without its password, for messages."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def open_database(url: str) -> Engine:
+    """Return a ready engine; a new empty database gets the schema.
+
+    Raises DatabaseUnreachable when it cannot connect, SchemaOutdated when the schema is older.
+    """
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+            if current is None:
+                if sa.inspect(connection).get_table_names():
+                    raise SchemaOutdated(
+                        f"database {describe(url)} has tables but no syncd schema version"
+                    )
+                command.upgrade(_alembic_config(connection), "head")
+                return engine
+    except sa.exc.OperationalError as error:
+        engine.dispose()
+        raise DatabaseUnreachable(
+            f"database {describe(url)} cannot be reached: {_first_line(error)}"
+        ) from error
+    if current != head_revision():
+        engine.dispose()
+        raise SchemaOutdated(
+            f"database schema is at {current}, this syncd needs {head_revision()}: "
+            "run syncd db upgrade"
+        )
+    return engine
+
+
+def upgrade_database(url: str) -> tuple[str | None, str]:
+    """Migrate to the newest schema; return (revision before, revision after). Idempotent."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            before = MigrationContext.configure(connection).get_current_revision()
+            command.upgrade(_alembic_config(connection), "head")
+    except sa.exc.OperationalError as error:
+        raise DatabaseUnreachable(
+            f"database {describe(url)} cannot be reached: {_first_line(error)}"
+        ) from error
+    finally:
+        engine.dispose()
+    return before, head_revision()
+
+
+def _first_line(error: Exception) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

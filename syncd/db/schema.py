@@ -1,0 +1,158 @@
+"""The database schema (SQLAlchemy Core tables; migrations in db/migrations mirror it)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# Stable constraint names so Alembic batch migrations can find them on SQLite.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# The sequence type for ids: BIGINT on PostgreSQL, INTEGER (rowid alias) on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+sites = Table(
+    "sites",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+persons = Table(
+    "persons",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("site", String(200), ForeignKey("sites.name"), nullable=False),
+    Column("kind", String(10), nullable=False),  # student | parent
+    Column("sync_key", String(500), nullable=False),
+    Column("username", String(500)),
+    Column("email", String(500)),
+    Column("first_name", String(500), nullable=False),
+    Column("last_name", String(500), nullable=False),
+    Column("student_number", String(500)),
+    Column("attributes", JSON, nullable=False),
+    Column("password_hash", String(200)),
+    Column("active", Boolean, nullable=False),
+    # Why a person is inactive: "file" (missing/deleted in a file), "orphan", "revert".
+    Column("inactive_reason", String(20)),
+    # Whether the person ever had a link; parents that never had one are not orphans.
+    Column("had_link", Boolean, nullable=False, default=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("source", String(200)),
+    Column("file_id", Id),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("site", "kind", "sync_key", name="uq_persons_site_kind_sync_key"),
+)
+Index("ix_persons_site_kind_email", persons.c.site, persons.c.kind, persons.c.email)
+
+links = Table(
+    "links",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("site", String(200), nullable=False),
+    Column("parent_id", Id, ForeignKey("persons.id"), nullable=False),
+    Column("child_id", Id, ForeignKey("persons.id"), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("by_parents", Boolean, nullable=False, default=False),
+    Column("by_relationships", Boolean, nullable=False, default=False),
+    Column("manual", String(10)),  # "link" | "unlink" | NULL: a manual edit wins over files
+    Column("source", String(200)),
+    Column("file_id", Id),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("parent_id", "child_id", name="uq_links_parent_child"),
+)
+Index("ix_links_child_id", links.c.child_id)
+Index("ix_links_site", links.c.site)
+
+pending_links = Table(
+    "pending_links",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("site", String(200), nullable=False),
+    Column("source", String(200)),
+    Column("parent_id", Id, ForeignKey("persons.id"), nullable=False),
+    Column("child_field", String(20), nullable=False),
+    Column("child_value", String(500), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("origin", String(20), nullable=False),  # parents | relationships
+    Column("file_id", Id),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint(
+        "parent_id", "child_field", "child_value", "origin", name="uq_pending_links_parent_value"
+    ),
+)
+Index("ix_pending_links_site_value", pending_links.c.site, pending_links.c.child_value)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(200)),
+    Column("site", String(200), nullable=False),
+    Column("name", String(1000), nullable=False),
+    Column("kind", String(20)),
+    Column("status", String(20), nullable=False),
+    Column("sha256", String(64)),
+    Column("size", BigInteger),
+    Column("path", Text),  # where the file is now (processing/, held/, archive/, failed/)
+    Column("encoding", String(20)),
+    Column("delimiter", String(4)),
+    Column("counts", JSON),
+    Column("reason", Text),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+Index("ix_files_source_sha256", files.c.source, files.c.sha256)
+Index("ix_files_status", files.c.status)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("level", String(10), nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("source", String(200)),
+    Column("site", String(200)),
+    Column("file_id", Id),
+    Column("run_id", String(40)),
+    Column("person_id", Id),
+    Column("data", JSON, nullable=False),
+)
+Index("ix_audit_events_file_id", audit_events.c.file_id)
+Index("ix_audit_events_person_id", audit_events.c.person_id)
+
+source_state = Table(
+    "source_state",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("site", String(200), nullable=False),
+    Column("last_poll", DateTime(timezone=True)),
+    Column("last_success", DateTime(timezone=True)),
+    Column("waiting", Integer, nullable=False, default=0),
+    Column("error", Text),
+)

@@ -1,0 +1,321 @@
+"""Every read the pipeline and the CLI need, in bulk: one query per kind, never one per row."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from syncd.core.plan import (
+    ExistingLink,
+    ExistingPending,
+    ExistingPerson,
+    ParentIndex,
+    ParentRef,
+    SiteCounts,
+    StudentRef,
+    child_lookup_value,
+)
+from syncd.db.schema import audit_events, files, links, pending_links, persons, sites, source_state
+from syncd.model import ChildField, Kind, PersonFields, PersonKind, RelType
+
+# SQLite before 3.32 allowed 999 bound parameters; stay under it everywhere.
+CHUNK = 900
+
+
+def chunked(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """Return `moment` as aware UTC (SQLite hands back naive datetimes)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def ensure_site(connection: sa.Connection, site: str, now: datetime) -> None:
+    exists = connection.execute(sa.select(sites.c.name).where(sites.c.name == site)).first()
+    if exists is None:
+        connection.execute(sites.insert().values(name=site, created_at=now))
+
+
+# --- persons -------------------------------------------------------------------------------
+
+
+def person_snapshot(
+    connection: sa.Connection, site: str, kind: PersonKind
+) -> dict[str, ExistingPerson]:
+    """Return the site's persons of `kind` by sync key, with fingerprint and status."""
+    query = sa.select(persons.c.sync_key, persons.c.id, persons.c.fingerprint, persons.c.active)
+    query = query.where(persons.c.site == site, persons.c.kind == kind.value)
+    return {
+        row.sync_key: ExistingPerson(row.id, row.fingerprint, row.active)
+        for row in connection.execute(query)
+    }
+
+
+def student_index(
+    connection: sa.Connection, site: str, child_field: ChildField | str
+) -> dict[str, list[StudentRef]]:
+    """Return the site's students by the value of `child_field` (lookup form)."""
+    column = {
+        "sync_key": persons.c.sync_key,
+        "username": persons.c.username,
+        "email": persons.c.email,
+        "student_number": persons.c.student_number,
+        "internal_id": persons.c.id,
+    }[str(child_field)]
+    query = sa.select(column.label("value"), persons.c.id, persons.c.sync_key).where(
+        persons.c.site == site, persons.c.kind == PersonKind.STUDENT.value, column.is_not(None)
+    )
+    index: dict[str, list[StudentRef]] = defaultdict(list)
+    for row in connection.execute(query):
+        index[child_lookup_value(child_field, str(row.value))].append(
+            StudentRef(row.id, row.sync_key)
+        )
+    return index
+
+
+def parent_index(connection: sa.Connection, site: str) -> ParentIndex:
+    query = sa.select(persons.c.id, persons.c.sync_key, persons.c.email, persons.c.username)
+    query = query.where(persons.c.site == site, persons.c.kind == PersonKind.PARENT.value)
+    by_email: dict[str, list[ParentRef]] = defaultdict(list)
+    by_username: dict[str, list[ParentRef]] = defaultdict(list)
+    by_sync_key: dict[str, ParentRef] = {}
+    for row in connection.execute(query):
+        ref = ParentRef(row.id, row.sync_key)
+        by_sync_key[row.sync_key] = ref
+        if row.email:
+            by_email[row.email.casefold()].append(ref)
+        if row.username:
+            by_username[row.username.casefold()].append(ref)
+    return ParentIndex(by_email, by_sync_key, by_username)
+
+
+def person_fields(connection: sa.Connection, person_ids: Sequence[int]) -> dict[int, PersonFields]:
+    """Return the stored fields of the given persons (for change events and reverts)."""
+    found: dict[int, PersonFields] = {}
+    for chunk in chunked(list(person_ids)):
+        for row in connection.execute(sa.select(persons).where(persons.c.id.in_(chunk))):
+            found[row.id] = row_to_fields(row)
+    return found
+
+
+def row_to_fields(row: Any) -> PersonFields:
+    return PersonFields(
+        sync_key=row.sync_key,
+        username=row.username,
+        email=row.email,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        student_number=row.student_number,
+        attributes=tuple(sorted((row.attributes or {}).items())),
+    )
+
+
+def find_person(
+    connection: sa.Connection, site: str, key: str, kind: PersonKind | None = None
+) -> Any:
+    """Return the person row a sync key (else username or email) names, or None."""
+    base = sa.select(persons).where(persons.c.site == site)
+    if kind is not None:
+        base = base.where(persons.c.kind == kind.value)
+    for column, value in (
+        (persons.c.sync_key, key),
+        (sa.func.lower(persons.c.username), key.casefold()),
+        (persons.c.email, key.casefold()),
+    ):
+        rows = connection.execute(base.where(column == value)).all()
+        if len(rows) == 1:
+            return rows[0]
+        if len(rows) > 1:
+            return None
+    return None
+
+
+def site_counts(
+    connection: sa.Connection, site: str, kind: Kind, source: str | None
+) -> SiteCounts:
+    """Return the sizes the safety thresholds compare a file against."""
+    person_kind = PersonKind.PARENT if kind is Kind.RELATIONSHIPS else kind.person_kind
+    where = (persons.c.site == site, persons.c.kind == person_kind.value)
+    existing = connection.execute(sa.select(sa.func.count()).where(*where)).scalar_one()
+    active = connection.execute(
+        sa.select(sa.func.count()).where(*where, persons.c.active.is_(True))
+    ).scalar_one()
+    active_links = connection.execute(
+        sa.select(sa.func.count()).where(links.c.site == site, active_link_clause())
+    ).scalar_one()
+    file_links = 0
+    if kind is Kind.RELATIONSHIPS:
+        file_links = connection.execute(
+            sa.select(sa.func.count()).where(
+                links.c.site == site, links.c.by_relationships.is_(True), links.c.source == source
+            )
+        ).scalar_one()
+    return SiteCounts(
+        active_persons=active if kind is not Kind.RELATIONSHIPS else 0,
+        existing_persons=existing if kind is not Kind.RELATIONSHIPS else 0,
+        active_links=active_links,
+        active_file_links=file_links,
+    )
+
+
+def active_link_clause() -> sa.ColumnElement[bool]:
+    """SQL for `link_is_active`: manual link, or no manual edit and a file naming it."""
+    return sa.or_(
+        links.c.manual == "link",
+        sa.and_(
+            links.c.manual.is_(None),
+            sa.or_(links.c.by_parents.is_(True), links.c.by_relationships.is_(True)),
+        ),
+    )
+
+
+# --- links ---------------------------------------------------------------------------------
+
+
+def _existing_link(row: Any) -> ExistingLink:
+    return ExistingLink(
+        link_id=row.id,
+        parent_id=row.parent_id,
+        child_id=row.child_id,
+        type=RelType(row.type),
+        by_parents=row.by_parents,
+        by_relationships=row.by_relationships,
+        manual=row.manual,
+        source=row.source,
+    )
+
+
+def _existing_pending(row: Any) -> ExistingPending:
+    return ExistingPending(
+        pending_id=row.id,
+        parent_id=row.parent_id,
+        child_field=row.child_field,
+        child_value=row.child_value,
+        type=RelType(row.type),
+        origin=Kind(row.origin),
+    )
+
+
+def links_of_parents(connection: sa.Connection, parent_ids: Iterable[int]) -> list[ExistingLink]:
+    ids = sorted(set(parent_ids))
+    found: list[ExistingLink] = []
+    for chunk in chunked(ids):
+        query = sa.select(links).where(links.c.parent_id.in_(chunk))
+        found.extend(_existing_link(row) for row in connection.execute(query))
+    return found
+
+
+def relationship_links_of_source(
+    connection: sa.Connection, site: str, source: str
+) -> list[ExistingLink]:
+    query = sa.select(links).where(
+        links.c.site == site, links.c.by_relationships.is_(True), links.c.source == source
+    )
+    return [_existing_link(row) for row in connection.execute(query)]
+
+
+def pending_of_parents(
+    connection: sa.Connection, parent_ids: Iterable[int]
+) -> list[ExistingPending]:
+    ids = sorted(set(parent_ids))
+    found: list[ExistingPending] = []
+    for chunk in chunked(ids):
+        query = sa.select(pending_links).where(pending_links.c.parent_id.in_(chunk))
+        found.extend(_existing_pending(row) for row in connection.execute(query))
+    return found
+
+
+def pending_of_source(
+    connection: sa.Connection, site: str, source: str, origin: Kind
+) -> list[ExistingPending]:
+    query = sa.select(pending_links).where(
+        pending_links.c.site == site,
+        pending_links.c.source == source,
+        pending_links.c.origin == origin.value,
+    )
+    return [_existing_pending(row) for row in connection.execute(query)]
+
+
+def count_pending(connection: sa.Connection, site: str | None = None) -> int:
+    query = sa.select(sa.func.count()).select_from(pending_links)
+    if site is not None:
+        query = query.where(pending_links.c.site == site)
+    return int(connection.execute(query).scalar_one())
+
+
+# --- files ledger ----------------------------------------------------------------------------
+
+
+def file_row(connection: sa.Connection, file_id: int) -> Any:
+    return connection.execute(sa.select(files).where(files.c.id == file_id)).first()
+
+
+def applied_sha256(connection: sa.Connection, source: str | None, site: str, sha256: str) -> Any:
+    """Return the ledger row of content already applied from this source, or None."""
+    query = sa.select(files).where(
+        files.c.sha256 == sha256, files.c.status == "applied", files.c.site == site
+    )
+    query = query.where(files.c.source == source if source else files.c.source.is_(None))
+    return connection.execute(query.order_by(files.c.id).limit(1)).first()
+
+
+def file_in_processing(connection: sa.Connection, source: str, path: str) -> Any:
+    query = sa.select(files).where(
+        files.c.source == source, files.c.path == path, files.c.status == "processing"
+    )
+    return connection.execute(query.order_by(files.c.id.desc()).limit(1)).first()
+
+
+def list_files(
+    connection: sa.Connection, status: str | None = None, source: str | None = None
+) -> list[Any]:
+    query = sa.select(files).order_by(files.c.id)
+    if status:
+        query = query.where(files.c.status == status)
+    if source:
+        query = query.where(files.c.source == source)
+    return list(connection.execute(query))
+
+
+def count_files(connection: sa.Connection, source: str, status: str) -> int:
+    query = sa.select(sa.func.count()).where(files.c.source == source, files.c.status == status)
+    return int(connection.execute(query).scalar_one())
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+def events_of_file(connection: sa.Connection, file_id: int) -> list[Any]:
+    query = sa.select(audit_events).where(audit_events.c.file_id == file_id)
+    return list(connection.execute(query.order_by(audit_events.c.id)))
+
+
+def events_of_person(connection: sa.Connection, person_ids: Sequence[int]) -> list[Any]:
+    query = sa.select(audit_events).where(audit_events.c.person_id.in_(list(person_ids)))
+    return list(connection.execute(query.order_by(audit_events.c.id)))
+
+
+def source_states(connection: sa.Connection) -> dict[str, Any]:
+    return {row.source: row for row in connection.execute(sa.select(source_state))}
+
+
+def set_source_state(connection: sa.Connection, source: str, site: str, **values: Any) -> None:
+    exists = connection.execute(
+        sa.select(source_state.c.source).where(source_state.c.source == source)
+    ).first()
+    if exists is None:
+        connection.execute(
+            source_state.insert().values(source=source, site=site, waiting=0, **values)
+        )
+    else:
+        connection.execute(
+            source_state.update().where(source_state.c.source == source).values(**values)
+        )
