@@ -1,0 +1,698 @@
+"""The `syncd` command line (SPEC §5): parse arguments, build the App, call one function."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from syncd import audit, reports
+from syncd.clock import Clock, SystemClock
+from syncd.config import Config, SourceConfig, find_config_path, load_config, local_source
+from syncd.db import store
+from syncd.db.apply import expire_pending
+from syncd.db.database import describe, open_database, upgrade_database
+from syncd.db.schema import files, links, pending_links, persons
+from syncd.edits import manual_link, revert_file
+from syncd.errors import ConfigError, SyncdError, UsageError
+from syncd.model import FileStatus, Kind, RelType
+from syncd.pickup import Pickup, peek_kind, write_reports
+from syncd.pipeline import FileResult, Job, Pipeline
+from syncd.sources.local import LocalSource, write_new
+
+
+@dataclass(slots=True)
+class App:
+    """What every command needs, built once from the global options."""
+
+    config_option: str | None
+    debug: bool
+    clock: Clock = field(default_factory=SystemClock)
+    _config: Config | None = None
+    _engine: Engine | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(find_config_path(self.config_option))
+            audit.configure(self._config.audit_path)
+        return self._config
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = open_database(self.config.database_url)
+        return self._engine
+
+    def pipeline(self) -> Pipeline:
+        return Pipeline(self.engine, self.clock)
+
+    def events(self, **context: Any) -> audit.EventBuffer:
+        return audit.EventBuffer(context=context, now=self.clock.now())
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def print_json(document: Any) -> None:
+    click.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH", help="Configuration file.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="syncd")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
+    """Keep a school's roster in step with the files its SIS drops."""
+    ctx.obj = App(config_option=config_path, debug=debug)
+    ctx.call_on_close(ctx.obj.close)
+
+
+# --- import ----------------------------------------------------------------------------------
+
+
+def _import_source(app: App, source_name: str | None) -> tuple[SourceConfig, str | None]:
+    """Return the settings an import uses: the named (or only) source's, else the defaults."""
+    config = app.config
+    if source_name is None and not config.sources:
+        return local_source(Path.cwd(), name="import", site=config.site(None)), None
+    source = config.source(source_name)
+    return source, source.name
+
+
+@cli.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--kind", type=click.Choice([kind.value for kind in Kind]), help="Force the kind.")
+@click.option("--source", "source_name", metavar="NAME", help="Use this source's settings.")
+@click.option("--dry-run", is_flag=True, help="Validate and plan; change nothing.")
+@click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def import_command(
+    app: App,
+    paths: tuple[Path, ...],
+    kind: str | None,
+    source_name: str | None,
+    dry_run: bool,
+    report_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Run the pipeline on local files, in kind order."""
+    source, name = _import_source(app, source_name)
+    for path in paths:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+    forced = Kind(kind) if kind else None
+
+    def order(path: Path) -> tuple[int, float, str]:
+        found = forced or peek_kind(path, source, path.name)
+        return (found.rank if found else len(Kind), path.stat().st_mtime, path.name)
+
+    ordered = sorted(paths, key=order)
+    pipeline = app.pipeline()
+    run_id = new_run_id()
+    results: list[FileResult] = []
+    with app.engine.begin() as connection:
+        events = app.events(site=source.site, source=name, run_id=run_id)
+        expire_pending(connection, source.site, app.clock.now(), events)
+        events.write(connection)
+    events.emit()
+    for path in ordered:
+        job = Job(
+            path=path.resolve(),
+            name=path.name,
+            source=source,
+            source_name=name,
+            kind=forced,
+            dry_run=dry_run,
+            run_id=run_id,
+            location=str(path.resolve()),
+        )
+        result = pipeline.process(job)
+        results.append(result)
+        if not dry_run:
+            folder = report_dir or path.resolve().parent
+            write_new(folder, reports.report_name(path.name), reports.report_json(result))
+            if result.errors:
+                write_new(folder, reports.errors_name(path.name), reports.errors_csv(result))
+    _print_results(results, dry_run, as_json)
+    if any(r.status in (FileStatus.FAILED, FileStatus.HELD) for r in results):
+        sys.exit(1)
+
+
+def _plan_document(result: FileResult) -> dict[str, Any]:
+    return {
+        "file": result.name,
+        "kind": result.kind.value if result.kind else None,
+        "status": "planned" if result.status is FileStatus.APPLIED else result.status.value,
+        "reason": result.reason,
+        "counts": result.counts.as_dict(),
+        "changes": result.changes,
+        "errors": [
+            {"row": e.row, "column": e.column, "value": e.value, "error": e.error}
+            for e in result.errors
+        ],
+    }
+
+
+def _print_results(results: Sequence[FileResult], dry_run: bool, as_json: bool) -> None:
+    if as_json:
+        documents = [
+            _plan_document(r) if dry_run else reports.report_document(r) for r in results
+        ]
+        print_json(documents[0] if len(documents) == 1 else documents)
+        return
+    for result in results:
+        counts = result.counts.as_dict()
+        figures = ", ".join(f"{name} {value}" for name, value in counts.items() if value)
+        status = "planned" if dry_run and result.status is FileStatus.APPLIED else result.status
+        kind = result.kind.value if result.kind else "unknown kind"
+        click.echo(f"{result.name}: {status} ({kind}){': ' + figures if figures else ''}")
+        if result.reason:
+            click.echo(f"  reason: {result.reason}")
+        for error in result.errors[:20]:
+            click.echo(f"  row {error.row}, {error.column}: {error.error}")
+        if len(result.errors) > 20:
+            click.echo(f"  … and {len(result.errors) - 20} more rows in the errors file")
+        if dry_run:
+            for change in result.changes[:50]:
+                click.echo("  " + json.dumps(change, ensure_ascii=False))
+
+
+# --- run -----------------------------------------------------------------------------------
+
+
+@cli.command("run")
+@click.option("--once", is_flag=True, help="One pickup pass over the sources, then exit.")
+@click.option("--source", "source_name", metavar="NAME")
+@pass_app
+def run_command(app: App, once: bool, source_name: str | None) -> None:
+    """Pick files up from the drop folders (foreground daemon, or one pass)."""
+    from syncd.daemon import run_daemon, run_pass
+
+    if once:
+        sys.exit(run_pass(app, source_name))
+    sys.exit(run_daemon(app, source_name))
+
+
+# --- export ----------------------------------------------------------------------------------
+
+PERSON_FIELDS = (
+    "site", "kind", "sync_key", "username", "first_name", "last_name", "email", "active",
+    "attributes",
+)  # fmt: skip
+LINK_FIELDS = ("site", "parent", "child", "type", "status", "origin")
+
+
+@cli.command("export")
+@click.argument("what", type=click.Choice(["persons", "relationships"]))
+@click.option("--site", metavar="SITE")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default=None)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def export_command(app: App, what: str, site: str | None, fmt: str | None, as_json: bool) -> None:
+    """Print the current persons or relationships (never a password)."""
+    site_name = app.config.site(site) if (site or app.config.sources) else None
+    with app.engine.connect() as connection:
+        if what == "persons":
+            documents = _export_persons(connection, site_name)
+            columns = PERSON_FIELDS
+        else:
+            documents = _export_links(connection, site_name)
+            columns = LINK_FIELDS
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        for document in documents:
+            writer.writerow(
+                [
+                    json.dumps(document[c], ensure_ascii=False)
+                    if isinstance(document[c], dict)
+                    else ("true" if document[c] is True else "false" if document[c] is False
+                          else reports.inert("" if document[c] is None else str(document[c])))
+                    for c in columns
+                ]
+            )
+        return
+    del as_json  # JSON is the default output
+    print_json(documents)
+
+
+def _export_persons(connection: sa.Connection, site: str | None) -> list[dict[str, Any]]:
+    query = sa.select(persons).order_by(persons.c.site, persons.c.kind.desc(), persons.c.sync_key)
+    if site is not None:
+        query = query.where(persons.c.site == site)
+    return [
+        {
+            "site": row.site,
+            "kind": row.kind,
+            "sync_key": row.sync_key,
+            "username": row.username,
+            "first_name": row.first_name,
+            "last_name": row.last_name,
+            "email": row.email,
+            "active": bool(row.active),
+            "attributes": dict(row.attributes or {}),
+        }
+        for row in connection.execute(query)
+    ]
+
+
+def _export_links(connection: sa.Connection, site: str | None) -> list[dict[str, Any]]:
+    parent = persons.alias("parent")
+    child = persons.alias("child")
+    query = (
+        sa.select(links, parent.c.sync_key.label("parent_key"), child.c.sync_key.label("child_key"))
+        .join(parent, parent.c.id == links.c.parent_id)
+        .join(child, child.c.id == links.c.child_id)
+        .where(store.active_link_clause())
+        .order_by(parent.c.sync_key, child.c.sync_key)
+    )
+    if site is not None:
+        query = query.where(links.c.site == site)
+    documents = [
+        {
+            "site": row.site,
+            "parent": row.parent_key,
+            "child": row.child_key,
+            "type": row.type,
+            "status": "active",
+            "origin": "manual" if row.manual == "link" else "file",
+        }
+        for row in connection.execute(query)
+    ]
+    pending_query = (
+        sa.select(pending_links, parent.c.sync_key.label("parent_key"))
+        .join(parent, parent.c.id == pending_links.c.parent_id)
+        .order_by(parent.c.sync_key, pending_links.c.child_value)
+    )
+    if site is not None:
+        pending_query = pending_query.where(pending_links.c.site == site)
+    documents += [
+        {
+            "site": row.site,
+            "parent": row.parent_key,
+            "child": row.child_value,
+            "type": row.type,
+            "status": "pending",
+            "origin": "file",
+        }
+        for row in connection.execute(pending_query)
+    ]
+    return documents
+
+
+# --- link / unlink ---------------------------------------------------------------------------
+
+
+def _link(app: App, parent: str, child: str, rel_type: str | None, site: str | None,
+          unlink: bool) -> None:
+    site_name = app.config.site(site)
+    chosen = None
+    if rel_type is not None:
+        chosen = next((t for t in RelType if t.value.casefold() == rel_type.casefold()), None)
+        if chosen is None:
+            raise UsageError(f"--type {rel_type}: one of Parent, Aide, Guardian, Relative, Other")
+    with app.engine.begin() as connection:
+        events = app.events(site=site_name)
+        changed = manual_link(connection, site_name, parent, child, chosen, unlink, events)
+        events.write(connection)
+    events.emit()
+    verb = "unlinked" if unlink else "linked"
+    click.echo(f"{verb} {parent} → {child}" + ("" if changed else " (already so)"))
+
+
+@cli.command("link")
+@click.option("--parent", required=True, metavar="KEY")
+@click.option("--child", required=True, metavar="KEY")
+@click.option("--type", "rel_type", metavar="T")
+@click.option("--site", metavar="SITE")
+@pass_app
+def link_command(app: App, parent: str, child: str, rel_type: str | None, site: str | None) -> None:
+    """Link a parent to a child by hand; file syncs never remove it."""
+    _link(app, parent, child, rel_type, site, unlink=False)
+
+
+@cli.command("unlink")
+@click.option("--parent", required=True, metavar="KEY")
+@click.option("--child", required=True, metavar="KEY")
+@click.option("--type", "rel_type", metavar="T")
+@click.option("--site", metavar="SITE")
+@pass_app
+def unlink_command(
+    app: App, parent: str, child: str, rel_type: str | None, site: str | None
+) -> None:
+    """Unlink a parent from a child by hand; file syncs never bring it back."""
+    _link(app, parent, child, rel_type, site, unlink=True)
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def _file_document(row: Any) -> dict[str, Any]:
+    received = store.aware(row.received_at)
+    return {
+        "id": row.id,
+        "source": row.source,
+        "site": row.site,
+        "name": row.name,
+        "kind": row.kind,
+        "status": row.status,
+        "sha256": row.sha256,
+        "received_at": received.isoformat() if received else None,
+        "counts": row.counts,
+        "reason": row.reason,
+    }
+
+
+@cli.group("files", invoke_without_command=True)
+@click.option(
+    "--status", type=click.Choice([s.value for s in FileStatus]), help="Only files in this state."
+)
+@click.option("--source", "source_name", metavar="NAME")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def files_group(ctx: click.Context, status: str | None, source_name: str | None,
+                as_json: bool) -> None:
+    """The file ledger; release, reject or revert a file."""
+    if ctx.invoked_subcommand is not None:
+        return
+    app: App = ctx.obj
+    with app.engine.connect() as connection:
+        rows = store.list_files(connection, status, source_name)
+    documents = [_file_document(row) for row in rows]
+    if as_json:
+        print_json(documents)
+        return
+    for doc in documents:
+        click.echo(
+            f"{doc['id']:>6}  {doc['status']:<10} {doc['kind'] or '-':<13} "
+            f"{doc['source'] or '-':<12} {doc['name']}"
+            + (f"  ({doc['reason']})" if doc["reason"] else "")
+        )
+
+
+def _held_file(app: App, file_id: int) -> Any:
+    with app.engine.connect() as connection:
+        row = store.file_row(connection, file_id)
+    if row is None:
+        raise UsageError(f"no file {file_id} in the ledger")
+    if row.status != FileStatus.HELD.value:
+        raise UsageError(f"file {file_id} is {row.status}, not held")
+    return row
+
+
+def _source_of(app: App, row: Any) -> tuple[SourceConfig, str | None]:
+    if row.source is None:
+        return local_source(Path.cwd(), name="import", site=row.site), None
+    try:
+        return app.config.source(row.source), row.source
+    except UsageError as error:
+        raise UsageError(f"file {row.id}: its source is no longer configured ({error})") from error
+
+
+@files_group.command("release")
+@click.argument("file_id", type=int)
+@pass_app
+def release_command(app: App, file_id: int) -> None:
+    """Apply a held file despite its safety threshold."""
+    row = _held_file(app, file_id)
+    source_config, source_name = _source_of(app, row)
+    location = Path(row.path)
+    if not location.is_file():
+        raise UsageError(f"file {file_id}: {row.path} is gone; cannot release it")
+    pipeline = app.pipeline()
+    job = Job(
+        path=location, name=row.name, source=source_config, source_name=source_name,
+        kind=Kind(row.kind) if row.kind else None, file_id=file_id, force=True,
+        run_id=new_run_id(), location=str(location),
+    )
+    events = pipeline._events(job, file_id)
+    events.add(audit.FILE_RELEASED, name=row.name)
+    with app.engine.begin() as connection:
+        events.write(connection)
+    events.emit()
+    result = pipeline.process(job)
+    _deliver_after_operator(app, row, source_name, source_config, result)
+    _print_results([result], False, False)
+    if result.status is not FileStatus.APPLIED:
+        sys.exit(1)
+
+
+def _deliver_after_operator(
+    app: App, row: Any, source_name: str | None, source_config: SourceConfig, result: FileResult
+) -> None:
+    """Move a released/rejected file on and write its report, as the pickup would."""
+    if source_name is None:
+        folder = Path(row.path).parent
+        write_new(folder, reports.report_name(row.name), reports.report_json(result))
+        return
+    source = LocalSource(source_config)
+    from syncd.pickup import archive_folder
+
+    where = source.take_back(row.path, archive_folder(app.clock.now(), result.status), row.name)
+    app.pipeline().set_location(row.id, where)
+    write_reports(source, result)
+
+
+@files_group.command("reject")
+@click.argument("file_id", type=int)
+@pass_app
+def reject_command(app: App, file_id: int) -> None:
+    """Drop a held file: nothing applies, it moves to failed/."""
+    row = _held_file(app, file_id)
+    source_config, source_name = _source_of(app, row)
+    result = FileResult(
+        name=row.name, file_id=file_id, kind=Kind(row.kind) if row.kind else None,
+        status=FileStatus.REJECTED, reason="rejected by an operator", sha256=row.sha256,
+    )
+    events = app.events(source=source_name, site=row.site, file_id=file_id)
+    events.add(audit.FILE_REJECTED, name=row.name)
+    with app.engine.begin() as connection:
+        connection.execute(
+            files.update().where(files.c.id == file_id).values(
+                status=FileStatus.REJECTED.value, reason=result.reason,
+                finished_at=app.clock.now(),
+            )
+        )
+        events.write(connection)
+    events.emit()
+    if source_name is not None and Path(row.path).is_file():
+        source = LocalSource(source_config)
+        where = source.take_back(row.path, "failed", row.name)
+        app.pipeline().set_location(file_id, where)
+        write_reports(source, result)
+    click.echo(f"file {file_id} ({row.name}) rejected")
+
+
+@files_group.command("revert")
+@click.argument("file_id", type=int)
+@pass_app
+def revert_command(app: App, file_id: int) -> None:
+    """Undo what one applied file changed, as one new audited change."""
+    with app.engine.connect() as connection:
+        row = store.file_row(connection, file_id)
+    if row is None:
+        raise UsageError(f"no file {file_id} in the ledger")
+    events = app.events(source=row.source, site=row.site, file_id=file_id, run_id=new_run_id())
+    with app.engine.begin() as connection:
+        undone = revert_file(connection, file_id, events)
+        events.write(connection)
+    events.emit()
+    click.echo(f"file {file_id} ({row.name}) reverted: {undone} changes undone")
+
+
+# --- status / history ------------------------------------------------------------------------
+
+
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def status_command(app: App, as_json: bool) -> None:
+    """Per source: last poll, last success, files waiting, held, failed, pending links."""
+    from syncd.pickup import Pickup
+
+    documents = []
+    with app.engine.connect() as connection:
+        states = store.source_states(connection)
+        for source in app.config.sources:
+            state = states.get(source.name)
+            waiting = 0
+            if not source.is_sftp:
+                pickup = Pickup(source, LocalSource(source), app.pipeline(), app.clock)
+                ready, young = pickup.ready_entries(LocalSource(source).list_entries())
+                waiting = len(ready) + len(young)
+            pending = connection.execute(
+                sa.select(sa.func.count()).where(pending_links.c.source == source.name)
+            ).scalar_one()
+            documents.append(
+                {
+                    "source": source.name,
+                    "site": source.site,
+                    "last_poll": _iso(state.last_poll if state else None),
+                    "last_success": _iso(state.last_success if state else None),
+                    "waiting": waiting,
+                    "held": store.count_files(connection, source.name, "held"),
+                    "failed": store.count_files(connection, source.name, "failed"),
+                    "pending_links": int(pending),
+                    "error": state.error if state else None,
+                }
+            )
+    if as_json:
+        print_json(documents)
+        return
+    if not documents:
+        click.echo("no sources configured")
+    for doc in documents:
+        click.echo(
+            f"{doc['source']} ({doc['site']}): last poll {doc['last_poll'] or 'never'}, "
+            f"last success {doc['last_success'] or 'never'}, waiting {doc['waiting']}, "
+            f"held {doc['held']}, failed {doc['failed']}, pending links {doc['pending_links']}"
+            + (f", error: {doc['error']}" if doc["error"] else "")
+        )
+
+
+def _iso(moment: Any) -> str | None:
+    value = store.aware(moment)
+    return value.isoformat() if value else None
+
+
+@cli.command("history")
+@click.option("--person", "person_key", metavar="KEY")
+@click.option("--file", "file_id", type=int, metavar="ID")
+@click.option("--site", metavar="SITE")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def history_command(
+    app: App, person_key: str | None, file_id: int | None, site: str | None, as_json: bool
+) -> None:
+    """The audit trail of a person or a file, from the database."""
+    if (person_key is None) == (file_id is None):
+        raise UsageError("pass exactly one of --person KEY or --file ID")
+    with app.engine.connect() as connection:
+        if file_id is not None:
+            rows = store.events_of_file(connection, file_id)
+        else:
+            assert person_key is not None
+            site_name = app.config.site(site)
+            query = sa.select(persons.c.id).where(
+                persons.c.site == site_name,
+                sa.or_(
+                    persons.c.sync_key == person_key,
+                    sa.func.lower(persons.c.username) == person_key.casefold(),
+                    persons.c.email == person_key.casefold(),
+                ),
+            )
+            ids = [row.id for row in connection.execute(query)]
+            if not ids:
+                raise UsageError(f'no person "{person_key}" in site "{site_name}"')
+            rows = store.events_of_person(connection, ids)
+    documents = [audit.event_as_dict(row) for row in rows]
+    if as_json:
+        print_json(documents)
+        return
+    for doc in documents:
+        extra = {k: v for k, v in doc.items() if k not in ("ts", "level", "event")}
+        click.echo(f"{doc['ts']}  {doc['event']:<22} {json.dumps(extra, ensure_ascii=False)}")
+
+
+# --- check-config / db -------------------------------------------------------------------------
+
+
+@cli.command("check-config")
+@pass_app
+def check_config_command(app: App) -> None:
+    """Validate the config, reach the database and every source."""
+    config = app.config
+    with app.engine.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+    click.echo(f"config {config.path}: ok")
+    click.echo(f"database {describe(config.database_url)}: ok")
+    failures = 0
+    for source in config.sources:
+        from syncd.daemon import check_source
+
+        problem = check_source(source)
+        if problem:
+            failures += 1
+            click.echo(f'source "{source.name}": {problem}', err=True)
+        else:
+            click.echo(f'source "{source.name}" ({source.url}): ok')
+    if failures:
+        sys.exit(3)
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Database maintenance."""
+
+
+@db_group.command("upgrade")
+@pass_app
+def db_upgrade_command(app: App) -> None:
+    """Migrate the database schema to this version (safe to repeat)."""
+    before, after = upgrade_database(app.config.database_url)
+    if before == after:
+        click.echo(f"database schema is current ({after})")
+    else:
+        click.echo(f"database schema upgraded from {before or 'empty'} to {after}")
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI; errors are one line on stderr with the documented exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args[: args.index("--") if "--" in args else len(args)]
+    try:
+        cli.main(args=args, prog_name="syncd", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.Abort:
+        click.echo("syncd: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as error:
+        if debug:
+            raise
+        error.show()
+        sys.exit(2 if error.exit_code == 2 else error.exit_code or 1)
+    except SyncdError as error:
+        if debug:
+            raise
+        click.echo(f"syncd: {error}", err=True)
+        sys.exit(error.exit_code)
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
+        if debug:
+            raise
+        click.echo(f"syncd: database error: {str(error.orig).splitlines()[0]}", err=True)
+        sys.exit(3)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as error:  # noqa: BLE001 - the promise is one line, never a traceback
+        if debug:
+            raise
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        click.echo(f"syncd: unexpected error: {message} (run with --debug for details)", err=True)
+        sys.exit(1)
+
+
+__all__ = ["App", "ConfigError", "Pickup", "cli", "main"]

@@ -1,0 +1,657 @@
+"""Plan → database writes, in the caller's transaction, with one audit event per change."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from syncd import audit
+from syncd.audit import EventBuffer
+from syncd.core.plan import (
+    ExistingPending,
+    LinkClear,
+    LinkPlan,
+    LinkSet,
+    PersonPlan,
+    changed_fields,
+    child_lookup_value,
+    link_is_active,
+)
+from syncd.db import store
+from syncd.db.schema import links, pending_links, persons
+from syncd.model import Counts, Kind, PersonKind, RelType
+
+BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyContext:
+    site: str
+    source: str | None
+    file_id: int | None
+    now: datetime
+    pending_ttl: timedelta
+    hash_passwords: bool = False
+    update_passwords: bool = False
+    deactivate_orphan_parents: bool = True
+
+
+@dataclass(slots=True)
+class Applied:
+    """What the apply changed, for the report."""
+
+    counts: Counts = field(default_factory=Counts)
+    pending: list[dict[str, str]] = field(default_factory=list)
+    # Ids touched, to find orphan parents and reactivations at the end.
+    parents_losing_links: set[int] = field(default_factory=set)
+    parents_gaining_links: set[int] = field(default_factory=set)
+    deactivated_students: set[int] = field(default_factory=set)
+    activated_students: set[int] = field(default_factory=set)
+
+
+def _executemany(connection: sa.Connection, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), BATCH):
+        connection.execute(statement, list(rows[start : start + BATCH]))
+
+
+def hash_passwords(passwords: Sequence[str]) -> list[str]:
+    """Return argon2id hashes of `passwords`, spread over all cores (argon2 drops the GIL)."""
+    from argon2 import PasswordHasher
+
+    hasher = PasswordHasher()
+    if len(passwords) < 4:
+        return [hasher.hash(password) for password in passwords]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(hasher.hash, passwords, chunksize=16))
+
+
+def _password_changed(stored_hash: str | None, password: str) -> bool:
+    from argon2 import PasswordHasher
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    if not stored_hash:
+        return True
+    try:
+        return not PasswordHasher().verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        return True
+
+
+def apply_persons(
+    connection: sa.Connection,
+    plan: PersonPlan,
+    context: ApplyContext,
+    events: EventBuffer,
+    applied: Applied,
+) -> dict[str, int]:
+    """Write the person changes of a plan; return the new persons' ids by sync key."""
+    kind = plan.kind.person_kind
+    creates = [upsert for upsert in plan.upserts if upsert.person_id is None]
+    updates = [upsert for upsert in plan.upserts if upsert.person_id is not None]
+    now = context.now
+
+    hashes: list[str | None] = [None] * len(creates)
+    if context.hash_passwords:
+        with_password = [i for i, upsert in enumerate(creates) if upsert.record.password]
+        for i, hashed in zip(
+            with_password,
+            hash_passwords([creates[i].record.password or "" for i in with_password]),
+            strict=True,
+        ):
+            hashes[i] = hashed
+    rows = [
+        {
+            "site": context.site,
+            "kind": kind.value,
+            **_field_columns(upsert.record.fields),
+            "password_hash": hashes[i],
+            "active": True,
+            "inactive_reason": None,
+            "had_link": False,
+            "fingerprint": upsert.fingerprint,
+            "source": context.source,
+            "file_id": context.file_id,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i, upsert in enumerate(creates)
+    ]
+    _executemany(connection, persons.insert(), rows)
+    new_ids = _ids_for_keys(
+        connection, context.site, kind, [upsert.record.fields.sync_key for upsert in creates]
+    )
+    for upsert in creates:
+        person_id = new_ids[upsert.record.fields.sync_key]
+        events.add(
+            audit.PERSON_CREATED,
+            person_id=person_id,
+            kind=kind.value,
+            sync_key=upsert.record.fields.sync_key,
+        )
+        if kind is PersonKind.STUDENT:
+            applied.activated_students.add(person_id)
+    applied.counts.created += len(creates)
+
+    if updates:
+        _apply_updates(connection, updates, kind, context, events, applied)
+
+    if plan.deactivations:
+        ids = [gone.person_id for gone in plan.deactivations]
+        _executemany(
+            connection,
+            persons.update()
+            .where(persons.c.id == sa.bindparam("person_id"))
+            .values(active=False, inactive_reason="file", updated_at=now, file_id=context.file_id),
+            [{"person_id": person_id} for person_id in ids],
+        )
+        for gone in plan.deactivations:
+            events.add(
+                audit.PERSON_DEACTIVATED,
+                person_id=gone.person_id,
+                kind=kind.value,
+                sync_key=gone.sync_key,
+                reason="file",
+            )
+        applied.counts.deactivated += len(ids)
+        if kind is PersonKind.STUDENT:
+            applied.deactivated_students.update(ids)
+    return new_ids
+
+
+def _field_columns(fields: Any) -> dict[str, Any]:
+    return {
+        "sync_key": fields.sync_key,
+        "username": fields.username,
+        "email": fields.email,
+        "first_name": fields.first_name,
+        "last_name": fields.last_name,
+        "student_number": fields.student_number,
+        "attributes": dict(fields.attributes),
+    }
+
+
+def _apply_updates(
+    connection: sa.Connection,
+    updates: Sequence[Any],
+    kind: PersonKind,
+    context: ApplyContext,
+    events: EventBuffer,
+    applied: Applied,
+) -> None:
+    ids = [upsert.person_id for upsert in updates]
+    old_fields = store.person_fields(connection, ids)
+    stored_hashes: dict[int, str | None] = {}
+    if context.hash_passwords and context.update_passwords:
+        for chunk in store.chunked(ids):
+            query = sa.select(persons.c.id, persons.c.password_hash).where(persons.c.id.in_(chunk))
+            stored_hashes.update({row.id: row.password_hash for row in connection.execute(query)})
+    rows: list[dict[str, Any]] = []
+    for upsert in updates:
+        person_id = upsert.person_id
+        new_hash: str | None = None
+        password = upsert.record.password
+        if (
+            password
+            and context.hash_passwords
+            and context.update_passwords
+            and _password_changed(stored_hashes.get(person_id), password)
+        ):
+            new_hash = hash_passwords([password])[0]
+        changes = changed_fields(old_fields[person_id], upsert.record.fields)
+        rows.append(
+            {
+                "person_id": person_id,
+                **_field_columns(upsert.record.fields),
+                "fingerprint": upsert.fingerprint,
+                "password_hash": new_hash or stored_hashes.get(person_id),
+                "active": True,
+                "inactive_reason": None,
+                "file_id": context.file_id,
+                "updated_at": context.now,
+            }
+        )
+        if changes or new_hash:
+            described = {name: {"old": old, "new": new} for name, (old, new) in changes.items()}
+            if new_hash:
+                described["password"] = {"changed": True}
+            events.add(
+                audit.PERSON_UPDATED,
+                person_id=person_id,
+                kind=kind.value,
+                sync_key=upsert.record.fields.sync_key,
+                fields=sorted(described),
+                changes=described,
+            )
+            applied.counts.updated += 1
+        if upsert.reactivate:
+            events.add(
+                audit.PERSON_REACTIVATED,
+                person_id=person_id,
+                kind=kind.value,
+                sync_key=upsert.record.fields.sync_key,
+            )
+            applied.counts.reactivated += 1
+            if kind is PersonKind.STUDENT:
+                applied.activated_students.add(person_id)
+        if not changes and not new_hash and not upsert.reactivate:
+            applied.counts.unchanged += 1
+    statement = persons.update().where(persons.c.id == sa.bindparam("person_id"))
+    if not (context.hash_passwords and context.update_passwords):
+        for row in rows:
+            del row["password_hash"]
+    _executemany(connection, statement, rows)
+
+
+def _ids_for_keys(
+    connection: sa.Connection, site: str, kind: PersonKind, keys: Sequence[str]
+) -> dict[str, int]:
+    if not keys:
+        return {}
+    if len(keys) > 20 * store.CHUNK:  # one scan beats thousands of IN queries
+        wanted = set(keys)
+        return {
+            key: existing.person_id
+            for key, existing in store.person_snapshot(connection, site, kind).items()
+            if key in wanted
+        }
+    found: dict[str, int] = {}
+    for chunk in store.chunked(list(keys)):
+        query = sa.select(persons.c.sync_key, persons.c.id).where(
+            persons.c.site == site, persons.c.kind == kind.value, persons.c.sync_key.in_(chunk)
+        )
+        found.update({row.sync_key: row.id for row in connection.execute(query)})
+    return found
+
+
+def apply_links(
+    connection: sa.Connection,
+    plan: LinkPlan,
+    context: ApplyContext,
+    events: EventBuffer,
+    applied: Applied,
+    parent_ids: dict[str, int],
+) -> None:
+    """Write link changes; `parent_ids` maps sync keys of parents created in this file."""
+    now = context.now
+    names = _sync_keys(
+        connection,
+        [change.child_id for change in plan.sets]
+        + [change.link.child_id for change in plan.clears]
+        + [change.link.parent_id for change in plan.clears]
+        + [change.parent_id for change in plan.sets if change.parent_id is not None],
+    )
+
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for change in plan.sets:
+        parent_id = change.parent_id if change.parent_id is not None else parent_ids[change.parent_key]
+        by_parents = change.origin is Kind.PARENTS
+        by_relationships = change.origin is Kind.RELATIONSHIPS
+        if change.existing is None:
+            inserts.append(
+                {
+                    "site": context.site,
+                    "parent_id": parent_id,
+                    "child_id": change.child_id,
+                    "type": change.type.value,
+                    "by_parents": by_parents,
+                    "by_relationships": by_relationships,
+                    "manual": None,
+                    "source": context.source,
+                    "file_id": context.file_id,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        else:
+            existing = change.existing
+            updates.append(
+                {
+                    "link_id": existing.link_id,
+                    "type": change.type.value,
+                    "by_parents": existing.by_parents or by_parents,
+                    "by_relationships": existing.by_relationships or by_relationships,
+                    "source": context.source if by_relationships else existing.source,
+                    "file_id": context.file_id,
+                    "updated_at": now,
+                }
+            )
+        if change.becomes_active:
+            applied.counts.links_created += 1
+            applied.parents_gaining_links.add(parent_id)
+            events.add(
+                audit.RELATIONSHIP_CREATED,
+                person_id=parent_id,
+                parent_id=parent_id,
+                child_id=change.child_id,
+                parent=names.get(parent_id, change.parent_key),
+                child=names.get(change.child_id),
+                type=change.type.value,
+                origin=change.origin.value,
+                previous_type=change.existing.type.value if change.existing else None,
+            )
+    _executemany(connection, links.insert(), inserts)
+    _executemany(
+        connection,
+        links.update().where(links.c.id == sa.bindparam("link_id")),
+        updates,
+    )
+    _apply_clears(connection, plan.clears, context, events, applied, names)
+    _apply_pending(connection, plan, context, events, applied, parent_ids)
+
+
+def _apply_clears(
+    connection: sa.Connection,
+    clears: Sequence[LinkClear],
+    context: ApplyContext,
+    events: EventBuffer,
+    applied: Applied,
+    names: dict[int, str],
+) -> None:
+    deletes: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for clear in clears:
+        link = clear.link
+        by_parents = link.by_parents and clear.origin is not Kind.PARENTS
+        by_relationships = link.by_relationships and clear.origin is not Kind.RELATIONSHIPS
+        if link.manual is None and not (by_parents or by_relationships):
+            deletes.append({"link_id": link.link_id})
+        else:
+            updates.append(
+                {
+                    "link_id": link.link_id,
+                    "by_parents": by_parents,
+                    "by_relationships": by_relationships,
+                    "file_id": context.file_id,
+                    "updated_at": context.now,
+                }
+            )
+        if clear.becomes_inactive:
+            applied.counts.links_removed += 1
+            applied.parents_losing_links.add(link.parent_id)
+            events.add(
+                audit.RELATIONSHIP_REMOVED,
+                person_id=link.parent_id,
+                parent_id=link.parent_id,
+                child_id=link.child_id,
+                parent=names.get(link.parent_id),
+                child=names.get(link.child_id),
+                type=link.type.value,
+                origin=clear.origin.value,
+            )
+    _executemany(connection, links.delete().where(links.c.id == sa.bindparam("link_id")), deletes)
+    _executemany(
+        connection, links.update().where(links.c.id == sa.bindparam("link_id")), updates
+    )
+
+
+def _apply_pending(
+    connection: sa.Connection,
+    plan: LinkPlan,
+    context: ApplyContext,
+    events: EventBuffer,
+    applied: Applied,
+    parent_ids: dict[str, int],
+) -> None:
+    rows = []
+    for add in plan.pending_adds:
+        parent_id = add.parent_id if add.parent_id is not None else parent_ids[add.parent_key]
+        rows.append(
+            {
+                "site": context.site,
+                "source": context.source,
+                "parent_id": parent_id,
+                "child_field": add.child_field,
+                "child_value": add.child_value,
+                "type": add.type.value,
+                "origin": add.origin.value,
+                "file_id": context.file_id,
+                "created_at": context.now,
+                "expires_at": context.now + context.pending_ttl,
+            }
+        )
+        applied.pending.append(
+            {"parent": add.parent_key, "child": add.child_value, "child_field": add.child_field}
+        )
+        applied.counts.pending += 1
+        events.add(
+            audit.RELATIONSHIP_PENDING,
+            person_id=parent_id,
+            parent_id=parent_id,
+            parent=add.parent_key,
+            child=add.child_value,
+            child_field=add.child_field,
+            type=add.type.value,
+            origin=add.origin.value,
+        )
+    _executemany(connection, pending_links.insert(), rows)
+    for dropped in plan.pending_drops:
+        _drop_pending(connection, dropped, events, audit.RELATIONSHIP_REMOVED)
+        applied.counts.links_removed += 1
+
+
+def _drop_pending(
+    connection: sa.Connection, pending: ExistingPending, events: EventBuffer, event: str
+) -> None:
+    connection.execute(pending_links.delete().where(pending_links.c.id == pending.pending_id))
+    events.add(
+        event,
+        person_id=pending.parent_id,
+        parent_id=pending.parent_id,
+        child=pending.child_value,
+        child_field=pending.child_field,
+        type=pending.type.value,
+        origin=pending.origin.value,
+        status="pending",
+    )
+
+
+def _sync_keys(connection: sa.Connection, person_ids: Iterable[int]) -> dict[int, str]:
+    ids = sorted(set(person_ids))
+    found: dict[int, str] = {}
+    for chunk in store.chunked(ids):
+        query = sa.select(persons.c.id, persons.c.sync_key).where(persons.c.id.in_(chunk))
+        found.update({row.id: row.sync_key for row in connection.execute(query)})
+    return found
+
+
+def resolve_pending(
+    connection: sa.Connection,
+    context: ApplyContext,
+    events: EventBuffer,
+    applied: Applied,
+) -> None:
+    """Turn pending links whose child now exists into links (after a students file)."""
+    query = sa.select(pending_links).where(pending_links.c.site == context.site)
+    waiting = list(connection.execute(query))
+    if not waiting:
+        return
+    indexes: dict[str, dict[str, list[store.StudentRef]]] = {}
+    for row in waiting:
+        if row.child_field not in indexes:
+            indexes[row.child_field] = store.student_index(connection, context.site, row.child_field)
+        matches = indexes[row.child_field].get(child_lookup_value(row.child_field, row.child_value))
+        if not matches or len(matches) != 1:
+            continue
+        child = matches[0]
+        origin = Kind(row.origin)
+        existing = store.links_of_parents(connection, [row.parent_id])
+        current = next((link for link in existing if link.child_id == child.person_id), None)
+        change = LinkSet(
+            parent_key="",
+            parent_id=row.parent_id,
+            child_id=child.person_id,
+            type=RelType(row.type),
+            origin=origin,
+            existing=current,
+        )
+        sub_plan = LinkPlan(sets=[change])
+        connection.execute(pending_links.delete().where(pending_links.c.id == row.id))
+        before = applied.counts.links_created
+        apply_links(connection, sub_plan, context, _Silent(), applied, {})
+        applied.counts.links_created = before  # counted as resolved, not as created by the file
+        events.add(
+            audit.RELATIONSHIP_RESOLVED,
+            person_id=row.parent_id,
+            parent_id=row.parent_id,
+            child_id=child.person_id,
+            child=child.sync_key,
+            child_value=row.child_value,
+            type=row.type,
+            origin=row.origin,
+        )
+
+
+class _Silent(EventBuffer):
+    """An event buffer that drops events (a resolution is reported as one resolved event)."""
+
+    def __init__(self) -> None:
+        super().__init__(context={}, now=datetime.min)
+
+    def add(self, event: str, *, level: str = "info", person_id: int | None = None, **data: Any) -> None:
+        return None
+
+
+def expire_pending(
+    connection: sa.Connection, site: str, now: datetime, events: EventBuffer
+) -> int:
+    """Drop pending links past their TTL, each with a relationship.expired event."""
+    query = sa.select(pending_links).where(
+        pending_links.c.site == site, pending_links.c.expires_at < now
+    )
+    expired = [store._existing_pending(row) for row in connection.execute(query)]
+    for pending in expired:
+        _drop_pending(connection, pending, events, audit.RELATIONSHIP_EXPIRED)
+    return len(expired)
+
+
+def settle_parents(
+    connection: sa.Connection, context: ApplyContext, events: EventBuffer, applied: Applied
+) -> None:
+    """Mark parents that gained links, reactivate orphans that did, deactivate new orphans."""
+    gaining = sorted(applied.parents_gaining_links)
+    for chunk in store.chunked(gaining):
+        connection.execute(
+            persons.update()
+            .where(persons.c.id.in_(chunk), persons.c.had_link.is_(False))
+            .values(had_link=True)
+        )
+    candidates_back = set(gaining)
+    if applied.activated_students:
+        candidates_back |= _parents_of(connection, applied.activated_students)
+    _reactivate_orphans(connection, sorted(candidates_back), context, events, applied)
+
+    if not context.deactivate_orphan_parents:
+        return
+    candidates = set(applied.parents_losing_links)
+    if applied.deactivated_students:
+        candidates |= _parents_of(connection, applied.deactivated_students)
+    orphans = [pid for pid in sorted(candidates) if _is_orphan(connection, pid)]
+    for person_id, sync_key in _active_parents(connection, orphans):
+        connection.execute(
+            persons.update()
+            .where(persons.c.id == person_id)
+            .values(active=False, inactive_reason="orphan", updated_at=context.now)
+        )
+        events.add(
+            audit.PERSON_DEACTIVATED,
+            person_id=person_id,
+            kind=PersonKind.PARENT.value,
+            sync_key=sync_key,
+            reason="orphan",
+        )
+        applied.counts.deactivated += 1
+
+
+def _parents_of(connection: sa.Connection, child_ids: Iterable[int]) -> set[int]:
+    found: set[int] = set()
+    for chunk in store.chunked(sorted(child_ids)):
+        query = sa.select(links.c.parent_id).where(links.c.child_id.in_(chunk))
+        found.update(row.parent_id for row in connection.execute(query))
+    return found
+
+
+def _has_live_link(connection: sa.Connection, parent_id: int) -> bool:
+    child = persons.alias("child")
+    query = (
+        sa.select(sa.func.count())
+        .select_from(links.join(child, child.c.id == links.c.child_id))
+        .where(links.c.parent_id == parent_id, store.active_link_clause(), child.c.active.is_(True))
+    )
+    return bool(connection.execute(query).scalar_one())
+
+
+def _is_orphan(connection: sa.Connection, parent_id: int) -> bool:
+    if _has_live_link(connection, parent_id):
+        return False
+    pending = connection.execute(
+        sa.select(sa.func.count()).where(pending_links.c.parent_id == parent_id)
+    ).scalar_one()
+    return not pending
+
+
+def _active_parents(connection: sa.Connection, ids: Sequence[int]) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+    for chunk in store.chunked(list(ids)):
+        query = sa.select(persons.c.id, persons.c.sync_key).where(
+            persons.c.id.in_(chunk),
+            persons.c.active.is_(True),
+            persons.c.had_link.is_(True),
+            persons.c.kind == PersonKind.PARENT.value,
+        )
+        found.extend((row.id, row.sync_key) for row in connection.execute(query))
+    return found
+
+
+def _reactivate_orphans(
+    connection: sa.Connection,
+    parent_ids: Sequence[int],
+    context: ApplyContext,
+    events: EventBuffer,
+    applied: Applied,
+) -> None:
+    for chunk in store.chunked(list(parent_ids)):
+        query = sa.select(persons.c.id, persons.c.sync_key).where(
+            persons.c.id.in_(chunk), persons.c.inactive_reason == "orphan"
+        )
+        for row in list(connection.execute(query)):
+            if not _has_live_link(connection, row.id):
+                continue
+            connection.execute(
+                persons.update()
+                .where(persons.c.id == row.id)
+                .values(active=True, inactive_reason=None, updated_at=context.now)
+            )
+            events.add(
+                audit.PERSON_REACTIVATED,
+                person_id=row.id,
+                kind=PersonKind.PARENT.value,
+                sync_key=row.sync_key,
+                reason="link",
+            )
+            applied.counts.reactivated += 1
+
+
+def mark_link_activity(
+    connection: sa.Connection, link_id: int, values: dict[str, Any], now: datetime
+) -> None:
+    connection.execute(links.update().where(links.c.id == link_id).values(**values, updated_at=now))
+
+
+Writer = Callable[[sa.Connection], None]
+__all__ = [
+    "Applied",
+    "ApplyContext",
+    "apply_links",
+    "apply_persons",
+    "expire_pending",
+    "link_is_active",
+    "resolve_pending",
+    "settle_parents",
+]

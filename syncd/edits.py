@@ -1,0 +1,239 @@
+"""Operator edits outside files: manual link/unlink, and undoing one applied file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from syncd import audit
+from syncd.audit import EventBuffer
+from syncd.core.plan import link_is_active
+from syncd.db import store
+from syncd.db.apply import Applied, ApplyContext, settle_parents
+from syncd.db.schema import audit_events, files, links, pending_links, persons
+from syncd.errors import FileFailed, UsageError
+from syncd.model import FileStatus, PersonKind, RelType
+
+
+def _person(connection: sa.Connection, site: str, key: str, kind: PersonKind) -> Any:
+    row = store.find_person(connection, site, key, kind)
+    if row is None:
+        raise UsageError(f'no {kind.value} "{key}" in site "{site}" (or the key is ambiguous)')
+    return row
+
+
+def manual_link(
+    connection: sa.Connection,
+    site: str,
+    parent_key: str,
+    child_key: str,
+    rel_type: RelType | None,
+    unlink: bool,
+    events: EventBuffer,
+) -> bool:
+    """Link (or unlink) a parent and a child by hand; files never undo it. Return if it changed."""
+    parent = _person(connection, site, parent_key, PersonKind.PARENT)
+    child = _person(connection, site, child_key, PersonKind.STUDENT)
+    now = events.now
+    row = connection.execute(
+        sa.select(links).where(links.c.parent_id == parent.id, links.c.child_id == child.id)
+    ).first()
+    manual = "unlink" if unlink else "link"
+    was_active = bool(row) and link_is_active(row.by_parents, row.by_relationships, row.manual)
+    if row is None:
+        connection.execute(
+            links.insert().values(
+                site=site,
+                parent_id=parent.id,
+                child_id=child.id,
+                type=(rel_type or RelType.PARENT).value,
+                by_parents=False,
+                by_relationships=False,
+                manual=manual,
+                source=None,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        current_type = (rel_type or RelType.PARENT).value
+    else:
+        current_type = (rel_type.value if rel_type else row.type)
+        connection.execute(
+            links.update()
+            .where(links.c.id == row.id)
+            .values(manual=manual, type=current_type, updated_at=now)
+        )
+    is_active = not unlink
+    details = {
+        "person_id": parent.id,
+        "parent_id": parent.id,
+        "child_id": child.id,
+        "parent": parent.sync_key,
+        "child": child.sync_key,
+        "type": current_type,
+        "origin": "manual",
+    }
+    applied = Applied()
+    if is_active and not was_active:
+        events.add(audit.RELATIONSHIP_CREATED, **details)
+        applied.parents_gaining_links.add(parent.id)
+    elif was_active and not is_active:
+        events.add(audit.RELATIONSHIP_REMOVED, **details)
+        applied.parents_losing_links.add(parent.id)
+    context = ApplyContext(site=site, source=None, file_id=None, now=now, pending_ttl=sa_zero())
+    settle_parents(connection, context, events, applied)
+    return is_active != was_active
+
+
+def sa_zero() -> Any:
+    from datetime import timedelta
+
+    return timedelta(0)
+
+
+def revert_file(connection: sa.Connection, file_id: int, events: EventBuffer) -> int:
+    """Undo what file `file_id` changed, from its audit events; return the changes undone.
+
+    Raises UsageError when the file was not applied, FileFailed naming the conflict when a
+    later file changed the same records.
+    """
+    ledger = store.file_row(connection, file_id)
+    if ledger is None:
+        raise UsageError(f"no file {file_id} in the ledger")
+    if ledger.status != FileStatus.APPLIED.value:
+        raise UsageError(f"file {file_id} is {ledger.status}; only an applied file can be reverted")
+    trail = store.events_of_file(connection, file_id)
+    last_id = max((row.id for row in trail), default=0)
+    person_ids = sorted({row.person_id for row in trail if row.person_id is not None})
+    later = connection.execute(
+        sa.select(audit_events.c.file_id, audit_events.c.event, audit_events.c.person_id)
+        .where(
+            audit_events.c.id > last_id,
+            audit_events.c.person_id.in_(person_ids or [-1]),
+            audit_events.c.event.like("person.%") | audit_events.c.event.like("relationship.%"),
+        )
+        .limit(1)
+    ).first()
+    if later is not None:
+        by = f"file {later.file_id}" if later.file_id else "a manual edit"
+        raise FileFailed(
+            f"cannot revert file {file_id}: {by} changed the same records later "
+            f"({later.event} of person {later.person_id}); revert that first"
+        )
+    undone = 0
+    now = events.now
+    for row in reversed(trail):
+        data = row.data or {}
+        if row.event == audit.PERSON_CREATED or row.event == audit.PERSON_REACTIVATED:
+            connection.execute(
+                persons.update()
+                .where(persons.c.id == row.person_id)
+                .values(active=False, inactive_reason="revert", updated_at=now)
+            )
+            events.add(
+                audit.PERSON_DEACTIVATED, person_id=row.person_id,
+                sync_key=data.get("sync_key"), kind=data.get("kind"), reason="revert",
+            )
+        elif row.event == audit.PERSON_DEACTIVATED:
+            connection.execute(
+                persons.update()
+                .where(persons.c.id == row.person_id)
+                .values(active=True, inactive_reason=None, updated_at=now)
+            )
+            events.add(
+                audit.PERSON_REACTIVATED, person_id=row.person_id,
+                sync_key=data.get("sync_key"), kind=data.get("kind"), reason="revert",
+            )
+        elif row.event == audit.PERSON_UPDATED:
+            _restore_fields(connection, row.person_id, data.get("changes", {}), now)
+            events.add(
+                audit.PERSON_UPDATED, person_id=row.person_id, sync_key=data.get("sync_key"),
+                kind=data.get("kind"), fields=data.get("fields"), reason="revert",
+                changes={
+                    name: {"old": change.get("new"), "new": change.get("old")}
+                    for name, change in data.get("changes", {}).items()
+                    if name != "password"
+                },
+            )
+        elif row.event in (audit.RELATIONSHIP_CREATED, audit.RELATIONSHIP_REMOVED):
+            _undo_link(connection, row.event, data, now, events)
+        elif row.event == audit.RELATIONSHIP_PENDING:
+            connection.execute(
+                pending_links.delete().where(
+                    pending_links.c.parent_id == data.get("parent_id"),
+                    pending_links.c.child_value == data.get("child"),
+                    pending_links.c.origin == data.get("origin"),
+                )
+            )
+        else:
+            continue
+        undone += 1
+    connection.execute(
+        files.update().where(files.c.id == file_id).values(status=FileStatus.REVERTED.value)
+    )
+    events.add(audit.FILE_REVERTED, name=ledger.name, changes=undone)
+    return undone
+
+
+def _restore_fields(
+    connection: sa.Connection, person_id: int, changes: dict[str, Any], now: Any
+) -> None:
+    row = connection.execute(sa.select(persons).where(persons.c.id == person_id)).one()
+    values: dict[str, Any] = {"updated_at": now, "fingerprint": "reverted"}
+    attributes = dict(row.attributes or {})
+    for name, change in changes.items():
+        if name == "password":
+            continue
+        old = change.get("old")
+        if name.startswith("attributes."):
+            key = name.removeprefix("attributes.")
+            if old is None:
+                attributes.pop(key, None)
+            else:
+                attributes[key] = old
+        else:
+            values[name] = old
+    values["attributes"] = attributes
+    connection.execute(persons.update().where(persons.c.id == person_id).values(**values))
+
+
+def _undo_link(
+    connection: sa.Connection, event: str, data: dict[str, Any], now: Any, events: EventBuffer
+) -> None:
+    parent_id, child_id = data.get("parent_id"), data.get("child_id")
+    origin = data.get("origin")
+    flag = {"parents": "by_parents", "relationships": "by_relationships"}.get(origin or "")
+    row = connection.execute(
+        sa.select(links).where(links.c.parent_id == parent_id, links.c.child_id == child_id)
+    ).first()
+    details = {k: data.get(k) for k in ("parent_id", "child_id", "parent", "child", "type")}
+    if event == audit.RELATIONSHIP_CREATED:
+        if row is None:
+            return
+        if flag is None:
+            connection.execute(links.update().where(links.c.id == row.id).values(manual=None))
+        else:
+            connection.execute(links.update().where(links.c.id == row.id).values({flag: False}))
+        remaining = connection.execute(sa.select(links).where(links.c.id == row.id)).one()
+        if remaining.manual is None and not (remaining.by_parents or remaining.by_relationships):
+            connection.execute(links.delete().where(links.c.id == row.id))
+        events.add(audit.RELATIONSHIP_REMOVED, person_id=parent_id, **details, reason="revert")
+        return
+    if row is None:
+        connection.execute(
+            links.insert().values(
+                site=events.context.get("site") or "",
+                parent_id=parent_id,
+                child_id=child_id,
+                type=data.get("type") or RelType.PARENT.value,
+                by_parents=flag == "by_parents",
+                by_relationships=flag == "by_relationships",
+                manual=None,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    elif flag is not None:
+        connection.execute(links.update().where(links.c.id == row.id).values({flag: True}))
+    events.add(audit.RELATIONSHIP_CREATED, person_id=parent_id, **details, reason="revert")

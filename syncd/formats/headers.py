@@ -1,0 +1,279 @@
+"""Header names: alias matching, column maps and finding a file's kind (SPEC §2.1, §2.2)."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from syncd.model import Kind
+
+DEFAULT_GLOBS: Mapping[Kind, tuple[str, ...]] = MappingProxyType(
+    {
+        Kind.STUDENTS: ("*student*", "*pupil*", "*child*", "*learner*"),
+        Kind.PARENTS: ("*parent*", "*guardian*", "*contact*"),
+        Kind.RELATIONSHIPS: ("*relationship*", "*relation*", "*link*", "*association*"),
+    }
+)
+
+# Name globs are tried in this order so that `parent_associations.csv` is a relationships file.
+_GLOB_ORDER: tuple[Kind, ...] = (Kind.RELATIONSHIPS, Kind.PARENTS, Kind.STUDENTS)
+
+# Characters a header may carry that never change its meaning: separators, BOM, zero-width space.
+_IGNORED_HEADER_CHARS = frozenset(" _-.\ufeff\u200b\xa0")
+
+
+def normalize_header(name: str) -> str:
+    """Return `name` casefolded without whitespace, `_`, `-`, `.`, BOM or NBSP."""
+    return "".join(
+        char for char in name.casefold() if char not in _IGNORED_HEADER_CHARS and not char.isspace()
+    )
+
+
+def attribute_name(header: str) -> str:
+    """Return the attribute name for a header: lowercase, non-alphanumeric runs as `_`."""
+    name = re.sub(r"[\W_]+", "_", header.lower()).strip("_")
+    return name or "column"
+
+
+def _aliases(*names: str) -> frozenset[str]:
+    return frozenset(normalize_header(name) for name in names)
+
+
+# Person fields shared by students and parents files.
+_PERSON_ALIASES: dict[str, frozenset[str]] = {
+    "sync_key": _aliases(
+        "SyncID",
+        "Sync key",
+        "Sync ID",
+        "Sync_Key",
+        "sourcedId",
+        "SIS ID",
+        "Person ID",
+        "school_uid",
+        "External ID",
+        "External key",
+    ),
+    "username": _aliases("User name", "Username", "Login", "Login name", "User login"),
+    "first_name": _aliases(
+        "First name",
+        "First names",
+        "Given name",
+        "Given names",
+        "name_first",
+        "Forename",
+        "Forenames",
+        "First",
+    ),
+    "last_name": _aliases(
+        "Last name",
+        "Family name",
+        "Surname",
+        "name_last",
+        "Last",
+    ),
+    "email": _aliases("E-mail", "Email", "Email address", "E-mail address", "Mail"),
+    "password": _aliases("Password"),
+    "status": _aliases("Status", "Action"),
+}
+
+_STUDENT_ALIASES: dict[str, frozenset[str]] = {
+    **_PERSON_ALIASES,
+    "student_number": _aliases("Student number", "Student No", "StudentNumber", "Student #"),
+}
+
+_CHILD_KEY_ALIASES = _aliases(
+    "ChildID",
+    "Child ID",
+    "Child IDs",
+    "Child sync key",
+    "Pupil sync key",
+    "Pupil ID",
+    "Student sync key",
+    "Student ID",
+    "Student IDs",
+)
+
+_PARENT_ALIASES: dict[str, frozenset[str]] = {
+    **_PERSON_ALIASES,
+    "child_key": _CHILD_KEY_ALIASES,
+    # A bare `role` column is an attribute in a parents file (SPEC §2.2); these name the link.
+    "relationship_type": _aliases("Relationship Type", "Relationship", "relationshipRole"),
+}
+
+_PARENT_COLUMN_ALIASES: dict[str, frozenset[str]] = {
+    "parent_email": _aliases("Parent Email", "Guardian Email", "Parent email address"),
+    "parent_key": _aliases(
+        "Parent ID",
+        "Parent sync key",
+        "Parent key",
+        "Parent SIS ID",
+        "parent_school_uid",
+        "Guardian ID",
+        "Guardian sync key",
+        "Guardian SIS ID",
+        "relationshipUserSourcedId",
+    ),
+    "parent_username": _aliases("Parent username", "Guardian username", "Parent login"),
+}
+
+_STUDENT_COLUMN_ALIASES: dict[str, frozenset[str]] = {
+    "student_email": _aliases("Student Email", "Child Email", "Pupil Email"),
+    "student_id": _aliases(
+        "Student ID",
+        "Student SIS ID",
+        "Student number",
+        "student_school_uid",
+        "userSourcedId",
+        "Student sync key",
+        "Child ID",
+        "ChildID",
+        "Child sync key",
+        "Pupil ID",
+        "Pupil sync key",
+    ),
+}
+
+_RELATIONSHIP_ALIASES: dict[str, frozenset[str]] = {
+    **_PARENT_COLUMN_ALIASES,
+    **_STUDENT_COLUMN_ALIASES,
+    "relationship_type": _aliases("Relationship Type", "Relationship", "Role", "relationshipRole"),
+    "status": _aliases("Status", "Action"),
+}
+
+_ALIASES_BY_KIND: Mapping[Kind, dict[str, frozenset[str]]] = MappingProxyType(
+    {
+        Kind.STUDENTS: _STUDENT_ALIASES,
+        Kind.PARENTS: _PARENT_ALIASES,
+        Kind.RELATIONSHIPS: _RELATIONSHIP_ALIASES,
+    }
+)
+
+_OWN_PERSON_FIELDS = ("sync_key", "username", "email", "first_name", "last_name")
+_BARE_NAME = normalize_header("Name")
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnMap:
+    """Where each canonical field of a file's kind sits in its header."""
+
+    kind: Kind
+    header: tuple[str, ...]
+    fields: Mapping[str, int]
+    attributes: tuple[tuple[str, int], ...]
+    ignored: tuple[str, ...]
+
+    def column_name(self, field: str) -> str:
+        """Return the header text of a mapped field, or "" when the file has no such column."""
+        index = self.fields.get(field)
+        return "" if index is None else self.header[index]
+
+
+def _field_for(normalized: str, aliases: Mapping[str, frozenset[str]]) -> str | None:
+    for field, names in aliases.items():
+        if normalized in names:
+            return field
+    return None
+
+
+def map_columns(header: Sequence[str], kind: Kind, child_column: str | None = None) -> ColumnMap:
+    """Return the ColumnMap of `header` for a file of `kind`.
+
+    The first column that maps to a field wins and later ones are ignored; `child_column`
+    (parents files) names the child column ahead of its aliases.
+    """
+    aliases = _ALIASES_BY_KIND[kind]
+    normalized = [normalize_header(name) for name in header]
+    fields: dict[str, int] = {}
+    taken: set[int] = set()
+
+    if kind is Kind.PARENTS and child_column is not None:
+        wanted = normalize_header(child_column)
+        for index, name in enumerate(normalized):
+            if name == wanted:
+                fields["child_key"] = index
+                taken.add(index)
+                break
+
+    duplicates: set[int] = set()
+    for index, name in enumerate(normalized):
+        if index in taken:
+            continue
+        field = _field_for(name, aliases)
+        if field is None:
+            continue
+        if field in fields:
+            duplicates.add(index)
+        else:
+            fields[field] = index
+        taken.add(index)
+
+    # `Name` is the first name only beside a last-name column (RosarioSIS: Name, Surname).
+    if kind is not Kind.RELATIONSHIPS and "first_name" not in fields and "last_name" in fields:
+        for index, name in enumerate(normalized):
+            if index not in taken and name == _BARE_NAME:
+                fields["first_name"] = index
+                taken.add(index)
+                break
+
+    attributes: list[tuple[str, int]] = []
+    ignored: list[str] = []
+    used_names: set[str] = set()
+    for index, text in enumerate(header):
+        if index in duplicates:
+            ignored.append(text)
+        elif index in taken:
+            continue
+        elif kind is Kind.RELATIONSHIPS:
+            ignored.append(text)
+        else:
+            base = attribute_name(text)
+            name, suffix = base, 1
+            while name in used_names:
+                suffix += 1
+                name = f"{base}_{suffix}"
+            used_names.add(name)
+            attributes.append((name, index))
+
+    return ColumnMap(
+        kind=kind,
+        header=tuple(header),
+        fields=MappingProxyType(fields),
+        attributes=tuple(attributes),
+        ignored=tuple(ignored),
+    )
+
+
+def _has_any(normalized: set[str], aliases: Mapping[str, frozenset[str]]) -> bool:
+    return any(normalized & names for names in aliases.values())
+
+
+def detect_kind(
+    file_name: str,
+    header: Sequence[str],
+    globs: Mapping[Kind, Sequence[str]],
+    child_column: str | None = None,
+) -> Kind | None:
+    """Return the kind from the file name's globs, else from the header, else None."""
+    base_name = file_name.replace("\\", "/").rsplit("/", 1)[-1].casefold()
+    for kind in _GLOB_ORDER:
+        for pattern in globs.get(kind, ()):
+            if fnmatch.fnmatchcase(base_name, pattern.casefold()):
+                return kind
+
+    normalized = {normalize_header(name) for name in header} - {""}
+    has_parent = _has_any(normalized, _PARENT_COLUMN_ALIASES)
+    if has_parent and _has_any(normalized, _STUDENT_COLUMN_ALIASES):
+        return Kind.RELATIONSHIPS
+    child_names = set(_CHILD_KEY_ALIASES)
+    if child_column is not None:
+        child_names.add(normalize_header(child_column))
+    if normalized & child_names:
+        return Kind.PARENTS
+    # A parent column alone is neither a person file nor a usable relationships file.
+    own = {field: _PERSON_ALIASES[field] for field in _OWN_PERSON_FIELDS}
+    if not has_parent and _has_any(normalized, own):
+        return Kind.STUDENTS
+    return None

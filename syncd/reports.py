@@ -1,0 +1,65 @@
+"""A file's result → `NAME.report.json` and `NAME.errors.csv` bytes (SPEC §3.3); pure."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from syncd.pipeline import FileResult
+
+# Cells starting with these are formulas to a spreadsheet (CSV injection); a leading
+# apostrophe makes them text without changing what a person reads.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(value: str) -> str:
+    """Return `value` made safe to open in a spreadsheet."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+def report_document(result: FileResult) -> dict[str, Any]:
+    """Return the report.json document for a processed file."""
+    document: dict[str, Any] = {
+        "file": result.name,
+        "file_id": result.file_id,
+        "kind": result.kind.value if result.kind else None,
+        "status": result.status.value,
+        "encoding": result.encoding,
+        "delimiter": result.delimiter,
+        "sha256": result.sha256,
+        "counts": result.counts.as_dict(),
+        "pending": result.pending,
+        "ignored_columns": result.ignored_columns,
+        "attribute_columns": result.attribute_columns,
+        "errors": len(result.errors),
+        "duration_s": result.duration_s,
+    }
+    if result.reason:
+        document["reason"] = result.reason
+    if result.errors:
+        document["errors_file"] = errors_name(result.name)
+    return document
+
+
+def report_json(result: FileResult) -> bytes:
+    return (json.dumps(report_document(result), ensure_ascii=False, indent=2) + "\n").encode()
+
+
+def report_name(file_name: str) -> str:
+    return f"{file_name}.report.json"
+
+
+def errors_name(file_name: str) -> str:
+    return f"{file_name}.errors.csv"
+
+
+def errors_csv(result: FileResult) -> bytes:
+    """Return `row,column,value,error` lines for the rejected rows (header = row 1)."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(["row", "column", "value", "error"])
+    for error in result.errors:
+        writer.writerow([error.row, inert(error.column), inert(error.value), inert(error.error)])
+    return buffer.getvalue().encode("utf-8")

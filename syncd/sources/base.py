@@ -1,0 +1,68 @@
+"""The one small interface every drop folder implements (local folder, SFTP, memory)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+# Names that are still being written by the usual upload tools (SPEC §3.2).
+TEMP_SUFFIXES = (".tmp", ".part", ".filepart", ".partial", ".crdownload")
+MARKER_SUFFIXES = (".done", ".ok")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A top-level regular file in a drop folder."""
+
+    name: str
+    size: int
+    mtime: float
+
+
+def is_candidate_name(name: str) -> bool:
+    """Return whether a file of this name may ever be picked up (not temp, not hidden)."""
+    lowered = name.casefold()
+    return not name.startswith(".") and not lowered.endswith(TEMP_SUFFIXES)
+
+
+class Source(Protocol):
+    """A drop folder: list, claim by atomic rename, read, move, write reports."""
+
+    def list_entries(self) -> list[Entry]:
+        """Return the top-level regular files of the drop folder (no sub-folders)."""
+        ...
+
+    def list_processing(self) -> list[Entry]:
+        """Return files left in processing/ (a crash), to be taken up again."""
+        ...
+
+    def claim(self, name: str) -> str | None:
+        """Move `name` into processing/; return its new name there, None if another took it."""
+        ...
+
+    def fetch(self, processing_name: str, into: Path) -> Path:
+        """Return a local path with the content of processing/`processing_name`."""
+        ...
+
+    def finish(self, processing_name: str, folder: str, final_name: str) -> str:
+        """Move a processing file to `folder` (archive/…, failed, held); return where it went."""
+        ...
+
+    def take_back(self, location: str, folder: str, final_name: str) -> str:
+        """Move a file from `location` (e.g. held/) to `folder`; return where it went."""
+        ...
+
+    def fetch_location(self, location: str, into: Path) -> Path:
+        """Return a local path with the content of the file at `location`."""
+        ...
+
+    def write_report(self, name: str, content: bytes) -> str:
+        """Write reports/`name` without overwriting (a numeric suffix); return its path."""
+        ...
+
+    def remove_marker(self, marker: str, folder: str) -> None:
+        """Archive a done marker beside its file."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,129 @@
+"""A drop folder on this host (file:// sources): plain files, atomic renames, no symlinks."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from syncd.config import SourceConfig
+from syncd.sources.base import Entry
+
+
+def unique_target(folder: Path, name: str) -> Path:
+    """Return folder/name, or folder/stem.N.suffix for the first N not taken."""
+    candidate = folder / name
+    if not os.path.lexists(candidate):
+        return candidate
+    stem, dot, suffix = name.rpartition(".")
+    if not stem:  # ".hidden" or no dot: append the number
+        stem, dot, suffix = name, "", ""
+    for number in range(1, 100_000):
+        candidate = folder / (f"{stem}.{number}{dot}{suffix}" if dot else f"{name}.{number}")
+        if not os.path.lexists(candidate):
+            return candidate
+    raise FileExistsError(f"no free name for {name} in {folder}")
+
+
+def move_no_clobber(source: Path, folder: Path, name: str) -> Path:
+    """Move `source` into `folder` under `name` (suffixed if taken), never overwriting.
+
+    A hard link then unlink is atomic and fails if the target exists (rename would replace it).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        target = unique_target(folder, name)
+        try:
+            os.link(source, target, follow_symlinks=False)
+        except FileExistsError:
+            continue
+        except OSError:
+            # Filesystems without hard links: fall back to a checked rename.
+            if os.path.lexists(target):
+                continue
+            os.rename(source, target)
+            return target
+        os.unlink(source)
+        return target
+
+
+def write_new(folder: Path, name: str, content: bytes) -> Path:
+    """Write `content` to folder/name (suffixed if taken) via a temp file and a rename."""
+    folder.mkdir(parents=True, exist_ok=True)
+    temp = folder / f".{name}.{os.getpid()}.tmp"
+    temp.write_bytes(content)
+    return move_no_clobber(temp, folder, name)
+
+
+class LocalSource:
+    """A file:// drop folder; implements sources.base.Source."""
+
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+        self.root = Path(config.path)
+        self.folders = config.folders
+
+    def _folder(self, name: str) -> Path:
+        return Path(getattr(self.folders, name))
+
+    def _list(self, folder: Path) -> list[Entry]:
+        entries: list[Entry] = []
+        try:
+            with os.scandir(folder) as scan:
+                for item in scan:
+                    try:
+                        info = item.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    # lstat + S_ISREG: symlinks, folders, fifos are never picked up.
+                    if stat.S_ISREG(info.st_mode):
+                        entries.append(Entry(item.name, info.st_size, info.st_mtime))
+        except FileNotFoundError:
+            return []
+        return entries
+
+    def list_entries(self) -> list[Entry]:
+        return self._list(self.root)
+
+    def list_processing(self) -> list[Entry]:
+        return self._list(self._folder("processing"))
+
+    def claim(self, name: str) -> str | None:
+        try:
+            target = move_no_clobber(self.root / name, self._folder("processing"), name)
+        except FileNotFoundError:
+            return None  # another daemon claimed it first
+        return target.name
+
+    def processing_path(self, processing_name: str) -> Path:
+        return self._folder("processing") / processing_name
+
+    def fetch(self, processing_name: str, into: Path) -> Path:
+        return self.processing_path(processing_name)
+
+    def fetch_location(self, location: str, into: Path) -> Path:
+        return Path(location)
+
+    def finish(self, processing_name: str, folder: str, final_name: str) -> str:
+        return self.take_back(str(self.processing_path(processing_name)), folder, final_name)
+
+    def take_back(self, location: str, folder: str, final_name: str) -> str:
+        target_folder = self._target(folder)
+        return str(move_no_clobber(Path(location), target_folder, final_name))
+
+    def _target(self, folder: str) -> Path:
+        """Return the folder for "archive/2026/11/23", "failed" or "held"."""
+        head, _, rest = folder.partition("/")
+        base = self._folder(head)
+        return base / rest if rest else base
+
+    def write_report(self, name: str, content: bytes) -> str:
+        return str(write_new(self._folder("reports"), name, content))
+
+    def remove_marker(self, marker: str, folder: str) -> None:
+        path = self.root / marker
+        if path.is_file() and not path.is_symlink():
+            move_no_clobber(path, self._target(folder), marker)
+
+    def close(self) -> None:
+        return None
