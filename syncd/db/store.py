@@ -313,7 +313,7 @@ def set_source_state(connection: sa.Connection, source: str, site: str, **values
     ).first()
     if exists is None:
         connection.execute(
-            source_state.insert().values(source=source, site=site, waiting=0, **values)
+            source_state.insert().values(**{"source": source, "site": site, "waiting": 0, **values})
         )
     else:
         connection.execute(

@@ -152,17 +152,21 @@ def _text_codec(detected: Detected) -> tuple[str, str]:
 _END_SENTINEL = "\ufdd0syncd-end-of-file\ufdd1\n"
 
 
-def _physical_lines(text: IO[str], max_line_chars: int) -> Iterator[str]:
-    """Yield the lines of `text` with their endings; raise FileFailed on a line too long.
+def _physical_lines(text: IO[str], limits: Limits) -> Iterator[str]:
+    """Yield the lines of `text` with their endings, then the end sentinel.
 
+    Raises FileFailed on a line longer than max_columns fields of max_field_chars could be:
     `readline` with a size keeps one hostile line without line breaks from filling memory.
     """
+    # Room for max_columns fields of max_field_chars, each with quotes doubled.
+    max_line_chars = limits.max_columns * (2 * limits.max_field_chars + 3) + 2
     line_number = 0
     while line := text.readline(max_line_chars + 1):
         line_number += 1
         if len(line) > max_line_chars:
             raise FileFailed(
-                f"line {line_number}: line is longer than max_columns × max_field_chars allow"
+                f"line {line_number}: line is longer than max_columns ({limits.max_columns}) "
+                f"fields of max_field_chars ({limits.max_field_chars} characters) can be"
             )
         yield line
     yield _END_SENTINEL
@@ -172,10 +176,8 @@ def _csv_records(
     text: IO[str], delimiter: str, encoding: str, limits: Limits
 ) -> Iterator[tuple[int, list[str]]]:
     """Yield (line the record starts on, cells) for each record of `text`."""
-    # Room for max_columns fields of max_field_chars, each with quotes doubled.
-    max_line_chars = limits.max_columns * (2 * limits.max_field_chars + 3) + 2
     reader = csv.reader(
-        _physical_lines(text, max_line_chars),
+        _physical_lines(text, limits),
         delimiter=delimiter,
         quotechar='"',
         doublequote=True,
