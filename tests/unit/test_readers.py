@@ -1,0 +1,480 @@
+"""syncd.formats.readers: format and encoding detection, CSV and XLSX rows, limits."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import tracemalloc
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from syncd.errors import FileFailed
+from syncd.formats.detect import READ_CHUNK_SIZE, sniff_delimiter
+from syncd.formats.readers import Table, cell_text, open_table
+from syncd.model import Limits, RawRow
+
+NAMES = ("Müller", "Sørensen", "Nuñez", "O'Brien", "Zoë")
+PEOPLE_CSV = "SyncID,First name,Last name\n" + "".join(
+    f"S{number},Kim,{name}\n" for number, name in enumerate(NAMES, start=1)
+)
+PEOPLE_ROWS = [
+    RawRow(line=number + 1, values=(f"S{number}", "Kim", name))
+    for number, name in enumerate(NAMES, start=1)
+]
+
+
+def write(tmp_path: Path, data: bytes | str, name: str = "students.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+def read(path: Path, limits: Limits | None = None) -> tuple[Table, list[RawRow]]:
+    with open_table(path, limits or Limits()) as table:
+        return table, list(table.rows)
+
+
+def read_failure(path: Path, limits: Limits | None = None) -> str:
+    with pytest.raises(FileFailed) as caught:
+        read(path, limits)
+    return str(caught.value)
+
+
+# --- delimiters and line endings ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_delimiter_is_sniffed_from_the_header(tmp_path: Path, delimiter: str) -> None:
+    path = write(tmp_path, PEOPLE_CSV.replace(",", delimiter))
+    table, rows = read(path)
+    assert table.delimiter == delimiter
+    assert table.header == ("SyncID", "First name", "Last name")
+    assert rows == PEOPLE_ROWS
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_crlf_lf_and_cr_line_endings_read_alike(tmp_path: Path, newline: str) -> None:
+    path = write(tmp_path, PEOPLE_CSV.replace("\n", newline))
+    _, rows = read(path)
+    assert rows == PEOPLE_ROWS
+
+
+def test_missing_final_newline_keeps_last_row(tmp_path: Path) -> None:
+    path = write(tmp_path, PEOPLE_CSV.rstrip("\n"))
+    _, rows = read(path)
+    assert rows == PEOPLE_ROWS
+
+
+def test_delimiter_inside_quotes_does_not_count(tmp_path: Path) -> None:
+    path = write(tmp_path, '"Name, given";"Name, family";Grade\nZoë;Müller;5\n')
+    table, rows = read(path)
+    assert table.delimiter == ";"
+    assert table.header == ("Name, given", "Name, family", "Grade")
+    assert rows == [RawRow(line=2, values=("Zoë", "Müller", "5"))]
+
+
+def test_single_column_file_defaults_to_comma(tmp_path: Path) -> None:
+    table, rows = read(write(tmp_path, "Email\nzoe@example.org\n"))
+    assert table.delimiter == ","
+    assert rows == [RawRow(line=2, values=("zoe@example.org",))]
+
+
+def test_delimiter_ties_go_to_comma_then_semicolon() -> None:
+    assert sniff_delimiter(["a;b,c\n"]) == ","
+    assert sniff_delimiter(["a;b|c\n"]) == ";"
+    assert sniff_delimiter(["a\tb|c\n"]) == "\t"
+
+
+def test_delimiter_is_sniffed_across_a_multiline_quoted_header() -> None:
+    assert sniff_delimiter(["\n", '"First\n', 'name";Last;Grade\n', "a,b,c,d,e\n"]) == ";"
+
+
+# --- encodings ----------------------------------------------------------------------------------
+
+
+def test_utf8_without_bom_is_read(tmp_path: Path) -> None:
+    table, rows = read(write(tmp_path, PEOPLE_CSV.encode("utf-8")))
+    assert table.encoding == "utf-8"
+    assert rows == PEOPLE_ROWS
+
+
+def test_utf8_with_bom_is_read_and_bom_left_out_of_header(tmp_path: Path) -> None:
+    table, rows = read(write(tmp_path, PEOPLE_CSV.encode("utf-8-sig")))
+    assert table.encoding == "utf-8-sig"
+    assert table.header[0] == "SyncID"
+    assert rows == PEOPLE_ROWS
+
+
+def test_utf16_le_with_bom_is_read(tmp_path: Path) -> None:
+    data = b"\xff\xfe" + PEOPLE_CSV.replace(",", "\t").replace("\n", "\r\n").encode("utf-16-le")
+    table, rows = read(write(tmp_path, data, "students.txt"))
+    assert (table.encoding, table.delimiter) == ("utf-16-le", "\t")
+    assert table.header == ("SyncID", "First name", "Last name")
+    assert rows == PEOPLE_ROWS
+
+
+def test_utf16_be_with_bom_is_read(tmp_path: Path) -> None:
+    data = b"\xfe\xff" + PEOPLE_CSV.encode("utf-16-be")
+    table, rows = read(write(tmp_path, data))
+    assert table.encoding == "utf-16-be"
+    assert table.header == ("SyncID", "First name", "Last name")
+    assert rows == PEOPLE_ROWS
+
+
+def test_cp1252_is_the_fallback_for_bytes_that_are_not_utf8(tmp_path: Path) -> None:
+    table, rows = read(
+        write(tmp_path, b"First name,Last name\r\nZo\xeb,M\xfcller\r\nAna,Nu\xf1ez\r\n")
+    )
+    assert table.encoding == "cp1252"
+    assert rows == [
+        RawRow(line=2, values=("Zoë", "Müller")),
+        RawRow(line=3, values=("Ana", "Nuñez")),
+    ]
+
+
+def test_cp1252_is_found_even_when_the_bad_byte_is_far_into_the_file(tmp_path: Path) -> None:
+    filler = "".join(f"S{number},Kim,Smith\n" for number in range(200_000))  # many chunks
+    data = ("SyncID,First name,Last name\n" + filler).encode("ascii") + b"S0,Kim,M\xfcller\n"
+    table, rows = read(write(tmp_path, data))
+    assert table.encoding == "cp1252"
+    assert rows[-1].values == ("S0", "Kim", "Müller")
+
+
+def test_utf8_character_split_across_read_chunks_stays_utf8(tmp_path: Path) -> None:
+    header = "SyncID,First name,Last name\n"
+    # Filler rows put the two bytes of "ü" on both sides of a read-chunk boundary.
+    room = 4 * READ_CHUNK_SIZE - 1 - len(header) - len("S1,Kim,M")
+    row = "S0,Kim," + "x" * 56 + "\n"
+    count, rest = divmod(room, len(row))
+    last_row = "S0,Kim," + "y" * (rest + len(row) - 8) + "\n"
+    filler = row * (count - 1) + last_row
+    data = (header + filler + "S1,Kim,Müller\n").encode("utf-8")
+    boundary = 4 * READ_CHUNK_SIZE
+    assert data[boundary - 1 : boundary + 1] == "ü".encode()
+    table, rows = read(write(tmp_path, data))
+    assert table.encoding == "utf-8"
+    assert rows[-1].values == ("S1", "Kim", "Müller")
+
+
+def test_utf8_bom_with_invalid_bytes_fails(tmp_path: Path) -> None:
+    reason = read_failure(write(tmp_path, b"\xef\xbb\xbfName\nM\xfcller\n"))
+    assert "not valid UTF-8" in reason
+
+
+def test_utf16_with_odd_trailing_byte_fails_with_reason(tmp_path: Path) -> None:
+    data = b"\xff\xfe" + "Name\nZoë\n".encode("utf-16-le") + b"\x00\xd8"
+    assert "utf-16-le" in read_failure(write(tmp_path, data))
+
+
+# --- quoting and line numbers -------------------------------------------------------------------
+
+
+def test_quoted_field_with_newline_keeps_physical_line_numbers(tmp_path: Path) -> None:
+    data = (
+        "SyncID,Name,Note\r\n"
+        'S1,Zoë,"three\r\nline\r\nnote"\r\n'
+        "S2,Müller,plain\r\n"
+        'S3,"O\'Brien, Sean","say ""hi"""\r\n'
+    )
+    _, rows = read(write(tmp_path, data))
+    assert rows == [
+        RawRow(line=2, values=("S1", "Zoë", "three\r\nline\r\nnote")),
+        RawRow(line=5, values=("S2", "Müller", "plain")),
+        RawRow(line=6, values=("S3", "O'Brien, Sean", 'say "hi"')),
+    ]
+
+
+def test_blank_rows_are_skipped_but_line_numbers_stay_physical(tmp_path: Path) -> None:
+    data = "\n\nSyncID;Name\n\nS1;Sørensen\n ; \n;;;\nS2;Nuñez\n\n"
+    table, rows = read(write(tmp_path, data))
+    assert table.header == ("SyncID", "Name")
+    assert rows == [
+        RawRow(line=5, values=("S1", "Sørensen")),
+        RawRow(line=8, values=("S2", "Nuñez")),
+    ]
+
+
+def test_unclosed_quote_fails_instead_of_swallowing_the_rest(tmp_path: Path) -> None:
+    reason = read_failure(write(tmp_path, 'SyncID,Name\nS1,"Zoë\nS2,Müller\nS3,Nuñez\n'))
+    assert "line 2" in reason
+    assert "never closed" in reason
+
+
+def test_quote_inside_unquoted_field_is_literal(tmp_path: Path) -> None:
+    _, rows = read(write(tmp_path, "SyncID,Name\nS1,O'Brien 5'11\"\n"))
+    assert rows == [RawRow(line=2, values=("S1", "O'Brien 5'11\""))]
+
+
+def test_short_rows_are_padded_and_long_rows_keep_extra_cells(tmp_path: Path) -> None:
+    _, rows = read(write(tmp_path, "A,B,C\n1\n1,2,3,4\n1,2,3,,\n"))
+    assert rows == [
+        RawRow(line=2, values=("1", "", "")),
+        RawRow(line=3, values=("1", "2", "3", "4")),
+        RawRow(line=4, values=("1", "2", "3")),  # empty cells past the header are dropped
+    ]
+
+
+def test_header_cells_are_stripped_of_whitespace_and_bom(tmp_path: Path) -> None:
+    table, _ = read(
+        write(tmp_path, "\ufeff\ufeff SyncID ,\xa0First name\t,Last name,,\nS1,Zoë,M\n")
+    )
+    assert table.header == ("SyncID", "First name", "Last name")
+
+
+def test_data_cells_are_kept_as_written(tmp_path: Path) -> None:
+    _, rows = read(write(tmp_path, "SyncID,Name\n S1 ,  Zoë\n"))
+    assert rows == [RawRow(line=2, values=(" S1 ", "  Zoë"))]
+
+
+def test_rows_are_an_iterator_not_a_list(tmp_path: Path) -> None:
+    with open_table(write(tmp_path, PEOPLE_CSV), Limits()) as table:
+        assert isinstance(table.rows, Iterator)
+        assert next(table.rows) == PEOPLE_ROWS[0]
+
+
+# --- failures -----------------------------------------------------------------------------------
+
+
+def test_empty_file_fails(tmp_path: Path) -> None:
+    assert read_failure(write(tmp_path, b"")) == "empty file"
+
+
+@pytest.mark.parametrize("data", [b"\n\n\r\n", b"  \n\t\n", b",,,\n, ,\n"])
+def test_file_with_only_blank_lines_has_no_header_row(tmp_path: Path, data: bytes) -> None:
+    assert read_failure(write(tmp_path, data)) == "no header row"
+
+
+def test_file_over_max_file_size_fails(tmp_path: Path) -> None:
+    reason = read_failure(write(tmp_path, PEOPLE_CSV), Limits(max_file_size=20))
+    assert reason == "file is larger than max_file_size (20 bytes)"
+
+
+def test_old_xls_fails_with_save_as_hint(tmp_path: Path) -> None:
+    data = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 504
+    reason = read_failure(write(tmp_path, data, "contacts.xls"))
+    assert ".xls" in reason
+    assert "save it as .xlsx or CSV" in reason
+
+
+def test_zip_that_is_not_a_workbook_fails_with_save_as_hint(tmp_path: Path) -> None:
+    path = tmp_path / "students.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("users.csv", PEOPLE_CSV)
+    assert "save it as .xlsx or CSV" in read_failure(path)
+
+
+def test_damaged_zip_fails_with_save_as_hint(tmp_path: Path) -> None:
+    reason = read_failure(write(tmp_path, b"PK\x03\x04" + b"garbage" * 10, "students.xlsx"))
+    assert "save it as .xlsx or CSV" in reason
+
+
+def test_nul_bytes_without_utf16_bom_fail_as_binary(tmp_path: Path) -> None:
+    # UTF-16 without a byte order mark cannot be told from binary.
+    reason = read_failure(write(tmp_path, "Name\nZoë\n".encode("utf-16-le")))
+    assert "save it as .xlsx or CSV" in reason
+
+
+def test_pdf_fails_with_save_as_hint(tmp_path: Path) -> None:
+    reason = read_failure(write(tmp_path, b"%PDF-1.7\nstudents list\n", "students.csv"))
+    assert "PDF" in reason
+    assert "save it as .xlsx or CSV" in reason
+
+
+def test_field_over_max_field_chars_fails(tmp_path: Path) -> None:
+    path = write(tmp_path, "SyncID,Note\nS1,short\nS2," + "x" * 51 + "\n")
+    with open_table(path, Limits(max_field_chars=50)) as table:
+        assert next(table.rows).line == 2
+        with pytest.raises(FileFailed, match="max_field_chars") as caught:
+            next(table.rows)
+    assert "line 3" in str(caught.value)
+
+
+def test_multiline_quoted_field_over_max_field_chars_fails(tmp_path: Path) -> None:
+    note = "\n".join(["y" * 20] * 10)
+    path = write(tmp_path, f'SyncID,Note\nS1,"{note}"\n')
+    assert "max_field_chars" in read_failure(path, Limits(max_field_chars=100))
+
+
+def test_field_limit_of_the_csv_module_is_never_lowered(tmp_path: Path) -> None:
+    previous = csv.field_size_limit()
+    try:
+        csv.field_size_limit(10_000_000)
+        read(write(tmp_path, PEOPLE_CSV), Limits(max_field_chars=10))
+        assert csv.field_size_limit() == 10_000_000
+    finally:
+        csv.field_size_limit(previous)
+
+
+def test_row_over_max_columns_fails(tmp_path: Path) -> None:
+    path = write(tmp_path, "A,B,C\n1,2,3\n" + ",".join("x" * 6) + "\n")
+    reason = read_failure(path, Limits(max_columns=5))
+    assert "max_columns" in reason
+    assert "line 3" in reason
+
+
+def test_header_over_max_columns_fails_on_open(tmp_path: Path) -> None:
+    path = write(tmp_path, ",".join(f"C{number}" for number in range(6)) + "\n")
+    with pytest.raises(FileFailed, match="max_columns"):
+        open_table(path, Limits(max_columns=5)).__enter__()
+
+
+def test_line_without_line_breaks_is_cut_off_by_the_limits(tmp_path: Path) -> None:
+    path = write(tmp_path, "A,B\n" + "x" * 10_000)
+    limits = Limits(max_field_chars=100, max_columns=10)
+    assert "max_field_chars" in read_failure(path, limits)
+
+
+def test_memory_does_not_grow_with_file_size(tmp_path: Path) -> None:
+    path = tmp_path / "students.csv"
+    with path.open("w", encoding="utf-8") as file:
+        file.write("SyncID,First name,Last name,Email\n")
+        for number in range(60_000):
+            file.write(f"S{number},Zoë,Müller,zoe{number}@example.org\n")
+    assert path.stat().st_size > 2_400_000
+    tracemalloc.start()
+    try:
+        with open_table(path, Limits()) as table:
+            count = sum(1 for _ in table.rows)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 60_000
+    # A few read chunks and their text, well under the file's size (reading it all would not be).
+    assert peak < 1_500_000
+
+
+# --- format from content ------------------------------------------------------------------------
+
+
+def test_csv_named_xlsx_is_read_as_csv(tmp_path: Path) -> None:
+    table, rows = read(write(tmp_path, PEOPLE_CSV, "students.xlsx"))
+    assert table.format == "csv"
+    assert rows == PEOPLE_ROWS
+
+
+def test_csv_without_extension_is_read(tmp_path: Path) -> None:
+    table, _ = read(write(tmp_path, PEOPLE_CSV, "students"))
+    assert table.format == "csv"
+
+
+# --- XLSX ---------------------------------------------------------------------------------------
+
+
+def write_xlsx(path: Path, rows: list[list[object]], extra_sheet: bool = False) -> Path:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(row)
+    if extra_sheet:
+        workbook.create_sheet("Second").append(["Other", "Sheet"])
+    workbook.save(path)
+    return path
+
+
+def test_xlsx_reads_first_sheet_with_header_in_first_non_empty_row(tmp_path: Path) -> None:
+    path = write_xlsx(
+        tmp_path / "students.xlsx",
+        [
+            [],
+            [None, "  SyncID ", "Last name", "Born", "Account #", "Grade", "Active"],
+            [None, "S1", "Müller", dt.datetime(2012, 5, 13), 1234, 5.0, True],
+            [None, None, None, None, None, None, None],
+            [None, "S2", "Sørensen", dt.date(2011, 1, 2), 12345678901, 12.5, False],
+        ],
+        extra_sheet=True,
+    )
+    table, rows = read(path)
+    assert (table.format, table.encoding, table.delimiter) == ("xlsx", None, None)
+    assert table.header == ("", "SyncID", "Last name", "Born", "Account #", "Grade", "Active")
+    assert rows == [
+        RawRow(line=3, values=("", "S1", "Müller", "2012-05-13", "1234", "5", "TRUE")),
+        RawRow(line=5, values=("", "S2", "Sørensen", "2011-01-02", "12345678901", "12.5", "FALSE")),
+    ]
+
+
+def test_xlsx_whole_number_reads_as_integer_text(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "s.xlsx", [["SyncID", "Account #"], ["S1", 1234.0], ["S2", 1234]])
+    _, rows = read(path)
+    assert [row.values[1] for row in rows] == ["1234", "1234"]
+
+
+def test_xlsx_date_reads_as_iso_date(tmp_path: Path) -> None:
+    path = write_xlsx(
+        tmp_path / "s.xlsx",
+        [
+            ["SyncID", "Born"],
+            ["S1", dt.datetime(2012, 5, 13)],
+            ["S2", dt.datetime(2012, 5, 13, 10, 30)],
+        ],
+    )
+    _, rows = read(path)
+    assert [row.values[1] for row in rows] == ["2012-05-13", "2012-05-13T10:30:00"]
+
+
+def test_xlsx_named_csv_is_read_as_xlsx(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "students.csv", [["SyncID", "Name"], ["S1", "Zoë"]])
+    table, rows = read(path)
+    assert table.format == "xlsx"
+    assert rows == [RawRow(line=2, values=("S1", "Zoë"))]
+
+
+def test_xlsx_with_only_empty_rows_has_no_header_row(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "s.xlsx", [[None, None], [None]])
+    assert read_failure(path) == "no header row"
+
+
+def test_xlsx_sheet_inflating_past_max_file_size_fails(tmp_path: Path) -> None:
+    rows: list[list[object]] = [["SyncID", "Name"]]
+    rows += [[f"S{number}", "Zoë Müller"] for number in range(2_000)]
+    path = write_xlsx(tmp_path / "s.xlsx", rows)
+    size = path.stat().st_size
+    reason = read_failure(path, Limits(max_file_size=size + 1))
+    assert f"max_file_size ({size + 1} bytes)" in reason
+
+
+def test_xlsx_cell_over_max_field_chars_fails(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "s.xlsx", [["SyncID", "Note"], ["S1", "x" * 101]])
+    assert "max_field_chars" in read_failure(path, Limits(max_field_chars=100))
+
+
+def test_xlsx_row_over_max_columns_fails(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "s.xlsx", [["A", "B"], ["1", "2", "3", "4"]])
+    assert "max_columns" in read_failure(path, Limits(max_columns=3))
+
+
+def test_xlsx_with_damaged_sheet_fails_with_save_as_hint(tmp_path: Path) -> None:
+    good = write_xlsx(tmp_path / "good.xlsx", [["SyncID"], ["S1"]])
+    damaged = tmp_path / "damaged.xlsx"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(damaged, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                data = data[: len(data) // 2]
+            target.writestr(info, data)
+    assert "save it as .xlsx or CSV" in read_failure(damaged)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, ""),
+        ("Zoë", "Zoë"),
+        (1234, "1234"),
+        (1234.0, "1234"),
+        (12.5, "12.5"),
+        (0.1 + 0.2, "0.3"),
+        (True, "TRUE"),
+        (False, "FALSE"),
+        (dt.datetime(2012, 5, 13), "2012-05-13"),
+        (dt.datetime(2012, 5, 13, 10, 30), "2012-05-13T10:30:00"),
+        (dt.date(2012, 5, 13), "2012-05-13"),
+        (dt.time(10, 30), "10:30:00"),
+    ],
+)
+def test_cell_text_shows_values_as_the_user_sees_them(value: object, text: str) -> None:
+    assert cell_text(value) == text
