@@ -1,0 +1,199 @@
+"""`syncd run --once` over a local drop folder (SPEC §3.2): what is picked up, when, in what
+order, and where every file ends."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from syncd.clock import FixedClock, SystemClock
+from syncd.config import local_source
+from syncd.db.database import open_database
+from syncd.pickup import Pickup
+from syncd.pipeline import Job, Pipeline
+from syncd.sources.local import LocalSource
+from tests.cli.conftest import Syncd
+
+STUDENTS = "SyncID,First name,Last name,E-mail\nS1,Lena,Müller,lena@example.edu\nS2,Zoë,Martin,zoe@example.edu\n"
+PARENTS = "First name;Last name;User name;Pupil sync key\r\nKatrin;Müller;katrin;S1\r\nSean;O'Brien;sean;\"S1,S2\"\r\n"
+
+
+def archived(syncd: Syncd) -> list[str]:
+    folder = syncd.drop_dir / "archive"
+    return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def today_archive(syncd: Syncd) -> Path:
+    return syncd.drop_dir / "archive" / datetime.now(UTC).strftime("%Y/%m/%d")
+
+
+def test_temp_and_hidden_names_are_never_picked_up(syncd_sqlite: Syncd) -> None:
+    names = [
+        "students.csv.tmp", "students.csv.part", "students.csv.filepart",
+        "students.csv.partial", "students.csv.crdownload", ".students.csv",
+    ]  # fmt: skip
+    for name in names:
+        syncd_sqlite.drop(name, STUDENTS)
+    outcome = syncd_sqlite("run", "--once")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert sorted(os.listdir(syncd_sqlite.drop_dir)) == sorted(
+        names + ["archive", "failed", "held", "processing", "reports"]
+    )
+    assert syncd_sqlite.export() == []
+
+
+def test_kinds_apply_in_order_whatever_order_they_arrived(syncd: Syncd) -> None:
+    parents = syncd.drop("parents.csv", PARENTS)
+    students = syncd.drop("students.csv", STUDENTS)
+    os.utime(parents, (time.time() - 300, time.time() - 300))  # parents arrived first
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert syncd.links() == {("katrin", "S1", "active"), ("sean", "S1", "active"),
+                             ("sean", "S2", "active")}
+    assert archived(syncd) == ["parents.csv", "students.csv"]
+    assert sorted(os.listdir(today_archive(syncd))) == ["parents.csv", "students.csv"]
+    assert not students.exists() and not os.listdir(syncd.drop_dir / "processing")
+    applied = [e["name"] for e in syncd.events("file.applied")]
+    assert applied == ["students.csv", "parents.csv"]
+
+
+def test_reports_are_written_to_reports_folder(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.drop("students.csv", STUDENTS + "S3,,Nobody,bad-email\n")
+    outcome = syncd_sqlite("run", "--once")
+    assert outcome.exit_code == 0
+    reports = syncd_sqlite.drop_dir / "reports"
+    assert sorted(os.listdir(reports)) == ["students.csv.errors.csv", "students.csv.report.json"]
+    errors = (reports / "students.csv.errors.csv").read_text().splitlines()
+    assert errors[0] == "row,column,value,error"
+    assert all(line.startswith("4,") for line in errors[1:])
+
+
+def test_same_content_again_is_a_duplicate_and_archived(syncd: Syncd) -> None:
+    syncd.drop("students.csv", STUDENTS)
+    assert syncd("run", "--once").exit_code == 0
+    syncd.drop("students.csv", STUDENTS)
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 0
+    assert [e["name"] for e in syncd.events("file.duplicate")] == ["students.csv"]
+    # The second copy is archived beside the first under a new name; nothing is overwritten.
+    assert sorted(os.listdir(today_archive(syncd))) == ["students.1.csv", "students.csv"]
+    statuses = [f["status"] for f in syncd("files", "--json").json()]
+    assert statuses == ["applied", "duplicate"]
+    assert len(syncd.events("person.created")) == 2
+
+
+def test_failed_file_moves_to_failed_with_reason(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.drop("students.csv", b"")
+    syncd_sqlite.drop("roles.csv", "userSourcedId,orgSourcedId,role\n1,2,student\n")
+    outcome = syncd_sqlite("run", "--once")
+    assert outcome.exit_code == 1
+    assert sorted(os.listdir(syncd_sqlite.drop_dir / "failed")) == ["roles.csv", "students.csv"]
+    reasons = {e["name"]: e["reason"] for e in syncd_sqlite.events("file.failed")}
+    assert reasons["students.csv"] == "empty file"
+    assert "kind cannot be found" in reasons["roles.csv"]
+
+
+def test_done_marker_required_and_archived_with_the_file(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.configure(done_marker=True)
+    syncd_sqlite.drop("students.csv", STUDENTS)
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    assert (syncd_sqlite.drop_dir / "students.csv").exists()  # no marker yet: waits
+    syncd_sqlite.drop("students.csv.done", "")
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    assert sorted(os.listdir(today_archive(syncd_sqlite))) == ["students.csv", "students.csv.done"]
+    assert len(syncd_sqlite.export()) == 2
+
+
+def test_file_younger_than_min_age_waits(tmp_path: Path) -> None:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "students.csv").write_text(STUDENTS)
+    clock = FixedClock(datetime.now(UTC))
+    config = local_source(folder, min_age=__import__("datetime").timedelta(seconds=10))
+    pickup = Pickup(config, LocalSource(config), Pipeline(open_database(
+        f"sqlite:///{tmp_path / 'db.sqlite'}"), clock), clock)
+    ready, young = pickup.ready_entries(LocalSource(config).list_entries())
+    assert [e.name for e in young] == ["students.csv"] and ready == []
+    clock.sleep(11)
+    ready, young = pickup.ready_entries(LocalSource(config).list_entries())
+    assert [e.name for e in ready] == ["students.csv"] and young == []
+
+
+def test_run_once_waits_for_a_file_to_reach_min_age(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.configure(min_age="1s")
+    (syncd_sqlite.drop_dir).mkdir()
+    (syncd_sqlite.drop_dir / "students.csv").write_text(STUDENTS)  # mtime: now
+    outcome = syncd_sqlite("run", "--once")
+    assert outcome.exit_code == 0
+    assert len(syncd_sqlite.export()) == 2
+
+
+def test_symlinks_and_subfolders_are_not_followed(syncd_sqlite: Syncd, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "students.csv").write_text(STUDENTS)
+    syncd_sqlite.drop_dir.mkdir()
+    (syncd_sqlite.drop_dir / "students.csv").symlink_to(outside / "students.csv")
+    syncd_sqlite.drop("nested/pupils.csv", STUDENTS)
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    assert syncd_sqlite.export() == []
+    assert (syncd_sqlite.drop_dir / "students.csv").is_symlink()
+    assert (outside / "students.csv").read_text() == STUDENTS
+
+
+def test_file_left_in_processing_is_taken_up_under_its_ledger_entry(syncd: Syncd) -> None:
+    processing = syncd.drop_dir / "processing"
+    processing.mkdir(parents=True)
+    path = processing / "students.csv"
+    path.write_text(STUDENTS)
+    config = local_source(syncd.drop_dir, name="district-a")
+    engine = open_database(syncd.database_url)
+    pipeline = Pipeline(engine, SystemClock())
+    job = Job(path=path, name="students.csv", source=config, source_name="district-a",
+              location="processing/students.csv")
+    file_id = pipeline.open_ledger(job, "0" * 64, path.stat().st_size)
+    engine.dispose()
+    outcome = syncd("run", "--once")  # the daemon "restarts" after a crash
+    assert outcome.exit_code == 0, outcome.stderr
+    ledger = syncd("files", "--json").json()
+    assert [(f["id"], f["status"]) for f in ledger] == [(file_id, "applied")]
+    assert archived(syncd) == ["students.csv"]
+
+
+def test_held_file_waits_in_held_then_release_archives_it(syncd: Syncd) -> None:
+    syncd.drop("students.csv", STUDENTS)
+    assert syncd("run", "--once").exit_code == 0
+    syncd.drop("students-2.csv", "SyncID,First name,Last name\n")  # header only: held
+    assert syncd("run", "--once").exit_code == 1
+    assert os.listdir(syncd.drop_dir / "held") == ["students-2.csv"]
+    held = syncd("files", "--status", "held", "--json").json()
+    assert len(held) == 1
+    outcome = syncd("files", "release", str(held[0]["id"]))
+    assert outcome.exit_code == 0, outcome.stderr
+    assert os.listdir(syncd.drop_dir / "held") == []
+    assert "students-2.csv" in archived(syncd)
+    assert all(not p["active"] for p in syncd.export())
+
+
+def test_status_counts_waiting_held_and_failed(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.drop("bad.csv", "x,y\n1,2\n")
+    syncd_sqlite("run", "--once")
+    syncd_sqlite.configure(done_marker=True)
+    syncd_sqlite.drop("students.csv", STUDENTS)
+    status = syncd_sqlite("status", "--json").json()
+    assert status == [
+        {
+            "source": "district-a",
+            "site": "district-a",
+            "last_poll": status[0]["last_poll"],
+            "last_success": status[0]["last_success"],
+            "waiting": 1,
+            "held": 0,
+            "failed": 1,
+            "pending_links": 0,
+            "error": None,
+        }
+    ]
+    assert status[0]["last_poll"] is not None
