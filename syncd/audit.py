@@ -219,7 +219,9 @@ def record(
     **fields: Any,
 ) -> EventBuffer:
     """Buffer one event with its context fields; the caller writes and emits the buffer."""
-    context = {key: fields.pop(key) for key in ("source", "site", "file_id", "run_id") if key in fields}
+    context: dict[str, Any] = {
+        key: fields.pop(key) for key in ("source", "site", "file_id", "run_id") if key in fields
+    }
     buffer = EventBuffer(context=context, now=now)
     buffer.add(event, level=level, person_id=person_id, **fields)
     return buffer

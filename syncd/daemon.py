@@ -62,8 +62,13 @@ def poll_source(app: App, config: SourceConfig, run_id: str) -> PassResult:
                 connection, config.name, config.site, last_poll=now, error=str(error)
             )
         retry = config.poll or timedelta(seconds=60)
-        audit.emit(audit.SOURCE_ERROR, level="error", error=str(error),
-                   retry_in=f"{int(retry.total_seconds())}s", **context)
+        audit.emit(
+            audit.SOURCE_ERROR,
+            level="error",
+            error=str(error),
+            retry_in=f"{int(retry.total_seconds())}s",
+            **context,
+        )
         del previous
         raise
     try:
@@ -73,8 +78,13 @@ def poll_source(app: App, config: SourceConfig, run_id: str) -> PassResult:
     with app.engine.begin() as connection:
         previous = store.source_states(connection).get(config.name)
         store.set_source_state(
-            connection, config.name, config.site, last_poll=app.clock.now(),
-            last_success=app.clock.now(), error=None, waiting=result.waiting,
+            connection,
+            config.name,
+            config.site,
+            last_poll=app.clock.now(),
+            last_success=app.clock.now(),
+            error=None,
+            waiting=result.waiting,
         )
     if previous is not None and previous.error:
         audit.emit(audit.SOURCE_RECOVERED, **context)
@@ -130,7 +140,12 @@ def run_daemon(app: App, source_name: str | None) -> int:
     reload_requested = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: (reload_requested.set(), stop.set()))
+
+    def on_hangup(*_: object) -> None:
+        reload_requested.set()
+        stop.set()
+
+    signal.signal(signal.SIGHUP, on_hangup)
     app.engine  # noqa: B018 - fail fast (exit 3) when the database is unreachable
 
     def job(config: SourceConfig) -> None:
@@ -139,9 +154,14 @@ def run_daemon(app: App, source_name: str | None) -> int:
         except SourceUnreachable:
             pass  # logged as source.error; the next poll retries
         except Exception as error:  # noqa: BLE001 - a job error must never kill the daemon
-            audit.emit(audit.SOURCE_ERROR, level="error", source=config.name,
-                       site=config.site, error=str(error).splitlines()[0] if str(error) else
-                       type(error).__name__, retry_in="next poll")
+            audit.emit(
+                audit.SOURCE_ERROR,
+                level="error",
+                source=config.name,
+                site=config.site,
+                error=str(error).splitlines()[0] if str(error) else type(error).__name__,
+                retry_in="next poll",
+            )
 
     def schedule(scheduler: Any) -> None:
         for config in _selected(app, source_name):
@@ -153,13 +173,21 @@ def run_daemon(app: App, source_name: str | None) -> int:
                 triggers.append(IntervalTrigger(seconds=interval.total_seconds()))
             for number, trigger in enumerate(triggers):
                 scheduler.add_job(
-                    job, trigger, args=[config], id=f"{config.name}:{number}",
-                    coalesce=True, max_instances=1, misfire_grace_time=3600,
+                    job,
+                    trigger,
+                    args=[config],
+                    id=f"{config.name}:{number}",
+                    coalesce=True,
+                    max_instances=1,
+                    misfire_grace_time=3600,
                     next_run_time=app.clock.now() if number == 0 else None,
                 )
 
-    audit.emit(audit.DAEMON_STARTED, pid=os.getpid(),
-               sources=[config.name for config in _selected(app, source_name)])
+    audit.emit(
+        audit.DAEMON_STARTED,
+        pid=os.getpid(),
+        sources=[config.name for config in _selected(app, source_name)],
+    )
     while True:
         scheduler = BackgroundScheduler(timezone="UTC")
         schedule(scheduler)
@@ -174,8 +202,9 @@ def run_daemon(app: App, source_name: str | None) -> int:
         try:
             app._config = load_config(find_config_path(app.config_option))
             audit.configure(app._config.audit_path)
-            audit.emit(audit.CONFIG_RELOADED,
-                       sources=[config.name for config in app.config.sources])
+            audit.emit(
+                audit.CONFIG_RELOADED, sources=[config.name for config in app.config.sources]
+            )
         except SyncdError as error:
             audit.emit(audit.CONFIG_RELOADED, level="error", error=str(error))
     audit.emit(audit.DAEMON_STOPPED, pid=os.getpid())

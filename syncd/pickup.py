@@ -72,9 +72,7 @@ class Pickup:
         now = self.clock.now().timestamp()
         min_age = self.config.min_age.total_seconds()
         for entry in entries:
-            if not is_candidate_name(entry.name) or entry.name.casefold().endswith(
-                MARKER_SUFFIXES
-            ):
+            if not is_candidate_name(entry.name) or entry.name.casefold().endswith(MARKER_SUFFIXES):
                 continue
             if self.config.done_marker:
                 if not any(entry.name + suffix in names for suffix in MARKER_SUFFIXES):
@@ -113,12 +111,18 @@ class Pickup:
         root = Path(self.config.path) if not self.config.is_sftp else None
         kinds: dict[str, Kind | None] = {}
         for entry in ready:
-            kinds[entry.name] = peek_kind(root / entry.name, self.config, entry.name) if root else (
-                detect_kind(entry.name, (), self.config.globs, self.config.child_column)
+            kinds[entry.name] = (
+                peek_kind(root / entry.name, self.config, entry.name)
+                if root
+                else (detect_kind(entry.name, (), self.config.globs, self.config.child_column))
             )
         arriving = [
-            detect_kind(entry.name.rsplit(".", 1)[0] if not is_candidate_name(entry.name)
-                        else entry.name, (), self.config.globs, self.config.child_column)
+            detect_kind(
+                entry.name.rsplit(".", 1)[0] if not is_candidate_name(entry.name) else entry.name,
+                (),
+                self.config.globs,
+                self.config.child_column,
+            )
             for entry in young + [e for e in entries if not is_candidate_name(e.name)]
         ]
         ranks_arriving = {kind.rank for kind in arriving if kind is not None}

@@ -45,7 +45,9 @@ def postgres_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
     problem = postgres_problem()
     if problem:
-        message = f"PostgreSQL at {PG_URL} is not reachable ({problem}); set SYNCD_TEST_POSTGRES_URL"
+        message = (
+            f"PostgreSQL at {PG_URL} is not reachable ({problem}); set SYNCD_TEST_POSTGRES_URL"
+        )
         if REQUIRE_PG:
             pytest.fail(f"SYNCD_REQUIRE_PG=1 but {message}")
         pytest.skip(message)

@@ -106,7 +106,8 @@ class Syncd:
         return outcome.json()  # type: ignore[no-any-return]
 
     def links(self) -> set[tuple[str, str, str]]:
-        return {(l["parent"], l["child"], l["status"]) for l in self.export("relationships")}
+        links = self.export("relationships")
+        return {(link["parent"], link["child"], link["status"]) for link in links}
 
 
 @pytest.fixture

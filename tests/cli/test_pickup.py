@@ -16,8 +16,16 @@ from syncd.pipeline import Job, Pipeline
 from syncd.sources.local import LocalSource
 from tests.cli.conftest import Syncd
 
-STUDENTS = "SyncID,First name,Last name,E-mail\nS1,Lena,Müller,lena@example.edu\nS2,Zoë,Martin,zoe@example.edu\n"
-PARENTS = "First name;Last name;User name;Pupil sync key\r\nKatrin;Müller;katrin;S1\r\nSean;O'Brien;sean;\"S1,S2\"\r\n"
+STUDENTS = (
+    "SyncID,First name,Last name,E-mail\n"
+    "S1,Lena,Müller,lena@example.edu\n"
+    "S2,Zoë,Martin,zoe@example.edu\n"
+)
+PARENTS = (
+    "First name;Last name;User name;Pupil sync key\r\n"
+    "Katrin;Müller;katrin;S1\r\n"
+    'Sean;O\'Brien;sean;"S1,S2"\r\n'
+)
 
 
 def archived(syncd: Syncd) -> list[str]:
@@ -50,8 +58,11 @@ def test_kinds_apply_in_order_whatever_order_they_arrived(syncd: Syncd) -> None:
     os.utime(parents, (time.time() - 300, time.time() - 300))  # parents arrived first
     outcome = syncd("run", "--once")
     assert outcome.exit_code == 0, outcome.stderr
-    assert syncd.links() == {("katrin", "S1", "active"), ("sean", "S1", "active"),
-                             ("sean", "S2", "active")}
+    assert syncd.links() == {
+        ("katrin", "S1", "active"),
+        ("sean", "S1", "active"),
+        ("sean", "S2", "active"),
+    }
     assert archived(syncd) == ["parents.csv", "students.csv"]
     assert sorted(os.listdir(today_archive(syncd))) == ["parents.csv", "students.csv"]
     assert not students.exists() and not os.listdir(syncd.drop_dir / "processing")
@@ -112,8 +123,12 @@ def test_file_younger_than_min_age_waits(tmp_path: Path) -> None:
     (folder / "students.csv").write_text(STUDENTS)
     clock = FixedClock(datetime.now(UTC))
     config = local_source(folder, min_age=__import__("datetime").timedelta(seconds=10))
-    pickup = Pickup(config, LocalSource(config), Pipeline(open_database(
-        f"sqlite:///{tmp_path / 'db.sqlite'}"), clock), clock)
+    pickup = Pickup(
+        config,
+        LocalSource(config),
+        Pipeline(open_database(f"sqlite:///{tmp_path / 'db.sqlite'}"), clock),
+        clock,
+    )
     ready, young = pickup.ready_entries(LocalSource(config).list_entries())
     assert [e.name for e in young] == ["students.csv"] and ready == []
     clock.sleep(11)
@@ -151,8 +166,13 @@ def test_file_left_in_processing_is_taken_up_under_its_ledger_entry(syncd: Syncd
     config = local_source(syncd.drop_dir, name="district-a")
     engine = open_database(syncd.database_url)
     pipeline = Pipeline(engine, SystemClock())
-    job = Job(path=path, name="students.csv", source=config, source_name="district-a",
-              location="processing/students.csv")
+    job = Job(
+        path=path,
+        name="students.csv",
+        source=config,
+        source_name="district-a",
+        location="processing/students.csv",
+    )
     file_id = pipeline.open_ledger(job, "0" * 64, path.stat().st_size)
     engine.dispose()
     outcome = syncd("run", "--once")  # the daemon "restarts" after a crash

@@ -57,9 +57,7 @@ def test_sds_v1_students_apply_keyed_by_sis_id(syncd: Syncd, shared_dir: Path) -
     assert "P@ssword" not in syncd.audit_path.read_text()
 
 
-def test_sds_v1_min_required_fails_every_row_lacking_names(
-    syncd: Syncd, shared_dir: Path
-) -> None:
+def test_sds_v1_min_required_fails_every_row_lacking_names(syncd: Syncd, shared_dir: Path) -> None:
     path = sample(shared_dir, "microsoft-sds/sds-v1-min-required/Student.csv")
     code, report = drop_and_pick_up(syncd, path)
     assert code == 1 and report["status"] == "failed"
@@ -111,7 +109,9 @@ def test_rosariosis_students_keyed_by_lowercased_email(
 
 
 def test_opensis_upload_without_identifier_fails(syncd_sqlite: Syncd, shared_dir: Path) -> None:
-    code, report, _ = import_copy(syncd_sqlite, sample(shared_dir, "opensis-bulk-student/upload.csv"))
+    code, report, _ = import_copy(
+        syncd_sqlite, sample(shared_dir, "opensis-bulk-student/upload.csv")
+    )
     assert code == 1 and report["status"] == "failed"
     assert "identifier" in str(report["reason"])
 

@@ -17,7 +17,7 @@ def test_samples_import_gives_eight_links(syncd: Syncd, shared_dir: Path) -> Non
     persons = syncd.export()
     assert sum(p["kind"] == "student" for p in persons) == 5
     assert sum(p["kind"] == "parent" for p in persons) == 5
-    assert len([l for l in syncd.links() if l[2] == "active"]) == 8
+    assert len([link for link in syncd.links() if link[2] == "active"]) == 8
 
 
 def test_samples_dropped_and_picked_up_give_eight_links(syncd: Syncd, shared_dir: Path) -> None:
