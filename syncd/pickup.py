@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -53,8 +54,26 @@ def archive_folder(now: datetime, status: FileStatus) -> str:
     return "failed"
 
 
+@dataclass(slots=True)
+class _Seen:
+    """How a file looked when this syncd first saw it this way (own monotonic clock)."""
+
+    size: int
+    mtime: float
+    since: float
+
+
+@dataclass(slots=True)
+class _Claimed:
+    processing_name: str
+    name: str
+    mtime: float
+    local: Path | None = None
+    kind: Kind | None = None
+
+
 class Pickup:
-    """Runs pickup passes for one source."""
+    """Runs pickup passes for one source; remembers what it saw between passes."""
 
     def __init__(
         self, config: SourceConfig, source: Source, pipeline: Pipeline, clock: Clock
@@ -63,95 +82,128 @@ class Pickup:
         self.source = source
         self.pipeline = pipeline
         self.clock = clock
+        self._seen: dict[str, _Seen] = {}
+
+    def _unchanged_for(self, entry: Entry) -> float:
+        """Return for how long (our clock) a file has had its current size and mtime."""
+        now = self.clock.monotonic()
+        seen = self._seen.get(entry.name)
+        if seen is None or (seen.size, seen.mtime) != (entry.size, entry.mtime):
+            self._seen[entry.name] = _Seen(entry.size, entry.mtime, now)
+            return 0.0
+        return now - seen.since
+
+    def _age(self, entry: Entry) -> float:
+        """Return how long a file is known to have been as it is now."""
+        stable_for = self._unchanged_for(entry)
+        if self.config.is_sftp:
+            # Never the server's clock against ours: only our own listings count.
+            return stable_for
+        # A local file's mtime is on this host's clock, so its age may serve (SPEC §3.2).
+        return max(stable_for, self.clock.now().timestamp() - entry.mtime)
+
+    def _is_complete(self, entry: Entry) -> bool:
+        min_age = self.config.min_age.total_seconds()
+        return self._age(entry) >= min_age if min_age > 0 else True
 
     def ready_entries(self, entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
         """Split candidate files into (ready, not yet ready)."""
         names = {entry.name for entry in entries}
         ready: list[Entry] = []
         young: list[Entry] = []
-        now = self.clock.now().timestamp()
-        min_age = self.config.min_age.total_seconds()
         for entry in entries:
             if not is_candidate_name(entry.name) or entry.name.casefold().endswith(MARKER_SUFFIXES):
                 continue
             if self.config.done_marker:
-                if not any(entry.name + suffix in names for suffix in MARKER_SUFFIXES):
-                    young.append(entry)
-                    continue
-            elif now - entry.mtime < min_age:
+                marked = any(entry.name + suffix in names for suffix in MARKER_SUFFIXES)
+                (ready if marked else young).append(entry)
+            elif self._is_complete(entry):
+                ready.append(entry)
+            else:
                 young.append(entry)
-                continue
-            ready.append(entry)
+        current = {entry.name for entry in entries}
+        self._seen = {name: seen for name, seen in self._seen.items() if name in current}
         return ready, young
 
-    def run_once(self, run_id: str, wait_for_young: bool = True) -> PassResult:
-        """Process every ready file (and files left in processing/); return what happened."""
+    def run_once(
+        self,
+        run_id: str,
+        wait_for_young: bool = True,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> PassResult:
+        """Process every ready file (and files left in processing/); return what happened.
+
+        With `wait_for_young`, files not yet complete are listed again after `min_age`.
+        `should_stop` is asked between files: a stop leaves claimed files in processing/,
+        where the next pass takes them up again.
+        """
         outcome = PassResult()
         self._expire(run_id)
-        for entry in self.source.list_processing():
-            self._process(entry.name, entry.name, run_id, outcome, recovered=True)
+        claimed = [
+            _Claimed(entry.name, entry.name, entry.mtime) for entry in self.source.list_processing()
+        ]
         entries = self.source.list_entries()
         ready, young = self.ready_entries(entries)
         if young and wait_for_young and not self.config.done_marker:
-            # `run --once` waits for files that become old enough within min_age.
             self.clock.sleep(self.config.min_age.total_seconds())
-            ready, young = self.ready_entries(self.source.list_entries())
+            entries = self.source.list_entries()
+            ready, young = self.ready_entries(entries)
         outcome.waiting = len(young)
-        self._process_batch(ready, young, entries, run_id, outcome)
+        claimed += self._claim_ready(ready, young, entries, run_id, outcome)
+        with tempfile.TemporaryDirectory(prefix="syncd-") as temp:
+            for item in claimed:
+                item.local = self.source.fetch(item.processing_name, Path(temp))
+                item.kind = peek_kind(item.local, self.config, item.name)
+            claimed.sort(key=lambda c: (c.kind.rank if c.kind else UNKNOWN_RANK, c.mtime, c.name))
+            for item in claimed:
+                if should_stop():
+                    break
+                self._process(item, run_id, outcome)
         return outcome
 
-    def _process_batch(
+    def _kind_by_name(self, name: str) -> Kind | None:
+        return detect_kind(name, (), self.config.globs, self.config.child_column)
+
+    def _claim_ready(
         self,
         ready: list[Entry],
         young: list[Entry],
         entries: list[Entry],
         run_id: str,
         outcome: PassResult,
-    ) -> None:
-        root = Path(self.config.path) if not self.config.is_sftp else None
-        kinds: dict[str, Kind | None] = {}
-        for entry in ready:
-            kinds[entry.name] = (
-                peek_kind(root / entry.name, self.config, entry.name)
-                if root
-                else (detect_kind(entry.name, (), self.config.globs, self.config.child_column))
-            )
-        arriving = [
-            detect_kind(
-                entry.name.rsplit(".", 1)[0] if not is_candidate_name(entry.name) else entry.name,
-                (),
-                self.config.globs,
-                self.config.child_column,
-            )
+    ) -> list[_Claimed]:
+        """Claim the ready files, except later kinds while an earlier kind is arriving."""
+        root = None if self.config.is_sftp else Path(self.config.path)
+        arriving = {
+            kind.rank
             for entry in young + [e for e in entries if not is_candidate_name(e.name)]
-        ]
-        ranks_arriving = {kind.rank for kind in arriving if kind is not None}
-
-        def order(entry: Entry) -> tuple[int, float, str]:
-            kind = kinds.get(entry.name)
-            return (kind.rank if kind else UNKNOWN_RANK, entry.mtime, entry.name)
-
-        now = self.clock.now().timestamp()
-        for entry in sorted(ready, key=order):
-            kind = kinds.get(entry.name)
-            if kind is not None and any(rank < kind.rank for rank in ranks_arriving):
-                waited = now - entry.mtime
-                if waited < self.config.dependency_wait.total_seconds():
-                    outcome.waiting += 1
-                    audit.emit(
-                        audit.FILE_WAITING,
-                        source=self.config.name,
-                        site=self.config.site,
-                        run_id=run_id,
-                        name=entry.name,
-                        kind=kind.value,
-                        reason="an earlier kind of file is still arriving",
-                    )
-                    continue
-            claimed = self.source.claim(entry.name)
-            if claimed is None:
+            if (kind := self._kind_by_name(entry.name)) is not None
+        }
+        claimed: list[_Claimed] = []
+        for entry in ready:
+            kind = self._kind_by_name(entry.name)
+            if kind is None and root is not None:
+                kind = peek_kind(root / entry.name, self.config, entry.name)
+            if (
+                kind is not None
+                and any(rank < kind.rank for rank in arriving)
+                and self._age(entry) < self.config.dependency_wait.total_seconds()
+            ):
+                outcome.waiting += 1
+                audit.emit(
+                    audit.FILE_WAITING,
+                    source=self.config.name,
+                    site=self.config.site,
+                    run_id=run_id,
+                    name=entry.name,
+                    kind=kind.value,
+                    reason="an earlier kind of file is still arriving",
+                )
                 continue
-            self._process(claimed, entry.name, run_id, outcome, kind=kind)
+            processing_name = self.source.claim(entry.name)
+            if processing_name is not None:
+                claimed.append(_Claimed(processing_name, entry.name, entry.mtime))
+        return claimed
 
     def _expire(self, run_id: str) -> None:
         now = self.clock.now()
@@ -164,37 +216,27 @@ class Pickup:
             events.write(connection)
         events.emit()
 
-    def _process(
-        self,
-        processing_name: str,
-        original_name: str,
-        run_id: str,
-        outcome: PassResult,
-        recovered: bool = False,
-        kind: Kind | None = None,
-    ) -> None:
-        location = f"processing/{processing_name}"
+    def _process(self, item: _Claimed, run_id: str, outcome: PassResult) -> None:
+        location = f"processing/{item.processing_name}"
         file_id = None
-        if recovered:
-            with self.pipeline.engine.connect() as connection:
-                row = store.file_in_processing(connection, self.config.name, location)
-            if row is not None:
-                file_id = row.id
-                original_name = row.name
-        with tempfile.TemporaryDirectory(prefix="syncd-") as temp:
-            local = self.source.fetch(processing_name, Path(temp))
-            job = Job(
-                path=local,
-                name=original_name,
-                source=self.config,
-                source_name=self.config.name,
-                kind=kind,
-                file_id=file_id,
-                run_id=run_id,
-                location=location,
-            )
-            result = self.pipeline.process(job)
-        self.deliver(result, processing_name)
+        with self.pipeline.engine.connect() as connection:
+            row = store.file_in_processing(connection, self.config.name, location)
+        if row is not None:  # taken up again after a crash: same ledger entry
+            file_id = row.id
+            item.name = row.name
+        assert item.local is not None
+        job = Job(
+            path=item.local,
+            name=item.name,
+            source=self.config,
+            source_name=self.config.name,
+            kind=item.kind,
+            file_id=file_id,
+            run_id=run_id,
+            location=location,
+        )
+        result = self.pipeline.process(job)
+        self.deliver(result, item.processing_name)
         outcome.results.append(result)
         if result.status is FileStatus.APPLIED:
             outcome.applied += 1

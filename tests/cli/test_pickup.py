@@ -217,3 +217,28 @@ def test_status_counts_waiting_held_and_failed(syncd_sqlite: Syncd) -> None:
         }
     ]
     assert status[0]["last_poll"] is not None
+
+
+def test_parents_file_waits_while_its_students_file_is_still_uploading(syncd: Syncd) -> None:
+    syncd.drop("students.csv.part", STUDENTS)
+    parents = syncd.drop("parents.csv", PARENTS)
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 0, outcome.stderr  # waiting is not a failure
+    assert parents.exists()
+    assert [e["name"] for e in syncd.events("file.waiting")] == ["parents.csv"]
+    (syncd.drop_dir / "students.csv.part").rename(syncd.drop_dir / "students.csv")
+    assert syncd("run", "--once").exit_code == 0
+    assert syncd.links() == {
+        ("katrin", "S1", "active"),
+        ("sean", "S1", "active"),
+        ("sean", "S2", "active"),
+    }
+
+
+def test_parents_file_stops_waiting_after_dependency_wait(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.configure(dependency_wait="30s")
+    syncd_sqlite.drop("students.csv.part", STUDENTS)
+    syncd_sqlite.drop("parents.csv", PARENTS)  # written 60 s ago: waited long enough
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    pending = [link for link in syncd_sqlite.links() if link[2] == "pending"]
+    assert len(pending) == 3
