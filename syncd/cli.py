@@ -175,9 +175,7 @@ def _plan_document(result: FileResult) -> dict[str, Any]:
 
 def _print_results(results: Sequence[FileResult], dry_run: bool, as_json: bool) -> None:
     if as_json:
-        documents = [
-            _plan_document(r) if dry_run else reports.report_document(r) for r in results
-        ]
+        documents = [_plan_document(r) if dry_run else reports.report_document(r) for r in results]
         print_json(documents[0] if len(documents) == 1 else documents)
         return
     for result in results:
@@ -246,8 +244,13 @@ def export_command(app: App, what: str, site: str | None, fmt: str | None, as_js
                 [
                     json.dumps(document[c], ensure_ascii=False)
                     if isinstance(document[c], dict)
-                    else ("true" if document[c] is True else "false" if document[c] is False
-                          else reports.inert("" if document[c] is None else str(document[c])))
+                    else (
+                        "true"
+                        if document[c] is True
+                        else "false"
+                        if document[c] is False
+                        else reports.inert("" if document[c] is None else str(document[c]))
+                    )
                     for c in columns
                 ]
             )
@@ -323,8 +326,9 @@ def _export_links(connection: sa.Connection, site: str | None) -> list[dict[str,
 # --- link / unlink ---------------------------------------------------------------------------
 
 
-def _link(app: App, parent: str, child: str, rel_type: str | None, site: str | None,
-          unlink: bool) -> None:
+def _link(
+    app: App, parent: str, child: str, rel_type: str | None, site: str | None, unlink: bool
+) -> None:
     site_name = app.config.site(site)
     chosen = None
     if rel_type is not None:
@@ -390,8 +394,9 @@ def _file_document(row: Any) -> dict[str, Any]:
 @click.option("--source", "source_name", metavar="NAME")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def files_group(ctx: click.Context, status: str | None, source_name: str | None,
-                as_json: bool) -> None:
+def files_group(
+    ctx: click.Context, status: str | None, source_name: str | None, as_json: bool
+) -> None:
     """The file ledger; release, reject or revert a file."""
     if ctx.invoked_subcommand is not None:
         return
@@ -441,9 +446,15 @@ def release_command(app: App, file_id: int) -> None:
         raise UsageError(f"file {file_id}: {row.path} is gone; cannot release it")
     pipeline = app.pipeline()
     job = Job(
-        path=location, name=row.name, source=source_config, source_name=source_name,
-        kind=Kind(row.kind) if row.kind else None, file_id=file_id, force=True,
-        run_id=new_run_id(), location=str(location),
+        path=location,
+        name=row.name,
+        source=source_config,
+        source_name=source_name,
+        kind=Kind(row.kind) if row.kind else None,
+        file_id=file_id,
+        force=True,
+        run_id=new_run_id(),
+        location=str(location),
     )
     events = pipeline._events(job, file_id)
     events.add(audit.FILE_RELEASED, name=row.name)
@@ -457,13 +468,26 @@ def release_command(app: App, file_id: int) -> None:
         sys.exit(1)
 
 
+def _picked_up(row: Any, source_name: str | None, source_config: SourceConfig) -> bool:
+    """Return whether a held ledger file waits in its source's held/ (not a `syncd import`).
+
+    `syncd import FILE` leaves the file where it is (SPEC §3.2), also once released or
+    rejected; only a file the pickup held moves on to archive/ or failed/.
+    """
+    if source_name is None or source_config.is_sftp:
+        return source_name is not None
+    return Path(row.path).resolve().parent == Path(source_config.folders.held).resolve()
+
+
 def _deliver_after_operator(
     app: App, row: Any, source_name: str | None, source_config: SourceConfig, result: FileResult
 ) -> None:
     """Move a released/rejected file on and write its report, as the pickup would."""
-    if source_name is None:
+    if not _picked_up(row, source_name, source_config):
         folder = Path(row.path).parent
         write_new(folder, reports.report_name(row.name), reports.report_json(result))
+        if result.errors:
+            write_new(folder, reports.errors_name(row.name), reports.errors_csv(result))
         return
     source = LocalSource(source_config)
     from syncd.pickup import archive_folder
@@ -481,25 +505,36 @@ def reject_command(app: App, file_id: int) -> None:
     row = _held_file(app, file_id)
     source_config, source_name = _source_of(app, row)
     result = FileResult(
-        name=row.name, file_id=file_id, kind=Kind(row.kind) if row.kind else None,
-        status=FileStatus.REJECTED, reason="rejected by an operator", sha256=row.sha256,
+        name=row.name,
+        file_id=file_id,
+        kind=Kind(row.kind) if row.kind else None,
+        status=FileStatus.REJECTED,
+        reason="rejected by an operator",
+        sha256=row.sha256,
     )
     events = app.events(source=source_name, site=row.site, file_id=file_id)
     events.add(audit.FILE_REJECTED, name=row.name)
     with app.engine.begin() as connection:
         connection.execute(
-            files.update().where(files.c.id == file_id).values(
-                status=FileStatus.REJECTED.value, reason=result.reason,
+            files.update()
+            .where(files.c.id == file_id)
+            .values(
+                status=FileStatus.REJECTED.value,
+                reason=result.reason,
                 finished_at=app.clock.now(),
             )
         )
         events.write(connection)
     events.emit()
-    if source_name is not None and Path(row.path).is_file():
-        source = LocalSource(source_config)
-        where = source.take_back(row.path, "failed", row.name)
-        app.pipeline().set_location(file_id, where)
-        write_reports(source, result)
+    if _picked_up(row, source_name, source_config):
+        if Path(row.path).is_file():
+            source = LocalSource(source_config)
+            where = source.take_back(row.path, "failed", row.name)
+            app.pipeline().set_location(file_id, where)
+            write_reports(source, result)
+    elif Path(row.path).parent.is_dir():
+        folder = Path(row.path).parent
+        write_new(folder, reports.report_name(row.name), reports.report_json(result))
     click.echo(f"file {file_id} ({row.name}) rejected")
 
 

@@ -45,6 +45,7 @@ from syncd.model import (
     Kind,
     LinkRecord,
     PasswordPolicy,
+    PersonFields,
     PersonRecord,
     RawRow,
     RowError,
@@ -155,7 +156,9 @@ def parse_file(job: Job, result: FileResult) -> _Parsed:
 
 def _check_required_columns(kind: Kind, columns: ColumnMap) -> None:
     if kind is Kind.RELATIONSHIPS:
-        if not any(name in columns.fields for name in ("parent_email", "parent_key", "parent_username")):
+        if not any(
+            name in columns.fields for name in ("parent_email", "parent_key", "parent_username")
+        ):
             raise FileFailed("no parent column (Parent Email, Parent ID or Parent username)")
         if not any(name in columns.fields for name in ("student_email", "student_id")):
             raise FileFailed("no child column (Student Email or Student ID)")
@@ -312,8 +315,9 @@ class Pipeline:
             person_plan, link_plan = self._plan(connection, job, parsed, result)
             result.errors = sorted(parsed.errors.errors, key=lambda error: error.row)
             counts.rejected = len(parsed.errors.rejected_lines)
-            self._count_plan(person_plan, link_plan, counts)
-            result.changes = self._describe(connection, person_plan, link_plan)
+            old_fields = self._old_fields(connection, person_plan)
+            self._count_plan(person_plan, link_plan, old_fields, counts)
+            result.changes = self._describe(person_plan, link_plan, old_fields)
             for error in result.errors:
                 events.add(
                     audit.ROW_REJECTED,
@@ -322,8 +326,13 @@ class Pipeline:
                     column=error.column,
                     error=error.error,
                 )
-            events.add(audit.FILE_VALIDATED, name=job.name, kind=kind.value, rows=counts.rows,
-                       rejected=counts.rejected)
+            events.add(
+                audit.FILE_VALIDATED,
+                name=job.name,
+                kind=kind.value,
+                rows=counts.rows,
+                rejected=counts.rejected,
+            )
             if job.dry_run:
                 result.status = FileStatus.APPLIED
                 transaction.rollback()
@@ -333,14 +342,17 @@ class Pipeline:
                 raise FileFailed(failure)
             thresholds = Thresholds(source.max_deactivate, source.max_update, source.max_reject)
             site = store.site_counts(connection, source.site, kind, job.source_name)
-            held = None if job.force else hold_reason(
-                kind, source.mode_for(kind), counts.rows, counts, site, thresholds
+            held = (
+                None
+                if job.force
+                else hold_reason(kind, source.mode_for(kind), counts.rows, counts, site, thresholds)
             )
             if held:
                 result.status = FileStatus.HELD
                 result.reason = held
-                events.add(audit.FILE_HELD, level="warning", name=job.name, kind=kind.value,
-                           reason=held)
+                events.add(
+                    audit.FILE_HELD, level="warning", name=job.name, kind=kind.value, reason=held
+                )
                 assert result.file_id is not None
                 self.finish_ledger(connection, result.file_id, result)
                 events.write(connection)
@@ -362,14 +374,19 @@ class Pipeline:
                 applied.counts.unchanged += person_plan.unchanged
             else:
                 applied.counts.unchanged = max(
-                    0, counts.rows - counts.rejected - applied.counts.links_created
-                    - applied.counts.links_removed - applied.counts.pending
+                    0,
+                    counts.rows
+                    - counts.rejected
+                    - applied.counts.links_created
+                    - applied.counts.links_removed
+                    - applied.counts.pending,
                 )
             result.counts = applied.counts
             result.pending = applied.pending
             result.status = FileStatus.APPLIED
-            events.add(audit.FILE_APPLIED, name=job.name, kind=kind.value,
-                       counts=result.counts.as_dict())
+            events.add(
+                audit.FILE_APPLIED, name=job.name, kind=kind.value, counts=result.counts.as_dict()
+            )
             assert result.file_id is not None
             self.finish_ledger(connection, result.file_id, result)
             events.write(connection)
@@ -448,13 +465,33 @@ class Pipeline:
         return person_plan, link_plan
 
     @staticmethod
+    def _old_fields(
+        connection: sa.Connection, person_plan: PersonPlan | None
+    ) -> dict[int, PersonFields]:
+        """Return the stored fields of the persons whose row differs from what the file says."""
+        if person_plan is None:
+            return {}
+        ids = [u.person_id for u in person_plan.upserts if u.person_id is not None and u.changed]
+        return store.person_fields(connection, ids)
+
+    @staticmethod
     def _count_plan(
-        person_plan: PersonPlan | None, link_plan: LinkPlan | None, counts: Counts
+        person_plan: PersonPlan | None,
+        link_plan: LinkPlan | None,
+        old_fields: dict[int, PersonFields],
+        counts: Counts,
     ) -> None:
         """Fill the planned counts (the dry-run figures and the threshold inputs)."""
         if person_plan is not None:
             counts.created = sum(1 for u in person_plan.upserts if u.person_id is None)
-            counts.updated = sum(1 for u in person_plan.upserts if u.person_id and u.changed)
+            # A row whose only change is its child cell changes links, not the person: it
+            # is no update (nor counted against max_update), as in the applied counts.
+            counts.updated = sum(
+                1
+                for u in person_plan.upserts
+                if u.person_id in old_fields
+                and changed_fields(old_fields[u.person_id], u.record.fields)
+            )
             counts.reactivated = sum(1 for u in person_plan.upserts if u.reactivate)
             counts.deactivated = len(person_plan.deactivations)
             counts.unchanged = person_plan.unchanged
@@ -465,34 +502,39 @@ class Pipeline:
 
     @staticmethod
     def _describe(
-        connection: sa.Connection, person_plan: PersonPlan | None, link_plan: LinkPlan | None
+        person_plan: PersonPlan | None,
+        link_plan: LinkPlan | None,
+        old: dict[int, PersonFields],
     ) -> list[dict[str, Any]]:
         """Return the plan as the dry run prints it: one entry per change."""
         changes: list[dict[str, Any]] = []
         if person_plan is not None:
             kind = person_plan.kind.person_kind.value
-            updated = [u.person_id for u in person_plan.upserts if u.person_id and u.changed]
-            old = store.person_fields(connection, [pid for pid in updated if pid is not None])
             for upsert in person_plan.upserts:
                 entry: dict[str, Any] = {
                     "row": upsert.record.line,
                     "kind": kind,
                     "sync_key": upsert.record.fields.sync_key,
                 }
+                fields = (
+                    changed_fields(old[upsert.person_id], upsert.record.fields)
+                    if upsert.person_id in old
+                    else {}
+                )
                 if upsert.person_id is None:
                     entry["action"] = "create"
-                elif upsert.changed:
+                elif fields:
                     entry["action"] = "update"
                     entry["changes"] = {
                         name: {"old": before, "new": after}
-                        for name, (before, after) in changed_fields(
-                            old[upsert.person_id], upsert.record.fields
-                        ).items()
+                        for name, (before, after) in fields.items()
                     }
                     if upsert.reactivate:
                         entry["reactivate"] = True
-                else:
+                elif upsert.reactivate:
                     entry["action"] = "reactivate"
+                else:
+                    continue  # only its child cell changed: the link entries say what
                 changes.append(entry)
             for gone in person_plan.deactivations:
                 changes.append({"action": "deactivate", "kind": kind, "sync_key": gone.sync_key})

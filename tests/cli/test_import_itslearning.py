@@ -1,0 +1,174 @@
+"""SPEC §2.3: itslearning-style parents files link parents to children by one child field."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli.conftest import Syncd
+from tests.cli.rosters import (
+    PARENT_HEADER,
+    PARENT_LINKS,
+    PARENTS,
+    STUDENTS,
+    active_links,
+    errors_rows,
+    event_names,
+    imported,
+    parents_csv,
+    person,
+    report,
+    students_csv,
+)
+
+
+def test_students_then_parents_file_links_each_parent_to_its_children(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", parents_csv())
+    assert active_links(syncd) == PARENT_LINKS
+    parents = [p for p in syncd.export() if p["kind"] == "parent"]
+    assert {p["sync_key"] for p in parents} == {
+        "katrin.mueller", "peter.sorensen", "sean.obrien", "claire.martin"
+    }  # fmt: skip
+    assert person(syncd, "sean.obrien")["last_name"] == "O'Brien"
+    counts = report(syncd, "parents.csv")["counts"]
+    assert counts["created"] == 4
+    assert counts["links_created"] == 6
+    assert counts["rejected"] == 0
+
+
+def test_parents_file_is_found_by_its_name_and_read_as_semicolon_crlf(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", parents_csv())
+    document = report(syncd, "parents.csv")
+    assert document["kind"] == "parents"
+    assert document["delimiter"] == ";"
+
+
+def test_child_may_have_several_parents(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", parents_csv())
+    assert {p for p, c in active_links(syncd) if c == "S5"} == {"sean.obrien", "claire.martin"}
+
+
+def test_one_cell_naming_two_children_equals_one_row_per_child(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    one_cell = [("Peter", "Sørensen", "peter.sorensen", "S2;S3", "peter@home.example")]
+    two_rows = [
+        ("Peter", "Sørensen", "peter.sorensen", "S2", "peter@home.example"),
+        ("Peter", "Sørensen", "peter.sorensen", "S3", "peter@home.example"),
+    ]
+    imported(syncd, "parents-a.csv", parents_csv(one_cell))
+    assert active_links(syncd) == {("peter.sorensen", "S2"), ("peter.sorensen", "S3")}
+    before = len(syncd.events())
+    imported(syncd, "parents-b.csv", parents_csv(two_rows))
+    assert active_links(syncd) == {("peter.sorensen", "S2"), ("peter.sorensen", "S3")}
+    later = [e["event"] for e in syncd.events()[before:]]
+    assert not [name for name in later if name.startswith(("person.", "relationship."))]
+
+
+@pytest.mark.parametrize("cell", ["S2,S3", "S2|S3", "S2; S3"])
+def test_child_cell_separators_comma_pipe_and_semicolon_all_link_both(
+    syncd: Syncd, cell: str
+) -> None:
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", parents_csv([("Ana", "Nuñez", "ana.nunez", cell, "")]))
+    assert active_links(syncd) == {("ana.nunez", "S2"), ("ana.nunez", "S3")}
+
+
+def _students_with_ids(syncd: Syncd) -> dict[str, int]:
+    """Return the internal person id of each student (from the audit trail)."""
+    ids = {}
+    for key, *_ in STUDENTS:
+        outcome = syncd("history", "--person", key, "--json")
+        assert outcome.exit_code == 0, outcome.stderr
+        created = [e for e in outcome.json() if e["event"] == "person.created"]
+        ids[key] = int(created[0]["person_id"])
+    return ids
+
+
+@pytest.mark.parametrize(
+    ("child_field", "cells"),
+    [
+        ("username", {"S1": "LENA.MUELLER ", "S3": "maria.nunez"}),
+        ("email", {"S1": "Lena.Mueller@School.example", "S3": "maria.nunez@school.example"}),
+        ("student_number", {"S1": "1001", "S3": "1003"}),
+        ("sync_key", {"S1": "S1", "S3": "S3"}),
+    ],
+)
+def test_child_field_chosen_per_source_selects_the_student_field(
+    syncd: Syncd, child_field: str, cells: dict[str, str]
+) -> None:
+    syncd.configure(child_field=child_field)
+    imported(syncd, "students.csv", students_csv())
+    rows = [
+        ("Katrin", "Müller", "katrin.mueller", cells["S1"], ""),
+        ("Ana", "Nuñez", "ana.nunez", cells["S3"], ""),
+    ]
+    imported(syncd, "parents.csv", parents_csv(rows))
+    assert active_links(syncd) == {("katrin.mueller", "S1"), ("ana.nunez", "S3")}
+
+
+def test_child_field_internal_id_uses_syncds_own_person_id(syncd: Syncd) -> None:
+    syncd.configure(child_field="internal_id")
+    imported(syncd, "students.csv", students_csv())
+    ids = _students_with_ids(syncd)
+    rows = [("Katrin", "Müller", "katrin.mueller", f"{ids['S1']};{ids['S4']}", "")]
+    imported(syncd, "parents.csv", parents_csv(rows))
+    assert active_links(syncd) == {("katrin.mueller", "S1"), ("katrin.mueller", "S4")}
+
+
+def test_child_column_named_per_source(syncd: Syncd) -> None:
+    syncd.configure(child_column="Kid")
+    imported(syncd, "students.csv", students_csv())
+    header = ("First name", "Last name", "User name", "Kid", "E-mail")
+    rows = [("Zoë", "Martin", "zoe.parent", "S5", "zoe.parent@home.example")]
+    imported(syncd, "guardians.csv", parents_csv(rows, header))
+    assert active_links(syncd) == {("zoe.parent", "S5")}
+    assert "Kid" not in report(syncd, "guardians.csv")["ignored_columns"]
+
+
+def test_child_value_matching_two_students_is_a_row_error_naming_both(syncd: Syncd) -> None:
+    syncd.configure(child_field="email")
+    siblings = [
+        ("S1", "lena.mueller", "Lena", "Müller", "family.mueller@home.example", "1001", "5"),
+        ("S2", "max.mueller", "Max", "Müller", "family.mueller@home.example", "1002", "6"),
+        ("S3", "maria.nunez", "María", "Nuñez", "maria.nunez@school.example", "1003", "7"),
+    ]
+    imported(syncd, "students.csv", students_csv(siblings))
+    rows = [
+        ("Katrin", "Müller", "katrin.mueller", "family.mueller@home.example", ""),
+        ("Ana", "Nuñez", "ana.nunez", "maria.nunez@school.example", ""),
+    ]
+    imported(syncd, "parents.csv", parents_csv(rows))
+    assert active_links(syncd) == {("ana.nunez", "S3")}
+    errors = errors_rows(syncd, "parents.csv")
+    assert len(errors) == 1
+    assert errors[0]["row"] == "2"
+    assert errors[0]["column"] == "Pupil sync key"
+    assert "S1" in errors[0]["error"] and "S2" in errors[0]["error"]
+    assert report(syncd, "parents.csv")["counts"]["rejected"] == 1
+    # Never a guess: the ambiguous parent is not created either.
+    assert "katrin.mueller" not in {p["sync_key"] for p in syncd.export()}
+
+
+def test_parents_file_before_its_students_leaves_pending_links_resolved_later(
+    syncd: Syncd,
+) -> None:
+    imported(syncd, "parents.csv", parents_csv())
+    pending = {(p, c) for p, c, status in syncd.links() if status == "pending"}
+    assert pending == PARENT_LINKS
+    assert {(p["parent"], p["child"]) for p in report(syncd, "parents.csv")["pending"]} == (
+        PARENT_LINKS
+    )
+    imported(syncd, "students.csv", students_csv())
+    assert active_links(syncd) == PARENT_LINKS
+    assert event_names(syncd).count("relationship.resolved") == 6
+    assert not [status for *_, status in syncd.links() if status == "pending"]
+
+
+def test_parents_header_is_the_canonical_itslearning_header(syncd: Syncd) -> None:
+    # Kind from the header alone: a child column makes a parents file whatever its name.
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "export-2026.csv", parents_csv(PARENTS[:1], PARENT_HEADER))
+    assert report(syncd, "export-2026.csv")["kind"] == "parents"
+    assert active_links(syncd) == {("katrin.mueller", "S1")}

@@ -1,0 +1,227 @@
+"""SPEC §2.4: full and delta files, orphan parents, and links that files never undo."""
+
+from __future__ import annotations
+
+from tests.cli.conftest import Syncd
+from tests.cli.rosters import (
+    STUDENT_HEADER,
+    STUDENTS,
+    active_links,
+    event_names,
+    imported,
+    parents_csv,
+    person,
+    report,
+    students_csv,
+    table,
+)
+
+REL_HEADER = ("Parent ID", "Student ID", "Relationship Type")
+PARENT_HEADER = ("SyncID", "First name", "Last name", "Pupil sync key")
+
+
+def _parents(*rows: tuple[str, str]) -> str:
+    """A parents file of (parent key, children cell) rows; names from the key."""
+    return parents_csv([(key, "Nuñez", f"O'Brien-{key}", cell) for key, cell in rows],
+                       PARENT_HEADER)  # fmt: skip
+
+
+def _relationships(*rows: tuple[str, ...]) -> str:
+    return table(REL_HEADER, [(*row, "Parent")[:3] for row in rows])
+
+
+def test_full_students_file_deactivates_missing_students_never_deletes(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))
+    zoe = person(syncd, "S5")
+    assert zoe["active"] is False
+    assert zoe["first_name"] == "Zoë"
+    assert report(syncd, "students-2.csv")["counts"]["deactivated"] == 1
+    assert [e["sync_key"] for e in syncd.events("person.deactivated")] == ["S5"]
+
+
+def test_student_back_in_a_full_file_is_reactivated(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))
+    # Not byte-identical to students.csv, which would be a duplicate of applied content.
+    imported(syncd, "students-3.csv", students_csv(STUDENTS[::-1]))
+    assert person(syncd, "S5")["active"] is True
+    assert report(syncd, "students-3.csv")["counts"]["reactivated"] == 1
+    assert [e["sync_key"] for e in syncd.events("person.reactivated")] == ["S5"]
+
+
+def test_delta_students_file_only_upserts_and_deactivates_rows_marked_deleted(
+    syncd: Syncd,
+) -> None:
+    syncd.configure(mode={"students": "delta"}, max_deactivate=0.9)
+    imported(syncd, "students.csv", students_csv())
+    header = (*STUDENT_HEADER, "Status")
+    rows = [
+        (*STUDENTS[0], "Deleted"),
+        (*STUDENTS[1], "INACTIVE"),
+        (*STUDENTS[2], "tobedeleted"),
+        ("S6", "ole.hansen", "Ole", "Hansen", "ole@school.example", "1006", "3", ""),
+    ]
+    imported(syncd, "students-delta.csv", table(header, rows))
+    state = {p["sync_key"]: p["active"] for p in syncd.export() if p["kind"] == "student"}
+    assert state == {"S1": False, "S2": False, "S3": False, "S4": True, "S5": True, "S6": True}
+    counts = report(syncd, "students-delta.csv")["counts"]
+    assert (counts["created"], counts["deactivated"]) == (1, 3)
+
+
+def test_delta_action_delete_column_deactivates_a_parent(syncd: Syncd) -> None:
+    syncd.configure(mode={"students": "full", "parents": "delta"}, max_deactivate=0.9)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S1"), ("P2", "S2")))
+    header = (*PARENT_HEADER, "Action")
+    imported(syncd, "parents-delta.csv", parents_csv([("P1", "Nuñez", "Zoë", "S1", "delete")],
+                                                     header))  # fmt: skip
+    assert person(syncd, "P1")["active"] is False
+    assert person(syncd, "P2")["active"] is True
+    assert ("P1", "S1") not in active_links(syncd)
+
+
+def test_delta_relationships_row_marked_delete_removes_the_link(syncd: Syncd) -> None:
+    syncd.configure(mode={"students": "full", "parents": "full", "relationships": "delta"},
+                    max_deactivate=0.9)  # fmt: skip
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", ""), ("P2", "")))
+    imported(syncd, "relationships.csv", _relationships(("P1", "S1"), ("P1", "S2"), ("P2", "S3")))
+    assert active_links(syncd) == {("P1", "S1"), ("P1", "S2"), ("P2", "S3")}
+    header = (*REL_HEADER, "Status")
+    imported(syncd, "relationships-2.csv", table(header, [("P1", "S2", "Parent", "Delete")]))
+    # Delta: the rows it does not name stay.
+    assert active_links(syncd) == {("P1", "S1"), ("P2", "S3")}
+    assert report(syncd, "relationships-2.csv")["counts"]["links_removed"] == 1
+
+
+def test_full_relationships_file_removes_the_links_it_no_longer_lists(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=0.9)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", ""), ("P2", "")))
+    imported(syncd, "relationships.csv", _relationships(("P1", "S1"), ("P1", "S2"), ("P2", "S3")))
+    imported(syncd, "relationships-2.csv", _relationships(("P1", "S1"), ("P2", "S3")))
+    assert active_links(syncd) == {("P1", "S1"), ("P2", "S3")}
+
+
+def test_orphan_parent_is_deactivated_when_its_last_child_goes(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S5"), ("P2", "S4;S5"), ("P3", "")))
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))
+    assert person(syncd, "S5")["active"] is False
+    assert person(syncd, "P1")["active"] is False  # its only child left
+    assert person(syncd, "P2")["active"] is True  # still has S4
+    assert person(syncd, "P3")["active"] is True  # never had a link
+    orphaned = [e for e in syncd.events("person.deactivated") if e["kind"] == "parent"]
+    assert [e["sync_key"] for e in orphaned] == ["P1"]
+
+
+def test_orphan_parent_is_reactivated_when_a_link_to_an_active_child_appears(
+    syncd: Syncd,
+) -> None:
+    syncd.configure(max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S5"), ("P2", "S4")))
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))
+    assert person(syncd, "P1")["active"] is False
+    imported(syncd, "students-3.csv", students_csv(STUDENTS[::-1]))
+    assert person(syncd, "S5")["active"] is True
+    assert person(syncd, "P1")["active"] is True
+
+
+def test_orphan_parents_are_kept_when_the_source_says_so(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=0.5, deactivate_orphan_parents=False)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S5")))
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))
+    assert person(syncd, "P1")["active"] is True
+
+
+def test_parent_that_never_had_a_link_stays_active(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name", "E-mail")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Zoë", "Martin", "zoe@home.example")],
+                                               header))  # fmt: skip
+    imported(syncd, "students-2.csv", students_csv(STUDENTS))  # a later batch, no links
+    assert person(syncd, "P1")["active"] is True
+
+
+def test_manual_link_survives_a_full_parents_file_that_does_not_name_it(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S1")))
+    assert syncd("link", "--parent", "P1", "--child", "S3").exit_code == 0
+    imported(syncd, "parents-2.csv", _parents(("P1", "S1;S2")))
+    assert active_links(syncd) == {("P1", "S1"), ("P1", "S2"), ("P1", "S3")}
+    origins = {(link["child"], link["origin"]) for link in syncd.export("relationships")}
+    assert ("S3", "manual") in origins
+
+
+def test_manual_link_survives_a_full_relationships_file_that_does_not_name_it(
+    syncd: Syncd,
+) -> None:
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", ""), ("P2", "")))
+    imported(syncd, "relationships.csv", _relationships(("P1", "S1"), ("P2", "S2")))
+    assert syncd("link", "--parent", "P1", "--child", "S3", "--type", "guardian").exit_code == 0
+    imported(syncd, "relationships-2.csv", _relationships(("P1", "S1"), ("P2", "S2"), ("P2", "S4")))
+    assert ("P1", "S3") in active_links(syncd)
+
+
+def test_manual_unlink_is_not_undone_by_a_parents_file_naming_the_link(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S1;S2")))
+    assert syncd("unlink", "--parent", "P1", "--child", "S2").exit_code == 0
+    assert active_links(syncd) == {("P1", "S1")}
+    # A changed file (so not a duplicate) still naming S2.
+    imported(syncd, "parents-2.csv", _parents(("P1", "S1;S2;S3")))
+    assert active_links(syncd) == {("P1", "S1"), ("P1", "S3")}
+
+
+def test_manual_unlink_is_not_undone_by_a_relationships_file_naming_the_link(
+    syncd: Syncd,
+) -> None:
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", ""), ("P2", "")))
+    imported(syncd, "relationships.csv", _relationships(("P1", "S1"), ("P2", "S2")))
+    assert syncd("unlink", "--parent", "P1", "--child", "S1").exit_code == 0
+    imported(syncd, "relationships-2.csv", _relationships(("P1", "S1"), ("P2", "S2"), ("P2", "S3")))
+    assert ("P1", "S1") not in active_links(syncd)
+
+
+def test_link_both_kinds_name_stays_while_either_names_it(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S1"), ("P2", "S2")))
+    imported(syncd, "relationships.csv", _relationships(("P1", "S1"), ("P2", "S3")))
+    assert active_links(syncd) == {("P1", "S1"), ("P2", "S2"), ("P2", "S3")}
+    # The relationships file drops P1-S1: the parents file still names it.
+    imported(syncd, "relationships-2.csv", _relationships(("P2", "S3")))
+    assert ("P1", "S1") in active_links(syncd)
+    assert "relationship.removed" not in event_names(syncd)
+    # Now the parents file drops it too (P1 keeps S4): gone.
+    imported(syncd, "parents-2.csv", _parents(("P1", "S4"), ("P2", "S2")))
+    assert active_links(syncd) == {("P1", "S4"), ("P2", "S2"), ("P2", "S3")}
+    removed = syncd.events("relationship.removed")
+    assert [(e["parent"], e["child"]) for e in removed] == [("P1", "S1")]
+
+
+def test_parents_file_never_removes_a_relationships_file_link(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S1")))
+    imported(syncd, "relationships.csv", _relationships(("P1", "S2")))
+    imported(syncd, "parents-2.csv", _parents(("P1", "S1;S3")))
+    assert active_links(syncd) == {("P1", "S1"), ("P1", "S2"), ("P1", "S3")}
+
+
+def test_full_parents_file_removes_links_of_parents_whose_cell_dropped_a_child(
+    syncd: Syncd,
+) -> None:
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S1;S2"), ("P2", "S3")))
+    imported(syncd, "parents-2.csv", _parents(("P1", "S1"), ("P2", "S3")))
+    assert active_links(syncd) == {("P1", "S1"), ("P2", "S3")}
+    assert report(syncd, "parents-2.csv")["counts"]["links_removed"] == 1

@@ -1,0 +1,192 @@
+"""SPEC §2.3: an admin's relationships spreadsheet (XLSX or CSV) links existing parents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from tests.cli.conftest import Syncd
+from tests.cli.rosters import (
+    STUDENTS,
+    active_links,
+    errors_rows,
+    event_names,
+    imported,
+    parents_csv,
+    report,
+    students_csv,
+    table,
+    xlsx,
+)
+
+HEADER = ("Parent Email", "Student Email", "Student ID", "Relationship Type")
+# Parents without a child column: persons only; relationships come from the spreadsheet.
+PARENTS_ONLY = (
+    ("First name", "Last name", "User name", "E-mail"),
+    [
+        ("Katrin", "Müller", "katrin.mueller", "Katrin.Mueller@home.example"),
+        ("Peter", "Sørensen", "peter.sorensen", "peter.sorensen@home.example"),
+        ("Sean", "O'Brien", "sean.obrien", "sean.obrien@home.example"),
+    ],
+)
+
+
+def _sheet(kind: str) -> Callable[[Sequence[Sequence[str]]], bytes | str]:
+    if kind == "xlsx":
+        return lambda rows: xlsx(HEADER, rows)
+    return lambda rows: table(HEADER, rows)
+
+
+@pytest.fixture(params=["xlsx", "csv"])
+def name(request: pytest.FixtureRequest) -> str:
+    return f"relationships.{request.param}"
+
+
+def _roster(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header, rows = PARENTS_ONLY
+    imported(syncd, "parents.csv", parents_csv(rows, header))
+
+
+def _import_sheet(syncd: Syncd, name: str, rows: Sequence[Sequence[str]]) -> None:
+    content = _sheet(name.rsplit(".", 1)[1])(rows)
+    imported(syncd, name, content)
+
+
+def test_spreadsheet_links_by_student_email_or_id_with_mixed_case_types(
+    syncd: Syncd, name: str
+) -> None:
+    _roster(syncd)
+    rows = [
+        ("katrin.mueller@home.example", "LENA.MUELLER@school.example", "", "parent"),
+        ("Peter.Sorensen@Home.Example", "", "S2", "GUARDIAN"),
+        ("sean.obrien@home.example", "", "S4", "Relative"),
+        ("sean.obrien@home.example", "zoe.martin@school.example", "", ""),
+    ]
+    _import_sheet(syncd, name, rows)
+    links = {
+        (link["parent"], link["child"], link["type"]) for link in syncd.export("relationships")
+    }
+    assert links == {
+        ("katrin.mueller", "S1", "Parent"),
+        ("peter.sorensen", "S2", "Guardian"),
+        ("sean.obrien", "S4", "Relative"),
+        ("sean.obrien", "S5", "Parent"),
+    }
+    document = report(syncd, name)
+    assert document["kind"] == "relationships"
+    assert document["counts"]["links_created"] == 4
+    assert document["counts"]["rejected"] == 0
+
+
+def test_unknown_parent_is_a_row_error(syncd: Syncd, name: str) -> None:
+    _roster(syncd)
+    rows = [
+        ("katrin.mueller@home.example", "", "S1", "Parent"),
+        ("nobody@home.example", "", "S2", "Parent"),
+    ]
+    _import_sheet(syncd, name, rows)
+    assert active_links(syncd) == {("katrin.mueller", "S1")}
+    errors = errors_rows(syncd, name)
+    assert [(e["row"], e["column"], e["value"]) for e in errors] == [
+        ("3", "Parent Email", "nobody@home.example")
+    ]
+    assert "unknown parent" in errors[0]["error"]
+
+
+def test_unknown_child_is_pending_and_resolved_when_its_student_arrives(
+    syncd: Syncd, name: str
+) -> None:
+    _roster(syncd)
+    rows = [
+        ("katrin.mueller@home.example", "", "S1", "Parent"),
+        ("katrin.mueller@home.example", "", "S9", "Guardian"),
+    ]
+    _import_sheet(syncd, name, rows)
+    exported = syncd.export("relationships")
+    pending = [link for link in exported if link["status"] == "pending"]
+    assert pending == [
+        {"site": "district-a", "parent": "katrin.mueller", "child": "S9", "type": "Guardian",
+         "status": "pending", "origin": "file"}
+    ]  # fmt: skip
+    document = report(syncd, name)
+    assert document["counts"]["pending"] == 1
+    assert [(p["parent"], p["child"]) for p in document["pending"]] == [("katrin.mueller", "S9")]
+    status = syncd("status", "--json").json()
+    assert status[0]["pending_links"] == 1
+
+    new_pupil = ("S9", "noah.mueller", "Noah", "Müller", "noah@school.example", "1009", "1")
+    imported(syncd, "students-2.csv", students_csv([*STUDENTS, new_pupil]))
+    links = {
+        (link["parent"], link["child"], link["type"], link["status"])
+        for link in syncd.export("relationships")
+    }
+    assert ("katrin.mueller", "S9", "Guardian", "active") in links
+    assert not [link for link in links if link[3] == "pending"]
+    assert event_names(syncd).count("relationship.resolved") == 1
+    resolved = syncd.events("relationship.resolved")[0]
+    assert resolved["child"] == "S9"
+
+
+def test_relationship_type_mapping_from_the_source(syncd: Syncd, name: str) -> None:
+    syncd.configure(relationship_types={"Mother": "Parent", "Grandma": "Relative"})
+    _roster(syncd)
+    rows = [
+        ("katrin.mueller@home.example", "", "S1", "mother"),
+        ("peter.sorensen@home.example", "", "S2", "Grandma"),
+    ]
+    _import_sheet(syncd, name, rows)
+    links = {
+        (link["parent"], link["child"], link["type"]) for link in syncd.export("relationships")
+    }
+    assert links == {("katrin.mueller", "S1", "Parent"), ("peter.sorensen", "S2", "Relative")}
+
+
+def test_unknown_relationship_type_rejects_the_row(syncd: Syncd, name: str) -> None:
+    _roster(syncd)
+    rows = [
+        ("katrin.mueller@home.example", "", "S1", "Parent"),
+        ("peter.sorensen@home.example", "", "S2", "Uncle"),
+    ]
+    _import_sheet(syncd, name, rows)
+    assert active_links(syncd) == {("katrin.mueller", "S1")}
+    errors = errors_rows(syncd, name)
+    assert [(e["row"], e["column"], e["value"]) for e in errors] == [
+        ("3", "Relationship Type", "Uncle")
+    ]
+    assert "relationship type" in errors[0]["error"]
+
+
+def test_same_link_from_parents_and_relationships_files_changes_nothing(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    imported(
+        syncd,
+        "parents.csv",
+        parents_csv([("Claire", "Martin", "claire.martin", "S5", "claire.martin@home.example")]),
+    )
+    before = len(event_names(syncd))
+    imported(syncd, "relationships.xlsx", xlsx(HEADER, [
+        ("claire.martin@home.example", "zoe.martin@school.example", "", "Parent"),
+    ]))  # fmt: skip
+    assert active_links(syncd) == {("claire.martin", "S5")}
+    assert len(event_names(syncd)) == before
+    assert report(syncd, "relationships.xlsx")["counts"]["links_created"] == 0
+
+
+def test_two_parents_sharing_an_email_make_the_email_ambiguous(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name", "E-mail")
+    rows = [("P1", "Ana", "Nuñez", "family@home.example"),
+            ("P2", "José", "Nuñez", "family@home.example")]  # fmt: skip
+    imported(syncd, "parents.csv", parents_csv(rows, header))
+    links = [
+        ("", "family@home.example", "", "S3", ""),
+        ("P2", "", "", "S4", "Parent"),
+        ("P1", "", "", "S1", ""),
+    ]
+    imported(syncd, "relationships.csv", table(("Parent ID", *HEADER), links))
+    assert active_links(syncd) == {("P2", "S4"), ("P1", "S1")}
+    errors = errors_rows(syncd, "relationships.csv")
+    assert [(e["row"], e["column"]) for e in errors] == [("2", "Parent Email")]
+    assert "P1" in errors[0]["error"] and "P2" in errors[0]["error"]

@@ -1,0 +1,207 @@
+"""SPEC §2.4 safety thresholds: held files, release and reject; §2.5 max_reject."""
+
+from __future__ import annotations
+
+import json
+
+from tests.cli.conftest import Syncd
+from tests.cli.rosters import (
+    STUDENT_HEADER,
+    STUDENTS,
+    active_links,
+    errors_rows,
+    file_id,
+    files,
+    imported,
+    parents_csv,
+    person,
+    report,
+    run_import,
+    students_csv,
+    table,
+)
+
+# Ten students, so that one missing is 10% (not more than the default max_deactivate).
+TEN = tuple(
+    (f"K{n}", f"kid{n}", "Zoë", f"Nuñez{n}", f"kid{n}@school.example", f"20{n:02}", "4")
+    for n in range(10)
+)
+
+
+def _student_states(syncd: Syncd) -> dict[str, bool]:
+    return {p["sync_key"]: p["active"] for p in syncd.export() if p["kind"] == "student"}
+
+
+def test_deactivating_up_to_max_deactivate_applies(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv(TEN))
+    imported(syncd, "students-2.csv", students_csv(TEN[:9]))
+    assert _student_states(syncd)["K9"] is False
+
+
+def test_deactivating_more_than_max_deactivate_holds_the_file(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv(TEN))
+    outcome = run_import(syncd, "students-2.csv", students_csv(TEN[:8]))
+    assert outcome.exit_code == 1
+    assert "held" in outcome.stdout
+    assert all(_student_states(syncd).values())  # nothing applied
+    document = report(syncd, "students-2.csv")
+    assert document["status"] == "held"
+    assert "max_deactivate" in document["reason"]
+    held = files(syncd, "--status", "held")
+    assert [(f["name"], f["status"], f["kind"]) for f in held] == [
+        ("students-2.csv", "held", "students")
+    ]
+    assert "max_deactivate" in held[0]["reason"]
+    assert [e["file_id"] for e in syncd.events("file.held")] == [held[0]["id"]]
+
+
+def test_released_file_applies_with_file_released_event(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv(TEN))
+    run_import(syncd, "students-2.csv", students_csv(TEN[:8]))
+    held_id = file_id(syncd, "students-2.csv")
+    outcome = syncd("files", "release", str(held_id))
+    assert outcome.exit_code == 0, outcome.stderr
+    states = _student_states(syncd)
+    assert (states["K8"], states["K9"], states["K0"]) == (False, False, True)
+    assert [e["file_id"] for e in syncd.events("file.released")] == [held_id]
+    assert [f["status"] for f in files(syncd) if f["id"] == held_id] == ["applied"]
+    assert files(syncd, "--status", "held") == []
+
+
+def test_rejected_file_changes_nothing_with_file_rejected_event(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv(TEN))
+    run_import(syncd, "students-2.csv", students_csv(TEN[:8]))
+    held_id = file_id(syncd, "students-2.csv")
+    outcome = syncd("files", "reject", str(held_id))
+    assert outcome.exit_code == 0, outcome.stderr
+    assert all(_student_states(syncd).values())
+    assert [f["status"] for f in files(syncd) if f["id"] == held_id] == ["rejected"]
+    assert [e["file_id"] for e in syncd.events("file.rejected")] == [held_id]
+    # A rejected file cannot be released afterwards.
+    assert syncd("files", "release", str(held_id)).exit_code == 2
+
+
+def test_header_only_full_file_is_held(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    outcome = run_import(syncd, "students-2.csv", students_csv(()))
+    assert outcome.exit_code == 1
+    document = report(syncd, "students-2.csv")
+    assert document["status"] == "held"
+    assert "header-only" in document["reason"]
+    assert all(_student_states(syncd).values())
+
+
+def test_header_only_file_into_an_empty_site_is_fine(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv(()))
+    assert report(syncd, "students.csv")["status"] == "applied"
+
+
+def test_updating_more_than_max_update_holds_the_file(syncd: Syncd) -> None:
+    syncd.configure(max_update=0.5)
+    imported(syncd, "students.csv", students_csv())
+    promoted = [(*row[:6], "grade-up") for row in STUDENTS[:3]] + list(STUDENTS[3:])
+    outcome = run_import(syncd, "students-2.csv", students_csv(promoted))
+    assert outcome.exit_code == 1
+    document = report(syncd, "students-2.csv")
+    assert document["status"] == "held"
+    assert "max_update" in document["reason"]
+    assert person(syncd, "S1")["attributes"]["grade"] == "5"
+
+
+def test_updating_up_to_max_update_applies(syncd: Syncd) -> None:
+    syncd.configure(max_update=0.5)
+    imported(syncd, "students.csv", students_csv())
+    promoted = [(*row[:6], "grade-up") for row in STUDENTS[:2]] + list(STUDENTS[2:])
+    imported(syncd, "students-2.csv", students_csv(promoted))
+    assert person(syncd, "S1")["attributes"]["grade"] == "grade-up"
+
+
+def test_removing_more_than_max_deactivate_of_links_holds_the_file(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name", "Pupil sync key")
+    rows = [(f"P{n}", "Sean", "O'Brien", f"S{n}") for n in range(1, 6)]
+    imported(syncd, "parents.csv", parents_csv(rows, header))
+    changed = [*rows[:3], ("P4", "Sean", "O'Brien", "S1"), ("P5", "Sean", "O'Brien", "S1")]
+    outcome = run_import(syncd, "parents-2.csv", parents_csv(changed, header))
+    assert outcome.exit_code == 1
+    assert "links" in report(syncd, "parents-2.csv")["reason"]
+    assert ("P4", "S4") in active_links(syncd)
+
+
+def test_more_than_max_reject_rejected_rows_fails_the_file_and_applies_nothing(
+    syncd: Syncd,
+) -> None:
+    rows = [
+        STUDENTS[0],
+        ("S2", "jonas", "Jonas", "", "jonas@school.example", "", ""),  # no last name
+        ("S3", "maria", "", "Nuñez", "maria@school.example", "", ""),  # no first name
+        ("S4", "liam", "Liam", "O'Brien", "not-an-email", "", ""),
+    ]
+    outcome = run_import(syncd, "students.csv", table(STUDENT_HEADER, rows))
+    assert outcome.exit_code == 1
+    document = report(syncd, "students.csv")
+    assert document["status"] == "failed"
+    assert "max_reject" in document["reason"]
+    assert document["counts"]["rejected"] == 3
+    assert syncd.export() == []
+    assert [e["row"] for e in errors_rows(syncd, "students.csv")] == ["3", "4", "5"]
+    assert [f["status"] for f in files(syncd, "--status", "failed")] == ["failed"]
+
+
+def test_max_reject_is_per_source(syncd: Syncd) -> None:
+    syncd.configure(max_reject=0.8)
+    rows = [STUDENTS[0], ("S2", "jonas", "Jonas", "", "", "", ""), ("S3", "m", "", "N", "", "", "")]
+    imported(syncd, "students.csv", table(STUDENT_HEADER, rows))
+    assert [p["sync_key"] for p in syncd.export()] == ["S1"]
+
+
+def test_released_import_file_stays_where_it_is_with_its_report_next_to_it(
+    syncd: Syncd,
+) -> None:
+    imported(syncd, "students.csv", students_csv(TEN))
+    path = syncd.write("students-2.csv", students_csv(TEN[:8]))
+    assert syncd("import", str(path)).exit_code == 1
+    assert syncd("files", "release", str(file_id(syncd, "students-2.csv"))).exit_code == 0
+    assert path.is_file()
+    assert not (syncd.drop_dir / "archive").exists()
+    assert report(syncd, "students-2.csv")["status"] == "held"
+    # A second report never overwrites the first (SPEC §3.2: a numeric suffix).
+    [second] = set(syncd.root.glob("students-2.csv.report*.json")) - {
+        syncd.root / "students-2.csv.report.json"
+    }
+    assert json.loads(second.read_text("utf-8"))["status"] == "applied"
+
+
+def test_rejected_import_file_stays_where_it_is(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv(TEN))
+    path = syncd.write("students-2.csv", students_csv(TEN[:8]))
+    assert syncd("import", str(path)).exit_code == 1
+    assert syncd("files", "reject", str(file_id(syncd, "students-2.csv"))).exit_code == 0
+    assert path.is_file()
+    assert not (syncd.drop_dir / "failed").exists()
+    statuses = {
+        json.loads(p.read_text("utf-8"))["status"]
+        for p in syncd.root.glob("students-2.csv.report*.json")
+    }
+    assert statuses == {"held", "rejected"}
+
+
+def test_held_drop_file_waits_in_held_and_release_archives_it(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv(TEN))
+    syncd.drop("students-2.csv", students_csv(TEN[:8]))
+    assert syncd("run", "--once").exit_code == 1
+    assert (syncd.drop_dir / "held" / "students-2.csv").is_file()
+    assert syncd("files", "release", str(file_id(syncd, "students-2.csv"))).exit_code == 0
+    assert not (syncd.drop_dir / "held" / "students-2.csv").exists()
+    assert list((syncd.drop_dir / "archive").rglob("students-2.csv"))
+    assert _student_states(syncd)["K9"] is False
+
+
+def test_rejected_drop_file_moves_to_failed(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv(TEN))
+    syncd.drop("students-2.csv", students_csv(TEN[:8]))
+    assert syncd("run", "--once").exit_code == 1
+    assert syncd("files", "reject", str(file_id(syncd, "students-2.csv"))).exit_code == 0
+    assert (syncd.drop_dir / "failed" / "students-2.csv").is_file()
+    assert all(_student_states(syncd).values())
