@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import signal
 import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+
+import click
+import sqlalchemy as sa
 
 from syncd import audit
 from syncd.config import SourceConfig, find_config_path, load_config
@@ -17,19 +25,29 @@ from syncd.sources.base import Source
 from syncd.sources.local import LocalSource
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from syncd.cli import App
+
+WORK_FOLDERS = ("processing", "held", "archive", "failed", "reports")
+# Retry an unreachable source after 5 s, 10 s, 20 s, … but never later than its poll.
+FIRST_RETRY = timedelta(seconds=5)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 def open_source(config: SourceConfig) -> Source:
     """Return the drop folder of a source; raise SourceUnreachable when it cannot be used."""
     if config.is_sftp:
-        raise SourceUnreachable(
-            f'source "{config.name}": sftp sources are not supported by this build yet'
-        )
+        from syncd.sources.sftp import SftpSource
+
+        return SftpSource(config)
     folder = config.path
     try:
         os.makedirs(folder, exist_ok=True)
-        for name in ("processing", "held", "archive", "failed", "reports"):
+        for name in WORK_FOLDERS:
             os.makedirs(getattr(config.folders, name), exist_ok=True)
     except OSError as error:
         raise SourceUnreachable(
@@ -41,7 +59,7 @@ def open_source(config: SourceConfig) -> Source:
 
 
 def check_source(config: SourceConfig) -> str | None:
-    """Return why a source cannot be reached, or None."""
+    """Return why a source cannot be reached (host key included), or None."""
     try:
         open_source(config).close()
     except SyncdError as error:
@@ -49,55 +67,140 @@ def check_source(config: SourceConfig) -> str | None:
     return None
 
 
-def poll_source(app: App, config: SourceConfig, run_id: str) -> PassResult:
-    """Run one pass over one source, recording poll/success/error; raises SourceUnreachable."""
-    now = app.clock.now()
-    context = {"source": config.name, "site": config.site, "run_id": run_id}
-    try:
-        source = open_source(config)
-    except SourceUnreachable as error:
-        with app.engine.begin() as connection:
-            previous = store.source_states(connection).get(config.name)
+@dataclass(slots=True)
+class SourceRunner:
+    """Polls one source: keeps its pickup memory and its retry state between polls."""
+
+    app: App
+    config: SourceConfig
+    pickup: Pickup | None = None
+    failures: int = 0
+    lock: SourceLock | None = None
+    should_stop: Callable[[], bool] = lambda: False
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def poll(self, wait_for_young: bool) -> PassResult:
+        """Run one pass; raise SourceUnreachable (after recording it) when the source fails."""
+        config = self.config
+        run_id = new_run_id()
+        context = {"source": config.name, "site": config.site, "run_id": run_id}
+        try:
+            source = open_source(config)
+        except SourceUnreachable as error:
+            self._record_error(error, context)
+            raise
+        try:
+            if self.pickup is None:
+                self.pickup = Pickup(config, source, self.app.pipeline(), self.app.clock)
+            self.pickup.source = source
+            result = self.pickup.run_once(run_id, wait_for_young, self.should_stop)
+        except SourceUnreachable as error:
+            self._record_error(error, context)
+            raise
+        finally:
+            source.close()
+        self._record_success(result, context)
+        return result
+
+    def retry_in(self) -> timedelta:
+        poll = self.config.poll or timedelta(seconds=60)
+        backoff: timedelta = FIRST_RETRY * (2 ** max(0, min(self.failures - 1, 10)))
+        return min(poll, backoff)
+
+    def _record_error(self, error: SyncdError, context: dict[str, Any]) -> None:
+        self.failures += 1
+        with self.app.engine.begin() as connection:
             store.set_source_state(
-                connection, config.name, config.site, last_poll=now, error=str(error)
+                connection,
+                self.config.name,
+                self.config.site,
+                last_poll=self.app.clock.now(),
+                error=str(error),
             )
-        retry = config.poll or timedelta(seconds=60)
         audit.emit(
             audit.SOURCE_ERROR,
             level="error",
             error=str(error),
-            retry_in=f"{int(retry.total_seconds())}s",
+            retry_in=f"{int(self.retry_in().total_seconds())}s",
             **context,
         )
-        del previous
-        raise
-    try:
-        result = Pickup(config, source, app.pipeline(), app.clock).run_once(run_id)
-    finally:
-        source.close()
-    with app.engine.begin() as connection:
-        previous = store.source_states(connection).get(config.name)
-        store.set_source_state(
-            connection,
-            config.name,
-            config.site,
-            last_poll=app.clock.now(),
-            last_success=app.clock.now(),
-            error=None,
+
+    def _record_success(self, result: PassResult, context: dict[str, Any]) -> None:
+        now = self.app.clock.now()
+        with self.app.engine.begin() as connection:
+            previous = store.source_states(connection).get(self.config.name)
+            store.set_source_state(
+                connection,
+                self.config.name,
+                self.config.site,
+                last_poll=now,
+                last_success=now,
+                error=None,
+                waiting=result.waiting,
+            )
+        if self.failures or (previous is not None and previous.error):
+            audit.emit(audit.SOURCE_RECOVERED, **context)
+        self.failures = 0
+        audit.emit(
+            audit.SOURCE_POLLED,
+            applied=result.applied,
+            failed=result.failed,
+            held=result.held,
+            duplicate=result.duplicate,
             waiting=result.waiting,
+            **context,
         )
-    if previous is not None and previous.error:
-        audit.emit(audit.SOURCE_RECOVERED, **context)
-    audit.emit(
-        audit.SOURCE_POLLED,
-        applied=result.applied,
-        failed=result.failed,
-        held=result.held,
-        duplicate=result.duplicate,
-        waiting=result.waiting,
-        **context,
-    )
-    return result
+
+
+class SourceLock:
+    """One active worker per source across daemons: a PostgreSQL session advisory lock.
+
+    Held on a dedicated connection while leading; when that daemon dies its session ends
+    and another daemon's next poll takes over. SQLite needs none (one host, claims by
+    rename already keep two daemons off the same file).
+    """
+
+    def __init__(self, engine: Engine, source: str) -> None:
+        self.engine = engine
+        self.source = source
+        digest = hashlib.sha256(f"syncd:{source}".encode()).digest()
+        self.key = int.from_bytes(digest[:8], "big", signed=True)
+        self.connection: sa.Connection | None = None
+
+    def acquire(self) -> bool:
+        """Return whether this daemon leads the source (taking the lock if free)."""
+        if self.connection is not None:
+            try:
+                self.connection.execute(sa.text("SELECT 1"))
+                return True
+            except sa.exc.DBAPIError:
+                self._drop()
+        connection = self.engine.connect()
+        got = connection.execute(
+            sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}
+        ).scalar_one()
+        connection.commit()
+        if not got:
+            connection.close()
+            return False
+        self.connection = connection
+        return True
+
+    def release(self) -> None:
+        if self.connection is None:
+            return
+        try:
+            self.connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+            self.connection.commit()
+        except sa.exc.DBAPIError:
+            pass
+        self._drop()
+
+    def _drop(self) -> None:
+        if self.connection is not None:
+            with contextlib.suppress(sa.exc.DBAPIError):
+                self.connection.close()
+        self.connection = None
 
 
 def _selected(app: App, source_name: str | None) -> list[SourceConfig]:
@@ -108,18 +211,13 @@ def _selected(app: App, source_name: str | None) -> list[SourceConfig]:
 
 def run_pass(app: App, source_name: str | None) -> int:
     """One pass over the selected sources; return the exit code (0, 1 failed/held, 3)."""
-    from syncd.cli import new_run_id
-
-    unreachable = failed = 0
-    run_id = new_run_id()
     app.engine  # noqa: B018 - reach the database before touching any folder
+    unreachable = failed = 0
     for config in _selected(app, source_name):
         try:
-            result = poll_source(app, config, run_id)
+            result = SourceRunner(app, config).poll(wait_for_young=True)
         except SourceUnreachable as error:
             unreachable += 1
-            import click
-
             click.echo(f"syncd: {error}", err=True)
             continue
         failed += result.failed + result.held
@@ -128,84 +226,228 @@ def run_pass(app: App, source_name: str | None) -> int:
     return 1 if failed else 0
 
 
-def run_daemon(app: App, source_name: str | None) -> int:
-    """Run until SIGTERM: a scheduled pass per source; SIGHUP reloads the config."""
-    from apscheduler.schedulers.background import BackgroundScheduler
-    from apscheduler.triggers.cron import CronTrigger
-    from apscheduler.triggers.interval import IntervalTrigger
+class Daemon:
+    """The scheduler loop: signal handlers only set flags; the main thread acts on them."""
 
-    from syncd.cli import new_run_id
+    def __init__(self, app: App, source_name: str | None) -> None:
+        self.app = app
+        self.source_name = source_name
+        self.stop = threading.Event()
+        self.reload = threading.Event()
+        self.wake = threading.Event()
+        self.runners: dict[str, SourceRunner] = {}
+        self.scheduler: Any = None
+        self.observer: Any = None
 
-    stop = threading.Event()
-    reload_requested = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    def install_signal_handlers(self) -> None:
+        def on_term(*_: object) -> None:
+            self.stop.set()
+            self.wake.set()
 
-    def on_hangup(*_: object) -> None:
-        reload_requested.set()
-        stop.set()
+        def on_hangup(*_: object) -> None:
+            self.reload.set()
+            self.wake.set()
 
-    signal.signal(signal.SIGHUP, on_hangup)
-    app.engine  # noqa: B018 - fail fast (exit 3) when the database is unreachable
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        signal.signal(signal.SIGHUP, on_hangup)
 
-    def job(config: SourceConfig) -> None:
+    def run(self) -> int:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.app.engine  # noqa: B018 - fail fast (exit 3) when the database is unreachable
+        self.install_signal_handlers()
+        self.scheduler = BackgroundScheduler(
+            timezone="UTC",
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+        )
+        self.scheduler.start()
+        self._schedule_all()
+        audit.emit(audit.DAEMON_STARTED, pid=os.getpid(), sources=sorted(self.runners), run_id=None)
+        _notify("READY=1")
+        while not self.stop.is_set():
+            self.wake.wait(timeout=5.0)
+            self.wake.clear()
+            if self.reload.is_set() and not self.stop.is_set():
+                self.reload.clear()
+                self._reload()
+        _notify("STOPPING=1")
+        self._stop_observer()
+        # Jobs see the stop flag between files: the file in hand finishes (or rolls back).
+        self.scheduler.shutdown(wait=True)
+        for runner in self.runners.values():
+            self._release(runner)
+        audit.emit(audit.DAEMON_STOPPED, pid=os.getpid())
+        return 0
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    def _job(self, name: str) -> None:
+        runner = self.runners.get(name)
+        if runner is None or self.stop.is_set():
+            return
         try:
-            poll_source(app, config, new_run_id())
+            if runner.lock is not None and not self._lead(runner):
+                return
+            runner.poll(wait_for_young=False)
         except SourceUnreachable:
-            pass  # logged as source.error; the next poll retries
+            self._reschedule(name, runner.retry_in())
         except Exception as error:  # noqa: BLE001 - a job error must never kill the daemon
+            runner.failures += 1
             audit.emit(
                 audit.SOURCE_ERROR,
                 level="error",
-                source=config.name,
-                site=config.site,
+                source=name,
+                site=runner.config.site,
                 error=str(error).splitlines()[0] if str(error) else type(error).__name__,
-                retry_in="next poll",
+                retry_in=f"{int(runner.retry_in().total_seconds())}s",
             )
+            self._reschedule(name, runner.retry_in())
 
-    def schedule(scheduler: Any) -> None:
-        for config in _selected(app, source_name):
-            triggers = []
-            if config.cron:
-                triggers.append(CronTrigger.from_crontab(config.cron, timezone=config.timezone))
-            if config.poll or not config.cron:
-                interval = config.poll or timedelta(seconds=60)
-                triggers.append(IntervalTrigger(seconds=interval.total_seconds()))
-            for number, trigger in enumerate(triggers):
-                scheduler.add_job(
-                    job,
-                    trigger,
-                    args=[config],
-                    id=f"{config.name}:{number}",
-                    coalesce=True,
-                    max_instances=1,
-                    misfire_grace_time=3600,
-                    next_run_time=app.clock.now() if number == 0 else None,
+    def _lead(self, runner: SourceRunner) -> bool:
+        assert runner.lock is not None
+        was_leading = runner.lock.connection is not None
+        leading = runner.lock.acquire()
+        if leading and not was_leading:
+            audit.emit(audit.SOURCE_ACQUIRED, source=runner.config.name, site=runner.config.site)
+        return leading
+
+    def _release(self, runner: SourceRunner) -> None:
+        if runner.lock is not None and runner.lock.connection is not None:
+            runner.lock.release()
+            audit.emit(audit.SOURCE_RELEASED, source=runner.config.name, site=runner.config.site)
+
+    def _reschedule(self, name: str, delay: timedelta) -> None:
+        job = self.scheduler.get_job(f"{name}:poll")
+        if job is not None:
+            job.modify(next_run_time=self.app.clock.now() + delay)
+
+    def run_now(self, name: str) -> None:
+        """Bring a source's next poll forward (a file event arrived)."""
+        job = self.scheduler.get_job(f"{name}:poll")
+        if job is not None:
+            job.modify(next_run_time=self.app.clock.now())
+
+    def _schedule_all(self) -> None:
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        postgres = self.app.engine.dialect.name == "postgresql"
+        for config in _selected(self.app, self.source_name):
+            runner = SourceRunner(self.app, config, should_stop=self.stop.is_set)
+            if postgres:
+                runner.lock = SourceLock(self.app.engine, config.name)
+            self.runners[config.name] = runner
+            interval = config.poll or (None if config.cron else timedelta(seconds=60))
+            if interval is not None:
+                self.scheduler.add_job(
+                    self._job,
+                    IntervalTrigger(seconds=interval.total_seconds(), timezone="UTC"),
+                    args=[config.name],
+                    id=f"{config.name}:poll",
+                    next_run_time=self.app.clock.now(),
                 )
+            if config.cron:
+                self.scheduler.add_job(
+                    self._job,
+                    CronTrigger.from_crontab(config.cron, timezone=config.timezone),
+                    args=[config.name],
+                    id=f"{config.name}:cron",
+                )
+                if interval is None:  # "run now" and retries need a :poll job to move
+                    self.scheduler.add_job(
+                        self._job,
+                        "date",
+                        args=[config.name],
+                        id=f"{config.name}:poll",
+                        next_run_time=self.app.clock.now(),
+                    )
+        self._start_observer()
 
-    audit.emit(
-        audit.DAEMON_STARTED,
-        pid=os.getpid(),
-        sources=[config.name for config in _selected(app, source_name)],
-    )
-    while True:
-        scheduler = BackgroundScheduler(timezone="UTC")
-        schedule(scheduler)
-        scheduler.start()
-        while not stop.wait(1.0):
-            pass
-        scheduler.shutdown(wait=True)
-        if not reload_requested.is_set():
-            break
-        reload_requested.clear()
-        stop.clear()
+    def _unschedule_all(self) -> None:
+        self._stop_observer()
+        for job in self.scheduler.get_jobs():
+            job.remove()
+        for runner in self.runners.values():
+            self._release(runner)
+        self.runners.clear()
+
+    def _reload(self) -> None:
         try:
-            app._config = load_config(find_config_path(app.config_option))
-            audit.configure(app._config.audit_path)
-            audit.emit(
-                audit.CONFIG_RELOADED, sources=[config.name for config in app.config.sources]
-            )
+            config = load_config(find_config_path(self.app.config_option))
         except SyncdError as error:
             audit.emit(audit.CONFIG_RELOADED, level="error", error=str(error))
-    audit.emit(audit.DAEMON_STOPPED, pid=os.getpid())
-    return 0
+            return
+        self.app._config = config  # later commands of this App see the new file
+        audit.configure(config.audit_path)  # reopens the log (logrotate) or opens a new path
+        # Wait for running jobs of the old configuration before replacing them.
+        self.scheduler.pause()
+        self._unschedule_all()
+        self._schedule_all()
+        self.scheduler.resume()
+        audit.emit(audit.CONFIG_RELOADED, sources=sorted(self.runners))
+
+    # --- file events -----------------------------------------------------------------------
+
+    def _start_observer(self) -> None:
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        local = [r.config for r in self.runners.values() if not r.config.is_sftp]
+        if not local:
+            return
+        daemon = self
+
+        class Handler(FileSystemEventHandler):
+            def __init__(self, name: str) -> None:
+                self.name = name
+
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                # Events only trigger a listing; the rescan decides (events can be missed).
+                try:
+                    if not event.is_directory:
+                        daemon.run_now(self.name)
+                except Exception:  # noqa: BLE001, S110 - an error here would kill the observer
+                    pass
+
+        observer = Observer()
+        for config in local:
+            try:
+                os.makedirs(config.path, exist_ok=True)
+                observer.schedule(Handler(config.name), config.path, recursive=False)
+            except OSError:
+                continue  # inotify limits: the periodic rescan still works
+        observer.daemon = True
+        try:
+            observer.start()
+        except OSError:
+            return
+        self.observer = observer
+
+    def _stop_observer(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(timeout=5)
+            self.observer = None
+
+
+def _notify(state: str) -> None:
+    """Tell systemd (Type=notify) our state when it started us; a no-op otherwise."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    import socket
+
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError:
+        pass
+
+
+def run_daemon(app: App, source_name: str | None) -> int:
+    """Run until SIGTERM; SIGHUP reloads the configuration and reopens the audit log."""
+    return Daemon(app, source_name).run()
