@@ -58,7 +58,7 @@ def manual_link(
         )
         current_type = (rel_type or RelType.PARENT).value
     else:
-        current_type = (rel_type.value if rel_type else row.type)
+        current_type = rel_type.value if rel_type else row.type
         connection.execute(
             links.update()
             .where(links.c.id == row.id)
@@ -106,13 +106,18 @@ def revert_file(connection: sa.Connection, file_id: int, events: EventBuffer) ->
     trail = store.events_of_file(connection, file_id)
     last_id = max((row.id for row in trail), default=0)
     person_ids = sorted({row.person_id for row in trail if row.person_id is not None})
+    # A later file that was itself reverted cancels out (its revert events carry its id):
+    # reverting files newest first must work.
+    reverted = sa.select(files.c.id).where(files.c.status == FileStatus.REVERTED.value)
     later = connection.execute(
         sa.select(audit_events.c.file_id, audit_events.c.event, audit_events.c.person_id)
         .where(
             audit_events.c.id > last_id,
             audit_events.c.person_id.in_(person_ids or [-1]),
             audit_events.c.event.like("person.%") | audit_events.c.event.like("relationship.%"),
+            audit_events.c.file_id.is_(None) | audit_events.c.file_id.not_in(reverted),
         )
+        .order_by(audit_events.c.id)
         .limit(1)
     ).first()
     if later is not None:
@@ -132,8 +137,11 @@ def revert_file(connection: sa.Connection, file_id: int, events: EventBuffer) ->
                 .values(active=False, inactive_reason="revert", updated_at=now)
             )
             events.add(
-                audit.PERSON_DEACTIVATED, person_id=row.person_id,
-                sync_key=data.get("sync_key"), kind=data.get("kind"), reason="revert",
+                audit.PERSON_DEACTIVATED,
+                person_id=row.person_id,
+                sync_key=data.get("sync_key"),
+                kind=data.get("kind"),
+                reason="revert",
             )
         elif row.event == audit.PERSON_DEACTIVATED:
             connection.execute(
@@ -142,14 +150,21 @@ def revert_file(connection: sa.Connection, file_id: int, events: EventBuffer) ->
                 .values(active=True, inactive_reason=None, updated_at=now)
             )
             events.add(
-                audit.PERSON_REACTIVATED, person_id=row.person_id,
-                sync_key=data.get("sync_key"), kind=data.get("kind"), reason="revert",
+                audit.PERSON_REACTIVATED,
+                person_id=row.person_id,
+                sync_key=data.get("sync_key"),
+                kind=data.get("kind"),
+                reason="revert",
             )
         elif row.event == audit.PERSON_UPDATED:
             _restore_fields(connection, row.person_id, data.get("changes", {}), now)
             events.add(
-                audit.PERSON_UPDATED, person_id=row.person_id, sync_key=data.get("sync_key"),
-                kind=data.get("kind"), fields=data.get("fields"), reason="revert",
+                audit.PERSON_UPDATED,
+                person_id=row.person_id,
+                sync_key=data.get("sync_key"),
+                kind=data.get("kind"),
+                fields=data.get("fields"),
+                reason="revert",
                 changes={
                     name: {"old": change.get("new"), "new": change.get("old")}
                     for name, change in data.get("changes", {}).items()

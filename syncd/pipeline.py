@@ -317,7 +317,7 @@ class Pipeline:
             counts.rejected = len(parsed.errors.rejected_lines)
             old_fields = self._old_fields(connection, person_plan)
             self._count_plan(person_plan, link_plan, old_fields, counts)
-            result.changes = self._describe(person_plan, link_plan, old_fields)
+            result.changes = self._describe(connection, person_plan, link_plan, old_fields)
             for error in result.errors:
                 events.add(
                     audit.ROW_REJECTED,
@@ -502,6 +502,7 @@ class Pipeline:
 
     @staticmethod
     def _describe(
+        connection: sa.Connection,
         person_plan: PersonPlan | None,
         link_plan: LinkPlan | None,
         old: dict[int, PersonFields],
@@ -539,27 +540,39 @@ class Pipeline:
             for gone in person_plan.deactivations:
                 changes.append({"action": "deactivate", "kind": kind, "sync_key": gone.sync_key})
         if link_plan is not None:
-            for link_set in link_plan.sets:
-                if link_set.becomes_active:
-                    changes.append(
-                        {
-                            "action": "link",
-                            "parent": link_set.parent_key,
-                            "child_id": link_set.child_id,
-                            "type": link_set.type.value,
-                        }
-                    )
-            for clear in link_plan.clears:
-                if clear.becomes_inactive:
-                    changes.append(
-                        {
-                            "action": "unlink",
-                            "parent_id": clear.link.parent_id,
-                            "child_id": clear.link.child_id,
-                        }
-                    )
-            for add in link_plan.pending_adds:
-                changes.append(
-                    {"action": "pending", "parent": add.parent_key, "child": add.child_value}
-                )
+            changes.extend(Pipeline._describe_links(connection, link_plan))
+        return changes
+
+    @staticmethod
+    def _describe_links(connection: sa.Connection, link_plan: LinkPlan) -> list[dict[str, Any]]:
+        """Return the link changes of a plan, parents and children named by sync key."""
+        sets = [change for change in link_plan.sets if change.becomes_active]
+        clears = [clear.link for clear in link_plan.clears if clear.becomes_inactive]
+        keys = store.sync_keys(
+            connection,
+            [change.child_id for change in sets]
+            + [link.parent_id for link in clears]
+            + [link.child_id for link in clears],
+        )
+        changes: list[dict[str, Any]] = [
+            {
+                "action": "link",
+                "parent": change.parent_key,
+                "child": keys.get(change.child_id),
+                "type": change.type.value,
+            }
+            for change in sets
+        ]
+        changes += [
+            {
+                "action": "unlink",
+                "parent": keys.get(link.parent_id),
+                "child": keys.get(link.child_id),
+            }
+            for link in clears
+        ]
+        changes += [
+            {"action": "pending", "parent": add.parent_key, "child": add.child_value}
+            for add in link_plan.pending_adds
+        ]
         return changes

@@ -290,7 +290,9 @@ def apply_links(
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     for change in plan.sets:
-        parent_id = change.parent_id if change.parent_id is not None else parent_ids[change.parent_key]
+        parent_id = (
+            change.parent_id if change.parent_id is not None else parent_ids[change.parent_key]
+        )
         by_parents = change.origin is Kind.PARENTS
         by_relationships = change.origin is Kind.RELATIONSHIPS
         if change.existing is None:
@@ -386,9 +388,7 @@ def _apply_clears(
                 origin=clear.origin.value,
             )
     _executemany(connection, links.delete().where(links.c.id == sa.bindparam("link_id")), deletes)
-    _executemany(
-        connection, links.update().where(links.c.id == sa.bindparam("link_id")), updates
-    )
+    _executemany(connection, links.update().where(links.c.id == sa.bindparam("link_id")), updates)
 
 
 def _apply_pending(
@@ -453,12 +453,7 @@ def _drop_pending(
 
 
 def _sync_keys(connection: sa.Connection, person_ids: Iterable[int]) -> dict[int, str]:
-    ids = sorted(set(person_ids))
-    found: dict[int, str] = {}
-    for chunk in store.chunked(ids):
-        query = sa.select(persons.c.id, persons.c.sync_key).where(persons.c.id.in_(chunk))
-        found.update({row.id: row.sync_key for row in connection.execute(query)})
-    return found
+    return store.sync_keys(connection, person_ids)
 
 
 def resolve_pending(
@@ -475,7 +470,9 @@ def resolve_pending(
     indexes: dict[str, dict[str, list[store.StudentRef]]] = {}
     for row in waiting:
         if row.child_field not in indexes:
-            indexes[row.child_field] = store.student_index(connection, context.site, row.child_field)
+            indexes[row.child_field] = store.student_index(
+                connection, context.site, row.child_field
+            )
         matches = indexes[row.child_field].get(child_lookup_value(row.child_field, row.child_value))
         if not matches or len(matches) != 1:
             continue
@@ -514,13 +511,13 @@ class _Silent(EventBuffer):
     def __init__(self) -> None:
         super().__init__(context={}, now=datetime.min)
 
-    def add(self, event: str, *, level: str = "info", person_id: int | None = None, **data: Any) -> None:
+    def add(
+        self, event: str, *, level: str = "info", person_id: int | None = None, **data: Any
+    ) -> None:
         return None
 
 
-def expire_pending(
-    connection: sa.Connection, site: str, now: datetime, events: EventBuffer
-) -> int:
+def expire_pending(connection: sa.Connection, site: str, now: datetime, events: EventBuffer) -> int:
     """Drop pending links past their TTL, each with a relationship.expired event."""
     query = sa.select(pending_links).where(
         pending_links.c.site == site, pending_links.c.expires_at < now

@@ -118,6 +118,15 @@ def row_to_fields(row: Any) -> PersonFields:
     )
 
 
+def sync_keys(connection: sa.Connection, person_ids: Iterable[int]) -> dict[int, str]:
+    """Return the sync key of each of the given persons."""
+    found: dict[int, str] = {}
+    for chunk in chunked(sorted(set(person_ids))):
+        query = sa.select(persons.c.id, persons.c.sync_key).where(persons.c.id.in_(chunk))
+        found.update({row.id: row.sync_key for row in connection.execute(query)})
+    return found
+
+
 def find_person(
     connection: sa.Connection, site: str, key: str, kind: PersonKind | None = None
 ) -> Any:
@@ -138,9 +147,7 @@ def find_person(
     return None
 
 
-def site_counts(
-    connection: sa.Connection, site: str, kind: Kind, source: str | None
-) -> SiteCounts:
+def site_counts(connection: sa.Connection, site: str, kind: Kind, source: str | None) -> SiteCounts:
     """Return the sizes the safety thresholds compare a file against."""
     person_kind = PersonKind.PARENT if kind is Kind.RELATIONSHIPS else kind.person_kind
     where = (persons.c.site == site, persons.c.kind == person_kind.value)

@@ -1,0 +1,222 @@
+"""SPEC §3.3 reports back to the sender, §2.5 dry run (preview before anything changes)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from tests.cli.conftest import Syncd
+from tests.cli.rosters import (
+    STUDENT_HEADER,
+    STUDENTS,
+    errors_rows,
+    files,
+    imported,
+    parents_csv,
+    report,
+    run_import,
+    students_csv,
+    table,
+)
+
+COUNT_KEYS = {
+    "rows", "created", "updated", "unchanged", "deactivated", "reactivated",
+    "links_created", "links_removed", "pending", "rejected",
+}  # fmt: skip
+REPORT_KEYS = {
+    "file", "file_id", "kind", "status", "encoding", "delimiter", "counts", "pending",
+    "ignored_columns", "duration_s",
+}  # fmt: skip
+
+
+def test_report_json_has_the_documented_keys(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    document = report(syncd, "students.csv")
+    assert set(document) >= REPORT_KEYS
+    assert set(document["counts"]) == COUNT_KEYS
+    assert document["file"] == "students.csv"
+    assert document["file_id"] == files(syncd)[0]["id"]
+    assert (document["kind"], document["status"]) == ("students", "applied")
+    assert document["encoding"] == "utf-8"
+    assert document["delimiter"] == ","
+    assert document["counts"]["rows"] == 5
+    assert document["counts"]["created"] == 5
+    assert isinstance(document["duration_s"], float | int)
+    assert document["pending"] == []
+    assert "reason" not in document or document["reason"] is None
+
+
+def test_report_of_a_failed_file_says_why(syncd: Syncd) -> None:
+    outcome = run_import(syncd, "students.csv", b"")
+    assert outcome.exit_code == 1
+    document = report(syncd, "students.csv")
+    assert set(document) >= REPORT_KEYS
+    assert document["status"] == "failed"
+    assert document["reason"] == "empty file"
+
+
+def test_report_names_the_encoding_found(syncd: Syncd) -> None:
+    syncd.configure(mode={"students": "delta"})
+    content = students_csv(STUDENTS[:2])
+    imported(syncd, "students-bom.csv", "\ufeff" + content)
+    imported(syncd, "students-1252.csv", content.replace("S1", "T1").encode("cp1252"))
+    imported(syncd, "students-16.csv", content.replace("S1", "U1").encode("utf-16"))
+    assert report(syncd, "students-bom.csv")["encoding"].startswith("utf-8")
+    assert report(syncd, "students-1252.csv")["encoding"] == "cp1252"
+    assert report(syncd, "students-16.csv")["encoding"].startswith("utf-16")
+    last_names = {p["sync_key"]: p["last_name"] for p in syncd.export()}
+    assert last_names["T1"] == last_names["U1"] == "Müller"
+
+
+def test_unrecognised_columns_are_attributes_listed_once_and_passwords_ignored(
+    syncd: Syncd,
+) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = ("First name", "Last name", "User name", "Password", "Pupil sync key", "Role")
+    rows = [("Katrin", "Müller", "katrin.mueller", "Geheim-1", "S1", "Mother")]
+    imported(syncd, "parents-2.csv", parents_csv(rows, header))
+    document = report(syncd, "parents-2.csv")
+    assert document["ignored_columns"] == ["Password"]
+    assert document["attribute_columns"] == ["Role"]
+    katrin = [p for p in syncd.export() if p["sync_key"] == "katrin.mueller"][0]
+    assert katrin["attributes"] == {"role": "Mother"}
+
+
+def test_errors_csv_rows_are_file_line_numbers_with_the_header_as_line_1(syncd: Syncd) -> None:
+    content = (
+        "SyncID,First name,Last name,E-mail,Notes\n"
+        'S1,Lena,Müller,lena@school.example,"two\nlines"\n'  # lines 2-3
+        "S2,Jonas,,jonas@school.example,\n"  # line 4: no last name
+        "S3,María,Nuñez,maria@school.example,\n"
+        "S4,Liam,O'Brien,liam@@school,\n"  # line 6: bad email
+        "S5,Zoë,Martin,zoe@school.example,\n"
+    )
+    imported(syncd, "students.csv", content)
+    errors = errors_rows(syncd, "students.csv")
+    assert [(e["row"], e["column"], e["value"]) for e in errors] == [
+        ("4", "Last name", ""),
+        ("6", "E-mail", "liam@@school"),
+    ]
+    assert "last name" in errors[0]["error"]
+    assert "email" in errors[1]["error"]
+    assert report(syncd, "students.csv")["counts"]["rejected"] == 2
+    assert {p["sync_key"] for p in syncd.export()} == {"S1", "S3", "S5"}
+
+
+def test_errors_csv_header_and_formula_values_made_inert(syncd: Syncd) -> None:
+    rows = [
+        *STUDENTS,
+        ("S6", "x1", '=HYPERLINK("http://evil")', "", "=1+2", "", ""),
+        ("S7", "x2", "Ann", "Lee", "+49 1234", "", ""),
+        ("S8", "x3", "Bo", "Ek", "-2", "", ""),
+        ("S9", "x4", "Cy", "Ng", "@SUM(A1)", "", ""),
+    ]
+    imported(syncd, "students.csv", table(STUDENT_HEADER, rows))
+    path = syncd.root / "students.csv.errors.csv"
+    text = path.read_text(encoding="utf-8")
+    assert text.splitlines()[0] == "row,column,value,error"
+    for line in csv.reader(io.StringIO(text)):
+        assert not any(cell.startswith(("=", "+", "-", "@")) for cell in line), line
+    values = [e["value"] for e in errors_rows(syncd, "students.csv")]
+    assert "'=1+2" in values and "'+49 1234" in values and "'-2" in values
+    assert "'@SUM(A1)" in values
+
+
+def test_no_errors_csv_when_no_row_was_rejected(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    assert not (syncd.root / "students.csv.errors.csv").exists()
+
+
+def test_report_dir_option_puts_reports_there(syncd: Syncd) -> None:
+    target = syncd.root / "out"
+    rows = [*STUDENTS, ("S6", "x", "", "", "", "", "")]
+    outcome = run_import(syncd, "students.csv", table(STUDENT_HEADER, rows), "--report-dir",
+                         str(target))  # fmt: skip
+    assert outcome.exit_code == 0, outcome.stderr
+    assert sorted(p.name for p in target.iterdir()) == [
+        "students.csv.errors.csv",
+        "students.csv.report.json",
+    ]
+    assert not (syncd.root / "students.csv.report.json").exists()
+    assert report(syncd, "students.csv", target)["status"] == "applied"
+
+
+def test_import_leaves_the_file_where_it_is(syncd: Syncd) -> None:
+    path = syncd.write("students.csv", students_csv())
+    assert syncd("import", str(path)).exit_code == 0
+    assert path.read_text(encoding="utf-8") == students_csv()
+
+
+def test_dry_run_changes_nothing(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv(STUDENTS[:3]))
+    before = (syncd.export(), files(syncd), len(syncd.events()))
+    outcome = run_import(syncd, "students-2.csv", students_csv(STUDENTS[1:]), "--dry-run")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "planned" in outcome.stdout
+    assert (syncd.export(), files(syncd)) == before[:2]
+    assert not [e for e in syncd.events()[before[2] :] if e["event"] != "source.polled"]
+    assert not (syncd.root / "students-2.csv.report.json").exists()
+
+
+def test_dry_run_json_prints_the_plan(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv(STUDENTS[:3]))
+    rows = [
+        ("S2", "jonas.sorensen", "Jonas", "Sørensen", "jonas@school.example", "1002", "6"),
+        STUDENTS[2],
+        STUDENTS[3],
+        ("S6", "", "", "Nobody", "", "", ""),
+    ]
+    outcome = run_import(syncd, "students-2.csv", table(STUDENT_HEADER, rows), "--dry-run",
+                         "--json")  # fmt: skip
+    assert outcome.exit_code == 0, outcome.stderr
+    plan = outcome.json()
+    assert {"file", "kind", "counts", "changes", "errors"} <= set(plan)
+    assert (plan["file"], plan["kind"]) == ("students-2.csv", "students")
+    assert set(plan["counts"]) == COUNT_KEYS
+    counts = plan["counts"]
+    assert (counts["created"], counts["updated"], counts["deactivated"]) == (1, 1, 1)
+    assert (counts["unchanged"], counts["rejected"]) == (1, 1)
+    actions = {(c["action"], c["sync_key"]) for c in plan["changes"]}
+    assert actions == {("create", "S4"), ("update", "S2"), ("deactivate", "S1")}
+    update = [c for c in plan["changes"] if c["action"] == "update"][0]
+    assert update["changes"]["email"] == {
+        "old": "jonas.sorensen@school.example",
+        "new": "jonas@school.example",
+    }
+    assert plan["errors"] == [
+        {"row": 5, "column": "First name", "value": "", "error": "missing first name"}
+    ]
+    assert {p["sync_key"]: p["active"] for p in syncd.export()} == {
+        "S1": True, "S2": True, "S3": True
+    }  # fmt: skip
+
+
+def test_dry_run_of_several_files_prints_one_plan_each(syncd: Syncd) -> None:
+    students = syncd.write("students.csv", students_csv())
+    parents = syncd.write("parents.csv", parents_csv())
+    outcome = syncd("import", "--dry-run", "--json", str(parents), str(students))
+    assert outcome.exit_code == 0, outcome.stderr
+    plans = outcome.json()
+    assert [p["kind"] for p in plans] == ["students", "parents"]
+    assert syncd.export() == []
+
+
+def test_dry_run_plan_names_links_by_sync_keys(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name", "Pupil sync key")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Sean", "O'Brien", "S4;S5")], header))
+    rows = [("P1", "Sean", "O'Brien", "S1;S5;S9")]
+    outcome = run_import(syncd, "parents-2.csv", parents_csv(rows, header), "--dry-run", "--json")
+    assert outcome.exit_code == 0, outcome.stderr
+    links = [
+        {k: c.get(k) for k in ("action", "parent", "child")}
+        for c in outcome.json()["changes"]
+        if c["action"] in ("link", "unlink", "pending")
+    ]
+    assert sorted(links, key=lambda c: c["action"]) == [
+        {"action": "link", "parent": "P1", "child": "S1"},
+        {"action": "pending", "parent": "P1", "child": "S9"},
+        {"action": "unlink", "parent": "P1", "child": "S4"},
+    ]

@@ -1,0 +1,142 @@
+"""SPEC §2.4 undo: `syncd files revert ID` restores what one applied file changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.cli.conftest import Syncd
+from tests.cli.rosters import (
+    STUDENTS,
+    active_links,
+    file_id,
+    files,
+    imported,
+    parents_csv,
+    person,
+    students_csv,
+)
+
+HEADER = ("SyncID", "First name", "Last name", "E-mail", "Pupil sync key")
+
+
+def _snapshot(syncd: Syncd) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
+    return syncd.export(), active_links(syncd)
+
+
+def _revert(syncd: Syncd, name: str) -> int:
+    outcome = syncd("files", "revert", str(file_id(syncd, name)))
+    assert outcome.exit_code == 0, outcome.stderr
+    return file_id(syncd, name)
+
+
+def test_revert_restores_updated_fields_and_deactivated_students(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=0.5, max_update=1.0)
+    imported(syncd, "students.csv", students_csv())
+    before = _snapshot(syncd)
+    changed = [
+        ("S1", "lena.mueller", "Lena", "Müller-Schmidt", "lena@school.example", "1001", "6"),
+        *STUDENTS[1:4],
+    ]
+    imported(syncd, "students-2.csv", students_csv(changed))
+    assert person(syncd, "S1")["last_name"] == "Müller-Schmidt"
+    assert person(syncd, "S5")["active"] is False
+    reverted = _revert(syncd, "students-2.csv")
+    assert _snapshot(syncd) == before
+    assert [e["file_id"] for e in syncd.events("file.reverted")] == [reverted]
+    assert [f["status"] for f in files(syncd) if f["id"] == reverted] == ["reverted"]
+
+
+def test_revert_deactivates_persons_the_file_created(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv(STUDENTS[:3]))
+    imported(syncd, "students-2.csv", students_csv(STUDENTS))
+    _revert(syncd, "students-2.csv")
+    state = {p["sync_key"]: p["active"] for p in syncd.export()}
+    assert state == {"S1": True, "S2": True, "S3": True, "S4": False, "S5": False}
+
+
+def test_revert_restores_links_a_parents_file_changed(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=1.0, max_update=1.0)
+    imported(syncd, "students.csv", students_csv())
+    rows = [
+        ("P1", "Katrin", "Müller", "katrin@home.example", "S1"),
+        ("P2", "Peter", "Sørensen", "peter@home.example", "S2;S3"),
+    ]
+    imported(syncd, "parents.csv", parents_csv(rows, HEADER))
+    before = _snapshot(syncd)
+    changed = [
+        ("P1", "Katrin", "Müller", "katrin.neu@home.example", "S1;S4"),
+        ("P2", "Peter", "Sørensen", "peter@home.example", "S2"),
+    ]
+    imported(syncd, "parents-2.csv", parents_csv(changed, HEADER))
+    assert active_links(syncd) == {("P1", "S1"), ("P1", "S4"), ("P2", "S2")}
+    _revert(syncd, "parents-2.csv")
+    assert _snapshot(syncd) == before
+
+
+def test_revert_of_a_file_whose_records_a_later_file_changed_is_refused(syncd: Syncd) -> None:
+    syncd.configure(max_update=1.0)
+    imported(syncd, "students.csv", students_csv())
+    second = [(*STUDENTS[0][:6], "6"), *STUDENTS[1:]]
+    imported(syncd, "students-2.csv", students_csv(second))
+    third = [(*STUDENTS[0][:6], "7"), *STUDENTS[1:]]
+    imported(syncd, "students-3.csv", students_csv(third))
+    later = file_id(syncd, "students-3.csv")
+    outcome = syncd("files", "revert", str(file_id(syncd, "students-2.csv")))
+    assert outcome.exit_code != 0
+    assert f"file {later}" in outcome.stderr
+    assert len(outcome.stderr.strip().splitlines()) == 1
+    assert person(syncd, "S1")["attributes"]["grade"] == "7"
+    assert syncd.events("file.reverted") == []
+    # Reverting the later file first, then the earlier one, works back to the start.
+    _revert(syncd, "students-3.csv")
+    _revert(syncd, "students-2.csv")
+    assert person(syncd, "S1")["attributes"]["grade"] == "5"
+
+
+def test_revert_is_one_audited_change_with_person_events(syncd: Syncd) -> None:
+    syncd.configure(max_update=1.0)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "students-2.csv", students_csv([(*STUDENTS[0][:6], "6"), *STUDENTS[1:]]))
+    reverted = _revert(syncd, "students-2.csv")
+    history = syncd("history", "--person", "S1", "--json").json()
+    updates = [e for e in history if e["event"] == "person.updated"]
+    assert [u["changes"]["attributes.grade"] for u in updates] == [
+        {"old": "5", "new": "6"},
+        {"old": "6", "new": "5"},
+    ]
+    events = syncd("history", "--file", str(reverted), "--json").json()
+    assert "file.reverted" in [e["event"] for e in events]
+
+
+def test_revert_of_a_file_that_was_not_applied_is_a_usage_error(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    reverted = _revert(syncd, "students.csv")
+    outcome = syncd("files", "revert", str(reverted))
+    assert outcome.exit_code == 2
+    assert "reverted" in outcome.stderr
+    assert syncd("files", "revert", "999").exit_code == 2
+
+
+def test_reverted_content_imported_again_applies_again(syncd: Syncd) -> None:
+    syncd.configure(max_update=1.0)
+    imported(syncd, "students.csv", students_csv())
+    path = syncd.write("students-2.csv", students_csv([(*STUDENTS[0][:6], "6"), *STUDENTS[1:]]))
+    assert syncd("import", str(path)).exit_code == 0
+    _revert(syncd, "students-2.csv")
+    assert syncd("import", str(path)).exit_code == 0
+    assert person(syncd, "S1")["attributes"]["grade"] == "6"
+    assert [f["status"] for f in files(syncd)] == ["applied", "reverted", "applied"]
+
+
+def test_revert_of_a_relationships_file_drops_its_links_and_pending_links(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    rows = [("P1", "Katrin", "Müller", "katrin@home.example", "S1")]
+    imported(syncd, "parents.csv", parents_csv(rows, HEADER))
+    links = "Parent ID,Student ID,Relationship\nP1,S1,Parent\nP1,S2,Guardian\nP1,S9,Parent\n"
+    imported(syncd, "relationships.csv", links)
+    assert syncd.links() == {
+        ("P1", "S1", "active"), ("P1", "S2", "active"), ("P1", "S9", "pending")
+    }  # fmt: skip
+    _revert(syncd, "relationships.csv")
+    # P1-S1 stays: the parents file names it too.
+    assert syncd.links() == {("P1", "S1", "active")}
