@@ -7,7 +7,7 @@ reads it, records it in the file ledger and changes the database in one transact
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,10 @@ from syncd.audit import EventBuffer
 from syncd.clock import Clock
 from syncd.config import SourceConfig
 from syncd.core.plan import (
+    ExistingPerson,
     LinkPlan,
     PersonPlan,
+    PersonUpsert,
     Thresholds,
     changed_fields,
     hold_reason,
@@ -165,6 +167,11 @@ def _check_required_columns(kind: Kind, columns: ColumnMap) -> None:
         return
     if not any(name in columns.fields for name in PERSON_IDENTIFIERS):
         raise FileFailed("no identifier column: needs a sync key, username or email column")
+
+
+def _password_only(upsert: PersonUpsert) -> bool:
+    """Return whether an upsert only sets a new password (see _plan_password_changes)."""
+    return upsert.person_id is not None and not upsert.changed and not upsert.reactivate
 
 
 class Pipeline:
@@ -452,6 +459,10 @@ class Pipeline:
             index,
             parsed.columns.column_name("child_key") or "child",
         )
+        if source.passwords is PasswordPolicy.HASH and source.update_passwords:
+            self._plan_password_changes(
+                connection, person_plan, person_records, snapshot, parsed.errors
+            )
         result.unresolved_children = person_plan.unresolved_children
         link_plan = None
         if kind is Kind.PARENTS and person_plan.link_requests:
@@ -463,6 +474,44 @@ class Pipeline:
                 source.child_field,
             )
         return person_plan, link_plan
+
+    @staticmethod
+    def _plan_password_changes(
+        connection: sa.Connection,
+        plan: PersonPlan,
+        records: Sequence[PersonRecord],
+        snapshot: Mapping[str, ExistingPerson],
+        errors: ErrorList,
+    ) -> None:
+        """Add the rows whose only change is a new password (`update_passwords = true`).
+
+        The fingerprint leaves passwords out (a fast digest of one would undo argon2), so an
+        otherwise unchanged row's password is checked against its stored hash here.
+        """
+        planned = {upsert.record.fields.sync_key for upsert in plan.upserts}
+        planned |= {gone.sync_key for gone in plan.deactivations}
+        candidates = [
+            (snapshot[record.fields.sync_key], record)
+            for record in records
+            if record.password
+            and not record.deleted
+            and record.line not in errors.rejected_lines
+            and record.fields.sync_key in snapshot
+            and record.fields.sync_key not in planned
+        ]
+        if not candidates:
+            return
+        stored = store.password_hashes(connection, [person.person_id for person, _ in candidates])
+        differ = writes.passwords_differ(
+            [stored.get(person.person_id) for person, _ in candidates],
+            [record.password or "" for _, record in candidates],
+        )
+        for (person, record), changed in zip(candidates, differ, strict=True):
+            if changed:
+                plan.upserts.append(
+                    PersonUpsert(person.person_id, record, person.fingerprint, False, False)
+                )
+                plan.unchanged -= 1
 
     @staticmethod
     def _old_fields(
@@ -489,8 +538,11 @@ class Pipeline:
             counts.updated = sum(
                 1
                 for u in person_plan.upserts
-                if u.person_id in old_fields
-                and changed_fields(old_fields[u.person_id], u.record.fields)
+                if _password_only(u)
+                or (
+                    u.person_id in old_fields
+                    and changed_fields(old_fields[u.person_id], u.record.fields)
+                )
             )
             counts.reactivated = sum(1 for u in person_plan.upserts if u.reactivate)
             counts.deactivated = len(person_plan.deactivations)
@@ -534,6 +586,9 @@ class Pipeline:
                         entry["reactivate"] = True
                 elif upsert.reactivate:
                     entry["action"] = "reactivate"
+                elif _password_only(upsert):
+                    entry["action"] = "update"
+                    entry["changes"] = {"password": {"changed": True}}
                 else:
                     continue  # only its child cell changed: the link entries say what
                 changes.append(entry)

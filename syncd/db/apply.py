@@ -71,6 +71,18 @@ def hash_passwords(passwords: Sequence[str]) -> list[str]:
         return list(pool.map(hasher.hash, passwords, chunksize=16))
 
 
+def passwords_differ(stored_hashes: Sequence[str | None], passwords: Sequence[str]) -> list[bool]:
+    """Return, for each pair, whether `password` differs from its stored argon2 hash.
+
+    Spread over all cores like hashing: each check costs as much as a hash.
+    """
+    pairs = list(zip(stored_hashes, passwords, strict=True))
+    if len(pairs) < 4:
+        return [_password_changed(stored, password) for stored, password in pairs]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(lambda pair: _password_changed(*pair), pairs, chunksize=16))
+
+
 def _password_changed(stored_hash: str | None, password: str) -> bool:
     from argon2 import PasswordHasher
     from argon2.exceptions import InvalidHashError, VerificationError

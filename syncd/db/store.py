@@ -127,6 +127,15 @@ def sync_keys(connection: sa.Connection, person_ids: Iterable[int]) -> dict[int,
     return found
 
 
+def password_hashes(connection: sa.Connection, person_ids: Sequence[int]) -> dict[int, str | None]:
+    """Return the stored password hash of each of the given persons."""
+    found: dict[int, str | None] = {}
+    for chunk in chunked(sorted(set(person_ids))):
+        query = sa.select(persons.c.id, persons.c.password_hash).where(persons.c.id.in_(chunk))
+        found.update({row.id: row.password_hash for row in connection.execute(query)})
+    return found
+
+
 def find_person(
     connection: sa.Connection, site: str, key: str, kind: PersonKind | None = None
 ) -> Any:

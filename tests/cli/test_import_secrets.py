@@ -1,0 +1,154 @@
+"""SPEC §2.2 and §6: passwords never appear anywhere; hashed with argon2id when kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import argon2
+import pytest
+import sqlalchemy as sa
+
+from tests.cli.conftest import Outcome, Syncd
+from tests.cli.rosters import imported, students_csv
+
+PASSWORDS = ("Winter-2026-kc", "Fjord!88", "=Sol_4421", "Clover77 Zoë")
+HEADER = ("SyncID", "First name", "Last name", "User name", "Password", "Pupil sync key")
+ROWS = [
+    ("P1", "Katrin", "Müller", "katrin.mueller", PASSWORDS[0], "S1"),
+    ("P2", "Peter", "Sørensen", "peter.sorensen", PASSWORDS[1], "S2"),
+    ("P3", "Ana", "Nuñez", "ana.nunez", PASSWORDS[2], "S3"),
+    ("P4", "Sean", "O'Brien", "sean.obrien", PASSWORDS[3], "S4"),
+]
+
+
+@pytest.fixture(autouse=True)
+def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Still argon2id, with the smallest cost: the tests check where hashes go, not strength."""
+
+    class CheapHasher(argon2.PasswordHasher):
+        def __init__(self) -> None:
+            super().__init__(time_cost=1, memory_cost=8, parallelism=1)
+
+    monkeypatch.setattr(argon2, "PasswordHasher", CheapHasher)
+
+
+def _parents() -> str:
+    rows = [*ROWS, ("P5", "Zoë", "", "zoe", "Tr0ub4dor&3", "S5")]  # P5 rejected: no last name
+    lines = [";".join(HEADER), *(";".join(row) for row in rows)]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _database_dump(syncd: Syncd) -> str:
+    engine = sa.create_engine(syncd.database_url)
+    dump = []
+    with engine.connect() as connection:
+        for name in sa.inspect(connection).get_table_names():
+            for row in connection.execute(sa.text(f'SELECT * FROM "{name}"')):
+                dump.append(repr(tuple(row)))
+    engine.dispose()
+    return "\n".join(dump)
+
+
+def _everything_printed(syncd: Syncd, outcomes: list[Outcome]) -> str:
+    texts = [o.stdout + o.stderr for o in outcomes]
+    for args in (
+        ("export", "persons", "--json"),
+        ("export", "persons", "--format", "csv"),
+        ("export", "relationships", "--format", "csv"),
+        ("history", "--person", "P1", "--json"),
+        ("history", "--person", "P1"),
+        ("history", "--file", "2", "--json"),
+        ("files", "--json"),
+        ("status", "--json"),
+    ):
+        outcome = syncd(*args)
+        assert outcome.exit_code == 0, (args, outcome.stderr)
+        texts.append(outcome.stdout + outcome.stderr)
+    texts.append(syncd.audit_path.read_text(encoding="utf-8"))
+    for path in Path(syncd.root).rglob("*"):
+        if path.is_file() and path.name.endswith((".report.json", ".errors.csv")):
+            texts.append(path.read_text(encoding="utf-8"))
+    texts.append(_database_dump(syncd))
+    return "\n".join(texts)
+
+
+def _assert_no_password(text: str) -> None:
+    for password in (*PASSWORDS, "Tr0ub4dor&3"):
+        assert password not in text
+        assert json.dumps(password)[1:-1] not in text  # as escaped in JSON
+
+
+def test_passwords_dropped_by_default_appear_nowhere(syncd: Syncd) -> None:
+    outcomes = [imported(syncd, "students.csv", students_csv())]
+    outcomes.append(syncd("import", str(syncd.write("parents.csv", _parents()))))
+    outcomes.append(
+        syncd("--debug", "import", "--dry-run", "--json", str(syncd.root / "parents.csv"))
+    )
+    assert outcomes[1].exit_code == 0, outcomes[1].stderr
+    assert (syncd.root / "parents.csv.errors.csv").is_file()  # P5 was rejected
+    report = json.loads((syncd.root / "parents.csv.report.json").read_text("utf-8"))
+    assert report["ignored_columns"] == ["Password"]
+    _assert_no_password(_everything_printed(syncd, outcomes))
+    assert "$argon2" not in _database_dump(syncd)
+
+
+def test_password_of_a_rejected_row_is_not_in_the_errors_file(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = "SyncID;First name;Last name;Password;Pupil sync key\r\n"
+    rows = "P1;Ana;Nuñez;ok-one;S1\r\nP2;Bo;Ek;ok-two;S2\r\nP3;;;Hunter2!;S3\r\n"
+    imported(syncd, "parents.csv", header + rows)
+    errors = (syncd.root / "parents.csv.errors.csv").read_text("utf-8")
+    assert "Hunter2!" not in errors
+    assert errors.splitlines()[1].startswith("4,")
+
+
+def test_passwords_hash_stores_argon2id_never_the_clear_text(syncd: Syncd) -> None:
+    syncd.configure(passwords="hash")
+    outcomes = [imported(syncd, "students.csv", students_csv())]
+    outcomes.append(syncd("import", str(syncd.write("parents.csv", _parents()))))
+    assert outcomes[1].exit_code == 0, outcomes[1].stderr
+    dump = _database_dump(syncd)
+    assert dump.count("$argon2id$") == 4
+    _assert_no_password(_everything_printed(syncd, outcomes))
+    report = json.loads((syncd.root / "parents.csv.report.json").read_text("utf-8"))
+    assert "Password" not in report["ignored_columns"]
+    for person in syncd.export():
+        assert not [key for key in person if "password" in key.casefold()]
+        assert not [key for key in person["attributes"] if "password" in key.casefold()]
+
+
+def test_hashed_password_verifies_against_the_file_value(syncd: Syncd) -> None:
+    syncd.configure(passwords="hash")
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents())
+    engine = sa.create_engine(syncd.database_url)
+    with engine.connect() as connection:
+        stored = connection.execute(
+            sa.text("SELECT password_hash FROM persons WHERE sync_key = 'P2'")
+        ).scalar_one()
+    engine.dispose()
+    assert argon2.PasswordHasher().verify(stored, PASSWORDS[1])
+
+
+def test_existing_persons_password_is_not_overwritten_unless_update_passwords(
+    syncd: Syncd,
+) -> None:
+    syncd.configure(passwords="hash", max_update=1.0)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents())
+    before = _database_dump(syncd)
+    changed = _parents().replace(PASSWORDS[0], "Spring-2027-kc")
+    imported(syncd, "parents-2.csv", changed)
+    assert syncd.events("person.updated") == []
+    hashes = {line for line in before.splitlines() if "$argon2id$" in line}
+    after = _database_dump(syncd)
+    assert all(any(h.split("$argon2id$")[1][:40] in line for line in after.splitlines())
+               for h in hashes)  # fmt: skip
+
+    syncd.configure(passwords="hash", update_passwords=True, max_update=1.0)
+    imported(syncd, "parents-3.csv", changed.replace("Spring-2027-kc", "Summer-2027-kc"))
+    [updated] = syncd.events("person.updated")
+    assert updated["fields"] == ["password"]
+    assert "Summer-2027-kc" not in json.dumps(updated)
+    _assert_no_password(syncd.audit_path.read_text("utf-8"))
