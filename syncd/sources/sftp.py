@@ -1,0 +1,473 @@
+"""A drop folder in an SFTP account (sftp:// sources), over paramiko (SPEC §3.1, §3.2).
+
+Host keys are checked against the source's own known_hosts file and nothing else: an unknown
+or changed key refuses the connection (HostKeyRejected), a key is never added. Every network
+or server failure becomes SourceUnreachable with one line that names the source; messages
+never carry a password, a passphrase or key material.
+
+Claims and moves use the plain SFTP rename (SSH_FXP_RENAME), which on OpenSSH fails when the
+target exists; the `posix-rename@openssh.com` extension would overwrite and is never used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import logging
+import os
+import posixpath
+import secrets
+import socket
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import paramiko
+
+from syncd.config import FOLDER_NAMES, SourceConfig
+from syncd.errors import HostKeyRejected, SourceUnreachable
+from syncd.sources.base import Entry
+
+__all__ = ["KEEPALIVE_SECONDS", "PREFETCH_REQUESTS", "SftpSource", "candidate_names"]
+
+KEEPALIVE_SECONDS = 15
+# Bounded read-ahead for downloads: unbounded prefetch stalls or exhausts memory on large
+# files with some servers (paramiko#2453, #1788).
+PREFETCH_REQUESTS = 64
+_MAX_SUFFIX = 100_000
+
+# paramiko's transport thread logs its own tracebacks at ERROR; with no logging configured
+# Python would print them on stderr. Failures reach the caller as one-line SyncdErrors.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+
+def candidate_names(name: str) -> Iterator[str]:
+    """Yield name, then stem.1.suffix, stem.2.suffix, ... (as local.unique_target names them)."""
+    yield name
+    stem, dot, suffix = name.rpartition(".")
+    if not stem:  # ".hidden" or no dot: append the number
+        stem, dot, suffix = name, "", ""
+    for number in range(1, _MAX_SUFFIX):
+        yield f"{stem}.{number}{dot}{suffix}" if dot else f"{name}.{number}"
+
+
+class _UnknownHostKey(Exception):
+    """Raised by the host key policy: the server's key is not in known_hosts."""
+
+
+class _RejectUnknown(paramiko.RejectPolicy):  # type: ignore[misc]
+    """RejectPolicy that raises a type of its own, so the message can say what to do."""
+
+    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+        raise _UnknownHostKey(hostname)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _reason(error: BaseException) -> str:
+    """Return a short, secret-free description of a connection or I/O failure."""
+    if isinstance(error, socket.gaierror):
+        return "cannot resolve the host name"
+    if isinstance(error, TimeoutError | socket.timeout):
+        return "timed out"
+    if isinstance(error, EOFError):
+        return "the server closed the connection"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, paramiko.ssh_exception.NoValidConnectionsError):
+        refused = all(
+            isinstance(item, ConnectionRefusedError) or item.errno == errno.ECONNREFUSED
+            for item in error.errors.values()
+        )
+        return "connection refused" if refused else "cannot connect"
+    if isinstance(error, OSError) and error.strerror:
+        return _one_line(error.strerror)
+    text = _one_line(str(error)).rstrip(" :")
+    return text or type(error).__name__
+
+
+def _errno(error: BaseException) -> int | None:
+    return error.errno if isinstance(error, OSError) else None
+
+
+class SftpSource:
+    """An sftp:// drop folder; implements sources.base.Source.
+
+    `connect_timeout` bounds the TCP connect, the SSH banner, authentication and opening the
+    SFTP channel; `io_timeout` bounds each wait for the server once connected.
+    """
+
+    def __init__(
+        self, config: SourceConfig, connect_timeout: float = 15.0, io_timeout: float = 60.0
+    ) -> None:
+        if not config.is_sftp or not config.host:
+            raise ValueError(f'source "{config.name}" is not an sftp:// source')
+        self.config = config
+        self.name = config.name
+        self.host = config.host
+        self.port = config.port
+        self.root = posixpath.normpath(config.path) if config.path else "."
+        self.connect_timeout = connect_timeout
+        self.io_timeout = io_timeout
+        self._client: Any = None
+        self._sftp: Any = None
+        try:
+            self._connect()
+            self.ensure_folders()
+        except BaseException:
+            self.close()
+            raise
+
+    # ----------------------------------------------------------------- connection
+
+    @property
+    def _where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _fail(self, problem: str) -> NoReturn:
+        # `from None`: a printed traceback must not show paramiko's own error chain.
+        raise SourceUnreachable(_one_line(f'source "{self.name}": {problem}')) from None
+
+    def _env(self, variable: str, key: str) -> str:
+        value = os.environ.get(variable)
+        if value is None:
+            self._fail(f"environment variable {variable} (named by {key}) is not set")
+        return value
+
+    def _load_key(self) -> Any:
+        path = self.config.private_key
+        if path is None:
+            return None
+        passphrase = None
+        if self.config.private_key_passphrase_env:
+            passphrase = self._env(
+                self.config.private_key_passphrase_env, "private_key_passphrase_env"
+            )
+        try:
+            try:
+                return paramiko.PKey.from_path(path)
+            except TypeError:
+                # PKey.from_path says "encrypted, no passphrase given" with a TypeError.
+                if passphrase is None:
+                    self._fail(
+                        f"private_key {path} is encrypted; name the variable that holds its "
+                        "passphrase in private_key_passphrase_env"
+                    )
+            return paramiko.PKey.from_path(path, passphrase=passphrase.encode())
+        except FileNotFoundError:
+            self._fail(f"private_key {path} does not exist")
+        except OSError as error:
+            self._fail(f"cannot read private_key {path}: {_reason(error)}")
+        except paramiko.UnknownKeyType:
+            self._fail(f"cannot load private_key {path}: unsupported key type")
+        except (paramiko.SSHException, ValueError, TypeError):
+            hint = " (wrong passphrase?)" if passphrase is not None else ""
+            self._fail(f"cannot load private_key {path}: not a usable private key{hint}")
+
+    def _connect(self) -> None:
+        config = self.config
+        known_hosts = config.known_hosts
+        if known_hosts is None:
+            raise HostKeyRejected(
+                f'source "{self.name}": no known_hosts file configured; '
+                "host keys are never accepted without one"
+            )
+        password = self._env(config.password_env, "password_env") if config.password_env else None
+        pkey = self._load_key()
+        client = paramiko.SSHClient()
+        self._client = client
+        try:
+            client.load_host_keys(str(known_hosts))
+        except FileNotFoundError:
+            raise HostKeyRejected(
+                f'source "{self.name}": known_hosts {known_hosts} does not exist; '
+                f"create it with ssh-keyscan -p {self.port} {self.host}"
+            ) from None
+        except (OSError, paramiko.SSHException, ValueError) as error:
+            raise HostKeyRejected(
+                f'source "{self.name}": cannot read known_hosts {known_hosts}: {_reason(error)}'
+            ) from None
+        client.set_missing_host_key_policy(_RejectUnknown())
+        timeout = self.connect_timeout
+        try:
+            client.connect(
+                self.host,
+                port=self.port,
+                username=config.user,
+                password=password,
+                pkey=pkey,
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+                channel_timeout=timeout,
+                allow_agent=False,
+                look_for_keys=False,
+            )
+        except _UnknownHostKey:
+            raise HostKeyRejected(
+                f'source "{self.name}": host key of {self._where} is not in known_hosts '
+                f"{known_hosts}; add it with ssh-keyscan"
+            ) from None
+        except paramiko.BadHostKeyException:
+            raise HostKeyRejected(
+                f'source "{self.name}": host key of {self._where} changed; '
+                "update known_hosts if that is expected"
+            ) from None
+        except paramiko.AuthenticationException as error:
+            methods = (
+                ", ".join(error.allowed_types)
+                if isinstance(error, paramiko.BadAuthenticationType)
+                else None
+            )
+            allowed = f" (the server allows: {methods})" if methods else ""
+            self._fail(
+                f"authentication as {config.user} at {self._where} failed{allowed}; "
+                "check private_key, its passphrase or password_env"
+            )
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            self._fail(f"cannot connect to {self._where}: {_reason(error)}")
+        transport = client.get_transport()
+        if transport is None:  # pragma: no cover - connect() either opens it or raises
+            self._fail(f"cannot connect to {self._where}: no transport")
+        transport.set_keepalive(KEEPALIVE_SECONDS)
+        self._sftp = self._open_sftp(transport)
+
+    def _open_sftp(self, transport: Any) -> Any:
+        """Open the SFTP channel within `connect_timeout`.
+
+        Channel.invoke_subsystem waits without a timeout (paramiko#515), so an outer deadline
+        closes the transport, which wakes every waiter with an error.
+        """
+        timeout = self.connect_timeout
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            transport.close()
+
+        deadline = threading.Timer(timeout, expire)
+        deadline.daemon = True
+        deadline.start()
+        try:
+            channel = transport.open_session(timeout=timeout)
+            channel.settimeout(timeout)
+            channel.invoke_subsystem("sftp")
+            sftp = paramiko.SFTPClient(channel)  # reads the server's version: bounded
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            reason = "timed out" if expired.is_set() else _reason(error)
+            self._fail(f"cannot open an SFTP session on {self._where}: {reason}")
+        finally:
+            deadline.cancel()
+        if expired.is_set():
+            self._fail(f"cannot open an SFTP session on {self._where}: timed out")
+        channel.settimeout(self.io_timeout)
+        return sftp
+
+    @contextlib.contextmanager
+    def _remote(self, action: str) -> Iterator[None]:
+        """Turn failures of the connection or the server into SourceUnreachable."""
+        try:
+            yield
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            self._fail(f"{action} on {self._where} failed: {_reason(error)}")
+
+    @property
+    def sftp(self) -> Any:
+        if self._sftp is None:
+            self._fail(f"the connection to {self._where} is closed")
+        return self._sftp
+
+    def close(self) -> None:
+        sftp, client = self._sftp, self._client
+        self._sftp = self._client = None
+        for closable in (sftp, client):
+            if closable is not None:
+                with contextlib.suppress(Exception):  # closing a dead connection may fail
+                    closable.close()
+
+    def __enter__(self) -> SftpSource:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- paths
+
+    def _path(self, location: str) -> str:
+        """Return the absolute remote path of `location` (relative = under the drop folder)."""
+        return posixpath.normpath(posixpath.join(self.root, location))
+
+    def folder(self, name: str) -> str:
+        """Return the remote path of the work folder `name` (processing, held, ...)."""
+        if name not in FOLDER_NAMES:
+            raise ValueError(f"not a work folder: {name!r}")
+        return self._path(str(getattr(self.config.folders, name)))
+
+    def _target(self, folder: str) -> str:
+        """Return the folder for "archive/2026/11/23", "failed" or "held"."""
+        head, _, rest = folder.partition("/")
+        base = self.folder(head)
+        return posixpath.normpath(posixpath.join(base, rest)) if rest else base
+
+    # ----------------------------------------------------------------- remote primitives
+
+    def _lstat(self, path: str) -> Any | None:
+        """Return the attributes of `path` (not following a symlink), None if it is not there."""
+        try:
+            return self.sftp.lstat(path)
+        except OSError as error:
+            if _errno(error) == errno.ENOENT:
+                return None
+            raise
+
+    def _makedirs(self, path: str) -> None:
+        """mkdir -p on the server."""
+        with self._remote(f"creating folder {path}"):
+            attrs = self._lstat(path)
+            if attrs is not None and stat.S_ISDIR(attrs.st_mode or 0):
+                return
+            missing: list[str] = []
+            current = path
+            while attrs is None and current not in {"/", "", "."}:
+                missing.append(current)
+                current = posixpath.dirname(current)
+                attrs = self._lstat(current) if current not in {"/", "", "."} else None
+            for folder in reversed(missing):
+                try:
+                    self.sftp.mkdir(folder)
+                except OSError:
+                    # Lost a race with another daemon, or a real failure: look.
+                    made = self._lstat(folder)
+                    if made is None or not stat.S_ISDIR(made.st_mode or 0):
+                        raise
+            final = self._lstat(path)
+            if final is None or not stat.S_ISDIR(final.st_mode or 0):
+                self._fail(f"{path} on {self._where} is not a folder")
+
+    def _move(self, source: str, folder: str, name: str) -> str | None:
+        """Rename `source` into `folder` as `name` (suffixed if taken), never overwriting.
+
+        Return the new path, or None when `source` is not there (another daemon took it).
+        """
+        made_folder = False
+        with self._remote(f"moving {source} to {folder}"):
+            for candidate in candidate_names(name):
+                target = posixpath.join(folder, candidate)
+                while self._lstat(target) is None:
+                    try:
+                        # SSH_FXP_RENAME: OpenSSH links then unlinks: fails if target exists.
+                        self.sftp.rename(source, target)
+                    except OSError as error:
+                        if self._lstat(source) is None:
+                            return None  # another daemon took it
+                        if self._lstat(target) is not None:
+                            break  # taken meanwhile: try the next name
+                        if _errno(error) == errno.ENOENT and not made_folder:
+                            made_folder = True  # the folder went away: make it, try again
+                            self._makedirs(folder)
+                            continue
+                        raise
+                    return target
+        self._fail(f"no free name for {name} in {folder} on {self._where}")
+
+    def _list(self, folder: str) -> list[Entry]:
+        with self._remote(f"listing {folder}"):
+            try:
+                attributes = self.sftp.listdir_attr(folder)
+            except OSError as error:
+                if _errno(error) == errno.ENOENT:
+                    return []
+                raise
+        entries: list[Entry] = []
+        for attrs in attributes:
+            # OpenSSH lists with lstat: symlinks, folders and fifos are never picked up.
+            if attrs.st_mode is None or not stat.S_ISREG(attrs.st_mode):
+                continue
+            entries.append(
+                Entry(attrs.filename, int(attrs.st_size or 0), float(attrs.st_mtime or 0))
+            )
+        return entries
+
+    def _download(self, remote: str, local: Path) -> Path:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._remote(f"downloading {remote}"), local.open("wb") as handle:
+                self.sftp.getfo(remote, handle, max_concurrent_prefetch_requests=PREFETCH_REQUESTS)
+        except BaseException:
+            local.unlink(missing_ok=True)
+            raise
+        return local
+
+    # ----------------------------------------------------------------- Source
+
+    def ensure_folders(self) -> None:
+        """Create processing/, held/, archive/, failed/ and reports/ when they are missing."""
+        for name in FOLDER_NAMES:
+            self._makedirs(self.folder(name))
+
+    def list_entries(self) -> list[Entry]:
+        return self._list(self.root)
+
+    def list_processing(self) -> list[Entry]:
+        return self._list(self.folder("processing"))
+
+    def claim(self, name: str) -> str | None:
+        target = self._move(self._path(name), self.folder("processing"), name)
+        return None if target is None else posixpath.basename(target)
+
+    def processing_path(self, processing_name: str) -> str:
+        return posixpath.join(self.folder("processing"), processing_name)
+
+    def fetch(self, processing_name: str, into: Path) -> Path:
+        return self._download(self.processing_path(processing_name), into / processing_name)
+
+    def fetch_location(self, location: str, into: Path) -> Path:
+        remote = self._path(location)
+        return self._download(remote, into / posixpath.basename(remote))
+
+    def finish(self, processing_name: str, folder: str, final_name: str) -> str:
+        return self.take_back(self.processing_path(processing_name), folder, final_name)
+
+    def take_back(self, location: str, folder: str, final_name: str) -> str:
+        source = self._path(location)
+        target_folder = self._target(folder)
+        self._makedirs(target_folder)
+        target = self._move(source, target_folder, final_name)
+        if target is None:
+            self._fail(f"cannot move {source}: it is no longer on {self._where}")
+        return target
+
+    def write_report(self, name: str, content: bytes) -> str:
+        folder = self.folder("reports")
+        self._makedirs(folder)
+        temp = posixpath.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+        with self._remote(f"writing report {posixpath.join(folder, name)}"):
+            try:
+                self.sftp.putfo(io.BytesIO(content), temp, file_size=len(content), confirm=True)
+            except BaseException:
+                self._remove_quietly(temp)
+                raise
+        target = self._move(temp, folder, name)
+        if target is None:
+            self._fail(f"report {temp} vanished on {self._where} before its rename")
+        return target
+
+    def _remove_quietly(self, path: str) -> None:
+        if self._sftp is not None:
+            with contextlib.suppress(Exception):  # best effort on a failing connection
+                self._sftp.remove(path)
+
+    def remove_marker(self, marker: str, folder: str) -> None:
+        path = self._path(marker)
+        with self._remote(f"looking at {path}"):
+            attrs = self._lstat(path)
+        if attrs is None or not stat.S_ISREG(attrs.st_mode or 0):
+            return
+        target_folder = self._target(folder)
+        self._makedirs(target_folder)
+        self._move(path, target_folder, marker)
