@@ -1,0 +1,222 @@
+"""SPEC §9 output shapes: export, files, status, history; §5 commands that print data."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+
+from tests.cli.conftest import Syncd
+from tests.cli.rosters import (
+    active_links,
+    file_id,
+    files,
+    imported,
+    parents_csv,
+    students_csv,
+    table,
+)
+
+PERSON_KEYS = ["site", "kind", "sync_key", "username", "first_name", "last_name", "email",
+               "active", "attributes"]  # fmt: skip
+LINK_KEYS = ["site", "parent", "child", "type", "status", "origin"]
+FILE_KEYS = {"id", "source", "site", "name", "kind", "status", "sha256", "received_at", "counts",
+             "reason"}  # fmt: skip
+STATUS_KEYS = {"source", "site", "last_poll", "last_success", "waiting", "held", "failed",
+               "pending_links", "error"}  # fmt: skip
+
+
+def _roster(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", parents_csv())
+    syncd("link", "--parent", "katrin.mueller", "--child", "S3", "--type", "Relative")
+    rels = table(("Parent Email", "Student ID"), [("katrin.mueller@home.example", "S7")])
+    imported(syncd, "relationships.csv", rels)
+
+
+def test_export_persons_json_has_exactly_the_documented_keys(syncd: Syncd) -> None:
+    _roster(syncd)
+    persons = syncd.export()
+    assert len(persons) == 9
+    for person in persons:
+        assert list(person) == PERSON_KEYS
+        assert isinstance(person["active"], bool)
+        assert isinstance(person["attributes"], dict)
+    lena = [p for p in persons if p["sync_key"] == "S1"][0]
+    assert lena == {
+        "site": "district-a",
+        "kind": "student",
+        "sync_key": "S1",
+        "username": "lena.mueller",
+        "first_name": "Lena",
+        "last_name": "Müller",
+        "email": "lena.mueller@school.example",
+        "active": True,
+        "attributes": {"grade": "5"},
+    }
+
+
+def test_export_relationships_json_has_exactly_the_documented_keys(syncd: Syncd) -> None:
+    _roster(syncd)
+    exported = syncd.export("relationships")
+    for link in exported:
+        assert list(link) == LINK_KEYS
+    shapes = {(link["parent"], link["child"], link["status"], link["origin"], link["type"])
+              for link in exported}  # fmt: skip
+    assert ("katrin.mueller", "S1", "active", "file", "Parent") in shapes
+    assert ("katrin.mueller", "S3", "active", "manual", "Relative") in shapes
+    assert ("katrin.mueller", "S7", "pending", "file", "Parent") in shapes
+    assert len(exported) == 8
+
+
+def test_export_csv_gives_the_same_fields_as_columns(syncd: Syncd) -> None:
+    _roster(syncd)
+    persons = syncd("export", "persons", "--format", "csv")
+    assert persons.exit_code == 0, persons.stderr
+    rows = list(csv.reader(io.StringIO(persons.stdout)))
+    assert rows[0] == PERSON_KEYS
+    assert len(rows) == 10
+    by_key = {row[2]: dict(zip(PERSON_KEYS, row, strict=True)) for row in rows[1:]}
+    assert by_key["S2"]["last_name"] == "Sørensen"
+    assert by_key["S2"]["active"] == "true"
+    assert json.loads(by_key["S2"]["attributes"]) == {"grade": "5"}
+    assert by_key["sean.obrien"]["last_name"] == "O'Brien"
+    links = syncd("export", "relationships", "--format", "csv")
+    link_rows = list(csv.reader(io.StringIO(links.stdout)))
+    assert link_rows[0] == LINK_KEYS
+    assert len(link_rows) == 9
+
+
+def test_export_shows_deactivated_persons_as_inactive(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "students-2.csv", students_csv([]) + "S1,a,Lena,Müller,,,\n")
+    active = {p["sync_key"]: p["active"] for p in syncd.export()}
+    assert active == {"S1": True, "S2": False, "S3": False, "S4": False, "S5": False}
+
+
+def test_sync_key_falls_back_to_username_then_lower_cased_email(syncd: Syncd) -> None:
+    content = table(
+        ("User name", "E-mail", "First name", "Last name"),
+        [
+            ("Zoe.Martin", "", "Zoë", "Martin"),
+            ("", "Liam.OBrien@School.Example", "Liam", "O'Brien"),
+        ],
+    )
+    imported(syncd, "students.csv", content)
+    assert {p["sync_key"] for p in syncd.export()} == {
+        "zoe.martin",
+        "liam.obrien@school.example",
+    }
+
+
+def test_files_json_shape(syncd: Syncd) -> None:
+    _roster(syncd)
+    listed = files(syncd)
+    assert [f["name"] for f in listed] == ["students.csv", "parents.csv", "relationships.csv"]
+    for entry in listed:
+        assert set(entry) == FILE_KEYS
+        assert entry["status"] == "applied"
+        assert entry["source"] == "district-a" and entry["site"] == "district-a"
+        assert len(entry["sha256"]) == 64
+        datetime.fromisoformat(entry["received_at"])
+        assert entry["counts"]["rows"] >= 1
+    assert [f["kind"] for f in listed] == ["students", "parents", "relationships"]
+    assert files(syncd, "--status", "failed") == []
+    assert len(files(syncd, "--status", "applied")) == 3
+
+
+def test_files_plain_listing_is_one_line_each(syncd: Syncd) -> None:
+    _roster(syncd)
+    outcome = syncd("files")
+    assert outcome.exit_code == 0
+    assert len(outcome.stdout.strip().splitlines()) == 3
+
+
+def test_status_json_shape(syncd: Syncd) -> None:
+    _roster(syncd)
+    syncd.drop("students-next.csv", students_csv())
+    outcome = syncd("status", "--json")
+    assert outcome.exit_code == 0, outcome.stderr
+    [state] = outcome.json()
+    assert set(state) == STATUS_KEYS
+    assert (state["source"], state["site"]) == ("district-a", "district-a")
+    assert (state["waiting"], state["held"], state["failed"], state["pending_links"]) == (
+        1,
+        0,
+        0,
+        1,
+    )
+    assert state["error"] is None
+    plain = syncd("status")
+    assert plain.exit_code == 0 and "district-a" in plain.stdout
+
+
+def test_status_after_a_pickup_pass_has_poll_times(syncd: Syncd) -> None:
+    syncd.drop("students.csv", students_csv())
+    assert syncd("run", "--once").exit_code == 0
+    [state] = syncd("status", "--json").json()
+    assert state["last_poll"] is not None and state["last_success"] is not None
+    assert state["waiting"] == 0
+
+
+def test_history_of_a_person_lists_its_audit_events(syncd: Syncd) -> None:
+    syncd.configure(max_update=1.0)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", parents_csv())
+    changed = students_csv().replace("Lena,Müller", "Lena,Müller-Ek")
+    imported(syncd, "students-2.csv", changed)
+    outcome = syncd("history", "--person", "S1", "--json")
+    assert outcome.exit_code == 0, outcome.stderr
+    events = outcome.json()
+    assert [e["event"] for e in events] == ["person.created", "person.updated"]
+    for event in events:
+        assert {"ts", "level", "event", "source", "site", "file_id", "run_id"} <= set(event)
+        assert event["ts"].endswith("Z") or event["ts"].endswith("+00:00")
+    assert events[1]["changes"]["last_name"] == {"old": "Müller", "new": "Müller-Ek"}
+    parent = syncd("history", "--person", "sean.obrien", "--json").json()
+    assert [e["event"] for e in parent].count("relationship.created") == 2
+    assert syncd("history", "--person", "nobody").exit_code == 2
+    assert syncd("history").exit_code == 2
+
+
+def test_history_of_a_file_lists_its_audit_events(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    outcome = syncd("history", "--file", str(file_id(syncd, "students.csv")), "--json")
+    assert outcome.exit_code == 0, outcome.stderr
+    names = [e["event"] for e in outcome.json()]
+    assert names[0] == "file.received"
+    assert names.count("person.created") == 5
+    assert "file.validated" in names and names[-1] == "file.applied"
+    # The audit log has the same events as JSON lines.
+    logged = [
+        e["event"] for e in syncd.events() if e.get("file_id") == file_id(syncd, "students.csv")
+    ]
+    assert logged == names
+
+
+def test_audit_lines_carry_the_documented_fields(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    for event in syncd.events():
+        assert {"ts", "level", "event"} <= set(event)
+    created = syncd.events("person.created")[0]
+    assert {"source", "site", "file_id", "run_id"} <= set(created)
+    assert created["site"] == "district-a"
+
+
+def test_manual_link_and_unlink_are_audited_and_exported_as_manual(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Zoë", "Nuñez")], header))
+    outcome = syncd("link", "--parent", "P1", "--child", "S2", "--type", "aide")
+    assert outcome.exit_code == 0, outcome.stderr
+    [link] = syncd.export("relationships")
+    assert (link["type"], link["origin"]) == ("Aide", "manual")
+    again = syncd("link", "--parent", "P1", "--child", "S2")
+    assert again.exit_code == 0
+    assert len(syncd.events("relationship.created")) == 1
+    assert syncd("unlink", "--parent", "P1", "--child", "S2").exit_code == 0
+    assert active_links(syncd) == set()
+    removed = syncd.events("relationship.removed")
+    assert [(e["parent"], e["child"]) for e in removed] == [("P1", "S2")]

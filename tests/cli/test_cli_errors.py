@@ -1,0 +1,200 @@
+"""SPEC §5: exit codes, and errors as one clear line on stderr (a traceback only with --debug)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import sqlalchemy as sa
+
+from tests.cli.conftest import Outcome, Syncd
+from tests.cli.rosters import files, report, run_import, students_csv
+
+
+def _one_line(outcome: Outcome) -> str:
+    lines = outcome.stderr.strip().splitlines()
+    assert len(lines) == 1, outcome.stderr
+    assert "Traceback" not in outcome.stderr
+    return lines[0]
+
+
+def test_unknown_command_option_is_a_usage_error(syncd_sqlite: Syncd) -> None:
+    outcome = syncd_sqlite("import", "--bogus", "students.csv")
+    assert outcome.exit_code == 2
+    assert "--bogus" in outcome.stderr
+    assert "Traceback" not in outcome.stderr
+
+
+def test_unknown_command_is_a_usage_error(syncd_sqlite: Syncd) -> None:
+    outcome = syncd_sqlite("frobnicate")
+    assert outcome.exit_code == 2
+    assert "Traceback" not in outcome.stderr
+
+
+def test_unknown_config_key_exits_2_naming_the_key(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.configure(max_deactivte=0.2)
+    outcome = syncd_sqlite("status")
+    assert outcome.exit_code == 2
+    assert "max_deactivte" in _one_line(outcome)
+
+
+def test_bad_config_value_exits_2_naming_the_key(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.configure(max_deactivate=3)
+    outcome = syncd_sqlite("export", "persons")
+    assert outcome.exit_code == 2
+    assert "max_deactivate" in _one_line(outcome)
+
+
+def test_bad_mode_and_child_field_exit_2_naming_the_key(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.configure(child_field="shoe_size")
+    assert "child_field" in _one_line(syncd_sqlite("status"))
+    syncd_sqlite.configure(mode={"students": "sometimes"})
+    outcome = syncd_sqlite("status")
+    assert outcome.exit_code == 2
+    assert "mode" in _one_line(outcome)
+
+
+def test_missing_config_file_exits_2(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.config_path.unlink()
+    outcome = syncd_sqlite("status")
+    assert outcome.exit_code == 2
+    assert str(syncd_sqlite.config_path) in _one_line(outcome)
+
+
+def test_missing_import_file_exits_2_in_one_line(syncd_sqlite: Syncd) -> None:
+    outcome = syncd_sqlite("import", str(syncd_sqlite.root / "nope.csv"))
+    assert outcome.exit_code == 2
+    assert "nope.csv" in _one_line(outcome)
+    assert files(syncd_sqlite) == []
+
+
+def test_unknown_kind_file_fails_with_exit_1_and_a_report(syncd: Syncd) -> None:
+    outcome = run_import(syncd, "export.csv", "Colour,Shoe size\nred,42\n")
+    assert outcome.exit_code == 1
+    document = report(syncd, "export.csv")
+    assert document["status"] == "failed"
+    assert "kind" in document["reason"]
+    assert [(f["name"], f["status"]) for f in files(syncd, "--status", "failed")] == [
+        ("export.csv", "failed")
+    ]
+    assert [e["name"] for e in syncd.events("file.failed")] == ["export.csv"]
+
+
+def test_old_binary_xls_fails_saying_save_as_xlsx_or_csv(syncd_sqlite: Syncd) -> None:
+    ole2 = bytes.fromhex("D0CF11E0A1B11AE1") + bytes(504)
+    outcome = run_import(syncd_sqlite, "students.xls", ole2)
+    assert outcome.exit_code == 1
+    assert "save it as .xlsx or CSV" in report(syncd_sqlite, "students.xls")["reason"]
+
+
+def test_kind_option_overrides_the_name(syncd_sqlite: Syncd) -> None:
+    outcome = run_import(syncd_sqlite, "export.csv", students_csv(), "--kind", "students")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert report(syncd_sqlite, "export.csv")["kind"] == "students"
+    bad = syncd_sqlite("import", "--kind", "teachers", str(syncd_sqlite.root / "export.csv"))
+    assert bad.exit_code == 2
+
+
+def test_one_failed_file_among_several_exits_1_and_the_others_apply(syncd: Syncd) -> None:
+    good = syncd.write("students.csv", students_csv())
+    bad = syncd.write("students-empty.csv", b"")
+    outcome = syncd("import", str(good), str(bad))
+    assert outcome.exit_code == 1
+    assert len(syncd.export()) == 5
+
+
+def test_rows_rejected_still_exit_0(syncd_sqlite: Syncd) -> None:
+    content = students_csv() + "S9,x,,,,,\n"
+    outcome = run_import(syncd_sqlite, "students.csv", content)
+    assert outcome.exit_code == 0, outcome.stderr
+    assert report(syncd_sqlite, "students.csv")["counts"]["rejected"] == 1
+
+
+def test_several_sources_need_source_and_site(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.configure(
+        sources=[
+            {"name": "north", "url": "file:north", "min_age": "0s"},
+            {"name": "south", "url": "file:south", "min_age": "0s"},
+        ]
+    )
+    path = syncd_sqlite.write("students.csv", students_csv())
+    outcome = syncd_sqlite("import", str(path))
+    assert outcome.exit_code == 2
+    assert "--source" in _one_line(outcome)
+    assert syncd_sqlite("import", "--source", "north", str(path)).exit_code == 0
+    assert syncd_sqlite("export", "persons").exit_code == 2
+    assert syncd_sqlite("link", "--parent", "a", "--child", "b").exit_code == 2
+    north = syncd_sqlite("export", "persons", "--site", "north", "--json")
+    assert len(north.json()) == 5
+    assert syncd_sqlite("export", "persons", "--site", "south", "--json").json() == []
+    assert syncd_sqlite("import", "--source", "west", str(path)).exit_code == 2
+
+
+def test_manual_link_of_unknown_person_is_one_line_exit_2(syncd_sqlite: Syncd) -> None:
+    run_import(syncd_sqlite, "students.csv", students_csv())
+    outcome = syncd_sqlite("link", "--parent", "nobody", "--child", "S1")
+    assert outcome.exit_code == 2
+    assert "nobody" in _one_line(outcome)
+    outcome = syncd_sqlite("link", "--parent", "S1", "--child", "S2", "--type", "Uncle")
+    assert outcome.exit_code == 2
+
+
+def test_release_of_an_unknown_or_applied_file_is_a_usage_error(syncd_sqlite: Syncd) -> None:
+    run_import(syncd_sqlite, "students.csv", students_csv())
+    assert syncd_sqlite("files", "release", "42").exit_code == 2
+    outcome = syncd_sqlite("files", "reject", str(files(syncd_sqlite)[0]["id"]))
+    assert outcome.exit_code == 2
+    assert "applied" in _one_line(outcome)
+
+
+def test_unreachable_database_exits_3(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.database_url = "postgresql+psycopg://postgres@127.0.0.1:1/none"
+    syncd_sqlite.configure()
+    outcome = syncd_sqlite("status")
+    assert outcome.exit_code == 3
+    _one_line(outcome)
+
+
+def test_older_schema_is_refused_except_by_db_upgrade(syncd: Syncd) -> None:
+    assert syncd("db", "upgrade").exit_code == 0
+    engine = sa.create_engine(syncd.database_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '0000_older'"))
+    engine.dispose()
+    outcome = syncd("export", "persons")
+    assert outcome.exit_code == 2
+    assert "run syncd db upgrade" in _one_line(outcome)
+
+
+def test_db_upgrade_twice_is_fine(syncd: Syncd) -> None:
+    first = syncd("db", "upgrade")
+    assert first.exit_code == 0, first.stderr
+    second = syncd("db", "upgrade")
+    assert second.exit_code == 0, second.stderr
+    assert "current" in second.stdout
+    assert syncd("status", "--json").exit_code == 0
+
+
+def _run_real_cli(syncd: Syncd, *args: str) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from syncd.cli import main; main(sys.argv[1:])"
+    return subprocess.run(
+        [sys.executable, "-c", code, "--config", str(syncd.config_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_debug_shows_a_traceback_where_a_normal_run_shows_one_line(
+    syncd_sqlite: Syncd,
+) -> None:
+    syncd_sqlite.configure(max_deactivte=0.2)
+    normal = _run_real_cli(syncd_sqlite, "status")
+    assert normal.returncode == 2
+    assert len(normal.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in normal.stderr
+    debug = _run_real_cli(syncd_sqlite, "--debug", "status")
+    assert debug.returncode != 0
+    assert "Traceback" in debug.stderr
+    assert "max_deactivte" in debug.stderr
