@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from syncd import audit
 from syncd.config import SourceConfig, find_config_path, load_config
 from syncd.db import store
-from syncd.errors import SourceUnreachable, SyncdError
+from syncd.errors import SourceUnreachable, SyncdError, UnreachableError
 from syncd.pickup import PassResult, Pickup
 from syncd.sources.base import Source
 from syncd.sources.local import LocalSource
@@ -80,13 +80,13 @@ class SourceRunner:
     context: dict[str, Any] = field(default_factory=dict)
 
     def poll(self, wait_for_young: bool) -> PassResult:
-        """Run one pass; raise SourceUnreachable (after recording it) when the source fails."""
+        """Run one pass; raise UnreachableError (after recording it) when the source fails."""
         config = self.config
         run_id = new_run_id()
         context = {"source": config.name, "site": config.site, "run_id": run_id}
         try:
             source = open_source(config)
-        except SourceUnreachable as error:
+        except UnreachableError as error:
             self._record_error(error, context)
             raise
         try:
@@ -94,7 +94,7 @@ class SourceRunner:
                 self.pickup = Pickup(config, source, self.app.pipeline(), self.app.clock)
             self.pickup.source = source
             result = self.pickup.run_once(run_id, wait_for_young, self.should_stop)
-        except SourceUnreachable as error:
+        except UnreachableError as error:
             self._record_error(error, context)
             raise
         finally:
@@ -216,7 +216,7 @@ def run_pass(app: App, source_name: str | None) -> int:
     for config in _selected(app, source_name):
         try:
             result = SourceRunner(app, config).poll(wait_for_young=True)
-        except SourceUnreachable as error:
+        except UnreachableError as error:
             unreachable += 1
             click.echo(f"syncd: {error}", err=True)
             continue
@@ -290,7 +290,7 @@ class Daemon:
             if runner.lock is not None and not self._lead(runner):
                 return
             runner.poll(wait_for_young=False)
-        except SourceUnreachable:
+        except UnreachableError:
             self._reschedule(name, runner.retry_in())
         except Exception as error:  # noqa: BLE001 - a job error must never kill the daemon
             runner.failures += 1

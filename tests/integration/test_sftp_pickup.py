@@ -1,0 +1,202 @@
+"""`syncd run --once` against a real OpenSSH server (SPEC §3): the nightly flow, partial
+uploads, done markers, duplicates, host keys, a server that goes away and comes back."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.conftest import Syncd
+from tests.integration.sshd import Sshd, keygen
+
+STUDENTS = (
+    "SyncID,First name,Last name,E-mail\n"
+    "S1,Lena,Müller,lena@example.edu\n"
+    "S2,Zoë,Martin,z@example.edu\n"
+)
+PARENTS = (
+    "First name;Last name;User name;Pupil sync key\r\n"
+    "Katrin;Müller;katrin;S1\r\n"
+    'Sean;O\'Brien;sean;"S1,S2"\r\n'
+)
+RELATIONSHIPS = "Parent Email,Student ID,Relationship Type\nkatrin@example.org,S2,guardian\n"
+PARENTS_WITH_EMAIL = (
+    "First name;Last name;User name;E-mail;Pupil sync key\r\n"
+    "Katrin;Müller;katrin;katrin@example.org;S1\r\n"
+    'Sean;O\'Brien;sean;sean@example.org;"S1,S2"\r\n'
+)
+
+
+def sftp_source(sshd: Sshd, **overrides: Any) -> dict[str, Any]:
+    return {
+        "name": "district-a",
+        "url": f"sftp://{sshd.user}@127.0.0.1:{sshd.port}{sshd.upload}",
+        "known_hosts": str(sshd.known_hosts),
+        "private_key": str(sshd.client_key),
+        "min_age": "0s",
+        **overrides,
+    }
+
+
+@pytest.fixture
+def remote(sshd: Sshd, tmp_path: Path, database_url: str) -> Iterator[tuple[Syncd, Sshd]]:
+    root = tmp_path / "home"
+    root.mkdir()
+    syncd = Syncd(root, database_url)
+    syncd.configure(sources=[sftp_source(sshd)])
+    yield syncd, sshd
+
+
+def upload(sshd: Sshd, name: str, content: str) -> Path:
+    """Put a file in the drop folder as an uploader finishing a transfer would."""
+    path = sshd.upload / name
+    path.write_text(content, encoding="utf-8")
+    old = time.time() - 120
+    os.utime(path, (old, old))
+    return path
+
+
+def test_nightly_files_dropped_in_reverse_order_apply_in_kind_order(
+    remote: tuple[Syncd, Sshd],
+) -> None:
+    syncd, sshd = remote
+    upload(sshd, "relationships.csv", RELATIONSHIPS)
+    upload(sshd, "parents.csv", PARENTS_WITH_EMAIL)
+    upload(sshd, "students.csv", STUDENTS)
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert [e["name"] for e in syncd.events("file.applied")] == [
+        "students.csv",
+        "parents.csv",
+        "relationships.csv",
+    ]
+    assert syncd.links() == {
+        ("katrin", "S1", "active"),
+        ("katrin", "S2", "active"),
+        ("sean", "S1", "active"),
+        ("sean", "S2", "active"),
+    }
+    reports = sorted(p.name for p in (sshd.upload / "reports").iterdir())
+    assert reports == [
+        "parents.csv.report.json",
+        "relationships.csv.report.json",
+        "students.csv.report.json",
+    ]
+    archived = sorted(p.name for p in (sshd.upload / "archive").rglob("*.csv"))
+    assert archived == ["parents.csv", "relationships.csv", "students.csv"]
+    assert not list((sshd.upload / "processing").iterdir())
+
+
+def test_partial_upload_is_left_alone_until_renamed(remote: tuple[Syncd, Sshd]) -> None:
+    syncd, sshd = remote
+    upload(sshd, "students.csv.part", STUDENTS)
+    assert syncd("run", "--once").exit_code == 0
+    assert (sshd.upload / "students.csv.part").exists()
+    assert syncd.export() == []
+    (sshd.upload / "students.csv.part").rename(sshd.upload / "students.csv")
+    assert syncd("run", "--once").exit_code == 0
+    assert len(syncd.export()) == 2
+
+
+def test_growing_file_waits_until_unchanged_for_min_age(remote: tuple[Syncd, Sshd]) -> None:
+    syncd, sshd = remote
+    syncd.configure(sources=[sftp_source(sshd, min_age="1s")])
+    path = sshd.upload / "students.csv"
+    path.write_text("SyncID,First name,Last name\n")
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        number = 0
+        while not stop.is_set():
+            with path.open("a") as stream:
+                stream.write(f"S{number},First{number},Last{number}\n")
+            number += 1
+            time.sleep(0.1)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        outcome = syncd("run", "--once")
+    finally:
+        stop.set()
+        writer.join()
+    assert outcome.exit_code == 0, outcome.stderr
+    assert path.exists() and syncd.export() == []
+    assert syncd("run", "--once").exit_code == 0
+    assert not path.exists() and len(syncd.export()) > 0
+
+
+def test_done_marker_needed_and_archived(remote: tuple[Syncd, Sshd]) -> None:
+    syncd, sshd = remote
+    syncd.configure(sources=[sftp_source(sshd, done_marker=True)])
+    upload(sshd, "students.csv", STUDENTS)
+    assert syncd("run", "--once").exit_code == 0
+    assert (sshd.upload / "students.csv").exists()
+    upload(sshd, "students.csv.done", "")
+    assert syncd("run", "--once").exit_code == 0
+    archived = sorted(p.name for p in (sshd.upload / "archive").rglob("*") if p.is_file())
+    assert archived == ["students.csv", "students.csv.done"]
+
+
+def test_duplicate_content_is_archived_without_changes(remote: tuple[Syncd, Sshd]) -> None:
+    syncd, sshd = remote
+    upload(sshd, "students.csv", STUDENTS)
+    assert syncd("run", "--once").exit_code == 0
+    upload(sshd, "students.csv", STUDENTS)
+    assert syncd("run", "--once").exit_code == 0
+    assert len(syncd.events("file.duplicate")) == 1
+    assert len(syncd.events("person.created")) == 2
+
+
+def test_changed_host_key_is_refused_and_nothing_moves(
+    remote: tuple[Syncd, Sshd], tmp_path: Path
+) -> None:
+    syncd, sshd = remote
+    other = keygen(tmp_path / "other_host_key")
+    sshd.write_known_hosts(sshd.known_hosts, key=other)
+    upload(sshd, "students.csv", STUDENTS)
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 3
+    assert "host key" in outcome.stderr and "changed" in outcome.stderr
+    assert len(outcome.stderr.strip().splitlines()) == 1 and "Traceback" not in outcome.stderr
+    assert (sshd.upload / "students.csv").exists()
+    assert [e["event"] for e in syncd.events("source.error")] == ["source.error"]
+    check = syncd("check-config")
+    assert check.exit_code == 3 and "host key" in check.stderr
+
+
+def test_server_away_then_back_recovers_without_loss(remote: tuple[Syncd, Sshd]) -> None:
+    syncd, sshd = remote
+    upload(sshd, "students.csv", STUDENTS)
+    sshd.stop()
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 3
+    error = syncd.events("source.error")[-1]
+    assert "retry_in" in error
+    status = syncd("status", "--json").json()[0]
+    assert status["error"]
+    sshd.start()
+    assert syncd("run", "--once").exit_code == 0
+    assert len(syncd.export()) == 2
+    assert syncd.events("source.recovered")
+    assert syncd("status", "--json").json()[0]["error"] is None
+    assert [f["status"] for f in syncd("files", "--json").json()] == ["applied"]
+
+
+def test_one_unreachable_source_does_not_stop_the_others(
+    remote: tuple[Syncd, Sshd], tmp_path: Path
+) -> None:
+    syncd, sshd = remote
+    local = {"name": "local", "url": "file:drop", "min_age": "0s", "site": "local"}
+    syncd.configure(sources=[sftp_source(sshd), local])
+    syncd.drop("students.csv", STUDENTS)
+    sshd.stop()
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 3
+    assert [e["source"] for e in syncd.events("file.applied")] == ["local"]
