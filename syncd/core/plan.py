@@ -8,6 +8,7 @@ those parents (loaded in bulk by the caller) against what the file asks for.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,10 @@ from syncd.model import (
 )
 
 UNIT_SEPARATOR = "\x1f"
+# Appended to the fingerprint stored for a parent a full file listed only in part (one of its
+# rows was rejected), so that the next file re-plans its links in full.
+PARTIAL_MARK = "~partial"
+ORPHAN = "orphan"
 
 
 def fingerprint(record: PersonRecord) -> str:
@@ -56,6 +61,18 @@ class ExistingPerson:
     person_id: int
     fingerprint: str
     active: bool
+    # Why an inactive person is inactive: "file", "orphan" (SPEC §2.4: a parent left without
+    # a live link), ... None when active or not known.
+    inactive_reason: str | None = None
+
+    @property
+    def listing_reactivates(self) -> bool:
+        """Return whether a file listing this person makes it active again.
+
+        An orphaned parent comes back only when a link to an active child appears, not by
+        being listed again: else each parents file would undo the orphan rule.
+        """
+        return not self.active and self.inactive_reason != ORPHAN
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +112,8 @@ class ExistingPending:
     child_value: str
     type: RelType
     origin: Kind
+    # The source whose file made it; None when not known (then taken to be the file's own).
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +162,10 @@ class ParentLinks:
     parent_id: int | None
     children: Mapping[int, RelType]
     pending_values: Mapping[str, RelType]
+    # Whether links (and pending links) the request no longer names go: only for a full file
+    # that lists the parent whole. A delta file only adds, and a parent one of whose rows was
+    # rejected is only partly listed: a malformed row must not remove its links.
+    replace: bool = True
 
 
 @dataclass(slots=True)
@@ -192,11 +215,14 @@ def plan_persons(
     Ambiguous child values reject their row (added to `errors`).
     """
     plan = PersonPlan(kind=kind)
-    seen: set[str] = set(errors.rejected_keys)
+    seen: set[str] = set()
     for record in records:
         key = record.fields.sync_key
         existing = snapshot.get(key)
         links: ParentLinks | None = None
+        # `validate_persons` yields parents only after reading every row, so whether one of a
+        # parent's rows was rejected is known here even when `records` streams.
+        partial = mode is Mode.FULL and key in errors.rejected_keys
         if kind is Kind.PARENTS and record.child_values is not None and not record.deleted:
             links = _resolve_children(
                 record, existing, child_field, student_index or {}, errors, child_column_label
@@ -204,6 +230,8 @@ def plan_persons(
             if links is None:
                 seen.add(key)
                 continue
+            if mode is not Mode.FULL or partial:
+                links = dataclasses.replace(links, replace=False)
         seen.add(key)
         if record.deleted:
             if existing is not None and existing.active:
@@ -212,16 +240,18 @@ def plan_persons(
                 plan.unchanged += 1
             continue
         digest = fingerprint(record)
+        if links is not None and partial:
+            digest += PARTIAL_MARK
         if existing is None:
             plan.upserts.append(PersonUpsert(None, record, digest, True, False))
-        elif existing.fingerprint != digest or not existing.active:
+        elif existing.fingerprint != digest or existing.listing_reactivates:
             plan.upserts.append(
                 PersonUpsert(
                     existing.person_id,
                     record,
                     digest,
                     existing.fingerprint != digest,
-                    not existing.active,
+                    existing.listing_reactivates,
                 )
             )
         else:
@@ -231,6 +261,8 @@ def plan_persons(
             plan.link_requests.append(links)
             plan.unresolved_children += len(links.pending_values)
     if mode is Mode.FULL:
+        # Read only now: with streamed records, rows are rejected while they are consumed.
+        seen |= errors.rejected_keys
         for key, existing in snapshot.items():
             if existing.active and key not in seen:
                 plan.deactivations.append(Deactivation(existing.person_id, key))
@@ -345,9 +377,7 @@ class LinkPlan:
         return not (self.sets or self.clears or self.pending_adds or self.pending_drops)
 
 
-def _wanted_change(
-    existing: ExistingLink | None, origin: Kind, rel_type: RelType
-) -> bool:
+def _wanted_change(existing: ExistingLink | None, origin: Kind, rel_type: RelType) -> bool:
     """Return whether a named link needs a write: not marked by `origin` yet, or a new type."""
     if existing is None:
         return True
@@ -373,16 +403,22 @@ def plan_parent_links(
     for request in requests:
         current = by_parent.get(request.parent_id, {}) if request.parent_id is not None else {}
         for child_id, rel_type in request.children.items():
-            link = current.get(child_id)
-            if _wanted_change(link, Kind.PARENTS, rel_type):
+            named = current.get(child_id)
+            if _wanted_change(named, Kind.PARENTS, rel_type):
                 plan.sets.append(
                     LinkSet(
-                        request.parent_key, request.parent_id, child_id, rel_type, Kind.PARENTS, link
+                        request.parent_key,
+                        request.parent_id,
+                        child_id,
+                        rel_type,
+                        Kind.PARENTS,
+                        named,
                     )
                 )
-        for child_id, link in current.items():
-            if link.by_parents and child_id not in request.children:
-                plan.clears.append(LinkClear(link, Kind.PARENTS))
+        if request.replace:
+            for child_id, link in current.items():
+                if link.by_parents and child_id not in request.children:
+                    plan.clears.append(LinkClear(link, Kind.PARENTS))
         current_pending = (
             pending_by_parent.get(request.parent_id, {}) if request.parent_id is not None else {}
         )
@@ -398,9 +434,10 @@ def plan_parent_links(
                         Kind.PARENTS,
                     )
                 )
-        for value, pending in current_pending.items():
-            if value not in request.pending_values:
-                plan.pending_drops.append(pending)
+        if request.replace:
+            for value, pending in current_pending.items():
+                if value not in request.pending_values:
+                    plan.pending_drops.append(pending)
     return plan
 
 
@@ -463,8 +500,13 @@ def resolve_links(
     errors: ErrorList,
     labels: Mapping[str, str],
 ) -> list[ResolvedLink]:
-    """Return each valid relationships row with its parent and (if known) child resolved."""
+    """Return each valid relationships row with its parent and (if known) child resolved.
+
+    Unknown or ambiguous parents and ambiguous children reject their row (added to `errors`),
+    and so does a row naming the same parent and child as an earlier one by other identifiers.
+    """
     resolved: list[ResolvedLink] = []
+    first_line_of: dict[tuple[int, str, str], int] = {}
     for record in records:
         parent, problem = parents.find(record.parent_by, record.parent_value)
         if parent is None:
@@ -482,6 +524,25 @@ def resolve_links(
             )
             errors.add(RowError(record.line, column, record.child_value, problem))
             continue
+        pair = (
+            (parent.person_id, "", str(child.person_id))
+            if child is not None
+            else (parent.person_id, field_name, child_lookup_value(field_name, record.child_value))
+        )
+        if pair in first_line_of:
+            column = labels.get(
+                "student_email" if record.child_by is ChildBy.EMAIL else "student_id", "child"
+            )
+            errors.add(
+                RowError(
+                    record.line,
+                    column,
+                    record.child_value,
+                    f"duplicate of row {first_line_of[pair]} (same parent and child)",
+                )
+            )
+            continue
+        first_line_of[pair] = record.line
         resolved.append(ResolvedLink(record, parent, child, field_name))
     return resolved
 
@@ -506,6 +567,7 @@ def plan_relationship_links(
         if pending.origin is Kind.RELATIONSHIPS
     }
     named: set[tuple[int, int]] = set()
+    cleared: set[tuple[int, int]] = set()
     named_pending: set[tuple[int, str, str]] = set()
     for item in resolved:
         record, parent = item.record, item.parent
@@ -533,6 +595,7 @@ def plan_relationship_links(
         if record.deleted:
             if link is not None and link.by_relationships:
                 plan.clears.append(LinkClear(link, Kind.RELATIONSHIPS))
+                cleared.add(pair)
             continue
         named.add(pair)
         if _wanted_change(link, Kind.RELATIONSHIPS, record.type):
@@ -548,10 +611,15 @@ def plan_relationship_links(
             )
     if mode is Mode.FULL:
         for pair, link in links.items():
-            if link.by_relationships and link.source == source and pair not in named:
+            if (
+                link.by_relationships
+                and link.source == source
+                and pair not in named
+                and pair not in cleared
+            ):
                 plan.clears.append(LinkClear(link, Kind.RELATIONSHIPS))
         for key, pending in pendings.items():
-            if key not in named_pending:
+            if key not in named_pending and pending.source in (None, source):
                 plan.pending_drops.append(pending)
     return plan
 
@@ -605,7 +673,9 @@ def too_many_rejected(rows: int, rejected: int, max_reject: float) -> str | None
     return None
 
 
-def changed_fields(old: PersonFields, new: PersonFields) -> dict[str, tuple[str | None, str | None]]:
+def changed_fields(
+    old: PersonFields, new: PersonFields
+) -> dict[str, tuple[str | None, str | None]]:
     """Return {field: (old, new)} for every field that differs, named as in the export."""
     before, after = old.as_dict(), new.as_dict()
     return {

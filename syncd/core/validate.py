@@ -119,8 +119,23 @@ def validate_persons(
                     f"duplicate of row {first_line_of[key]}",
                 )
             )
+            errors.rejected_keys.add(key)
             continue
         earlier = pending[key]
+        if has_children and record.relationship_type is not earlier.relationship_type:
+            # A record has one type for all its children; taking either would be a guess.
+            errors.add(
+                RowError(
+                    row.line,
+                    columns.label("relationship_type"),
+                    columns.get(row.values, "relationship_type"),
+                    f"relationship type {record.relationship_type.value} differs from "
+                    f"{earlier.relationship_type.value} on row {first_line_of[key]}: name this "
+                    "child in a relationships file",
+                )
+            )
+            errors.rejected_keys.add(key)
+            continue
         merged = tuple(dict.fromkeys((earlier.child_values or ()) + (record.child_values or ())))
         pending[key] = PersonRecord(
             line=earlier.line,
@@ -291,7 +306,9 @@ def _link_record(
                 RowError(row.line, columns.label("student_email"), student_email, "invalid email")
             )
     else:
-        problems.append(RowError(row.line, columns.label(_child_field(columns)), "", "missing child"))
+        problems.append(
+            RowError(row.line, columns.label(_child_field(columns)), "", "missing child")
+        )
 
     type_cell = columns.get(values, "relationship_type")
     rel_type = parse_relationship_type(type_cell, rules.relationship_types)
