@@ -6,6 +6,7 @@ reads it, records it in the file ledger and changes the database in one transact
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -349,10 +350,15 @@ class Pipeline:
                 raise FileFailed(failure)
             thresholds = Thresholds(source.max_deactivate, source.max_update, source.max_reject)
             site = store.site_counts(connection, source.site, kind, job.source_name)
+            # The links threshold compares removed *active* links with the site's active
+            # links; dropping a pending link (no student yet) removes none of those.
+            judged = dataclasses.replace(
+                counts, links_removed=link_plan.removed if link_plan is not None else 0
+            )
             held = (
                 None
                 if job.force
-                else hold_reason(kind, source.mode_for(kind), counts.rows, counts, site, thresholds)
+                else hold_reason(kind, source.mode_for(kind), counts.rows, judged, site, thresholds)
             )
             if held:
                 result.status = FileStatus.HELD

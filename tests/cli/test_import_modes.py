@@ -225,3 +225,62 @@ def test_full_parents_file_removes_links_of_parents_whose_cell_dropped_a_child(
     imported(syncd, "parents-2.csv", _parents(("P1", "S1"), ("P2", "S3")))
     assert active_links(syncd) == {("P1", "S1"), ("P2", "S3")}
     assert report(syncd, "parents-2.csv")["counts"]["links_removed"] == 1
+
+
+def test_full_parents_file_deactivating_a_parent_removes_its_parents_file_links_only(
+    syncd: Syncd,
+) -> None:
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S1"), ("P2", "S2;S3")))
+    imported(syncd, "relationships.csv", _relationships(("P2", "S4")))
+    imported(syncd, "parents-2.csv", _parents(("P1", "S1")))
+    assert person(syncd, "P2")["active"] is False
+    # Its relationships-file link is not the parents file's to remove.
+    assert active_links(syncd) == {("P1", "S1"), ("P2", "S4")}
+    assert report(syncd, "parents-2.csv")["counts"]["links_removed"] == 2
+
+
+def test_parent_whose_child_left_but_with_a_pending_link_stays_active(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S5;S9")))
+    assert syncd.links() == {("P1", "S5", "active"), ("P1", "S9", "pending")}
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))
+    assert person(syncd, "P1")["active"] is True
+
+
+def test_full_parents_file_drops_pending_values_its_cell_no_longer_names(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S1;S9")))
+    imported(syncd, "parents-2.csv", _parents(("P1", "S1;S8")))
+    assert syncd.links() == {("P1", "S1", "active"), ("P1", "S8", "pending")}
+
+
+def test_delta_delete_of_an_unknown_person_changes_nothing(syncd: Syncd) -> None:
+    syncd.configure(mode={"students": "delta"})
+    imported(syncd, "students.csv", students_csv())
+    header = (*STUDENT_HEADER, "Status")
+    rows = [("S9", "x", "Ole", "Hansen", "", "", "", "delete"), (*STUDENTS[0], "")]
+    imported(syncd, "students-2.csv", table(header, rows))
+    assert len(syncd.export()) == 5
+    assert syncd.events("person.deactivated") == []
+
+
+def test_deleted_row_in_a_full_file_deactivates_too(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv())
+    header = (*STUDENT_HEADER, "Action")
+    rows = [(*row, "") for row in STUDENTS[1:]] + [(*STUDENTS[0], "Delete")]
+    imported(syncd, "students-2.csv", table(header, rows))
+    assert person(syncd, "S1")["active"] is False
+
+
+def test_reactivation_by_delta_upsert(syncd: Syncd) -> None:
+    syncd.configure(mode={"students": "delta"}, max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv())
+    header = (*STUDENT_HEADER, "Status")
+    imported(syncd, "students-2.csv", table(header, [(*STUDENTS[0], "inactive")]))
+    assert person(syncd, "S1")["active"] is False
+    imported(syncd, "students-3.csv", table(header, [(*STUDENTS[0], "active")]))
+    assert person(syncd, "S1")["active"] is True

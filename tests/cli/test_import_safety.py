@@ -205,3 +205,35 @@ def test_rejected_drop_file_moves_to_failed(syncd: Syncd) -> None:
     assert syncd("files", "reject", str(file_id(syncd, "students-2.csv"))).exit_code == 0
     assert (syncd.drop_dir / "failed" / "students-2.csv").is_file()
     assert all(_student_states(syncd).values())
+
+
+def test_delta_deletes_count_against_max_deactivate(syncd: Syncd) -> None:
+    syncd.configure(mode={"students": "delta"})
+    imported(syncd, "students.csv", students_csv(TEN))
+    header = (*STUDENT_HEADER, "Status")
+    rows = [(*TEN[0], "delete"), (*TEN[1], "delete")]
+    outcome = run_import(syncd, "students-2.csv", table(header, rows))
+    assert outcome.exit_code == 1
+    assert "max_deactivate" in report(syncd, "students-2.csv")["reason"]
+
+
+def test_orphan_parent_follow_ons_do_not_count_against_max_deactivate(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv(TEN))
+    header = ("SyncID", "First name", "Last name", "Pupil sync key")
+    rows = [(f"P{n}", "Sean", "O'Brien", "K9" if n < 4 else f"K{n - 4}") for n in range(10)]
+    imported(syncd, "parents.csv", parents_csv(rows, header))
+    imported(syncd, "students-2.csv", students_csv(TEN[:9]))  # 1 of 10 students
+    parents = {p["sync_key"]: p["active"] for p in syncd.export() if p["kind"] == "parent"}
+    assert [key for key, active in parents.items() if not active] == ["P0", "P1", "P2", "P3"]
+
+
+def test_header_only_full_relationships_file_is_held(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Ana", "Nuñez")], header))
+    imported(syncd, "relationships.csv", "Parent ID,Student ID\nP1,S1\nP1,S2\n")
+    outcome = run_import(syncd, "relationships-2.csv", "Parent ID,Student ID\n")
+    assert outcome.exit_code == 1
+    assert "header-only" in report(syncd, "relationships-2.csv")["reason"]
+    assert active_links(syncd) == {("P1", "S1"), ("P1", "S2")}
