@@ -172,3 +172,36 @@ def test_parents_header_is_the_canonical_itslearning_header(syncd: Syncd) -> Non
     imported(syncd, "export-2026.csv", parents_csv(PARENTS[:1], PARENT_HEADER))
     assert report(syncd, "export-2026.csv")["kind"] == "parents"
     assert active_links(syncd) == {("katrin.mueller", "S1")}
+
+
+def test_student_twice_in_one_file_is_a_duplicate_row_error(syncd: Syncd) -> None:
+    rows = [*STUDENTS, STUDENTS[0]]
+    imported(syncd, "students.csv", students_csv(rows))
+    errors = errors_rows(syncd, "students.csv")
+    assert [(e["row"], e["column"], e["value"]) for e in errors] == [("7", "SyncID", "S1")]
+    assert "duplicate" in errors[0]["error"]
+    assert len(syncd.export()) == 5
+
+
+def test_parent_rows_with_different_names_for_one_key_are_a_duplicate(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    rows = [
+        ("Sean", "O'Brien", "sean.obrien", "S4", ""),
+        ("Seán", "O'Brien", "sean.obrien", "S5", ""),
+        ("Ana", "Nuñez", "ana.nunez", "S3", ""),
+    ]
+    imported(syncd, "parents.csv", parents_csv(rows))
+    assert [e["row"] for e in errors_rows(syncd, "parents.csv")] == ["3"]
+    assert active_links(syncd) == {("sean.obrien", "S4"), ("ana.nunez", "S3")}
+
+
+def test_relationship_column_of_a_parents_file_sets_the_link_type(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = (*PARENT_HEADER, "Relationship")
+    rows = [
+        ("Katrin", "Müller", "katrin.mueller", "S1", "", "Guardian"),
+        ("Oma", "Müller", "oma.mueller", "S1", "", "relative"),
+    ]
+    imported(syncd, "parents.csv", parents_csv(rows, header))
+    types = {(link["parent"], link["type"]) for link in syncd.export("relationships")}
+    assert types == {("katrin.mueller", "Guardian"), ("oma.mueller", "Relative")}

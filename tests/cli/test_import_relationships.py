@@ -190,3 +190,68 @@ def test_two_parents_sharing_an_email_make_the_email_ambiguous(syncd: Syncd) -> 
     errors = errors_rows(syncd, "relationships.csv")
     assert [(e["row"], e["column"]) for e in errors] == [("2", "Parent Email")]
     assert "P1" in errors[0]["error"] and "P2" in errors[0]["error"]
+
+
+def test_pending_link_expires_after_pending_ttl(syncd: Syncd) -> None:
+    syncd.configure(pending_ttl="1ms")
+    _roster(syncd)
+    _import_sheet(syncd, "relationships.csv", [("katrin.mueller@home.example", "", "S9", "")])
+    assert syncd.links() == {("katrin.mueller", "S9", "pending")}
+    # The next run (any import or pickup pass) expires it, with an audit event.
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[::-1]))
+    assert syncd.links() == set()
+    [expired] = syncd.events("relationship.expired")
+    assert expired["child"] == "S9"
+
+
+def test_xlsx_numbers_match_student_numbers_as_written(syncd: Syncd) -> None:
+    syncd.configure(child_field="student_number")
+    _roster(syncd)
+    content = xlsx(("Parent Email", "Student number", "Relationship"), [
+        ("katrin.mueller@home.example", 1001, "Parent"),
+        ("peter.sorensen@home.example", 1002, "aide"),
+    ])  # fmt: skip
+    imported(syncd, "relationships.xlsx", content)
+    links = {
+        (link["parent"], link["child"], link["type"]) for link in syncd.export("relationships")
+    }
+    assert links == {("katrin.mueller", "S1", "Parent"), ("peter.sorensen", "S2", "Aide")}
+
+
+def test_relationships_file_found_by_its_header_and_parent_by_key_or_username(
+    syncd: Syncd,
+) -> None:
+    _roster(syncd)
+    content = table(
+        ("Parent username", "Parent ID", "Student ID", "Role"),
+        [("Sean.OBrien", "", "S4", "Other"), ("", "katrin.mueller", "S1", "")],
+    )
+    imported(syncd, "upload-2026.csv", content)
+    assert report(syncd, "upload-2026.csv")["kind"] == "relationships"
+    assert active_links(syncd) == {("sean.obrien", "S4"), ("katrin.mueller", "S1")}
+
+
+def test_students_xlsx_keeps_what_the_user_sees(syncd: Syncd) -> None:
+    import datetime
+
+    content = xlsx(
+        ("SyncID", "First name", "Last name", "Birthday", "Locker"),
+        [(1001, "Zoë", "Martin", datetime.date(2012, 5, 13), 42)],
+    )
+    imported(syncd, "students.xlsx", content)
+    [zoe] = syncd.export()
+    assert zoe["sync_key"] == "1001"
+    assert zoe["attributes"] == {"birthday": "2012-05-13", "locker": "42"}
+    assert report(syncd, "students.xlsx")["encoding"] == "xlsx"
+
+
+def test_duplicate_relationship_rows_in_one_file_are_reported(syncd: Syncd) -> None:
+    _roster(syncd)
+    rows = [
+        ("katrin.mueller@home.example", "", "S1", ""),
+        ("katrin.mueller@home.example", "", "S2", ""),
+        ("katrin.mueller@home.example", "", "S1", "Guardian"),
+    ]
+    _import_sheet(syncd, "relationships.csv", rows)
+    errors = errors_rows(syncd, "relationships.csv")
+    assert [(e["row"], e["error"]) for e in errors] == [("4", "duplicate of row 2")]
