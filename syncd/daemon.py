@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import signal
 import threading
@@ -77,7 +78,9 @@ class SourceRunner:
     failures: int = 0
     lock: SourceLock | None = None
     should_stop: Callable[[], bool] = lambda: False
-    context: dict[str, Any] = field(default_factory=dict)
+    # Set by file events; a poll that was running when they arrived polls again at once
+    # (APScheduler skips a run-now while the job is still running).
+    rescan: threading.Event = field(default_factory=threading.Event)
 
     def poll(self, wait_for_young: bool) -> PassResult:
         """Run one pass; raise UnreachableError (after recording it) when the source fails."""
@@ -255,6 +258,12 @@ class Daemon:
     def run(self) -> int:
         from apscheduler.schedulers.background import BackgroundScheduler
 
+        # Job errors are caught and audited in _job; APScheduler's own notes ("skipped:
+        # maximum number of running instances") are expected, not news for stderr.
+        scheduler_log = logging.getLogger("apscheduler")
+        scheduler_log.addHandler(logging.NullHandler())
+        scheduler_log.propagate = False
+
         self.app.engine  # noqa: B018 - fail fast (exit 3) when the database is unreachable
         self.install_signal_handlers()
         self.scheduler = BackgroundScheduler(
@@ -289,7 +298,11 @@ class Daemon:
         try:
             if runner.lock is not None and not self._lead(runner):
                 return
+            runner.rescan.clear()
             runner.poll(wait_for_young=False)
+            while runner.rescan.is_set() and not self.stop.is_set():
+                runner.rescan.clear()
+                runner.poll(wait_for_young=False)
         except UnreachableError:
             self._reschedule(name, runner.retry_in())
         except Exception as error:  # noqa: BLE001 - a job error must never kill the daemon
@@ -324,6 +337,9 @@ class Daemon:
 
     def run_now(self, name: str) -> None:
         """Bring a source's next poll forward (a file event arrived)."""
+        runner = self.runners.get(name)
+        if runner is not None:
+            runner.rescan.set()
         job = self.scheduler.get_job(f"{name}:poll")
         if job is not None:
             job.modify(next_run_time=self.app.clock.now())

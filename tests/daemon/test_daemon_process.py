@@ -124,3 +124,30 @@ def test_sigterm_during_apply_leaves_database_and_file_consistent(
             capture_output=True, check=True,
         )  # fmt: skip
         assert json.loads(persons.stdout) == []
+
+
+def test_files_dropped_while_a_file_is_processed_are_all_applied_once(
+    daemon: tuple[subprocess.Popen[bytes], Path],
+) -> None:
+    process, root = daemon
+    drop = root / "district-a"
+    big = "SyncID,First name,Last name\n" + "".join(f"B{i},F{i},L{i}\n" for i in range(30_000))
+    (root / "big.tmp").write_text(big)
+    os.rename(root / "big.tmp", drop / "students-big.csv")
+    assert wait_for(lambda: bool(events(root, "file.received")))
+    for number in range(5):  # events arrive while the big file is being applied
+        (root / f"s{number}.tmp").write_text(f"SyncID,First name,Last name\nX{number},A,B\n")
+        os.rename(root / f"s{number}.tmp", drop / f"pupils-{number}.csv")
+
+    def finished() -> list[str]:
+        return [e["name"] for e in events(root) if e["event"] in ("file.applied", "file.held")]
+
+    assert wait_for(lambda: len(finished()) == 6, timeout=60)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    # Each small full file would deactivate the big one's students, so it is held: what
+    # matters here is that every file was taken exactly once.
+    assert sorted(finished()) == sorted(
+        ["students-big.csv"] + [f"pupils-{n}.csv" for n in range(5)]
+    )
+    assert len(events(root, "file.received")) == 6
