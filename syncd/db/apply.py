@@ -53,6 +53,8 @@ class Applied:
     parents_gaining_links: set[int] = field(default_factory=set)
     deactivated_students: set[int] = field(default_factory=set)
     activated_students: set[int] = field(default_factory=set)
+    # Orphan-deactivated parents a file listed again: active again only with a live link.
+    orphans_listed: set[int] = field(default_factory=set)
 
 
 def _executemany(connection: sa.Connection, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
@@ -200,9 +202,10 @@ def _apply_updates(
     old_fields = store.person_fields(connection, ids)
     stored_hashes: dict[int, str | None] = {}
     if context.hash_passwords and context.update_passwords:
-        for chunk in store.chunked(ids):
-            query = sa.select(persons.c.id, persons.c.password_hash).where(persons.c.id.in_(chunk))
-            stored_hashes.update({row.id: row.password_hash for row in connection.execute(query)})
+        stored_hashes = store.password_hashes(connection, ids)
+    orphans: set[int] = set()
+    if kind is PersonKind.PARENT:
+        orphans = store.orphaned(connection, [u.person_id for u in updates if u.reactivate])
     rows: list[dict[str, Any]] = []
     for upsert in updates:
         person_id = upsert.person_id
@@ -216,14 +219,19 @@ def _apply_updates(
         ):
             new_hash = hash_passwords([password])[0]
         changes = changed_fields(old_fields[person_id], upsert.record.fields)
+        # A parent deactivated as an orphan is no parent of a current student just because
+        # a parents file lists it again: settle_parents reactivates it if a live link appears.
+        stays_orphan = person_id in orphans
+        if stays_orphan:
+            applied.orphans_listed.add(person_id)
         rows.append(
             {
                 "person_id": person_id,
                 **_field_columns(upsert.record.fields),
                 "fingerprint": upsert.fingerprint,
                 "password_hash": new_hash or stored_hashes.get(person_id),
-                "active": True,
-                "inactive_reason": None,
+                "active": not stays_orphan,
+                "inactive_reason": "orphan" if stays_orphan else None,
                 "file_id": context.file_id,
                 "updated_at": context.now,
             }
@@ -241,7 +249,8 @@ def _apply_updates(
                 changes=described,
             )
             applied.counts.updated += 1
-        if upsert.reactivate:
+        reactivated = upsert.reactivate and not stays_orphan
+        if reactivated:
             events.add(
                 audit.PERSON_REACTIVATED,
                 person_id=person_id,
@@ -251,7 +260,7 @@ def _apply_updates(
             applied.counts.reactivated += 1
             if kind is PersonKind.STUDENT:
                 applied.activated_students.add(person_id)
-        if not changes and not new_hash and not upsert.reactivate:
+        if not changes and not new_hash and not reactivated:
             applied.counts.unchanged += 1
     statement = persons.update().where(persons.c.id == sa.bindparam("person_id"))
     if not (context.hash_passwords and context.update_passwords):
@@ -551,7 +560,7 @@ def settle_parents(
             .where(persons.c.id.in_(chunk), persons.c.had_link.is_(False))
             .values(had_link=True)
         )
-    candidates_back = set(gaining)
+    candidates_back = set(gaining) | applied.orphans_listed
     if applied.activated_students:
         candidates_back |= _parents_of(connection, applied.activated_students)
     _reactivate_orphans(connection, sorted(candidates_back), context, events, applied)

@@ -136,6 +136,17 @@ def password_hashes(connection: sa.Connection, person_ids: Sequence[int]) -> dic
     return found
 
 
+def orphaned(connection: sa.Connection, person_ids: Sequence[int]) -> set[int]:
+    """Return which of the given persons are inactive as orphan parents."""
+    found: set[int] = set()
+    for chunk in chunked(sorted(set(person_ids))):
+        query = sa.select(persons.c.id).where(
+            persons.c.id.in_(chunk), persons.c.inactive_reason == "orphan"
+        )
+        found.update(row.id for row in connection.execute(query))
+    return found
+
+
 def find_person(
     connection: sa.Connection, site: str, key: str, kind: PersonKind | None = None
 ) -> Any:

@@ -284,3 +284,21 @@ def test_reactivation_by_delta_upsert(syncd: Syncd) -> None:
     assert person(syncd, "S1")["active"] is False
     imported(syncd, "students-3.csv", table(header, [(*STUDENTS[0], "active")]))
     assert person(syncd, "S1")["active"] is True
+
+
+def test_orphan_parent_listed_again_with_only_a_departed_child_stays_inactive(
+    syncd: Syncd,
+) -> None:
+    syncd.configure(max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S5"), ("P2", "S4")))
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))
+    assert person(syncd, "P1")["active"] is False
+    before = len(event_names(syncd))
+    # The SIS still lists P1 with S5 the next night: P1 is no parent of a current student.
+    imported(syncd, "parents-2.csv", _parents(("P2", "S4"), ("P1", "S5")))
+    assert person(syncd, "P1")["active"] is False
+    assert event_names(syncd)[before:] == []
+    # When S5 comes back, P1 is reactivated by the link.
+    imported(syncd, "students-3.csv", students_csv(STUDENTS[::-1]))
+    assert person(syncd, "P1")["active"] is True
