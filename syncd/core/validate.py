@@ -185,9 +185,11 @@ def _person_record(
                 "no identifier: needs a sync key, username or email",
             )
         )
-    if not first_name:
+    deleted = is_delete(values, columns)
+    # A delete row only has to say who goes: SIS exports of removals often carry the key alone.
+    if not first_name and not deleted:
         problems.append(RowError(row.line, columns.label("first_name"), "", "missing first name"))
-    if not last_name:
+    if not last_name and not deleted:
         problems.append(RowError(row.line, columns.label("last_name"), "", "missing last name"))
 
     relationship_type = RelType.PARENT
@@ -237,7 +239,7 @@ def _person_record(
         line=row.line,
         fields=fields,
         password=password,
-        deleted=is_delete(values, columns),
+        deleted=deleted,
         child_values=child_values,
         relationship_type=relationship_type,
     )

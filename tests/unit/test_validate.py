@@ -124,6 +124,16 @@ def test_missing_first_or_last_name_rejects_row(
     assert errors.rejected_lines == {3}
 
 
+def test_delete_row_needs_only_an_identifier() -> None:
+    records, errors = persons(
+        Kind.STUDENTS,
+        columns("sync_key", "first_name", "last_name", "status"),
+        ("S1", "", "", "Deleted"),
+    )
+    assert errors.errors == []
+    assert [(record.fields.sync_key, record.deleted) for record in records] == [("S1", True)]
+
+
 def test_row_missing_both_names_is_one_rejected_row_with_two_errors() -> None:
     records, errors = students(("S1", "", "", "", ""))
     assert records == []
