@@ -162,6 +162,9 @@ class LinkRecord:
     child_value: str
     type: RelType
     deleted: bool = False
+    # Further identifiers the row gives for the same parent, tried when the first one is
+    # unknown or ambiguous (families share emails; a key is unique).
+    other_parent_ids: tuple[tuple[ParentBy, str], ...] = ()
 
 
 @dataclass(slots=True)

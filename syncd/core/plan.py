@@ -509,6 +509,10 @@ def resolve_links(
     first_line_of: dict[tuple[int, str, str], int] = {}
     for record in records:
         parent, problem = parents.find(record.parent_by, record.parent_value)
+        for by, value in record.other_parent_ids:
+            if parent is not None:
+                break
+            parent, _ = parents.find(by, value)
         if parent is None:
             column = labels.get(f"parent_{record.parent_by.value}", "parent")
             errors.add(RowError(record.line, column, record.parent_value, problem or "unknown"))

@@ -279,23 +279,23 @@ def _link_record(
     values = row.values
     problems: list[RowError] = []
 
-    parent: tuple[ParentBy, str] | None = None
-    parent_email = columns.get(values, "parent_email")
-    if parent_email:
+    # Every parent identifier the row gives, most precise first.
+    parent_ids: list[tuple[ParentBy, str]] = []
+    if key := columns.get(values, "parent_key"):
+        parent_ids.append((ParentBy.SYNC_KEY, key))
+    if username := columns.get(values, "parent_username"):
+        parent_ids.append((ParentBy.USERNAME, username.casefold()))
+    if parent_email := columns.get(values, "parent_email"):
         if EMAIL_PATTERN.match(normalize_email(parent_email)):
-            parent = (ParentBy.EMAIL, normalize_email(parent_email))
+            parent_ids.append((ParentBy.EMAIL, normalize_email(parent_email)))
         else:
             problems.append(
                 RowError(row.line, columns.label("parent_email"), parent_email, "invalid email")
             )
+    parent = parent_ids[0] if parent_ids else None
     if parent is None and not problems:
-        if key := columns.get(values, "parent_key"):
-            parent = (ParentBy.SYNC_KEY, key)
-        elif username := columns.get(values, "parent_username"):
-            parent = (ParentBy.USERNAME, username.casefold())
-        else:
-            label = "parent_email" if columns.has("parent_email") else "parent_key"
-            problems.append(RowError(row.line, columns.label(label), "", "missing parent"))
+        label = "parent_email" if columns.has("parent_email") else "parent_key"
+        problems.append(RowError(row.line, columns.label(label), "", "missing parent"))
 
     child: tuple[ChildBy, str] | None = None
     if student_id := columns.get(values, "student_id"):
@@ -336,4 +336,5 @@ def _link_record(
         child_value=child[1],
         type=rel_type,
         deleted=is_delete(values, columns),
+        other_parent_ids=tuple(parent_ids[1:]),
     )

@@ -813,6 +813,21 @@ def test_two_parents_sharing_an_email_is_ambiguous() -> None:
     assert link_pairs(plan) == {("P3", 103, 1, RelType.PARENT)}
 
 
+def test_shared_email_with_a_parent_key_resolves_by_the_key() -> None:
+    family = parent_index([*PARENTS, (103, "P3", "Ann@example.org", "carl")])
+    plan, _, errors = plan_relationships(
+        [("ann@example.org", "P3", "S1", "", "", "")], parents=family
+    )
+    assert errors.errors == []
+    assert link_pairs(plan) == {("P3", 103, 1, RelType.PARENT)}
+
+
+def test_unknown_parent_key_falls_back_to_the_parent_email() -> None:
+    plan, _, errors = plan_relationships([("ann@example.org", "NOPE", "S1", "", "", "")])
+    assert errors.errors == []
+    assert {s.parent_id for s in plan.sets} == {101}
+
+
 def test_email_compared_case_insensitively_in_relationships() -> None:
     plan, _, errors = plan_relationships(
         [("  ANN@example.ORG", "", "", "KID2@Example.org", "", "")]
