@@ -223,6 +223,9 @@ def _undo_link(
         sa.select(links).where(links.c.parent_id == parent_id, links.c.child_id == child_id)
     ).first()
     details = {k: data.get(k) for k in ("parent_id", "child_id", "parent", "child", "type")}
+    if event == audit.RELATIONSHIP_CREATED and data.get("retyped"):
+        _undo_retype(connection, row, data, now, events)
+        return
     if event == audit.RELATIONSHIP_CREATED:
         if row is None:
             return
@@ -252,3 +255,24 @@ def _undo_link(
     elif flag is not None:
         connection.execute(links.update().where(links.c.id == row.id).values({flag: True}))
     events.add(audit.RELATIONSHIP_CREATED, person_id=parent_id, **details, reason="revert")
+
+
+def _undo_retype(
+    connection: sa.Connection, row: Any, data: dict[str, Any], now: Any, events: EventBuffer
+) -> None:
+    """Give a link the type it had before a file changed it (the link stays active)."""
+    previous = data.get("previous_type")
+    if row is None or previous is None:
+        return
+    connection.execute(
+        links.update().where(links.c.id == row.id).values(type=previous, updated_at=now)
+    )
+    events.add(
+        audit.RELATIONSHIP_CREATED,
+        person_id=data.get("parent_id"),
+        **{k: data.get(k) for k in ("parent_id", "child_id", "parent", "child", "origin")},
+        type=previous,
+        previous_type=data.get("type"),
+        retyped=True,
+        reason="revert",
+    )

@@ -385,14 +385,16 @@ class Pipeline:
             applied.counts.rejected = counts.rejected
             if person_plan is not None:
                 applied.counts.unchanged += person_plan.unchanged
-            else:
+            else:  # a relationships file: its row updated a link when it changed its type
+                applied.counts.updated = applied.links_retyped
                 applied.counts.unchanged = max(
                     0,
                     counts.rows
                     - counts.rejected
                     - applied.counts.links_created
                     - applied.counts.links_removed
-                    - applied.counts.pending,
+                    - applied.counts.pending
+                    - applied.counts.updated,
                 )
             result.counts = applied.counts
             result.pending = applied.pending
@@ -553,6 +555,8 @@ class Pipeline:
             counts.reactivated = sum(1 for u in person_plan.upserts if u.reactivate)
             counts.deactivated = len(person_plan.deactivations)
             counts.unchanged = person_plan.unchanged
+        elif link_plan is not None:
+            counts.updated = sum(1 for change in link_plan.sets if writes.is_retype(change))
         if link_plan is not None:
             counts.links_created = link_plan.created
             counts.links_removed = link_plan.removed + len(link_plan.pending_drops)
@@ -608,10 +612,11 @@ class Pipeline:
     def _describe_links(connection: sa.Connection, link_plan: LinkPlan) -> list[dict[str, Any]]:
         """Return the link changes of a plan, parents and children named by sync key."""
         sets = [change for change in link_plan.sets if change.becomes_active]
+        retypes = [change for change in link_plan.sets if writes.is_retype(change)]
         clears = [clear.link for clear in link_plan.clears if clear.becomes_inactive]
         keys = store.sync_keys(
             connection,
-            [change.child_id for change in sets]
+            [change.child_id for change in sets + retypes]
             + [link.parent_id for link in clears]
             + [link.child_id for link in clears],
         )
@@ -623,6 +628,16 @@ class Pipeline:
                 "type": change.type.value,
             }
             for change in sets
+        ]
+        changes += [
+            {
+                "action": "retype",
+                "parent": change.parent_key,
+                "child": keys.get(change.child_id),
+                "type": change.type.value,
+                "previous_type": change.existing.type.value if change.existing else None,
+            }
+            for change in retypes
         ]
         changes += [
             {

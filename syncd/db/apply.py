@@ -53,6 +53,8 @@ class Applied:
     parents_gaining_links: set[int] = field(default_factory=set)
     deactivated_students: set[int] = field(default_factory=set)
     activated_students: set[int] = field(default_factory=set)
+    # Active links a file gave another type (a relationships file reports them as updated).
+    links_retyped: int = 0
     # Orphan-deactivated parents a file listed again: active again only with a live link.
     orphans_listed: set[int] = field(default_factory=set)
 
@@ -337,7 +339,7 @@ def apply_links(
             updates.append(
                 {
                     "link_id": existing.link_id,
-                    "type": change.type.value,
+                    "type": _link_type(change).value,
                     "by_parents": existing.by_parents or by_parents,
                     "by_relationships": existing.by_relationships or by_relationships,
                     "source": context.source if by_relationships else existing.source,
@@ -345,9 +347,13 @@ def apply_links(
                     "updated_at": now,
                 }
             )
-        if change.becomes_active:
-            applied.counts.links_created += 1
-            applied.parents_gaining_links.add(parent_id)
+        retyped = is_retype(change)
+        if change.becomes_active or retyped:
+            if retyped:
+                applied.links_retyped += 1
+            else:
+                applied.counts.links_created += 1
+                applied.parents_gaining_links.add(parent_id)
             events.add(
                 audit.RELATIONSHIP_CREATED,
                 person_id=parent_id,
@@ -355,9 +361,11 @@ def apply_links(
                 child_id=change.child_id,
                 parent=names.get(parent_id, change.parent_key),
                 child=names.get(change.child_id),
-                type=change.type.value,
+                type=_link_type(change).value,
                 origin=change.origin.value,
                 previous_type=change.existing.type.value if change.existing else None,
+                # A new type on a link that stays active (revert restores the old type).
+                **({"retyped": True} if retyped else {}),
             )
     _executemany(connection, links.insert(), inserts)
     _executemany(
@@ -367,6 +375,24 @@ def apply_links(
     )
     _apply_clears(connection, plan.clears, context, events, applied, names)
     _apply_pending(connection, plan, context, events, applied, parent_ids)
+
+
+def _link_type(change: LinkSet) -> RelType:
+    """Return the type a named link gets: the file's, unless a manual edit chose one."""
+    if change.existing is not None and change.existing.manual is not None:
+        return change.existing.type
+    return change.type
+
+
+def is_retype(change: LinkSet) -> bool:
+    """Return whether a file gives a link that is and stays active another type."""
+    existing = change.existing
+    return (
+        existing is not None
+        and existing.active
+        and not change.becomes_active
+        and _link_type(change) is not existing.type
+    )
 
 
 def _apply_clears(

@@ -12,6 +12,7 @@ from tests.cli.rosters import (
     active_links,
     errors_rows,
     event_names,
+    files,
     imported,
     parents_csv,
     report,
@@ -255,3 +256,43 @@ def test_duplicate_relationship_rows_in_one_file_are_reported(syncd: Syncd) -> N
     _import_sheet(syncd, "relationships.csv", rows)
     errors = errors_rows(syncd, "relationships.csv")
     assert [(e["row"], e["error"]) for e in errors] == [("4", "duplicate of row 2")]
+
+
+def _retype_roster(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Ana", "Nuñez")], header))
+    imported(syncd, "relationships.csv", "Parent ID,Student ID,Relationship\nP1,S1,Parent\n")
+
+
+def test_changing_a_link_type_is_audited_and_counted(syncd: Syncd) -> None:
+    _retype_roster(syncd)
+    imported(syncd, "relationships-2.csv", "Parent ID,Student ID,Relationship\nP1,S1,Guardian\n")
+    [link] = syncd.export("relationships")
+    assert link["type"] == "Guardian"
+    counts = report(syncd, "relationships-2.csv")["counts"]
+    assert (counts["updated"], counts["unchanged"], counts["links_created"]) == (1, 0, 0)
+    retyped = syncd.events("relationship.created")[-1]
+    assert (retyped["parent"], retyped["child"]) == ("P1", "S1")
+    assert (retyped["type"], retyped["previous_type"]) == ("Guardian", "Parent")
+
+
+def test_revert_restores_a_changed_link_type(syncd: Syncd) -> None:
+    _retype_roster(syncd)
+    imported(syncd, "relationships-2.csv", "Parent ID,Student ID,Relationship\nP1,S1,Guardian\n")
+    reverted = syncd("files", "revert", str(files(syncd)[-1]["id"]))
+    assert reverted.exit_code == 0, reverted.stderr
+    [link] = syncd.export("relationships")
+    assert (link["type"], link["status"]) == ("Parent", "active")
+
+
+def test_a_file_does_not_change_the_type_of_a_manual_link(syncd: Syncd) -> None:
+    _retype_roster(syncd)
+    assert syncd("link", "--parent", "P1", "--child", "S2", "--type", "Aide").exit_code == 0
+    imported(
+        syncd,
+        "relationships-2.csv",
+        "Parent ID,Student ID,Relationship\nP1,S1,Parent\nP1,S2,Guardian\n",
+    )
+    types = {link["child"]: link["type"] for link in syncd.export("relationships")}
+    assert types == {"S1": "Parent", "S2": "Aide"}
