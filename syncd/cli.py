@@ -229,6 +229,7 @@ LINK_FIELDS = ("site", "parent", "child", "type", "status", "origin")
 def export_command(app: App, what: str, site: str | None, fmt: str | None, as_json: bool) -> None:
     """Print the current persons or relationships (never a password)."""
     site_name = app.config.site(site) if (site or app.config.sources) else None
+    columns: tuple[str, ...]
     with app.engine.connect() as connection:
         if what == "persons":
             documents = _export_persons(connection, site_name)

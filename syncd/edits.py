@@ -40,7 +40,9 @@ def manual_link(
         sa.select(links).where(links.c.parent_id == parent.id, links.c.child_id == child.id)
     ).first()
     manual = "unlink" if unlink else "link"
-    was_active = bool(row) and link_is_active(row.by_parents, row.by_relationships, row.manual)
+    was_active = row is not None and link_is_active(
+        row.by_parents, row.by_relationships, row.manual
+    )
     if row is None:
         connection.execute(
             links.insert().values(
@@ -222,7 +224,9 @@ def _undo_link(
     row = connection.execute(
         sa.select(links).where(links.c.parent_id == parent_id, links.c.child_id == child_id)
     ).first()
-    details = {k: data.get(k) for k in ("parent_id", "child_id", "parent", "child", "type")}
+    details: dict[str, Any] = {
+        k: data.get(k) for k in ("parent_id", "child_id", "parent", "child", "type")
+    }
     if event == audit.RELATIONSHIP_CREATED and data.get("retyped"):
         _undo_retype(connection, row, data, now, events)
         return
@@ -267,10 +271,13 @@ def _undo_retype(
     connection.execute(
         links.update().where(links.c.id == row.id).values(type=previous, updated_at=now)
     )
+    details: dict[str, Any] = {
+        k: data.get(k) for k in ("parent_id", "child_id", "parent", "child", "origin")
+    }
     events.add(
         audit.RELATIONSHIP_CREATED,
         person_id=data.get("parent_id"),
-        **{k: data.get(k) for k in ("parent_id", "child_id", "parent", "child", "origin")},
+        **details,
         type=previous,
         previous_type=data.get("type"),
         retyped=True,

@@ -191,7 +191,7 @@ class Pipeline:
         now = self.clock.now()
         with self.engine.begin() as connection:
             store.ensure_site(connection, job.source.site, now)
-            file_id = connection.execute(
+            inserted = connection.execute(
                 files.insert().values(
                     source=job.source_name,
                     site=job.source.site,
@@ -202,7 +202,9 @@ class Pipeline:
                     path=job.location,
                     received_at=now,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert inserted is not None
+            file_id = int(inserted[0])
             events = self._events(job, file_id)
             events.add(audit.FILE_RECEIVED, name=job.name, sha256=sha256, size=size)
             events.write(connection)

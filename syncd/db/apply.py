@@ -19,6 +19,7 @@ from syncd.core.plan import (
     LinkPlan,
     LinkSet,
     PersonPlan,
+    StudentRef,
     changed_fields,
     child_lookup_value,
     link_is_active,
@@ -239,7 +240,9 @@ def _apply_updates(
             }
         )
         if changes or new_hash:
-            described = {name: {"old": old, "new": new} for name, (old, new) in changes.items()}
+            described: dict[str, dict[str, Any]] = {
+                name: {"old": old, "new": new} for name, (old, new) in changes.items()
+            }
             if new_hash:
                 described["password"] = {"changed": True}
             events.add(
@@ -348,6 +351,8 @@ def apply_links(
                 }
             )
         retyped = is_retype(change)
+        # A new type on a link that stays active (revert restores the old type).
+        marks: dict[str, Any] = {"retyped": True} if retyped else {}
         if change.becomes_active or retyped:
             if retyped:
                 applied.links_retyped += 1
@@ -364,8 +369,7 @@ def apply_links(
                 type=_link_type(change).value,
                 origin=change.origin.value,
                 previous_type=change.existing.type.value if change.existing else None,
-                # A new type on a link that stays active (revert restores the old type).
-                **({"retyped": True} if retyped else {}),
+                **marks,
             )
     _executemany(connection, links.insert(), inserts)
     _executemany(
@@ -514,7 +518,7 @@ def resolve_pending(
     waiting = list(connection.execute(query))
     if not waiting:
         return
-    indexes: dict[str, dict[str, list[store.StudentRef]]] = {}
+    indexes: dict[str, dict[str, list[StudentRef]]] = {}
     for row in waiting:
         if row.child_field not in indexes:
             indexes[row.child_field] = store.student_index(
