@@ -343,25 +343,18 @@ class Pipeline:
                 rows=counts.rows,
                 rejected=counts.rejected,
             )
+            failure, held = self._verdict(connection, job, kind, counts, link_plan)
             if job.dry_run:
+                # The preview says what the real run would do with the file as a whole.
                 result.status = FileStatus.APPLIED
+                if failure or held:
+                    result.reason = (
+                        f"would fail: {failure}" if failure else f"would be held: {held}"
+                    )
                 transaction.rollback()
                 return
-            failure = too_many_rejected(counts.rows, counts.rejected, source.max_reject)
             if failure:
                 raise FileFailed(failure)
-            thresholds = Thresholds(source.max_deactivate, source.max_update, source.max_reject)
-            site = store.site_counts(connection, source.site, kind, job.source_name)
-            # The links threshold compares removed *active* links with the site's active
-            # links; dropping a pending link (no student yet) removes none of those.
-            judged = dataclasses.replace(
-                counts, links_removed=link_plan.removed if link_plan is not None else 0
-            )
-            held = (
-                None
-                if job.force
-                else hold_reason(kind, source.mode_for(kind), counts.rows, judged, site, thresholds)
-            )
             if held:
                 result.status = FileStatus.HELD
                 result.reason = held
@@ -415,6 +408,29 @@ class Pipeline:
         finally:
             connection.close()
         events.emit()
+
+    @staticmethod
+    def _verdict(
+        connection: sa.Connection,
+        job: Job,
+        kind: Kind,
+        counts: Counts,
+        link_plan: LinkPlan | None,
+    ) -> tuple[str | None, str | None]:
+        """Return (why the file fails: max_reject, why it is held: a safety threshold)."""
+        source = job.source
+        failure = too_many_rejected(counts.rows, counts.rejected, source.max_reject)
+        if job.force:
+            return failure, None
+        thresholds = Thresholds(source.max_deactivate, source.max_update, source.max_reject)
+        site = store.site_counts(connection, source.site, kind, job.source_name)
+        # The links threshold compares removed *active* links with the site's active links;
+        # dropping a pending link (no student yet) removes none of those.
+        judged = dataclasses.replace(
+            counts, links_removed=link_plan.removed if link_plan is not None else 0
+        )
+        mode = source.mode_for(kind)
+        return failure, hold_reason(kind, mode, counts.rows, judged, site, thresholds)
 
     def _plan(
         self, connection: sa.Connection, job: Job, parsed: _Parsed, result: FileResult

@@ -220,3 +220,16 @@ def test_dry_run_plan_names_links_by_sync_keys(syncd: Syncd) -> None:
         {"action": "pending", "parent": "P1", "child": "S9"},
         {"action": "unlink", "parent": "P1", "child": "S4"},
     ]
+
+
+def test_dry_run_says_when_the_file_would_be_held_or_fail(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    held = run_import(syncd, "students-2.csv", students_csv(STUDENTS[:2]), "--dry-run", "--json")
+    assert held.exit_code == 0, held.stderr
+    assert "would be held" in held.json()["reason"]
+    assert "max_deactivate" in held.json()["reason"]
+    rows = [*STUDENTS, *[(f"X{n}", "", "", "", "", "", "") for n in range(6)]]
+    failing = run_import(syncd, "students-3.csv", table(STUDENT_HEADER, rows), "--dry-run")
+    assert failing.exit_code == 0, failing.stderr
+    assert "would fail" in failing.stdout and "max_reject" in failing.stdout
+    assert files(syncd) == files(syncd, "--status", "applied")
