@@ -220,3 +220,40 @@ def test_manual_link_and_unlink_are_audited_and_exported_as_manual(syncd: Syncd)
     assert active_links(syncd) == set()
     removed = syncd.events("relationship.removed")
     assert [(e["parent"], e["child"]) for e in removed] == [("P1", "S2")]
+
+
+def test_import_json_prints_the_report_document(syncd: Syncd) -> None:
+    path = syncd.write("students.csv", students_csv())
+    outcome = syncd("import", "--json", str(path))
+    assert outcome.exit_code == 0, outcome.stderr
+    document = outcome.json()
+    assert (document["file"], document["status"], document["kind"]) == (
+        "students.csv",
+        "applied",
+        "students",
+    )
+    assert document["counts"]["created"] == 5
+
+
+def test_import_works_without_any_configured_source(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.configure(sources=[])
+    path = syncd_sqlite.write("students.csv", students_csv())
+    outcome = syncd_sqlite("import", str(path))
+    assert outcome.exit_code == 0, outcome.stderr
+    assert len(syncd_sqlite.export()) == 5
+    assert syncd_sqlite("status", "--json").json() == []
+
+
+def test_export_of_an_unknown_site_is_a_usage_error(syncd_sqlite: Syncd) -> None:
+    outcome = syncd_sqlite("export", "persons", "--site", "nowhere")
+    assert outcome.exit_code == 2
+    assert "nowhere" in outcome.stderr
+
+
+def test_status_counts_held_and_failed_files(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    syncd("import", str(syncd.write("students-2.csv", students_csv([]))))
+    syncd("import", str(syncd.write("students-3.csv", b"")))
+    [state] = syncd("status", "--json").json()
+    assert (state["held"], state["failed"]) == (1, 1)
+    assert [f["name"] for f in files(syncd, "--status", "held")] == ["students-2.csv"]

@@ -296,3 +296,12 @@ def test_a_file_does_not_change_the_type_of_a_manual_link(syncd: Syncd) -> None:
     )
     types = {link["child"]: link["type"] for link in syncd.export("relationships")}
     assert types == {"S1": "Parent", "S2": "Aide"}
+
+
+def test_student_id_holds_the_child_field_chosen_per_source(syncd: Syncd) -> None:
+    syncd.configure(child_field="username")
+    _roster(syncd)
+    _import_sheet(
+        syncd, "relationships.csv", [("peter.sorensen@home.example", "", "Jonas.Sorensen", "")]
+    )
+    assert active_links(syncd) == {("peter.sorensen", "S2")}
