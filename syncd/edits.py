@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -106,27 +108,12 @@ def revert_file(connection: sa.Connection, file_id: int, events: EventBuffer) ->
     if ledger.status != FileStatus.APPLIED.value:
         raise UsageError(f"file {file_id} is {ledger.status}; only an applied file can be reverted")
     trail = store.events_of_file(connection, file_id)
-    last_id = max((row.id for row in trail), default=0)
-    person_ids = sorted({row.person_id for row in trail if row.person_id is not None})
-    # A later file that was itself reverted cancels out (its revert events carry its id):
-    # reverting files newest first must work.
-    reverted = sa.select(files.c.id).where(files.c.status == FileStatus.REVERTED.value)
-    later = connection.execute(
-        sa.select(audit_events.c.file_id, audit_events.c.event, audit_events.c.person_id)
-        .where(
-            audit_events.c.id > last_id,
-            audit_events.c.person_id.in_(person_ids or [-1]),
-            audit_events.c.event.like("person.%") | audit_events.c.event.like("relationship.%"),
-            audit_events.c.file_id.is_(None) | audit_events.c.file_id.not_in(reverted),
-        )
-        .order_by(audit_events.c.id)
-        .limit(1)
-    ).first()
+    later = _later_change(connection, trail)
     if later is not None:
         by = f"file {later.file_id}" if later.file_id else "a manual edit"
         raise FileFailed(
             f"cannot revert file {file_id}: {by} changed the same records later "
-            f"({later.event} of person {later.person_id}); revert that first"
+            f"({later.event} of {_what(later)}); revert that first"
         )
     undone = 0
     now = events.now
@@ -191,6 +178,59 @@ def revert_file(connection: sa.Connection, file_id: int, events: EventBuffer) ->
     )
     events.add(audit.FILE_REVERTED, name=ledger.name, changes=undone)
     return undone
+
+
+def _later_change(connection: sa.Connection, trail: Sequence[Any]) -> Any:
+    """Return the first later audit event that changed a record the file changed, or None.
+
+    A record is a person the file's events name, or a link to a student the file changed
+    (later files link by the parent, so those events carry the student as `child_id`).
+    A later file that was itself reverted cancels out (its revert events carry its id),
+    so reverting files newest first works.
+    """
+    last_id = max((row.id for row in trail), default=0)
+    person_ids = sorted({row.person_id for row in trail if row.person_id is not None})
+    students = {
+        row.person_id
+        for row in trail
+        if row.person_id is not None and _data(row).get("kind") == PersonKind.STUDENT.value
+    }
+    reverted = sa.select(files.c.id).where(files.c.status == FileStatus.REVERTED.value)
+    changes = (
+        sa.select(audit_events)
+        .where(
+            audit_events.c.id > last_id,
+            audit_events.c.event.like("person.%") | audit_events.c.event.like("relationship.%"),
+            audit_events.c.file_id.is_(None) | audit_events.c.file_id.not_in(reverted),
+        )
+        .order_by(audit_events.c.id)
+    )
+    found: list[Any] = []
+    for chunk in store.chunked(person_ids):
+        row = connection.execute(changes.where(audit_events.c.person_id.in_(chunk))).first()
+        if row is not None:
+            found.append(row)
+    if students:
+        links_later = changes.where(audit_events.c.event.like("relationship.%"))
+        streamed = connection.execute(links_later.execution_options(yield_per=1000))
+        row = next((r for r in streamed if _data(r).get("child_id") in students), None)
+        streamed.close()
+        if row is not None:
+            found.append(row)
+    return min(found, key=lambda row: row.id, default=None)
+
+
+def _data(row: Any) -> dict[str, Any]:
+    data = row.data
+    return data if isinstance(data, dict) else json.loads(data or "{}")
+
+
+def _what(event: Any) -> str:
+    """Name the record an audit event changed, for a message."""
+    data = _data(event)
+    if data.get("parent") or data.get("child"):
+        return f"link {data.get('parent')} → {data.get('child')}"
+    return f"{data.get('kind') or 'person'} {data.get('sync_key') or event.person_id}"
 
 
 def _restore_fields(

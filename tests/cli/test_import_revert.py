@@ -140,3 +140,16 @@ def test_revert_of_a_relationships_file_drops_its_links_and_pending_links(syncd:
     _revert(syncd, "relationships.csv")
     # P1-S1 stays: the parents file names it too.
     assert syncd.links() == {("P1", "S1", "active")}
+
+
+def test_revert_of_a_students_file_refuses_when_a_later_file_linked_its_students(
+    syncd: Syncd,
+) -> None:
+    imported(syncd, "students.csv", students_csv(STUDENTS[:4]))
+    imported(syncd, "students-2.csv", students_csv(STUDENTS))
+    rows = [("P1", "Zoë", "Martin", "zoe.parent@home.example", "S5")]
+    imported(syncd, "parents.csv", parents_csv(rows, HEADER))
+    outcome = syncd("files", "revert", str(file_id(syncd, "students-2.csv")))
+    assert outcome.exit_code != 0
+    assert f"file {file_id(syncd, 'parents.csv')}" in outcome.stderr
+    assert person(syncd, "S5")["active"] is True
