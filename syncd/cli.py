@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import posixpath
 import sys
+import tempfile
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,8 +27,9 @@ from syncd.db.schema import files, links, pending_links, persons
 from syncd.edits import manual_link, revert_file
 from syncd.errors import ConfigError, SyncdError, UsageError
 from syncd.model import FileStatus, Kind, RelType
-from syncd.pickup import Pickup, peek_kind, write_reports
+from syncd.pickup import Pickup, archive_folder, peek_kind, write_reports
 from syncd.pipeline import FileResult, Job, Pipeline
+from syncd.sources.base import Source
 from syncd.sources.local import LocalSource, write_new
 
 
@@ -442,60 +445,98 @@ def release_command(app: App, file_id: int) -> None:
     """Apply a held file despite its safety threshold."""
     row = _held_file(app, file_id)
     source_config, source_name = _source_of(app, row)
-    location = Path(row.path)
-    if not location.is_file():
-        raise UsageError(f"file {file_id}: {row.path} is gone; cannot release it")
-    pipeline = app.pipeline()
-    job = Job(
-        path=location,
-        name=row.name,
-        source=source_config,
-        source_name=source_name,
-        kind=Kind(row.kind) if row.kind else None,
-        file_id=file_id,
-        force=True,
-        run_id=new_run_id(),
-        location=str(location),
-    )
-    events = pipeline._events(job, file_id)
-    events.add(audit.FILE_RELEASED, name=row.name)
-    with app.engine.begin() as connection:
-        events.write(connection)
-    events.emit()
-    result = pipeline.process(job)
-    _deliver_after_operator(app, row, source_name, source_config, result)
+    source = _open_held_source(row, source_name, source_config)
+    try:
+        with tempfile.TemporaryDirectory(prefix="syncd-") as temp:
+            local = _fetch_held(row, source, source_config, Path(temp))
+            result = _apply_released(app, row, local, source_config, source_name)
+        if source is None:
+            _report_beside(row, result)
+        else:
+            _finish_held(app, row, source, result, archive_folder(app.clock.now(), result.status))
+    finally:
+        if source is not None:
+            source.close()
     _print_results([result], False, False)
     if result.status is not FileStatus.APPLIED:
         sys.exit(1)
 
 
-def _picked_up(row: Any, source_name: str | None, source_config: SourceConfig) -> bool:
+def _apply_released(
+    app: App, row: Any, local: Path, source_config: SourceConfig, source_name: str | None
+) -> FileResult:
+    """Run the pipeline on a released file (thresholds skipped), under its ledger entry."""
+    pipeline = app.pipeline()
+    job = Job(
+        path=local,
+        name=row.name,
+        source=source_config,
+        source_name=source_name,
+        kind=Kind(row.kind) if row.kind else None,
+        file_id=row.id,
+        force=True,
+        run_id=new_run_id(),
+        location=row.path,
+    )
+    events = pipeline._events(job, row.id)
+    events.add(audit.FILE_RELEASED, name=row.name)
+    with app.engine.begin() as connection:
+        events.write(connection)
+    events.emit()
+    return pipeline.process(job)
+
+
+def _held_in_source(row: Any, source_name: str | None, source_config: SourceConfig) -> bool:
     """Return whether a held ledger file waits in its source's held/ (not a `syncd import`).
 
     `syncd import FILE` leaves the file where it is (SPEC §3.2), also once released or
-    rejected; only a file the pickup held moves on to archive/ or failed/.
+    rejected; only a file the pickup held moves on to archive/ or failed/, in its source.
     """
-    if source_name is None or source_config.is_sftp:
-        return source_name is not None
+    if source_name is None:
+        return False
+    if source_config.is_sftp:  # remote paths: relative ones are under the drop folder
+        root = posixpath.normpath(source_config.path) if source_config.path else "."
+        held = posixpath.normpath(posixpath.join(root, str(source_config.folders.held)))
+        return posixpath.dirname(posixpath.normpath(posixpath.join(root, row.path))) == held
     return Path(row.path).resolve().parent == Path(source_config.folders.held).resolve()
 
 
-def _deliver_after_operator(
-    app: App, row: Any, source_name: str | None, source_config: SourceConfig, result: FileResult
-) -> None:
-    """Move a released/rejected file on and write its report, as the pickup would."""
-    if not _picked_up(row, source_name, source_config):
-        folder = Path(row.path).parent
-        write_new(folder, reports.report_name(row.name), reports.report_json(result))
-        if result.errors:
-            write_new(folder, reports.errors_name(row.name), reports.errors_csv(result))
-        return
-    source = LocalSource(source_config)
-    from syncd.pickup import archive_folder
+def _open_held_source(
+    row: Any, source_name: str | None, source_config: SourceConfig
+) -> Source | None:
+    """Return the drop folder holding a held file, None for a file given to `syncd import`."""
+    if not _held_in_source(row, source_name, source_config):
+        return None
+    from syncd.daemon import open_source
 
-    where = source.take_back(row.path, archive_folder(app.clock.now(), result.status), row.name)
+    return open_source(source_config)
+
+
+def _fetch_held(row: Any, source: Source | None, source_config: SourceConfig, into: Path) -> Path:
+    """Return a local path with the held file's content (downloaded from an SFTP source)."""
+    local = source is None or not source_config.is_sftp
+    if local and not Path(row.path).is_file():
+        raise UsageError(f"file {row.id}: {row.path} is gone; cannot release it")
+    if source is None:
+        return Path(row.path)
+    return source.fetch_location(row.path, into)
+
+
+def _finish_held(app: App, row: Any, source: Source, result: FileResult, folder: str) -> None:
+    """Move a released/rejected file on in its source and write its reports, as the pickup."""
+    where = source.take_back(row.path, folder, row.name)
     app.pipeline().set_location(row.id, where)
     write_reports(source, result)
+
+
+def _report_beside(row: Any, result: FileResult) -> None:
+    """Write the reports of a released/rejected `syncd import` file next to it."""
+    folder = Path(row.path).parent
+    if not folder.is_dir():
+        return
+    write_new(folder, reports.report_name(row.name), reports.report_json(result))
+    if result.errors:
+        write_new(folder, reports.errors_name(row.name), reports.errors_csv(result))
 
 
 @files_group.command("reject")
@@ -513,29 +554,29 @@ def reject_command(app: App, file_id: int) -> None:
         reason="rejected by an operator",
         sha256=row.sha256,
     )
-    events = app.events(source=source_name, site=row.site, file_id=file_id)
-    events.add(audit.FILE_REJECTED, name=row.name)
-    with app.engine.begin() as connection:
-        connection.execute(
-            files.update()
-            .where(files.c.id == file_id)
-            .values(
-                status=FileStatus.REJECTED.value,
-                reason=result.reason,
-                finished_at=app.clock.now(),
+    source = _open_held_source(row, source_name, source_config)
+    try:
+        events = app.events(source=source_name, site=row.site, file_id=file_id)
+        events.add(audit.FILE_REJECTED, name=row.name)
+        with app.engine.begin() as connection:
+            connection.execute(
+                files.update()
+                .where(files.c.id == file_id)
+                .values(
+                    status=FileStatus.REJECTED.value,
+                    reason=result.reason,
+                    finished_at=app.clock.now(),
+                )
             )
-        )
-        events.write(connection)
-    events.emit()
-    if _picked_up(row, source_name, source_config):
-        if Path(row.path).is_file():
-            source = LocalSource(source_config)
-            where = source.take_back(row.path, "failed", row.name)
-            app.pipeline().set_location(file_id, where)
-            write_reports(source, result)
-    elif Path(row.path).parent.is_dir():
-        folder = Path(row.path).parent
-        write_new(folder, reports.report_name(row.name), reports.report_json(result))
+            events.write(connection)
+        events.emit()
+        if source is None:
+            _report_beside(row, result)
+        elif source_config.is_sftp or Path(row.path).is_file():
+            _finish_held(app, row, source, result, "failed")
+    finally:
+        if source is not None:
+            source.close()
     click.echo(f"file {file_id} ({row.name}) rejected")
 
 

@@ -1,0 +1,61 @@
+"""SPEC §2.4/§3.2: a file held on an SFTP source waits in held/ there; release and reject work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import Syncd
+from tests.cli.rosters import file_id, files, students_csv
+from tests.integration.sshd import Sshd, sshd  # noqa: F401 - the fixture
+
+TEN = tuple(
+    (f"K{n}", f"kid{n}", "Zoë", f"Nuñez{n}", f"kid{n}@school.example", f"20{n:02}", "4")
+    for n in range(10)
+)
+
+
+@pytest.fixture
+def remote(syncd_sqlite: Syncd, sshd: Sshd) -> Syncd:  # noqa: F811
+    """A syncd whose one source is the SFTP server's upload folder, one file held there."""
+    config = syncd_sqlite.config_path.read_text(encoding="utf-8")
+    config = config[: config.index("[[sources]]")] + sshd.source_toml() + 'min_age = "0s"\n'
+    syncd_sqlite.config_path.write_text(config, encoding="utf-8")
+    syncd_sqlite.drop_dir = sshd.upload
+    syncd_sqlite.drop("students.csv", students_csv(TEN))
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    syncd_sqlite.drop("students-2.csv", students_csv(TEN[:8]))
+    assert syncd_sqlite("run", "--once").exit_code == 1
+    assert (sshd.upload / "held" / "students-2.csv").is_file()
+    return syncd_sqlite
+
+
+def _active(syncd: Syncd) -> dict[str, bool]:
+    return {p["sync_key"]: p["active"] for p in syncd.export()}
+
+
+def _reports(folder: Path, name: str) -> set[str]:
+    return {
+        json.loads(path.read_text("utf-8"))["status"]
+        for path in (folder / "reports").glob(f"{name}.report*.json")
+    }
+
+
+def test_release_of_a_file_held_on_sftp_applies_and_archives_it(remote: Syncd) -> None:
+    outcome = remote("files", "release", str(file_id(remote, "students-2.csv")))
+    assert outcome.exit_code == 0, outcome.stderr
+    assert _active(remote)["K9"] is False
+    assert not (remote.drop_dir / "held" / "students-2.csv").exists()
+    assert list((remote.drop_dir / "archive").rglob("students-2.csv"))
+    assert _reports(remote.drop_dir, "students-2.csv") == {"held", "applied"}
+    assert [f["status"] for f in files(remote) if f["name"] == "students-2.csv"] == ["applied"]
+
+
+def test_reject_of_a_file_held_on_sftp_moves_it_to_failed(remote: Syncd) -> None:
+    outcome = remote("files", "reject", str(file_id(remote, "students-2.csv")))
+    assert outcome.exit_code == 0, outcome.stderr
+    assert all(_active(remote).values())
+    assert (remote.drop_dir / "failed" / "students-2.csv").is_file()
+    assert _reports(remote.drop_dir, "students-2.csv") == {"held", "rejected"}
