@@ -612,7 +612,9 @@ def status_command(app: App, as_json: bool) -> None:
         states = store.source_states(connection)
         for source in app.config.sources:
             state = states.get(source.name)
-            waiting = 0
+            # An SFTP folder is not listed here (no connection for a status): its count is
+            # the one the last pickup pass recorded.
+            waiting = int(state.waiting or 0) if state else 0
             if not source.is_sftp:
                 pickup = Pickup(source, LocalSource(source), app.pipeline(), app.clock)
                 ready, young = pickup.ready_entries(LocalSource(source).list_entries())

@@ -59,3 +59,16 @@ def test_reject_of_a_file_held_on_sftp_moves_it_to_failed(remote: Syncd) -> None
     assert all(_active(remote).values())
     assert (remote.drop_dir / "failed" / "students-2.csv").is_file()
     assert _reports(remote.drop_dir, "students-2.csv") == {"held", "rejected"}
+
+
+def test_status_of_an_sftp_source_counts_files_waiting_at_the_last_pass(
+    syncd_sqlite: Syncd,
+    sshd: Sshd,  # noqa: F811
+) -> None:
+    config = syncd_sqlite.config_path.read_text(encoding="utf-8")
+    config = config[: config.index("[[sources]]")] + sshd.source_toml() + "done_marker = true\n"
+    syncd_sqlite.config_path.write_text(config, encoding="utf-8")
+    (sshd.upload / "students.csv").write_text(students_csv(), encoding="utf-8")
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    [state] = syncd_sqlite("status", "--json").json()
+    assert (state["source"], state["waiting"]) == ("sftp", 1)
