@@ -29,6 +29,7 @@ from syncd.model import ChildField, Kind, Limits, Mode, PasswordPolicy, RelType
 
 __all__ = [
     "AUDIT_KEYS",
+    "METRICS_KEYS",
     "DATABASE_KEYS",
     "DEFAULT_GLOBS",
     "DEFAULT_SITE",
@@ -65,7 +66,8 @@ DEFAULT_GLOBS: Mapping[Kind, tuple[str, ...]] = MappingProxyType(
 
 FOLDER_NAMES: tuple[str, ...] = ("processing", "held", "archive", "failed", "reports")
 
-TOP_LEVEL_KEYS: frozenset[str] = frozenset({"database", "audit", "sources"})
+TOP_LEVEL_KEYS: frozenset[str] = frozenset({"database", "audit", "metrics", "sources"})
+METRICS_KEYS: frozenset[str] = frozenset({"listen"})
 DATABASE_KEYS: frozenset[str] = frozenset({"url"})
 AUDIT_KEYS: frozenset[str] = frozenset({"path"})
 SOURCE_KEYS: frozenset[str] = frozenset(
@@ -242,6 +244,8 @@ class Config:
     database_url: str
     audit_path: str
     sources: tuple[SourceConfig, ...] = ()
+    # Where `syncd run` serves Prometheus metrics and health: (host, port), or None (off).
+    metrics_listen: tuple[str, int] | None = None
 
     @property
     def sites(self) -> tuple[str, ...]:
@@ -434,6 +438,14 @@ def _build_config(path: Path, document: dict[str, Any]) -> Config:
     else:
         audit_path = str(config_dir / "audit.jsonl")
 
+    metrics = _table(document.get("metrics", {}), "metrics")
+    _check_keys(metrics, METRICS_KEYS, "metrics")
+    metrics_listen = (
+        _listen_address(_string(metrics["listen"], "metrics.listen"), "metrics.listen")
+        if "listen" in metrics
+        else None
+    )
+
     raw_sources = document.get("sources", [])
     if not isinstance(raw_sources, list):
         raise _Invalid("sources", "must be a list of [[sources]] tables")
@@ -463,7 +475,16 @@ def _build_config(path: Path, document: dict[str, Any]) -> Config:
         database_url=database_url,
         audit_path=audit_path,
         sources=tuple(sources),
+        metrics_listen=metrics_listen,
     )
+
+
+def _listen_address(value: str, key: str) -> tuple[str, int]:
+    """Parse "HOST:PORT" (or ":PORT", meaning 127.0.0.1) for the metrics endpoint."""
+    host, separator, port = value.rpartition(":")
+    if not separator or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _Invalid(key, f"not HOST:PORT: {value!r}")
+    return (host.strip("[]") or "127.0.0.1", int(port))
 
 
 def _build_source(raw: dict[str, Any], key: str, config_dir: Path) -> SourceConfig:

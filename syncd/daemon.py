@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from syncd import audit
 from syncd.config import SourceConfig, find_config_path, load_config
 from syncd.db import store
-from syncd.errors import SourceUnreachable, SyncdError, UnreachableError
+from syncd.errors import ConfigError, SourceUnreachable, SyncdError, UnreachableError
+from syncd.metrics import Metrics, serve
 from syncd.pickup import PassResult, Pickup
 from syncd.sources.base import Source
 from syncd.sources.local import LocalSource
@@ -81,6 +82,7 @@ class SourceRunner:
     # Set by file events; a poll that was running when they arrived polls again at once
     # (APScheduler skips a run-now while the job is still running).
     rescan: threading.Event = field(default_factory=threading.Event)
+    metrics: Metrics | None = None
 
     def poll(self, wait_for_young: bool) -> PassResult:
         """Run one pass; raise UnreachableError (after recording it) when the source fails."""
@@ -112,6 +114,8 @@ class SourceRunner:
 
     def _record_error(self, error: SyncdError, context: dict[str, Any]) -> None:
         self.failures += 1
+        if self.metrics is not None:
+            self.metrics.failed(self.config.name, str(error))
         with self.app.engine.begin() as connection:
             store.set_source_state(
                 connection,
@@ -141,6 +145,8 @@ class SourceRunner:
                 error=None,
                 waiting=result.waiting,
             )
+        if self.metrics is not None:
+            self.metrics.polled(self.config.name, result, now.timestamp())
         if self.failures or (previous is not None and previous.error):
             audit.emit(audit.SOURCE_RECOVERED, **context)
         self.failures = 0
@@ -241,6 +247,7 @@ class Daemon:
         self.runners: dict[str, SourceRunner] = {}
         self.scheduler: Any = None
         self.observer: Any = None
+        self.metrics = Metrics()
 
     def install_signal_handlers(self) -> None:
         def on_term(*_: object) -> None:
@@ -270,6 +277,15 @@ class Daemon:
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
         )
+        server = None
+        if self.app.config.metrics_listen is not None:
+            host, port = self.app.config.metrics_listen
+            try:
+                server = serve(self.metrics, host, port)
+            except OSError as error:
+                raise ConfigError(
+                    f"metrics.listen {host}:{port}: cannot listen ({error.strerror})"
+                ) from error
         self.scheduler.start()
         self._schedule_all()
         audit.emit(audit.DAEMON_STARTED, pid=os.getpid(), sources=sorted(self.runners), run_id=None)
@@ -286,6 +302,8 @@ class Daemon:
         self.scheduler.shutdown(wait=True)
         for runner in self.runners.values():
             self._release(runner)
+        if server is not None:
+            server.shutdown()
         audit.emit(audit.DAEMON_STOPPED, pid=os.getpid())
         return 0
 
@@ -350,7 +368,9 @@ class Daemon:
 
         postgres = self.app.engine.dialect.name == "postgresql"
         for config in _selected(self.app, self.source_name):
-            runner = SourceRunner(self.app, config, should_stop=self.stop.is_set)
+            runner = SourceRunner(
+                self.app, config, should_stop=self.stop.is_set, metrics=self.metrics
+            )
             if postgres:
                 runner.lock = SourceLock(self.app.engine, config.name)
             self.runners[config.name] = runner

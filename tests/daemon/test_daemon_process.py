@@ -151,3 +151,41 @@ def test_files_dropped_while_a_file_is_processed_are_all_applied_once(
         ["students-big.csv"] + [f"pupils-{n}.csv" for n in range(5)]
     )
     assert len(events(root, "file.received")) == 6
+
+
+def test_metrics_and_health_are_served_when_configured(tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(tmp_path, ["district-a"])
+    config.write_text(config.read_text() + f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "--config", str(config), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        (tmp_path / "district-a").mkdir(exist_ok=True)
+        (tmp_path / "district-a" / "students.csv").write_text(STUDENTS)
+        assert wait_for(
+            lambda: bool(events(tmp_path, "source.polled") and events(tmp_path, "file.applied"))
+        )
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+                return str(reply.read().decode())
+
+        assert wait_for(
+            lambda: 'syncd_files_total{source="district-a",status="applied"} 1.0' in scrape()
+        )
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+            assert reply.status == 200 and json.loads(reply.read())["status"] == "ok"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

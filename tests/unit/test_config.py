@@ -794,3 +794,10 @@ def test_example_config_documents_every_key(tmp_path: Path) -> None:
     example = EXAMPLE.read_text(encoding="utf-8")
     for key in SOURCE_KEYS:
         assert re.search(rf"\b{key}\b", example), key
+
+
+def test_metrics_listen_is_parsed_and_checked(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[metrics]\nlisten = ":9464"\n'))
+    assert config.metrics_listen == ("127.0.0.1", 9464)
+    with pytest.raises(ConfigError, match=r"metrics\.listen: not HOST:PORT"):
+        load_config(write(tmp_path, '[metrics]\nlisten = "localhost"\n'))
