@@ -7,6 +7,7 @@ import io
 import json
 from typing import Any
 
+from syncd.model import FileStatus
 from syncd.pipeline import FileResult
 
 # Cells starting with these are formulas to a spreadsheet (CSV injection); a leading
@@ -19,13 +20,22 @@ def inert(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_PREFIXES) else value
 
 
+def report_status(status: FileStatus) -> str:
+    """Return the status a sender reads: applied, held, failed or duplicate (SPEC §3.3).
+
+    A held file an operator rejected ends in failed/, so its report says failed (the
+    reason says who rejected it); the ledger keeps the finer "rejected".
+    """
+    return FileStatus.FAILED.value if status is FileStatus.REJECTED else status.value
+
+
 def report_document(result: FileResult) -> dict[str, Any]:
     """Return the report.json document for a processed file."""
     document: dict[str, Any] = {
         "file": result.name,
         "file_id": result.file_id,
         "kind": result.kind.value if result.kind else None,
-        "status": result.status.value,
+        "status": report_status(result.status),
         "encoding": result.encoding,
         "delimiter": result.delimiter,
         "sha256": result.sha256,

@@ -286,12 +286,31 @@ def file_row(connection: sa.Connection, file_id: int) -> Any:
 
 
 def applied_sha256(connection: sa.Connection, source: str | None, site: str, sha256: str) -> Any:
-    """Return the ledger row of content already applied from this source, or None."""
+    """Return the ledger row of this content if it is what this source last applied, or None.
+
+    Content counts as a duplicate only while it is the newest applied file of its kind: a
+    full file that returns to an earlier state (Monday's bytes again on Wednesday, after a
+    different Tuesday) must apply, or a student who came back would stay deactivated.
+    """
+    same_source = files.c.source == source if source else files.c.source.is_(None)
     query = sa.select(files).where(
-        files.c.sha256 == sha256, files.c.status == "applied", files.c.site == site
+        files.c.sha256 == sha256, files.c.status == "applied", files.c.site == site, same_source
     )
-    query = query.where(files.c.source == source if source else files.c.source.is_(None))
-    return connection.execute(query.order_by(files.c.id).limit(1)).first()
+    earlier = connection.execute(query.order_by(files.c.id.desc()).limit(1)).first()
+    if earlier is None:
+        return None
+    newer = connection.execute(
+        sa.select(files.c.id)
+        .where(
+            files.c.id > earlier.id,
+            files.c.status == "applied",
+            files.c.site == site,
+            files.c.kind == earlier.kind,
+            same_source,
+        )
+        .limit(1)
+    ).first()
+    return earlier if newer is None else None
 
 
 def file_in_processing(connection: sa.Connection, source: str, path: str) -> Any:

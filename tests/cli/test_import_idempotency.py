@@ -62,6 +62,18 @@ def test_same_bytes_again_are_a_duplicate_whatever_the_name(syncd: Syncd) -> Non
     assert len(duplicates) == 2 and f"file {first}" in duplicates[0]["reason"]
 
 
+def test_earlier_content_after_a_different_file_applies_again(syncd: Syncd) -> None:
+    # Monday: five students; Tuesday: S5 has left; Wednesday: Monday's bytes again (S5 back).
+    monday = syncd.write("students-mon.csv", students_csv())
+    assert syncd("import", str(monday)).exit_code == 0
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students-tue.csv", students_csv(STUDENTS[:4]))
+    wednesday = syncd.write("students-wed.csv", monday.read_bytes())
+    assert syncd("import", str(wednesday)).exit_code == 0
+    assert report(syncd, "students-wed.csv")["status"] == "applied"
+    assert all(person["active"] for person in syncd.export())
+
+
 def test_changed_row_emits_person_updated_with_field_names_and_old_new_values(
     syncd: Syncd,
 ) -> None:

@@ -184,7 +184,7 @@ def test_rejected_import_file_stays_where_it_is(syncd: Syncd) -> None:
         json.loads(p.read_text("utf-8"))["status"]
         for p in syncd.root.glob("students-2.csv.report*.json")
     }
-    assert statuses == {"held", "rejected"}
+    assert statuses == {"held", "failed"}
 
 
 def test_held_drop_file_waits_in_held_and_release_archives_it(syncd: Syncd) -> None:

@@ -58,7 +58,7 @@ def test_reject_of_a_file_held_on_sftp_moves_it_to_failed(remote: Syncd) -> None
     assert outcome.exit_code == 0, outcome.stderr
     assert all(_active(remote).values())
     assert (remote.drop_dir / "failed" / "students-2.csv").is_file()
-    assert _reports(remote.drop_dir, "students-2.csv") == {"held", "rejected"}
+    assert _reports(remote.drop_dir, "students-2.csv") == {"held", "failed"}
 
 
 def test_status_of_an_sftp_source_counts_files_waiting_at_the_last_pass(
