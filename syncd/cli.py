@@ -8,7 +8,7 @@ import posixpath
 import sys
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,8 +148,11 @@ def import_command(
             dry_run=dry_run,
             run_id=run_id,
             location=str(path.resolve()),
+            progress=_progress_line(path) if _wants_progress(path) else None,
         )
         result = pipeline.process(job)
+        if job.progress is not None:
+            click.echo(err=True)  # end the progress line
         results.append(result)
         if not dry_run:
             folder = report_dir or path.resolve().parent
@@ -159,6 +162,21 @@ def import_command(
     _print_results(results, dry_run, as_json)
     if any(r.status in (FileStatus.FAILED, FileStatus.HELD) for r in results):
         sys.exit(1)
+
+
+PROGRESS_MIN_BYTES = 256 * 1024
+
+
+def _wants_progress(path: Path) -> bool:
+    """A progress line is for a person watching a large file, never for logs or pipes."""
+    return sys.stderr.isatty() and path.stat().st_size >= PROGRESS_MIN_BYTES
+
+
+def _progress_line(path: Path) -> Callable[[int], None]:
+    def show(rows: int) -> None:
+        click.echo(f"\r{path.name}: {rows:,} rows read", err=True, nl=False)
+
+    return show
 
 
 def _plan_document(result: FileResult) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,7 @@ class Job:
     force: bool = False  # released by an operator: skip the safety thresholds
     run_id: str | None = None
     location: str | None = None  # where the file sits while processed, for the ledger
+    progress: Callable[[int], None] | None = None  # told the rows read so far, now and then
 
 
 def sha256_of(path: Path) -> str:
@@ -112,9 +113,16 @@ class _Parsed:
     rows: int
 
 
-def _counting(rows: Iterator[RawRow], counter: list[int]) -> Iterator[RawRow]:
+PROGRESS_EVERY = 10_000
+
+
+def _counting(
+    rows: Iterator[RawRow], counter: list[int], progress: Callable[[int], None] | None
+) -> Iterator[RawRow]:
     for row in rows:
         counter[0] += 1
+        if progress is not None and counter[0] % PROGRESS_EVERY == 0:
+            progress(counter[0])
         yield row
 
 
@@ -148,7 +156,7 @@ def parse_file(job: Job, result: FileResult) -> _Parsed:
         )
         errors = ErrorList()
         counter = [0]
-        rows = _counting(table.rows, counter)
+        rows = _counting(table.rows, counter, job.progress)
         records: list[PersonRecord] | list[LinkRecord]
         if kind is Kind.RELATIONSHIPS:
             records = list(validate_links(rows, cols, rules, errors))
