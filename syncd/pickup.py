@@ -68,6 +68,7 @@ class _Claimed:
     processing_name: str
     name: str
     mtime: float
+    size: int
     local: Path | None = None
     kind: Kind | None = None
 
@@ -140,7 +141,8 @@ class Pickup:
         outcome = PassResult()
         self._expire(run_id)
         claimed = [
-            _Claimed(entry.name, entry.name, entry.mtime) for entry in self.source.list_processing()
+            _Claimed(entry.name, entry.name, entry.mtime, entry.size)
+            for entry in self.source.list_processing()
         ]
         entries = self.source.list_entries()
         ready, young = self.ready_entries(entries)
@@ -152,6 +154,8 @@ class Pickup:
         claimed += self._claim_ready(ready, young, entries, run_id, outcome)
         with tempfile.TemporaryDirectory(prefix="syncd-") as temp:
             for item in claimed:
+                if item.size > self.config.limits.max_file_size:
+                    continue  # never downloaded: failed with the limit named
                 item.local = self.source.fetch(item.processing_name, Path(temp))
                 item.kind = peek_kind(item.local, self.config, item.name)
             claimed.sort(key=lambda c: (c.kind.rank if c.kind else UNKNOWN_RANK, c.mtime, c.name))
@@ -202,7 +206,7 @@ class Pickup:
                 continue
             processing_name = self.source.claim(entry.name)
             if processing_name is not None:
-                claimed.append(_Claimed(processing_name, entry.name, entry.mtime))
+                claimed.append(_Claimed(processing_name, entry.name, entry.mtime, entry.size))
         return claimed
 
     def _expire(self, run_id: str) -> None:
@@ -224,9 +228,8 @@ class Pickup:
         if row is not None:  # taken up again after a crash: same ledger entry
             file_id = row.id
             item.name = row.name
-        assert item.local is not None
         job = Job(
-            path=item.local,
+            path=item.local or Path(item.processing_name),
             name=item.name,
             source=self.config,
             source_name=self.config.name,
@@ -235,7 +238,13 @@ class Pickup:
             run_id=run_id,
             location=location,
         )
-        result = self.pipeline.process(job)
+        limit = self.config.limits.max_file_size
+        if item.local is None:
+            result = self.pipeline.fail_unread(
+                job, item.size, f"file is larger than max_file_size ({limit} bytes)"
+            )
+        else:
+            result = self.pipeline.process(job)
         self.deliver(result, item.processing_name)
         outcome.results.append(result)
         if result.status is FileStatus.APPLIED:

@@ -287,6 +287,13 @@ class Pipeline:
             result.duration_s = round(self.clock.monotonic() - started, 3)
         return result
 
+    def fail_unread(self, job: Job, size: int, reason: str) -> FileResult:
+        """Record a file as failed without reading it (e.g. too large to download)."""
+        result = FileResult(name=job.name, status=FileStatus.FAILED, reason=reason)
+        result.file_id = self.open_ledger(job, "", size)
+        self._record_outcome(job, result, audit.FILE_FAILED, level="error")
+        return result
+
     def _duplicate_of(self, job: Job, sha256: str) -> Any:
         with self.engine.connect() as connection:
             return store.applied_sha256(connection, job.source_name, job.source.site, sha256)

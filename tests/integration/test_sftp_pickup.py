@@ -200,3 +200,16 @@ def test_one_unreachable_source_does_not_stop_the_others(
     outcome = syncd("run", "--once")
     assert outcome.exit_code == 3
     assert [e["source"] for e in syncd.events("file.applied")] == ["local"]
+
+
+def test_file_over_max_file_size_fails_without_download(remote: tuple[Syncd, Sshd]) -> None:
+    syncd, sshd = remote
+    syncd.configure(sources=[sftp_source(sshd, max_file_size="100B")])
+    upload(sshd, "students.csv", STUDENTS + "S3,Ana,Nuñez,ana@example.edu\n" * 3)
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 1
+    assert (sshd.upload / "failed" / "students.csv").exists()
+    [failed] = syncd.events("file.failed")
+    assert "max_file_size" in failed["reason"]
+    report = (sshd.upload / "reports" / "students.csv.report.json").read_text()
+    assert "max_file_size" in report
