@@ -145,6 +145,8 @@ audit_events = Table(
 )
 Index("ix_audit_events_file_id", audit_events.c.file_id)
 Index("ix_audit_events_person_id", audit_events.c.person_id)
+# Operators ask "every file.failed this week": by event name, then time (migration 0002).
+Index("ix_audit_events_event_ts", audit_events.c.event, audit_events.c.ts)
 
 source_state = Table(
     "source_state",
