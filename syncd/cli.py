@@ -25,7 +25,7 @@ from syncd.db.apply import expire_pending
 from syncd.db.database import describe, open_database, upgrade_database
 from syncd.db.schema import files, links, pending_links, persons
 from syncd.edits import manual_link, revert_file
-from syncd.errors import ConfigError, SyncdError, UsageError
+from syncd.errors import SyncdError, UsageError
 from syncd.model import FileStatus, Kind, RelType
 from syncd.pickup import Pickup, archive_folder, peek_kind, write_reports
 from syncd.pipeline import FileResult, Job, Pipeline
@@ -623,7 +623,6 @@ def revert_command(app: App, file_id: int) -> None:
 @pass_app
 def status_command(app: App, as_json: bool) -> None:
     """Per source: last poll, last success, files waiting, held, failed, pending links."""
-    from syncd.pickup import Pickup
 
     documents = []
     with app.engine.connect() as connection:
@@ -790,6 +789,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         click.echo(f"syncd: unexpected error: {message} (run with --debug for details)", err=True)
         sys.exit(1)
-
-
-__all__ = ["App", "ConfigError", "Pickup", "cli", "main"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -85,15 +86,9 @@ def manual_link(
     elif was_active and not is_active:
         events.add(audit.RELATIONSHIP_REMOVED, **details)
         applied.parents_losing_links.add(parent.id)
-    context = ApplyContext(site=site, source=None, file_id=None, now=now, pending_ttl=sa_zero())
+    context = ApplyContext(site=site, source=None, file_id=None, now=now, pending_ttl=timedelta(0))
     settle_parents(connection, context, events, applied)
     return is_active != was_active
-
-
-def sa_zero() -> Any:
-    from datetime import timedelta
-
-    return timedelta(0)
 
 
 def revert_file(connection: sa.Connection, file_id: int, events: EventBuffer) -> int:

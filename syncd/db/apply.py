@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +22,6 @@ from syncd.core.plan import (
     StudentRef,
     changed_fields,
     child_lookup_value,
-    link_is_active,
 )
 from syncd.db import store
 from syncd.db.schema import links, pending_links, persons
@@ -684,22 +683,3 @@ def _reactivate_orphans(
                 reason="link",
             )
             applied.counts.reactivated += 1
-
-
-def mark_link_activity(
-    connection: sa.Connection, link_id: int, values: dict[str, Any], now: datetime
-) -> None:
-    connection.execute(links.update().where(links.c.id == link_id).values(**values, updated_at=now))
-
-
-Writer = Callable[[sa.Connection], None]
-__all__ = [
-    "Applied",
-    "ApplyContext",
-    "apply_links",
-    "apply_persons",
-    "expire_pending",
-    "link_is_active",
-    "resolve_pending",
-    "settle_parents",
-]
