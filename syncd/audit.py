@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import threading
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import sqlalchemy as sa
 import structlog
 
+from syncd.db.bulk import insert_rows
 from syncd.db.schema import audit_events
 
 DAEMON_STARTED = "daemon.started"
@@ -67,6 +69,11 @@ log = structlog.get_logger("syncd")
 
 def redact(value: Any) -> Any:
     """Return `value` with the values of secret-named keys replaced, recursively."""
+    if isinstance(value, dict) and not any(
+        _is_secret_key(key) or isinstance(item, Mapping | list | tuple)
+        for key, item in value.items()
+    ):
+        return value  # the common flat, secret-free event: nothing to copy
     if isinstance(value, Mapping):
         return {
             key: REDACTED if _is_secret_key(key) and item not in (None, "") else redact(item)
@@ -77,6 +84,7 @@ def redact(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_secret_key(key: Any) -> bool:
     text = str(key).casefold()
     return any(secret in text for secret in SECRET_KEYS) and not text.endswith("_env")
@@ -105,6 +113,11 @@ class _ReopenableFile:
     def write_line(self, line: str) -> None:
         with self._lock:
             self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def write_lines(self, lines: list[str]) -> None:
+        with self._lock:
+            self._stream.write("".join(line + "\n" for line in lines))
             self._stream.flush()
 
     def reopen(self) -> None:
@@ -158,9 +171,21 @@ def reopen() -> None:
         _sink.reopen()
 
 
+AUDIT_COLUMNS = ("level", "event", "person_id", "data")  # the rest are constant per file
+
+
+def iso_utc(moment: datetime) -> str:
+    """Return `moment` as structlog's TimeStamper(fmt="iso", utc=True) writes it."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
+
+
 @dataclass(slots=True)
 class EventBuffer:
-    """Events of one file's transaction: written to the database in it, logged after commit."""
+    """Events of one file's transaction: written to the database in it, logged after commit.
+
+    A file can carry a million per-row events, so they bypass structlog's per-event
+    processor chain: each is redacted once and rendered as the same JSON line.
+    """
 
     context: dict[str, Any]
     now: datetime
@@ -170,36 +195,47 @@ class EventBuffer:
         self, event: str, *, level: str = "info", person_id: int | None = None, **data: Any
     ) -> None:
         assert event in EVENT_NAMES, event
-        self.events.append((event, level, person_id, data))
+        self.events.append((event, level, person_id, redact(data)))
 
     def write(self, connection: sa.Connection) -> None:
         """Insert the events as audit rows (in the caller's transaction)."""
-        if not self.events:
-            return
-        rows = [
-            {
+        context = self.context
+        source, site = context.get("source"), context.get("site")
+        file_id, run_id = context.get("file_id"), context.get("run_id")
+        insert_rows(
+            connection,
+            audit_events,
+            AUDIT_COLUMNS,
+            ((level, event, person_id, data) for event, level, person_id, data in self.events),
+            constants={
                 "ts": self.now,
-                "level": level,
-                "event": event,
-                "source": self.context.get("source"),
-                "site": self.context.get("site"),
-                "file_id": self.context.get("file_id"),
-                "run_id": self.context.get("run_id"),
-                "person_id": person_id,
-                "data": redact(data),
-            }
-            for event, level, person_id, data in self.events
-        ]
-        for start in range(0, len(rows), 5000):
-            connection.execute(audit_events.insert(), rows[start : start + 5000])
+                "source": source,
+                "site": site,
+                "file_id": file_id,
+                "run_id": run_id,
+            },
+        )
 
     def emit(self) -> None:
         """Log the events as JSON lines (after the transaction committed)."""
+        if not self.events:
+            return
+        if _sink is None:  # audit not configured (library use): structlog's defaults
+            for event, level, person_id, data in self.events:
+                fields = {**self.context, **data, "person_id": person_id}
+                getattr(log, level)(event, **{k: v for k, v in fields.items() if v is not None})
+            self.events.clear()
+            return
+        context = {key: value for key, value in redact(self.context).items() if value is not None}
+        ts = iso_utc(self.now)
+        lines = []
         for event, level, person_id, data in self.events:
-            fields = {**self.context, **data}
+            line = {**context, **{k: v for k, v in data.items() if v is not None}}
             if person_id is not None:
-                fields["person_id"] = person_id
-            getattr(log, level)(event, **{k: v for k, v in fields.items() if v is not None})
+                line["person_id"] = person_id
+            line["event"], line["level"], line["ts"] = event, level, ts
+            lines.append(json.dumps(line, ensure_ascii=False, default=str))
+        _sink.write_lines(lines)
         self.events.clear()
 
 
@@ -207,24 +243,6 @@ def emit(event: str, *, level: str = "info", **fields: Any) -> None:
     """Log one event that changes nothing in the database (daemon, source, poll events)."""
     assert event in EVENT_NAMES, event
     getattr(log, level)(event, **{k: v for k, v in fields.items() if v is not None})
-
-
-def record(
-    connection: sa.Connection,
-    now: datetime,
-    event: str,
-    *,
-    level: str = "info",
-    person_id: int | None = None,
-    **fields: Any,
-) -> EventBuffer:
-    """Buffer one event with its context fields; the caller writes and emits the buffer."""
-    context: dict[str, Any] = {
-        key: fields.pop(key) for key in ("source", "site", "file_id", "run_id") if key in fields
-    }
-    buffer = EventBuffer(context=context, now=now)
-    buffer.add(event, level=level, person_id=person_id, **fields)
-    return buffer
 
 
 def event_as_dict(row: Any) -> dict[str, Any]:

@@ -24,8 +24,9 @@ from syncd.core.plan import (
     child_lookup_value,
 )
 from syncd.db import store
+from syncd.db.bulk import insert_rows
 from syncd.db.schema import links, pending_links, persons
-from syncd.model import Counts, Kind, PersonKind, RelType
+from syncd.model import Counts, Kind, PersonFields, PersonKind, RelType
 
 BATCH = 5000
 
@@ -121,24 +122,26 @@ def apply_persons(
             strict=True,
         ):
             hashes[i] = hashed
-    rows = [
-        {
+    insert_rows(
+        connection,
+        persons,
+        PERSON_INSERT_COLUMNS,
+        (
+            (*_field_values(upsert.record.fields), hashes[i], upsert.fingerprint)
+            for i, upsert in enumerate(creates)
+        ),
+        constants={
             "site": context.site,
             "kind": kind.value,
-            **_field_columns(upsert.record.fields),
-            "password_hash": hashes[i],
             "active": True,
             "inactive_reason": None,
             "had_link": False,
-            "fingerprint": upsert.fingerprint,
             "source": context.source,
             "file_id": context.file_id,
             "created_at": now,
             "updated_at": now,
-        }
-        for i, upsert in enumerate(creates)
-    ]
-    _executemany(connection, persons.insert(), rows)
+        },
+    )
     new_ids = _ids_for_keys(
         connection, context.site, kind, [upsert.record.fields.sync_key for upsert in creates]
     )
@@ -178,6 +181,25 @@ def apply_persons(
         if kind is PersonKind.STUDENT:
             applied.deactivated_students.update(ids)
     return new_ids
+
+
+PERSON_FIELD_COLUMNS = (
+    "sync_key", "username", "email", "first_name", "last_name", "student_number", "attributes",
+)  # fmt: skip
+PERSON_INSERT_COLUMNS = (*PERSON_FIELD_COLUMNS, "password_hash", "fingerprint")
+
+
+def _field_values(fields: PersonFields) -> tuple[Any, ...]:
+    """Return a person's fields in PERSON_FIELD_COLUMNS order."""
+    return (
+        fields.sync_key,
+        fields.username,
+        fields.email,
+        fields.first_name,
+        fields.last_name,
+        fields.student_number,
+        dict(fields.attributes),
+    )
 
 
 def _field_columns(fields: Any) -> dict[str, Any]:
