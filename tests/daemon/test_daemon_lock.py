@@ -1,0 +1,75 @@
+"""SPEC §3.4: several daemons on one PostgreSQL database — one works a source, the others
+stand by, and one of them takes over when the holder dies."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.test_daemon_process import STUDENTS, events, wait_for
+
+
+def start(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "syncd", "--config", str(config), "run"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.fixture
+def two_daemons(
+    tmp_path: Path, postgres_url: str
+) -> Iterator[tuple[list[subprocess.Popen[bytes]], list[Path], Path]]:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    homes = [tmp_path / "a", tmp_path / "b"]
+    processes = []
+    for home in homes:
+        home.mkdir()
+        (home / "config.toml").write_text(
+            f'[database]\nurl = "{postgres_url}"\n[audit]\npath = "{home / "audit.jsonl"}"\n'
+            f'[[sources]]\nname = "district-a"\nurl = "file://{drop}"\npoll = "1s"\n'
+            'min_age = "0s"\n'
+        )
+    for home in homes:
+        processes.append(start(home / "config.toml"))
+        assert wait_for(lambda home=home: bool(events(home, "daemon.started")))
+    yield processes, homes, drop
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_one_daemon_leads_a_source_and_another_takes_over(
+    two_daemons: tuple[list[subprocess.Popen[bytes]], list[Path], Path],
+) -> None:
+    processes, homes, drop = two_daemons
+
+    def leaders() -> list[int]:
+        return [i for i, home in enumerate(homes) if events(home, "source.acquired")]
+
+    assert wait_for(lambda: len(leaders()) == 1)
+    leader = leaders()[0]
+    other = 1 - leader
+    (drop / "students.csv").write_text(STUDENTS)
+    assert wait_for(lambda: bool(events(homes[leader], "file.applied")))
+    assert not events(homes[other], "file.received")
+
+    processes[leader].kill()  # dies without releasing: its session ends, the lock with it
+    processes[leader].wait()
+    assert wait_for(lambda: bool(events(homes[other], "source.acquired")), timeout=20)
+    (drop / "pupils.csv").write_text(STUDENTS.replace("S1", "S9"))
+    assert wait_for(
+        lambda: bool(events(homes[other], "file.applied") or events(homes[other], "file.held")),
+        timeout=20,
+    )
+    processes[other].send_signal(signal.SIGTERM)
+    assert processes[other].wait(timeout=20) == 0
+    assert events(homes[other], "source.released")
