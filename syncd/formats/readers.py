@@ -90,7 +90,7 @@ def _checked(cells: Sequence[str], line: int, limits: Limits) -> None:
     """Raise FileFailed when `cells` break max_columns or max_field_chars."""
     if len(cells) > limits.max_columns:
         raise _too_many_columns(line, limits)
-    if any(len(cell) > limits.max_field_chars for cell in cells):
+    if cells and max(map(len, cells)) > limits.max_field_chars:
         raise _field_too_long(line, limits)
 
 
@@ -152,8 +152,8 @@ def _text_codec(detected: Detected) -> tuple[str, str]:
 _END_SENTINEL = "\ufdd0syncd-end-of-file\ufdd1\n"
 
 
-def _physical_lines(text: IO[str], limits: Limits) -> Iterator[str]:
-    """Yield the lines of `text` with their endings, then the end sentinel.
+def _physical_lines(text: IO[str], limits: Limits, at_end: list[bool]) -> Iterator[str]:
+    """Yield the lines of `text` with their endings, then the end sentinel (`at_end` set).
 
     Raises FileFailed on a line longer than max_columns fields of max_field_chars could be:
     `readline` with a size keeps one hostile line without line breaks from filling memory.
@@ -169,6 +169,7 @@ def _physical_lines(text: IO[str], limits: Limits) -> Iterator[str]:
                 f"fields of max_field_chars ({limits.max_field_chars} characters) can be"
             )
         yield line
+    at_end[0] = True
     yield _END_SENTINEL
 
 
@@ -176,8 +177,10 @@ def _csv_records(
     text: IO[str], delimiter: str, encoding: str, limits: Limits
 ) -> Iterator[tuple[int, list[str]]]:
     """Yield (line the record starts on, cells) for each record of `text`."""
+    # Only the record read with the sentinel can hold it: check just that one (a hot path).
+    at_end = [False]
     reader = csv.reader(
-        _physical_lines(text, limits),
+        _physical_lines(text, limits, at_end),
         delimiter=delimiter,
         quotechar='"',
         doublequote=True,
@@ -200,7 +203,7 @@ def _csv_records(
             ) from error
         if cells == [_END_SENTINEL[:-1]]:
             return
-        if any(_END_SENTINEL[:-1] in cell for cell in cells):
+        if at_end[0] and any(_END_SENTINEL[:-1] in cell for cell in cells):
             raise FileFailed(f"line {start}: a quoted field is never closed (a stray '\"'?)")
         yield start, cells
         start = reader.line_num + 1
