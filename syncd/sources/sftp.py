@@ -35,8 +35,10 @@ __all__ = ["KEEPALIVE_SECONDS", "PREFETCH_REQUESTS", "SftpSource", "candidate_na
 
 KEEPALIVE_SECONDS = 15
 # Bounded read-ahead for downloads: unbounded prefetch stalls or exhausts memory on large
-# files with some servers (paramiko#2453, #1788).
-PREFETCH_REQUESTS = 64
+# files with some servers (paramiko#2453, #1788). Measured on loopback OpenSSH 9.2 with a
+# 60 MB file: 64 requests in flight gave 6 MB/s, 256 gave 72, 1024 gave 80-120, unbounded
+# 114-145 MB/s; 1024 × 32 KiB keeps at most 32 MiB in flight.
+PREFETCH_REQUESTS = 1024
 _MAX_SUFFIX = 100_000
 
 # paramiko's transport thread logs its own tracebacks at ERROR; with no logging configured
