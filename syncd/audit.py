@@ -179,6 +179,12 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
+# A file's events are held in memory up to this many, then written into its transaction
+# and read back for the log after commit (a million-row file must not hold them all).
+SPILL_EVENTS = 20_000
+LINES_PER_WRITE = 10_000
+
+
 @dataclass(slots=True)
 class EventBuffer:
     """Events of one file's transaction: written to the database in it, logged after commit.
@@ -190,18 +196,30 @@ class EventBuffer:
     context: dict[str, Any]
     now: datetime
     events: list[tuple[str, str, int | None, dict[str, Any]]] = field(default_factory=list)
+    _connection: sa.Connection | None = None
+    _engine: sa.Engine | None = None
+    _spilled_after: int | None = None  # the newest audit id before this buffer's first spill
+
+    def spill_into(self, connection: sa.Connection, engine: sa.Engine) -> None:
+        """Let large batches go to the database as they grow (needs a file_id to read back)."""
+        if self.context.get("file_id") is not None:
+            self._connection, self._engine = connection, engine
 
     def add(
         self, event: str, *, level: str = "info", person_id: int | None = None, **data: Any
     ) -> None:
         assert event in EVENT_NAMES, event
         self.events.append((event, level, person_id, redact(data)))
+        if self._connection is not None and len(self.events) >= SPILL_EVENTS:
+            if self._spilled_after is None:
+                newest = sa.select(sa.func.coalesce(sa.func.max(audit_events.c.id), 0))
+                self._spilled_after = int(self._connection.execute(newest).scalar_one())
+            self.write(self._connection)
+            self.events.clear()
 
     def write(self, connection: sa.Connection) -> None:
         """Insert the events as audit rows (in the caller's transaction)."""
         context = self.context
-        source, site = context.get("source"), context.get("site")
-        file_id, run_id = context.get("file_id"), context.get("run_id")
         insert_rows(
             connection,
             audit_events,
@@ -209,15 +227,20 @@ class EventBuffer:
             ((level, event, person_id, data) for event, level, person_id, data in self.events),
             constants={
                 "ts": self.now,
-                "source": source,
-                "site": site,
-                "file_id": file_id,
-                "run_id": run_id,
+                "source": context.get("source"),
+                "site": context.get("site"),
+                "file_id": context.get("file_id"),
+                "run_id": context.get("run_id"),
             },
         )
 
     def emit(self) -> None:
         """Log the events as JSON lines (after the transaction committed)."""
+        if self._spilled_after is not None and self._engine is not None:
+            self.events.clear()  # all of them are in the database: log them from there
+            self._emit_from_database(self._engine, self._spilled_after)
+            self._spilled_after = None
+            return
         if not self.events:
             return
         if _sink is None:  # audit not configured (library use): structlog's defaults
@@ -235,8 +258,26 @@ class EventBuffer:
                 line["person_id"] = person_id
             line["event"], line["level"], line["ts"] = event, level, ts
             lines.append(json.dumps(line, ensure_ascii=False, default=str))
+            if len(lines) >= LINES_PER_WRITE:
+                _sink.write_lines(lines)
+                lines.clear()
         _sink.write_lines(lines)
         self.events.clear()
+
+    def _emit_from_database(self, engine: sa.Engine, after: int) -> None:
+        query = (
+            sa.select(audit_events)
+            .where(audit_events.c.file_id == self.context["file_id"], audit_events.c.id > after)
+            .order_by(audit_events.c.id)
+        )
+        with engine.connect() as connection:
+            result = connection.execution_options(yield_per=LINES_PER_WRITE).execute(query)
+            for rows in result.partitions():
+                lines = [
+                    json.dumps(event_as_dict(row), ensure_ascii=False, default=str) for row in rows
+                ]
+                if _sink is not None:
+                    _sink.write_lines(lines)
 
 
 def emit(event: str, *, level: str = "info", **fields: Any) -> None:

@@ -335,6 +335,8 @@ class Pipeline:
         events = self._events(job, result.file_id)
         connection = self.engine.connect()
         transaction = connection.begin()
+        if not job.dry_run:
+            events.spill_into(connection, self.engine)
         try:
             store.ensure_site(connection, source.site, now)
             person_plan, link_plan = self._plan(connection, job, parsed, result)
