@@ -47,6 +47,7 @@ from syncd.model import (
     FileStatus,
     Kind,
     LinkRecord,
+    Mode,
     PasswordPolicy,
     PersonFields,
     PersonRecord,
@@ -439,14 +440,17 @@ class Pipeline:
         failure = too_many_rejected(counts.rows, counts.rejected, source.max_reject)
         if job.force:
             return failure, None
-        thresholds = Thresholds(source.max_deactivate, source.max_update, source.max_reject)
-        site = store.site_counts(connection, source.site, kind, job.source_name)
         # The links threshold compares removed *active* links with the site's active links;
         # dropping a pending link (no student yet) removes none of those.
         judged = dataclasses.replace(
             counts, links_removed=link_plan.removed if link_plan is not None else 0
         )
         mode = source.mode_for(kind)
+        header_only = mode is Mode.FULL and counts.rows == 0
+        if not (header_only or judged.deactivated or judged.links_removed or judged.updated):
+            return failure, None  # nothing a threshold weighs: skip counting the site
+        thresholds = Thresholds(source.max_deactivate, source.max_update, source.max_reject)
+        site = store.site_counts(connection, source.site, kind, job.source_name)
         return failure, hold_reason(kind, mode, counts.rows, judged, site, thresholds)
 
     def _plan(

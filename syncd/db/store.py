@@ -53,9 +53,10 @@ def person_snapshot(
     """Return the site's persons of `kind` by sync key, with fingerprint and status."""
     query = sa.select(persons.c.sync_key, persons.c.id, persons.c.fingerprint, persons.c.active)
     query = query.where(persons.c.site == site, persons.c.kind == kind.value)
+    # Tuple unpacking, not attribute access: this runs once per person of the site.
     return {
-        row.sync_key: ExistingPerson(row.id, row.fingerprint, row.active)
-        for row in connection.execute(query)
+        sync_key: ExistingPerson(person_id, fingerprint, bool(active))
+        for sync_key, person_id, fingerprint, active in connection.execute(query).tuples()
     }
 
 
