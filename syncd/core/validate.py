@@ -80,6 +80,24 @@ def split_child_values(cell: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value for value in values if value))
 
 
+def _relationship_type(
+    row: RawRow, columns: Columns, rules: RowRules, problems: list[RowError]
+) -> RelType | None:
+    """Return the row's relationship type, or None after adding the row error."""
+    cell = columns.get(row.values, "relationship_type")
+    parsed = parse_relationship_type(cell, rules.relationship_types)
+    if parsed is None:
+        problems.append(
+            RowError(
+                row.line,
+                columns.label("relationship_type"),
+                cell,
+                "unknown relationship type (Parent, Aide, Guardian, Relative, Other)",
+            )
+        )
+    return parsed
+
+
 def is_delete(values: Sequence[str], columns: Columns) -> bool:
     return columns.get(values, "status").casefold() in DELETE_WORDS
 
@@ -194,19 +212,7 @@ def _person_record(
 
     relationship_type = RelType.PARENT
     if has_children and columns.has("relationship_type"):
-        cell = columns.get(values, "relationship_type")
-        parsed = parse_relationship_type(cell, rules.relationship_types)
-        if parsed is None:
-            problems.append(
-                RowError(
-                    row.line,
-                    columns.label("relationship_type"),
-                    cell,
-                    "unknown relationship type (Parent, Aide, Guardian, Relative, Other)",
-                )
-            )
-        else:
-            relationship_type = parsed
+        relationship_type = _relationship_type(row, columns, rules, problems) or relationship_type
 
     if problems:
         for problem in problems:
@@ -312,17 +318,7 @@ def _link_record(
             RowError(row.line, columns.label(_child_field(columns)), "", "missing child")
         )
 
-    type_cell = columns.get(values, "relationship_type")
-    rel_type = parse_relationship_type(type_cell, rules.relationship_types)
-    if rel_type is None:
-        problems.append(
-            RowError(
-                row.line,
-                columns.label("relationship_type"),
-                type_cell,
-                "unknown relationship type (Parent, Aide, Guardian, Relative, Other)",
-            )
-        )
+    rel_type = _relationship_type(row, columns, rules, problems)
 
     if problems or parent is None or child is None or rel_type is None:
         for problem in problems:
