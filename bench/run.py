@@ -187,6 +187,7 @@ class Row:
     ratio: str = "—"
     met: str = "—"
     details: str = ""
+    load: str = ""  # the 1-minute load average when the measure started
 
 
 @dataclasses.dataclass
@@ -212,6 +213,7 @@ class Bench:
         return float(self.args.timeout)
 
     def add(self, row: Row) -> Row:
+        row.load = loadavg().split()[0]
         self.rows.append(row)
         return row
 
@@ -1149,7 +1151,10 @@ def table(rows: Sequence[Row]) -> str:
 
 
 def details(rows: Sequence[Row]) -> str:
-    return "\n".join(f"- **{row.measure}**: {row.details}" for row in rows if row.details)
+    return "\n".join(
+        f"- **{row.measure}**: {row.details or row.value} (load average {row.load} at its start)"
+        for row in rows
+    )
 
 
 def render(bench: Bench, info: dict[str, str], command: str, elapsed: float) -> str:
