@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import sys
+import tempfile
 import threading
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 import sqlalchemy as sa
 import structlog
@@ -115,9 +117,16 @@ class _ReopenableFile:
             self._stream.write(line + "\n")
             self._stream.flush()
 
-    def write_lines(self, lines: list[str]) -> None:
+    def write_text(self, text: str) -> None:
+        """Append `text` (whole lines, each ending in a newline)."""
         with self._lock:
-            self._stream.write("".join(line + "\n" for line in lines))
+            self._stream.write(text)
+            self._stream.flush()
+
+    def copy_from(self, spool: IO[str]) -> None:
+        """Append everything `spool` holds from where it stands."""
+        with self._lock:
+            shutil.copyfileobj(spool, self._stream, 1 << 20)
             self._stream.flush()
 
     def reopen(self) -> None:
@@ -179,52 +188,93 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
-# A file's events are held in memory up to this many, then written into its transaction
-# and read back for the log after commit (a million-row file must not hold them all).
-SPILL_EVENTS = 20_000
-LINES_PER_WRITE = 10_000
+# A bound buffer writes its events into the transaction in batches of this many, and keeps
+# at most this many JSON lines in memory before it spools them to a temporary file.
+FLUSH_EVENTS = 20_000
+SPOOL_LINES = 20_000
 
 
 @dataclass(slots=True)
 class EventBuffer:
-    """Events of one file's transaction: written to the database in it, logged after commit.
+    """Events of one transaction: audit rows in it, JSON lines logged after it commits.
 
-    A file can carry a million per-row events, so they bypass structlog's per-event
-    processor chain: each is redacted once and rendered as the same JSON line.
+    A file can carry millions of per-row events, so they bypass structlog's per-event
+    processor chain: each is redacted once and rendered as its JSON line at once; the lines
+    wait in a temporary spool file until `emit` (after the commit) appends them to the log,
+    so the log never shows a change that did not happen. Creation events that the created
+    rows describe in full are logged with `add_lines` and stored as provenance (db/trail.py).
     """
 
     context: dict[str, Any]
     now: datetime
-    events: list[tuple[str, str, int | None, dict[str, Any]]] = field(default_factory=list)
+    _rows: list[tuple[str, str, int | None, dict[str, Any]]] = field(default_factory=list)
+    _lines: list[str] = field(default_factory=list)
+    _spool: IO[str] | None = None
     _connection: sa.Connection | None = None
-    _engine: sa.Engine | None = None
-    _spilled_after: int | None = None  # the newest audit id before this buffer's first spill
+    _line_context: dict[str, Any] = field(default_factory=dict)
+    _prefix: str = ""
+    _ts: str = ""
 
-    def spill_into(self, connection: sa.Connection, engine: sa.Engine) -> None:
-        """Let large batches go to the database as they grow (needs a file_id to read back)."""
-        if self.context.get("file_id") is not None:
-            self._connection, self._engine = connection, engine
+    def __post_init__(self) -> None:
+        context = {k: v for k, v in redact(self.context).items() if v is not None}
+        self._line_context = context
+        rendered = json.dumps(context, ensure_ascii=False, default=str)
+        self._prefix = rendered[:-1] + "," if context else "{"
+        self._ts = iso_utc(self.now)
+
+    def bind(self, connection: sa.Connection) -> None:
+        """Write events into `connection`'s transaction as they come, in batches."""
+        self._connection = connection
 
     def add(
         self, event: str, *, level: str = "info", person_id: int | None = None, **data: Any
     ) -> None:
         assert event in EVENT_NAMES, event
-        self.events.append((event, level, person_id, redact(data)))
-        if self._connection is not None and len(self.events) >= SPILL_EVENTS:
-            if self._spilled_after is None:
-                newest = sa.select(sa.func.coalesce(sa.func.max(audit_events.c.id), 0))
-                self._spilled_after = int(self._connection.execute(newest).scalar_one())
+        data = redact(data)
+        self._rows.append((event, level, person_id, data))
+        line = {**self._line_context, **{k: v for k, v in data.items() if v is not None}}
+        if person_id is not None:
+            line["person_id"] = person_id
+        line["event"], line["level"], line["ts"] = event, level, self._ts
+        self._add_line(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+        if self._connection is not None and len(self._rows) >= FLUSH_EVENTS:
             self.write(self._connection)
-            self.events.clear()
+
+    def line_parts(self, event: str, level: str = "info") -> tuple[str, str]:
+        """Return (start, end) of this buffer's JSON lines of `event`: the data goes between.
+
+        The data must be JSON members (`"kind":"student",…,"person_id":5`) without secrets.
+        """
+        assert event in EVENT_NAMES, event
+        return self._prefix, f',"event":"{event}","level":"{level}","ts":"{self._ts}"}}\n'
+
+    def add_lines(self, lines: list[str]) -> None:
+        """Log ready JSON lines (from `line_parts`) of events stored as provenance."""
+        self._lines.extend(lines)
+        if len(self._lines) >= SPOOL_LINES:
+            self._spill_lines()
+
+    def _add_line(self, line: str) -> None:
+        self._lines.append(line)
+        if len(self._lines) >= SPOOL_LINES:
+            self._spill_lines()
+
+    def _spill_lines(self) -> None:
+        if self._spool is None:
+            self._spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+        self._spool.write("".join(self._lines))
+        self._lines.clear()
 
     def write(self, connection: sa.Connection) -> None:
-        """Insert the events as audit rows (in the caller's transaction)."""
+        """Insert the events not yet written as audit rows (in the caller's transaction)."""
+        if not self._rows:
+            return
         context = self.context
         insert_rows(
             connection,
             audit_events,
             AUDIT_COLUMNS,
-            ((level, event, person_id, data) for event, level, person_id, data in self.events),
+            ((level, event, person_id, data) for event, level, person_id, data in self._rows),
             constants={
                 "ts": self.now,
                 "source": context.get("source"),
@@ -233,51 +283,42 @@ class EventBuffer:
                 "run_id": context.get("run_id"),
             },
         )
+        self._rows.clear()
+
+    def discard(self) -> None:
+        """Forget every event (the transaction was rolled back)."""
+        self._rows.clear()
+        self._lines.clear()
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
 
     def emit(self) -> None:
         """Log the events as JSON lines (after the transaction committed)."""
-        if self._spilled_after is not None and self._engine is not None:
-            self.events.clear()  # all of them are in the database: log them from there
-            self._emit_from_database(self._engine, self._spilled_after)
-            self._spilled_after = None
-            return
-        if not self.events:
-            return
+        self._rows.clear()
+        spool, self._spool = self._spool, None
+        lines, self._lines = self._lines, []
         if _sink is None:  # audit not configured (library use): structlog's defaults
-            for event, level, person_id, data in self.events:
-                fields = {**self.context, **data, "person_id": person_id}
-                getattr(log, level)(event, **{k: v for k, v in fields.items() if v is not None})
-            self.events.clear()
+            for line in _spooled(spool, lines):
+                fields = json.loads(line)
+                event, level = fields.pop("event"), fields.pop("level")
+                fields.pop("ts", None)
+                getattr(log, level)(event, **fields)
             return
-        context = {key: value for key, value in redact(self.context).items() if value is not None}
-        ts = iso_utc(self.now)
-        lines = []
-        for event, level, person_id, data in self.events:
-            line = {**context, **{k: v for k, v in data.items() if v is not None}}
-            if person_id is not None:
-                line["person_id"] = person_id
-            line["event"], line["level"], line["ts"] = event, level, ts
-            lines.append(json.dumps(line, ensure_ascii=False, default=str))
-            if len(lines) >= LINES_PER_WRITE:
-                _sink.write_lines(lines)
-                lines.clear()
-        _sink.write_lines(lines)
-        self.events.clear()
+        if spool is not None:
+            spool.seek(0)
+            _sink.copy_from(spool)
+            spool.close()
+        if lines:
+            _sink.write_text("".join(lines))
 
-    def _emit_from_database(self, engine: sa.Engine, after: int) -> None:
-        query = (
-            sa.select(audit_events)
-            .where(audit_events.c.file_id == self.context["file_id"], audit_events.c.id > after)
-            .order_by(audit_events.c.id)
-        )
-        with engine.connect() as connection:
-            result = connection.execution_options(yield_per=LINES_PER_WRITE).execute(query)
-            for rows in result.partitions():
-                lines = [
-                    json.dumps(event_as_dict(row), ensure_ascii=False, default=str) for row in rows
-                ]
-                if _sink is not None:
-                    _sink.write_lines(lines)
+
+def _spooled(spool: IO[str] | None, lines: list[str]) -> Iterator[str]:
+    if spool is not None:
+        spool.seek(0)
+        yield from spool
+        spool.close()
+    yield from lines
 
 
 def emit(event: str, *, level: str = "info", **fields: Any) -> None:

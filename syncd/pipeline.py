@@ -337,7 +337,7 @@ class Pipeline:
         connection = self.engine.connect()
         transaction = connection.begin()
         if not job.dry_run:
-            events.spill_into(connection, self.engine)
+            events.bind(connection)
         try:
             store.ensure_site(connection, source.site, now)
             person_plan, link_plan = self._plan(connection, job, parsed, result)
@@ -345,7 +345,8 @@ class Pipeline:
             counts.rejected = len(parsed.errors.rejected_lines)
             old_fields = self._old_fields(connection, person_plan)
             self._count_plan(person_plan, link_plan, old_fields, counts)
-            result.changes = self._describe(connection, person_plan, link_plan, old_fields)
+            if job.dry_run:  # the change list is the preview; a real apply never prints it
+                result.changes = self._describe(connection, person_plan, link_plan, old_fields)
             for error in result.errors:
                 events.add(
                     audit.ROW_REJECTED,
@@ -369,6 +370,7 @@ class Pipeline:
                     result.reason = (
                         f"would fail: {failure}" if failure else f"would be held: {held}"
                     )
+                events.discard()
                 transaction.rollback()
                 return
             if failure:
@@ -420,6 +422,7 @@ class Pipeline:
             events.write(connection)
             transaction.commit()
         except BaseException:
+            events.discard()
             if transaction.is_active:
                 transaction.rollback()
             raise

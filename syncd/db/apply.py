@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -581,7 +581,7 @@ class _Silent(EventBuffer):
     """An event buffer that drops events (a resolution is reported as one resolved event)."""
 
     def __init__(self) -> None:
-        super().__init__(context={}, now=datetime.min)
+        super().__init__(context={}, now=datetime(2000, 1, 1, tzinfo=UTC))
 
     def add(
         self, event: str, *, level: str = "info", person_id: int | None = None, **data: Any

@@ -110,3 +110,50 @@ def _copy(
     finally:
         cursor.close()
     return written
+
+
+# A fixed advisory-lock key: every syncd process reserves PostgreSQL id blocks under it.
+_ID_LOCK_KEY = 0x73796E6364  # "syncd"
+
+
+class IdAllocator:
+    """Hands out ids for rows a bulk insert writes with their ids (persons, links).
+
+    A bulk insert needs its rows' ids before the insert (links name new parents, log lines
+    name new persons), and reading them back afterwards costs a second pass. On SQLite the
+    file's transaction holds the write lock, so the ids after max(id) are free; on
+    PostgreSQL a block is reserved from the table's sequence (setval, under an advisory
+    lock that every syncd allocator takes, so two daemons never get the same block).
+    """
+
+    def __init__(self, connection: sa.Connection, table: sa.Table) -> None:
+        self._connection = connection
+        self._table = table
+        self._next = 0
+
+    def take(self, count: int) -> range:
+        """Return `count` new ids, ascending and contiguous."""
+        if count <= 0:
+            return range(0)
+        if self._connection.dialect.name == "postgresql":
+            return self._reserve_block(count)
+        newest = self._connection.exec_driver_sql(
+            f"SELECT coalesce(max(id), 0) FROM {self._table.name}"
+        ).scalar_one()
+        start = max(int(newest) + 1, self._next)
+        self._next = start + count
+        return range(start, start + count)
+
+    def _reserve_block(self, count: int) -> range:
+        sequence = self._connection.exec_driver_sql(
+            f"SELECT pg_get_serial_sequence('{self._table.name}', 'id')"
+        ).scalar_one()
+        execute = self._connection.exec_driver_sql
+        execute(f"SELECT pg_advisory_lock({_ID_LOCK_KEY})")
+        try:
+            first = int(execute(f"SELECT nextval('{sequence}')").scalar_one())
+            # setval is never rolled back: the block stays taken even if this file fails.
+            execute(f"SELECT setval('{sequence}', {first + count - 1})")
+        finally:
+            execute(f"SELECT pg_advisory_unlock({_ID_LOCK_KEY})")
+        return range(first, first + count)

@@ -59,13 +59,19 @@ persons = Table(
     # Whether the person ever had a link; parents that never had one are not orphans.
     Column("had_link", Boolean, nullable=False, default=False),
     Column("fingerprint", String(64), nullable=False),
+    # Digest of the file row (its bytes and how they were read) that last set this person:
+    # the same row next time is skipped unread. NULL when no single row describes the person.
+    Column("row_digest", BigInteger),
     Column("source", String(200)),
     Column("file_id", Id),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The file whose person.created event this row is (stored as provenance: db/trail.py).
+    Column("created_file_id", Id),
     UniqueConstraint("site", "kind", "sync_key", name="uq_persons_site_kind_sync_key"),
 )
-Index("ix_persons_site_kind_email", persons.c.site, persons.c.kind, persons.c.email)
+# No index by email: every read by email is a whole-site read (indexes in store.py), and the
+# random inserts of such an index cost a third of a first load's database time.
 
 links = Table(
     "links",
@@ -82,6 +88,11 @@ links = Table(
     Column("file_id", Id),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The file whose relationship.created event this row is, with the event's type and
+    # origin (stored as provenance: db/trail.py). Such a row is never deleted, only unmarked.
+    Column("created_file_id", Id),
+    Column("created_type", String(20)),
+    Column("created_origin", String(20)),
     UniqueConstraint("parent_id", "child_id", name="uq_links_parent_child"),
 )
 Index("ix_links_child_id", links.c.child_id)
@@ -125,6 +136,7 @@ files = Table(
     Column("reason", Text),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
+    Column("run_id", String(40)),  # the run that applied it
 )
 Index("ix_files_source_sha256", files.c.source, files.c.sha256)
 Index("ix_files_status", files.c.status)

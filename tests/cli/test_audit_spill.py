@@ -1,5 +1,6 @@
-"""A big file's events go to the database as they come and are logged from there after
-commit: the log and the database still hold every event exactly once, in order."""
+"""A big file's events go to the database in batches and its JSON lines to a spool file,
+logged after the commit: the log and the database still hold every event exactly once, in
+order."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from tests.cli.conftest import Syncd
 def test_spilled_events_are_logged_once_each_in_order(
     syncd: Syncd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(audit, "SPILL_EVENTS", 7)
-    monkeypatch.setattr(audit, "LINES_PER_WRITE", 5)
+    monkeypatch.setattr(audit, "FLUSH_EVENTS", 7)
+    monkeypatch.setattr(audit, "SPOOL_LINES", 5)
     rows = "".join(f"S{number:02},First{number},Last{number}\n" for number in range(30))
     path = syncd.write("students.csv", "SyncID,First name,Last name\n" + rows)
     outcome = syncd("import", str(path))
