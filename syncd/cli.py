@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from syncd import audit, reports
 from syncd.clock import Clock, SystemClock
 from syncd.config import Config, SourceConfig, find_config_path, load_config, local_source
-from syncd.db import store
+from syncd.db import store, trail
 from syncd.db.apply import expire_pending
 from syncd.db.database import describe, open_database, upgrade_database
 from syncd.db.schema import files, links, pending_links, persons
@@ -685,7 +685,7 @@ def history_command(
         raise UsageError("pass exactly one of --person KEY or --file ID")
     with app.engine.connect() as connection:
         if file_id is not None:
-            rows = store.events_of_file(connection, file_id)
+            rows = trail.events_of_file(connection, file_id)
         else:
             assert person_key is not None
             site_name = app.config.site(site)
@@ -700,7 +700,7 @@ def history_command(
             ids = [row.id for row in connection.execute(query)]
             if not ids:
                 raise UsageError(f'no person "{person_key}" in site "{site_name}"')
-            rows = store.events_of_person(connection, ids)
+            rows = trail.events_of_person(connection, ids)
     documents = [audit.event_as_dict(row) for row in rows]
     if as_json:
         print_json(documents)

@@ -13,8 +13,11 @@ from syncd import audit
 from syncd.audit import EventBuffer
 from syncd.core.plan import link_is_active
 from syncd.db import store
+from syncd.db import trail as trail_of
 from syncd.db.apply import Applied, ApplyContext, settle_parents
+from syncd.db.bulk import IdAllocator
 from syncd.db.schema import audit_events, files, links, pending_links, persons
+from syncd.db.trail import TrailEvent
 from syncd.errors import FileFailed, UsageError
 from syncd.model import FileStatus, PersonKind, RelType
 
@@ -49,6 +52,7 @@ def manual_link(
     if row is None:
         connection.execute(
             links.insert().values(
+                id=IdAllocator(connection, links).take(1)[0],
                 site=site,
                 parent_id=parent.id,
                 child_id=child.id,
@@ -102,7 +106,7 @@ def revert_file(connection: sa.Connection, file_id: int, events: EventBuffer) ->
         raise UsageError(f"no file {file_id} in the ledger")
     if ledger.status != FileStatus.APPLIED.value:
         raise UsageError(f"file {file_id} is {ledger.status}; only an applied file can be reverted")
-    trail = store.events_of_file(connection, file_id)
+    trail = trail_of.events_of_file(connection, file_id)
     later = _later_change(connection, trail)
     if later is not None:
         by = f"file {later.file_id}" if later.file_id else "a manual edit"
@@ -140,7 +144,7 @@ def revert_file(connection: sa.Connection, file_id: int, events: EventBuffer) ->
                 kind=data.get("kind"),
                 reason="revert",
             )
-        elif row.event == audit.PERSON_UPDATED:
+        elif row.event == audit.PERSON_UPDATED and row.person_id is not None:
             _restore_fields(connection, row.person_id, data.get("changes", {}), now)
             events.add(
                 audit.PERSON_UPDATED,
@@ -175,7 +179,7 @@ def revert_file(connection: sa.Connection, file_id: int, events: EventBuffer) ->
     return undone
 
 
-def _later_change(connection: sa.Connection, trail: Sequence[Any]) -> Any:
+def _later_change(connection: sa.Connection, trail: Sequence[TrailEvent]) -> TrailEvent | None:
     """Return the first later audit event that changed a record the file changed, or None.
 
     A record is a person the file's events name, or a link to a student the file changed
@@ -183,13 +187,9 @@ def _later_change(connection: sa.Connection, trail: Sequence[Any]) -> Any:
     A later file that was itself reverted cancels out (its revert events carry its id),
     so reverting files newest first works.
     """
-    last_id = max((row.id for row in trail), default=0)
+    last_id = max((row.id for row in trail if row.id is not None), default=0)
     person_ids = sorted({row.person_id for row in trail if row.person_id is not None})
-    students = {
-        row.person_id
-        for row in trail
-        if row.person_id is not None and _data(row).get("kind") == PersonKind.STUDENT.value
-    }
+    students = trail_of.student_ids(trail)
     reverted = sa.select(files.c.id).where(files.c.status == FileStatus.REVERTED.value)
     changes = (
         sa.select(audit_events)
@@ -200,19 +200,22 @@ def _later_change(connection: sa.Connection, trail: Sequence[Any]) -> Any:
         )
         .order_by(audit_events.c.id)
     )
-    found: list[Any] = []
+    found: list[TrailEvent] = []
     for chunk in store.chunked(person_ids):
         row = connection.execute(changes.where(audit_events.c.person_id.in_(chunk))).first()
         if row is not None:
-            found.append(row)
+            found.append(trail_of.explicit_event(row))
     if students:
         links_later = changes.where(audit_events.c.event.like("relationship.%"))
         streamed = connection.execute(links_later.execution_options(yield_per=1000))
         row = next((r for r in streamed if _data(r).get("child_id") in students), None)
         streamed.close()
         if row is not None:
-            found.append(row)
-    return min(found, key=lambda row: row.id, default=None)
+            found.append(trail_of.explicit_event(row))
+    found += trail_of.later_links_created(
+        connection, last_id, reverted, person_ids, sorted(students)
+    )
+    return min(found, key=lambda row: row.order, default=None)
 
 
 def _data(row: Any) -> dict[str, Any]:
@@ -220,7 +223,7 @@ def _data(row: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else json.loads(data or "{}")
 
 
-def _what(event: Any) -> str:
+def _what(event: TrailEvent) -> str:
     """Name the record an audit event changed, for a message."""
     data = _data(event)
     if data.get("parent") or data.get("child"):
@@ -272,14 +275,13 @@ def _undo_link(
             connection.execute(links.update().where(links.c.id == row.id).values(manual=None))
         else:
             connection.execute(links.update().where(links.c.id == row.id).values({flag: False}))
-        remaining = connection.execute(sa.select(links).where(links.c.id == row.id)).one()
-        if remaining.manual is None and not (remaining.by_parents or remaining.by_relationships):
-            connection.execute(links.delete().where(links.c.id == row.id))
+        # The row stays (unmarked, inactive): it may carry a creation event (db/trail.py).
         events.add(audit.RELATIONSHIP_REMOVED, person_id=parent_id, **details, reason="revert")
         return
     if row is None:
         connection.execute(
             links.insert().values(
+                id=IdAllocator(connection, links).take(1)[0],
                 site=events.context.get("site") or "",
                 parent_id=parent_id,
                 child_id=child_id,

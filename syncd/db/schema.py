@@ -72,6 +72,7 @@ persons = Table(
 )
 # No index by email: every read by email is a whole-site read (indexes in store.py), and the
 # random inserts of such an index cost a third of a first load's database time.
+Index("ix_persons_created_file_id", persons.c.created_file_id)
 
 links = Table(
     "links",
@@ -96,6 +97,7 @@ links = Table(
     UniqueConstraint("parent_id", "child_id", name="uq_links_parent_child"),
 )
 Index("ix_links_child_id", links.c.child_id)
+Index("ix_links_created_file_id", links.c.created_file_id)
 Index("ix_links_site", links.c.site)
 
 pending_links = Table(

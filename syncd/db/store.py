@@ -19,7 +19,7 @@ from syncd.core.plan import (
     StudentRef,
     child_lookup_value,
 )
-from syncd.db.schema import audit_events, files, links, pending_links, persons, sites, source_state
+from syncd.db.schema import files, links, pending_links, persons, sites, source_state
 from syncd.model import ChildField, Kind, PersonFields, PersonKind, RelType
 
 # SQLite before 3.32 allowed 999 bound parameters; stay under it everywhere.
@@ -335,19 +335,6 @@ def list_files(
 def count_files(connection: sa.Connection, source: str, status: str) -> int:
     query = sa.select(sa.func.count()).where(files.c.source == source, files.c.status == status)
     return int(connection.execute(query).scalar_one())
-
-
-# --- audit ---------------------------------------------------------------------------------
-
-
-def events_of_file(connection: sa.Connection, file_id: int) -> list[Any]:
-    query = sa.select(audit_events).where(audit_events.c.file_id == file_id)
-    return list(connection.execute(query.order_by(audit_events.c.id)))
-
-
-def events_of_person(connection: sa.Connection, person_ids: Sequence[int]) -> list[Any]:
-    query = sa.select(audit_events).where(audit_events.c.person_id.in_(list(person_ids)))
-    return list(connection.execute(query.order_by(audit_events.c.id)))
 
 
 def source_states(connection: sa.Connection) -> dict[str, Any]:

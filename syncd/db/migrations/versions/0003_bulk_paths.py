@@ -31,8 +31,10 @@ def upgrade() -> None:
         batch_op.drop_index("ix_persons_site_kind_email")
         batch_op.add_column(sa.Column("row_digest", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("created_file_id", Id, nullable=True))
+        batch_op.create_index("ix_persons_created_file_id", ["created_file_id"], unique=False)
     with op.batch_alter_table("links", schema=None) as batch_op:
         batch_op.add_column(sa.Column("created_file_id", Id, nullable=True))
+        batch_op.create_index("ix_links_created_file_id", ["created_file_id"], unique=False)
         batch_op.add_column(sa.Column("created_type", sa.String(length=20), nullable=True))
         batch_op.add_column(sa.Column("created_origin", sa.String(length=20), nullable=True))
     with op.batch_alter_table("files", schema=None) as batch_op:
@@ -43,10 +45,12 @@ def downgrade() -> None:
     with op.batch_alter_table("files", schema=None) as batch_op:
         batch_op.drop_column("run_id")
     with op.batch_alter_table("links", schema=None) as batch_op:
+        batch_op.drop_index("ix_links_created_file_id")
         batch_op.drop_column("created_origin")
         batch_op.drop_column("created_type")
         batch_op.drop_column("created_file_id")
     with op.batch_alter_table("persons", schema=None) as batch_op:
+        batch_op.drop_index("ix_persons_created_file_id")
         batch_op.drop_column("created_file_id")
         batch_op.drop_column("row_digest")
         batch_op.create_index("ix_persons_site_kind_email", ["site", "kind", "email"], unique=False)
