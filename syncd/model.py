@@ -81,10 +81,14 @@ DELETE_WORDS = frozenset({"delete", "deleted", "inactive", "tobedeleted"})
 
 @dataclass(frozen=True, slots=True)
 class RawRow:
-    """One data row as read: `line` is the file line it starts on (header = 1)."""
+    """One data row as read: `line` is the file line it starts on (header = 1).
+
+    `digest` identifies the row's bytes and how they were read (CSV only; see RowDigests).
+    """
 
     line: int
     values: tuple[str, ...]
+    digest: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,34 +4,42 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import posixpath
+import re
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 from xml.etree import ElementTree
 
 import openpyxl
+from xxhash import xxh3_64_intdigest
 
 from syncd.errors import FileFailed
 from syncd.formats.detect import SAVE_AS_HINT, Detected, detect_format, sniff_delimiter
 from syncd.model import Limits, RawRow
 
-__all__ = ["Table", "cell_text", "open_table"]
+__all__ = ["RowDigests", "Table", "cell_text", "open_table", "row_digest"]
 
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    """A file opened for reading: how it was read, its header and its data rows (streamed)."""
+    """A file opened for reading: how it was read, its header and its data rows (streamed).
+
+    `digests` (CSV only) is read when the first row is: set its seed and known rows first.
+    """
 
     format: str
     encoding: str | None
     delimiter: str | None
     header: tuple[str, ...]
     rows: Iterator[RawRow]
+    digests: RowDigests | None = None
 
 
 @contextmanager
@@ -135,6 +143,8 @@ def _data_rows(
 
 
 _SNIFF_CHARS = 1024 * 1024
+# Encodings read line by line as bytes: a line break is the byte \n in each of them.
+_BYTE_LINE_ENCODINGS = frozenset({"utf-8", "utf-8-sig", "cp1252"})
 
 
 def _text_codec(detected: Detected) -> tuple[str, str]:
@@ -150,63 +160,302 @@ def _text_codec(detected: Detected) -> tuple[str, str]:
 # Fed to the csv reader after the last line: inside a quoted field it lands in that field, which
 # is how a quote never closed shows (the csv module would quietly swallow the rest of the file).
 _END_SENTINEL = "\ufdd0syncd-end-of-file\ufdd1\n"
+_END_MARK = _END_SENTINEL[:-1]
 
 
-def _physical_lines(text: IO[str], limits: Limits, at_end: list[bool]) -> Iterator[str]:
-    """Yield the lines of `text` with their endings, then the end sentinel (`at_end` set).
+@dataclass(slots=True)
+class RowDigests:
+    """The unchanged-row fast path of a CSV file (set by the caller before reading rows).
 
-    Raises FileFailed on a line longer than max_columns fields of max_field_chars could be:
-    `readline` with a size keeps one hostile line without line breaks from filling memory.
+    Every row gets a digest of its bytes (line ending left out) mixed with `seed`, which
+    the caller derives from everything else that decides what a row means (header, kind,
+    settings). A physical line whose digest is in `known` is not parsed at all: it is
+    taken out of `known` and its value and line number go to `hits` and `hit_lines`.
     """
-    # Room for max_columns fields of max_field_chars, each with quotes doubled.
-    max_line_chars = limits.max_columns * (2 * limits.max_field_chars + 3) + 2
-    line_number = 0
-    while line := text.readline(max_line_chars + 1):
-        line_number += 1
-        if len(line) > max_line_chars:
-            raise FileFailed(
-                f"line {line_number}: line is longer than max_columns ({limits.max_columns}) "
-                f"fields of max_field_chars ({limits.max_field_chars} characters) can be"
-            )
-        yield line
-    at_end[0] = True
-    yield _END_SENTINEL
+
+    seed: int = 0
+    known: dict[int, int] = field(default_factory=dict)
+    hits: array[int] = field(default_factory=lambda: array("q"))
+    hit_lines: array[int] = field(default_factory=lambda: array("q"))
 
 
-def _csv_records(
-    text: IO[str], delimiter: str, encoding: str, limits: Limits
-) -> Iterator[tuple[int, list[str]]]:
-    """Yield (line the record starts on, cells) for each record of `text`."""
-    # Only the record read with the sentinel can hold it: check just that one (a hot path).
-    at_end = [False]
-    reader = csv.reader(
-        _physical_lines(text, limits, at_end),
-        delimiter=delimiter,
-        quotechar='"',
-        doublequote=True,
-        skipinitialspace=False,
-        strict=False,
-    )
-    start = 1
-    while True:
+def row_digest(body: bytes, seed: int) -> int:
+    """Return the digest of a row's bytes (without its line ending) under `seed`.
+
+    63 bits, so that it fits a signed 64-bit database column.
+    """
+    return xxh3_64_intdigest(body, seed) >> 1
+
+
+def _lone_cr_pieces(text: str) -> list[str] | None:
+    """Return `text` split after each CR not followed by LF, or None if it has none.
+
+    A text reader with universal newlines ends a line at a lone CR (old Mac line ends).
+    """
+    crs = text.count("\r")
+    if not crs or (crs == 1 and text.endswith("\r\n")) or (crs == 1 and text.endswith("\r")):
+        return None
+    pieces = _LONE_CR.split(text)
+    return [piece for piece in pieces if piece] if len(pieces) > 1 else None
+
+
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
+
+
+class _CsvScanner:
+    """Reads records of a delimited file line by line, the header first, then the rows.
+
+    Lines are read as bytes (or, for UTF-16 and CR-only files, as text encoded back to
+    UTF-8) so that a line can be digested and skipped without decoding or parsing it. The
+    csv module parses the other lines and pulls further lines itself for quoted fields that
+    span lines.
+    """
+
+    def __init__(
+        self, readline: Callable[[int], bytes], decode: Callable[[bytes], str], delimiter: str,
+        encoding: str, limits: Limits,
+    ) -> None:  # fmt: skip
+        self._readline = readline
+        self._decode = decode
+        self._encoding = encoding
+        self._limits = limits
+        # Room for max_columns fields of max_field_chars, each with quotes doubled; a UTF-8
+        # character is at most 4 bytes. `readline` with a size keeps one hostile line
+        # without line breaks from filling memory.
+        self._max_line_chars = limits.max_columns * (2 * limits.max_field_chars + 3) + 2
+        self._max_line_bytes = 4 * self._max_line_chars
+        self._pending: list[str] = []  # text the csv reader reads next (the current line)
+        self._taken: list[bytes] = []  # lines the csv reader pulled beyond the current one
+        self._at_end = False
+        self._line = 0  # physical lines read so far
+        self._reader = csv.reader(
+            self._feed(), delimiter=delimiter, quotechar='"', doublequote=True,
+            skipinitialspace=False, strict=False,
+        )  # fmt: skip
+
+    def _next_line(self) -> bytes:
         try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            if "field limit" in str(error):
-                raise _field_too_long(start, limits) from error
-            raise FileFailed(f"line {start}: unreadable CSV ({error})") from error
+            raw = self._readline(self._max_line_bytes + 1)
+        except UnicodeDecodeError as error:  # the text path decodes while reading
+            raise self._undecodable(self._line + len(self._taken) + 1) from error
+        if len(raw) > self._max_line_bytes:
+            raise self._too_long(self._line + 1)
+        return raw
+
+    def _too_long(self, line: int) -> FileFailed:
+        limits = self._limits
+        return FileFailed(
+            f"line {line}: line is longer than max_columns ({limits.max_columns}) "
+            f"fields of max_field_chars ({limits.max_field_chars} characters) can be"
+        )
+
+    def _undecodable(self, line: int) -> FileFailed:
+        return FileFailed(f"near line {line}: not valid {self._encoding} text; {SAVE_AS_HINT}")
+
+    def _text(self, raw: bytes, line: int) -> str:
+        try:
+            text = self._decode(raw)
         except UnicodeDecodeError as error:
-            raise FileFailed(
-                f"near line {reader.line_num + 1}: not valid {encoding} text; {SAVE_AS_HINT}"
-            ) from error
-        if cells == [_END_SENTINEL[:-1]]:
-            return
-        if at_end[0] and any(_END_SENTINEL[:-1] in cell for cell in cells):
-            raise FileFailed(f"line {start}: a quoted field is never closed (a stray '\"'?)")
-        yield start, cells
-        start = reader.line_num + 1
+            raise self._undecodable(line) from error
+        if len(text) > self._max_line_chars:
+            raise self._too_long(line)
+        return text
+
+    def _feed(self) -> Iterator[str]:
+        """Lines for the csv reader: the current line, then more while a record goes on."""
+        pending = self._pending
+        while True:
+            if pending:
+                yield pending.pop()
+                continue
+            raw = self._next_line()
+            if not raw:
+                self._at_end = True
+                yield _END_SENTINEL
+                return
+            self._taken.append(raw)
+            text = self._text(raw, self._line + len(self._taken))
+            pieces = _lone_cr_pieces(text)
+            if pieces is None:
+                yield text
+            else:
+                pending.extend(reversed(pieces[1:]))
+                yield pieces[0]
+
+    def _parse(self, text: str, start: int) -> list[str] | None:
+        """Return the cells of the record that starts with `text` on line `start`, or None
+        at the end of the file. Lines the record spans beyond the first are in `_taken`."""
+        pieces = _lone_cr_pieces(text)
+        if pieces is None:
+            self._pending.append(text)
+        else:
+            self._pending.extend(reversed(pieces))
+        try:
+            cells = next(self._reader)
+        except StopIteration:
+            return None
+        except csv.Error as error:
+            raise self._unreadable(error, start) from error
+        if self._at_end and any(_END_MARK in cell for cell in cells):
+            raise _never_closed(start)
+        return cells
+
+    def _records(self) -> Iterator[tuple[int, list[str], int | None, bytes]]:
+        """Yield (line, cells, extra lines, first line's bytes) for each record, unparsed
+        lines included. Lines split at lone CRs yield one record per piece."""
+        while True:
+            raw = self._next_line()
+            if not raw:
+                return
+            self._line += 1
+            start = self._line
+            self._taken.clear()
+            cells = self._parse(self._text(raw, start), start)
+            if cells is None:
+                return
+            yield start, cells, len(self._taken), raw
+            self._line += len(self._taken)
+            while self._pending:  # more pieces of a line with lone CRs
+                self._taken.clear()
+                self._line += 1
+                cells = self._parse(self._pending.pop(), self._line)
+                if cells is None:
+                    return
+                yield self._line, cells, None, b""
+                self._line += len(self._taken)
+
+    def header(self) -> tuple[str, ...] | None:
+        """Return the first non-blank record as header cells, or None if there is none."""
+        for line, cells, _, _ in self._records():
+            cells = list(_trimmed(cells, 0))
+            _checked(cells, line, self._limits)
+            if not _is_blank(cells):
+                return tuple(_header_cell(cell) for cell in cells)
+        return None
+
+    def rows(self, width: int, digests: RowDigests) -> Iterator[RawRow]:
+        """Yield the data rows after the header, padded to `width`; skip known lines."""
+        try:
+            yield from self._rows(width, digests)
+        except UnicodeDecodeError as error:  # the text path decodes while reading
+            raise self._undecodable(self._line + 1) from error
+
+    def _rows(self, width: int, digests: RowDigests) -> Iterator[RawRow]:
+        limits = self._limits
+        max_field = limits.max_field_chars
+        known, seed = digests.known, digests.seed
+        hits, hit_lines = digests.hits, digests.hit_lines
+        readline, limit = self._readline, self._max_line_bytes + 1
+        decode, reader, pending, taken = self._decode, self._reader, self._pending, self._taken
+        line = self._line
+        while True:
+            raw = readline(limit)
+            if not raw:
+                return
+            line += 1
+            digest = xxh3_64_intdigest(raw.rstrip(b"\r\n"), seed) >> 1
+            if known:
+                person = known.pop(digest, None)
+                if person is not None:
+                    hits.append(person)
+                    hit_lines.append(line)
+                    continue
+            self._line = line
+            try:
+                text = decode(raw)
+            except UnicodeDecodeError as error:
+                raise self._undecodable(line) from error
+            cr = text.find("\r")
+            if len(raw) >= limit or (cr >= 0 and not (cr == len(text) - 2 and text[-1] == "\n")):
+                # Rare: a line too long (in bytes; _general_rows counts characters), or with
+                # lone CRs (universal newlines end a line there).
+                yield from self._general_rows(text, width)
+                line = self._line
+                continue
+            # The common case: one line, one record, parsed by the csv module.
+            pending.append(text)
+            taken.clear()
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                raise self._unreadable(error, line) from error
+            if taken:  # a quoted field spans lines: the record's bytes are all of them
+                if self._at_end and any(_END_MARK in cell for cell in cells):
+                    raise _never_closed(line)
+                digest = row_digest(b"".join([raw, *taken]).rstrip(b"\r\n"), seed)
+                self._line = line = line + len(taken)
+                if max(map(len, cells)) > max_field:
+                    raise _field_too_long(line - len(taken), limits)
+            elif len(text) > max_field and max(map(len, cells)) > max_field:
+                raise _field_too_long(line, limits)
+            found = self._row(cells, width, line - len(taken), digest)
+            if found is not None:
+                yield found
+
+    def _row(self, cells: list[str], width: int, line: int, digest: int | None) -> RawRow | None:
+        """Return the RawRow of a record's cells (padded to `width`), or None if blank."""
+        if len(cells) != width:
+            cells = list(_trimmed(cells, width))
+            if len(cells) > self._limits.max_columns:
+                raise _too_many_columns(line, self._limits)
+            if len(cells) < width:
+                cells += [""] * (width - len(cells))
+        # The first cell settles most rows; \x1a is a DOS end-of-file mark.
+        if cells and cells[0].strip().strip("\x1a") or not _is_blank(cells):
+            return RawRow(line, tuple(cells), digest)
+        return None
+
+    def _general_rows(self, text: str, width: int) -> Iterator[RawRow]:
+        """Yield the rows of the physical line `text` (at `_line`) whatever it holds."""
+        start = self._line
+        if len(text) > self._max_line_chars:
+            raise self._too_long(start)
+        self._taken.clear()
+        cells = self._parse(text, start)
+        while cells is not None:
+            self._line += len(self._taken)
+            _checked(cells, start, self._limits)
+            row = self._row(cells, width, start, None)  # not a whole line: never skipped
+            if row is not None:
+                yield row
+            if not self._pending:
+                return
+            self._taken.clear()
+            self._line += 1
+            start = self._line
+            cells = self._parse(self._pending.pop(), start)
+
+    def _unreadable(self, error: csv.Error, line: int) -> FileFailed:
+        if "field limit" in str(error):
+            return _field_too_long(line, self._limits)
+        return FileFailed(f"line {line}: unreadable CSV ({error})")
+
+
+def _never_closed(line: int) -> FileFailed:
+    return FileFailed(f"line {line}: a quoted field is never closed (a stray '\"'?)")
+
+
+def _line_source(
+    binary: BinaryIO, detected: Detected
+) -> tuple[Callable[[int], bytes], Callable[[bytes], str]]:
+    """Return (readline of byte lines, decode of one line) for the text after the BOM."""
+    assert detected.encoding is not None
+    codec, errors = _text_codec(detected)
+    binary.seek(detected.bom_length)
+    sample = binary.read(_SNIFF_CHARS)
+    binary.seek(detected.bom_length)
+    cr_only = b"\r" in sample and b"\n" not in sample
+    if detected.encoding in _BYTE_LINE_ENCODINGS and not cr_only:
+        return binary.readline, functools.partial(bytes.decode, encoding=codec, errors=errors)
+    # UTF-16 (a line break is two bytes) or old Mac CR line ends: universal newlines.
+    text = io.TextIOWrapper(binary, encoding=codec, errors=errors, newline="")
+
+    def readline(size: int) -> bytes:
+        return text.readline(size // 4).encode("utf-8", "surrogatepass")
+
+    return readline, functools.partial(bytes.decode, encoding="utf-8", errors="surrogatepass")
 
 
 @contextmanager
@@ -227,22 +476,20 @@ def _open_csv(binary: BinaryIO, detected: Detected, limits: Limits) -> Iterator[
     finally:
         sniffing.detach()  # keep `binary` open for the reading pass
 
-    binary.seek(detected.bom_length)
-    text = io.TextIOWrapper(binary, encoding=codec, errors=errors, newline="")
-    try:
-        records = _csv_records(text, delimiter, detected.encoding, limits)
-        header = _split_header(records, limits)
-        if header is None:
-            raise FileFailed("no header row")
-        yield Table(
-            format="csv",
-            encoding=detected.encoding,
-            delimiter=delimiter,
-            header=header,
-            rows=_data_rows(records, len(header), limits),
-        )
-    finally:
-        text.detach()
+    readline, decode = _line_source(binary, detected)
+    scanner = _CsvScanner(readline, decode, delimiter, detected.encoding, limits)
+    header = scanner.header()
+    if header is None:
+        raise FileFailed("no header row")
+    digests = RowDigests()
+    yield Table(
+        format="csv",
+        encoding=detected.encoding,
+        delimiter=delimiter,
+        header=header,
+        rows=scanner.rows(len(header), digests),
+        digests=digests,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
