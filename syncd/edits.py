@@ -15,7 +15,6 @@ from syncd.core.plan import link_is_active
 from syncd.db import store
 from syncd.db import trail as trail_of
 from syncd.db.apply import Applied, ApplyContext, settle_parents
-from syncd.db.bulk import IdAllocator
 from syncd.db.schema import audit_events, files, links, pending_links, persons
 from syncd.db.trail import TrailEvent
 from syncd.errors import FileFailed, UsageError
@@ -52,7 +51,6 @@ def manual_link(
     if row is None:
         connection.execute(
             links.insert().values(
-                id=IdAllocator(connection, links).take(1)[0],
                 site=site,
                 parent_id=parent.id,
                 child_id=child.id,
@@ -122,7 +120,7 @@ def revert_file(connection: sa.Connection, file_id: int, events: EventBuffer) ->
             connection.execute(
                 persons.update()
                 .where(persons.c.id == row.person_id)
-                .values(active=False, inactive_reason="revert", updated_at=now)
+                .values(active=False, inactive_reason="revert", row_digest=None, updated_at=now)
             )
             events.add(
                 audit.PERSON_DEACTIVATED,
@@ -135,7 +133,7 @@ def revert_file(connection: sa.Connection, file_id: int, events: EventBuffer) ->
             connection.execute(
                 persons.update()
                 .where(persons.c.id == row.person_id)
-                .values(active=True, inactive_reason=None, updated_at=now)
+                .values(active=True, inactive_reason=None, row_digest=None, updated_at=now)
             )
             events.add(
                 audit.PERSON_REACTIVATED,
@@ -235,7 +233,8 @@ def _restore_fields(
     connection: sa.Connection, person_id: int, changes: dict[str, Any], now: Any
 ) -> None:
     row = connection.execute(sa.select(persons).where(persons.c.id == person_id)).one()
-    values: dict[str, Any] = {"updated_at": now, "fingerprint": "reverted"}
+    # No file row describes the person now: the next file's row is read and compared.
+    values: dict[str, Any] = {"updated_at": now, "fingerprint": "reverted", "row_digest": None}
     attributes = dict(row.attributes or {})
     for name, change in changes.items():
         if name == "password":
@@ -281,7 +280,6 @@ def _undo_link(
     if row is None:
         connection.execute(
             links.insert().values(
-                id=IdAllocator(connection, links).take(1)[0],
                 site=events.context.get("site") or "",
                 parent_id=parent_id,
                 child_id=child_id,

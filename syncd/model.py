@@ -142,6 +142,8 @@ class PersonRecord:
     deleted: bool = False
     child_values: tuple[str, ...] | None = None
     relationship_type: RelType = RelType.PARENT
+    # The digest of the one row this record came from (RawRow.digest), if there is one.
+    digest: int | None = field(default=None, compare=False)
 
 
 class ParentBy(StrEnum):

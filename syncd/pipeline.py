@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +29,16 @@ from syncd.core.plan import (
     Thresholds,
     changed_fields,
     hold_reason,
-    plan_parent_links,
-    plan_persons,
     plan_relationship_links,
     resolve_links,
     too_many_rejected,
 )
-from syncd.core.validate import Columns, RowRules, validate_links, validate_persons
+from syncd.core.validate import validate_links
 from syncd.db import apply as writes
 from syncd.db import store
 from syncd.db.schema import files
 from syncd.errors import FileFailed
-from syncd.formats.headers import ColumnMap, detect_kind, map_columns
-from syncd.formats.readers import open_table
+from syncd.formats.headers import ColumnMap
 from syncd.model import (
     Counts,
     ErrorList,
@@ -48,14 +46,12 @@ from syncd.model import (
     Kind,
     LinkRecord,
     Mode,
-    PasswordPolicy,
     PersonFields,
     PersonRecord,
-    RawRow,
     RowError,
 )
-
-PERSON_IDENTIFIERS = ("sync_key", "username", "email")
+from syncd.person_files import PersonFile
+from syncd.reading import OpenedFile, counting, open_file
 
 
 @dataclass(slots=True)
@@ -114,69 +110,13 @@ class _Parsed:
     rows: int
 
 
-PROGRESS_EVERY = 10_000
-
-
-def _counting(
-    rows: Iterator[RawRow], counter: list[int], progress: Callable[[int], None] | None
-) -> Iterator[RawRow]:
-    for row in rows:
-        counter[0] += 1
-        if progress is not None and counter[0] % PROGRESS_EVERY == 0:
-            progress(counter[0])
-        yield row
-
-
-def parse_file(job: Job, result: FileResult) -> _Parsed:
-    """Read and validate the whole file; raise FileFailed for what fails the whole file."""
-    source = job.source
-    with open_table(job.path, source.limits) as table:
-        result.encoding = table.encoding if table.format == "csv" else "xlsx"
-        result.delimiter = table.delimiter
-        kind = job.kind or detect_kind(job.name, table.header, source.globs, source.child_column)
-        if kind is None:
-            raise FileFailed(
-                "kind cannot be found from the file name or the header: name it like "
-                "*students*, *parents* or *relationships*, or use the documented column names"
-            )
-        result.kind = kind
-        columns = map_columns(table.header, kind, source.child_column)
-        _check_required_columns(kind, columns)
-        keep_passwords = source.passwords is PasswordPolicy.HASH
-        result.ignored_columns = list(columns.ignored)
-        if "password" in columns.fields and not keep_passwords:
-            result.ignored_columns.append(columns.column_name("password"))
-        result.attribute_columns = [columns.header[index] for _, index in columns.attributes]
-        rules = RowRules(
-            keep_passwords=keep_passwords, relationship_types=source.relationship_types
-        )
-        cols = Columns(
-            fields=columns.fields,
-            names={name: columns.column_name(name) for name in columns.fields},
-            attributes=columns.attributes,
-        )
-        errors = ErrorList()
-        counter = [0]
-        rows = _counting(table.rows, counter, job.progress)
-        records: list[PersonRecord] | list[LinkRecord]
-        if kind is Kind.RELATIONSHIPS:
-            records = list(validate_links(rows, cols, rules, errors))
-        else:
-            records = list(validate_persons(rows, kind, cols, rules, errors))
-    return _Parsed(kind, columns, records, errors, counter[0])
-
-
-def _check_required_columns(kind: Kind, columns: ColumnMap) -> None:
-    if kind is Kind.RELATIONSHIPS:
-        if not any(
-            name in columns.fields for name in ("parent_email", "parent_key", "parent_username")
-        ):
-            raise FileFailed("no parent column (Parent Email, Parent ID or Parent username)")
-        if not any(name in columns.fields for name in ("student_email", "student_id")):
-            raise FileFailed("no child column (Student Email or Student ID)")
-        return
-    if not any(name in columns.fields for name in PERSON_IDENTIFIERS):
-        raise FileFailed("no identifier column: needs a sync key, username or email column")
+def _parse_links(job: Job, opened: OpenedFile) -> _Parsed:
+    """Read and validate a whole relationships file (relationships files are small)."""
+    errors = ErrorList()
+    counter = [0]
+    rows = counting(opened.table.rows, counter, job.progress)
+    records = list(validate_links(rows, opened.cols, opened.rules, errors))
+    return _Parsed(opened.kind, opened.columns, records, errors, counter[0])
 
 
 def _password_only(upsert: PersonUpsert) -> bool:
@@ -221,13 +161,18 @@ class Pipeline:
         return int(file_id)
 
     def _events(self, job: Job, file_id: int | None) -> EventBuffer:
+        return self.events_for(job, file_id, self.clock.now())
+
+    @staticmethod
+    def events_for(job: Job, file_id: int | None, now: datetime) -> EventBuffer:
+        """Return an event buffer for the job's events, stamped `now`."""
         context = {
             "source": job.source_name,
             "site": job.source.site,
             "file_id": file_id,
             "run_id": job.run_id,
         }
-        return EventBuffer(context=context, now=self.clock.now())
+        return EventBuffer(context=context, now=now)
 
     def finish_ledger(
         self,
@@ -235,6 +180,7 @@ class Pipeline:
         file_id: int,
         result: FileResult,
         location: str | None = None,
+        run_id: str | None = None,
     ) -> None:
         values: dict[str, Any] = {
             "status": result.status.value,
@@ -247,6 +193,8 @@ class Pipeline:
         }
         if location is not None:
             values["path"] = location
+        if run_id is not None:
+            values["run_id"] = run_id
         connection.execute(files.update().where(files.c.id == file_id).values(**values))
 
     def set_location(self, file_id: int, location: str, status: FileStatus | None = None) -> None:
@@ -277,8 +225,13 @@ class Pipeline:
                     result.reason = f"same content as file {duplicate.id} ({duplicate.name})"
                     self._record_outcome(job, result, audit.FILE_DUPLICATE)
                     return result
-            parsed = parse_file(job, result)
-            self._plan_and_apply(job, parsed, result)
+            with open_file(job, result) as opened:
+                if opened.kind is Kind.RELATIONSHIPS:
+                    parsed = _parse_links(job, opened)
+                else:
+                    PersonFile(self, job, result).run(opened)
+            if opened.kind is Kind.RELATIONSHIPS:
+                self._apply_relationships(job, parsed, result)
         except FileFailed as failure:
             result.status = FileStatus.FAILED
             result.reason = str(failure)
@@ -317,9 +270,9 @@ class Pipeline:
             events.write(connection)
         events.emit()
 
-    def _plan_and_apply(self, job: Job, parsed: _Parsed, result: FileResult) -> None:
+    def _apply_relationships(self, job: Job, parsed: _Parsed, result: FileResult) -> None:
+        """Plan and apply a relationships file in one transaction (dry run: roll back)."""
         source = job.source
-        kind = parsed.kind
         counts = result.counts
         counts.rows = parsed.rows
         now = self.clock.now()
@@ -329,24 +282,24 @@ class Pipeline:
             file_id=result.file_id,
             now=now,
             pending_ttl=source.pending_ttl,
-            hash_passwords=source.passwords is PasswordPolicy.HASH,
-            update_passwords=source.update_passwords,
             deactivate_orphan_parents=source.deactivate_orphan_parents,
         )
-        events = self._events(job, result.file_id)
+        events = self.events_for(job, result.file_id, now)
         connection = self.engine.connect()
         transaction = connection.begin()
         if not job.dry_run:
             events.bind(connection)
         try:
             store.ensure_site(connection, source.site, now)
-            person_plan, link_plan = self._plan(connection, job, parsed, result)
+            link_plan = self._plan_links(connection, job, parsed, result)
             result.errors = sorted(parsed.errors.errors, key=lambda error: error.row)
             counts.rejected = len(parsed.errors.rejected_lines)
-            old_fields = self._old_fields(connection, person_plan)
-            self._count_plan(person_plan, link_plan, old_fields, counts)
+            counts.updated = sum(1 for change in link_plan.sets if writes.is_retype(change))
+            counts.links_created = link_plan.created
+            counts.links_removed = link_plan.removed + len(link_plan.pending_drops)
+            counts.pending = len(link_plan.pending_adds)
             if job.dry_run:  # the change list is the preview; a real apply never prints it
-                result.changes = self._describe(connection, person_plan, link_plan, old_fields)
+                result.changes = self.describe(connection, None, link_plan, {})
             for error in result.errors:
                 events.add(
                     audit.ROW_REJECTED,
@@ -358,11 +311,11 @@ class Pipeline:
             events.add(
                 audit.FILE_VALIDATED,
                 name=job.name,
-                kind=kind.value,
+                kind=Kind.RELATIONSHIPS.value,
                 rows=counts.rows,
                 rejected=counts.rejected,
             )
-            failure, held = self._verdict(connection, job, kind, counts, link_plan)
+            failure, held = self._verdict(connection, job, counts, link_plan)
             if job.dry_run:
                 # The preview says what the real run would do with the file as a whole.
                 result.status = FileStatus.APPLIED
@@ -379,7 +332,11 @@ class Pipeline:
                 result.status = FileStatus.HELD
                 result.reason = held
                 events.add(
-                    audit.FILE_HELD, level="warning", name=job.name, kind=kind.value, reason=held
+                    audit.FILE_HELD,
+                    level="warning",
+                    name=job.name,
+                    kind=Kind.RELATIONSHIPS.value,
+                    reason=held,
                 )
                 assert result.file_id is not None
                 self.finish_ledger(connection, result.file_id, result)
@@ -388,37 +345,32 @@ class Pipeline:
                 events.emit()
                 return
             applied = writes.Applied()
-            new_ids: dict[str, int] = {}
-            if person_plan is not None:
-                new_ids = writes.apply_persons(connection, person_plan, context, events, applied)
-            if link_plan is not None:
-                writes.apply_links(connection, link_plan, context, events, applied, new_ids)
-            if kind is Kind.STUDENTS:
-                writes.resolve_pending(connection, context, events, applied)
+            writes.apply_links(connection, link_plan, context, events, applied, {})
             writes.settle_parents(connection, context, events, applied)
             applied.counts.rows = counts.rows
             applied.counts.rejected = counts.rejected
-            if person_plan is not None:
-                applied.counts.unchanged += person_plan.unchanged
-            else:  # a relationships file: its row updated a link when it changed its type
-                applied.counts.updated = applied.links_retyped
-                applied.counts.unchanged = max(
-                    0,
-                    counts.rows
-                    - counts.rejected
-                    - applied.counts.links_created
-                    - applied.counts.links_removed
-                    - applied.counts.pending
-                    - applied.counts.updated,
-                )
+            # A relationships file's row updated a link when it changed its type.
+            applied.counts.updated = applied.links_retyped
+            applied.counts.unchanged = max(
+                0,
+                counts.rows
+                - counts.rejected
+                - applied.counts.links_created
+                - applied.counts.links_removed
+                - applied.counts.pending
+                - applied.counts.updated,
+            )
             result.counts = applied.counts
             result.pending = applied.pending
             result.status = FileStatus.APPLIED
             events.add(
-                audit.FILE_APPLIED, name=job.name, kind=kind.value, counts=result.counts.as_dict()
+                audit.FILE_APPLIED,
+                name=job.name,
+                kind=Kind.RELATIONSHIPS.value,
+                counts=result.counts.as_dict(),
             )
             assert result.file_id is not None
-            self.finish_ledger(connection, result.file_id, result)
+            self.finish_ledger(connection, result.file_id, result, run_id=job.run_id)
             events.write(connection)
             transaction.commit()
         except BaseException:
@@ -432,22 +384,17 @@ class Pipeline:
 
     @staticmethod
     def _verdict(
-        connection: sa.Connection,
-        job: Job,
-        kind: Kind,
-        counts: Counts,
-        link_plan: LinkPlan | None,
+        connection: sa.Connection, job: Job, counts: Counts, link_plan: LinkPlan
     ) -> tuple[str | None, str | None]:
         """Return (why the file fails: max_reject, why it is held: a safety threshold)."""
         source = job.source
+        kind = Kind.RELATIONSHIPS
         failure = too_many_rejected(counts.rows, counts.rejected, source.max_reject)
         if job.force:
             return failure, None
         # The links threshold compares removed *active* links with the site's active links;
         # dropping a pending link (no student yet) removes none of those.
-        judged = dataclasses.replace(
-            counts, links_removed=link_plan.removed if link_plan is not None else 0
-        )
+        judged = dataclasses.replace(counts, links_removed=link_plan.removed)
         mode = source.mode_for(kind)
         header_only = mode is Mode.FULL and counts.rows == 0
         if not (header_only or judged.deactivated or judged.links_removed or judged.updated):
@@ -456,77 +403,41 @@ class Pipeline:
         site = store.site_counts(connection, source.site, kind, job.source_name)
         return failure, hold_reason(kind, mode, counts.rows, judged, site, thresholds)
 
-    def _plan(
+    def _plan_links(
         self, connection: sa.Connection, job: Job, parsed: _Parsed, result: FileResult
-    ) -> tuple[PersonPlan | None, LinkPlan | None]:
+    ) -> LinkPlan:
         source = job.source
-        kind = parsed.kind
-        mode = source.mode_for(kind)
-        if kind is Kind.RELATIONSHIPS:
-            link_records = [r for r in parsed.records if isinstance(r, LinkRecord)]
-            labels = {
-                f"parent_{by}": parsed.columns.column_name(f"parent_{by}")
-                for by in ("email", "sync_key", "username")
-            }
-            labels["parent_sync_key"] = parsed.columns.column_name("parent_key")
-            labels["student_email"] = parsed.columns.column_name("student_email")
-            labels["student_id"] = parsed.columns.column_name("student_id")
-            resolved = resolve_links(
-                link_records,
-                store.parent_index(connection, source.site),
-                store.student_index(connection, source.site, source.child_field),
-                store.student_index(connection, source.site, "email"),
-                source.child_field,
-                parsed.errors,
-                labels,
-            )
-            result.unresolved_children = sum(1 for item in resolved if item.child is None)
-            parent_ids = {item.parent.person_id for item in resolved}
-            existing = store.links_of_parents(connection, parent_ids)
-            pending = store.pending_of_parents(connection, parent_ids)
-            if mode.value == "full" and job.source_name is not None:
-                existing += store.relationship_links_of_source(
-                    connection, source.site, job.source_name
-                )
-                pending += store.pending_of_source(
-                    connection, source.site, job.source_name, Kind.RELATIONSHIPS
-                )
-            return None, plan_relationship_links(
-                resolved, mode, job.source_name or "", existing, pending
-            )
-        person_records = [r for r in parsed.records if isinstance(r, PersonRecord)]
-        snapshot = store.person_snapshot(connection, source.site, kind.person_kind)
-        index = None
-        if kind is Kind.PARENTS and "child_key" in parsed.columns.fields:
-            index = store.student_index(connection, source.site, source.child_field)
-        person_plan = plan_persons(
-            person_records,
-            kind,
-            mode,
-            snapshot,
-            parsed.errors,
+        mode = source.mode_for(Kind.RELATIONSHIPS)
+        link_records = [r for r in parsed.records if isinstance(r, LinkRecord)]
+        labels = {
+            f"parent_{by}": parsed.columns.column_name(f"parent_{by}")
+            for by in ("email", "sync_key", "username")
+        }
+        labels["parent_sync_key"] = parsed.columns.column_name("parent_key")
+        labels["student_email"] = parsed.columns.column_name("student_email")
+        labels["student_id"] = parsed.columns.column_name("student_id")
+        resolved = resolve_links(
+            link_records,
+            store.parent_index(connection, source.site),
+            store.student_index(connection, source.site, source.child_field),
+            store.student_index(connection, source.site, "email"),
             source.child_field,
-            index,
-            parsed.columns.column_name("child_key") or "child",
+            parsed.errors,
+            labels,
         )
-        if source.passwords is PasswordPolicy.HASH and source.update_passwords:
-            self._plan_password_changes(
-                connection, person_plan, person_records, snapshot, parsed.errors
+        result.unresolved_children = sum(1 for item in resolved if item.child is None)
+        parent_ids = {item.parent.person_id for item in resolved}
+        existing = store.links_of_parents(connection, parent_ids)
+        pending = store.pending_of_parents(connection, parent_ids)
+        if mode is Mode.FULL and job.source_name is not None:
+            existing += store.relationship_links_of_source(connection, source.site, job.source_name)
+            pending += store.pending_of_source(
+                connection, source.site, job.source_name, Kind.RELATIONSHIPS
             )
-        result.unresolved_children = person_plan.unresolved_children
-        link_plan = None
-        if kind is Kind.PARENTS and person_plan.link_requests:
-            ids = [r.parent_id for r in person_plan.link_requests if r.parent_id is not None]
-            link_plan = plan_parent_links(
-                person_plan.link_requests,
-                store.links_of_parents(connection, ids),
-                store.pending_of_parents(connection, ids),
-                source.child_field,
-            )
-        return person_plan, link_plan
+        return plan_relationship_links(resolved, mode, job.source_name or "", existing, pending)
 
     @staticmethod
-    def _plan_password_changes(
+    def plan_password_changes(
         connection: sa.Connection,
         plan: PersonPlan,
         records: Sequence[PersonRecord],
@@ -564,48 +475,7 @@ class Pipeline:
                 plan.unchanged -= 1
 
     @staticmethod
-    def _old_fields(
-        connection: sa.Connection, person_plan: PersonPlan | None
-    ) -> dict[int, PersonFields]:
-        """Return the stored fields of the persons whose row differs from what the file says."""
-        if person_plan is None:
-            return {}
-        ids = [u.person_id for u in person_plan.upserts if u.person_id is not None and u.changed]
-        return store.person_fields(connection, ids)
-
-    @staticmethod
-    def _count_plan(
-        person_plan: PersonPlan | None,
-        link_plan: LinkPlan | None,
-        old_fields: dict[int, PersonFields],
-        counts: Counts,
-    ) -> None:
-        """Fill the planned counts (the dry-run figures and the threshold inputs)."""
-        if person_plan is not None:
-            counts.created = sum(1 for u in person_plan.upserts if u.person_id is None)
-            # A row whose only change is its child cell changes links, not the person: it
-            # is no update (nor counted against max_update), as in the applied counts.
-            counts.updated = sum(
-                1
-                for u in person_plan.upserts
-                if _password_only(u)
-                or (
-                    u.person_id in old_fields
-                    and changed_fields(old_fields[u.person_id], u.record.fields)
-                )
-            )
-            counts.reactivated = sum(1 for u in person_plan.upserts if u.reactivate)
-            counts.deactivated = len(person_plan.deactivations)
-            counts.unchanged = person_plan.unchanged
-        elif link_plan is not None:
-            counts.updated = sum(1 for change in link_plan.sets if writes.is_retype(change))
-        if link_plan is not None:
-            counts.links_created = link_plan.created
-            counts.links_removed = link_plan.removed + len(link_plan.pending_drops)
-            counts.pending = len(link_plan.pending_adds)
-
-    @staticmethod
-    def _describe(
+    def describe(
         connection: sa.Connection,
         person_plan: PersonPlan | None,
         link_plan: LinkPlan | None,

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from syncd.model import (
     ChildBy,
@@ -64,6 +65,8 @@ class ExistingPerson:
     # Why an inactive person is inactive: "file", "orphan" (SPEC §2.4: a parent left without
     # a live link), ... None when active or not known.
     inactive_reason: str | None = None
+    # The digest of the file row that last set the person (RawRow.digest), if any.
+    row_digest: int | None = None
 
     @property
     def listing_reactivates(self) -> bool:
@@ -146,6 +149,8 @@ class PersonUpsert:
     fingerprint: str
     changed: bool
     reactivate: bool
+    # What the person's row digest becomes (None: no one file row describes the person).
+    row_digest: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +171,8 @@ class ParentLinks:
     # that lists the parent whole. A delta file only adds, and a parent one of whose rows was
     # rejected is only partly listed: a malformed row must not remove its links.
     replace: bool = True
+    # The sync keys of `children` (for the change events).
+    child_keys: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -187,8 +194,14 @@ def child_lookup_value(child_field: ChildField | str, value: str) -> str:
     return value.strip()
 
 
+class StudentIndex(Protocol):
+    """Students by a child field's value (in lookup form)."""
+
+    def get(self, value: str, default: Sequence[StudentRef], /) -> Sequence[StudentRef]: ...
+
+
 def resolve_child(
-    value: str, field_name: str, index: Mapping[str, Sequence[StudentRef]]
+    value: str, field_name: str, index: StudentIndex
 ) -> tuple[StudentRef | None, str | None]:
     """Return (the one student `value` names, None) or (None, an error naming every match)."""
     matches = index.get(child_lookup_value(field_name, value), ())
@@ -207,43 +220,82 @@ def plan_persons(
     snapshot: Mapping[str, ExistingPerson],
     errors: ErrorList,
     child_field: ChildField = ChildField.SYNC_KEY,
-    student_index: Mapping[str, Sequence[StudentRef]] | None = None,
+    student_index: StudentIndex | None = None,
     child_column_label: str = "child",
 ) -> PersonPlan:
     """Return what a students or parents file changes, given the site's persons of that kind.
 
-    Ambiguous child values reject their row (added to `errors`).
+    Ambiguous child values reject their row (added to `errors`). A full file deactivates
+    the active persons of `snapshot` it does not list.
+    """
+    seen: set[str] = set()
+
+    def listed() -> Iterator[PersonRecord]:
+        for record in records:
+            seen.add(record.fields.sync_key)
+            yield record
+
+    plan = plan_person_chunk(
+        listed(), kind, mode, snapshot, errors, child_field, student_index, child_column_label
+    )
+    if mode is Mode.FULL:
+        # Read only now: with streamed records, rows are rejected while they are consumed.
+        seen |= errors.rejected_keys
+        plan_unlisted(
+            plan,
+            [
+                (existing.person_id, key)
+                for key, existing in snapshot.items()
+                if existing.active and key not in seen
+            ],
+        )
+    return plan
+
+
+def plan_person_chunk(
+    records: Iterable[PersonRecord],
+    kind: Kind,
+    mode: Mode,
+    snapshot: Mapping[str, ExistingPerson],
+    errors: ErrorList,
+    child_field: ChildField = ChildField.SYNC_KEY,
+    student_index: StudentIndex | None = None,
+    child_column_label: str = "child",
+) -> PersonPlan:
+    """Return what the records of some of a file's persons change (none missing counted).
+
+    `snapshot` must hold the existing persons among `records`; `errors` must already hold
+    every rejected row of the file (whether a parent was listed whole depends on it).
     """
     plan = PersonPlan(kind=kind)
-    seen: set[str] = set()
     for record in records:
         key = record.fields.sync_key
         existing = snapshot.get(key)
         links: ParentLinks | None = None
-        # `validate_persons` yields parents only after reading every row, so whether one of a
-        # parent's rows was rejected is known here even when `records` streams.
         partial = mode is Mode.FULL and key in errors.rejected_keys
         if kind is Kind.PARENTS and record.child_values is not None and not record.deleted:
             links = _resolve_children(
                 record, existing, child_field, student_index or {}, errors, child_column_label
             )
             if links is None:
-                seen.add(key)
                 continue
             if mode is not Mode.FULL or partial:
                 links = dataclasses.replace(links, replace=False)
-        seen.add(key)
         if record.deleted:
             if existing is not None and existing.active:
                 plan.deactivations.append(Deactivation(existing.person_id, key))
+                if kind is Kind.PARENTS:
+                    plan.link_requests.append(ParentLinks(key, existing.person_id, {}, {}))
             else:
                 plan.unchanged += 1
             continue
         digest = fingerprint(record)
         if links is not None and partial:
             digest += PARTIAL_MARK
+        # A partly listed parent has no one row that describes it.
+        row_digest = None if partial else record.digest
         if existing is None:
-            plan.upserts.append(PersonUpsert(None, record, digest, True, False))
+            plan.upserts.append(PersonUpsert(None, record, digest, True, False, row_digest))
         elif existing.fingerprint != digest or existing.listing_reactivates:
             plan.upserts.append(
                 PersonUpsert(
@@ -252,6 +304,7 @@ def plan_persons(
                     digest,
                     existing.fingerprint != digest,
                     existing.listing_reactivates,
+                    row_digest,
                 )
             )
         else:
@@ -260,27 +313,28 @@ def plan_persons(
         if links is not None:
             plan.link_requests.append(links)
             plan.unresolved_children += len(links.pending_values)
-    if mode is Mode.FULL:
-        # Read only now: with streamed records, rows are rejected while they are consumed.
-        seen |= errors.rejected_keys
-        for key, existing in snapshot.items():
-            if existing.active and key not in seen:
-                plan.deactivations.append(Deactivation(existing.person_id, key))
-    if kind is Kind.PARENTS:
-        for gone in plan.deactivations:
-            plan.link_requests.append(ParentLinks(gone.sync_key, gone.person_id, {}, {}))
     return plan
+
+
+def plan_unlisted(plan: PersonPlan, unlisted: Iterable[tuple[int, str]]) -> None:
+    """Add to `plan` what a full file does to the active persons it does not list
+    (person id, sync key): deactivate them and, for parents, drop their parents-file links."""
+    for person_id, key in unlisted:
+        plan.deactivations.append(Deactivation(person_id, key))
+        if plan.kind is Kind.PARENTS:
+            plan.link_requests.append(ParentLinks(key, person_id, {}, {}))
 
 
 def _resolve_children(
     record: PersonRecord,
     existing: ExistingPerson | None,
     child_field: ChildField,
-    index: Mapping[str, Sequence[StudentRef]],
+    index: StudentIndex,
     errors: ErrorList,
     label: str,
 ) -> ParentLinks | None:
     children: dict[int, RelType] = {}
+    child_keys: dict[int, str] = {}
     pending: dict[str, RelType] = {}
     problems = []
     for value in record.child_values or ():
@@ -289,6 +343,7 @@ def _resolve_children(
             problems.append(RowError(record.line, label, value, problem))
         elif match is not None:
             children[match.person_id] = record.relationship_type
+            child_keys[match.person_id] = match.sync_key
         else:
             pending[value] = record.relationship_type
     if problems:
@@ -300,6 +355,7 @@ def _resolve_children(
         existing.person_id if existing else None,
         children,
         pending,
+        child_keys=child_keys,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from syncd.model import (
@@ -108,39 +108,84 @@ def validate_persons(
     """Yield a record for each valid students/parents row; add the others' errors to `errors`.
 
     Rows repeating a person merge their child values (a parent on one row per child);
-    a repeated student, or a repeat whose fields differ, is a duplicate error.
+    a repeated student, or a repeat whose fields differ, is a duplicate error. Parents are
+    yielded after the last row (a later row may add children).
     """
-    first_line_of: dict[str, int] = {}
-    fields_of: dict[str, PersonFields] = {}
-    pending: dict[str, PersonRecord] = {}
-    has_children = kind is Kind.PARENTS and columns.has("child_key")
-    for row in rows:
-        record = _person_record(row, kind, columns, rules, errors, has_children)
-        if record is None:
-            continue
-        key = record.fields.sync_key
-        if key not in first_line_of:
-            first_line_of[key] = row.line
-            fields_of[key] = record.fields
-            if kind is Kind.PARENTS:
-                pending[key] = record
-            else:
+    person_rows = PersonRows(kind, columns, rules, errors)
+    if kind is not Kind.PARENTS:
+        yield from person_rows.read(rows)
+        return
+    groups: dict[str, list[PersonRecord]] = {}
+    for record in person_rows.read(rows):
+        groups.setdefault(record.fields.sync_key, []).append(record)
+    for group in groups.values():
+        yield merge_person_records(group, person_rows.has_children)
+
+
+class PersonRows:
+    """Validates the rows of a students or parents file as they stream by.
+
+    Every valid row becomes a record, in file order; a parent named on several rows gives
+    one record per row (its keys are in `repeated`), to be merged with
+    `merge_person_records`. What decides a repeat (first line, fields, type) is kept per
+    key in one int, so memory grows with the keys, not with the rows.
+    """
+
+    def __init__(self, kind: Kind, columns: Columns, rules: RowRules, errors: ErrorList) -> None:
+        self.kind = kind
+        self.columns = columns
+        self.errors = errors
+        self.has_children = kind is Kind.PARENTS and columns.has("child_key")
+        self.repeated: set[str] = set()
+        self._make_record = _record_maker(kind, columns, rules, errors, self.has_children)
+        # Per key: first line | relationship type << 32 | hash of the fields << 35.
+        self._first: dict[str, int] = {}
+
+    def read(self, rows: Iterable[RawRow]) -> Iterator[PersonRecord]:
+        """Yield each valid row's record; add the errors of the others (and of repeats)."""
+        first = self._first
+        make_record = self._make_record
+        is_parents = self.kind is Kind.PARENTS
+        for row in rows:
+            record = make_record(row)
+            if record is None:
+                continue
+            key = record.fields.sync_key
+            seen = first.get(key)
+            if seen is None:
+                if is_parents:
+                    first[key] = (
+                        row.line
+                        | _TYPE_CODE[record.relationship_type] << 32
+                        | (hash(record.fields) & _HASH_MASK) << 35
+                    )
+                else:
+                    first[key] = row.line
                 yield record
-            continue
-        same_person = fields_of[key] == record.fields and kind is Kind.PARENTS
+            elif self._repeat_is_valid(row, record, seen):
+                self.repeated.add(key)
+                yield record
+
+    def _repeat_is_valid(self, row: RawRow, record: PersonRecord, seen: int) -> bool:
+        columns, errors = self.columns, self.errors
+        key = record.fields.sync_key
+        first_line = seen & 0xFFFFFFFF
+        same_person = self.kind is Kind.PARENTS and (seen >> 35) == (
+            hash(record.fields) & _HASH_MASK
+        )
         if not same_person:
             errors.add(
                 RowError(
                     row.line,
                     columns.label(_identifier_field(columns)),
                     key,
-                    f"duplicate of row {first_line_of[key]}",
+                    f"duplicate of row {first_line}",
                 )
             )
             errors.rejected_keys.add(key)
-            continue
-        earlier = pending[key]
-        if has_children and record.relationship_type is not earlier.relationship_type:
+            return False
+        first_type = _TYPES[(seen >> 32) & 0b111]
+        if self.has_children and record.relationship_type is not first_type:
             # A record has one type for all its children; taking either would be a guess.
             errors.add(
                 RowError(
@@ -148,22 +193,40 @@ def validate_persons(
                     columns.label("relationship_type"),
                     columns.get(row.values, "relationship_type"),
                     f"relationship type {record.relationship_type.value} differs from "
-                    f"{earlier.relationship_type.value} on row {first_line_of[key]}: name this "
-                    "child in a relationships file",
+                    f"{first_type.value} on row {first_line}: name this child in a "
+                    "relationships file",
                 )
             )
             errors.rejected_keys.add(key)
-            continue
-        merged = tuple(dict.fromkeys((earlier.child_values or ()) + (record.child_values or ())))
-        pending[key] = PersonRecord(
-            line=earlier.line,
-            fields=earlier.fields,
-            password=earlier.password,
-            deleted=earlier.deleted and record.deleted,
-            child_values=merged if has_children else None,
-            relationship_type=earlier.relationship_type,
-        )
-    yield from pending.values()
+            return False
+        return True
+
+
+_TYPES: tuple[RelType, ...] = tuple(RelType)
+_TYPE_CODE = {rel_type: code for code, rel_type in enumerate(_TYPES)}
+_HASH_MASK = (1 << 64) - 1
+
+
+def merge_person_records(records: Sequence[PersonRecord], has_children: bool) -> PersonRecord:
+    """Return the one record of a person the file names on `records` (same key, file order).
+
+    The children of all rows, in order; deleted only if every row says so.
+    """
+    earliest = records[0]
+    if len(records) == 1:
+        return earliest
+    children: dict[str, None] = {}
+    for record in records:
+        children.update(dict.fromkeys(record.child_values or ()))
+    return PersonRecord(
+        line=earliest.line,
+        fields=earliest.fields,
+        password=earliest.password,
+        deleted=all(record.deleted for record in records),
+        child_values=tuple(children) if has_children else None,
+        relationship_type=earliest.relationship_type,
+        digest=None,  # no one row describes this person
+    )
 
 
 def _identifier_field(columns: Columns) -> str:
@@ -173,82 +236,116 @@ def _identifier_field(columns: Columns) -> str:
     return "sync_key"
 
 
-def _person_record(
-    row: RawRow,
-    kind: Kind,
-    columns: Columns,
-    rules: RowRules,
-    errors: ErrorList,
-    has_children: bool,
-) -> PersonRecord | None:
-    values = row.values
-    problems: list[RowError] = []
-    sync_key = columns.get(values, "sync_key")
-    username = columns.get(values, "username") or None
-    email_cell = columns.get(values, "email")
-    email = normalize_email(email_cell) if email_cell else None
-    first_name = columns.get(values, "first_name")
-    last_name = columns.get(values, "last_name")
+def _record_maker(
+    kind: Kind, columns: Columns, rules: RowRules, errors: ErrorList, has_children: bool
+) -> Callable[[RawRow], PersonRecord | None]:
+    """Return the function that turns one row into its record (or adds its errors).
 
-    if email is not None and not EMAIL_PATTERN.match(email):
-        problems.append(RowError(row.line, columns.label("email"), email_cell, "invalid email"))
-        email = None
-    identifier = sync_key or (username.casefold() if username else None) or email
-    if not identifier:
-        problems.append(
-            RowError(
-                row.line,
-                columns.label(_identifier_field(columns)),
-                "",
-                "no identifier: needs a sync key, username or email",
+    Runs once per row of a million-row file: the column positions are resolved here once.
+    """
+    fields = columns.fields
+    key_at, user_at, email_at = fields.get("sync_key"), fields.get("username"), fields.get("email")
+    first_at, last_at = fields.get("first_name"), fields.get("last_name")
+    status_at = fields.get("status")
+    number_at = fields.get("student_number") if kind is Kind.STUDENTS else None
+    password_at = fields.get("password") if rules.keep_passwords else None
+    child_at = fields.get("child_key") if has_children else None
+    type_at = fields.get("relationship_type") if has_children else None
+    # Sorted by name once, so that each row's attributes come out sorted.
+    attributes = tuple(sorted(columns.attributes))
+    width = 1 + max([*fields.values(), *(index for _, index in attributes), 0])
+    padding = ("",) * width
+    email_label, first_label = columns.label("email"), columns.label("first_name")
+    last_label = columns.label("last_name")
+    identifier_label = columns.label(_identifier_field(columns))
+    is_email = EMAIL_PATTERN.match
+    synonyms = rules.relationship_types
+
+    def make_record(row: RawRow) -> PersonRecord | None:
+        values = row.values
+        if len(values) < width:
+            values = values + padding[len(values) :]
+        line = row.line
+        problems: list[RowError] | None = None
+        sync_key = values[key_at].strip() if key_at is not None else ""
+        username = (values[user_at].strip() or None) if user_at is not None else None
+        email_cell = values[email_at].strip() if email_at is not None else ""
+        email = email_cell.casefold() if email_cell else None
+        first_name = values[first_at].strip() if first_at is not None else ""
+        last_name = values[last_at].strip() if last_at is not None else ""
+
+        if email is not None and not is_email(email):
+            problems = [RowError(line, email_label, email_cell, "invalid email")]
+            email = None
+        identifier = sync_key or (username.casefold() if username else None) or email
+        if not identifier:
+            problems = problems or []
+            problems.append(
+                RowError(
+                    line, identifier_label, "", "no identifier: needs a sync key, username or email"
+                )
             )
+        deleted = status_at is not None and values[status_at].strip().casefold() in DELETE_WORDS
+        # A delete row only has to say who goes: SIS exports of removals often carry the key
+        # alone.
+        if not deleted and (not first_name or not last_name):
+            problems = problems or []
+            if not first_name:
+                problems.append(RowError(line, first_label, "", "missing first name"))
+            if not last_name:
+                problems.append(RowError(line, last_label, "", "missing last name"))
+
+        relationship_type = RelType.PARENT
+        if type_at is not None:
+            cell = values[type_at].strip()
+            parsed = parse_relationship_type(cell, synonyms)
+            if parsed is None:
+                problems = problems or []
+                problems.append(
+                    RowError(
+                        line,
+                        columns.label("relationship_type"),
+                        cell,
+                        "unknown relationship type (Parent, Aide, Guardian, Relative, Other)",
+                    )
+                )
+            else:
+                relationship_type = parsed
+
+        if problems:
+            for problem in problems:
+                errors.add(problem)
+            if identifier:
+                errors.rejected_keys.add(identifier)
+            return None
+
+        kept = [(name, values[index].strip()) for name, index in attributes]
+        child_values = None
+        if child_at is not None:
+            cell = values[child_at].strip()
+            if ";" in cell or "," in cell or "|" in cell:
+                child_values = split_child_values(cell)
+            else:
+                child_values = (cell,) if cell else ()
+        return PersonRecord(
+            line,
+            PersonFields(
+                identifier or "",
+                username,
+                email,
+                first_name,
+                last_name,
+                (values[number_at].strip() or None) if number_at is not None else None,
+                tuple(pair for pair in kept if pair[1]),
+            ),
+            (values[password_at].strip() or None) if password_at is not None else None,
+            deleted,
+            child_values,
+            relationship_type,
+            row.digest,
         )
-    deleted = is_delete(values, columns)
-    # A delete row only has to say who goes: SIS exports of removals often carry the key alone.
-    if not first_name and not deleted:
-        problems.append(RowError(row.line, columns.label("first_name"), "", "missing first name"))
-    if not last_name and not deleted:
-        problems.append(RowError(row.line, columns.label("last_name"), "", "missing last name"))
 
-    relationship_type = RelType.PARENT
-    if has_children and columns.has("relationship_type"):
-        relationship_type = _relationship_type(row, columns, rules, problems) or relationship_type
-
-    if problems:
-        for problem in problems:
-            errors.add(problem)
-        if identifier:
-            errors.rejected_keys.add(identifier)
-        return None
-
-    attributes = tuple(
-        sorted(
-            (name, values[index].strip())
-            for name, index in columns.attributes
-            if index < len(values) and values[index].strip()
-        )
-    )
-    fields = PersonFields(
-        sync_key=identifier or "",
-        username=username,
-        email=email,
-        first_name=first_name,
-        last_name=last_name,
-        student_number=(columns.get(values, "student_number") or None)
-        if kind is Kind.STUDENTS
-        else None,
-        attributes=attributes,
-    )
-    password = columns.get(values, "password") or None if rules.keep_passwords else None
-    child_values = split_child_values(columns.get(values, "child_key")) if has_children else None
-    return PersonRecord(
-        line=row.line,
-        fields=fields,
-        password=password,
-        deleted=deleted,
-        child_values=child_values,
-        relationship_type=relationship_type,
-    )
+    return make_record
 
 
 def validate_links(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring as _encode_json_string
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,12 +20,13 @@ from syncd.core.plan import (
     LinkPlan,
     LinkSet,
     PersonPlan,
+    PersonUpsert,
     StudentRef,
     changed_fields,
     child_lookup_value,
 )
 from syncd.db import store
-from syncd.db.bulk import insert_rows
+from syncd.db.bulk import IdAllocator, insert_rows
 from syncd.db.schema import links, pending_links, persons
 from syncd.model import Counts, Kind, PersonFields, PersonKind, RelType
 
@@ -58,6 +60,11 @@ class Applied:
     links_retyped: int = 0
     # Orphan-deactivated parents a file listed again: active again only with a live link.
     orphans_listed: set[int] = field(default_factory=set)
+    # Parents created by this file: born with had_link set where they got a link, and no
+    # orphans to bring back.
+    new_parents: set[int] = field(default_factory=set)
+    # Pending links a file dropped (counted in links_removed, but no active link went).
+    pending_dropped: int = 0
 
 
 def _executemany(connection: sa.Connection, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
@@ -106,67 +113,34 @@ def apply_persons(
     context: ApplyContext,
     events: EventBuffer,
     applied: Applied,
+    linked: Collection[str] = (),
 ) -> dict[str, int]:
-    """Write the person changes of a plan; return the new persons' ids by sync key."""
+    """Write the person changes of a plan; return the new persons' ids by sync key.
+
+    `linked` names the new parents that get a link now (they are born with had_link set).
+    """
     kind = plan.kind.person_kind
     creates = [upsert for upsert in plan.upserts if upsert.person_id is None]
     updates = [upsert for upsert in plan.upserts if upsert.person_id is not None]
-    now = context.now
-
-    hashes: list[str | None] = [None] * len(creates)
-    if context.hash_passwords:
-        with_password = [i for i, upsert in enumerate(creates) if upsert.record.password]
-        for i, hashed in zip(
-            with_password,
-            hash_passwords([creates[i].record.password or "" for i in with_password]),
-            strict=True,
-        ):
-            hashes[i] = hashed
-    insert_rows(
-        connection,
-        persons,
-        PERSON_INSERT_COLUMNS,
-        (
-            (*_field_values(upsert.record.fields), hashes[i], upsert.fingerprint)
-            for i, upsert in enumerate(creates)
-        ),
-        constants={
-            "site": context.site,
-            "kind": kind.value,
-            "active": True,
-            "inactive_reason": None,
-            "had_link": False,
-            "source": context.source,
-            "file_id": context.file_id,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
-    new_ids = _ids_for_keys(
-        connection, context.site, kind, [upsert.record.fields.sync_key for upsert in creates]
-    )
-    for upsert in creates:
-        person_id = new_ids[upsert.record.fields.sync_key]
-        events.add(
-            audit.PERSON_CREATED,
-            person_id=person_id,
-            kind=kind.value,
-            sync_key=upsert.record.fields.sync_key,
-        )
-        if kind is PersonKind.STUDENT:
-            applied.activated_students.add(person_id)
+    new_ids = _create_persons(connection, creates, kind, context, events, linked)
     applied.counts.created += len(creates)
-
+    if kind is PersonKind.PARENT:
+        applied.new_parents.update(new_ids.values())
     if updates:
         _apply_updates(connection, updates, kind, context, events, applied)
-
     if plan.deactivations:
         ids = [gone.person_id for gone in plan.deactivations]
         _executemany(
             connection,
             persons.update()
             .where(persons.c.id == sa.bindparam("person_id"))
-            .values(active=False, inactive_reason="file", updated_at=now, file_id=context.file_id),
+            .values(
+                active=False,
+                inactive_reason="file",
+                row_digest=None,
+                updated_at=context.now,
+                file_id=context.file_id,
+            ),
             [{"person_id": person_id} for person_id in ids],
         )
         for gone in plan.deactivations:
@@ -186,7 +160,69 @@ def apply_persons(
 PERSON_FIELD_COLUMNS = (
     "sync_key", "username", "email", "first_name", "last_name", "student_number", "attributes",
 )  # fmt: skip
-PERSON_INSERT_COLUMNS = (*PERSON_FIELD_COLUMNS, "password_hash", "fingerprint")
+PERSON_INSERT_COLUMNS = (
+    "id", *PERSON_FIELD_COLUMNS, "password_hash", "fingerprint", "row_digest", "had_link",
+)  # fmt: skip
+
+
+def _create_persons(
+    connection: sa.Connection,
+    creates: Sequence[PersonUpsert],
+    kind: PersonKind,
+    context: ApplyContext,
+    events: EventBuffer,
+    linked: Collection[str],
+) -> dict[str, int]:
+    """Insert new persons with their ids; their person.created events are provenance."""
+    if not creates:
+        return {}
+    hashes: list[str | None] = [None] * len(creates)
+    if context.hash_passwords:
+        with_password = [i for i, upsert in enumerate(creates) if upsert.record.password]
+        for i, hashed in zip(
+            with_password,
+            hash_passwords([creates[i].record.password or "" for i in with_password]),
+            strict=True,
+        ):
+            hashes[i] = hashed
+    ids = IdAllocator(connection, persons).take(len(creates))
+    insert_rows(
+        connection,
+        persons,
+        PERSON_INSERT_COLUMNS,
+        (
+            (
+                person_id,
+                *_field_values(upsert.record.fields),
+                password_hash,
+                upsert.fingerprint,
+                upsert.row_digest,
+                upsert.record.fields.sync_key in linked,
+            )
+            for person_id, upsert, password_hash in zip(ids, creates, hashes, strict=True)
+        ),
+        constants={
+            "site": context.site,
+            "kind": kind.value,
+            "active": True,
+            "inactive_reason": None,
+            "source": context.source,
+            "file_id": context.file_id,
+            "created_file_id": context.file_id,
+            "created_at": context.now,
+            "updated_at": context.now,
+        },
+    )
+    start, end = events.line_parts(audit.PERSON_CREATED)
+    start += f'"kind":"{kind.value}","sync_key":'
+    keys = [upsert.record.fields.sync_key for upsert in creates]
+    events.add_lines(
+        [
+            f'{start}{json_string(key)},"person_id":{person_id}{end}'
+            for key, person_id in zip(keys, ids, strict=True)
+        ]
+    )
+    return dict(zip(keys, ids, strict=True))
 
 
 def _field_values(fields: PersonFields) -> tuple[Any, ...]:
@@ -216,23 +252,24 @@ def _field_columns(fields: Any) -> dict[str, Any]:
 
 def _apply_updates(
     connection: sa.Connection,
-    updates: Sequence[Any],
+    updates: Sequence[PersonUpsert],
     kind: PersonKind,
     context: ApplyContext,
     events: EventBuffer,
     applied: Applied,
 ) -> None:
-    ids = [upsert.person_id for upsert in updates]
+    ids = [upsert.person_id for upsert in updates if upsert.person_id is not None]
     old_fields = store.person_fields(connection, ids)
     stored_hashes: dict[int, str | None] = {}
     if context.hash_passwords and context.update_passwords:
         stored_hashes = store.password_hashes(connection, ids)
     orphans: set[int] = set()
     if kind is PersonKind.PARENT:
-        orphans = store.orphaned(connection, [u.person_id for u in updates if u.reactivate])
+        orphans = store.orphaned(connection, ids)
     rows: list[dict[str, Any]] = []
     for upsert in updates:
         person_id = upsert.person_id
+        assert person_id is not None
         new_hash: str | None = None
         password = upsert.record.password
         if (
@@ -248,18 +285,20 @@ def _apply_updates(
         stays_orphan = person_id in orphans
         if stays_orphan:
             applied.orphans_listed.add(person_id)
-        rows.append(
-            {
-                "person_id": person_id,
-                **_field_columns(upsert.record.fields),
-                "fingerprint": upsert.fingerprint,
-                "password_hash": new_hash or stored_hashes.get(person_id),
-                "active": not stays_orphan,
-                "inactive_reason": "orphan" if stays_orphan else None,
-                "file_id": context.file_id,
-                "updated_at": context.now,
-            }
-        )
+        reactivated = upsert.reactivate and not stays_orphan
+        row: dict[str, Any] = {
+            "person_id": person_id,
+            **_field_columns(upsert.record.fields),
+            "fingerprint": upsert.fingerprint,
+            "row_digest": upsert.row_digest,
+            "password_hash": new_hash or stored_hashes.get(person_id),
+            "file_id": context.file_id,
+            "updated_at": context.now,
+        }
+        if upsert.reactivate:
+            row["active"] = reactivated
+            row["inactive_reason"] = "orphan" if stays_orphan else None
+        rows.append(row)
         if changes or new_hash:
             described: dict[str, dict[str, Any]] = {
                 name: {"old": old, "new": new} for name, (old, new) in changes.items()
@@ -275,7 +314,6 @@ def _apply_updates(
                 changes=described,
             )
             applied.counts.updated += 1
-        reactivated = upsert.reactivate and not stays_orphan
         if reactivated:
             events.add(
                 audit.PERSON_REACTIVATED,
@@ -288,32 +326,19 @@ def _apply_updates(
                 applied.activated_students.add(person_id)
         if not changes and not new_hash and not reactivated:
             applied.counts.unchanged += 1
-    statement = persons.update().where(persons.c.id == sa.bindparam("person_id"))
     if not (context.hash_passwords and context.update_passwords):
         for row in rows:
             del row["password_hash"]
-    _executemany(connection, statement, rows)
+    statement = persons.update().where(persons.c.id == sa.bindparam("person_id"))
+    # Rows that reactivate set the status too: one statement per set of columns.
+    for with_status in (False, True):
+        same = [row for row in rows if ("active" in row) is with_status]
+        _executemany(connection, statement, same)
 
 
-def _ids_for_keys(
-    connection: sa.Connection, site: str, kind: PersonKind, keys: Sequence[str]
-) -> dict[str, int]:
-    if not keys:
-        return {}
-    if len(keys) > 20 * store.CHUNK:  # one scan beats thousands of IN queries
-        wanted = set(keys)
-        return {
-            key: existing.person_id
-            for key, existing in store.person_snapshot(connection, site, kind).items()
-            if key in wanted
-        }
-    found: dict[str, int] = {}
-    for chunk in store.chunked(list(keys)):
-        query = sa.select(persons.c.sync_key, persons.c.id).where(
-            persons.c.site == site, persons.c.kind == kind.value, persons.c.sync_key.in_(chunk)
-        )
-        found.update({row.sync_key: row.id for row in connection.execute(query)})
-    return found
+def json_string(text: str) -> str:
+    """Return `text` as a JSON string literal (no ASCII escaping, as the audit lines)."""
+    return _encode_json_string(text)
 
 
 def apply_links(
@@ -323,54 +348,81 @@ def apply_links(
     events: EventBuffer,
     applied: Applied,
     parent_ids: dict[str, int],
+    names: Mapping[int, str] | None = None,
+    provenance: bool = True,
 ) -> None:
-    """Write link changes; `parent_ids` maps sync keys of parents created in this file."""
-    now = context.now
-    names = _sync_keys(
-        connection,
-        [change.child_id for change in plan.sets]
-        + [change.link.child_id for change in plan.clears]
-        + [change.link.parent_id for change in plan.clears]
-        + [change.parent_id for change in plan.sets if change.parent_id is not None],
+    """Write link changes; `parent_ids` maps sync keys of parents created in this file,
+    `names` sync keys of persons the plan names (the rest are read). With `provenance`, a new
+    link's row is its relationship.created event (else the caller reports it otherwise)."""
+    known = names or {}
+    names = dict(known)
+    names.update(
+        _sync_keys(
+            connection,
+            [
+                person_id
+                for person_id in (
+                    [change.child_id for change in plan.sets]
+                    + [change.link.child_id for change in plan.clears]
+                    + [change.link.parent_id for change in plan.clears]
+                    + [change.parent_id for change in plan.sets if change.parent_id is not None]
+                )
+                if person_id not in known
+            ],
+        )
     )
-
-    inserts: list[dict[str, Any]] = []
+    new_links: list[tuple[int, int, str, bool, bool, str | None, str | None]] = []
     updates: list[dict[str, Any]] = []
+    start, end = events.line_parts(audit.RELATIONSHIP_CREATED)
+    lines: list[str] = []
     for change in plan.sets:
         parent_id = (
             change.parent_id if change.parent_id is not None else parent_ids[change.parent_key]
         )
         by_parents = change.origin is Kind.PARENTS
         by_relationships = change.origin is Kind.RELATIONSHIPS
-        if change.existing is None:
-            inserts.append(
-                {
-                    "site": context.site,
-                    "parent_id": parent_id,
-                    "child_id": change.child_id,
-                    "type": change.type.value,
-                    "by_parents": by_parents,
-                    "by_relationships": by_relationships,
-                    "manual": None,
-                    "source": context.source,
-                    "file_id": context.file_id,
-                    "created_at": now,
-                    "updated_at": now,
-                }
+        existing = change.existing
+        if existing is None:
+            # A new link: its relationship.created event is the row's provenance.
+            rel_type = change.type.value
+            origin = change.origin.value if provenance else None
+            new_links.append(
+                (
+                    parent_id,
+                    change.child_id,
+                    rel_type,
+                    by_parents,
+                    by_relationships,
+                    rel_type if provenance else None,
+                    origin,
+                )
             )
-        else:
-            existing = change.existing
-            updates.append(
-                {
-                    "link_id": existing.link_id,
-                    "type": _link_type(change).value,
-                    "by_parents": existing.by_parents or by_parents,
-                    "by_relationships": existing.by_relationships or by_relationships,
-                    "source": context.source if by_relationships else existing.source,
-                    "file_id": context.file_id,
-                    "updated_at": now,
-                }
+            applied.counts.links_created += 1
+            applied.parents_gaining_links.add(parent_id)
+            if not provenance:
+                continue
+            lines.append(
+                f'{start}"parent_id":{parent_id},"child_id":{change.child_id},'
+                f'"parent":{json_string(names.get(parent_id, change.parent_key))},'
+                f'"child":{json_string(names.get(change.child_id, ""))},'
+                f'"type":"{rel_type}","origin":"{change.origin.value}",'
+                f'"person_id":{parent_id}{end}'
             )
+            continue
+        if lines:
+            events.add_lines(lines)
+            lines = []
+        updates.append(
+            {
+                "link_id": existing.link_id,
+                "type": _link_type(change).value,
+                "by_parents": existing.by_parents or by_parents,
+                "by_relationships": existing.by_relationships or by_relationships,
+                "source": context.source if by_relationships else existing.source,
+                "file_id": context.file_id,
+                "updated_at": context.now,
+            }
+        )
         retyped = is_retype(change)
         # A new type on a link that stays active (revert restores the old type).
         marks: dict[str, Any] = {"retyped": True} if retyped else {}
@@ -389,10 +441,25 @@ def apply_links(
                 child=names.get(change.child_id),
                 type=_link_type(change).value,
                 origin=change.origin.value,
-                previous_type=change.existing.type.value if change.existing else None,
+                previous_type=existing.type.value,
                 **marks,
             )
-    _executemany(connection, links.insert(), inserts)
+    events.add_lines(lines)
+    insert_rows(
+        connection,
+        links,
+        LINK_INSERT_COLUMNS,
+        new_links,
+        constants={
+            "site": context.site,
+            "manual": None,
+            "source": context.source,
+            "file_id": context.file_id,
+            "created_file_id": context.file_id if provenance else None,
+            "created_at": context.now,
+            "updated_at": context.now,
+        },
+    )
     _executemany(
         connection,
         links.update().where(links.c.id == sa.bindparam("link_id")),
@@ -400,6 +467,12 @@ def apply_links(
     )
     _apply_clears(connection, plan.clears, context, events, applied, names)
     _apply_pending(connection, plan, context, events, applied, parent_ids)
+
+
+LINK_INSERT_COLUMNS = (
+    "parent_id", "child_id", "type", "by_parents", "by_relationships", "created_type",
+    "created_origin",
+)  # fmt: skip
 
 
 def _link_type(change: LinkSet) -> RelType:
@@ -428,24 +501,21 @@ def _apply_clears(
     applied: Applied,
     names: dict[int, str],
 ) -> None:
-    deletes: list[dict[str, Any]] = []
+    # A link no file or operator names any more stays as an inactive row: it may carry its
+    # creation event (db/trail.py), and a later file that names it again marks it again.
     updates: list[dict[str, Any]] = []
     for clear in clears:
         link = clear.link
-        by_parents = link.by_parents and clear.origin is not Kind.PARENTS
-        by_relationships = link.by_relationships and clear.origin is not Kind.RELATIONSHIPS
-        if link.manual is None and not (by_parents or by_relationships):
-            deletes.append({"link_id": link.link_id})
-        else:
-            updates.append(
-                {
-                    "link_id": link.link_id,
-                    "by_parents": by_parents,
-                    "by_relationships": by_relationships,
-                    "file_id": context.file_id,
-                    "updated_at": context.now,
-                }
-            )
+        updates.append(
+            {
+                "link_id": link.link_id,
+                "by_parents": link.by_parents and clear.origin is not Kind.PARENTS,
+                "by_relationships": link.by_relationships
+                and clear.origin is not Kind.RELATIONSHIPS,
+                "file_id": context.file_id,
+                "updated_at": context.now,
+            }
+        )
         if clear.becomes_inactive:
             applied.counts.links_removed += 1
             applied.parents_losing_links.add(link.parent_id)
@@ -459,7 +529,6 @@ def _apply_clears(
                 type=link.type.value,
                 origin=clear.origin.value,
             )
-    _executemany(connection, links.delete().where(links.c.id == sa.bindparam("link_id")), deletes)
     _executemany(connection, links.update().where(links.c.id == sa.bindparam("link_id")), updates)
 
 
@@ -506,6 +575,7 @@ def _apply_pending(
     for dropped in plan.pending_drops:
         _drop_pending(connection, dropped, events, audit.RELATIONSHIP_REMOVED)
         applied.counts.links_removed += 1
+        applied.pending_dropped += 1
 
 
 def _drop_pending(
@@ -563,7 +633,7 @@ def resolve_pending(
         sub_plan = LinkPlan(sets=[change])
         connection.execute(pending_links.delete().where(pending_links.c.id == row.id))
         before = applied.counts.links_created
-        apply_links(connection, sub_plan, context, _Silent(), applied, {})
+        apply_links(connection, sub_plan, context, _Silent(), applied, {}, provenance=False)
         applied.counts.links_created = before  # counted as resolved, not as created by the file
         events.add(
             audit.RELATIONSHIP_RESOLVED,
@@ -588,6 +658,9 @@ class _Silent(EventBuffer):
     ) -> None:
         return None
 
+    def add_lines(self, lines: list[str]) -> None:
+        return None
+
 
 def expire_pending(connection: sa.Connection, site: str, now: datetime, events: EventBuffer) -> int:
     """Drop pending links past their TTL, each with a relationship.expired event."""
@@ -604,7 +677,7 @@ def settle_parents(
     connection: sa.Connection, context: ApplyContext, events: EventBuffer, applied: Applied
 ) -> None:
     """Mark parents that gained links, reactivate orphans that did, deactivate new orphans."""
-    gaining = sorted(applied.parents_gaining_links)
+    gaining = sorted(applied.parents_gaining_links - applied.new_parents)
     for chunk in store.chunked(gaining):
         connection.execute(
             persons.update()

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from syncd.core.plan import (
+    ORPHAN,
     ExistingLink,
     ExistingPending,
     ExistingPerson,
@@ -58,6 +59,183 @@ def person_snapshot(
         sync_key: ExistingPerson(person_id, fingerprint, bool(active))
         for sync_key, person_id, fingerprint, active in connection.execute(query).tuples()
     }
+
+
+def driver_rows(connection: sa.Connection, sql: str, parameters: Sequence[Any] = ()) -> Any:
+    """Return a DB-API cursor over `sql` (qmark placeholders `?`): plain tuples, no
+    SQLAlchemy row processing, for reads of a whole site."""
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    if connection.dialect.name == "postgresql":
+        sql = sql.replace("?", "%s")
+    cursor.execute(sql, tuple(parameters))
+    return cursor
+
+
+def count_persons(connection: sa.Connection, site: str, kind: PersonKind) -> int:
+    query = sa.select(sa.func.count()).where(persons.c.site == site, persons.c.kind == kind.value)
+    return int(connection.execute(query).scalar_one())
+
+
+def unchanged_row_digests(
+    connection: sa.Connection, site: str, kind: PersonKind
+) -> tuple[dict[int, int], set[int]]:
+    """Return ({row digest: person id}, ids of those inactive) for the site's persons whose
+    row, sent again, changes nothing: active ones, and orphaned parents (a listing does not
+    bring those back)."""
+    cursor = driver_rows(
+        connection,
+        "SELECT row_digest, id, active FROM persons WHERE site = ? AND kind = ? "
+        "AND row_digest IS NOT NULL AND (active = ? OR inactive_reason = ?)",
+        (site, kind.value, True, ORPHAN),
+    )
+    digests: dict[int, int] = {}
+    inactive: set[int] = set()
+    try:
+        while batch := cursor.fetchmany(50_000):
+            for digest, person_id, active in batch:
+                digests[digest] = person_id
+                if not active:
+                    inactive.add(person_id)
+    finally:
+        cursor.close()
+    return digests, inactive
+
+
+def persons_by_keys(
+    connection: sa.Connection, site: str, kind: PersonKind, keys: Sequence[str]
+) -> dict[str, ExistingPerson]:
+    """Return the given persons of the site (those that exist) by sync key."""
+    found: dict[str, ExistingPerson] = {}
+    for chunk in chunked(list(keys)):
+        marks = ", ".join("?" for _ in chunk)
+        cursor = driver_rows(
+            connection,
+            "SELECT sync_key, id, fingerprint, active, inactive_reason, row_digest FROM persons "
+            f"WHERE site = ? AND kind = ? AND sync_key IN ({marks})",
+            (site, kind.value, *chunk),
+        )
+        try:
+            for key, person_id, digest, active, reason, row_digest in cursor.fetchall():
+                found[key] = ExistingPerson(person_id, digest, bool(active), reason, row_digest)
+        finally:
+            cursor.close()
+    return found
+
+
+def unlisted_persons(
+    connection: sa.Connection, site: str, kind: PersonKind, with_digest: Iterable[int]
+) -> list[tuple[int, str]]:
+    """Return (id, sync key) of the site's active persons a full file may have left out: those
+    without a row digest, and those of `with_digest` (ids whose digest no line matched)."""
+    cursor = driver_rows(
+        connection,
+        "SELECT id, sync_key FROM persons WHERE site = ? AND kind = ? AND active = ? "
+        "AND row_digest IS NULL",
+        (site, kind.value, True),
+    )
+    try:
+        found: list[tuple[int, str]] = [(row[0], row[1]) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
+    ids = sorted(set(with_digest))
+    for chunk in chunked(ids):
+        query = sa.select(persons.c.id, persons.c.sync_key).where(
+            persons.c.id.in_(chunk), persons.c.active.is_(True)
+        )
+        found.extend((row.id, row.sync_key) for row in connection.execute(query))
+    return sorted(found)
+
+
+class StudentLookup:
+    """The site's students by the value of a child field, for a parents file's child cells.
+
+    For sync keys (unique per site, indexed) a file with few rows to resolve asks for just
+    the values it needs (`prepare`); otherwise the whole index is read once, into a dict
+    of plain values: a million students must not cost a million objects.
+    """
+
+    def __init__(self, connection: sa.Connection, site: str, child_field: ChildField | str) -> None:
+        self._connection = connection
+        self._site = site
+        self._field = str(child_field)
+        self._complete = False
+        # value -> student id, or a list of (id, sync key) when several students share it.
+        self._index: dict[str, Any] = {}
+        self._keys: dict[int, str] = {}  # sync keys of students with a non-key child field
+
+    def load_all(self) -> None:
+        """Read the whole index now (a file that names many children)."""
+        if self._complete:
+            return
+        column = {
+            "sync_key": "sync_key",
+            "username": "username",
+            "email": "email",
+            "student_number": "student_number",
+            "internal_id": "id",
+        }[self._field]
+        cursor = driver_rows(
+            self._connection,
+            f"SELECT {column}, id, sync_key FROM persons WHERE site = ? AND kind = ? "
+            f"AND {column} IS NOT NULL",
+            (self._site, PersonKind.STUDENT.value),
+        )
+        self._index.clear()
+        try:
+            while batch := cursor.fetchmany(50_000):
+                self._add(batch)
+        finally:
+            cursor.close()
+        self._complete = True
+
+    def _add(self, rows: Iterable[tuple[Any, int, str]]) -> None:
+        index, field = self._index, self._field
+        by_key = field == "sync_key"
+        for value, person_id, sync_key in rows:
+            lookup = value if by_key else child_lookup_value(field, str(value))
+            if not by_key:
+                self._keys[person_id] = sync_key
+            found = index.get(lookup)
+            if found is None:
+                index[lookup] = person_id
+            elif isinstance(found, list):
+                found.append((person_id, sync_key))
+            elif found != person_id:
+                index[lookup] = [(found, self.sync_key(found, lookup)), (person_id, sync_key)]
+
+    def prepare(self, values: Iterable[str]) -> None:
+        """Make sure the given child values can be looked up (reads the ones not known yet)."""
+        if self._complete:
+            return
+        if self._field != "sync_key":
+            self.load_all()
+            return
+        wanted = sorted({value.strip() for value in values} - self._index.keys())
+        for chunk in chunked(wanted):
+            marks = ", ".join("?" for _ in chunk)
+            cursor = driver_rows(
+                self._connection,
+                "SELECT sync_key, id, sync_key FROM persons WHERE site = ? AND kind = ? "
+                f"AND sync_key IN ({marks})",
+                (self._site, PersonKind.STUDENT.value, *chunk),
+            )
+            try:
+                self._add(cursor.fetchall())
+            finally:
+                cursor.close()
+
+    def sync_key(self, person_id: int, value: str) -> str:
+        """Return the sync key of the student `value` (its lookup form) found as `person_id`."""
+        return value if self._field == "sync_key" else self._keys[person_id]
+
+    def get(self, value: str, default: Sequence[StudentRef] = ()) -> Sequence[StudentRef]:
+        """Return the students whose child field is `value` (in lookup form)."""
+        found = self._index.get(value)
+        if found is None:
+            return default
+        if isinstance(found, list):
+            return [StudentRef(person_id, sync_key) for person_id, sync_key in found]
+        return (StudentRef(found, self.sync_key(found, value)),)
 
 
 def student_index(

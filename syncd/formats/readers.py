@@ -9,7 +9,6 @@ import io
 import posixpath
 import re
 import zipfile
-from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -170,13 +169,12 @@ class RowDigests:
     Every row gets a digest of its bytes (line ending left out) mixed with `seed`, which
     the caller derives from everything else that decides what a row means (header, kind,
     settings). A physical line whose digest is in `known` is not parsed at all: it is
-    taken out of `known` and its value and line number go to `hits` and `hit_lines`.
+    taken out of `known` and counted in `hits`.
     """
 
     seed: int = 0
     known: dict[int, int] = field(default_factory=dict)
-    hits: array[int] = field(default_factory=lambda: array("q"))
-    hit_lines: array[int] = field(default_factory=lambda: array("q"))
+    hits: int = 0
 
 
 def row_digest(body: bytes, seed: int) -> int:
@@ -344,7 +342,6 @@ class _CsvScanner:
         limits = self._limits
         max_field = limits.max_field_chars
         known, seed = digests.known, digests.seed
-        hits, hit_lines = digests.hits, digests.hit_lines
         readline, limit = self._readline, self._max_line_bytes + 1
         decode, reader, pending, taken = self._decode, self._reader, self._pending, self._taken
         line = self._line
@@ -354,12 +351,9 @@ class _CsvScanner:
                 return
             line += 1
             digest = xxh3_64_intdigest(raw.rstrip(b"\r\n"), seed) >> 1
-            if known:
-                person = known.pop(digest, None)
-                if person is not None:
-                    hits.append(person)
-                    hit_lines.append(line)
-                    continue
+            if known and known.pop(digest, None) is not None:
+                digests.hits += 1
+                continue
             self._line = line
             try:
                 text = decode(raw)

@@ -1,0 +1,489 @@
+"""A students or parents file end to end, in bounded memory (SPEC §2.5, §7).
+
+1. Read: the rows stream from the file. A row whose bytes (and how they are read) are those
+   of the row that last set a person is counted unchanged without being parsed
+   (`RowDigests`); every other row is validated and its record parked on disk
+   (`RecordSpill`). Memory holds one int per person key (the duplicate check), not rows.
+2. Apply, in the file's one transaction: the records come back in chunks; each chunk is
+   planned by the pure core against just the persons it names (read by key) and written
+   in bulk, its parents' links with it.
+3. Finish: a full file deactivates the persons it left out; the safety thresholds are
+   weighed against what the file did (and the transaction rolled back when it must be
+   held); then pending links and orphaned parents are settled.
+
+A parent named on several rows is merged before it is planned, whatever the distance
+between its rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from xxhash import xxh3_64_intdigest
+
+from syncd import audit
+from syncd.audit import EventBuffer
+from syncd.core.plan import (
+    ORPHAN,
+    ExistingPerson,
+    LinkPlan,
+    PersonPlan,
+    SiteCounts,
+    Thresholds,
+    hold_reason,
+    plan_parent_links,
+    plan_person_chunk,
+    plan_unlisted,
+    too_many_rejected,
+)
+from syncd.core.validate import PersonRows, merge_person_records
+from syncd.db import apply as writes
+from syncd.db import store
+from syncd.errors import FileFailed
+from syncd.model import (
+    Counts,
+    ErrorList,
+    FileStatus,
+    Kind,
+    Mode,
+    PasswordPolicy,
+    PersonRecord,
+    RowError,
+)
+from syncd.reading import OpenedFile, counting, open_file
+from syncd.spill import RecordSpill
+
+if TYPE_CHECKING:
+    from syncd.pipeline import FileResult, Job, Pipeline
+
+CHUNK = 5_000
+# From this many parent records to resolve, the site's student index is read whole.
+WHOLE_STUDENT_INDEX = 20_000
+# A file with at most this many records is applied in file order even when parents repeat.
+IN_FILE_ORDER = 50_000
+# Part of every row digest's seed: a syncd that reads rows differently changes it.
+ROW_FORMAT = "syncd-rows-1"
+
+
+def digest_seed(opened: OpenedFile, job: Job) -> int:
+    """Return the seed of a file's row digests: everything besides a row's bytes that
+    decides what the row means (header, kind, encoding, delimiter, the source's settings)."""
+    source = job.source
+    table = opened.table
+    settings = [
+        ROW_FORMAT,
+        opened.kind.value,
+        source.mode_for(opened.kind).value,
+        table.encoding or "",
+        table.delimiter or "",
+        "\x1f".join(table.header),
+        source.child_field.value,
+        source.child_column or "",
+        source.passwords.value,
+        str(source.update_passwords),
+        repr(sorted((name, value.value) for name, value in source.relationship_types.items())),
+        repr(source.limits),
+    ]
+    return xxh3_64_intdigest("\x1e".join(settings).encode("utf-8", "surrogatepass"))
+
+
+@dataclass(slots=True)
+class _Read:
+    """What reading a file gave: the parked records and what the fast path saw."""
+
+    errors: ErrorList
+    spill: RecordSpill
+    repeated: set[str]
+    has_children: bool
+    rows: int = 0
+    unchanged_unread: int = 0
+    # Persons whose row could have been skipped but was not: digest -> person id.
+    unmatched: dict[int, int] = field(default_factory=dict)
+    inactive: set[int] = field(default_factory=set)  # which of those are inactive orphans
+
+
+class PersonFile:
+    """Applies one students or parents file (the caller made its ledger entry)."""
+
+    def __init__(self, pipeline: Pipeline, job: Job, result: FileResult) -> None:
+        self.pipeline = pipeline
+        self.job = job
+        self.result = result
+        self.source = job.source
+        self.kind = Kind.STUDENTS
+        self.person_kind = self.kind.person_kind
+        self.mode = Mode.FULL
+        self.applied = writes.Applied()
+        self.unchanged = 0
+        self.unresolved = 0
+        # Existing persons the file's records name (they are listed, whatever their fate).
+        self.matched: set[int] = set()
+        self.created: set[int] = set()
+        self.existing_cache: dict[str, ExistingPerson] | None = None
+        self.site_had_persons = False
+        self.students: store.StudentLookup | None = None
+
+    # --- the whole file ------------------------------------------------------------------
+
+    def run(self, opened: OpenedFile) -> None:
+        """Apply the file in one transaction; set the result (applied, held, dry run).
+
+        Raises FileFailed for what fails the whole file.
+        """
+        job, result, pipeline = self.job, self.result, self.pipeline
+        self.kind = opened.kind
+        self.person_kind = opened.kind.person_kind
+        self.mode = self.source.mode_for(opened.kind)
+        now = pipeline.clock.now()
+        self.context = writes.ApplyContext(
+            site=self.source.site,
+            source=job.source_name,
+            file_id=result.file_id,
+            now=now,
+            pending_ttl=self.source.pending_ttl,
+            hash_passwords=self.source.passwords is PasswordPolicy.HASH,
+            update_passwords=self.source.update_passwords,
+            deactivate_orphan_parents=self.source.deactivate_orphan_parents,
+        )
+        self.events = events = pipeline.events_for(job, result.file_id, now)
+        connection = pipeline.engine.connect()
+        transaction = connection.begin()
+        if not job.dry_run:
+            events.bind(connection)
+        try:
+            store.ensure_site(connection, self.source.site, now)
+            self.site_had_persons = (
+                store.count_persons(connection, self.source.site, self.person_kind) > 0
+            )
+            read = self._read(connection, opened, fast=True)
+            if self._fast_path_conflicts(connection, read):
+                # A person named both by an unread row and by a parsed one (a duplicate, or
+                # a parent on a new second row): read again, every row parsed.
+                read.spill.close()
+                self.existing_cache = None
+                with open_file(job, result) as again:
+                    read = self._read(connection, again, fast=False)
+            with read.spill:
+                self._apply_read(connection, transaction, read, events)
+        except BaseException:
+            events.discard()
+            if transaction.is_active:
+                transaction.rollback()
+            raise
+        finally:
+            connection.close()
+        if not job.dry_run and result.status is FileStatus.APPLIED:
+            events.emit()
+
+    def _apply_read(
+        self,
+        connection: sa.Connection,
+        transaction: sa.RootTransaction,
+        read: _Read,
+        events: EventBuffer,
+    ) -> None:
+        job, result, applied, errors = self.job, self.result, self.applied, read.errors
+        invalid = len(errors.errors)
+        _add_validation_events(
+            events, job, self.kind, errors.errors, read.rows, len(errors.rejected_lines)
+        )
+        failure = too_many_rejected(read.rows, len(errors.rejected_lines), self.source.max_reject)
+        held = None
+        if failure is None and read.rows == 0 and self.mode is Mode.FULL and not job.force:
+            held = self._hold_reason(connection, read.rows, Counts(), None)
+        if failure is None and held is None:
+            self._apply_records(connection, read)
+            if self.mode is Mode.FULL and self.site_had_persons:
+                self._apply_unlisted(connection, read)
+            # Step 2 (references: ambiguous children) rejects rows while the file applies.
+            _add_row_events(events, errors.errors[invalid:])
+            failure = too_many_rejected(
+                read.rows, len(errors.rejected_lines), self.source.max_reject
+            )
+            if not job.force:
+                held = self._hold_reason(connection, read.rows, applied.counts, applied)
+        rejected = len(errors.rejected_lines)
+        result.errors = sorted(errors.errors, key=lambda error: error.row)
+        counts = applied.counts
+        counts.rows = read.rows
+        counts.rejected = rejected
+        counts.unchanged += self.unchanged + read.unchanged_unread
+        result.counts = counts
+        result.unresolved_children = self.unresolved
+        result.pending = applied.pending
+        if job.dry_run:
+            # The preview says what the real run would do with the file as a whole.
+            result.status = FileStatus.APPLIED
+            if failure or held:
+                result.reason = f"would fail: {failure}" if failure else f"would be held: {held}"
+            transaction.rollback()
+            return
+        if failure:
+            raise FileFailed(failure)
+        if held:
+            events.discard()
+            transaction.rollback()
+            self._record_held(read, rejected, held)
+            return
+        if self.kind is Kind.STUDENTS:
+            writes.resolve_pending(connection, self.context, events, applied)
+        writes.settle_parents(connection, self.context, events, applied)
+        result.status = FileStatus.APPLIED
+        events.add(audit.FILE_APPLIED, name=job.name, kind=self.kind.value, counts=counts.as_dict())
+        assert result.file_id is not None
+        self.pipeline.finish_ledger(connection, result.file_id, result, run_id=job.run_id)
+        events.write(connection)
+        transaction.commit()
+
+    def _record_held(self, read: _Read, rejected: int, reason: str) -> None:
+        """Write what a held file leaves: its validation, file.held and the ledger."""
+        job, result = self.job, self.result
+        result.status = FileStatus.HELD
+        result.reason = reason
+        events = self.pipeline.events_for(job, result.file_id, self.context.now)
+        _add_validation_events(events, job, self.kind, result.errors, read.rows, rejected)
+        events.add(
+            audit.FILE_HELD, level="warning", name=job.name, kind=self.kind.value, reason=reason
+        )
+        with self.pipeline.engine.begin() as connection:
+            assert result.file_id is not None
+            self.pipeline.finish_ledger(connection, result.file_id, result)
+            events.write(connection)
+        events.emit()
+
+    # --- 1. read ---------------------------------------------------------------------------
+
+    def _read(self, connection: sa.Connection, opened: OpenedFile, fast: bool) -> _Read:
+        errors = ErrorList()
+        person_rows = PersonRows(self.kind, opened.cols, opened.rules, errors)
+        read = _Read(errors, RecordSpill(), person_rows.repeated, person_rows.has_children)
+        self.label = opened.columns.column_name("child_key") or "child"
+        digests = opened.table.digests
+        if digests is not None:
+            digests.seed = digest_seed(opened, self.job)
+            if fast and self.site_had_persons:
+                read.unmatched, read.inactive = store.unchanged_row_digests(
+                    connection, self.source.site, self.person_kind
+                )
+                digests.known = read.unmatched
+        counter = [0]
+        rows = counting(opened.table.rows, counter, self.job.progress)
+        for record in person_rows.read(rows):
+            read.spill.add(record)
+        read.unchanged_unread = digests.hits if digests is not None else 0
+        read.rows = counter[0] + read.unchanged_unread
+        return read
+
+    def _fast_path_conflicts(self, connection: sa.Connection, read: _Read) -> bool:
+        """Return whether a parsed record names a person an unread row already stood for.
+
+        The persons the parsed records name are kept for the apply (read once).
+        """
+        if not read.unchanged_unread or not read.spill.count:
+            return False
+        cache: dict[str, ExistingPerson] = {}
+        conflict = False
+        for batch in read.spill.batches():
+            found = store.persons_by_keys(
+                connection,
+                self.source.site,
+                self.person_kind,
+                [record.fields.sync_key for record in batch],
+            )
+            cache.update(found)
+            conflict = conflict or any(
+                person.row_digest is not None
+                and (person.active or person.inactive_reason == ORPHAN)
+                and person.row_digest not in read.unmatched
+                for person in found.values()
+            )
+        self.existing_cache = cache
+        return conflict
+
+    # --- 2. apply ----------------------------------------------------------------------------
+
+    def _apply_records(self, connection: sa.Connection, read: _Read) -> None:
+        if read.has_children and self.kind is Kind.PARENTS:
+            self.students = store.StudentLookup(
+                connection, self.source.site, self.source.child_field
+            )
+            if read.spill.count >= WHOLE_STUDENT_INDEX:
+                self.students.load_all()
+        for chunk in _chunks(self._records_to_plan(read), CHUNK):
+            self._apply_chunk(connection, chunk, read.errors)
+
+    def _records_to_plan(self, read: _Read) -> Iterator[PersonRecord]:
+        """Yield one record per person, in file order (a repeated parent merged)."""
+        repeated, has_children = read.repeated, read.has_children
+        if not repeated:
+            for batch in read.spill.batches():
+                yield from batch
+            return
+        groups: dict[str, list[PersonRecord]] = {}
+        if read.spill.count <= IN_FILE_ORDER:
+            for batch in read.spill.batches():
+                for record in batch:
+                    groups.setdefault(record.fields.sync_key, []).append(record)
+        else:
+            # A big file: persons on one row go at once, repeated ones are held to merge.
+            for batch in read.spill.batches():
+                for record in batch:
+                    if record.fields.sync_key in repeated:
+                        groups.setdefault(record.fields.sync_key, []).append(record)
+                    else:
+                        yield record
+        for group in groups.values():
+            yield merge_person_records(group, has_children)
+
+    def _existing(
+        self, connection: sa.Connection, keys: Sequence[str]
+    ) -> dict[str, ExistingPerson]:
+        if self.existing_cache is not None:
+            cache = self.existing_cache
+            return {key: cache[key] for key in keys if key in cache}
+        if not self.site_had_persons:
+            return {}
+        return store.persons_by_keys(connection, self.source.site, self.person_kind, keys)
+
+    def _apply_chunk(
+        self, connection: sa.Connection, records: list[PersonRecord], errors: ErrorList
+    ) -> None:
+        existing = self._existing(connection, [record.fields.sync_key for record in records])
+        self.matched.update(person.person_id for person in existing.values())
+        if self.students is not None:
+            self.students.prepare(
+                value for record in records for value in record.child_values or ()
+            )
+        plan = plan_person_chunk(
+            records,
+            self.kind,
+            self.mode,
+            existing,
+            errors,
+            self.source.child_field,
+            self.students,
+            self.label,
+        )
+        if self.context.hash_passwords and self.source.update_passwords:
+            self.pipeline.plan_password_changes(connection, plan, records, existing, errors)
+        self.unchanged += plan.unchanged
+        self.unresolved += plan.unresolved_children
+        self._apply_plan(connection, plan)
+
+    def _apply_plan(self, connection: sa.Connection, plan: PersonPlan) -> None:
+        link_plan = None
+        if plan.link_requests:
+            ids = [r.parent_id for r in plan.link_requests if r.parent_id is not None]
+            link_plan = plan_parent_links(
+                plan.link_requests,
+                store.links_of_parents(connection, ids),
+                store.pending_of_parents(connection, ids),
+                self.source.child_field,
+            )
+        if self.job.dry_run:
+            self._describe(connection, plan, link_plan)
+        linked = {r.parent_key for r in plan.link_requests if r.parent_id is None and r.children}
+        new_ids = writes.apply_persons(
+            connection, plan, self.context, self.events, self.applied, linked
+        )
+        self.created.update(new_ids.values())
+        if link_plan is not None and not link_plan.is_empty():
+            names = {
+                child_id: key
+                for request in plan.link_requests
+                for child_id, key in request.child_keys.items()
+            }
+            writes.apply_links(
+                connection, link_plan, self.context, self.events, self.applied, new_ids,
+                names,
+            )  # fmt: skip
+
+    def _describe(
+        self, connection: sa.Connection, plan: PersonPlan, link_plan: LinkPlan | None
+    ) -> None:
+        ids = [u.person_id for u in plan.upserts if u.person_id is not None and u.changed]
+        old_fields = store.person_fields(connection, ids)
+        self.result.changes.extend(self.pipeline.describe(connection, plan, link_plan, old_fields))
+
+    # --- 3. finish ---------------------------------------------------------------------------
+
+    def _apply_unlisted(self, connection: sa.Connection, read: _Read) -> None:
+        """Deactivate the active persons a full file does not list (SPEC §2.4)."""
+        rejected = store.persons_by_keys(
+            connection, self.source.site, self.person_kind, sorted(read.errors.rejected_keys)
+        )
+        listed = self.matched | self.created | {p.person_id for p in rejected.values()}
+        candidates = store.unlisted_persons(
+            connection,
+            self.source.site,
+            self.person_kind,
+            [pid for pid in read.unmatched.values() if pid not in read.inactive],
+        )
+        unlisted = [(pid, key) for pid, key in candidates if pid not in listed]
+        if not unlisted:
+            return
+        plan = PersonPlan(kind=self.kind)
+        plan_unlisted(plan, unlisted)
+        self._apply_plan(connection, plan)
+
+    def _hold_reason(
+        self, connection: sa.Connection, rows: int, counts: Counts, applied: writes.Applied | None
+    ) -> str | None:
+        """Return why the file must be held (SPEC §2.4), or None.
+
+        With `applied` the file's changes are written already: the site's size before the
+        file is what it is now less what the file did.
+        """
+        removed = counts.links_removed - (applied.pending_dropped if applied else 0)
+        header_only = self.mode is Mode.FULL and rows == 0
+        if not (header_only or counts.deactivated or removed or counts.updated):
+            return None
+        now = store.site_counts(connection, self.source.site, self.kind, self.job.source_name)
+        before = SiteCounts(
+            active_persons=now.active_persons
+            - counts.created
+            - counts.reactivated
+            + counts.deactivated,
+            existing_persons=now.existing_persons - counts.created,
+            active_links=now.active_links - counts.links_created + removed,
+            active_file_links=now.active_file_links,
+        )
+        judged = Counts(
+            updated=counts.updated, deactivated=counts.deactivated, links_removed=removed
+        )
+        source = self.source
+        thresholds = Thresholds(source.max_deactivate, source.max_update, source.max_reject)
+        return hold_reason(self.kind, self.mode, rows, judged, before, thresholds)
+
+
+def _add_validation_events(
+    events: EventBuffer, job: Job, kind: Kind, errors: list[RowError], rows: int, rejected: int
+) -> None:
+    """Add row.rejected for each error (in line order), then file.validated."""
+    _add_row_events(events, sorted(errors, key=lambda error: error.row))
+    events.add(audit.FILE_VALIDATED, name=job.name, kind=kind.value, rows=rows, rejected=rejected)
+
+
+def _add_row_events(events: EventBuffer, errors: Iterable[RowError]) -> None:
+    for error in errors:
+        events.add(
+            audit.ROW_REJECTED,
+            level="warning",
+            row=error.row,
+            column=error.column,
+            error=error.error,
+        )
+
+
+def _chunks(records: Iterable[PersonRecord], size: int) -> Iterator[list[PersonRecord]]:
+    chunk: list[PersonRecord] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

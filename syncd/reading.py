@@ -1,0 +1,90 @@
+"""Opening a roster file: its format, kind and columns, and its rows counted as they stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from syncd.core.validate import Columns, RowRules
+from syncd.errors import FileFailed
+from syncd.formats.headers import ColumnMap, detect_kind, map_columns
+from syncd.formats.readers import Table, open_table
+from syncd.model import Kind, PasswordPolicy, RawRow
+
+if TYPE_CHECKING:
+    from syncd.pipeline import FileResult, Job
+
+PERSON_IDENTIFIERS = ("sync_key", "username", "email")
+PROGRESS_EVERY = 10_000
+
+
+def counting(
+    rows: Iterator[RawRow], counter: list[int], progress: Callable[[int], None] | None
+) -> Iterator[RawRow]:
+    """Yield `rows`, counting them in counter[0] and telling `progress` now and then."""
+    for row in rows:
+        counter[0] += 1
+        if progress is not None and counter[0] % PROGRESS_EVERY == 0:
+            progress(counter[0])
+        yield row
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedFile:
+    """A file opened for reading, with its kind and columns found."""
+
+    table: Table
+    kind: Kind
+    columns: ColumnMap
+    cols: Columns
+    rules: RowRules
+
+
+@contextmanager
+def open_file(job: Job, result: FileResult) -> Iterator[OpenedFile]:
+    """Open the job's file, find its kind and columns (noted in `result`).
+
+    Raises FileFailed for what fails the whole file.
+    """
+    source = job.source
+    with open_table(job.path, source.limits) as table:
+        result.encoding = table.encoding if table.format == "csv" else "xlsx"
+        result.delimiter = table.delimiter
+        kind = job.kind or detect_kind(job.name, table.header, source.globs, source.child_column)
+        if kind is None:
+            raise FileFailed(
+                "kind cannot be found from the file name or the header: name it like "
+                "*students*, *parents* or *relationships*, or use the documented column names"
+            )
+        result.kind = kind
+        columns = map_columns(table.header, kind, source.child_column)
+        check_required_columns(kind, columns)
+        keep_passwords = source.passwords is PasswordPolicy.HASH
+        result.ignored_columns = list(columns.ignored)
+        if "password" in columns.fields and not keep_passwords:
+            result.ignored_columns.append(columns.column_name("password"))
+        result.attribute_columns = [columns.header[index] for _, index in columns.attributes]
+        rules = RowRules(
+            keep_passwords=keep_passwords, relationship_types=source.relationship_types
+        )
+        cols = Columns(
+            fields=columns.fields,
+            names={name: columns.column_name(name) for name in columns.fields},
+            attributes=columns.attributes,
+        )
+        yield OpenedFile(table, kind, columns, cols, rules)
+
+
+def check_required_columns(kind: Kind, columns: ColumnMap) -> None:
+    if kind is Kind.RELATIONSHIPS:
+        if not any(
+            name in columns.fields for name in ("parent_email", "parent_key", "parent_username")
+        ):
+            raise FileFailed("no parent column (Parent Email, Parent ID or Parent username)")
+        if not any(name in columns.fields for name in ("student_email", "student_id")):
+            raise FileFailed("no child column (Student Email or Student ID)")
+        return
+    if not any(name in columns.fields for name in PERSON_IDENTIFIERS):
+        raise FileFailed("no identifier column: needs a sync key, username or email column")
