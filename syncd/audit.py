@@ -274,7 +274,10 @@ class EventBuffer:
             connection,
             audit_events,
             AUDIT_COLUMNS,
-            ((level, event, person_id, data) for event, level, person_id, data in self._rows),
+            (
+                (level, event, person_id, json.dumps(data, ensure_ascii=False, default=str))
+                for event, level, person_id, data in self._rows
+            ),
             constants={
                 "ts": self.now,
                 "source": context.get("source"),

@@ -26,7 +26,7 @@ from syncd.core.plan import (
     child_lookup_value,
 )
 from syncd.db import store
-from syncd.db.bulk import IdAllocator, insert_rows
+from syncd.db.bulk import IdAllocator, insert_rows, json_text
 from syncd.db.schema import links, pending_links, persons
 from syncd.model import Counts, Kind, PersonFields, PersonKind, RelType
 
@@ -226,7 +226,7 @@ def _create_persons(
 
 
 def _field_values(fields: PersonFields) -> tuple[Any, ...]:
-    """Return a person's fields in PERSON_FIELD_COLUMNS order."""
+    """Return a person's fields in PERSON_FIELD_COLUMNS order (for insert_rows)."""
     return (
         fields.sync_key,
         fields.username,
@@ -234,7 +234,7 @@ def _field_values(fields: PersonFields) -> tuple[Any, ...]:
         fields.first_name,
         fields.last_name,
         fields.student_number,
-        dict(fields.attributes),
+        json_text(fields.attributes),
     )
 
 

@@ -1,20 +1,29 @@
 """Bulk inserts below the SQL expression layer: executemany on SQLite, COPY on PostgreSQL.
 
 SQLAlchemy Core compiles and processes every parameter set of an executemany in Python;
-for the hundreds of thousands of rows of a nightly file that costs more than the database
-work itself. Values are converted with the columns' own bind processors, so what lands in
-the database is exactly what Core would have written.
+for the millions of rows of a district's nightly files that costs more than the database
+work itself. Rows come as tuples of plain values (JSON columns as JSON text, see
+`json_text`); values that need one are converted with the column's own bind processor, so
+what lands in the database is what Core would have written. On SQLite the constant
+columns are written into the statement as literals, so they are bound once, not per row.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 import sqlalchemy as sa
 
 CHUNK_ROWS = 10_000
+
+
+def json_text(pairs: Iterable[tuple[str, str]]) -> str:
+    """Return a JSON object of string members as text (a JSON column's value for bulk
+    inserts): the same document as json.dumps, in a fraction of its time."""
+    return "{" + ",".join(f"{encode_basestring(k)}:{encode_basestring(v)}" for k, v in pairs) + "}"
 
 
 def insert_rows(
@@ -26,7 +35,7 @@ def insert_rows(
 ) -> int:
     """Insert `rows` (tuples in `columns` order) into `table`; return how many were written.
 
-    `constants` are columns with the same value in every row (converted once).
+    JSON columns take JSON text. `constants` are columns with the same value in every row.
     """
     constants = constants or {}
     if connection.dialect.name == "postgresql":
@@ -34,10 +43,24 @@ def insert_rows(
     return _executemany(connection, table, columns, rows, constants)
 
 
-def _converters(
-    connection: sa.Connection, table: sa.Table, columns: Sequence[str]
-) -> list[Callable[[Any], Any] | None]:
-    return [table.c[name].type.bind_processor(connection.dialect) for name in columns]
+def _processor(connection: sa.Connection, column: sa.Column[Any]) -> Callable[[Any], Any] | None:
+    """Return the column's bind processor for values not already what the driver takes."""
+    if isinstance(column.type, sa.JSON):
+        return None  # JSON columns are given as JSON text
+    dialect = connection.dialect
+    # The dialect's own type: a generic DateTime has no bind processor, SQLite's has.
+    return column.type.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _sqlite_literal(value: Any) -> str:
+    """Return `value` (str, int, bool or None, as bound) as an SQLite literal."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _executemany(
@@ -47,28 +70,31 @@ def _executemany(
     rows: Iterable[Sequence[Any]],
     constants: Mapping[str, Any],
 ) -> int:
-    converters = _converters(connection, table, columns)
-    fixed = tuple(
-        value if convert is None or value is None else convert(value)
-        for convert, value in zip(
-            _converters(connection, table, list(constants)), constants.values(), strict=True
-        )
-    )
-    names = [*columns, *constants]
-    marks = ", ".join("?" for _ in names)
-    statement = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"
+    literals = []
+    for name, value in constants.items():
+        process = _processor(connection, table.c[name])
+        literals.append(_sqlite_literal(process(value) if process and value is not None else value))
+    # Per-row conversions only where a value is not bound as it is (datetimes).
+    converted = [
+        (index, process)
+        for index, name in enumerate(columns)
+        if (process := _processor(connection, table.c[name])) is not None
+        and isinstance(table.c[name].type, sa.DateTime)
+    ]
+    names = ", ".join([*columns, *constants])
+    values = ", ".join(["?"] * len(columns) + literals)
+    statement = f"INSERT INTO {table.name} ({names}) VALUES ({values})"
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     written = 0
-    batch: list[tuple[Any, ...]] = []
+    batch: list[Sequence[Any]] = []
     try:
         for row in rows:
-            batch.append(
-                tuple(
-                    value if convert is None or value is None else convert(value)
-                    for convert, value in zip(converters, row, strict=True)
-                )
-                + fixed
-            )
+            if converted:
+                row = list(row)
+                for index, process in converted:
+                    if isinstance(row[index], datetime):
+                        row[index] = process(row[index])
+            batch.append(row)
             if len(batch) >= CHUNK_ROWS:
                 cursor.executemany(statement, batch)
                 written += len(batch)
@@ -88,24 +114,17 @@ def _copy(
     rows: Iterable[Sequence[Any]],
     constants: Mapping[str, Any],
 ) -> int:
-    # COPY takes Python values as they are; only JSON documents need turning into text.
+    # COPY takes Python values as they are, JSON columns as their text.
     names = [*columns, *constants]
-    is_json = [isinstance(table.c[name].type, sa.JSON) for name in names]
-    fixed = list(constants.values())
+    fixed = tuple(constants.values())
     statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     written = 0
     try:
         with cursor.copy(statement) as copy:
+            write_row = copy.write_row
             for row in rows:
-                copy.write_row(
-                    [
-                        json.dumps(value, ensure_ascii=False)
-                        if json_column and value is not None
-                        else value
-                        for json_column, value in zip(is_json, [*row, *fixed], strict=True)
-                    ]
-                )
+                write_row((*row, *fixed))
                 written += 1
     finally:
         cursor.close()

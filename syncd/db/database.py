@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from syncd.errors import DatabaseUnreachable, SchemaOutdated
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_CACHE_KIB = 128 * 1024  # per connection, allocated only as pages are used
 
 
 def _alembic_config(connection: sa.Connection) -> AlembicConfig:
@@ -56,10 +57,16 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own BEGIN is deferred).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
+    # Only a new, empty database takes a page size: 16 KiB pages make bulk inserts and the
+    # WAL writes of a big file a fifth cheaper than the default 4 KiB.
+    cursor.execute("PRAGMA page_size=16384")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # A big file's index inserts (links by child, persons by key) land all over their
+    # B-trees; with SQLite's default 2 MiB cache each one reads and writes pages again.
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 
