@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import functools
 import json
+import marshal
 import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import IO, Any, BinaryIO
 
 import sqlalchemy as sa
 import structlog
@@ -99,46 +100,69 @@ def _redact_processor(
 
 
 class _ReopenableFile:
-    """A line sink that SIGHUP can reopen (logrotate moves the file away)."""
+    """A line sink that SIGHUP can reopen (logrotate moves the file away).
+
+    Lines reach a file in whole-line writes, so a reader tailing the log while a big file's
+    events are appended never sees half a line.
+    """
+
+    CHUNK = 1 << 20
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._stream: TextIO = self._open()
+        self._file: BinaryIO | None = None
+        self._open()
 
-    def _open(self) -> TextIO:
+    def _open(self) -> None:
         if self.path == "-":
-            return sys.stdout
+            self._file = None
+            return
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        return open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open on purpose
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open on purpose
+
+    def _write(self, text: str) -> None:
+        if self._file is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        data = memoryview(text.encode("utf-8", "surrogatepass"))
+        while data:
+            written = self._file.write(data) or 0
+            data = data[written:]
 
     def write_line(self, line: str) -> None:
         with self._lock:
-            self._stream.write(line + "\n")
-            self._stream.flush()
+            self._write(line + "\n")
 
     def write_text(self, text: str) -> None:
         """Append `text` (whole lines, each ending in a newline)."""
         with self._lock:
-            self._stream.write(text)
-            self._stream.flush()
+            self._write(text)
 
     def copy_from(self, spool: IO[str]) -> None:
-        """Append everything `spool` holds from where it stands."""
+        """Append everything `spool` holds from where it stands (whole lines)."""
         with self._lock:
-            shutil.copyfileobj(spool, self._stream, 1 << 20)
-            self._stream.flush()
+            rest = ""
+            while chunk := spool.read(self.CHUNK):
+                chunk = rest + chunk
+                end = chunk.rfind("\n") + 1
+                rest = chunk[end:]
+                if end:
+                    self._write(chunk[:end])
+            if rest:
+                self._write(rest)
 
     def reopen(self) -> None:
         with self._lock:
-            if self._stream is not sys.stdout:
-                self._stream.close()
-            self._stream = self._open()
+            if self._file is not None:
+                self._file.close()
+            self._open()
 
     def close(self) -> None:
         with self._lock:
-            if self._stream is not sys.stdout:
-                self._stream.close()
+            if self._file is not None:
+                self._file.close()
 
 
 class _SinkLogger:
@@ -194,7 +218,69 @@ FLUSH_EVENTS = 20_000
 SPOOL_LINES = 20_000
 
 
-@dataclass(slots=True)
+class EventSegment:
+    """Events in the order they were added: audit rows (event, level, person_id, data as
+    JSON text) and JSON lines, each spooled to a temporary file once there are many."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, int | None, str]] = []
+        self.lines: list[str] = []
+        self._row_spool: IO[bytes] | None = None
+        self._line_spool: IO[str] | None = None
+
+    def add_line(self, line: str) -> None:
+        self.lines.append(line)
+        if len(self.lines) >= SPOOL_LINES:
+            self.spool_lines()
+
+    def spool_lines(self) -> None:
+        if self._line_spool is None:
+            self._line_spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+        self._line_spool.write("".join(self.lines))
+        self.lines.clear()
+
+    def spool_rows(self) -> None:
+        if self._row_spool is None:
+            self._row_spool = tempfile.TemporaryFile()  # noqa: SIM115
+        data = marshal.dumps(self.rows)
+        self._row_spool.write(len(data).to_bytes(8, "little") + data)
+        self.rows.clear()
+
+    def take_rows(self) -> Iterator[tuple[str, str, int | None, str]]:
+        """Yield every row, in order, and forget them."""
+        if self._row_spool is not None:
+            spool, self._row_spool = self._row_spool, None
+            spool.seek(0)
+            while size := spool.read(8):
+                yield from marshal.loads(spool.read(int.from_bytes(size, "little")))
+            spool.close()
+        rows, self.rows = self.rows, []
+        yield from rows
+
+    def take_lines(self) -> tuple[IO[str] | None, list[str]]:
+        """Return (the spooled lines, the lines after them) and forget them."""
+        spool, self._line_spool = self._line_spool, None
+        lines, self.lines = self.lines, []
+        if spool is not None:
+            spool.seek(0)
+        return spool, lines
+
+    def append_spooled(self, spool: IO[str]) -> None:
+        """Append the lines of another segment's spool (after the lines added so far)."""
+        self.spool_lines()
+        assert self._line_spool is not None
+        shutil.copyfileobj(spool, self._line_spool, 1 << 20)
+        spool.close()
+
+    def clear(self) -> None:
+        for spool in (self._row_spool, self._line_spool):
+            if spool is not None:
+                spool.close()
+        self._row_spool = self._line_spool = None
+        self.rows.clear()
+        self.lines.clear()
+
+
 class EventBuffer:
     """Events of one transaction: audit rows in it, JSON lines logged after it commits.
 
@@ -205,22 +291,15 @@ class EventBuffer:
     rows describe in full are logged with `add_lines` and stored as provenance (db/trail.py).
     """
 
-    context: dict[str, Any]
-    now: datetime
-    _rows: list[tuple[str, str, int | None, dict[str, Any]]] = field(default_factory=list)
-    _lines: list[str] = field(default_factory=list)
-    _spool: IO[str] | None = None
-    _connection: sa.Connection | None = None
-    _line_context: dict[str, Any] = field(default_factory=dict)
-    _prefix: str = ""
-    _ts: str = ""
-
-    def __post_init__(self) -> None:
-        context = {k: v for k, v in redact(self.context).items() if v is not None}
-        self._line_context = context
-        rendered = json.dumps(context, ensure_ascii=False, default=str)
-        self._prefix = rendered[:-1] + "," if context else "{"
-        self._ts = iso_utc(self.now)
+    def __init__(self, context: dict[str, Any], now: datetime) -> None:
+        self.context = context
+        self.now = now
+        self._segment = EventSegment()
+        self._connection: sa.Connection | None = None
+        self._line_context = {k: v for k, v in redact(context).items() if v is not None}
+        rendered = json.dumps(self._line_context, ensure_ascii=False, default=str)
+        self._prefix = rendered[:-1] + "," if self._line_context else "{"
+        self._ts = iso_utc(now)
 
     def bind(self, connection: sa.Connection) -> None:
         """Write events into `connection`'s transaction as they come, in batches."""
@@ -231,14 +310,50 @@ class EventBuffer:
     ) -> None:
         assert event in EVENT_NAMES, event
         data = redact(data)
-        self._rows.append((event, level, person_id, data))
+        segment = self._segment
+        segment.rows.append(
+            (event, level, person_id, json.dumps(data, ensure_ascii=False, default=str))
+        )
         line = {**self._line_context, **{k: v for k, v in data.items() if v is not None}}
         if person_id is not None:
             line["person_id"] = person_id
         line["event"], line["level"], line["ts"] = event, level, self._ts
-        self._add_line(json.dumps(line, ensure_ascii=False, default=str) + "\n")
-        if self._connection is not None and len(self._rows) >= FLUSH_EVENTS:
+        segment.add_line(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+        if len(segment.rows) >= FLUSH_EVENTS:
+            if self._connection is not None and segment is not self._held:
+                self.write(self._connection)
+            else:
+                segment.spool_rows()
+
+    _held: EventSegment | None = None
+
+    @contextmanager
+    def held(self) -> Iterator[EventSegment]:
+        """Hold back the events added in the block; `add_held` places them later.
+
+        A file applied while it is read has its changes before its validation is known;
+        this keeps the audit trail in the order a reader expects (validated, then changes).
+        """
+        outer = self._segment
+        self._segment = self._held = EventSegment()
+        try:
+            yield self._segment
+        finally:
+            self._segment, self._held = outer, None
+
+    def add_held(self, held: EventSegment) -> None:
+        """Add the events `held` kept back, as if they were added now."""
+        if self._connection is not None:
             self.write(self._connection)
+            self._insert(self._connection, held.take_rows())
+        else:
+            for row in held.take_rows():
+                self._segment.rows.append(row)
+        spool, lines = held.take_lines()
+        if spool is not None:
+            self._segment.append_spooled(spool)
+        for line in lines:
+            self._segment.add_line(line)
 
     def line_parts(self, event: str, level: str = "info") -> tuple[str, str]:
         """Return (start, end) of this buffer's JSON lines of `event`: the data goes between.
@@ -250,34 +365,24 @@ class EventBuffer:
 
     def add_lines(self, lines: list[str]) -> None:
         """Log ready JSON lines (from `line_parts`) of events stored as provenance."""
-        self._lines.extend(lines)
-        if len(self._lines) >= SPOOL_LINES:
-            self._spill_lines()
-
-    def _add_line(self, line: str) -> None:
-        self._lines.append(line)
-        if len(self._lines) >= SPOOL_LINES:
-            self._spill_lines()
-
-    def _spill_lines(self) -> None:
-        if self._spool is None:
-            self._spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
-        self._spool.write("".join(self._lines))
-        self._lines.clear()
+        segment = self._segment
+        segment.lines.extend(lines)
+        if len(segment.lines) >= SPOOL_LINES:
+            segment.spool_lines()
 
     def write(self, connection: sa.Connection) -> None:
         """Insert the events not yet written as audit rows (in the caller's transaction)."""
-        if not self._rows:
-            return
+        self._insert(connection, self._segment.take_rows())
+
+    def _insert(
+        self, connection: sa.Connection, rows: Iterable[tuple[str, str, int | None, str]]
+    ) -> None:
         context = self.context
         insert_rows(
             connection,
             audit_events,
             AUDIT_COLUMNS,
-            (
-                (level, event, person_id, json.dumps(data, ensure_ascii=False, default=str))
-                for event, level, person_id, data in self._rows
-            ),
+            ((level, event, person_id, data) for event, level, person_id, data in rows),
             constants={
                 "ts": self.now,
                 "source": context.get("source"),
@@ -286,21 +391,17 @@ class EventBuffer:
                 "run_id": context.get("run_id"),
             },
         )
-        self._rows.clear()
 
     def discard(self) -> None:
         """Forget every event (the transaction was rolled back)."""
-        self._rows.clear()
-        self._lines.clear()
-        if self._spool is not None:
-            self._spool.close()
-            self._spool = None
+        self._segment.clear()
 
     def emit(self) -> None:
         """Log the events as JSON lines (after the transaction committed)."""
-        self._rows.clear()
-        spool, self._spool = self._spool, None
-        lines, self._lines = self._lines, []
+        segment = self._segment
+        segment.rows.clear()
+        spool, lines = segment.take_lines()
+        segment.clear()
         if _sink is None:  # audit not configured (library use): structlog's defaults
             for line in _spooled(spool, lines):
                 fields = json.loads(line)
@@ -309,7 +410,6 @@ class EventBuffer:
                 getattr(log, level)(event, **fields)
             return
         if spool is not None:
-            spool.seek(0)
             _sink.copy_from(spool)
             spool.close()
         if lines:
@@ -318,7 +418,6 @@ class EventBuffer:
 
 def _spooled(spool: IO[str] | None, lines: list[str]) -> Iterator[str]:
     if spool is not None:
-        spool.seek(0)
         yield from spool
         spool.close()
     yield from lines

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Kind(StrEnum):
@@ -101,9 +102,12 @@ class RowError:
     error: str
 
 
-@dataclass(frozen=True, slots=True)
-class PersonFields:
-    """What syncd stores about a person; `attributes` are (name, value) pairs sorted by name."""
+class PersonFields(NamedTuple):
+    """What syncd stores about a person; `attributes` are (name, value) pairs sorted by name.
+
+    A NamedTuple rather than a dataclass: a district file makes millions of these, and a
+    tuple is built, hashed and marshalled (see spill.py) at C speed.
+    """
 
     sync_key: str
     username: str | None
@@ -128,9 +132,8 @@ class PersonFields:
         return flat
 
 
-@dataclass(frozen=True, slots=True)
-class PersonRecord:
-    """A valid students or parents row.
+class PersonRecord(NamedTuple):
+    """A valid students or parents row (a NamedTuple, as PersonFields).
 
     `child_values` is None when the file has no child column (it then manages no links),
     else the child values the row names (maybe none).
@@ -143,7 +146,7 @@ class PersonRecord:
     child_values: tuple[str, ...] | None = None
     relationship_type: RelType = RelType.PARENT
     # The digest of the one row this record came from (RawRow.digest), if there is one.
-    digest: int | None = field(default=None, compare=False)
+    digest: int | None = None
 
 
 class ParentBy(StrEnum):

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from xxhash import xxh3_64_intdigest
 
 from syncd import audit
-from syncd.audit import EventBuffer
+from syncd.audit import EventBuffer, EventSegment
 from syncd.core.plan import (
     ORPHAN,
     ExistingPerson,
@@ -103,6 +103,8 @@ class _Read:
     # Persons whose row could have been skipped but was not: digest -> person id.
     unmatched: dict[int, int] = field(default_factory=dict)
     inactive: set[int] = field(default_factory=set)  # which of those are inactive orphans
+    # Events of changes made while the file was read (students), to follow its validation.
+    held: EventSegment | None = None
 
 
 class PersonFile:
@@ -158,12 +160,17 @@ class PersonFile:
             self.site_had_persons = (
                 store.count_persons(connection, self.source.site, self.person_kind) > 0
             )
-            read = self._read(connection, opened, fast=True)
-            if self._fast_path_conflicts(connection, read):
+            try:
+                read = self._read(connection, opened, fast=True)
+                if self._fast_path_conflicts(connection, read):
+                    raise _UnreadRowConflict
+            except _UnreadRowConflict:
                 # A person named both by an unread row and by a parsed one (a duplicate, or
-                # a parent on a new second row): read again, every row parsed.
-                read.spill.close()
-                self.existing_cache = None
+                # a parent on a new second row): start over, every row parsed.
+                events.discard()
+                transaction.rollback()
+                transaction = connection.begin()
+                self._start_over()
                 with open_file(job, result) as again:
                     read = self._read(connection, again, fast=False)
             with read.spill:
@@ -190,6 +197,8 @@ class PersonFile:
         _add_validation_events(
             events, job, self.kind, errors.errors, read.rows, len(errors.rejected_lines)
         )
+        if read.held is not None:
+            events.add_held(read.held)
         failure = too_many_rejected(read.rows, len(errors.rejected_lines), self.source.max_reject)
         held = None
         if failure is None and read.rows == 0 and self.mode is Mode.FULL and not job.force:
@@ -254,6 +263,15 @@ class PersonFile:
             events.write(connection)
         events.emit()
 
+    def _start_over(self) -> None:
+        """Forget what an abandoned first reading of the file applied (rolled back)."""
+        self.applied = writes.Applied()
+        self.unchanged = self.unresolved = 0
+        self.matched.clear()
+        self.created.clear()
+        self.existing_cache = None
+        self.result.changes.clear()
+
     # --- 1. read ---------------------------------------------------------------------------
 
     def _read(self, connection: sa.Connection, opened: OpenedFile, fast: bool) -> _Read:
@@ -270,9 +288,17 @@ class PersonFile:
                 )
                 digests.known = read.unmatched
         counter = [0]
-        rows = counting(opened.table.rows, counter, self.job.progress)
-        for record in person_rows.read(rows):
-            read.spill.add(record)
+        records = person_rows.read(counting(opened.table.rows, counter, self.job.progress))
+        if self.kind is Kind.STUDENTS:
+            # Students never merge: each chunk is applied as soon as it is read, its events
+            # held back until the file's validation events are out.
+            unread = read.unmatched or None  # None: no row is skipped, none can conflict
+            with self.events.held() as read.held:
+                for chunk in _chunks(records, CHUNK):
+                    self._apply_chunk(connection, chunk, errors, unread)
+        else:
+            for record in records:
+                read.spill.add(record)
         read.unchanged_unread = digests.hits if digests is not None else 0
         read.rows = counter[0] + read.unchanged_unread
         return read
@@ -313,7 +339,7 @@ class PersonFile:
             if read.spill.count >= WHOLE_STUDENT_INDEX:
                 self.students.load_all()
         for chunk in _chunks(self._records_to_plan(read), CHUNK):
-            self._apply_chunk(connection, chunk, read.errors)
+            self._apply_chunk(connection, chunk, read.errors, None)
 
     def _records_to_plan(self, read: _Read) -> Iterator[PersonRecord]:
         """Yield one record per person, in file order (a repeated parent merged)."""
@@ -349,10 +375,25 @@ class PersonFile:
         return store.persons_by_keys(connection, self.source.site, self.person_kind, keys)
 
     def _apply_chunk(
-        self, connection: sa.Connection, records: list[PersonRecord], errors: ErrorList
+        self,
+        connection: sa.Connection,
+        records: list[PersonRecord],
+        errors: ErrorList,
+        unread: dict[int, int] | None,
     ) -> None:
+        """Plan and write one chunk of records; `unread`: the digests of rows the reading
+        still skips, while the file is being read (a person a parsed row names is taken out:
+        its unchanged row, if it comes later, is a duplicate to parse)."""
         existing = self._existing(connection, [record.fields.sync_key for record in records])
         self.matched.update(person.person_id for person in existing.values())
+        if unread is not None:
+            for person in existing.values():
+                if person.row_digest is None or not (
+                    person.active or person.inactive_reason == ORPHAN
+                ):
+                    continue
+                if unread.pop(person.row_digest, None) is None:
+                    raise _UnreadRowConflict  # its row was read unparsed, before this one
         if self.students is not None:
             self.students.prepare(
                 value for record in records for value in record.child_values or ()
@@ -457,6 +498,10 @@ class PersonFile:
         source = self.source
         thresholds = Thresholds(source.max_deactivate, source.max_update, source.max_reject)
         return hold_reason(self.kind, self.mode, rows, judged, before, thresholds)
+
+
+class _UnreadRowConflict(Exception):
+    """A parsed row names a person whose unchanged row was already counted unread."""
 
 
 def _add_validation_events(

@@ -7,8 +7,11 @@ reads it, records it in the file ledger and changes the database in one transact
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -91,6 +94,31 @@ class Job:
     run_id: str | None = None
     location: str | None = None  # where the file sits while processed, for the ledger
     progress: Callable[[int], None] | None = None  # told the rows read so far, now and then
+
+
+_paused = 0
+_paused_lock = threading.Lock()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a file is processed.
+
+    A million-row file keeps millions of objects alive; each collection walks them all,
+    which costs a fifth of the time of a first load. The file's objects form no cycles worth
+    collecting meanwhile.
+    """
+    global _paused
+    with _paused_lock:
+        _paused += 1
+        gc.disable()
+    try:
+        yield
+    finally:
+        with _paused_lock:
+            _paused -= 1
+            if _paused == 0:
+                gc.enable()
 
 
 def sha256_of(path: Path) -> str:
@@ -208,6 +236,10 @@ class Pipeline:
 
     def process(self, job: Job) -> FileResult:
         """Process one file; never raises for a bad file (the result says failed)."""
+        with _collector_paused():
+            return self._process(job)
+
+    def _process(self, job: Job) -> FileResult:
         started = self.clock.monotonic()
         result = FileResult(name=job.name)
         size = job.path.stat().st_size

@@ -18,8 +18,7 @@ from syncd.model import PersonFields, PersonRecord, RelType
 
 BATCH = 5_000
 _LENGTH = struct.Struct("<I")
-_TYPES: tuple[RelType, ...] = tuple(RelType)
-_TYPE_CODE = {rel_type: code for code, rel_type in enumerate(_TYPES)}
+_TYPES: dict[str, RelType] = {rel_type.value: rel_type for rel_type in RelType}
 
 
 class RecordSpill:
@@ -31,23 +30,10 @@ class RecordSpill:
         self.count = 0
 
     def add(self, record: PersonRecord) -> None:
-        fields = record.fields
+        line, fields, password, deleted, children, rel_type, digest = record
+        # The type's plain value: marshal takes no str subclass, and an Enum hashes slowly.
         self._batch.append(
-            (
-                record.line,
-                fields.sync_key,
-                fields.username,
-                fields.email,
-                fields.first_name,
-                fields.last_name,
-                fields.student_number,
-                fields.attributes,
-                record.password,
-                record.deleted,
-                record.child_values,
-                _TYPE_CODE[record.relationship_type],
-                record.digest,
-            )
+            (line, tuple(fields), password, deleted, children, rel_type._value_, digest)
         )
         self.count += 1
         if len(self._batch) >= BATCH:
@@ -86,14 +72,11 @@ class RecordSpill:
 
 
 def _record(values: tuple[Any, ...]) -> PersonRecord:
-    (line, key, username, email, first, last, number, attributes, password, deleted,
-     children, type_code, digest) = values  # fmt: skip
-    return PersonRecord(
-        line,
-        PersonFields(key, username, email, first, last, number, attributes),
-        password,
-        deleted,
-        children,
-        _TYPES[type_code],
-        digest,
+    line, fields, password, deleted, children, rel_type, digest = values
+    return _make_record(
+        (line, _make_fields(fields), password, deleted, children, _TYPES[rel_type], digest)
     )
+
+
+_make_record = PersonRecord._make
+_make_fields = PersonFields._make
