@@ -430,7 +430,8 @@ class PersonFile:
         new_ids = writes.apply_persons(
             connection, plan, self.context, self.events, self.applied, linked
         )
-        self.created.update(new_ids.values())
+        if self.site_had_persons:  # to tell who a full file left out
+            self.created.update(new_ids.values())
         if link_plan is not None and not link_plan.is_empty():
             names = {
                 child_id: key

@@ -8,9 +8,9 @@ those parents (loaded in bulk by the caller) against what the file asks for.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
 from xxhash import xxh3_128_hexdigest
@@ -85,8 +85,7 @@ class ExistingPerson:
         return not self.active and self.inactive_reason != ORPHAN
 
 
-@dataclass(frozen=True, slots=True)
-class StudentRef:
+class StudentRef(NamedTuple):
     person_id: int
     sync_key: str
 
@@ -165,9 +164,11 @@ class Deactivation:
     sync_key: str
 
 
-@dataclass(frozen=True, slots=True)
-class ParentLinks:
-    """What a parents-file row asks for: resolved children and values still unknown."""
+class ParentLinks(NamedTuple):
+    """What a parents-file row asks for: resolved children and values still unknown.
+
+    NamedTuples here and below: a district's parents file makes millions of them.
+    """
 
     parent_key: str
     parent_id: int | None
@@ -178,7 +179,7 @@ class ParentLinks:
     # rejected is only partly listed: a malformed row must not remove its links.
     replace: bool = True
     # The sync keys of `children` (for the change events).
-    child_keys: Mapping[int, str] = field(default_factory=dict)
+    child_keys: Mapping[int, str] = MappingProxyType({})
 
 
 @dataclass(slots=True)
@@ -215,8 +216,12 @@ def resolve_child(
         return matches[0], None
     if not matches:
         return None, None
+    return None, _ambiguous_child(value, field_name, matches)
+
+
+def _ambiguous_child(value: str, field_name: str, matches: Sequence[StudentRef]) -> str:
     names = ", ".join(sorted(match.sync_key for match in matches))
-    return None, f"{value!r} matches {len(matches)} students ({names}); {field_name} is not unique"
+    return f"{value!r} matches {len(matches)} students ({names}); {field_name} is not unique"
 
 
 def plan_persons(
@@ -286,7 +291,7 @@ def plan_person_chunk(
             if links is None:
                 continue
             if mode is not Mode.FULL or partial:
-                links = dataclasses.replace(links, replace=False)
+                links = links._replace(replace=False)
         if record.deleted:
             if existing is not None and existing.active:
                 plan.deactivations.append(Deactivation(existing.person_id, key))
@@ -343,15 +348,23 @@ def _resolve_children(
     child_keys: dict[int, str] = {}
     pending: dict[str, RelType] = {}
     problems = []
+    # resolve_child inlined: this runs for each of the millions of children of a parents file.
+    field_name = child_field.value
+    casefold = field_name in ("email", "username")
+    rel_type = record.relationship_type
+    find = index.get
     for value in record.child_values or ():
-        match, problem = resolve_child(value, child_field.value, index)
-        if problem is not None:
-            problems.append(RowError(record.line, label, value, problem))
-        elif match is not None:
-            children[match.person_id] = record.relationship_type
-            child_keys[match.person_id] = match.sync_key
+        matches = find(value.strip().casefold() if casefold else value.strip(), ())
+        if len(matches) == 1:
+            person_id, sync_key = matches[0]
+            children[person_id] = rel_type
+            child_keys[person_id] = sync_key
+        elif not matches:
+            pending[value] = rel_type
         else:
-            pending[value] = record.relationship_type
+            problems.append(
+                RowError(record.line, label, value, _ambiguous_child(value, field_name, matches))
+            )
     if problems:
         for problem_row in problems:
             errors.add(problem_row)
@@ -369,8 +382,7 @@ def _resolve_children(
 # Phase 2: links
 
 
-@dataclass(frozen=True, slots=True)
-class LinkSet:
+class LinkSet(NamedTuple):
     """Make (or keep) the link parent→child named by a file of kind `origin`."""
 
     parent_key: str

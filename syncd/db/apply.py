@@ -28,7 +28,7 @@ from syncd.core.plan import (
 from syncd.db import store
 from syncd.db.bulk import IdAllocator, insert_rows, json_text
 from syncd.db.schema import links, pending_links, persons
-from syncd.model import Counts, Kind, PersonFields, PersonKind, RelType
+from syncd.model import Counts, Kind, PersonKind, RelType
 
 BATCH = 5000
 
@@ -186,21 +186,22 @@ def _create_persons(
         ):
             hashes[i] = hashed
     ids = IdAllocator(connection, persons).take(len(creates))
+    rows = []
+    for person_id, (_, record, digest, _, _, row_digest), password_hash in zip(
+        ids, creates, hashes, strict=True
+    ):
+        key, username, email, first_name, last_name, number, attributes = record.fields
+        rows.append(
+            (
+                person_id, key, username, email, first_name, last_name, number,
+                attributes_json(attributes), password_hash, digest, row_digest, key in linked,
+            )
+        )  # fmt: skip
     insert_rows(
         connection,
         persons,
         PERSON_INSERT_COLUMNS,
-        (
-            (
-                person_id,
-                *_field_values(upsert.record.fields),
-                password_hash,
-                upsert.fingerprint,
-                upsert.row_digest,
-                upsert.record.fields.sync_key in linked,
-            )
-            for person_id, upsert, password_hash in zip(ids, creates, hashes, strict=True)
-        ),
+        rows,
         constants={
             "site": context.site,
             "kind": kind.value,
@@ -225,17 +226,22 @@ def _create_persons(
     return dict(zip(keys, ids, strict=True))
 
 
-def _field_values(fields: PersonFields) -> tuple[Any, ...]:
-    """Return a person's fields in PERSON_FIELD_COLUMNS order (for insert_rows)."""
-    return (
-        fields.sync_key,
-        fields.username,
-        fields.email,
-        fields.first_name,
-        fields.last_name,
-        fields.student_number,
-        json_text(fields.attributes),
-    )
+_ATTRIBUTES_JSON: dict[tuple[tuple[str, str], ...], str] = {}
+
+
+def attributes_json(attributes: tuple[tuple[str, str], ...]) -> str:
+    """Return a person's attributes as the JSON text of the attributes column.
+
+    The same few combinations (grade and school) recur across a district's rows: their
+    texts are kept, up to a bound.
+    """
+    text = _ATTRIBUTES_JSON.get(attributes)
+    if text is None:
+        text = json_text(attributes)
+        if len(_ATTRIBUTES_JSON) >= 50_000:
+            _ATTRIBUTES_JSON.clear()
+        _ATTRIBUTES_JSON[attributes] = text
+    return text
 
 
 def _field_columns(fields: Any) -> dict[str, Any]:
@@ -376,16 +382,16 @@ def apply_links(
     start, end = events.line_parts(audit.RELATIONSHIP_CREATED)
     lines: list[str] = []
     for change in plan.sets:
-        parent_id = (
-            change.parent_id if change.parent_id is not None else parent_ids[change.parent_key]
-        )
-        by_parents = change.origin is Kind.PARENTS
-        by_relationships = change.origin is Kind.RELATIONSHIPS
+        new_parent = change.parent_id is None
+        parent_id = parent_ids[change.parent_key] if new_parent else change.parent_id
+        assert parent_id is not None
+        origin = change.origin
+        by_parents = origin is Kind.PARENTS
+        by_relationships = origin is Kind.RELATIONSHIPS
         existing = change.existing
         if existing is None:
             # A new link: its relationship.created event is the row's provenance.
-            rel_type = change.type.value
-            origin = change.origin.value if provenance else None
+            rel_type = change.type._value_
             new_links.append(
                 (
                     parent_id,
@@ -394,18 +400,19 @@ def apply_links(
                     by_parents,
                     by_relationships,
                     rel_type if provenance else None,
-                    origin,
+                    origin._value_ if provenance else None,
                 )
             )
-            applied.counts.links_created += 1
-            applied.parents_gaining_links.add(parent_id)
+            if not new_parent:  # a new parent is born with had_link set (apply_persons)
+                applied.parents_gaining_links.add(parent_id)
             if not provenance:
                 continue
+            parent = change.parent_key if new_parent else names.get(parent_id, change.parent_key)
             lines.append(
                 f'{start}"parent_id":{parent_id},"child_id":{change.child_id},'
-                f'"parent":{json_string(names.get(parent_id, change.parent_key))},'
+                f'"parent":{json_string(parent)},'
                 f'"child":{json_string(names.get(change.child_id, ""))},'
-                f'"type":"{rel_type}","origin":"{change.origin.value}",'
+                f'"type":"{rel_type}","origin":"{origin._value_}",'
                 f'"person_id":{parent_id}{end}'
             )
             continue
@@ -445,6 +452,7 @@ def apply_links(
                 **marks,
             )
     events.add_lines(lines)
+    applied.counts.links_created += len(new_links)
     insert_rows(
         connection,
         links,

@@ -71,8 +71,8 @@ persons = Table(
     UniqueConstraint("site", "kind", "sync_key", name="uq_persons_site_kind_sync_key"),
 )
 # No index by email: every read by email is a whole-site read (indexes in store.py), and the
-# random inserts of such an index cost a third of a first load's database time.
-Index("ix_persons_created_file_id", persons.c.created_file_id)
+# random inserts of such an index cost a third of a first load's database time. Nor by
+# created_file_id: only `history --file` and `files revert` read by it (a scan).
 
 links = Table(
     "links",
@@ -96,9 +96,10 @@ links = Table(
     Column("created_origin", String(20)),
     UniqueConstraint("parent_id", "child_id", name="uq_links_parent_child"),
 )
+# By child: which parents a deactivated student leaves (orphans). No index by site or by
+# created_file_id: their reads are whole-site reads or scans by `history` and `revert`,
+# while each index costs a first load a second per million links.
 Index("ix_links_child_id", links.c.child_id)
-Index("ix_links_created_file_id", links.c.created_file_id)
-Index("ix_links_site", links.c.site)
 
 pending_links = Table(
     "pending_links",

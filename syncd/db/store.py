@@ -235,7 +235,12 @@ class StudentLookup:
             return default
         if isinstance(found, list):
             return [StudentRef(person_id, sync_key) for person_id, sync_key in found]
-        return (StudentRef(found, self.sync_key(found, value)),)
+        if self._field == "sync_key":
+            return (_student_ref((found, value)),)
+        return (_student_ref((found, self._keys[found])),)
+
+
+_student_ref = StudentRef._make
 
 
 def student_index(
