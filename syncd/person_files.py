@@ -483,7 +483,14 @@ class PersonFile:
         header_only = self.mode is Mode.FULL and rows == 0
         if not (header_only or counts.deactivated or removed or counts.updated):
             return None
-        now = store.site_counts(connection, self.source.site, self.kind, self.job.source_name)
+        now = store.site_counts(
+            connection,
+            self.source.site,
+            self.kind,
+            self.job.source_name,
+            with_persons=bool(header_only or counts.deactivated or counts.updated),
+            with_links=bool(removed),
+        )
         before = SiteCounts(
             active_persons=now.active_persons
             - counts.created

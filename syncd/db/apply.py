@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from syncd import audit
 from syncd.audit import EventBuffer
 from syncd.core.plan import (
+    ORPHAN,
     ExistingPending,
     LinkClear,
     LinkPlan,
@@ -26,7 +27,7 @@ from syncd.core.plan import (
     child_lookup_value,
 )
 from syncd.db import store
-from syncd.db.bulk import IdAllocator, insert_rows, json_text
+from syncd.db.bulk import IdAllocator, insert_rows, json_text, update_rows
 from syncd.db.schema import links, pending_links, persons
 from syncd.model import Counts, Kind, PersonKind, RelType
 
@@ -244,18 +245,6 @@ def attributes_json(attributes: tuple[tuple[str, str], ...]) -> str:
     return text
 
 
-def _field_columns(fields: Any) -> dict[str, Any]:
-    return {
-        "sync_key": fields.sync_key,
-        "username": fields.username,
-        "email": fields.email,
-        "first_name": fields.first_name,
-        "last_name": fields.last_name,
-        "student_number": fields.student_number,
-        "attributes": dict(fields.attributes),
-    }
-
-
 def _apply_updates(
     connection: sa.Connection,
     updates: Sequence[PersonUpsert],
@@ -265,46 +254,47 @@ def _apply_updates(
     applied: Applied,
 ) -> None:
     ids = [upsert.person_id for upsert in updates if upsert.person_id is not None]
-    old_fields = store.person_fields(connection, ids)
+    stored = store.persons_for_update(connection, ids)
+    with_passwords = context.hash_passwords and context.update_passwords
     stored_hashes: dict[int, str | None] = {}
-    if context.hash_passwords and context.update_passwords:
+    if with_passwords:
         stored_hashes = store.password_hashes(connection, ids)
-    orphans: set[int] = set()
-    if kind is PersonKind.PARENT:
-        orphans = store.orphaned(connection, ids)
-    rows: list[dict[str, Any]] = []
+    # Rows that reactivate set the status too: one statement per set of columns.
+    rows: list[tuple[Any, ...]] = []
+    reactivations: list[tuple[Any, ...]] = []
     for upsert in updates:
         person_id = upsert.person_id
         assert person_id is not None
+        old_fields, inactive_reason = stored[person_id]
+        fields = upsert.record.fields
         new_hash: str | None = None
         password = upsert.record.password
         if (
             password
-            and context.hash_passwords
-            and context.update_passwords
+            and with_passwords
             and _password_changed(stored_hashes.get(person_id), password)
         ):
             new_hash = hash_passwords([password])[0]
-        changes = changed_fields(old_fields[person_id], upsert.record.fields)
+        changes = changed_fields(old_fields, fields)
         # A parent deactivated as an orphan is no parent of a current student just because
         # a parents file lists it again: settle_parents reactivates it if a live link appears.
-        stays_orphan = person_id in orphans
+        stays_orphan = kind is PersonKind.PARENT and inactive_reason == ORPHAN
         if stays_orphan:
             applied.orphans_listed.add(person_id)
         reactivated = upsert.reactivate and not stays_orphan
-        row: dict[str, Any] = {
-            "person_id": person_id,
-            **_field_columns(upsert.record.fields),
-            "fingerprint": upsert.fingerprint,
-            "row_digest": upsert.row_digest,
-            "password_hash": new_hash or stored_hashes.get(person_id),
-            "file_id": context.file_id,
-            "updated_at": context.now,
-        }
+        row: tuple[Any, ...] = (
+            person_id,
+            *fields[:6],
+            attributes_json(fields.attributes),
+            upsert.fingerprint,
+            upsert.row_digest,
+        )
+        if with_passwords:
+            row += (new_hash or stored_hashes.get(person_id),)
         if upsert.reactivate:
-            row["active"] = reactivated
-            row["inactive_reason"] = "orphan" if stays_orphan else None
-        rows.append(row)
+            reactivations.append((*row, reactivated, ORPHAN if stays_orphan else None))
+        else:
+            rows.append(row)
         if changes or new_hash:
             described: dict[str, dict[str, Any]] = {
                 name: {"old": old, "new": new} for name, (old, new) in changes.items()
@@ -315,7 +305,7 @@ def _apply_updates(
                 audit.PERSON_UPDATED,
                 person_id=person_id,
                 kind=kind.value,
-                sync_key=upsert.record.fields.sync_key,
+                sync_key=fields.sync_key,
                 fields=sorted(described),
                 changes=described,
             )
@@ -325,21 +315,21 @@ def _apply_updates(
                 audit.PERSON_REACTIVATED,
                 person_id=person_id,
                 kind=kind.value,
-                sync_key=upsert.record.fields.sync_key,
+                sync_key=fields.sync_key,
             )
             applied.counts.reactivated += 1
             if kind is PersonKind.STUDENT:
                 applied.activated_students.add(person_id)
         if not changes and not new_hash and not reactivated:
             applied.counts.unchanged += 1
-    if not (context.hash_passwords and context.update_passwords):
-        for row in rows:
-            del row["password_hash"]
-    statement = persons.update().where(persons.c.id == sa.bindparam("person_id"))
-    # Rows that reactivate set the status too: one statement per set of columns.
-    for with_status in (False, True):
-        same = [row for row in rows if ("active" in row) is with_status]
-        _executemany(connection, statement, same)
+    columns: tuple[str, ...] = (*PERSON_FIELD_COLUMNS, "fingerprint", "row_digest")
+    if with_passwords:
+        columns += ("password_hash",)
+    constants = {"file_id": context.file_id, "updated_at": context.now}
+    update_rows(connection, persons, columns, rows, constants)
+    update_rows(
+        connection, persons, (*columns, "active", "inactive_reason"), reactivations, constants
+    )
 
 
 def json_string(text: str) -> str:

@@ -107,6 +107,43 @@ def _executemany(
     return written
 
 
+def update_rows(
+    connection: sa.Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    constants: Mapping[str, Any] | None = None,
+) -> None:
+    """Update rows of `table` by id: each row is (id, *values in `columns` order).
+
+    JSON columns take JSON text. `constants` are columns set to the same value in each row.
+    """
+    constants = constants or {}
+    dialect = connection.dialect
+    postgres = dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+    assignments = [f"{name} = {mark}" for name in columns]
+    fixed: list[Any] = []
+    for name, value in constants.items():
+        process = _processor(connection, table.c[name])
+        value = process(value) if process and value is not None and not postgres else value
+        if postgres:
+            assignments.append(f"{name} = %s")
+            fixed.append(value)
+        else:
+            assignments.append(f"{name} = {_sqlite_literal(value)}")
+    statement = f"UPDATE {table.name} SET {', '.join(assignments)} WHERE id = {mark}"
+    batch = [(*values, *fixed, key) for key, *values in rows]
+    if not batch:
+        return
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for start in range(0, len(batch), CHUNK_ROWS):
+            cursor.executemany(statement, batch[start : start + CHUNK_ROWS])
+    finally:
+        cursor.close()
+
+
 def _copy(
     connection: sa.Connection,
     table: sa.Table,

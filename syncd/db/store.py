@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -290,6 +291,43 @@ def person_fields(connection: sa.Connection, person_ids: Sequence[int]) -> dict[
     return found
 
 
+def persons_for_update(
+    connection: sa.Connection, person_ids: Sequence[int]
+) -> dict[int, tuple[PersonFields, str | None]]:
+    """Return (stored fields, inactive reason) of the given persons, read in bulk."""
+    found: dict[int, tuple[PersonFields, str | None]] = {}
+    for chunk in chunked(sorted(set(person_ids))):
+        marks = ", ".join("?" for _ in chunk)
+        cursor = driver_rows(
+            connection,
+            "SELECT id, sync_key, username, email, first_name, last_name, student_number, "
+            f"attributes, inactive_reason FROM persons WHERE id IN ({marks})",
+            chunk,
+        )
+        try:
+            for (
+                person_id,
+                key,
+                username,
+                email,
+                first,
+                last,
+                number,
+                attributes,
+                reason,
+            ) in cursor.fetchall():
+                if isinstance(attributes, str):
+                    attributes = json.loads(attributes)
+                fields = PersonFields(
+                    key, username, email, first, last, number,
+                    tuple(sorted((attributes or {}).items())),
+                )  # fmt: skip
+                found[person_id] = (fields, reason)
+        finally:
+            cursor.close()
+    return found
+
+
 def row_to_fields(row: Any) -> PersonFields:
     return PersonFields(
         sync_key=row.sync_key,
@@ -320,17 +358,6 @@ def password_hashes(connection: sa.Connection, person_ids: Sequence[int]) -> dic
     return found
 
 
-def orphaned(connection: sa.Connection, person_ids: Sequence[int]) -> set[int]:
-    """Return which of the given persons are inactive as orphan parents."""
-    found: set[int] = set()
-    for chunk in chunked(sorted(set(person_ids))):
-        query = sa.select(persons.c.id).where(
-            persons.c.id.in_(chunk), persons.c.inactive_reason == "orphan"
-        )
-        found.update(row.id for row in connection.execute(query))
-    return found
-
-
 def find_person(
     connection: sa.Connection, site: str, key: str, kind: PersonKind | None = None
 ) -> Any:
@@ -351,17 +378,27 @@ def find_person(
     return None
 
 
-def site_counts(connection: sa.Connection, site: str, kind: Kind, source: str | None) -> SiteCounts:
-    """Return the sizes the safety thresholds compare a file against."""
+def site_counts(
+    connection: sa.Connection,
+    site: str,
+    kind: Kind,
+    source: str | None,
+    with_persons: bool = True,
+    with_links: bool = True,
+) -> SiteCounts:
+    """Return the sizes the safety thresholds compare a file against (those asked for:
+    each is a scan of the site's persons or links)."""
     person_kind = PersonKind.PARENT if kind is Kind.RELATIONSHIPS else kind.person_kind
-    where = (persons.c.site == site, persons.c.kind == person_kind.value)
-    existing = connection.execute(sa.select(sa.func.count()).where(*where)).scalar_one()
-    active = connection.execute(
-        sa.select(sa.func.count()).where(*where, persons.c.active.is_(True))
-    ).scalar_one()
-    active_links = connection.execute(
-        sa.select(sa.func.count()).where(links.c.site == site, active_link_clause())
-    ).scalar_one()
+    existing = active = active_links = 0
+    if with_persons and kind is not Kind.RELATIONSHIPS:
+        counted = sa.select(
+            sa.func.count(), sa.func.coalesce(sa.func.sum(sa.cast(persons.c.active, sa.Integer)), 0)
+        ).where(persons.c.site == site, persons.c.kind == person_kind.value)
+        existing, active = connection.execute(counted).one()
+    if with_links:
+        active_links = connection.execute(
+            sa.select(sa.func.count()).where(links.c.site == site, active_link_clause())
+        ).scalar_one()
     file_links = 0
     if kind is Kind.RELATIONSHIPS:
         file_links = connection.execute(
