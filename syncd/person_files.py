@@ -27,7 +27,6 @@ from xxhash import xxh3_64_intdigest
 from syncd import audit
 from syncd.audit import EventBuffer, EventSegment
 from syncd.core.plan import (
-    ORPHAN,
     ExistingPerson,
     LinkPlan,
     PersonPlan,
@@ -102,7 +101,6 @@ class _Read:
     unchanged_unread: int = 0
     # Persons whose row could have been skipped but was not: digest -> person id.
     unmatched: dict[int, int] = field(default_factory=dict)
-    inactive: set[int] = field(default_factory=set)  # which of those are inactive orphans
     # Events of changes made while the file was read (students), to follow its validation.
     held: EventSegment | None = None
 
@@ -283,7 +281,7 @@ class PersonFile:
         if digests is not None:
             digests.seed = digest_seed(opened, self.job)
             if fast and self.site_had_persons:
-                read.unmatched, read.inactive = store.unchanged_row_digests(
+                read.unmatched = store.unchanged_row_digests(
                     connection, self.source.site, self.person_kind
                 )
                 digests.known = read.unmatched
@@ -321,9 +319,7 @@ class PersonFile:
             )
             cache.update(found)
             conflict = conflict or any(
-                person.row_digest is not None
-                and (person.active or person.inactive_reason == ORPHAN)
-                and person.row_digest not in read.unmatched
+                person.row_digest is not None and person.row_digest not in read.unmatched
                 for person in found.values()
             )
         self.existing_cache = cache
@@ -388,9 +384,7 @@ class PersonFile:
         self.matched.update(person.person_id for person in existing.values())
         if unread is not None:
             for person in existing.values():
-                if person.row_digest is None or not (
-                    person.active or person.inactive_reason == ORPHAN
-                ):
+                if person.row_digest is None:
                     continue
                 if unread.pop(person.row_digest, None) is None:
                     raise _UnreadRowConflict  # its row was read unparsed, before this one
@@ -462,7 +456,7 @@ class PersonFile:
             connection,
             self.source.site,
             self.person_kind,
-            [pid for pid in read.unmatched.values() if pid not in read.inactive],
+            read.unmatched.values(),
         )
         unlisted = [(pid, key) for pid, key in candidates if pid not in listed]
         if not unlisted:

@@ -60,7 +60,8 @@ persons = Table(
     Column("had_link", Boolean, nullable=False, default=False),
     Column("fingerprint", String(64), nullable=False),
     # Digest of the file row (its bytes and how they were read) that last set this person:
-    # the same row next time is skipped unread. NULL when no single row describes the person.
+    # the same row next time is skipped unread. NULL when no single row describes the person,
+    # and whenever a listing would change it (inactive for any reason but "orphan").
     Column("row_digest", BigInteger),
     Column("source", String(200)),
     Column("file_id", Id),
