@@ -81,8 +81,7 @@ def unchanged_row_digests(connection: sa.Connection, site: str, kind: PersonKind
     nothing (the digest is NULL for any other: schema.py)."""
     cursor = driver_rows(
         connection,
-        "SELECT row_digest, id FROM persons WHERE site = ? AND kind = ? "
-        "AND row_digest IS NOT NULL",
+        "SELECT row_digest, id FROM persons WHERE site = ? AND kind = ? AND row_digest IS NOT NULL",
         (site, kind.value),
     )
     try:
