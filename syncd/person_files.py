@@ -17,6 +17,7 @@ between its rows.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -125,6 +126,8 @@ class PersonFile:
         self.existing_cache: dict[str, ExistingPerson] | None = None
         self.site_had_persons = False
         self.students: store.StudentLookup | None = None
+        # Parents are applied as they are read until one needs merging (see _read).
+        self.park_parents = False
 
     # --- the whole file ------------------------------------------------------------------
 
@@ -153,24 +156,34 @@ class PersonFile:
         transaction = connection.begin()
         if not job.dry_run:
             events.bind(connection)
+        reopened = contextlib.ExitStack()
         try:
             store.ensure_site(connection, self.source.site, now)
             self.site_had_persons = (
                 store.count_persons(connection, self.source.site, self.person_kind) > 0
             )
-            try:
-                read = self._read(connection, opened, fast=True)
-                if self._fast_path_conflicts(connection, read):
-                    raise _UnreadRowConflict
-            except _UnreadRowConflict:
-                # A person named both by an unread row and by a parsed one (a duplicate, or
-                # a parent on a new second row): start over, every row parsed.
-                events.discard()
-                transaction.rollback()
-                transaction = connection.begin()
-                self._start_over()
-                with open_file(job, result) as again:
-                    read = self._read(connection, again, fast=False)
+            fast = True
+            while True:
+                try:
+                    read = self._read(connection, opened, fast)
+                    if self._fast_path_conflicts(connection, read):
+                        raise _UnreadRowConflict
+                    break
+                except (_UnreadRowConflict, _ParkParents) as restart:
+                    # A person named both by an unread row and by a parsed one (a duplicate,
+                    # or a parent on a new second row): start over, every row parsed. A
+                    # parent whose rows must be merged: start over, parents parked.
+                    if isinstance(restart, _UnreadRowConflict):
+                        fast = False
+                    else:
+                        self.park_parents = True
+                    events.discard()
+                    transaction.rollback()
+                    transaction = connection.begin()
+                    store.ensure_site(connection, self.source.site, now)
+                    self._start_over()
+                    reopened.close()
+                    opened = reopened.enter_context(open_file(job, result))
             with read.spill:
                 self._apply_read(connection, transaction, read, events)
         except BaseException:
@@ -179,6 +192,7 @@ class PersonFile:
                 transaction.rollback()
             raise
         finally:
+            reopened.close()
             connection.close()
         if not job.dry_run and result.status is FileStatus.APPLIED:
             events.emit()
@@ -287,13 +301,19 @@ class PersonFile:
                 digests.known = read.unmatched
         counter = [0]
         records = person_rows.read(counting(opened.table.rows, counter, self.job.progress))
-        if self.kind is Kind.STUDENTS:
-            # Students never merge: each chunk is applied as soon as it is read, its events
-            # held back until the file's validation events are out.
+        if self.kind is Kind.STUDENTS or not self.park_parents:
+            # Each chunk is applied as soon as it is read, its events held back until the
+            # file's validation events are out. A parent that needs merging (named again
+            # later, or a later row of it rejected) makes the file start over, parked.
             unread = read.unmatched or None  # None: no row is skipped, none can conflict
+            self._prepare_students(connection, read, bulk=False)
             with self.events.held() as read.held:
                 for chunk in _chunks(records, CHUNK):
+                    if person_rows.needs_merging:
+                        raise _ParkParents
                     self._apply_chunk(connection, chunk, errors, unread)
+            if person_rows.needs_merging:
+                raise _ParkParents
         else:
             for record in records:
                 read.spill.add(record)
@@ -327,13 +347,19 @@ class PersonFile:
 
     # --- 2. apply ----------------------------------------------------------------------------
 
-    def _apply_records(self, connection: sa.Connection, read: _Read) -> None:
+    def _prepare_students(self, connection: sa.Connection, read: _Read, bulk: bool) -> None:
+        """Set up the student lookup of a parents file with a child column."""
         if read.has_children and self.kind is Kind.PARENTS:
             self.students = store.StudentLookup(
-                connection, self.source.site, self.source.child_field
+                connection, self.source.site, self.source.child_field, WHOLE_STUDENT_INDEX
             )
-            if read.spill.count >= WHOLE_STUDENT_INDEX:
+            if bulk:
                 self.students.load_all()
+
+    def _apply_records(self, connection: sa.Connection, read: _Read) -> None:
+        if not read.spill.count:
+            return  # applied while read
+        self._prepare_students(connection, read, bulk=read.spill.count >= WHOLE_STUDENT_INDEX)
         for chunk in _chunks(self._records_to_plan(read), CHUNK):
             self._apply_chunk(connection, chunk, read.errors, None)
 
@@ -500,6 +526,10 @@ class PersonFile:
         source = self.source
         thresholds = Thresholds(source.max_deactivate, source.max_update, source.max_reject)
         return hold_reason(self.kind, self.mode, rows, judged, before, thresholds)
+
+
+class _ParkParents(Exception):
+    """A parent of the file must be merged from several rows: park the records first."""
 
 
 class _UnreadRowConflict(Exception):

@@ -137,9 +137,20 @@ class PersonRows:
         self.errors = errors
         self.has_children = kind is Kind.PARENTS and columns.has("child_key")
         self.repeated: set[str] = set()
-        self._make_record = _record_maker(kind, columns, rules, errors, self.has_children)
         # Per key: first line | relationship type << 32 | hash of the fields << 35.
         self._first: dict[str, int] = {}
+        # Keys of valid rows that a later row of theirs was rejected for.
+        self._late: list[str] = []
+        self._make_record = _record_maker(
+            kind, columns, rules, errors, self.has_children, self._first, self._late
+        )
+
+    @property
+    def needs_merging(self) -> bool:
+        """Whether a parent read so far must be merged before it is planned: named on
+        several rows, or an earlier valid row of it was followed by a rejected one (a parent
+        listed only in part keeps its links)."""
+        return self.kind is Kind.PARENTS and bool(self.repeated or self._late)
 
     def read(self, rows: Iterable[RawRow]) -> Iterator[PersonRecord]:
         """Yield each valid row's record; add the errors of the others (and of repeats)."""
@@ -183,6 +194,7 @@ class PersonRows:
                 )
             )
             errors.rejected_keys.add(key)
+            self._late.append(key)
             return False
         first_type = _TYPES[(seen >> 32) & 0b111]
         if self.has_children and record.relationship_type is not first_type:
@@ -198,6 +210,7 @@ class PersonRows:
                 )
             )
             errors.rejected_keys.add(key)
+            self._late.append(key)
             return False
         return True
 
@@ -237,10 +250,17 @@ def _identifier_field(columns: Columns) -> str:
 
 
 def _record_maker(
-    kind: Kind, columns: Columns, rules: RowRules, errors: ErrorList, has_children: bool
+    kind: Kind,
+    columns: Columns,
+    rules: RowRules,
+    errors: ErrorList,
+    has_children: bool,
+    first: Mapping[str, int],
+    late: list[str],
 ) -> Callable[[RawRow], PersonRecord | None]:
     """Return the function that turns one row into its record (or adds its errors).
 
+    A rejected row of a person `first` holds (a valid row came before) goes to `late`.
     Runs once per row of a million-row file: the column positions are resolved here once.
     """
     fields = columns.fields
@@ -318,6 +338,8 @@ def _record_maker(
                 errors.add(problem)
             if identifier:
                 errors.rejected_keys.add(identifier)
+                if identifier in first:
+                    late.append(identifier)
             return None
 
         kept = [(name, values[index].strip()) for name, index in attributes]
