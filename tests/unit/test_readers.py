@@ -478,3 +478,57 @@ def test_xlsx_with_damaged_sheet_fails_with_save_as_hint(tmp_path: Path) -> None
 )
 def test_cell_text_shows_values_as_the_user_sees_them(value: object, text: str) -> None:
     assert cell_text(value) == text
+
+
+# --- row digests (the unchanged-row fast path) -----------------------------------------------
+
+
+def digested(path: Path, seed: int = 0, known: dict[int, int] | None = None) -> list[RawRow]:
+    with open_table(path, Limits()) as table:
+        assert table.digests is not None
+        table.digests.seed = seed
+        table.digests.known = known if known is not None else {}
+        return list(table.rows)
+
+
+def test_row_digests_leave_the_line_end_out(tmp_path: Path) -> None:
+    crlf = digested(write(tmp_path, PEOPLE_CSV.replace("\n", "\r\n"), "a.csv"))
+    lf = digested(write(tmp_path, PEOPLE_CSV, "b.csv"))
+    assert [row.digest for row in crlf] == [row.digest for row in lf]
+    assert len({row.digest for row in lf}) == len(NAMES)
+
+
+def test_a_row_digest_depends_on_the_seed(tmp_path: Path) -> None:
+    path = write(tmp_path, PEOPLE_CSV)
+    assert [r.digest for r in digested(path, seed=1)] != [r.digest for r in digested(path, seed=2)]
+
+
+def test_known_lines_are_skipped_unparsed_and_counted(tmp_path: Path) -> None:
+    path = write(tmp_path, PEOPLE_CSV)
+    digests = [row.digest for row in digested(path, seed=7)]
+    known = {digests[1]: 101, digests[3]: 103}
+    with open_table(path, Limits()) as table:
+        assert table.digests is not None
+        table.digests.seed = 7
+        table.digests.known = known
+        rows = list(table.rows)
+        hits = table.digests.hits
+    assert rows == [PEOPLE_ROWS[0], PEOPLE_ROWS[2], PEOPLE_ROWS[4]]
+    assert hits == 2 and known == {}  # each known line is taken out once
+
+
+def test_a_record_over_several_lines_is_digested_whole(tmp_path: Path) -> None:
+    text = 'SyncID,Note\nS1,"two\nlines"\nS2,one\n'
+    rows = digested(write(tmp_path, text))
+    assert [row.line for row in rows] == [2, 4]
+    assert rows[0].digest is not None and rows[0].digest != rows[1].digest
+    # Only whole lines are skipped: a record over several lines is always parsed.
+    assert rows[0].digest is not None
+    again = digested(write(tmp_path, text, "b.csv"), known={rows[0].digest: 1})
+    assert [row.values for row in again] == [("S1", "two\nlines"), ("S2", "one")]
+
+
+def test_lines_split_at_lone_carriage_returns_get_no_digest(tmp_path: Path) -> None:
+    rows = digested(write(tmp_path, "SyncID,Name\nS1,Ana\rS2,Ben\n"))
+    assert [row.values for row in rows] == [("S1", "Ana"), ("S2", "Ben")]
+    assert [row.digest for row in rows] == [None, None]
