@@ -1,18 +1,23 @@
 """A students or parents file end to end, in bounded memory (SPEC §2.5, §7).
 
-1. Read: the rows stream from the file. A row whose bytes (and how they are read) are those
-   of the row that last set a person is counted unchanged without being parsed
-   (`RowDigests`); every other row is validated and its record parked on disk
-   (`RecordSpill`). Memory holds one int per person key (the duplicate check), not rows.
-2. Apply, in the file's one transaction: the records come back in chunks; each chunk is
-   planned by the pure core against just the persons it names (read by key) and written
-   in bulk, its parents' links with it.
-3. Finish: a full file deactivates the persons it left out; the safety thresholds are
-   weighed against what the file did (and the transaction rolled back when it must be
-   held); then pending links and orphaned parents are settled.
+All of it happens in the file's one transaction:
 
-A parent named on several rows is merged before it is planned, whatever the distance
-between its rows.
+1. Read and apply: the rows stream from the file. A row whose bytes (and how they are read)
+   are those of the row that last set a person is counted unchanged without being parsed
+   (`RowDigests`); the other rows are validated and, chunk by chunk, planned by the pure
+   core against just the persons they name (read by key) and written in bulk, a parents
+   chunk with its links. Memory holds one int per person key (the duplicate check).
+2. A parent whose rows must be merged first (named on a second row, or a later row of it
+   rejected: SPEC §2.3, §2.4) makes the file start over with every record parked on disk
+   (`RecordSpill`) until the last row is read; then the records are planned the same way,
+   the repeated parents merged. So does a parsed row naming a person whose unchanged row was
+   already counted unread (then every row is parsed).
+3. Finish: a full file deactivates the persons it left out; the safety thresholds are
+   weighed against what the file did (the transaction is rolled back when it must be held,
+   fails or is a dry run); then pending links and orphaned parents are settled.
+
+The change events of step 1 are held back until the file's validation events are out, so the
+audit trail reads in the order of SPEC §2.5: validated, then the changes.
 """
 
 from __future__ import annotations
@@ -102,7 +107,7 @@ class _Read:
     unchanged_unread: int = 0
     # Persons whose row could have been skipped but was not: digest -> person id.
     unmatched: dict[int, int] = field(default_factory=dict)
-    # Events of changes made while the file was read (students), to follow its validation.
+    # Events of changes made while the file was read, to follow its validation events.
     held: EventSegment | None = None
 
 
