@@ -105,8 +105,8 @@ class _Read:
     has_children: bool
     rows: int = 0
     unchanged_unread: int = 0
-    # Persons whose row could have been skipped but was not: digest -> person id.
-    unmatched: dict[int, int] = field(default_factory=dict)
+    # The site's persons (store.row_digest_snapshot) less those whose row was skipped.
+    snapshot: dict[int, int] = field(default_factory=dict)
     # Events of changes made while the file was read, to follow its validation events.
     held: EventSegment | None = None
 
@@ -296,21 +296,23 @@ class PersonFile:
         person_rows = PersonRows(self.kind, opened.cols, opened.rules, errors)
         read = _Read(errors, RecordSpill(), person_rows.repeated, person_rows.has_children)
         self.label = opened.columns.column_name("child_key") or "child"
+        if self.site_had_persons:
+            read.snapshot = store.row_digest_snapshot(
+                connection, self.source.site, self.person_kind
+            )
         digests = opened.table.digests
         if digests is not None:
             digests.seed = digest_seed(opened, self.job)
-            if fast and self.site_had_persons:
-                read.unmatched = store.unchanged_row_digests(
-                    connection, self.source.site, self.person_kind
-                )
-                digests.known = read.unmatched
+            if fast:
+                digests.known = read.snapshot
         counter = [0]
         records = person_rows.read(counting(opened.table.rows, counter, self.job.progress))
         if self.kind is Kind.STUDENTS or not self.park_parents:
             # Each chunk is applied as soon as it is read, its events held back until the
             # file's validation events are out. A parent that needs merging (named again
             # later, or a later row of it rejected) makes the file start over, parked.
-            unread = read.unmatched or None  # None: no row is skipped, none can conflict
+            # None: no row is skipped, none can conflict.
+            unread = read.snapshot if fast and read.snapshot else None
             self._prepare_students(connection, read, bulk=False)
             with self.events.held() as read.held:
                 for chunk in _chunks(records, CHUNK):
@@ -344,7 +346,7 @@ class PersonFile:
             )
             cache.update(found)
             conflict = conflict or any(
-                person.row_digest is not None and person.row_digest not in read.unmatched
+                person.row_digest is not None and person.row_digest not in read.snapshot
                 for person in found.values()
             )
         self.existing_cache = cache
@@ -483,13 +485,10 @@ class PersonFile:
             connection, self.source.site, self.person_kind, sorted(read.errors.rejected_keys)
         )
         listed = self.matched | self.created | {p.person_id for p in rejected.values()}
-        candidates = store.unlisted_persons(
-            connection,
-            self.source.site,
-            self.person_kind,
-            read.unmatched.values(),
+        candidates = store.active_keys(
+            connection, (pid for pid in read.snapshot.values() if pid not in listed)
         )
-        unlisted = [(pid, key) for pid, key in candidates if pid not in listed]
+        unlisted = sorted(candidates)
         if not unlisted:
             return
         plan = PersonPlan(kind=self.kind)

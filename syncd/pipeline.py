@@ -288,6 +288,16 @@ class Pipeline:
         self, job: Job, result: FileResult, event: str, level: str = "info"
     ) -> None:
         events = self._events(job, result.file_id)
+        # A failed file's row errors stay in the trail: its changes were rolled back, its
+        # rejected rows (too many of them, often) are why.
+        for error in result.errors:
+            events.add(
+                audit.ROW_REJECTED,
+                level="warning",
+                row=error.row,
+                column=error.column,
+                error=error.error,
+            )
         events.add(
             event,
             level=level,

@@ -76,13 +76,19 @@ def count_persons(connection: sa.Connection, site: str, kind: PersonKind) -> int
     return int(connection.execute(query).scalar_one())
 
 
-def unchanged_row_digests(connection: sa.Connection, site: str, kind: PersonKind) -> dict[int, int]:
+def row_digest_snapshot(connection: sa.Connection, site: str, kind: PersonKind) -> dict[int, int]:
     """Return {row digest: person id} of the site's persons whose row, sent again, changes
-    nothing (the digest is NULL for any other: schema.py)."""
+    nothing (the digest is NULL for any other: schema.py), and {-person id: person id} of
+    its active persons without a digest: the snapshot a file is read against.
+
+    Digests are never negative, so no line matches the second kind; what a full file leaves
+    in the snapshot is whom it did not list.
+    """
     cursor = driver_rows(
         connection,
-        "SELECT row_digest, id FROM persons WHERE site = ? AND kind = ? AND row_digest IS NOT NULL",
-        (site, kind.value),
+        "SELECT coalesce(row_digest, -id), id FROM persons WHERE site = ? AND kind = ? "
+        "AND (row_digest IS NOT NULL OR active = ?)",
+        (site, kind.value, True),
     )
     try:
         return dict(cursor)  # plain pairs, built in C: a district has millions
@@ -111,28 +117,15 @@ def persons_by_keys(
     return found
 
 
-def unlisted_persons(
-    connection: sa.Connection, site: str, kind: PersonKind, with_digest: Iterable[int]
-) -> list[tuple[int, str]]:
-    """Return (id, sync key) of the site's active persons a full file may have left out: those
-    without a row digest, and those of `with_digest` (ids whose digest no line matched)."""
-    cursor = driver_rows(
-        connection,
-        "SELECT id, sync_key FROM persons WHERE site = ? AND kind = ? AND active = ? "
-        "AND row_digest IS NULL",
-        (site, kind.value, True),
-    )
-    try:
-        found: list[tuple[int, str]] = [(row[0], row[1]) for row in cursor.fetchall()]
-    finally:
-        cursor.close()
-    ids = sorted(set(with_digest))
-    for chunk in chunked(ids):
+def active_keys(connection: sa.Connection, person_ids: Iterable[int]) -> list[tuple[int, str]]:
+    """Return (id, sync key) of those of the given persons that are active, by id."""
+    found: list[tuple[int, str]] = []
+    for chunk in chunked(sorted(set(person_ids))):
         query = sa.select(persons.c.id, persons.c.sync_key).where(
             persons.c.id.in_(chunk), persons.c.active.is_(True)
         )
         found.extend((row.id, row.sync_key) for row in connection.execute(query))
-    return sorted(found)
+    return found
 
 
 class StudentLookup:

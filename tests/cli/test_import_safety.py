@@ -147,6 +147,12 @@ def test_more_than_max_reject_rejected_rows_fails_the_file_and_applies_nothing(
     assert syncd.export() == []
     assert [e["row"] for e in errors_rows(syncd, "students.csv")] == ["3", "4", "5"]
     assert [f["status"] for f in files(syncd, "--status", "failed")] == ["failed"]
+    # The audit trail says why: the rejected rows, then file.failed (and no person.*).
+    logged = [(e["event"], e.get("row")) for e in syncd.events() if e["event"] != "file.received"]
+    assert logged == [("row.rejected", 3), ("row.rejected", 4), ("row.rejected", 5),
+                      ("file.failed", None)]  # fmt: skip
+    history = syncd("history", "--file", str(file_id(syncd, "students.csv")), "--json").json()
+    assert [e["event"] for e in history].count("row.rejected") == 3
 
 
 def test_max_reject_is_per_source(syncd: Syncd) -> None:
