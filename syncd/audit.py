@@ -355,6 +355,17 @@ class EventBuffer:
         for line in lines:
             self._segment.add_line(line)
 
+    def add_row_errors(self, errors: Iterable[Any]) -> None:
+        """Add a row.rejected event for each RowError."""
+        for error in errors:
+            self.add(
+                ROW_REJECTED,
+                level="warning",
+                row=error.row,
+                column=error.column,
+                error=error.error,
+            )
+
     def line_parts(self, event: str, level: str = "info") -> tuple[str, str]:
         """Return (start, end) of this buffer's JSON lines of `event`: the data goes between.
 

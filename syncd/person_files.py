@@ -55,6 +55,7 @@ from syncd.model import (
     Kind,
     Mode,
     PasswordPolicy,
+    PersonKind,
     PersonRecord,
     RowError,
 )
@@ -65,7 +66,10 @@ if TYPE_CHECKING:
     from syncd.pipeline import FileResult, Job, Pipeline
 
 CHUNK = 5_000
-# From this many parent records to resolve, the site's student index is read whole.
+# From this many child values to resolve, the site's student index is read whole. While
+# unchanged rows are skipped (most of them, usually) only from half the site's students:
+# a value looked up by key costs about twice a student read whole, so reading whole then
+# costs at most twice the better choice, whatever the rest of the file holds.
 WHOLE_STUDENT_INDEX = 20_000
 # A file with at most this many records is applied in file order even when parents repeat.
 IN_FILE_ORDER = 50_000
@@ -106,7 +110,10 @@ class _Read:
     rows: int = 0
     unchanged_unread: int = 0
     # The site's persons (store.row_digest_snapshot) less those whose row was skipped.
-    snapshot: dict[int, int] = field(default_factory=dict)
+    snapshot: set[int] = field(default_factory=set)
+    # The snapshot's size when read: at most the site's persons before the file, and at most
+    # its active ones but for parents deactivated as orphans (their digest stays).
+    snapshot_size: int = 0
     # Events of changes made while the file was read, to follow its validation events.
     held: EventSegment | None = None
 
@@ -219,18 +226,18 @@ class PersonFile:
         failure = too_many_rejected(read.rows, len(errors.rejected_lines), self.source.max_reject)
         held = None
         if failure is None and read.rows == 0 and self.mode is Mode.FULL and not job.force:
-            held = self._hold_reason(connection, read.rows, Counts(), None)
+            held = self._hold_reason(connection, read, Counts(), None)
         if failure is None and held is None:
             self._apply_records(connection, read)
             if self.mode is Mode.FULL and self.site_had_persons:
                 self._apply_unlisted(connection, read)
             # Step 2 (references: ambiguous children) rejects rows while the file applies.
-            _add_row_events(events, errors.errors[invalid:])
+            events.add_row_errors(errors.errors[invalid:])
             failure = too_many_rejected(
                 read.rows, len(errors.rejected_lines), self.source.max_reject
             )
             if not job.force:
-                held = self._hold_reason(connection, read.rows, applied.counts, applied)
+                held = self._hold_reason(connection, read, applied.counts, applied)
         rejected = len(errors.rejected_lines)
         result.errors = sorted(errors.errors, key=lambda error: error.row)
         counts = applied.counts
@@ -300,6 +307,7 @@ class PersonFile:
             read.snapshot = store.row_digest_snapshot(
                 connection, self.source.site, self.person_kind
             )
+            read.snapshot_size = len(read.snapshot)
         digests = opened.table.digests
         if digests is not None:
             digests.seed = digest_seed(opened, self.job)
@@ -313,7 +321,7 @@ class PersonFile:
             # later, or a later row of it rejected) makes the file start over, parked.
             # None: no row is skipped, none can conflict.
             unread = read.snapshot if fast and read.snapshot else None
-            self._prepare_students(connection, read, bulk=False)
+            self._prepare_students(connection, read, bulk=False, skipping=unread is not None)
             with self.events.held() as read.held:
                 for chunk in _chunks(records, CHUNK):
                     if person_rows.needs_merging:
@@ -354,11 +362,18 @@ class PersonFile:
 
     # --- 2. apply ----------------------------------------------------------------------------
 
-    def _prepare_students(self, connection: sa.Connection, read: _Read, bulk: bool) -> None:
-        """Set up the student lookup of a parents file with a child column."""
+    def _prepare_students(
+        self, connection: sa.Connection, read: _Read, bulk: bool, skipping: bool = False
+    ) -> None:
+        """Set up the student lookup of a parents file with a child column; `skipping`:
+        the file's unchanged rows are skipped unread."""
         if read.has_children and self.kind is Kind.PARENTS:
+            whole_from = WHOLE_STUDENT_INDEX
+            if skipping:
+                students = store.count_persons(connection, self.source.site, PersonKind.STUDENT)
+                whole_from = max(whole_from, students // 2)
             self.students = store.StudentLookup(
-                connection, self.source.site, self.source.child_field, WHOLE_STUDENT_INDEX
+                connection, self.source.site, self.source.child_field, whole_from
             )
             if bulk:
                 self.students.load_all()
@@ -408,7 +423,7 @@ class PersonFile:
         connection: sa.Connection,
         records: list[PersonRecord],
         errors: ErrorList,
-        unread: dict[int, int] | None,
+        unread: set[int] | None,
     ) -> None:
         """Plan and write one chunk of records; `unread`: the digests of rows the reading
         still skips, while the file is being read (a person a parsed row names is taken out:
@@ -419,8 +434,9 @@ class PersonFile:
             for person in existing.values():
                 if person.row_digest is None:
                     continue
-                if unread.pop(person.row_digest, None) is None:
+                if person.row_digest not in unread:
                     raise _UnreadRowConflict  # its row was read unparsed, before this one
+                unread.remove(person.row_digest)
         if self.students is not None:
             self.students.prepare(
                 value for record in records for value in record.child_values or ()
@@ -485,9 +501,11 @@ class PersonFile:
             connection, self.source.site, self.person_kind, sorted(read.errors.rejected_keys)
         )
         listed = self.matched | self.created | {p.person_id for p in rejected.values()}
-        candidates = store.active_keys(
-            connection, (pid for pid in read.snapshot.values() if pid not in listed)
-        )
+        left = read.snapshot  # whom the file did not name: -id, or the row digest
+        ids = [-digest for digest in left if digest < 0]
+        site, kind = self.source.site, self.person_kind
+        ids += store.persons_with_digests(connection, site, kind, [d for d in left if d >= 0])
+        candidates = store.active_keys(connection, (pid for pid in ids if pid not in listed))
         unlisted = sorted(candidates)
         if not unlisted:
             return
@@ -495,18 +513,33 @@ class PersonFile:
         plan_unlisted(plan, unlisted)
         self._apply_plan(connection, plan)
 
+    def _within(self, counts: Counts, fewest: int) -> bool:
+        """Whether the file's updates and deactivations stay under the thresholds measured
+        against `fewest` persons: the snapshot's size, at most the site's persons (and, for
+        students, at most its active ones) before the file."""
+        source = self.source
+        if fewest == 0 or counts.updated / fewest > source.max_update:
+            return False
+        if not counts.deactivated:
+            return True
+        return self.kind is Kind.STUDENTS and counts.deactivated / fewest <= source.max_deactivate
+
     def _hold_reason(
-        self, connection: sa.Connection, rows: int, counts: Counts, applied: writes.Applied | None
+        self, connection: sa.Connection, read: _Read, counts: Counts, applied: writes.Applied | None
     ) -> str | None:
         """Return why the file must be held (SPEC §2.4), or None.
 
         With `applied` the file's changes are written already: the site's size before the
         file is what it is now less what the file did.
         """
+        rows = read.rows
         removed = counts.links_removed - (applied.pending_dropped if applied else 0)
         header_only = self.mode is Mode.FULL and rows == 0
         if not (header_only or counts.deactivated or removed or counts.updated):
             return None
+        source = self.source
+        if not (header_only or removed) and self._within(counts, read.snapshot_size):
+            return None  # even against fewer persons than the site had: no count needed
         now = store.site_counts(
             connection,
             self.source.site,
@@ -527,7 +560,6 @@ class PersonFile:
         judged = Counts(
             updated=counts.updated, deactivated=counts.deactivated, links_removed=removed
         )
-        source = self.source
         thresholds = Thresholds(source.max_deactivate, source.max_update, source.max_reject)
         return hold_reason(self.kind, self.mode, rows, judged, before, thresholds)
 
@@ -544,19 +576,8 @@ def _add_validation_events(
     events: EventBuffer, job: Job, kind: Kind, errors: list[RowError], rows: int, rejected: int
 ) -> None:
     """Add row.rejected for each error (in line order), then file.validated."""
-    _add_row_events(events, sorted(errors, key=lambda error: error.row))
+    events.add_row_errors(sorted(errors, key=lambda error: error.row))
     events.add(audit.FILE_VALIDATED, name=job.name, kind=kind.value, rows=rows, rejected=rejected)
-
-
-def _add_row_events(events: EventBuffer, errors: Iterable[RowError]) -> None:
-    for error in errors:
-        events.add(
-            audit.ROW_REJECTED,
-            level="warning",
-            row=error.row,
-            column=error.column,
-            error=error.error,
-        )
 
 
 def _chunks(records: Iterable[PersonRecord], size: int) -> Iterator[list[PersonRecord]]:

@@ -290,14 +290,7 @@ class Pipeline:
         events = self._events(job, result.file_id)
         # A failed file's row errors stay in the trail: its changes were rolled back, its
         # rejected rows (too many of them, often) are why.
-        for error in result.errors:
-            events.add(
-                audit.ROW_REJECTED,
-                level="warning",
-                row=error.row,
-                column=error.column,
-                error=error.error,
-            )
+        events.add_row_errors(result.errors)
         events.add(
             event,
             level=level,
@@ -342,14 +335,7 @@ class Pipeline:
             counts.pending = len(link_plan.pending_adds)
             if job.dry_run:  # the change list is the preview; a real apply never prints it
                 result.changes = self.describe(connection, None, link_plan, {})
-            for error in result.errors:
-                events.add(
-                    audit.ROW_REJECTED,
-                    level="warning",
-                    row=error.row,
-                    column=error.column,
-                    error=error.error,
-                )
+            events.add_row_errors(result.errors)
             events.add(
                 audit.FILE_VALIDATED,
                 name=job.name,

@@ -284,7 +284,7 @@ def _apply_updates(
         reactivated = upsert.reactivate and not stays_orphan
         row: tuple[Any, ...] = (
             person_id,
-            *fields[:6],
+            *fields[1:6],  # not the sync key: it is what matched (and unchanged, no index work)
             attributes_json(fields.attributes),
             upsert.fingerprint,
             upsert.row_digest,
@@ -322,7 +322,7 @@ def _apply_updates(
                 applied.activated_students.add(person_id)
         if not changes and not new_hash and not reactivated:
             applied.counts.unchanged += 1
-    columns: tuple[str, ...] = (*PERSON_FIELD_COLUMNS, "fingerprint", "row_digest")
+    columns: tuple[str, ...] = (*PERSON_FIELD_COLUMNS[1:], "fingerprint", "row_digest")
     if with_passwords:
         columns += ("password_hash",)
     constants = {"file_id": context.file_id, "updated_at": context.now}

@@ -96,61 +96,73 @@ def _file_context(connection: sa.Connection, file_ids: Iterable[int]) -> dict[in
     return found
 
 
+def _provenance_event(
+    row: Any,
+    rank: int,
+    event: str,
+    person_id: int,
+    data: dict[str, Any],
+    context: dict[int, Any],
+    anchors: dict[int, int],
+) -> TrailEvent:
+    """Return the event a created row stands for, sorted after its file's validation
+    (`rank` orders a file's persons before its links)."""
+    file = context.get(row.created_file_id)
+    return TrailEvent(
+        (anchors.get(row.created_file_id, 0), rank, row.id),
+        None,
+        row.created_at,
+        "info",
+        event,
+        file.source if file else None,
+        row.site,
+        row.created_file_id,
+        file.run_id if file else None,
+        person_id,
+        data,
+    )
+
+
 def _person_created(
     rows: Sequence[Any], context: dict[int, Any], anchors: dict[int, int]
 ) -> list[TrailEvent]:
-    events = []
-    for row in rows:
-        file = context.get(row.created_file_id)
-        events.append(
-            TrailEvent(
-                (anchors.get(row.created_file_id, 0), 1, row.id),
-                None,
-                row.created_at,
-                "info",
-                PERSON_CREATED,
-                file.source if file else None,
-                row.site,
-                row.created_file_id,
-                file.run_id if file else None,
-                row.id,
-                {"kind": row.kind, "sync_key": row.sync_key},
-            )
+    return [
+        _provenance_event(
+            row,
+            1,
+            PERSON_CREATED,
+            row.id,
+            {"kind": row.kind, "sync_key": row.sync_key},
+            context,
+            anchors,
         )
-    return events
+        for row in rows
+    ]
 
 
 def _relationship_created(
     rows: Sequence[Any], context: dict[int, Any], anchors: dict[int, int]
 ) -> list[TrailEvent]:
-    events = []
-    for row in rows:
-        file = context.get(row.created_file_id)
-        events.append(
-            TrailEvent(
-                # Links of a file come after its persons (a parents file creates both).
-                (anchors.get(row.created_file_id, 0), 2, row.id),
-                None,
-                row.created_at,
-                "info",
-                RELATIONSHIP_CREATED,
-                file.source if file else None,
-                row.site,
-                row.created_file_id,
-                file.run_id if file else None,
-                row.parent_id,
-                {
-                    "parent_id": row.parent_id,
-                    "child_id": row.child_id,
-                    "parent": row.parent_key,
-                    "child": row.child_key,
-                    "type": row.created_type,
-                    "origin": row.created_origin,
-                    "previous_type": None,
-                },
-            )
+    return [
+        _provenance_event(
+            row,
+            2,
+            RELATIONSHIP_CREATED,
+            row.parent_id,
+            {
+                "parent_id": row.parent_id,
+                "child_id": row.child_id,
+                "parent": row.parent_key,
+                "child": row.child_key,
+                "type": row.created_type,
+                "origin": row.created_origin,
+                "previous_type": None,
+            },
+            context,
+            anchors,
         )
-    return events
+        for row in rows
+    ]
 
 
 _PERSON_COLUMNS = (

@@ -173,7 +173,7 @@ class RowDigests:
     """
 
     seed: int = 0
-    known: dict[int, int] = field(default_factory=dict)
+    known: set[int] = field(default_factory=set)
     hits: int = 0
 
 
@@ -351,7 +351,8 @@ class _CsvScanner:
                 return
             line += 1
             digest = xxh3_64_intdigest(raw.rstrip(b"\r\n"), seed) >> 1
-            if known and known.pop(digest, None) is not None:
+            if known and digest in known:
+                known.remove(digest)
                 digests.hits += 1
                 continue
             self._line = line

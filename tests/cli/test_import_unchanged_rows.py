@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from syncd import person_files
+from syncd.db import store
 from tests.cli.conftest import Syncd
 from tests.cli.rosters import (
     PARENT_HEADER,
@@ -22,6 +23,7 @@ from tests.cli.rosters import (
     parents_csv,
     person,
     report,
+    run_import,
     students_csv,
     table,
 )
@@ -168,3 +170,54 @@ def test_unknown_columns_in_another_order_are_read_and_unchanged(syncd: Syncd) -
                                               "Grade"), swapped))  # fmt: skip
     assert report(syncd, "students-2.csv")["counts"]["unchanged"] == 2
     assert "person.updated" not in event_names(syncd)
+
+
+@pytest.mark.parametrize("duplicate", [False, True])
+@pytest.mark.parametrize("left_out", [1, 3])
+def test_a_full_file_deactivates_exactly_whom_it_leaves_out(
+    syncd: Syncd, monkeypatch: pytest.MonkeyPatch, left_out: int, duplicate: bool
+) -> None:
+    """Whom a full file leaves out is what its unchanged rows did not take out of the
+    site's digests: a few are looked up by digest, many in one pass (store.CHUNK made tiny
+    switches between them); a duplicate row makes every row parsed, with the same result."""
+    monkeypatch.setattr(store, "CHUNK", 1)
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    kept = [*STUDENTS[left_out:], *([STUDENTS[-1]] if duplicate else [])]
+    imported(syncd, "students-2.csv", _lf(students_csv(kept)))
+    active = {p["sync_key"]: p["active"] for p in syncd.export()}
+    assert active == {s[0]: i >= left_out for i, s in enumerate(STUDENTS)}
+    counts = report(syncd, "students-2.csv")["counts"]
+    assert (counts["deactivated"], counts["unchanged"]) == (left_out, len(STUDENTS) - left_out)
+
+
+def test_max_update_counts_the_sites_inactive_persons_too(syncd: Syncd) -> None:
+    """The update threshold is judged against every person of the site: 2 updates of 5
+    students is 40 % (under 50 %) even when only 3 of them are active and listed."""
+    syncd.configure(max_update=0.5, max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "students-2.csv", _lf(students_csv(STUDENTS[2:])))  # S1, S2 deactivated
+    renamed = [(*s[:3], s[3] + "-Ek", *s[4:]) for s in STUDENTS[2:4]]
+    imported(syncd, "students-3.csv", students_csv([*renamed, STUDENTS[4]]))
+    assert report(syncd, "students-3.csv")["status"] == "applied"
+    assert person(syncd, "S3")["last_name"] == "Nuñez-Ek"
+    all_renamed = [(*s[:3], s[3] + "-Ek", *s[4:]) for s in STUDENTS]
+    outcome = run_import(syncd, "students-4.csv", students_csv(all_renamed))
+    assert report(syncd, "students-4.csv")["status"] == "held", outcome.stdout
+
+
+def test_changed_parents_among_unchanged_ones_resolve_children_by_key(
+    syncd: Syncd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While unchanged rows are skipped, children are looked up by key until half the site's
+    students were asked for, then read whole: either way the links are the file's."""
+    monkeypatch.setattr(person_files, "CHUNK", 1)
+    monkeypatch.setattr(person_files, "WHOLE_STUDENT_INDEX", 0)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", parents_csv())
+    katrin = ("Katrin", "Müller", "katrin.mueller", "S1", "katrin@home.example")  # 1 asked
+    peter = ("Peter", "Sørensen", "peter.sorensen", "S2;S3;S5", "peter.sorensen@home.example")
+    imported(syncd, "parents-2.csv", _lf(parents_csv([katrin, peter, *PARENTS[2:]])))
+    assert active_links(syncd) == PARENT_LINKS | {("peter.sorensen", "S5")}
+    counts = report(syncd, "parents-2.csv")["counts"]
+    assert (counts["updated"], counts["links_created"]) == (1, 1)
