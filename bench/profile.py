@@ -17,8 +17,8 @@ functions and the rest. The collapsed stack files stay in --keep DIR for flame g
     python bench/profile.py --memory [--rows 100000]
 
 instead runs the first load of both files in-process under tracemalloc and prints what
-holds the memory at its fullest point among: just before the file's transaction commits
-(EventBuffer.write) and just before the audit lines are written (after the commit).
+holds the memory at its fullest point among: the start of each chunk's plan and write
+(PersonFile._apply_chunk) and just before the file's transaction commits (EventBuffer.write).
 """
 
 from __future__ import annotations
@@ -143,17 +143,18 @@ def probe(where):
     if current > best[0]:
         best[:] = [current, tracemalloc.take_snapshot(), where]
 
+import syncd.person_files as person_files
+original_chunk = person_files.PersonFile._apply_chunk
+def apply_chunk(self, connection, records, errors, unread):
+    probe(f"PersonFile._apply_chunk, {len(records):,} records")
+    return original_chunk(self, connection, records, errors, unread)
+person_files.PersonFile._apply_chunk = apply_chunk
+
 original_write = audit.EventBuffer.write
 def write(self, connection):
-    probe(f"EventBuffer.write, {len(self.events):,} events buffered (before the commit)")
+    probe("EventBuffer.write (before the commit)")
     return original_write(self, connection)
 audit.EventBuffer.write = write
-
-original_lines = audit._ReopenableFile.write_lines
-def write_lines(self, lines):
-    probe(f"audit write_lines, {len(lines):,} JSON lines built (after the commit)")
-    return original_lines(self, lines)
-audit._ReopenableFile.write_lines = write_lines
 
 from syncd.cli import main
 try:
