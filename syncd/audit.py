@@ -66,17 +66,16 @@ SECRET_KEYS = frozenset(
     {"password", "passwd", "passphrase", "private_key_passphrase", "secret", "token"}
 )
 REDACTED = "[redacted]"
+# The members every audit line ends with (EventBuffer.line_parts).
+_LINE_KEYS = frozenset({"person_id", "event", "level", "ts"})
 
 log = structlog.get_logger("syncd")
 
 
 def redact(value: Any) -> Any:
     """Return `value` with the values of secret-named keys replaced, recursively."""
-    if isinstance(value, dict) and not any(
-        _is_secret_key(key) or isinstance(item, Mapping | list | tuple)
-        for key, item in value.items()
-    ):
-        return value  # the common flat, secret-free event: nothing to copy
+    if _secret_free(value):
+        return value  # the common event: nothing to copy
     if isinstance(value, Mapping):
         return {
             key: REDACTED if _is_secret_key(key) and item not in (None, "") else redact(item)
@@ -85,6 +84,25 @@ def redact(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [redact(item) for item in value]
     return value
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _secret_free(value: Any) -> bool:
+    """Whether no key of `value`, at any depth, names a secret (checked without copying:
+    an update's event nests its changes)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is dict or isinstance(value, Mapping):
+        for key, item in value.items():
+            if _is_secret_key(key) or not (type(item) in _SCALARS or _secret_free(item)):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(type(item) in _SCALARS or _secret_free(item) for item in value)
+    return True
 
 
 @functools.lru_cache(maxsize=4096)
@@ -311,19 +329,36 @@ class EventBuffer:
         assert event in EVENT_NAMES, event
         data = redact(data)
         segment = self._segment
-        segment.rows.append(
-            (event, level, person_id, json.dumps(data, ensure_ascii=False, default=str))
-        )
-        line = {**self._line_context, **{k: v for k, v in data.items() if v is not None}}
-        if person_id is not None:
-            line["person_id"] = person_id
-        line["event"], line["level"], line["ts"] = event, level, self._ts
-        segment.add_line(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+        text = json.dumps(data, ensure_ascii=False, default=str)
+        segment.rows.append((event, level, person_id, text))
+        segment.add_line(self._line(event, level, person_id, data, text))
         if len(segment.rows) >= FLUSH_EVENTS:
             if self._connection is not None and segment is not self._held:
                 self.write(self._connection)
             else:
                 segment.spool_rows()
+
+    def _line(
+        self, event: str, level: str, person_id: int | None, data: dict[str, Any], text: str
+    ) -> str:
+        """Return the JSON line of an event whose data JSON is `text`: the context, the data
+        but its None values, person_id, event, level, ts (the data encoded once if it can)."""
+        members = text[1:-1]
+        if (
+            members
+            and _LINE_KEYS.isdisjoint(data)
+            and self._line_context.keys().isdisjoint(data)
+            and None not in data.values()
+        ):
+            if person_id is not None:
+                members += f', "person_id": {person_id}'
+            start, end = self.line_parts(event, level)
+            return start + members + end
+        line = {**self._line_context, **{k: v for k, v in data.items() if v is not None}}
+        if person_id is not None:
+            line["person_id"] = person_id
+        line["event"], line["level"], line["ts"] = event, level, self._ts
+        return json.dumps(line, ensure_ascii=False, default=str) + "\n"
 
     _held: EventSegment | None = None
 

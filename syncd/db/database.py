@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from syncd.errors import DatabaseUnreachable, SchemaOutdated
 
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest migration in migrations/versions (tests/integration/test_schema.py checks it
+# against Alembic's head): every command checks it, Alembic is imported only to migrate.
+HEAD_REVISION = "0003"
 SQLITE_CACHE_KIB = 128 * 1024  # per connection, allocated only as pages are used
 
 
 def _alembic_config(connection: sa.Connection) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -27,11 +31,21 @@ def _alembic_config(connection: sa.Connection) -> AlembicConfig:
 
 def head_revision() -> str:
     """Return the newest schema revision this syncd knows."""
-    config = AlembicConfig()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    assert head is not None
-    return head
+    return HEAD_REVISION
+
+
+def _upgrade(connection: sa.Connection) -> None:
+    from alembic import command
+
+    command.upgrade(_alembic_config(connection), "head")
+
+
+def current_revision(connection: sa.Connection) -> str | None:
+    """Return the database's schema revision (Alembic's version table), None if it has none."""
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return None
+    versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars()
+    return next(iter(versions), None)
 
 
 def create_engine(url: str) -> Engine:
@@ -83,13 +97,13 @@ def open_database(url: str) -> Engine:
     engine = create_engine(url)
     try:
         with engine.begin() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
+            current = current_revision(connection)
             if current is None:
                 if sa.inspect(connection).get_table_names():
                     raise SchemaOutdated(
                         f"database {describe(url)} has tables but no syncd schema version"
                     )
-                command.upgrade(_alembic_config(connection), "head")
+                _upgrade(connection)
                 return engine
     except sa.exc.OperationalError as error:
         engine.dispose()
@@ -110,8 +124,8 @@ def upgrade_database(url: str) -> tuple[str | None, str]:
     engine = create_engine(url)
     try:
         with engine.begin() as connection:
-            before = MigrationContext.configure(connection).get_current_revision()
-            command.upgrade(_alembic_config(connection), "head")
+            before = current_revision(connection)
+            _upgrade(connection)
     except sa.exc.OperationalError as error:
         raise DatabaseUnreachable(
             f"database {describe(url)} cannot be reached: {_first_line(error)}"

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from xml.etree import ElementTree
 
-import openpyxl
 from xxhash import xxh3_64_intdigest
 
 from syncd.errors import FileFailed
@@ -600,6 +599,8 @@ def _xlsx_records(sheet_rows: Iterable[Sequence[Any]]) -> Iterator[tuple[int, li
 @contextmanager
 def _open_xlsx(binary: BinaryIO, limits: Limits) -> Iterator[Table]:
     """Yield the Table of the first worksheet of the workbook in `binary`."""
+    import openpyxl  # here: a CSV run need not pay for importing it
+
     _check_inflated_size(binary, limits)
     binary.seek(0)
     try:

@@ -10,8 +10,15 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
-from syncd.db.database import _alembic_config, create_engine, head_revision, open_database
+from syncd.db.database import (
+    MIGRATIONS,
+    _alembic_config,
+    create_engine,
+    head_revision,
+    open_database,
+)
 from syncd.db.schema import metadata
 from tests.cli.conftest import Syncd
 
@@ -22,6 +29,11 @@ def test_migrations_build_exactly_the_schema(database_url: str) -> None:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     engine.dispose()
     assert differences == []
+
+
+def test_the_revision_syncd_checks_is_the_newest_migration() -> None:
+    scripts = ScriptDirectory(str(MIGRATIONS))
+    assert scripts.get_heads() == [head_revision()]
 
 
 def test_new_database_is_created_at_the_newest_schema(database_url: str) -> None:
