@@ -68,6 +68,8 @@ SECRET_KEYS = frozenset(
 REDACTED = "[redacted]"
 # The members every audit line ends with (EventBuffer.line_parts).
 _LINE_KEYS = frozenset({"person_id", "event", "level", "ts"})
+# Events as compact JSON, the same in the audit rows, the log lines and their templates.
+_json = functools.partial(json.dumps, ensure_ascii=False, default=str, separators=(",", ":"))
 
 log = structlog.get_logger("syncd")
 
@@ -315,7 +317,7 @@ class EventBuffer:
         self._segment = EventSegment()
         self._connection: sa.Connection | None = None
         self._line_context = {k: v for k, v in redact(context).items() if v is not None}
-        rendered = json.dumps(self._line_context, ensure_ascii=False, default=str)
+        rendered = _json(self._line_context)
         self._prefix = rendered[:-1] + "," if self._line_context else "{"
         self._ts = iso_utc(now)
 
@@ -329,7 +331,7 @@ class EventBuffer:
         assert event in EVENT_NAMES, event
         data = redact(data)
         segment = self._segment
-        text = json.dumps(data, ensure_ascii=False, default=str)
+        text = _json(data)
         segment.rows.append((event, level, person_id, text))
         segment.add_line(self._line(event, level, person_id, data, text))
         if len(segment.rows) >= FLUSH_EVENTS:
@@ -351,14 +353,14 @@ class EventBuffer:
             and None not in data.values()
         ):
             if person_id is not None:
-                members += f', "person_id": {person_id}'
+                members += f',"person_id":{person_id}'
             start, end = self.line_parts(event, level)
             return start + members + end
         line = {**self._line_context, **{k: v for k, v in data.items() if v is not None}}
         if person_id is not None:
             line["person_id"] = person_id
         line["event"], line["level"], line["ts"] = event, level, self._ts
-        return json.dumps(line, ensure_ascii=False, default=str) + "\n"
+        return _json(line) + "\n"
 
     _held: EventSegment | None = None
 
