@@ -109,7 +109,8 @@ class _Read:
     has_children: bool
     rows: int = 0
     unchanged_unread: int = 0
-    # The site's persons (store.row_digest_snapshot) less those whose row was skipped.
+    # The site's persons (store.row_digest_snapshot) less those whose row was skipped and,
+    # while streaming, those a parsed row named: what is left, a full file did not list.
     snapshot: set[int] = field(default_factory=set)
     # The snapshot's size when read: at most the site's persons before the file, and at most
     # its active ones but for parents deactivated as orphans (their digest stays).
