@@ -72,6 +72,21 @@ def driver_rows(connection: sa.Connection, sql: str, parameters: Sequence[Any] =
     return cursor
 
 
+def driver_rows_in(
+    connection: sa.Connection, sql: str, parameters: Sequence[Any], values: Sequence[Any]
+) -> Iterator[tuple[Any, ...]]:
+    """Yield the rows of `sql`, which ends in `IN`, for all of `values`: one statement per
+    CHUNK of them (driver_rows; `parameters` bind the placeholders before the IN list)."""
+    for chunk in chunked(values):
+        marks = ", ".join("?" for _ in chunk)
+        cursor = driver_rows(connection, f"{sql} ({marks})", (*parameters, *chunk))
+        try:
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        yield from rows
+
+
 def count_persons(connection: sa.Connection, site: str, kind: PersonKind) -> int:
     query = sa.select(sa.func.count()).where(persons.c.site == site, persons.c.kind == kind.value)
     return int(connection.execute(query).scalar_one())
@@ -110,19 +125,10 @@ def persons_with_digests(
         return []
     where = "FROM persons WHERE site = ? AND kind = ?"
     if len(digests) <= 2 * CHUNK:
-        found: list[int] = []
-        for chunk in chunked(sorted(digests)):
-            marks = ", ".join("?" for _ in chunk)
-            cursor = driver_rows(
-                connection,
-                f"SELECT id {where} AND row_digest IN ({marks})",
-                (site, kind.value, *chunk),
-            )
-            try:
-                found.extend(person_id for (person_id,) in cursor)
-            finally:
-                cursor.close()
-        return found
+        sql = f"SELECT id {where} AND row_digest IN"
+        return [
+            pid for (pid,) in driver_rows_in(connection, sql, (site, kind.value), sorted(digests))
+        ]
     wanted = set(digests)
     cursor = driver_rows(
         connection,
@@ -139,21 +145,17 @@ def persons_by_keys(
     connection: sa.Connection, site: str, kind: PersonKind, keys: Sequence[str]
 ) -> dict[str, ExistingPerson]:
     """Return the given persons of the site (those that exist) by sync key."""
-    found: dict[str, ExistingPerson] = {}
-    for chunk in chunked(list(keys)):
-        marks = ", ".join("?" for _ in chunk)
-        cursor = driver_rows(
-            connection,
-            "SELECT sync_key, id, fingerprint, active, inactive_reason, row_digest FROM persons "
-            f"WHERE site = ? AND kind = ? AND sync_key IN ({marks})",
-            (site, kind.value, *chunk),
-        )
-        try:
-            for key, person_id, digest, active, reason, row_digest in cursor.fetchall():
-                found[key] = ExistingPerson(person_id, digest, bool(active), reason, row_digest)
-        finally:
-            cursor.close()
-    return found
+    rows = driver_rows_in(
+        connection,
+        "SELECT sync_key, id, fingerprint, active, inactive_reason, row_digest FROM persons "
+        "WHERE site = ? AND kind = ? AND sync_key IN",
+        (site, kind.value),
+        list(keys),
+    )
+    return {
+        key: ExistingPerson(person_id, digest, bool(active), reason, row_digest)
+        for key, person_id, digest, active, reason, row_digest in rows
+    }
 
 
 def active_keys(connection: sa.Connection, person_ids: Iterable[int]) -> list[tuple[int, str]]:
@@ -245,18 +247,15 @@ class StudentLookup:
         if self._whole_from is not None and self._asked >= self._whole_from:
             self.load_all()
             return
-        for chunk in chunked(wanted):
-            marks = ", ".join("?" for _ in chunk)
-            cursor = driver_rows(
+        self._add(
+            driver_rows_in(
                 self._connection,
                 "SELECT sync_key, id, sync_key FROM persons WHERE site = ? AND kind = ? "
-                f"AND sync_key IN ({marks})",
-                (self._site, PersonKind.STUDENT.value, *chunk),
+                "AND sync_key IN",
+                (self._site, PersonKind.STUDENT.value),
+                wanted,
             )
-            try:
-                self._add(cursor.fetchall())
-            finally:
-                cursor.close()
+        )
 
     def sync_key(self, person_id: int, value: str) -> str:
         """Return the sync key of the student `value` (its lookup form) found as `person_id`."""
@@ -329,35 +328,20 @@ def persons_for_update(
 ) -> dict[int, tuple[PersonFields, str | None]]:
     """Return (stored fields, inactive reason) of the given persons, read in bulk."""
     found: dict[int, tuple[PersonFields, str | None]] = {}
-    for chunk in chunked(sorted(set(person_ids))):
-        marks = ", ".join("?" for _ in chunk)
-        cursor = driver_rows(
-            connection,
-            "SELECT id, sync_key, username, email, first_name, last_name, student_number, "
-            f"attributes, inactive_reason FROM persons WHERE id IN ({marks})",
-            chunk,
+    rows = driver_rows_in(
+        connection,
+        "SELECT id, sync_key, username, email, first_name, last_name, student_number, "
+        "attributes, inactive_reason FROM persons WHERE id IN",
+        (),
+        sorted(set(person_ids)),
+    )
+    for person_id, key, username, email, first, last, number, attributes, reason in rows:
+        if isinstance(attributes, str):
+            attributes = json.loads(attributes)
+        fields = PersonFields(
+            key, username, email, first, last, number, tuple(sorted((attributes or {}).items()))
         )
-        try:
-            for (
-                person_id,
-                key,
-                username,
-                email,
-                first,
-                last,
-                number,
-                attributes,
-                reason,
-            ) in cursor.fetchall():
-                if isinstance(attributes, str):
-                    attributes = json.loads(attributes)
-                fields = PersonFields(
-                    key, username, email, first, last, number,
-                    tuple(sorted((attributes or {}).items())),
-                )  # fmt: skip
-                found[person_id] = (fields, reason)
-        finally:
-            cursor.close()
+        found[person_id] = (fields, reason)
     return found
 
 
