@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import marshal
-import shutil
 import sys
 import tempfile
 import threading
@@ -146,7 +145,13 @@ class _ReopenableFile:
             sys.stdout.write(text)
             sys.stdout.flush()
             return
-        data = memoryview(text.encode("utf-8", "surrogatepass"))
+        self._write_bytes(text.encode("utf-8", "surrogatepass"))
+
+    def _write_bytes(self, encoded: bytes) -> None:
+        if self._file is None:
+            self._write(encoded.decode("utf-8", "surrogatepass"))
+            return
+        data = memoryview(encoded)
         while data:
             written = self._file.write(data) or 0
             data = data[written:]
@@ -160,18 +165,19 @@ class _ReopenableFile:
         with self._lock:
             self._write(text)
 
-    def copy_from(self, spool: IO[str]) -> None:
-        """Append everything `spool` holds from where it stands (whole lines)."""
+    def copy_from(self, spool: IO[bytes]) -> None:
+        """Append everything `spool` (UTF-8 lines) holds from where it stands, in whole
+        lines."""
         with self._lock:
-            rest = ""
+            rest = b""
             while chunk := spool.read(self.CHUNK):
                 chunk = rest + chunk
-                end = chunk.rfind("\n") + 1
+                end = chunk.rfind(b"\n") + 1
                 rest = chunk[end:]
                 if end:
-                    self._write(chunk[:end])
+                    self._write_bytes(chunk[:end])
             if rest:
-                self._write(rest)
+                self._write_bytes(rest)
 
     def reopen(self) -> None:
         with self._lock:
@@ -240,13 +246,19 @@ SPOOL_LINES = 20_000
 
 class EventSegment:
     """Events in the order they were added: audit rows (event, level, person_id, data as
-    JSON text) and JSON lines, each spooled to a temporary file once there are many."""
+    JSON text) and JSON lines, each spooled to a temporary file once there are many.
+
+    The spooled lines are a chain of temporary files, in order: another segment's spool is
+    appended by taking its file into the chain, not by copying it (a district's first load
+    spools a gigabyte of lines).
+    """
 
     def __init__(self) -> None:
         self.rows: list[tuple[str, str, int | None, str]] = []
         self.lines: list[str] = []
         self._row_spool: IO[bytes] | None = None
-        self._line_spool: IO[str] | None = None
+        self._line_spools: list[IO[bytes]] = []
+        self._open_spool: IO[bytes] | None = None  # the last of the chain, taking new lines
 
     def add_line(self, line: str) -> None:
         self.lines.append(line)
@@ -254,9 +266,12 @@ class EventSegment:
             self.spool_lines()
 
     def spool_lines(self) -> None:
-        if self._line_spool is None:
-            self._line_spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
-        self._line_spool.write("".join(self.lines))
+        if not self.lines:
+            return
+        if self._open_spool is None:
+            self._open_spool = tempfile.TemporaryFile()  # noqa: SIM115
+            self._line_spools.append(self._open_spool)
+        self._open_spool.write("".join(self.lines).encode("utf-8", "surrogatepass"))
         self.lines.clear()
 
     def spool_rows(self) -> None:
@@ -277,26 +292,28 @@ class EventSegment:
         rows, self.rows = self.rows, []
         yield from rows
 
-    def take_lines(self) -> tuple[IO[str] | None, list[str]]:
-        """Return (the spooled lines, the lines after them) and forget them."""
-        spool, self._line_spool = self._line_spool, None
+    def take_lines(self) -> tuple[list[IO[bytes]], list[str]]:
+        """Return (the spooled lines: files to read in order, each from its start; the lines
+        after them) and forget them."""
+        spools, self._line_spools, self._open_spool = self._line_spools, [], None
         lines, self.lines = self.lines, []
-        if spool is not None:
+        for spool in spools:
             spool.seek(0)
-        return spool, lines
+        return spools, lines
 
-    def append_spooled(self, spool: IO[str]) -> None:
-        """Append the lines of another segment's spool (after the lines added so far)."""
+    def append_spooled(self, spools: list[IO[bytes]]) -> None:
+        """Append the spooled lines of another segment (after the lines added so far)."""
         self.spool_lines()
-        assert self._line_spool is not None
-        shutil.copyfileobj(spool, self._line_spool, 1 << 20)
-        spool.close()
+        self._line_spools.extend(spools)
+        self._open_spool = None
 
     def clear(self) -> None:
-        for spool in (self._row_spool, self._line_spool):
+        spools = [self._row_spool, *self._line_spools]
+        for spool in spools:
             if spool is not None:
                 spool.close()
-        self._row_spool = self._line_spool = None
+        self._row_spool = self._open_spool = None
+        self._line_spools = []
         self.rows.clear()
         self.lines.clear()
 
@@ -386,9 +403,9 @@ class EventBuffer:
         else:
             for row in held.take_rows():
                 self._segment.rows.append(row)
-        spool, lines = held.take_lines()
-        if spool is not None:
-            self._segment.append_spooled(spool)
+        spools, lines = held.take_lines()
+        if spools:
+            self._segment.append_spooled(spools)
         for line in lines:
             self._segment.add_line(line)
 
@@ -448,25 +465,26 @@ class EventBuffer:
         """Log the events as JSON lines (after the transaction committed)."""
         segment = self._segment
         segment.rows.clear()
-        spool, lines = segment.take_lines()
+        spools, lines = segment.take_lines()
         segment.clear()
         if _sink is None:  # audit not configured (library use): structlog's defaults
-            for line in _spooled(spool, lines):
+            for line in _spooled(spools, lines):
                 fields = json.loads(line)
                 event, level = fields.pop("event"), fields.pop("level")
                 fields.pop("ts", None)
                 getattr(log, level)(event, **fields)
             return
-        if spool is not None:
+        for spool in spools:
             _sink.copy_from(spool)
             spool.close()
         if lines:
             _sink.write_text("".join(lines))
 
 
-def _spooled(spool: IO[str] | None, lines: list[str]) -> Iterator[str]:
-    if spool is not None:
-        yield from spool
+def _spooled(spools: list[IO[bytes]], lines: list[str]) -> Iterator[str]:
+    for spool in spools:
+        for line in spool:
+            yield line.decode("utf-8", "surrogatepass")
         spool.close()
     yield from lines
 
