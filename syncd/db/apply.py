@@ -574,6 +574,8 @@ def _apply_pending(
         _drop_pending(connection, dropped, events, audit.RELATIONSHIP_REMOVED)
         applied.counts.links_removed += 1
         applied.pending_dropped += 1
+        # A pending link may be all that kept a parent of departed children active.
+        applied.parents_losing_links.add(dropped.parent_id)
 
 
 def _drop_pending(
