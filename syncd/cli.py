@@ -135,7 +135,13 @@ def import_command(
     results: list[FileResult] = []
     with app.engine.begin() as connection:
         events = app.events(site=source.site, source=name, run_id=run_id)
-        expire_pending(connection, source.site, app.clock.now(), events)
+        expire_pending(
+            connection,
+            source.site,
+            app.clock.now(),
+            events,
+            source.deactivate_orphan_parents,
+        )
         events.write(connection)
     events.emit()
     for path in ordered:

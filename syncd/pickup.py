@@ -216,7 +216,9 @@ class Pickup:
             now=now,
         )
         with self.pipeline.engine.begin() as connection:
-            expire_pending(connection, self.config.site, now, events)
+            expire_pending(
+                connection, self.config.site, now, events, self.config.deactivate_orphan_parents
+            )
             events.write(connection)
         events.emit()
 
