@@ -249,6 +249,31 @@ def test_manual_link_and_unlink_are_audited_and_exported_as_manual(syncd: Syncd)
     assert [(e["parent"], e["child"]) for e in removed] == [("P1", "S2")]
 
 
+def test_commands_that_print_data_take_json(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Zoë", "Nuñez")], header))
+    linked = syncd("link", "--parent", "P1", "--child", "S2", "--json")
+    assert linked.exit_code == 0, linked.stderr
+    assert linked.json() == {
+        "site": "district-a", "parent": "P1", "child": "S2", "action": "link", "changed": True
+    }  # fmt: skip
+    unlinked = syncd("unlink", "--parent", "P1", "--child", "S2", "--json").json()
+    assert (unlinked["action"], unlinked["changed"]) == ("unlink", True)
+    checked = syncd("check-config", "--json")
+    assert checked.exit_code == 0, checked.stderr
+    document = checked.json()
+    assert set(document) == {"config", "database", "sources"}
+    assert document["sources"] == [
+        {"source": "district-a", "url": "file:drop", "ok": True, "error": None}
+    ]
+    imported(syncd, "students-2.csv", students_csv().replace("Lena,Müller", "Lena,Berg"))
+    reverted = syncd("files", "revert", str(file_id(syncd, "students-2.csv")), "--json")
+    assert reverted.exit_code == 0, reverted.stderr
+    entry = reverted.json()
+    assert set(entry) >= FILE_KEYS and entry["status"] == "reverted"
+
+
 def test_import_json_prints_the_report_document(syncd: Syncd) -> None:
     path = syncd.write("students.csv", students_csv())
     outcome = syncd("import", "--json", str(path))
