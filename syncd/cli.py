@@ -370,7 +370,8 @@ def _link(
         if chosen is None:
             raise UsageError(f"--type {rel_type}: one of Parent, Aide, Guardian, Relative, Other")
     with app.engine.begin() as connection:
-        events = app.events(site=site_name)
+        # A manual edit is a run of its own: its events carry a run_id, as a revert's do.
+        events = app.events(site=site_name, run_id=new_run_id())
         changed = manual_link(connection, site_name, parent, child, chosen, unlink, events)
         events.write(connection)
     events.emit()

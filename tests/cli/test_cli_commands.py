@@ -249,6 +249,19 @@ def test_manual_link_and_unlink_are_audited_and_exported_as_manual(syncd: Syncd)
     assert [(e["parent"], e["child"]) for e in removed] == [("P1", "S2")]
 
 
+def test_manual_link_events_carry_a_run_id(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Zoë", "Nuñez")], header))
+    assert syncd("link", "--parent", "P1", "--child", "S2").exit_code == 0
+    assert syncd("unlink", "--parent", "P1", "--child", "S2").exit_code == 0
+    created, removed = (
+        syncd.events("relationship.created")[-1],
+        syncd.events("relationship.removed")[-1],
+    )
+    assert created["run_id"] and removed["run_id"] and created["run_id"] != removed["run_id"]
+
+
 def test_commands_that_print_data_take_json(syncd: Syncd) -> None:
     imported(syncd, "students.csv", students_csv())
     header = ("SyncID", "First name", "Last name")
