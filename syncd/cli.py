@@ -643,8 +643,11 @@ def revert_command(app: App, file_id: int, as_json: bool) -> None:
     if row is None:
         raise UsageError(f"no file {file_id} in the ledger")
     events = app.events(source=row.source, site=row.site, file_id=file_id, run_id=new_run_id())
+    # A pending link the file dropped is pending again for its source's pending_ttl.
+    configured = {source.name: source for source in app.config.sources}
+    settings = configured.get(row.source or "") or local_source(Path.cwd(), site=row.site)
     with app.engine.begin() as connection:
-        undone = revert_file(connection, file_id, events)
+        undone = revert_file(connection, file_id, events, settings.pending_ttl)
         events.write(connection)
     events.emit()
     if as_json:
