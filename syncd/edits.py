@@ -167,6 +167,16 @@ def revert_file(
             _undo_link(connection, row.event, data, now, events)
         elif row.event == audit.RELATIONSHIP_PENDING:
             _drop_pending(connection, data, events)
+        elif row.event == audit.RELATIONSHIP_RESOLVED:
+            # The file's student made a pending link; before it the link was pending.
+            _undo_link(connection, audit.RELATIONSHIP_CREATED, data, now, events)
+            pending = {
+                **data,
+                "child": data.get("child_value"),
+                # Events before child_field was recorded: the default child field.
+                "child_field": data.get("child_field") or "sync_key",
+            }
+            _restore_pending(connection, pending, now + pending_ttl, events)
         else:
             continue
         undone += 1

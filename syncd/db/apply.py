@@ -642,6 +642,7 @@ def resolve_pending(
             child_id=child.person_id,
             child=child.sync_key,
             child_value=row.child_value,
+            child_field=row.child_field,
             type=row.type,
             origin=row.origin,
         )

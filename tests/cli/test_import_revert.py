@@ -172,3 +172,18 @@ def test_revert_restores_a_pending_link_the_file_dropped_and_audits_both_ways(
         if e["event"].startswith("relationship.") and e.get("reason") == "revert"
     ]
     assert sorted(undone) == [("relationship.pending", "S9"), ("relationship.removed", "S8")]
+
+
+def test_revert_of_a_students_file_makes_the_links_it_resolved_pending_again(
+    syncd: Syncd,
+) -> None:
+    imported(syncd, "students.csv", students_csv(STUDENTS[:4]))
+    rows = [("P1", "Zoë", "Martin", "zoe.parent@home.example", "S4;S5")]
+    imported(syncd, "parents.csv", parents_csv(rows, HEADER))
+    before = syncd.links()
+    assert before == {("P1", "S4", "active"), ("P1", "S5", "pending")}
+    imported(syncd, "students-2.csv", students_csv(STUDENTS))
+    assert syncd.links() == {("P1", "S4", "active"), ("P1", "S5", "active")}
+    _revert(syncd, "students-2.csv")
+    assert person(syncd, "S5")["active"] is False
+    assert syncd.links() == before
