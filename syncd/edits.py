@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -211,7 +211,7 @@ def _drop_pending(connection: sa.Connection, data: dict[str, Any], events: Event
 
 
 def _restore_pending(
-    connection: sa.Connection, data: dict[str, Any], expires_at: Any, events: EventBuffer
+    connection: sa.Connection, data: dict[str, Any], expires_at: datetime, events: EventBuffer
 ) -> None:
     """Make the pending link a relationship.removed (status pending) event dropped again."""
     key = (
