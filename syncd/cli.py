@@ -135,7 +135,13 @@ def import_command(
     results: list[FileResult] = []
     with app.engine.begin() as connection:
         events = app.events(site=source.site, source=name, run_id=run_id)
-        expire_pending(connection, source.site, app.clock.now(), events)
+        expire_pending(
+            connection,
+            source.site,
+            app.clock.now(),
+            events,
+            source.deactivate_orphan_parents,
+        )
         events.write(connection)
     events.emit()
     for path in ordered:
@@ -349,7 +355,13 @@ def _export_links(connection: sa.Connection, site: str | None) -> list[dict[str,
 
 
 def _link(
-    app: App, parent: str, child: str, rel_type: str | None, site: str | None, unlink: bool
+    app: App,
+    parent: str,
+    child: str,
+    rel_type: str | None,
+    site: str | None,
+    unlink: bool,
+    as_json: bool,
 ) -> None:
     site_name = app.config.site(site)
     chosen = None
@@ -358,11 +370,24 @@ def _link(
         if chosen is None:
             raise UsageError(f"--type {rel_type}: one of Parent, Aide, Guardian, Relative, Other")
     with app.engine.begin() as connection:
-        events = app.events(site=site_name)
+        # A manual edit is a run of its own: its events carry a run_id, as a revert's do.
+        events = app.events(site=site_name, run_id=new_run_id())
         changed = manual_link(connection, site_name, parent, child, chosen, unlink, events)
         events.write(connection)
     events.emit()
     verb = "unlinked" if unlink else "linked"
+    if as_json:
+        action = "unlink" if unlink else "link"
+        print_json(
+            {
+                "site": site_name,
+                "parent": parent,
+                "child": child,
+                "action": action,
+                "changed": changed,
+            }
+        )
+        return
     click.echo(f"{verb} {parent} → {child}" + ("" if changed else " (already so)"))
 
 
@@ -371,10 +396,13 @@ def _link(
 @click.option("--child", required=True, metavar="KEY")
 @click.option("--type", "rel_type", metavar="T")
 @click.option("--site", metavar="SITE")
+@click.option("--json", "as_json", is_flag=True)
 @pass_app
-def link_command(app: App, parent: str, child: str, rel_type: str | None, site: str | None) -> None:
+def link_command(
+    app: App, parent: str, child: str, rel_type: str | None, site: str | None, as_json: bool
+) -> None:
     """Link a parent to a child by hand; file syncs never remove it."""
-    _link(app, parent, child, rel_type, site, unlink=False)
+    _link(app, parent, child, rel_type, site, unlink=False, as_json=as_json)
 
 
 @cli.command("unlink")
@@ -382,12 +410,13 @@ def link_command(app: App, parent: str, child: str, rel_type: str | None, site: 
 @click.option("--child", required=True, metavar="KEY")
 @click.option("--type", "rel_type", metavar="T")
 @click.option("--site", metavar="SITE")
+@click.option("--json", "as_json", is_flag=True)
 @pass_app
 def unlink_command(
-    app: App, parent: str, child: str, rel_type: str | None, site: str | None
+    app: App, parent: str, child: str, rel_type: str | None, site: str | None, as_json: bool
 ) -> None:
     """Unlink a parent from a child by hand; file syncs never bring it back."""
-    _link(app, parent, child, rel_type, site, unlink=True)
+    _link(app, parent, child, rel_type, site, unlink=True, as_json=as_json)
 
 
 # --- files -----------------------------------------------------------------------------------
@@ -458,8 +487,9 @@ def _source_of(app: App, row: Any) -> tuple[SourceConfig, str | None]:
 
 @files_group.command("release")
 @click.argument("file_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the file's report document.")
 @pass_app
-def release_command(app: App, file_id: int) -> None:
+def release_command(app: App, file_id: int, as_json: bool) -> None:
     """Apply a held file despite its safety threshold."""
     row = _held_file(app, file_id)
     source_config, source_name = _source_of(app, row)
@@ -475,7 +505,7 @@ def release_command(app: App, file_id: int) -> None:
     finally:
         if source is not None:
             source.close()
-    _print_results([result], False, False)
+    _print_results([result], False, as_json)
     if result.status is not FileStatus.APPLIED:
         sys.exit(1)
 
@@ -559,8 +589,9 @@ def _report_beside(row: Any, result: FileResult) -> None:
 
 @files_group.command("reject")
 @click.argument("file_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the file's ledger entry.")
 @pass_app
-def reject_command(app: App, file_id: int) -> None:
+def reject_command(app: App, file_id: int, as_json: bool) -> None:
     """Drop a held file: nothing applies, it moves to failed/."""
     row = _held_file(app, file_id)
     source_config, source_name = _source_of(app, row)
@@ -595,24 +626,41 @@ def reject_command(app: App, file_id: int) -> None:
     finally:
         if source is not None:
             source.close()
+    if as_json:
+        _print_ledger_entry(app, file_id)
+        return
     click.echo(f"file {file_id} ({row.name}) rejected")
 
 
 @files_group.command("revert")
 @click.argument("file_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the file's ledger entry.")
 @pass_app
-def revert_command(app: App, file_id: int) -> None:
+def revert_command(app: App, file_id: int, as_json: bool) -> None:
     """Undo what one applied file changed, as one new audited change."""
     with app.engine.connect() as connection:
         row = store.file_row(connection, file_id)
     if row is None:
         raise UsageError(f"no file {file_id} in the ledger")
     events = app.events(source=row.source, site=row.site, file_id=file_id, run_id=new_run_id())
+    # A pending link the file dropped is pending again for its source's pending_ttl.
+    configured = {source.name: source for source in app.config.sources}
+    settings = configured.get(row.source or "") or local_source(Path.cwd(), site=row.site)
     with app.engine.begin() as connection:
-        undone = revert_file(connection, file_id, events)
+        undone = revert_file(connection, file_id, events, settings.pending_ttl)
         events.write(connection)
     events.emit()
+    if as_json:
+        _print_ledger_entry(app, file_id, undone=undone)
+        return
     click.echo(f"file {file_id} ({row.name}) reverted: {undone} changes undone")
+
+
+def _print_ledger_entry(app: App, file_id: int, **extra: Any) -> None:
+    """Print a file's ledger entry as `files --json` shows it (plus `extra`)."""
+    with app.engine.connect() as connection:
+        row = store.file_row(connection, file_id)
+    print_json({**_file_document(row), **extra})
 
 
 # --- status / history ------------------------------------------------------------------------
@@ -714,25 +762,42 @@ def history_command(
 
 
 @cli.command("check-config")
+@click.option("--json", "as_json", is_flag=True)
 @pass_app
-def check_config_command(app: App) -> None:
+def check_config_command(app: App, as_json: bool) -> None:
     """Validate the config, reach the database and every source."""
+    from syncd.daemon import check_source
+
     config = app.config
     with app.engine.connect() as connection:
         connection.execute(sa.text("SELECT 1"))
-    click.echo(f"config {config.path}: ok")
-    click.echo(f"database {describe(config.database_url)}: ok")
-    failures = 0
-    for source in config.sources:
-        from syncd.daemon import check_source
-
-        problem = check_source(source)
-        if problem:
-            failures += 1
-            click.echo(f'source "{source.name}": {problem}', err=True)
-        else:
-            click.echo(f'source "{source.name}" ({source.url}): ok')
-    if failures:
+    problems = {source.name: check_source(source) for source in config.sources}
+    if as_json:
+        print_json(
+            {
+                "config": str(config.path),
+                "database": describe(config.database_url),
+                "sources": [
+                    {
+                        "source": source.name,
+                        "url": source.url,
+                        "ok": problems[source.name] is None,
+                        "error": problems[source.name],
+                    }
+                    for source in config.sources
+                ],
+            }
+        )
+    else:
+        click.echo(f"config {config.path}: ok")
+        click.echo(f"database {describe(config.database_url)}: ok")
+        for source in config.sources:
+            problem = problems[source.name]
+            if problem:
+                click.echo(f'source "{source.name}": {problem}', err=True)
+            else:
+                click.echo(f'source "{source.name}" ({source.url}): ok')
+    if any(problems.values()):
         sys.exit(3)
 
 

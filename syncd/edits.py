@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -93,8 +93,11 @@ def manual_link(
     return is_active != was_active
 
 
-def revert_file(connection: sa.Connection, file_id: int, events: EventBuffer) -> int:
+def revert_file(
+    connection: sa.Connection, file_id: int, events: EventBuffer, pending_ttl: timedelta
+) -> int:
     """Undo what file `file_id` changed, from its audit events; return the changes undone.
+    A pending link the file dropped is pending again for `pending_ttl`.
 
     Raises UsageError when the file was not applied, FileFailed naming the conflict when a
     later file changed the same records.
@@ -157,16 +160,23 @@ def revert_file(connection: sa.Connection, file_id: int, events: EventBuffer) ->
                     if name != "password"
                 },
             )
+        elif row.event == audit.RELATIONSHIP_REMOVED and data.get("status") == "pending":
+            # A dropped pending link has no child row to link again: it is pending again.
+            _restore_pending(connection, data, now + pending_ttl, events)
         elif row.event in (audit.RELATIONSHIP_CREATED, audit.RELATIONSHIP_REMOVED):
             _undo_link(connection, row.event, data, now, events)
         elif row.event == audit.RELATIONSHIP_PENDING:
-            connection.execute(
-                pending_links.delete().where(
-                    pending_links.c.parent_id == data.get("parent_id"),
-                    pending_links.c.child_value == data.get("child"),
-                    pending_links.c.origin == data.get("origin"),
-                )
-            )
+            _drop_pending(connection, data, events)
+        elif row.event == audit.RELATIONSHIP_RESOLVED:
+            # The file's student made a pending link; before it the link was pending.
+            _undo_link(connection, audit.RELATIONSHIP_CREATED, data, now, events)
+            pending = {
+                **data,
+                "child": data.get("child_value"),
+                # Events before child_field was recorded: the default child field.
+                "child_field": data.get("child_field") or "sync_key",
+            }
+            _restore_pending(connection, pending, now + pending_ttl, events)
         else:
             continue
         undone += 1
@@ -175,6 +185,61 @@ def revert_file(connection: sa.Connection, file_id: int, events: EventBuffer) ->
     )
     events.add(audit.FILE_REVERTED, name=ledger.name, changes=undone)
     return undone
+
+
+_PENDING_DETAILS = ("parent_id", "parent", "child", "child_field", "type", "origin")
+
+
+def _drop_pending(connection: sa.Connection, data: dict[str, Any], events: EventBuffer) -> None:
+    """Drop the pending link a relationship.pending event made, audited as removed."""
+    dropped = connection.execute(
+        pending_links.delete().where(
+            pending_links.c.parent_id == data.get("parent_id"),
+            pending_links.c.child_value == data.get("child"),
+            pending_links.c.origin == data.get("origin"),
+        )
+    )
+    if dropped.rowcount:
+        details: dict[str, Any] = {key: data.get(key) for key in _PENDING_DETAILS}
+        events.add(
+            audit.RELATIONSHIP_REMOVED,
+            person_id=data.get("parent_id"),
+            **details,
+            status="pending",
+            reason="revert",
+        )
+
+
+def _restore_pending(
+    connection: sa.Connection, data: dict[str, Any], expires_at: datetime, events: EventBuffer
+) -> None:
+    """Make the pending link a relationship.removed (status pending) event dropped again."""
+    key = (
+        pending_links.c.parent_id == data.get("parent_id"),
+        pending_links.c.child_field == data.get("child_field"),
+        pending_links.c.child_value == data.get("child"),
+        pending_links.c.origin == data.get("origin"),
+    )
+    if connection.execute(sa.select(pending_links.c.id).where(*key)).first() is not None:
+        return
+    connection.execute(
+        pending_links.insert().values(
+            site=events.context.get("site") or "",
+            source=events.context.get("source"),
+            parent_id=data.get("parent_id"),
+            child_field=data.get("child_field"),
+            child_value=data.get("child"),
+            type=data.get("type") or RelType.PARENT.value,
+            origin=data.get("origin"),
+            file_id=events.context.get("file_id"),
+            created_at=events.now,
+            expires_at=expires_at,
+        )
+    )
+    details: dict[str, Any] = {key: data.get(key) for key in _PENDING_DETAILS}
+    events.add(
+        audit.RELATIONSHIP_PENDING, person_id=data.get("parent_id"), **details, reason="revert"
+    )
 
 
 def _later_change(connection: sa.Connection, trail: Sequence[TrailEvent]) -> TrailEvent | None:

@@ -84,6 +84,20 @@ class Pickup:
         self.pipeline = pipeline
         self.clock = clock
         self._seen: dict[str, _Seen] = {}
+        # SFTP only: when this syncd first listed each file as it is now, kept in the
+        # database so that a cron-driven `run --once` (a new process each time) ages files.
+        self._first_seen: dict[str, datetime] = {}
+
+    def _list_entries(self) -> list[Entry]:
+        """List the drop folder, remembering an SFTP file's first-seen time across runs."""
+        entries = self.source.list_entries()
+        if self.config.is_sftp:
+            listing = [(entry.name, entry.size, entry.mtime) for entry in entries]
+            with self.pipeline.engine.begin() as connection:
+                self._first_seen = store.remember_listing(
+                    connection, self.config.name, listing, self.clock.now()
+                )
+        return entries
 
     def _unchanged_for(self, entry: Entry) -> float:
         """Return for how long (our clock) a file has had its current size and mtime."""
@@ -98,8 +112,12 @@ class Pickup:
         """Return how long a file is known to have been as it is now."""
         stable_for = self._unchanged_for(entry)
         if self.config.is_sftp:
-            # Never the server's clock against ours: only our own listings count.
-            return stable_for
+            # Never the server's clock against ours: only our own listings count, this
+            # process's and earlier ones' (recorded in the database).
+            first_seen = self._first_seen.get(entry.name)
+            if first_seen is None:
+                return stable_for
+            return max(stable_for, (self.clock.now() - first_seen).total_seconds())
         # A local file's mtime is on this host's clock, so its age may serve (SPEC §3.2).
         return max(stable_for, self.clock.now().timestamp() - entry.mtime)
 
@@ -144,11 +162,11 @@ class Pickup:
             _Claimed(entry.name, entry.name, entry.mtime, entry.size)
             for entry in self.source.list_processing()
         ]
-        entries = self.source.list_entries()
+        entries = self._list_entries()
         ready, young = self.ready_entries(entries)
         if young and wait_for_young and not self.config.done_marker:
             self.clock.sleep(self.config.min_age.total_seconds())
-            entries = self.source.list_entries()
+            entries = self._list_entries()
             ready, young = self.ready_entries(entries)
         outcome.waiting = len(young)
         claimed += self._claim_ready(ready, young, entries, run_id, outcome)
@@ -216,7 +234,9 @@ class Pickup:
             now=now,
         )
         with self.pipeline.engine.begin() as connection:
-            expire_pending(connection, self.config.site, now, events)
+            expire_pending(
+                connection, self.config.site, now, events, self.config.deactivate_orphan_parents
+            )
             events.write(connection)
         events.emit()
 

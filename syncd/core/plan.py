@@ -639,8 +639,14 @@ def plan_relationship_links(
     """
     plan = LinkPlan()
     links = {(link.parent_id, link.child_id): link for link in existing_links}
+    # Pending links keep the value as written; a value is the same link in any case where
+    # the child field compares so (emails, usernames).
     pendings = {
-        (pending.parent_id, pending.child_field, pending.child_value): pending
+        (
+            pending.parent_id,
+            pending.child_field,
+            child_lookup_value(pending.child_field, pending.child_value),
+        ): pending
         for pending in existing_pending
         if pending.origin is Kind.RELATIONSHIPS
     }
@@ -650,7 +656,11 @@ def plan_relationship_links(
     for item in resolved:
         record, parent = item.record, item.parent
         if item.child is None:
-            pending_key = (parent.person_id, item.child_field, record.child_value)
+            pending_key = (
+                parent.person_id,
+                item.child_field,
+                child_lookup_value(item.child_field, record.child_value),
+            )
             named_pending.add(pending_key)
             existing_pending_link = pendings.get(pending_key)
             if record.deleted:

@@ -385,7 +385,12 @@ def validate_links(
         record = _link_record(row, columns, rules, errors)
         if record is None:
             continue
-        key = (record.parent_by, record.parent_value, record.child_by, record.child_value)
+        child_value = (
+            normalize_email(record.child_value)
+            if record.child_by is ChildBy.EMAIL
+            else record.child_value
+        )
+        key = (record.parent_by, record.parent_value, record.child_by, child_value)
         if key in first_line_of:
             errors.add(
                 RowError(
@@ -433,7 +438,8 @@ def _link_record(
         child = (ChildBy.FIELD, student_id)
     elif student_email := columns.get(values, "student_email"):
         if EMAIL_PATTERN.match(normalize_email(student_email)):
-            child = (ChildBy.EMAIL, normalize_email(student_email))
+            # As written: a pending link shows it so (SPEC §9); it is compared casefolded.
+            child = (ChildBy.EMAIL, student_email.strip())
         else:
             problems.append(
                 RowError(row.line, columns.label("student_email"), student_email, "invalid email")

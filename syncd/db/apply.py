@@ -574,6 +574,8 @@ def _apply_pending(
         _drop_pending(connection, dropped, events, audit.RELATIONSHIP_REMOVED)
         applied.counts.links_removed += 1
         applied.pending_dropped += 1
+        # A pending link may be all that kept a parent of departed children active.
+        applied.parents_losing_links.add(dropped.parent_id)
 
 
 def _drop_pending(
@@ -640,6 +642,7 @@ def resolve_pending(
             child_id=child.person_id,
             child=child.sync_key,
             child_value=row.child_value,
+            child_field=row.child_field,
             type=row.type,
             origin=row.origin,
         )
@@ -660,14 +663,24 @@ class _Silent(EventBuffer):
         return None
 
 
-def expire_pending(connection: sa.Connection, site: str, now: datetime, events: EventBuffer) -> int:
-    """Drop pending links past their TTL, each with a relationship.expired event."""
+def expire_pending(
+    connection: sa.Connection,
+    site: str,
+    now: datetime,
+    events: EventBuffer,
+    deactivate_orphan_parents: bool = True,
+) -> int:
+    """Drop pending links past their TTL, each with a relationship.expired event, and
+    deactivate the parents that this leaves orphaned; return how many expired."""
     query = sa.select(pending_links).where(
         pending_links.c.site == site, pending_links.c.expires_at < now
     )
     expired = [store._existing_pending(row) for row in connection.execute(query)]
     for pending in expired:
         _drop_pending(connection, pending, events, audit.RELATIONSHIP_EXPIRED)
+    # An expired link may have been all that kept a parent of departed children active.
+    if deactivate_orphan_parents and expired:
+        _deactivate_orphans(connection, {pending.parent_id for pending in expired}, now, events)
     return len(expired)
 
 
@@ -692,12 +705,20 @@ def settle_parents(
     candidates = set(applied.parents_losing_links)
     if applied.deactivated_students:
         candidates |= _parents_of(connection, applied.deactivated_students)
+    applied.counts.deactivated += _deactivate_orphans(connection, candidates, context.now, events)
+
+
+def _deactivate_orphans(
+    connection: sa.Connection, candidates: Iterable[int], now: datetime, events: EventBuffer
+) -> int:
+    """Deactivate the active parents among `candidates` that are orphans; return how many."""
     orphans = [pid for pid in sorted(candidates) if _is_orphan(connection, pid)]
+    deactivated = 0
     for person_id, sync_key in _active_parents(connection, orphans):
         connection.execute(
             persons.update()
             .where(persons.c.id == person_id)
-            .values(active=False, inactive_reason="orphan", updated_at=context.now)
+            .values(active=False, inactive_reason="orphan", updated_at=now)
         )
         events.add(
             audit.PERSON_DEACTIVATED,
@@ -706,7 +727,8 @@ def settle_parents(
             sync_key=sync_key,
             reason="orphan",
         )
-        applied.counts.deactivated += 1
+        deactivated += 1
+    return deactivated
 
 
 def _parents_of(connection: sa.Connection, child_ids: Iterable[int]) -> set[int]:

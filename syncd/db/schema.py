@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -177,4 +178,17 @@ source_state = Table(
     Column("last_success", DateTime(timezone=True)),
     Column("waiting", Integer, nullable=False, default=0),
     Column("error", Text),
+)
+
+# What an SFTP source's files looked like when syncd first listed them so (SPEC §3.2: its
+# own clock across its own listings): a cron-driven `run --once` is a new process each time,
+# and a file waiting for an earlier kind must still age towards dependency_wait.
+seen_files = Table(
+    "seen_files",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("name", String(1000), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime", Float, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
 )

@@ -21,7 +21,15 @@ from syncd.core.plan import (
     StudentRef,
     child_lookup_value,
 )
-from syncd.db.schema import files, links, pending_links, persons, sites, source_state
+from syncd.db.schema import (
+    files,
+    links,
+    pending_links,
+    persons,
+    seen_files,
+    sites,
+    source_state,
+)
 from syncd.model import ChildField, Kind, PersonFields, PersonKind, RelType
 
 # SQLite before 3.32 allowed 999 bound parameters; stay under it everywhere.
@@ -590,3 +598,38 @@ def set_source_state(connection: sa.Connection, source: str, site: str, **values
         connection.execute(
             source_state.update().where(source_state.c.source == source).values(**values)
         )
+
+
+def remember_listing(
+    connection: sa.Connection,
+    source: str,
+    listing: Sequence[tuple[str, int, float]],
+    now: datetime,
+) -> dict[str, datetime]:
+    """Record a listing of (name, size, mtime); return when each file was first seen as it
+    is now (`now` for a new or changed one). Files no longer listed are forgotten."""
+    known = {
+        row.name: row
+        for row in connection.execute(sa.select(seen_files).where(seen_files.c.source == source))
+    }
+    first_seen: dict[str, datetime] = {}
+    for name, size, mtime in listing:
+        row = known.pop(name, None)
+        if row is not None and (row.size, row.mtime) == (size, mtime):
+            first_seen[name] = aware(row.first_seen) or now
+            continue
+        if row is not None:
+            connection.execute(
+                seen_files.delete().where(seen_files.c.source == source, seen_files.c.name == name)
+            )
+        connection.execute(
+            seen_files.insert().values(
+                source=source, name=name, size=size, mtime=mtime, first_seen=now
+            )
+        )
+        first_seen[name] = now
+    for name in known:
+        connection.execute(
+            seen_files.delete().where(seen_files.c.source == source, seen_files.c.name == name)
+        )
+    return first_seen

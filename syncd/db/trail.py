@@ -222,13 +222,15 @@ def events_of_file(connection: sa.Connection, file_id: int) -> list[TrailEvent]:
 
 
 def events_of_person(connection: sa.Connection, person_ids: Sequence[int]) -> list[TrailEvent]:
-    """Return the events that name the persons `person_ids` (links by their parent)."""
+    """Return the events that name the persons `person_ids`: their own, and the link events
+    of their parents (stored under the parent's id) that concern them as children."""
     ids = sorted(set(person_ids))
     events: list[TrailEvent] = []
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         explicit = sa.select(audit_events).where(audit_events.c.person_id.in_(chunk))
         events += [explicit_event(row) for row in connection.execute(explicit)]
+        events += _link_events_of_children(connection, chunk)
         person_rows = list(
             connection.execute(
                 sa.select(*_PERSON_COLUMNS).where(
@@ -239,12 +241,56 @@ def events_of_person(connection: sa.Connection, person_ids: Sequence[int]) -> li
         link_rows = list(
             connection.execute(
                 _link_query().where(
-                    links.c.parent_id.in_(chunk), links.c.created_file_id.is_not(None)
+                    sa.or_(links.c.parent_id.in_(chunk), links.c.child_id.in_(chunk)),
+                    links.c.created_file_id.is_not(None),
                 )
             )
         )
         events += _provenance(connection, person_rows, link_rows)
-    return sorted(events, key=lambda event: event.order)
+    unique = {(event.id, event.order): event for event in events}
+    return sorted(unique.values(), key=lambda event: event.order)
+
+
+_LINK_EVENTS = (
+    "relationship.created",
+    "relationship.removed",
+    "relationship.resolved",
+    "relationship.pending",
+)
+
+
+def _link_events_of_children(
+    connection: sa.Connection, child_ids: Sequence[int]
+) -> list[TrailEvent]:
+    """Return the link events that concern `child_ids` as children.
+
+    They are stored under the parent's id (a link event is the parent's), naming the child
+    in their data; every parent a child ever had keeps a links row (never deleted), so the
+    events are among those parents' link events. A pending link's event names the child by
+    the value that a later `relationship.resolved` of the same parent matched.
+    """
+    children = set(child_ids)
+    parents = sa.select(links.c.parent_id).where(links.c.child_id.in_(child_ids)).distinct()
+    query = (
+        sa.select(audit_events)
+        .where(audit_events.c.person_id.in_(parents), audit_events.c.event.in_(_LINK_EVENTS))
+        .order_by(audit_events.c.id)
+    )
+    candidates = [explicit_event(row) for row in connection.execute(query)]
+    resolved = {
+        (event.person_id, event.data.get("child_value"), event.data.get("origin"))
+        for event in candidates
+        if event.event == "relationship.resolved" and event.data.get("child_id") in children
+    }
+    return [
+        event
+        for event in candidates
+        if event.data.get("child_id") in children
+        or (
+            event.event == "relationship.pending"
+            and (event.person_id, event.data.get("child"), event.data.get("origin")) in resolved
+        )
+    ]
 
 
 def later_links_created(

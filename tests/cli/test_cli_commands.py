@@ -9,6 +9,7 @@ from datetime import datetime
 
 from tests.cli.conftest import Syncd
 from tests.cli.rosters import (
+    STUDENTS,
     active_links,
     file_id,
     files,
@@ -170,15 +171,41 @@ def test_history_of_a_person_lists_its_audit_events(syncd: Syncd) -> None:
     outcome = syncd("history", "--person", "S1", "--json")
     assert outcome.exit_code == 0, outcome.stderr
     events = outcome.json()
-    assert [e["event"] for e in events] == ["person.created", "person.updated"]
+    # S1's link to its parent (katrin.mueller) is in its history too.
+    assert [e["event"] for e in events] == [
+        "person.created",
+        "relationship.created",
+        "person.updated",
+    ]
     for event in events:
         assert {"ts", "level", "event", "source", "site", "file_id", "run_id"} <= set(event)
         assert event["ts"].endswith("Z") or event["ts"].endswith("+00:00")
-    assert events[1]["changes"]["last_name"] == {"old": "Müller", "new": "Müller-Ek"}
+    assert events[2]["changes"]["last_name"] == {"old": "Müller", "new": "Müller-Ek"}
     parent = syncd("history", "--person", "sean.obrien", "--json").json()
     assert [e["event"] for e in parent].count("relationship.created") == 2
     assert syncd("history", "--person", "nobody").exit_code == 2
     assert syncd("history").exit_code == 2
+
+
+def test_history_of_a_child_lists_the_links_that_concern_it(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv(STUDENTS[:4]))
+    header = ("SyncID", "First name", "Last name", "Pupil sync key")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Ada", "Berg", "S5;S1")], header))
+    imported(syncd, "students-2.csv", students_csv())  # S5 arrives: the pending link resolves
+    assert syncd("link", "--parent", "P1", "--child", "S2").exit_code == 0
+    assert syncd("unlink", "--parent", "P1", "--child", "S5").exit_code == 0
+    events = syncd("history", "--person", "S5", "--json").json()
+    assert [(e["event"], e.get("child"), e.get("parent_id")) for e in events] == [
+        ("relationship.pending", "S5", events[0]["parent_id"]),
+        ("person.created", None, None),
+        ("relationship.resolved", "S5", events[0]["parent_id"]),
+        ("relationship.removed", "S5", events[0]["parent_id"]),
+    ]
+    # Another child's links stay out; the parent's history still has them all.
+    s1 = [e["event"] for e in syncd("history", "--person", "S1", "--json").json()]
+    assert s1 == ["person.created", "relationship.created"]
+    parent = [e["event"] for e in syncd("history", "--person", "P1", "--json").json()]
+    assert parent.count("relationship.created") == 2  # S1 by the file, S2 by hand
 
 
 def test_history_of_a_file_lists_its_audit_events(syncd: Syncd) -> None:
@@ -220,6 +247,44 @@ def test_manual_link_and_unlink_are_audited_and_exported_as_manual(syncd: Syncd)
     assert active_links(syncd) == set()
     removed = syncd.events("relationship.removed")
     assert [(e["parent"], e["child"]) for e in removed] == [("P1", "S2")]
+
+
+def test_manual_link_events_carry_a_run_id(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Zoë", "Nuñez")], header))
+    assert syncd("link", "--parent", "P1", "--child", "S2").exit_code == 0
+    assert syncd("unlink", "--parent", "P1", "--child", "S2").exit_code == 0
+    created, removed = (
+        syncd.events("relationship.created")[-1],
+        syncd.events("relationship.removed")[-1],
+    )
+    assert created["run_id"] and removed["run_id"] and created["run_id"] != removed["run_id"]
+
+
+def test_commands_that_print_data_take_json(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Zoë", "Nuñez")], header))
+    linked = syncd("link", "--parent", "P1", "--child", "S2", "--json")
+    assert linked.exit_code == 0, linked.stderr
+    assert linked.json() == {
+        "site": "district-a", "parent": "P1", "child": "S2", "action": "link", "changed": True
+    }  # fmt: skip
+    unlinked = syncd("unlink", "--parent", "P1", "--child", "S2", "--json").json()
+    assert (unlinked["action"], unlinked["changed"]) == ("unlink", True)
+    checked = syncd("check-config", "--json")
+    assert checked.exit_code == 0, checked.stderr
+    document = checked.json()
+    assert set(document) == {"config", "database", "sources"}
+    assert document["sources"] == [
+        {"source": "district-a", "url": "file:drop", "ok": True, "error": None}
+    ]
+    imported(syncd, "students-2.csv", students_csv().replace("Lena,Müller", "Lena,Berg"))
+    reverted = syncd("files", "revert", str(file_id(syncd, "students-2.csv")), "--json")
+    assert reverted.exit_code == 0, reverted.stderr
+    entry = reverted.json()
+    assert set(entry) >= FILE_KEYS and entry["status"] == "reverted"
 
 
 def test_import_json_prints_the_report_document(syncd: Syncd) -> None:

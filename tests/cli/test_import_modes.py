@@ -302,3 +302,36 @@ def test_orphan_parent_listed_again_with_only_a_departed_child_stays_inactive(
     # When S5 comes back, P1 is reactivated by the link.
     imported(syncd, "students-3.csv", students_csv(STUDENTS[::-1]))
     assert person(syncd, "P1")["active"] is True
+
+
+def test_parent_left_only_a_departed_child_when_a_file_drops_its_pending_link_is_orphaned(
+    syncd: Syncd,
+) -> None:
+    syncd.configure(max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S5;S9"), ("P2", "S4")))
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))
+    assert person(syncd, "P1")["active"] is True  # kept by its pending link to S9
+    # The next parents file no longer names S9: P1 has no live or pending link left.
+    imported(syncd, "parents-2.csv", _parents(("P1", "S5"), ("P2", "S4")))
+    assert syncd.links() == {("P1", "S5", "active"), ("P2", "S4", "active")}
+    assert person(syncd, "P1")["active"] is False
+    orphaned = [e for e in syncd.events("person.deactivated") if e.get("reason") == "orphan"]
+    assert [e["sync_key"] for e in orphaned] == ["P1"]
+
+
+def test_parent_left_only_a_departed_child_when_its_pending_link_expires_is_orphaned(
+    syncd: Syncd,
+) -> None:
+    syncd.configure(max_deactivate=0.5, pending_ttl="1ms")
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))
+    imported(syncd, "parents.csv", _parents(("P1", "S5;S9"), ("P2", "S4")))
+    assert person(syncd, "P1")["active"] is True  # kept by its pending link to S9
+    # The next run expires the pending link to S9: P1 keeps only its departed S5.
+    assert syncd("run", "--once").exit_code == 0
+    assert [e["child"] for e in syncd.events("relationship.expired")] == ["S9"]
+    assert person(syncd, "P1")["active"] is False
+    assert person(syncd, "P2")["active"] is True
+    orphaned = [e for e in syncd.events("person.deactivated") if e.get("reason") == "orphan"]
+    assert [e["sync_key"] for e in orphaned] == ["P1"]

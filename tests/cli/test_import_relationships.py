@@ -305,3 +305,26 @@ def test_student_id_holds_the_child_field_chosen_per_source(syncd: Syncd) -> Non
         syncd, "relationships.csv", [("peter.sorensen@home.example", "", "Jonas.Sorensen", "")]
     )
     assert active_links(syncd) == {("peter.sorensen", "S2")}
+
+
+def test_pending_link_by_student_email_keeps_the_value_as_written(syncd: Syncd) -> None:
+    _roster(syncd)
+    _import_sheet(
+        syncd,
+        "relationships.csv",
+        [("katrin.mueller@home.example", " Noah.M@School.example ", "", "")],
+    )
+    assert syncd.links() == {("katrin.mueller", "Noah.M@School.example", "pending")}
+    assert [p["child"] for p in report(syncd, "relationships.csv")["pending"]] == [
+        "Noah.M@School.example"
+    ]
+    # The same link in another case the next night is the same pending link: no events.
+    before = len(event_names(syncd))
+    rows = [("katrin.mueller@home.example", "noah.m@school.example", "", "")]
+    _import_sheet(syncd, "relationships-2.csv", rows)
+    assert len(event_names(syncd)) == before
+    assert report(syncd, "relationships-2.csv")["counts"]["unchanged"] == 1
+    # It resolves when the student arrives, matched case-insensitively.
+    new_pupil = ("S9", "noah.m", "Noah", "Müller", "NOAH.M@school.example", "1009", "1")
+    imported(syncd, "students-2.csv", students_csv([*STUDENTS, new_pupil]))
+    assert ("katrin.mueller", "S9", "active") in syncd.links()

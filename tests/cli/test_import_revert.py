@@ -153,3 +153,37 @@ def test_revert_of_a_students_file_refuses_when_a_later_file_linked_its_students
     assert outcome.exit_code != 0
     assert f"file {file_id(syncd, 'parents.csv')}" in outcome.stderr
     assert person(syncd, "S5")["active"] is True
+
+
+def test_revert_restores_a_pending_link_the_file_dropped_and_audits_both_ways(
+    syncd: Syncd,
+) -> None:
+    imported(syncd, "students.csv", students_csv())
+    before_rows = [("P1", "Katrin", "Müller", "katrin@home.example", "S1;S9")]
+    imported(syncd, "parents.csv", parents_csv(before_rows, HEADER))
+    after_rows = [("P1", "Katrin", "Müller", "katrin@home.example", "S1;S8")]
+    imported(syncd, "parents-2.csv", parents_csv(after_rows, HEADER))
+    assert syncd.links() == {("P1", "S1", "active"), ("P1", "S8", "pending")}
+    _revert(syncd, "parents-2.csv")
+    assert syncd.links() == {("P1", "S1", "active"), ("P1", "S9", "pending")}
+    undone = [
+        (e["event"], e["child"])
+        for e in syncd.events()
+        if e["event"].startswith("relationship.") and e.get("reason") == "revert"
+    ]
+    assert sorted(undone) == [("relationship.pending", "S9"), ("relationship.removed", "S8")]
+
+
+def test_revert_of_a_students_file_makes_the_links_it_resolved_pending_again(
+    syncd: Syncd,
+) -> None:
+    imported(syncd, "students.csv", students_csv(STUDENTS[:4]))
+    rows = [("P1", "Zoë", "Martin", "zoe.parent@home.example", "S4;S5")]
+    imported(syncd, "parents.csv", parents_csv(rows, HEADER))
+    before = syncd.links()
+    assert before == {("P1", "S4", "active"), ("P1", "S5", "pending")}
+    imported(syncd, "students-2.csv", students_csv(STUDENTS))
+    assert syncd.links() == {("P1", "S4", "active"), ("P1", "S5", "active")}
+    _revert(syncd, "students-2.csv")
+    assert person(syncd, "S5")["active"] is False
+    assert syncd.links() == before

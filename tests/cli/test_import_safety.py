@@ -81,6 +81,19 @@ def test_rejected_file_changes_nothing_with_file_rejected_event(syncd: Syncd) ->
     assert syncd("files", "release", str(held_id)).exit_code == 2
 
 
+def test_release_and_reject_take_json(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv(TEN))
+    run_import(syncd, "students-2.csv", students_csv(TEN[:8]))
+    released = syncd("files", "release", str(file_id(syncd, "students-2.csv")), "--json")
+    assert released.exit_code == 0, released.stderr
+    document = released.json()
+    assert (document["status"], document["counts"]["deactivated"]) == ("applied", 2)
+    run_import(syncd, "students-3.csv", students_csv(TEN[:1]))
+    rejected = syncd("files", "reject", str(file_id(syncd, "students-3.csv")), "--json")
+    assert rejected.exit_code == 0, rejected.stderr
+    assert (rejected.json()["name"], rejected.json()["status"]) == ("students-3.csv", "rejected")
+
+
 def test_header_only_full_file_is_held(syncd: Syncd) -> None:
     syncd.configure(max_deactivate=1.0)
     imported(syncd, "students.csv", students_csv())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,22 @@ def test_status_of_an_sftp_source_counts_files_waiting_at_the_last_pass(
     assert syncd_sqlite("run", "--once").exit_code == 0
     [state] = syncd_sqlite("status", "--json").json()
     assert (state["source"], state["waiting"]) == ("sftp", 1)
+
+
+def test_cron_run_once_ages_an_sftp_file_waiting_for_its_students_file(
+    syncd_sqlite: Syncd,
+    sshd: Sshd,  # noqa: F811
+) -> None:
+    """Each `run --once` is a new process: the first-seen time of a file must outlive it."""
+    config = syncd_sqlite.config_path.read_text(encoding="utf-8")
+    source = sshd.source_toml() + 'min_age = "0s"\ndependency_wait = "1s"\n'
+    syncd_sqlite.config_path.write_text(config[: config.index("[[sources]]")] + source, "utf-8")
+    header = "SyncID,First name,Last name,Pupil sync key\n"
+    (sshd.upload / "parents.csv").write_text(header + "P1,Ada,Berg,S1\n", encoding="utf-8")
+    (sshd.upload / "students.csv.part").write_text(students_csv(), encoding="utf-8")
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    assert [e["name"] for e in syncd_sqlite.events("file.waiting")] == ["parents.csv"]
+    time.sleep(1.2)  # dependency_wait passes between two cron runs
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    assert len(syncd_sqlite.events("file.waiting")) == 1
+    assert syncd_sqlite.links() == {("P1", "S1", "pending")}
