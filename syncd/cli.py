@@ -10,6 +10,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -156,9 +157,7 @@ def import_command(
         results.append(result)
         if not dry_run:
             folder = report_dir or path.resolve().parent
-            write_new(folder, reports.report_name(path.name), reports.report_json(result))
-            if result.errors:
-                write_new(folder, reports.errors_name(path.name), reports.errors_csv(result))
+            reports.write_reports_with(partial(write_new, folder), result)
     _print_results(results, dry_run, as_json)
     if any(r.status in (FileStatus.FAILED, FileStatus.HELD) for r in results):
         sys.exit(1)
@@ -552,9 +551,7 @@ def _report_beside(row: Any, result: FileResult) -> None:
     folder = Path(row.path).parent
     if not folder.is_dir():
         return
-    write_new(folder, reports.report_name(row.name), reports.report_json(result))
-    if result.errors:
-        write_new(folder, reports.errors_name(row.name), reports.errors_csv(result))
+    reports.write_reports_with(partial(write_new, folder), result)
 
 
 @files_group.command("reject")

@@ -269,6 +269,4 @@ class Pickup:
 
 
 def write_reports(source: Source, result: FileResult) -> None:
-    source.write_report(reports.report_name(result.name), reports.report_json(result))
-    if result.errors:
-        source.write_report(reports.errors_name(result.name), reports.errors_csv(result))
+    reports.write_reports_with(source.write_report, result)

@@ -3,6 +3,7 @@ order, and where every file ends."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import UTC, datetime
@@ -79,6 +80,23 @@ def test_reports_are_written_to_reports_folder(syncd_sqlite: Syncd) -> None:
     errors = (reports / "students.csv.errors.csv").read_text().splitlines()
     assert errors[0] == "row,column,value,error"
     assert all(line.startswith("4,") for line in errors[1:])
+
+
+def test_report_names_its_own_errors_file_when_names_clash(syncd_sqlite: Syncd) -> None:
+    reports = syncd_sqlite.drop_dir / "reports"
+    for email in ("first-bad-email", "second-bad-email"):  # two uploads, each with a bad row
+        syncd_sqlite.drop("students.csv", STUDENTS + f"S3,Ann,Berg,{email}\n")
+        assert syncd_sqlite("run", "--once").exit_code == 0
+    assert sorted(os.listdir(reports)) == [
+        "students.csv.errors.1.csv",
+        "students.csv.errors.csv",
+        "students.csv.report.1.json",
+        "students.csv.report.json",
+    ]
+    second = json.loads((reports / "students.csv.report.1.json").read_text(encoding="utf-8"))
+    # The second report points at the second errors file, not at the first upload's.
+    assert second["errors_file"] == "students.csv.errors.1.csv"
+    assert "second-bad-email" in (reports / second["errors_file"]).read_text(encoding="utf-8")
 
 
 def test_same_content_again_is_a_duplicate_and_archived(syncd: Syncd) -> None:
