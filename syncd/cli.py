@@ -30,7 +30,7 @@ from syncd.errors import SyncdError, UsageError
 from syncd.model import FileStatus, Kind, RelType
 from syncd.pickup import Pickup, archive_folder, peek_kind, write_reports
 from syncd.pipeline import FileResult, Job, Pipeline
-from syncd.sources.base import Source
+from syncd.sources.base import MARKER_SUFFIXES, Source
 from syncd.sources.local import LocalSource, write_new
 
 
@@ -542,6 +542,10 @@ def _fetch_held(row: Any, source: Source | None, source_config: SourceConfig, in
 def _finish_held(app: App, row: Any, source: Source, result: FileResult, folder: str) -> None:
     """Move a released/rejected file on in its source and write its reports, as the pickup."""
     where = source.take_back(row.path, folder, row.name)
+    # The pickup moved the file's done marker into held/ beside it; it goes on with the file.
+    # Only a marker named after the held file itself: never another upload's.
+    for suffix in MARKER_SUFFIXES:
+        source.remove_marker(row.path + suffix, folder)
     app.pipeline().set_location(row.id, where)
     write_reports(source, result)
 

@@ -215,6 +215,31 @@ def test_held_file_waits_in_held_then_release_archives_it(syncd: Syncd) -> None:
     assert all(not p["active"] for p in syncd.export())
 
 
+def test_done_marker_of_a_held_file_follows_it_on_release_and_reject(
+    syncd_sqlite: Syncd,
+) -> None:
+    syncd_sqlite.configure(done_marker=True)
+    syncd_sqlite.drop("students.csv", STUDENTS)
+    syncd_sqlite.drop("students.csv.done", "")
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    for name, marker in (("students-2.csv", ".done"), ("students-3.csv", ".ok")):
+        syncd_sqlite.drop(name, "SyncID,First name,Last name\n")  # header only: held
+        syncd_sqlite.drop(name + marker, "")
+    assert syncd_sqlite("run", "--once").exit_code == 1
+    held_dir = syncd_sqlite.drop_dir / "held"
+    assert sorted(os.listdir(held_dir)) == [
+        "students-2.csv", "students-2.csv.done", "students-3.csv", "students-3.csv.ok",
+    ]  # fmt: skip
+    ids = {f["name"]: str(f["id"]) for f in syncd_sqlite("files", "--json").json()}
+    assert syncd_sqlite("files", "release", ids["students-2.csv"]).exit_code == 0
+    assert syncd_sqlite("files", "reject", ids["students-3.csv"]).exit_code == 0
+    # Each marker went on with its file, as at pickup; none is left behind in held/.
+    assert os.listdir(held_dir) == []
+    assert {"students-2.csv", "students-2.csv.done"} <= set(archived(syncd_sqlite))
+    failed = sorted(os.listdir(syncd_sqlite.drop_dir / "failed"))
+    assert failed == ["students-3.csv", "students-3.csv.ok"]
+
+
 def test_status_counts_waiting_held_and_failed(syncd_sqlite: Syncd) -> None:
     syncd_sqlite.drop("bad.csv", "x,y\n1,2\n")
     syncd_sqlite("run", "--once")
