@@ -767,6 +767,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.Abort:
         click.echo("syncd: aborted", err=True)
         sys.exit(1)
+    except click.exceptions.NoArgsIsHelpError as error:
+        error.show()  # `syncd` alone: the help text, not an error line
+        sys.exit(2)
+    except click.UsageError as error:
+        if debug:
+            raise
+        # click's own layout is four lines (usage, hint, blank, error); errors are one line.
+        message = " ".join(error.format_message().split())
+        where = error.ctx.command_path if error.ctx else "syncd"
+        click.echo(f"syncd: {message} (see {where} --help)", err=True)
+        sys.exit(2)
     except click.ClickException as error:
         if debug:
             raise

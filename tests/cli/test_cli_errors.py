@@ -31,6 +31,25 @@ def test_unknown_command_is_a_usage_error(syncd_sqlite: Syncd) -> None:
     assert "Traceback" not in outcome.stderr
 
 
+def test_usage_errors_are_one_line_naming_the_problem(syncd_sqlite: Syncd) -> None:
+    cases = [
+        (("import", "--bogus", "students.csv"), "--bogus"),
+        (("import",), "PATHS"),
+        (("export",), "persons, relationships"),
+        (("export", "persons", "--format", "xml"), "xml"),
+        (("files", "release", "abc"), "abc"),
+        (("files", "--status", "bogus"), "bogus"),
+        (("link", "--parent", "P1"), "--child"),
+        (("frobnicate",), "frobnicate"),
+    ]
+    for args, named in cases:
+        outcome = syncd_sqlite(*args)
+        assert outcome.exit_code == 2, args
+        line = _one_line(outcome)
+        assert line.startswith("syncd: ") and named in line, (args, line)
+        assert "--help" in line  # where to look next
+
+
 def test_unknown_config_key_exits_2_naming_the_key(syncd_sqlite: Syncd) -> None:
     syncd_sqlite.configure(max_deactivte=0.2)
     outcome = syncd_sqlite("status")
