@@ -730,7 +730,11 @@ def check_config_command(app: App) -> None:
         problem = check_source(source)
         if problem:
             failures += 1
-            click.echo(f'source "{source.name}": {problem}', err=True)
+            # A source's errors already name it; say so once, in the `syncd: ` error form.
+            named = f'source "{source.name}"'
+            if not problem.startswith(named):
+                problem = f"{named}: {problem}"
+            click.echo(f"syncd: {problem}", err=True)
         else:
             click.echo(f'source "{source.name}" ({source.url}): ok')
     if failures:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import sqlalchemy as sa
 
 from tests.cli.conftest import Outcome, Syncd
@@ -48,6 +49,25 @@ def test_usage_errors_are_one_line_naming_the_problem(syncd_sqlite: Syncd) -> No
         line = _one_line(outcome)
         assert line.startswith("syncd: ") and named in line, (args, line)
         assert "--help" in line  # where to look next
+
+
+def test_check_config_names_an_unreachable_source_once(
+    syncd_sqlite: Syncd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNCD_TEST_SFTP_PASSWORD", "not-used")
+    (syncd_sqlite.root / "known_hosts").write_text("", encoding="utf-8")
+    closed = {
+        "name": "district-b",
+        "url": "sftp://syncd@127.0.0.1:1/upload",  # nothing listens on port 1
+        "known_hosts": "known_hosts",
+        "password_env": "SYNCD_TEST_SFTP_PASSWORD",
+    }
+    syncd_sqlite.configure(sources=[{"name": "district-a", "url": "file:drop"}, closed])
+    outcome = syncd_sqlite("check-config")
+    assert outcome.exit_code == 3
+    assert 'source "district-a" (file:drop): ok' in outcome.stdout
+    line = _one_line(outcome)
+    assert line.startswith('syncd: source "district-b": ') and line.count("district-b") == 1
 
 
 def test_unknown_config_key_exits_2_naming_the_key(syncd_sqlite: Syncd) -> None:
