@@ -126,6 +126,23 @@ def test_old_binary_xls_fails_saying_save_as_xlsx_or_csv(syncd_sqlite: Syncd) ->
     assert "save it as .xlsx or CSV" in report(syncd_sqlite, "students.xls")["reason"]
 
 
+def test_html_or_xml_saved_as_xls_fails_saying_save_as_xlsx_or_csv(syncd_sqlite: Syncd) -> None:
+    # Web SIS "Export to Excel" buttons often send an HTML table named .xls; Excel also
+    # saves "XML Spreadsheet 2003". Neither is CSV, whatever its header cells hold.
+    html = (
+        "\ufeff <!DOCTYPE html>\n<html><body><table>\n"
+        "<tr><td>SyncID</td><td>First name</td><td>Last name</td></tr>\n"
+        "<tr><td>S1</td><td>Lena</td><td>Müller</td></tr></table></body></html>\n"
+    )
+    xml = '<?xml version="1.0"?>\n<Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet">'
+    for name, content in (("students.xls", html), ("students-2.xml", xml + "</Workbook>\n")):
+        outcome = run_import(syncd_sqlite, name, content)
+        assert outcome.exit_code == 1
+        reason = report(syncd_sqlite, name)["reason"]
+        assert "save it as .xlsx or CSV" in reason, reason
+    assert syncd_sqlite.export() == []
+
+
 def test_kind_option_overrides_the_name(syncd_sqlite: Syncd) -> None:
     outcome = run_import(syncd_sqlite, "export.csv", students_csv(), "--kind", "students")
     assert outcome.exit_code == 0, outcome.stderr
