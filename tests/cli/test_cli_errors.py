@@ -211,6 +211,28 @@ def test_unreachable_database_exits_3(syncd_sqlite: Syncd) -> None:
     _one_line(outcome)
 
 
+def test_sqlite_file_whose_folder_cannot_be_made_exits_3(syncd_sqlite: Syncd) -> None:
+    (syncd_sqlite.root / "var").write_text("a file where the database folder should be")
+    syncd_sqlite.database_url = f"sqlite:///{syncd_sqlite.root / 'var' / 'lib' / 'syncd.db'}"
+    syncd_sqlite.configure()
+    outcome = syncd_sqlite("status")
+    assert outcome.exit_code == 3
+    line = _one_line(outcome)
+    assert "database" in line and "unexpected" not in line
+
+
+def test_audit_path_that_cannot_be_opened_is_a_config_error_naming_the_key(
+    syncd_sqlite: Syncd,
+) -> None:
+    syncd_sqlite.audit_path = syncd_sqlite.root / "logs"
+    syncd_sqlite.audit_path.mkdir()  # a folder, not a file
+    syncd_sqlite.configure()
+    outcome = syncd_sqlite("status")
+    assert outcome.exit_code == 2
+    line = _one_line(outcome)
+    assert "audit.path" in line and str(syncd_sqlite.audit_path) in line
+
+
 def test_older_schema_is_refused_except_by_db_upgrade(syncd: Syncd) -> None:
     assert syncd("db", "upgrade").exit_code == 0
     engine = sa.create_engine(syncd.database_url)
