@@ -131,6 +131,8 @@ def import_command(
     """Run the pipeline on local files, in kind order."""
     source, name = _import_source(app, source_name)
     for path in paths:
+        if path.is_dir():
+            raise UsageError(f"{path}: a folder, not a file; give the files in it")
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
     forced = Kind(kind) if kind else None

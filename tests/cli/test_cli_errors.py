@@ -107,6 +107,12 @@ def test_missing_import_file_exits_2_in_one_line(syncd_sqlite: Syncd) -> None:
     assert files(syncd_sqlite) == []
 
 
+def test_import_of_a_folder_says_it_is_a_folder(syncd_sqlite: Syncd) -> None:
+    outcome = syncd_sqlite("import", str(syncd_sqlite.root))
+    assert outcome.exit_code == 2
+    assert "a folder, not a file" in _one_line(outcome)
+
+
 def test_unknown_kind_file_fails_with_exit_1_and_a_report(syncd: Syncd) -> None:
     outcome = run_import(syncd, "export.csv", "Colour,Shoe size\nred,42\n")
     assert outcome.exit_code == 1
