@@ -200,6 +200,28 @@ def test_file_left_in_processing_is_taken_up_under_its_ledger_entry(syncd: Syncd
     assert archived(syncd) == ["students.csv"]
 
 
+def test_file_left_in_processing_after_its_commit_is_delivered_under_its_entry(
+    syncd: Syncd,
+) -> None:
+    syncd.drop("students.csv", STUDENTS)
+    # The archive move fails once the transaction has committed (as a crash there would):
+    # the file stays in processing/ with its ledger entry already applied.
+    blocker = syncd.drop_dir / "archive" / datetime.now(UTC).strftime("%Y")
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    assert syncd("run", "--once").exit_code != 0
+    assert os.listdir(syncd.drop_dir / "processing") == ["students.csv"]
+    blocker.unlink()
+    outcome = syncd("run", "--once")  # the restart
+    assert outcome.exit_code == 0, outcome.stderr
+    ledger = [(f["id"], f["status"]) for f in syncd("files", "--json").json()]
+    assert ledger == [(1, "applied")]  # one claimed file, one ledger entry: no "duplicate"
+    assert archived(syncd) == ["students.csv"]
+    report = json.loads((syncd.drop_dir / "reports" / "students.csv.report.json").read_text())
+    assert (report["file_id"], report["status"], report["counts"]["created"]) == (1, "applied", 2)
+    assert len(syncd.events("file.applied")) == 1 and not syncd.events("file.duplicate")
+
+
 def test_held_file_waits_in_held_then_release_archives_it(syncd: Syncd) -> None:
     syncd.drop("students.csv", STUDENTS)
     assert syncd("run", "--once").exit_code == 0
