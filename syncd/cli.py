@@ -10,6 +10,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,11 @@ from syncd.db.apply import expire_pending
 from syncd.db.database import describe, open_database, upgrade_database
 from syncd.db.schema import files, links, pending_links, persons
 from syncd.edits import manual_link, revert_file
-from syncd.errors import SyncdError, UsageError
+from syncd.errors import ConfigError, SyncdError, UsageError
 from syncd.model import FileStatus, Kind, RelType
 from syncd.pickup import Pickup, archive_folder, peek_kind, write_reports
 from syncd.pipeline import FileResult, Job, Pipeline
-from syncd.sources.base import Source
+from syncd.sources.base import MARKER_SUFFIXES, Source
 from syncd.sources.local import LocalSource, write_new
 
 
@@ -46,8 +47,17 @@ class App:
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = load_config(find_config_path(self.config_option))
-            audit.configure(self._config.audit_path)
+            config = load_config(find_config_path(self.config_option))
+            try:
+                audit.configure(config.audit_path)
+            except OSError as error:
+                # A folder, a missing permission: the configured path is wrong (exit 2, so
+                # systemd does not restart into the same error), not an unexpected failure.
+                raise ConfigError(
+                    f"{config.path}: audit.path: cannot open {config.audit_path}: "
+                    f"{error.strerror or error}"
+                ) from error
+            self._config = config
         return self._config
 
     @property
@@ -121,6 +131,8 @@ def import_command(
     """Run the pipeline on local files, in kind order."""
     source, name = _import_source(app, source_name)
     for path in paths:
+        if path.is_dir():
+            raise UsageError(f"{path}: a folder, not a file; give the files in it")
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
     forced = Kind(kind) if kind else None
@@ -162,9 +174,7 @@ def import_command(
         results.append(result)
         if not dry_run:
             folder = report_dir or path.resolve().parent
-            write_new(folder, reports.report_name(path.name), reports.report_json(result))
-            if result.errors:
-                write_new(folder, reports.errors_name(path.name), reports.errors_csv(result))
+            reports.write_reports_with(partial(write_new, folder), result)
     _print_results(results, dry_run, as_json)
     if any(r.status in (FileStatus.FAILED, FileStatus.HELD) for r in results):
         sys.exit(1)
@@ -573,6 +583,10 @@ def _fetch_held(row: Any, source: Source | None, source_config: SourceConfig, in
 def _finish_held(app: App, row: Any, source: Source, result: FileResult, folder: str) -> None:
     """Move a released/rejected file on in its source and write its reports, as the pickup."""
     where = source.take_back(row.path, folder, row.name)
+    # The pickup moved the file's done marker into held/ beside it; it goes on with the file.
+    # Only a marker named after the held file itself: never another upload's.
+    for suffix in MARKER_SUFFIXES:
+        source.remove_marker(row.path + suffix, folder)
     app.pipeline().set_location(row.id, where)
     write_reports(source, result)
 
@@ -582,9 +596,7 @@ def _report_beside(row: Any, result: FileResult) -> None:
     folder = Path(row.path).parent
     if not folder.is_dir():
         return
-    write_new(folder, reports.report_name(row.name), reports.report_json(result))
-    if result.errors:
-        write_new(folder, reports.errors_name(row.name), reports.errors_csv(result))
+    reports.write_reports_with(partial(write_new, folder), result)
 
 
 @files_group.command("reject")
@@ -794,7 +806,11 @@ def check_config_command(app: App, as_json: bool) -> None:
         for source in config.sources:
             problem = problems[source.name]
             if problem:
-                click.echo(f'source "{source.name}": {problem}', err=True)
+                # A source's errors already name it; say so once, in the `syncd: ` error form.
+                named = f'source "{source.name}"'
+                if not problem.startswith(named):
+                    problem = f"{named}: {problem}"
+                click.echo(f"syncd: {problem}", err=True)
             else:
                 click.echo(f'source "{source.name}" ({source.url}): ok')
     if any(problems.values()):
@@ -831,6 +847,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.Abort:
         click.echo("syncd: aborted", err=True)
         sys.exit(1)
+    except click.exceptions.NoArgsIsHelpError as error:
+        error.show()  # `syncd` alone: the help text, not an error line
+        sys.exit(2)
+    except click.UsageError as error:
+        if debug:
+            raise
+        # click's own layout is four lines (usage, hint, blank, error); errors are one line.
+        message = " ".join(error.format_message().split())
+        where = error.ctx.command_path if error.ctx else "syncd"
+        click.echo(f"syncd: {message} (see {where} --help)", err=True)
+        sys.exit(2)
     except click.ClickException as error:
         if debug:
             raise

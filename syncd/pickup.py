@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from syncd import audit, reports
 from syncd.clock import Clock
@@ -16,8 +17,8 @@ from syncd.db.apply import expire_pending
 from syncd.errors import FileFailed
 from syncd.formats.headers import detect_kind
 from syncd.formats.readers import open_table
-from syncd.model import FileStatus, Kind
-from syncd.pipeline import FileResult, Job, Pipeline
+from syncd.model import Counts, FileStatus, Kind
+from syncd.pipeline import FileResult, Job, Pipeline, sha256_of
 from syncd.sources.base import MARKER_SUFFIXES, Entry, Source, is_candidate_name
 
 UNKNOWN_RANK = len(Kind)
@@ -245,6 +246,13 @@ class Pickup:
         file_id = None
         with self.pipeline.engine.connect() as connection:
             row = store.file_in_processing(connection, self.config.name, location)
+        if row is not None and row.status != FileStatus.PROCESSING.value:
+            if item.local is not None and row.sha256 == sha256_of(item.local):
+                # A crash after its transaction committed, before it moved on: its outcome is
+                # in the ledger. Deliver that under its entry, never as a "duplicate" of itself.
+                self._count(_decided_result(row), item.processing_name, outcome)
+                return
+            row = None  # an entry whose delivery was cut short later; this is another file
         if row is not None:  # taken up again after a crash: same ledger entry
             file_id = row.id
             item.name = row.name
@@ -265,7 +273,11 @@ class Pickup:
             )
         else:
             result = self.pipeline.process(job)
-        self.deliver(result, item.processing_name)
+        self._count(result, item.processing_name, outcome)
+
+    def _count(self, result: FileResult, processing_name: str, outcome: PassResult) -> None:
+        """Deliver a processed file and count it in the pass's outcome."""
+        self.deliver(result, processing_name)
         outcome.results.append(result)
         if result.status is FileStatus.APPLIED:
             outcome.applied += 1
@@ -288,7 +300,20 @@ class Pickup:
         write_reports(self.source, result)
 
 
+def _decided_result(row: Any) -> FileResult:
+    """Return what the ledger entry `row` of a processed file says (its row errors aside)."""
+    return FileResult(
+        name=row.name,
+        file_id=row.id,
+        kind=Kind(row.kind) if row.kind else None,
+        status=FileStatus(row.status),
+        reason=row.reason,
+        sha256=row.sha256,
+        encoding=row.encoding,
+        delimiter=row.delimiter,
+        counts=Counts(**row.counts) if row.counts else Counts(),
+    )
+
+
 def write_reports(source: Source, result: FileResult) -> None:
-    source.write_report(reports.report_name(result.name), reports.report_json(result))
-    if result.errors:
-        source.write_report(reports.errors_name(result.name), reports.errors_csv(result))
+    reports.write_reports_with(source.write_report, result)

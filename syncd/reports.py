@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
+from pathlib import PurePosixPath
 from typing import Any
 
 from syncd.model import FileStatus
@@ -29,8 +31,8 @@ def report_status(status: FileStatus) -> str:
     return FileStatus.FAILED.value if status is FileStatus.REJECTED else status.value
 
 
-def report_document(result: FileResult) -> dict[str, Any]:
-    """Return the report.json document for a processed file."""
+def report_document(result: FileResult, errors_file: str | None = None) -> dict[str, Any]:
+    """Return the report.json document for a processed file (`errors_file`: its errors.csv)."""
     document: dict[str, Any] = {
         "file": result.name,
         "file_id": result.file_id,
@@ -49,12 +51,27 @@ def report_document(result: FileResult) -> dict[str, Any]:
     if result.reason:
         document["reason"] = result.reason
     if result.errors:
-        document["errors_file"] = errors_name(result.name)
+        document["errors_file"] = errors_file or errors_name(result.name)
     return document
 
 
-def report_json(result: FileResult) -> bytes:
-    return (json.dumps(report_document(result), ensure_ascii=False, indent=2) + "\n").encode()
+def report_json(result: FileResult, errors_file: str | None = None) -> bytes:
+    document = report_document(result, errors_file)
+    return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode()
+
+
+def write_reports_with(write: Callable[[str, bytes], object], result: FileResult) -> None:
+    """Write a file's errors.csv (if any rows were rejected), then its report.json, by `write`.
+
+    `write(name, content)` stores a report without overwriting and returns where it went: a
+    name already taken gets a numeric suffix, so the errors file is written first and the
+    report names the file it really got, not an earlier upload's.
+    """
+    errors_file = None
+    if result.errors:
+        written = write(errors_name(result.name), errors_csv(result))
+        errors_file = PurePosixPath(str(written)).name
+    write(report_name(result.name), report_json(result, errors_file))
 
 
 def report_name(file_name: str) -> str:

@@ -53,7 +53,13 @@ def create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise DatabaseUnreachable(
+                    f"database {describe(url)} cannot be reached: cannot make its folder "
+                    f"{error.filename}: {error.strerror or error}"
+                ) from error
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         # BEGIN IMMEDIATE: a deferred transaction that later writes gets SQLITE_BUSY without

@@ -560,9 +560,12 @@ def applied_sha256(connection: sa.Connection, source: str | None, site: str, sha
 
 
 def file_in_processing(connection: sa.Connection, source: str, path: str) -> Any:
-    query = sa.select(files).where(
-        files.c.source == source, files.c.path == path, files.c.status == "processing"
-    )
+    """Return the newest ledger entry still located at processing/ `path`, or None.
+
+    Its status is "processing" after a crash before its transaction committed, or already
+    decided (applied, failed, ...) after a crash before the file moved on.
+    """
+    query = sa.select(files).where(files.c.source == source, files.c.path == path)
     return connection.execute(query.order_by(files.c.id.desc()).limit(1)).first()
 
 

@@ -49,6 +49,16 @@ _BINARY_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"GIF8", "a GIF image"),
     (b"{\\rtf", "an RTF document"),
 )
+# Markup that spreadsheet tools save under spreadsheet names: a web SIS's "Export to Excel"
+# (an HTML table named .xls) or Excel's "XML Spreadsheet 2003". Text, but never CSV: read as
+# CSV they would fail later with a misleading reason (no identifier column).
+_MARKUP_START: tuple[tuple[bytes, str], ...] = (
+    (b"<!doctype html", "an HTML page"),
+    (b"<html", "an HTML page"),
+    (b"<table", "an HTML table"),
+    (b"<?xml", "an XML document"),
+)
+_MARKUP_PEEK = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +132,11 @@ def detect_format(binary: BinaryIO) -> Detected:
     for magic, what in _BINARY_MAGIC:
         if head.startswith(magic):
             raise _fail_binary(what)
+    binary.seek(0)
+    start = binary.read(_MARKUP_PEEK).removeprefix(codecs.BOM_UTF8).lstrip().lower()
+    for markup, what in _MARKUP_START:
+        if start.startswith(markup):
+            raise FileFailed(f"{what}, not a spreadsheet or CSV file; {SAVE_AS_HINT}")
 
     for bom, encoding in _BOMS:
         if head.startswith(bom):

@@ -154,6 +154,16 @@ _ALIASES_BY_KIND: Mapping[Kind, dict[str, frozenset[str]]] = MappingProxyType(
 _OWN_PERSON_FIELDS = ("sync_key", "username", "email", "first_name", "last_name")
 _BARE_NAME = normalize_header("Name")
 
+# Other columns that hold secrets (Initial password, OneRoster vendor extensions such as
+# ext_imagineLearning_studentPassword, Passwort): never kept as clear-text attributes (SPEC
+# §2.2), so dropped as read and listed as ignored. Matched within the normalized name.
+_SECRET_HEADER_PARTS = ("password", "passwort", "passwd", "kennwort", "motdepasse")
+_SECRET_HEADERS = frozenset({"pwd"})
+
+
+def _is_secret_header(normalized: str) -> bool:
+    return normalized in _SECRET_HEADERS or any(part in normalized for part in _SECRET_HEADER_PARTS)
+
 
 @dataclass(frozen=True, slots=True)
 class ColumnMap:
@@ -222,7 +232,7 @@ def map_columns(header: Sequence[str], kind: Kind, child_column: str | None = No
     ignored: list[str] = []
     used_names: set[str] = set()
     for index, text in enumerate(header):
-        if index in duplicates:
+        if index in duplicates or (index not in taken and _is_secret_header(normalized[index])):
             ignored.append(text)
         elif index in taken:
             continue

@@ -62,7 +62,8 @@ class Source(Protocol):
         ...
 
     def remove_marker(self, marker: str, folder: str) -> None:
-        """Archive a done marker beside its file."""
+        """Move the done marker `marker` (a name in the drop folder, or a location such as
+        held/NAME.done) into `folder` beside its file, if it is there."""
         ...
 
     def close(self) -> None: ...

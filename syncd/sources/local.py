@@ -123,7 +123,7 @@ class LocalSource:
     def remove_marker(self, marker: str, folder: str) -> None:
         path = self.root / marker
         if path.is_file() and not path.is_symlink():
-            move_no_clobber(path, self._target(folder), marker)
+            move_no_clobber(path, self._target(folder), path.name)
 
     def close(self) -> None:
         return None

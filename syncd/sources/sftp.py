@@ -493,4 +493,4 @@ class SftpSource:
             return
         target_folder = self._target(folder)
         self._makedirs(target_folder)
-        self._move(path, target_folder, marker)
+        self._move(path, target_folder, posixpath.basename(path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import sqlalchemy as sa
 
 from tests.cli.conftest import Outcome, Syncd
@@ -29,6 +30,44 @@ def test_unknown_command_is_a_usage_error(syncd_sqlite: Syncd) -> None:
     outcome = syncd_sqlite("frobnicate")
     assert outcome.exit_code == 2
     assert "Traceback" not in outcome.stderr
+
+
+def test_usage_errors_are_one_line_naming_the_problem(syncd_sqlite: Syncd) -> None:
+    cases = [
+        (("import", "--bogus", "students.csv"), "--bogus"),
+        (("import",), "PATHS"),
+        (("export",), "persons, relationships"),
+        (("export", "persons", "--format", "xml"), "xml"),
+        (("files", "release", "abc"), "abc"),
+        (("files", "--status", "bogus"), "bogus"),
+        (("link", "--parent", "P1"), "--child"),
+        (("frobnicate",), "frobnicate"),
+    ]
+    for args, named in cases:
+        outcome = syncd_sqlite(*args)
+        assert outcome.exit_code == 2, args
+        line = _one_line(outcome)
+        assert line.startswith("syncd: ") and named in line, (args, line)
+        assert "--help" in line  # where to look next
+
+
+def test_check_config_names_an_unreachable_source_once(
+    syncd_sqlite: Syncd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNCD_TEST_SFTP_PASSWORD", "not-used")
+    (syncd_sqlite.root / "known_hosts").write_text("", encoding="utf-8")
+    closed = {
+        "name": "district-b",
+        "url": "sftp://syncd@127.0.0.1:1/upload",  # nothing listens on port 1
+        "known_hosts": "known_hosts",
+        "password_env": "SYNCD_TEST_SFTP_PASSWORD",
+    }
+    syncd_sqlite.configure(sources=[{"name": "district-a", "url": "file:drop"}, closed])
+    outcome = syncd_sqlite("check-config")
+    assert outcome.exit_code == 3
+    assert 'source "district-a" (file:drop): ok' in outcome.stdout
+    line = _one_line(outcome)
+    assert line.startswith('syncd: source "district-b": ') and line.count("district-b") == 1
 
 
 def test_unknown_config_key_exits_2_naming_the_key(syncd_sqlite: Syncd) -> None:
@@ -68,6 +107,12 @@ def test_missing_import_file_exits_2_in_one_line(syncd_sqlite: Syncd) -> None:
     assert files(syncd_sqlite) == []
 
 
+def test_import_of_a_folder_says_it_is_a_folder(syncd_sqlite: Syncd) -> None:
+    outcome = syncd_sqlite("import", str(syncd_sqlite.root))
+    assert outcome.exit_code == 2
+    assert "a folder, not a file" in _one_line(outcome)
+
+
 def test_unknown_kind_file_fails_with_exit_1_and_a_report(syncd: Syncd) -> None:
     outcome = run_import(syncd, "export.csv", "Colour,Shoe size\nred,42\n")
     assert outcome.exit_code == 1
@@ -85,6 +130,23 @@ def test_old_binary_xls_fails_saying_save_as_xlsx_or_csv(syncd_sqlite: Syncd) ->
     outcome = run_import(syncd_sqlite, "students.xls", ole2)
     assert outcome.exit_code == 1
     assert "save it as .xlsx or CSV" in report(syncd_sqlite, "students.xls")["reason"]
+
+
+def test_html_or_xml_saved_as_xls_fails_saying_save_as_xlsx_or_csv(syncd_sqlite: Syncd) -> None:
+    # Web SIS "Export to Excel" buttons often send an HTML table named .xls; Excel also
+    # saves "XML Spreadsheet 2003". Neither is CSV, whatever its header cells hold.
+    html = (
+        "\ufeff <!DOCTYPE html>\n<html><body><table>\n"
+        "<tr><td>SyncID</td><td>First name</td><td>Last name</td></tr>\n"
+        "<tr><td>S1</td><td>Lena</td><td>Müller</td></tr></table></body></html>\n"
+    )
+    xml = '<?xml version="1.0"?>\n<Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet">'
+    for name, content in (("students.xls", html), ("students-2.xml", xml + "</Workbook>\n")):
+        outcome = run_import(syncd_sqlite, name, content)
+        assert outcome.exit_code == 1
+        reason = report(syncd_sqlite, name)["reason"]
+        assert "save it as .xlsx or CSV" in reason, reason
+    assert syncd_sqlite.export() == []
 
 
 def test_kind_option_overrides_the_name(syncd_sqlite: Syncd) -> None:
@@ -153,6 +215,28 @@ def test_unreachable_database_exits_3(syncd_sqlite: Syncd) -> None:
     outcome = syncd_sqlite("status")
     assert outcome.exit_code == 3
     _one_line(outcome)
+
+
+def test_sqlite_file_whose_folder_cannot_be_made_exits_3(syncd_sqlite: Syncd) -> None:
+    (syncd_sqlite.root / "var").write_text("a file where the database folder should be")
+    syncd_sqlite.database_url = f"sqlite:///{syncd_sqlite.root / 'var' / 'lib' / 'syncd.db'}"
+    syncd_sqlite.configure()
+    outcome = syncd_sqlite("status")
+    assert outcome.exit_code == 3
+    line = _one_line(outcome)
+    assert "database" in line and "unexpected" not in line
+
+
+def test_audit_path_that_cannot_be_opened_is_a_config_error_naming_the_key(
+    syncd_sqlite: Syncd,
+) -> None:
+    syncd_sqlite.audit_path = syncd_sqlite.root / "logs"
+    syncd_sqlite.audit_path.mkdir()  # a folder, not a file
+    syncd_sqlite.configure()
+    outcome = syncd_sqlite("status")
+    assert outcome.exit_code == 2
+    line = _one_line(outcome)
+    assert "audit.path" in line and str(syncd_sqlite.audit_path) in line
 
 
 def test_older_schema_is_refused_except_by_db_upgrade(syncd: Syncd) -> None:

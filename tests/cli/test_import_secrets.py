@@ -103,6 +103,19 @@ def test_password_of_a_rejected_row_is_not_in_the_errors_file(syncd: Syncd) -> N
     assert errors.splitlines()[1].startswith("4,")
 
 
+def test_other_password_columns_are_dropped_never_kept_as_attributes(syncd: Syncd) -> None:
+    # Vendor and hand-made files name their secrets in many ways (OneRoster extensions:
+    # ext_imagineLearning_studentPassword); none of them may become a clear-text attribute.
+    header = "SyncID,First name,Last name,Initial password,ext_vendor_studentPassword,Passwd,Grade"
+    rows = [f"P{n + 1},Ann,Berg,{PASSWORDS[n]},{PASSWORDS[n]}x,{PASSWORDS[n]}y,5" for n in range(3)]
+    outcomes = [imported(syncd, "students.csv", "\n".join([header, *rows]) + "\n")]
+    report = json.loads((syncd.root / "students.csv.report.json").read_text("utf-8"))
+    assert report["ignored_columns"] == ["Initial password", "ext_vendor_studentPassword", "Passwd"]
+    assert report["attribute_columns"] == ["Grade"]
+    assert [p["attributes"] for p in syncd.export()] == [{"grade": "5"}] * 3
+    _assert_no_password(_everything_printed(syncd, outcomes))
+
+
 def test_passwords_hash_stores_argon2id_never_the_clear_text(syncd: Syncd) -> None:
     syncd.configure(passwords="hash")
     outcomes = [imported(syncd, "students.csv", students_csv())]

@@ -92,3 +92,13 @@ def test_cron_run_once_ages_an_sftp_file_waiting_for_its_students_file(
     assert syncd_sqlite("run", "--once").exit_code == 0
     assert len(syncd_sqlite.events("file.waiting")) == 1
     assert syncd_sqlite.links() == {("P1", "S1", "pending")}
+
+
+def test_done_marker_held_on_sftp_goes_on_with_its_file(remote: Syncd) -> None:
+    # As the pickup leaves it with done_marker = true: the marker beside the file in held/.
+    (remote.drop_dir / "held" / "students-2.csv.done").write_bytes(b"")
+    outcome = remote("files", "release", str(file_id(remote, "students-2.csv")))
+    assert outcome.exit_code == 0, outcome.stderr
+    assert list((remote.drop_dir / "held").iterdir()) == []
+    [archived] = (remote.drop_dir / "archive").rglob("students-2.csv")
+    assert (archived.parent / "students-2.csv.done").is_file()

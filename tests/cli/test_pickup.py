@@ -3,6 +3,7 @@ order, and where every file ends."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import UTC, datetime
@@ -79,6 +80,23 @@ def test_reports_are_written_to_reports_folder(syncd_sqlite: Syncd) -> None:
     errors = (reports / "students.csv.errors.csv").read_text().splitlines()
     assert errors[0] == "row,column,value,error"
     assert all(line.startswith("4,") for line in errors[1:])
+
+
+def test_report_names_its_own_errors_file_when_names_clash(syncd_sqlite: Syncd) -> None:
+    reports = syncd_sqlite.drop_dir / "reports"
+    for email in ("first-bad-email", "second-bad-email"):  # two uploads, each with a bad row
+        syncd_sqlite.drop("students.csv", STUDENTS + f"S3,Ann,Berg,{email}\n")
+        assert syncd_sqlite("run", "--once").exit_code == 0
+    assert sorted(os.listdir(reports)) == [
+        "students.csv.errors.1.csv",
+        "students.csv.errors.csv",
+        "students.csv.report.1.json",
+        "students.csv.report.json",
+    ]
+    second = json.loads((reports / "students.csv.report.1.json").read_text(encoding="utf-8"))
+    # The second report points at the second errors file, not at the first upload's.
+    assert second["errors_file"] == "students.csv.errors.1.csv"
+    assert "second-bad-email" in (reports / second["errors_file"]).read_text(encoding="utf-8")
 
 
 def test_same_content_again_is_a_duplicate_and_archived(syncd: Syncd) -> None:
@@ -182,6 +200,28 @@ def test_file_left_in_processing_is_taken_up_under_its_ledger_entry(syncd: Syncd
     assert archived(syncd) == ["students.csv"]
 
 
+def test_file_left_in_processing_after_its_commit_is_delivered_under_its_entry(
+    syncd: Syncd,
+) -> None:
+    syncd.drop("students.csv", STUDENTS)
+    # The archive move fails once the transaction has committed (as a crash there would):
+    # the file stays in processing/ with its ledger entry already applied.
+    blocker = syncd.drop_dir / "archive" / datetime.now(UTC).strftime("%Y")
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    assert syncd("run", "--once").exit_code != 0
+    assert os.listdir(syncd.drop_dir / "processing") == ["students.csv"]
+    blocker.unlink()
+    outcome = syncd("run", "--once")  # the restart
+    assert outcome.exit_code == 0, outcome.stderr
+    ledger = [(f["id"], f["status"]) for f in syncd("files", "--json").json()]
+    assert ledger == [(1, "applied")]  # one claimed file, one ledger entry: no "duplicate"
+    assert archived(syncd) == ["students.csv"]
+    report = json.loads((syncd.drop_dir / "reports" / "students.csv.report.json").read_text())
+    assert (report["file_id"], report["status"], report["counts"]["created"]) == (1, "applied", 2)
+    assert len(syncd.events("file.applied")) == 1 and not syncd.events("file.duplicate")
+
+
 def test_held_file_waits_in_held_then_release_archives_it(syncd: Syncd) -> None:
     syncd.drop("students.csv", STUDENTS)
     assert syncd("run", "--once").exit_code == 0
@@ -195,6 +235,31 @@ def test_held_file_waits_in_held_then_release_archives_it(syncd: Syncd) -> None:
     assert os.listdir(syncd.drop_dir / "held") == []
     assert "students-2.csv" in archived(syncd)
     assert all(not p["active"] for p in syncd.export())
+
+
+def test_done_marker_of_a_held_file_follows_it_on_release_and_reject(
+    syncd_sqlite: Syncd,
+) -> None:
+    syncd_sqlite.configure(done_marker=True)
+    syncd_sqlite.drop("students.csv", STUDENTS)
+    syncd_sqlite.drop("students.csv.done", "")
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    for name, marker in (("students-2.csv", ".done"), ("students-3.csv", ".ok")):
+        syncd_sqlite.drop(name, "SyncID,First name,Last name\n")  # header only: held
+        syncd_sqlite.drop(name + marker, "")
+    assert syncd_sqlite("run", "--once").exit_code == 1
+    held_dir = syncd_sqlite.drop_dir / "held"
+    assert sorted(os.listdir(held_dir)) == [
+        "students-2.csv", "students-2.csv.done", "students-3.csv", "students-3.csv.ok",
+    ]  # fmt: skip
+    ids = {f["name"]: str(f["id"]) for f in syncd_sqlite("files", "--json").json()}
+    assert syncd_sqlite("files", "release", ids["students-2.csv"]).exit_code == 0
+    assert syncd_sqlite("files", "reject", ids["students-3.csv"]).exit_code == 0
+    # Each marker went on with its file, as at pickup; none is left behind in held/.
+    assert os.listdir(held_dir) == []
+    assert {"students-2.csv", "students-2.csv.done"} <= set(archived(syncd_sqlite))
+    failed = sorted(os.listdir(syncd_sqlite.drop_dir / "failed"))
+    assert failed == ["students-3.csv", "students-3.csv.ok"]
 
 
 def test_status_counts_waiting_held_and_failed(syncd_sqlite: Syncd) -> None:
