@@ -218,7 +218,10 @@ def configure(path: str) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
             _redact_processor,
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(ensure_ascii=False, default=str),
+            # Compact, as the lines of a file's events (one format for whoever parses the log).
+            structlog.processors.JSONRenderer(
+                ensure_ascii=False, default=str, separators=(",", ":")
+            ),
         ],
         logger_factory=lambda *args: _SinkLogger(sink),
         cache_logger_on_first_use=False,

@@ -307,3 +307,15 @@ def test_parents_file_stops_waiting_after_dependency_wait(syncd_sqlite: Syncd) -
     assert syncd_sqlite("run", "--once").exit_code == 0
     pending = [link for link in syncd_sqlite.links() if link[2] == "pending"]
     assert len(pending) == 3
+
+
+def test_every_audit_line_is_compact_json(syncd_sqlite: Syncd) -> None:
+    # One format for every line, pass and source events included, so that a log shipper
+    # or a grep for '"event":"file.failed"' finds them all.
+    syncd_sqlite.drop("students.csv", STUDENTS)
+    syncd_sqlite.drop("parents.csv", PARENTS)
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    lines = syncd_sqlite.audit_path.read_text(encoding="utf-8").splitlines()
+    assert {"source.polled", "person.created"} <= {json.loads(line)["event"] for line in lines}
+    for line in lines:
+        assert json.dumps(json.loads(line), ensure_ascii=False, separators=(",", ":")) == line
