@@ -476,11 +476,17 @@ def files_group(
         )
 
 
-def _held_file(app: App, file_id: int) -> Any:
-    with app.engine.connect() as connection:
-        row = store.file_row(connection, file_id)
+def _ledger_row(connection: sa.Connection, file_id: int) -> Any:
+    """Return the file's ledger row; raise UsageError when there is none."""
+    row = store.file_row(connection, file_id)
     if row is None:
         raise UsageError(f"no file {file_id} in the ledger")
+    return row
+
+
+def _held_file(app: App, file_id: int) -> Any:
+    with app.engine.connect() as connection:
+        row = _ledger_row(connection, file_id)
     if row.status != FileStatus.HELD.value:
         raise UsageError(f"file {file_id} is {row.status}, not held")
     return row
@@ -651,9 +657,7 @@ def reject_command(app: App, file_id: int, as_json: bool) -> None:
 def revert_command(app: App, file_id: int, as_json: bool) -> None:
     """Undo what one applied file changed, as one new audited change."""
     with app.engine.connect() as connection:
-        row = store.file_row(connection, file_id)
-    if row is None:
-        raise UsageError(f"no file {file_id} in the ledger")
+        row = _ledger_row(connection, file_id)
     events = app.events(source=row.source, site=row.site, file_id=file_id, run_id=new_run_id())
     # A pending link the file dropped is pending again for its source's pending_ttl.
     configured = {source.name: source for source in app.config.sources}
@@ -745,6 +749,7 @@ def history_command(
         raise UsageError("pass exactly one of --person KEY or --file ID")
     with app.engine.connect() as connection:
         if file_id is not None:
+            _ledger_row(connection, file_id)  # an unknown id is a mistake, as for a person
             rows = trail.events_of_file(connection, file_id)
         else:
             assert person_key is not None

@@ -184,6 +184,8 @@ def test_history_of_a_person_lists_its_audit_events(syncd: Syncd) -> None:
     parent = syncd("history", "--person", "sean.obrien", "--json").json()
     assert [e["event"] for e in parent].count("relationship.created") == 2
     assert syncd("history", "--person", "nobody").exit_code == 2
+    unknown = syncd("history", "--file", "999")
+    assert unknown.exit_code == 2 and "no file 999" in unknown.stderr
     assert syncd("history").exit_code == 2
 
 
