@@ -174,3 +174,16 @@ def test_a_parents_file_without_child_or_email_column_keeps_both(syncd: Syncd) -
     stored, events = _stored(syncd), len(event_names(syncd))
     imported(syncd, "parents-3.csv", _crlf(parents_csv(rows, header)).replace(";", ","))
     assert (_stored(syncd), len(event_names(syncd))) == (stored, events)
+
+
+def test_a_student_back_in_a_file_of_names_is_reactivated_with_its_fields(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv())
+    before = person(syncd, "S5")
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))
+    rows = [(s[0], s[2], s[3]) for s in STUDENTS]
+    imported(syncd, "students-3.csv", table(NAMES, rows))
+    assert person(syncd, "S5") == before
+    counts = report(syncd, "students-3.csv")["counts"]
+    assert (counts["reactivated"], counts["updated"], counts["unchanged"]) == (1, 0, 4)
+    assert "person.updated" not in event_names(syncd)
