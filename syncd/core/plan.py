@@ -353,9 +353,10 @@ def complete_upsert(
     file has no column for is taken from `stored`, with the fingerprint of the result; None
     when the file's row says all there is about the person (the upsert stands as planned).
 
-    The fingerprint stays that of the fields stored: a later file saying the same values in
-    every column is unchanged by fingerprint, and one lacking columns matches it only when
-    the fields it leaves alone are empty (then it changes nothing either).
+    The fingerprint is that of the fields the update stores, as a whole row's is: a later
+    file saying the same values in every column is unchanged by fingerprint, and one lacking
+    columns matches it only when the fields it leaves alone are empty (then it changes
+    nothing either).
     """
     if columns is None or columns.describes(stored):
         return None
