@@ -132,6 +132,52 @@ class PersonFields(NamedTuple):
         return flat
 
 
+@dataclass(frozen=True, slots=True)
+class FileColumns:
+    """What a students or parents file says about its persons: the fields it has columns for.
+
+    A file manages only those (SPEC §2.4 "delta: only upserts", as itslearning and Moodle
+    uploads do): a column absent from its header leaves an existing person's stored value
+    alone, so an admin's file of names does not blank emails. A present column with an empty
+    cell does empty the field. First and last name are required, so never absent; the sync
+    key is what a row is matched by, so an update never changes it.
+    """
+
+    # Of username, email and student_number: the fields the file has no column for.
+    absent: tuple[str, ...] = ()
+    # The attributes the file has columns for (the others are kept).
+    attributes: frozenset[str] = frozenset()
+    # A parents file without a child column: its rows say nothing about links.
+    leaves_links: bool = False
+
+    def describes(self, stored: PersonFields) -> bool:
+        """Return whether a row of the file says all there is about a person stored so: no
+        field it leaves alone holds a value, and its links are said too."""
+        if self.leaves_links:
+            return False
+        for name in self.absent:
+            if getattr(stored, name) is not None:
+                return False
+        attributes = self.attributes
+        return all(name in attributes for name, _ in stored.attributes)
+
+    def merged(self, stored: PersonFields, given: PersonFields) -> PersonFields:
+        """Return the fields a person stored as `stored` gets from a row that says `given`:
+        `given`, but for the fields and attributes the file has no column for."""
+        fields = given
+        kept = {
+            name: getattr(stored, name) for name in self.absent if getattr(stored, name) is not None
+        }
+        if kept:
+            fields = fields._replace(**kept)
+        attributes = self.attributes
+        others = [pair for pair in stored.attributes if pair[0] not in attributes]
+        if others:
+            # Attribute names are unique: sorting the pairs sorts by name, as stored.
+            fields = fields._replace(attributes=tuple(sorted([*given.attributes, *others])))
+        return fields
+
+
 class PersonRecord(NamedTuple):
     """A valid students or parents row (a NamedTuple, as PersonFields).
 

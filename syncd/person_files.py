@@ -44,13 +44,14 @@ from syncd.core.plan import (
     plan_unlisted,
     too_many_rejected,
 )
-from syncd.core.validate import PersonRows, merge_person_records
+from syncd.core.validate import PersonRows, file_columns, merge_person_records
 from syncd.db import apply as writes
 from syncd.db import store
 from syncd.errors import FileFailed
 from syncd.model import (
     Counts,
     ErrorList,
+    FileColumns,
     FileStatus,
     Kind,
     Mode,
@@ -141,6 +142,8 @@ class PersonFile:
         self.students: store.StudentLookup | None = None
         # Parents are applied as they are read until one needs merging (see _read).
         self.park_parents = False
+        # What the file's rows say about a person: an update leaves the rest as stored.
+        self.columns = FileColumns()
 
     # --- the whole file ------------------------------------------------------------------
 
@@ -304,6 +307,7 @@ class PersonFile:
         person_rows = PersonRows(self.kind, opened.cols, opened.rules, errors)
         read = _Read(errors, RecordSpill(), person_rows.repeated, person_rows.has_children)
         self.label = opened.columns.column_name("child_key") or "child"
+        self.columns = file_columns(self.kind, opened.cols)
         if self.site_had_persons:
             read.snapshot = store.row_digest_snapshot(
                 connection, self.source.site, self.person_kind
@@ -451,6 +455,7 @@ class PersonFile:
             self.source.child_field,
             self.students,
             self.label,
+            self.columns,
         )
         if self.context.hash_passwords and self.source.update_passwords:
             self.pipeline.plan_password_changes(connection, plan, records, existing, errors)

@@ -31,6 +31,7 @@ from syncd.core.plan import (
     PersonUpsert,
     Thresholds,
     changed_fields,
+    complete_upsert,
     hold_reason,
     plan_relationship_links,
     resolve_links,
@@ -519,11 +520,12 @@ class Pipeline:
                     "kind": kind,
                     "sync_key": upsert.record.fields.sync_key,
                 }
-                fields = (
-                    changed_fields(old[upsert.person_id], upsert.record.fields)
-                    if upsert.person_id in old
-                    else {}
-                )
+                fields: dict[str, tuple[str | None, str | None]] = {}
+                stored = old.get(upsert.person_id) if upsert.person_id is not None else None
+                if stored is not None:
+                    # What the apply writes: the file's columns, the rest as stored.
+                    completed = complete_upsert(upsert, stored, person_plan.columns)
+                    fields = changed_fields(stored, (completed or upsert).record.fields)
                 if upsert.person_id is None:
                     entry["action"] = "create"
                 elif fields:

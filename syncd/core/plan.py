@@ -20,6 +20,7 @@ from syncd.model import (
     ChildField,
     Counts,
     ErrorList,
+    FileColumns,
     Kind,
     LinkRecord,
     Mode,
@@ -186,6 +187,9 @@ class ParentLinks(NamedTuple):
 class PersonPlan:
     kind: Kind
     upserts: list[PersonUpsert] = field(default_factory=list)
+    # What the file's rows say about a person (its columns): an update sets only that. None:
+    # each record says everything (stored fields are replaced whole).
+    columns: FileColumns | None = None
     deactivations: list[Deactivation] = field(default_factory=list)
     unchanged: int = 0
     # Parents whose links need diffing in phase 2 (listed and new/changed/reactivated, or
@@ -233,6 +237,7 @@ def plan_persons(
     child_field: ChildField = ChildField.SYNC_KEY,
     student_index: StudentIndex | None = None,
     child_column_label: str = "child",
+    columns: FileColumns | None = None,
 ) -> PersonPlan:
     """Return what a students or parents file changes, given the site's persons of that kind.
 
@@ -247,7 +252,15 @@ def plan_persons(
             yield record
 
     plan = plan_person_chunk(
-        listed(), kind, mode, snapshot, errors, child_field, student_index, child_column_label
+        listed(),
+        kind,
+        mode,
+        snapshot,
+        errors,
+        child_field,
+        student_index,
+        child_column_label,
+        columns,
     )
     if mode is Mode.FULL:
         # Read only now: with streamed records, rows are rejected while they are consumed.
@@ -272,13 +285,19 @@ def plan_person_chunk(
     child_field: ChildField = ChildField.SYNC_KEY,
     student_index: StudentIndex | None = None,
     child_column_label: str = "child",
+    columns: FileColumns | None = None,
 ) -> PersonPlan:
     """Return what the records of some of a file's persons change (none missing counted).
 
     `snapshot` must hold the existing persons among `records`; `errors` must already hold
     every rejected row of the file (whether a parent was listed whole depends on it).
+    `columns`: what the file's rows say (see complete_upsert); None: everything.
+
+    A person whose stored fingerprint is the record's is unchanged. Any other existing
+    person is an update candidate: only the stored fields tell whether a record from a file
+    lacking some columns changes anything (complete_upsert, at apply time).
     """
-    plan = PersonPlan(kind=kind)
+    plan = PersonPlan(kind=kind, columns=columns)
     for record in records:
         key = record.fields.sync_key
         existing = snapshot.get(key)
@@ -325,6 +344,28 @@ def plan_person_chunk(
             plan.link_requests.append(links)
             plan.unresolved_children += len(links.pending_values)
     return plan
+
+
+def complete_upsert(
+    upsert: PersonUpsert, stored: PersonFields, columns: FileColumns | None
+) -> PersonUpsert | None:
+    """Return the update of a person stored as `stored` that `upsert` is once what its
+    file has no column for is taken from `stored`, with the fingerprint of the result; None
+    when the file's row says all there is about the person (the upsert stands as planned).
+
+    The fingerprint is that of the fields the update stores, as a whole row's is: a later
+    file saying the same values in every column is unchanged by fingerprint, and one lacking
+    columns matches it only when the fields it leaves alone are empty (then it changes
+    nothing either).
+    """
+    if columns is None or columns.describes(stored):
+        return None
+    record = upsert.record
+    record = record._replace(fields=columns.merged(stored, record.fields))
+    digest = fingerprint(record)
+    if upsert.fingerprint.endswith(PARTIAL_MARK):
+        digest += PARTIAL_MARK
+    return upsert._replace(record=record, fingerprint=digest)
 
 
 def plan_unlisted(plan: PersonPlan, unlisted: Iterable[tuple[int, str]]) -> None:

@@ -10,6 +10,7 @@ from syncd.model import (
     DELETE_WORDS,
     ChildBy,
     ErrorList,
+    FileColumns,
     Kind,
     LinkRecord,
     ParentBy,
@@ -100,6 +101,20 @@ def _relationship_type(
 
 def is_delete(values: Sequence[str], columns: Columns) -> bool:
     return columns.get(values, "status").casefold() in DELETE_WORDS
+
+
+# The fields a students or parents file may leave out (names are required, see FileColumns).
+OPTIONAL_FIELDS = ("username", "email", "student_number")
+
+
+def file_columns(kind: Kind, columns: Columns) -> FileColumns:
+    """Return what a students or parents file with `columns` manages of its persons."""
+    return FileColumns(
+        # A parents file never has a student number (its parents have none): left alone.
+        absent=tuple(name for name in OPTIONAL_FIELDS if not columns.has(name)),
+        attributes=frozenset(name for name, _ in columns.attributes),
+        leaves_links=kind is Kind.PARENTS and not columns.has("child_key"),
+    )
 
 
 def validate_persons(

@@ -25,11 +25,12 @@ from syncd.core.plan import (
     StudentRef,
     changed_fields,
     child_lookup_value,
+    complete_upsert,
 )
 from syncd.db import store
 from syncd.db.bulk import IdAllocator, insert_rows, json_text, update_rows
 from syncd.db.schema import links, pending_links, persons
-from syncd.model import Counts, Kind, PersonKind, RelType
+from syncd.model import Counts, FileColumns, Kind, PersonKind, RelType
 
 BATCH = 5000
 
@@ -128,7 +129,7 @@ def apply_persons(
     if kind is PersonKind.PARENT:
         applied.new_parents.update(new_ids.values())
     if updates:
-        _apply_updates(connection, updates, kind, context, events, applied)
+        _apply_updates(connection, updates, kind, context, events, applied, plan.columns)
     if plan.deactivations:
         ids = [gone.person_id for gone in plan.deactivations]
         _executemany(
@@ -252,7 +253,9 @@ def _apply_updates(
     context: ApplyContext,
     events: EventBuffer,
     applied: Applied,
+    file_columns: FileColumns | None,
 ) -> None:
+    """Write the updates (the fields `file_columns` says: complete_upsert), with events."""
     ids = [upsert.person_id for upsert in updates if upsert.person_id is not None]
     stored = store.persons_for_update(connection, ids)
     with_passwords = context.hash_passwords and context.update_passwords
@@ -266,6 +269,9 @@ def _apply_updates(
         person_id = upsert.person_id
         assert person_id is not None
         old_fields, inactive_reason = stored[person_id]
+        completed = complete_upsert(upsert, old_fields, file_columns)
+        if completed is not None:
+            upsert = completed
         fields = upsert.record.fields
         new_hash: str | None = None
         password = upsert.record.password
@@ -276,6 +282,12 @@ def _apply_updates(
         ):
             new_hash = hash_passwords([password])[0]
         changes = changed_fields(old_fields, fields)
+        if completed is not None and not (changes or new_hash or upsert.reactivate):
+            # A row that says only part of the person and changes nothing: no write (SPEC
+            # §2.5). The stored fingerprint still is the stored fields'; the row, its digest
+            # not stored, is read again next time (the slower path of a file lacking columns).
+            applied.counts.unchanged += 1
+            continue
         # A parent deactivated as an orphan is no parent of a current student just because
         # a parents file lists it again: settle_parents reactivates it if a live link appears.
         stays_orphan = kind is PersonKind.PARENT and inactive_reason == ORPHAN

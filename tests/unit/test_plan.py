@@ -22,12 +22,14 @@ from syncd.core.plan import (
     ParentIndex,
     ParentRef,
     PersonPlan,
+    PersonUpsert,
     ResolvedLink,
     SiteCounts,
     StudentRef,
     Thresholds,
     changed_fields,
     child_lookup_value,
+    complete_upsert,
     fingerprint,
     hold_reason,
     plan_parent_links,
@@ -36,11 +38,18 @@ from syncd.core.plan import (
     resolve_links,
     too_many_rejected,
 )
-from syncd.core.validate import Columns, RowRules, validate_links, validate_persons
+from syncd.core.validate import (
+    Columns,
+    RowRules,
+    file_columns,
+    validate_links,
+    validate_persons,
+)
 from syncd.model import (
     ChildField,
     Counts,
     ErrorList,
+    FileColumns,
     Kind,
     Mode,
     PersonFields,
@@ -1129,3 +1138,48 @@ def test_fingerprint_covers_what_the_file_says_but_not_the_password() -> None:
     no_children = PersonRecord(2, base.fields, child_values=())
     digests = {fingerprint(r) for r in (base, other_child, other_type, no_column, no_children)}
     assert len(digests) == 5
+
+
+# --- a file lacking columns (SPEC §2.4: a file manages the fields it has columns for) ------
+
+STORED = PersonFields("S1", "lena", "lena@example.org", "Lena", "Müller", "1001",
+                      (("grade", "5"), ("school", "North")))  # fmt: skip
+
+
+def test_file_columns_name_what_a_file_leaves_alone() -> None:
+    names_only = file_columns(Kind.STUDENTS, columns("sync_key", "first_name", "last_name"))
+    assert names_only == FileColumns(("username", "email", "student_number"), frozenset())
+    every = file_columns(Kind.STUDENTS, columns(*PERSON, "student_number", attributes=["grade"]))
+    assert every == FileColumns((), frozenset({"grade"}))
+    assert file_columns(Kind.PARENTS, columns(*PERSON)).leaves_links
+    assert not file_columns(Kind.PARENTS, columns(*PARENT)).leaves_links
+
+
+def test_a_row_lacking_columns_keeps_the_stored_fields_and_attributes() -> None:
+    names_only = FileColumns(("username", "email", "student_number"), frozenset({"school"}))
+    given = PersonFields("S1", None, None, "Lena", "Muller-X", None, (("school", "South"),))
+    assert names_only.merged(STORED, given) == STORED._replace(
+        last_name="Muller-X", attributes=(("grade", "5"), ("school", "South"))
+    )
+    # A present column with an empty cell empties the field (the record has no value).
+    emptied = FileColumns((), frozenset({"grade", "school"}))
+    blank = PersonFields("S1", "lena", None, "Lena", "Müller", None, ())
+    assert emptied.merged(STORED, blank) == blank
+    assert emptied.describes(STORED) and not names_only.describes(STORED)
+    assert names_only.describes(PersonFields("S1", None, None, "Lena", "Müller", None, ()))
+
+
+def test_a_completed_update_has_the_fingerprint_of_what_is_stored() -> None:
+    """A later file with every column and the same values is unchanged by fingerprint."""
+    names_only = FileColumns(("username", "email", "student_number"), frozenset())
+    record = PersonRecord(2, PersonFields("S1", None, None, "Lena", "Muller-X"), digest=7)
+    upsert = PersonUpsert(1, record, fingerprint(record), True, False, 7)
+    completed = complete_upsert(upsert, STORED, names_only)
+    assert completed is not None
+    whole = PersonRecord(5, STORED._replace(last_name="Muller-X"))
+    assert completed.record.fields == whole.fields
+    assert completed.fingerprint == fingerprint(whole)
+    assert completed.row_digest == 7  # that row sent again changes nothing
+    assert complete_upsert(upsert, STORED, None) is None
+    every = FileColumns((), frozenset({"grade", "school"}))
+    assert complete_upsert(upsert, STORED, every) is None
