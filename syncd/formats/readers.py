@@ -490,14 +490,25 @@ def _open_csv(binary: BinaryIO, detected: Detected, limits: Limits) -> Iterator[
 # XLSX
 
 
-def cell_text(value: object) -> str:
-    """Return an XLSX cell value as the user sees it: `1234`, `12.5`, `2012-05-13`, `TRUE`."""
+# Number formats whose text differs from the plain number: IDs kept with their leading zeros
+# ("000000": 1234 shows as 001234) and percentages ("0%", "0.0%": 0.25 shows as 25%).
+_ZERO_PADDED = re.compile(r"0+")
+_PERCENT = re.compile(r"0(?:\.(0+))?%")
+
+
+def cell_text(value: object, number_format: str | None = None) -> str:
+    """Return an XLSX cell value as the user sees it: `1234`, `12.5`, `2012-05-13`, `TRUE`,
+    and with its `number_format`: `001234` for a zero-padded ID, `25%` for a percentage."""
     if value is None:
         return ""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float) and number_format and number_format != "General":
+        shown = _formatted_number(value, number_format)
+        if shown is not None:
+            return shown
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
@@ -512,6 +523,18 @@ def cell_text(value: object) -> str:
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     return str(value)
+
+
+def _formatted_number(value: int | float, number_format: str) -> str | None:
+    """Return a number as a zero-padding or percent format shows it; None for other formats."""
+    if _ZERO_PADDED.fullmatch(number_format) and float(value).is_integer():
+        digits = str(abs(int(value))).zfill(len(number_format))
+        return "-" + digits if value < 0 else digits
+    percent = _PERCENT.fullmatch(number_format)
+    if percent:
+        decimals = len(percent.group(1) or "")
+        return f"{value * 100:.{decimals}f}%"
+    return None
 
 
 _WORKBOOK_PART = "xl/workbook.xml"
@@ -581,7 +604,8 @@ def _unreadable_workbook(error: Exception) -> FileFailed:
 
 
 def _xlsx_records(sheet_rows: Iterable[Sequence[Any]]) -> Iterator[tuple[int, list[str]]]:
-    """Yield (sheet row number, cell texts) for each row, wrapping openpyxl's errors."""
+    """Yield (sheet row number, cell texts) for each row of openpyxl's read-only cells,
+    wrapping openpyxl's errors."""
     rows = iter(sheet_rows)
     number = 0
     while True:
@@ -593,7 +617,7 @@ def _xlsx_records(sheet_rows: Iterable[Sequence[Any]]) -> Iterator[tuple[int, li
             raise _unreadable_workbook(error) from error
         # openpyxl yields one tuple per sheet row from row 1, empty ones included.
         number += 1
-        yield number, [cell_text(value) for value in values]
+        yield number, [cell_text(cell.value, cell.number_format) for cell in values]
 
 
 @contextmanager
@@ -615,7 +639,8 @@ def _open_xlsx(binary: BinaryIO, limits: Limits) -> Iterator[Table]:
         sheet = sheets[0]
         # Trust the cells, not the sheet's stated dimensions (often the whole formatted range).
         sheet.reset_dimensions()
-        records = _xlsx_records(sheet.iter_rows(values_only=True))
+        # Cells, not values: what the user sees depends on the number format too.
+        records = _xlsx_records(sheet.iter_rows())
         header = _split_header(records, limits)
         if header is None:
             raise FileFailed("no header row")

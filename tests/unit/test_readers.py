@@ -416,6 +416,43 @@ def test_xlsx_date_reads_as_iso_date(tmp_path: Path) -> None:
     assert [row.values[1] for row in rows] == ["2012-05-13", "2012-05-13T10:30:00"]
 
 
+def test_xlsx_zero_padded_ids_and_percentages_read_as_shown(tmp_path: Path) -> None:
+    # Student numbers kept with their leading zeros by a "000000" format, as Excel shows them.
+    path = write_xlsx(
+        tmp_path / "s.xlsx",
+        [["SyncID", "Student number", "Share"], ["S1", 1234, 0.25], ["S2", 56, 0.125]],
+    )
+    workbook = openpyxl.load_workbook(path)
+    sheet = workbook.active
+    assert sheet is not None
+    for cell, number_format in (("B2", "000000"), ("B3", "000"), ("C2", "0%"), ("C3", "0.0%")):
+        sheet[cell].number_format = number_format
+    workbook.save(path)
+    _, rows = read(path)
+    assert [row.values[1:] for row in rows] == [("001234", "25%"), ("056", "12.5%")]
+
+
+@pytest.mark.parametrize(
+    ("value", "number_format", "text"),
+    [
+        (1234, "000000", "001234"),
+        (1234.0, "000000", "001234"),
+        (-12, "0000", "-0012"),
+        (1234567, "000", "1234567"),
+        (12.5, "000", "12.5"),  # a fraction is not an ID: shown as a number
+        (0.25, "0%", "25%"),
+        (0.1234, "0.00%", "12.34%"),
+        (1234, "General", "1234"),
+        (1234, "#,##0", "1234"),  # other formats: the plain number
+        ("007", "000", "007"),
+    ],
+)
+def test_cell_text_follows_zero_padding_and_percent_formats(
+    value: object, number_format: str, text: str
+) -> None:
+    assert cell_text(value, number_format) == text
+
+
 def test_xlsx_named_csv_is_read_as_xlsx(tmp_path: Path) -> None:
     path = write_xlsx(tmp_path / "students.csv", [["SyncID", "Name"], ["S1", "Zoë"]])
     table, rows = read(path)
