@@ -56,7 +56,6 @@ from syncd.model import (
     Kind,
     Mode,
     PasswordPolicy,
-    PersonKind,
     PersonRecord,
     RowError,
 )
@@ -175,8 +174,8 @@ class PersonFile:
         reopened = contextlib.ExitStack()
         try:
             store.ensure_site(connection, self.source.site, now)
-            self.site_had_persons = (
-                store.count_persons(connection, self.source.site, self.person_kind) > 0
+            self.site_had_persons = store.has_persons(
+                connection, self.source.site, self.person_kind
             )
             fast = True
             while True:
@@ -373,12 +372,12 @@ class PersonFile:
         """Set up the student lookup of a parents file with a child column; `skipping`:
         the file's unchanged rows are skipped unread."""
         if read.has_children and self.kind is Kind.PARENTS:
-            whole_from = WHOLE_STUDENT_INDEX
-            if skipping:
-                students = store.count_persons(connection, self.source.site, PersonKind.STUDENT)
-                whole_from = max(whole_from, students // 2)
             self.students = store.StudentLookup(
-                connection, self.source.site, self.source.child_field, whole_from
+                connection,
+                self.source.site,
+                self.source.child_field,
+                WHOLE_STUDENT_INDEX,
+                whole_share=0.5 if skipping else None,
             )
             if bulk:
                 self.students.load_all()

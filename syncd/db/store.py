@@ -100,6 +100,13 @@ def count_persons(connection: sa.Connection, site: str, kind: PersonKind) -> int
     return int(connection.execute(query).scalar_one())
 
 
+def has_persons(connection: sa.Connection, site: str, kind: PersonKind) -> bool:
+    """Return whether the site has any person of `kind` (one index probe; a count of a
+    district's million persons walks the whole index)."""
+    query = sa.select(persons.c.id).where(persons.c.site == site, persons.c.kind == kind.value)
+    return connection.execute(query.limit(1)).first() is not None
+
+
 def row_digest_snapshot(connection: sa.Connection, site: str, kind: PersonKind) -> set[int]:
     """Return the row digests of the site's persons whose row, sent again, changes nothing
     (the digest is NULL for any other: schema.py), and -id of its active persons without a
@@ -191,9 +198,13 @@ class StudentLookup:
         site: str,
         child_field: ChildField | str,
         whole_from: int | None = None,
+        whole_share: float | None = None,
     ) -> None:
-        """`whole_from`: read the whole index once this many values were asked for."""
+        """`whole_from`: read the whole index once this many values were asked for; with
+        `whole_share`, not before that share of the site's students either (counted only
+        once `whole_from` values were asked for)."""
         self._whole_from = whole_from
+        self._whole_share = whole_share
         self._asked = 0
         self._connection = connection
         self._site = site
@@ -253,8 +264,13 @@ class StudentLookup:
         wanted = sorted({value.strip() for value in values} - self._index.keys())
         self._asked += len(wanted)
         if self._whole_from is not None and self._asked >= self._whole_from:
-            self.load_all()
-            return
+            if self._whole_share is not None:
+                students = count_persons(self._connection, self._site, PersonKind.STUDENT)
+                self._whole_from = max(self._whole_from, int(students * self._whole_share))
+                self._whole_share = None
+            if self._asked >= self._whole_from:
+                self.load_all()
+                return
         self._add(
             driver_rows_in(
                 self._connection,

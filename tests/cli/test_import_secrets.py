@@ -52,13 +52,14 @@ def _database_dump(syncd: Syncd) -> str:
 
 def _everything_printed(syncd: Syncd, outcomes: list[Outcome]) -> str:
     texts = [o.stdout + o.stderr for o in outcomes]
+    file_ids = [str(entry["id"]) for entry in syncd("files", "--json").json()]
     for args in (
+        *(("history", "--file", file_id, "--json") for file_id in file_ids),
         ("export", "persons", "--json"),
         ("export", "persons", "--format", "csv"),
         ("export", "relationships", "--format", "csv"),
         ("history", "--person", "P1", "--json"),
         ("history", "--person", "P1"),
-        ("history", "--file", "2", "--json"),
         ("files", "--json"),
         ("status", "--json"),
     ):
