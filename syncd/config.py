@@ -407,7 +407,8 @@ def load_config(path: Path) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
-        document = tomllib.loads(text)
+        # Notepad and other Windows editors start UTF-8 files with a byte order mark.
+        document = tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as error:
         message = " ".join(str(error).split())
         raise ConfigError(f"{path}: not valid TOML: {message}") from None
@@ -590,7 +591,7 @@ def _type_name(value: object) -> str:
     if isinstance(value, int):
         return "an integer"
     if isinstance(value, float):
-        return "a number"
+        return f"the number {value!r}"  # "a whole number, not a number" would puzzle
     if isinstance(value, str):
         return "a string"
     if isinstance(value, list):

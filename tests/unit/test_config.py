@@ -80,6 +80,12 @@ def source_error(tmp_path: Path, extra: str, url: str = "file:///srv/drop") -> s
 # ---------------------------------------------------------------- the smallest file
 
 
+def test_utf8_byte_order_mark_is_read_past(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + b'[[sources]]\nname = "a"\nurl = "file:///srv/drop"\n')
+    assert [source.name for source in load_config(path).sources] == ["a"]
+
+
 def test_smallest_spec_file_loads_with_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, SMALLEST))
 
@@ -367,6 +373,7 @@ def test_unknown_key_close_to_a_known_one_suggests_it(tmp_path: Path) -> None:
         ('mode = "partial"', "mode", "must be one of full, delta"),
         ('mode = { parents = "sometimes" }', "mode.parents", "must be one of full, delta"),
         ("done_marker = 1", "done_marker", "must be true or false, not an integer"),
+        ("max_columns = 1.5", "max_columns", "must be a whole number, not the number 1.5"),
         ('deactivate_orphan_parents = "yes"', "deactivate_orphan_parents", "true or false"),
         ("max_columns = 0", "max_columns", "must be more than 0"),
         ("max_field_chars = -3", "max_field_chars", "must be more than 0"),
