@@ -65,7 +65,11 @@ def open_file(job: Job, result: FileResult) -> Iterator[OpenedFile]:
         result.ignored_columns = list(columns.ignored)
         if "password" in columns.fields and not keep_passwords:
             result.ignored_columns.append(columns.column_name("password"))
-        result.attribute_columns = [columns.header[index] for _, index in columns.attributes]
+        # A column without a header is named by its position: "" would tell the sender nothing.
+        result.attribute_columns = [
+            columns.header[index] or f"(column {index + 1}, no header)"
+            for _, index in columns.attributes
+        ]
         rules = RowRules(
             keep_passwords=keep_passwords, relationship_types=source.relationship_types
         )

@@ -82,6 +82,12 @@ def test_unrecognised_columns_are_attributes_listed_once_and_passwords_ignored(
     assert katrin["attributes"] == {"role": "Mother"}
 
 
+def test_a_column_without_a_header_is_reported_by_its_position(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", "SyncID,First name,,Last name\nS1,Ann,note,Lee\n")
+    assert report(syncd, "students.csv")["attribute_columns"] == ["(column 3, no header)"]
+    assert syncd.export()[0]["attributes"] == {"column": "note"}
+
+
 def test_errors_csv_rows_are_file_line_numbers_with_the_header_as_line_1(syncd: Syncd) -> None:
     content = (
         "SyncID,First name,Last name,E-mail,Notes\n"
