@@ -268,5 +268,9 @@ class ErrorList:
     rejected_keys: set[str] = field(default_factory=set)
 
     def add(self, error: RowError) -> None:
+        # The links of one relationships row (a cell naming two children) come one after
+        # the other: an error of the row they share (an unknown parent) is listed once.
+        if self.errors and self.errors[-1] == error:
+            return
         self.errors.append(error)
         self.rejected_lines.add(error.row)

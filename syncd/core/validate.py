@@ -394,39 +394,40 @@ def _record_maker(
 def validate_links(
     rows: Iterable[RawRow], columns: Columns, rules: RowRules, errors: ErrorList
 ) -> Iterator[LinkRecord]:
-    """Yield a record for each valid relationships row; add the others' errors to `errors`."""
+    """Yield a record for each link a valid relationships row names (a child cell `1;2`
+    names two, as in a parents file: SPEC §2.3); add the others' errors to `errors`."""
     first_line_of: dict[tuple[str, str, str, str], int] = {}
     for row in rows:
-        record = _link_record(row, columns, rules, errors)
-        if record is None:
-            continue
-        child_value = (
-            normalize_email(record.child_value)
-            if record.child_by is ChildBy.EMAIL
-            else record.child_value
-        )
-        key = (record.parent_by, record.parent_value, record.child_by, child_value)
-        if key in first_line_of:
-            errors.add(
-                RowError(
-                    row.line,
-                    columns.label(_child_field(columns)),
-                    record.child_value,
-                    f"duplicate of row {first_line_of[key]}",
-                )
+        for record in _link_records(row, columns, rules, errors):
+            child_value = (
+                normalize_email(record.child_value)
+                if record.child_by is ChildBy.EMAIL
+                else record.child_value
             )
-            continue
-        first_line_of[key] = row.line
-        yield record
+            key = (record.parent_by, record.parent_value, record.child_by, child_value)
+            if key in first_line_of:
+                errors.add(
+                    RowError(
+                        row.line,
+                        columns.label(_child_field(columns)),
+                        record.child_value,
+                        f"duplicate of row {first_line_of[key]}",
+                    )
+                )
+                continue
+            first_line_of[key] = row.line
+            yield record
 
 
 def _child_field(columns: Columns) -> str:
     return "student_id" if columns.has("student_id") else "student_email"
 
 
-def _link_record(
+def _link_records(
     row: RawRow, columns: Columns, rules: RowRules, errors: ErrorList
-) -> LinkRecord | None:
+) -> list[LinkRecord]:
+    """Return the links a relationships row names, or none after adding its errors (a row
+    with an invalid value is rejected whole)."""
     values = row.values
     problems: list[RowError] = []
 
@@ -448,35 +449,39 @@ def _link_record(
         label = "parent_email" if columns.has("parent_email") else "parent_key"
         problems.append(RowError(row.line, columns.label(label), "", "missing parent"))
 
-    child: tuple[ChildBy, str] | None = None
+    children: list[tuple[ChildBy, str]] = []
     if student_id := columns.get(values, "student_id"):
-        child = (ChildBy.FIELD, student_id)
+        children = [(ChildBy.FIELD, value) for value in split_child_values(student_id)]
     elif student_email := columns.get(values, "student_email"):
-        if EMAIL_PATTERN.match(normalize_email(student_email)):
+        for email in split_child_values(student_email):
+            if not EMAIL_PATTERN.match(normalize_email(email)):
+                problems.append(
+                    RowError(row.line, columns.label("student_email"), email, "invalid email")
+                )
             # As written: a pending link shows it so (SPEC §9); it is compared casefolded.
-            child = (ChildBy.EMAIL, student_email.strip())
-        else:
-            problems.append(
-                RowError(row.line, columns.label("student_email"), student_email, "invalid email")
-            )
-    else:
+            children.append((ChildBy.EMAIL, email))
+    if not children:
         problems.append(
             RowError(row.line, columns.label(_child_field(columns)), "", "missing child")
         )
 
     rel_type = _relationship_type(row, columns, rules, problems)
 
-    if problems or parent is None or child is None or rel_type is None:
+    if problems or parent is None or not children or rel_type is None:
         for problem in problems:
             errors.add(problem)
-        return None
-    return LinkRecord(
-        line=row.line,
-        parent_by=parent[0],
-        parent_value=parent[1],
-        child_by=child[0],
-        child_value=child[1],
-        type=rel_type,
-        deleted=is_delete(values, columns),
-        other_parent_ids=tuple(parent_ids[1:]),
-    )
+        return []
+    deleted = is_delete(values, columns)
+    return [
+        LinkRecord(
+            line=row.line,
+            parent_by=parent[0],
+            parent_value=parent[1],
+            child_by=child_by,
+            child_value=child_value,
+            type=rel_type,
+            deleted=deleted,
+            other_parent_ids=tuple(parent_ids[1:]),
+        )
+        for child_by, child_value in children
+    ]

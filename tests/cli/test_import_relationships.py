@@ -96,6 +96,32 @@ def test_unknown_parent_is_a_row_error(syncd: Syncd, name: str) -> None:
     assert "unknown parent" in errors[0]["error"]
 
 
+def test_a_cell_naming_several_children_links_each_as_rows_would(syncd: Syncd, name: str) -> None:
+    # SPEC §2.3: `1;2`, `1,2` or `1|2` name both children, so no file has to be split.
+    _roster(syncd)
+    two_emails = "LENA.MUELLER@school.example, zoe.martin@school.example"
+    rows = [
+        ("katrin.mueller@home.example", "", "S1;S2", "Parent"),
+        ("peter.sorensen@home.example", "", "S3 | S9", "Guardian"),
+        ("sean.obrien@home.example", two_emails, "", ""),
+        ("nobody@home.example", "", "S1;S2", "Parent"),
+    ]
+    _import_sheet(syncd, name, rows)
+    assert syncd.links() == {
+        ("katrin.mueller", "S1", "active"),
+        ("katrin.mueller", "S2", "active"),
+        ("peter.sorensen", "S3", "active"),
+        ("peter.sorensen", "S9", "pending"),
+        ("sean.obrien", "S1", "active"),
+        ("sean.obrien", "S5", "active"),
+    }
+    counts = report(syncd, name)["counts"]
+    assert (counts["rows"], counts["links_created"], counts["pending"]) == (4, 5, 1)
+    # The unknown parent is one error of its row, not one per child it names.
+    errors = errors_rows(syncd, name)
+    assert [(e["row"], e["value"]) for e in errors] == [("5", "nobody@home.example")]
+
+
 def test_unknown_child_is_pending_and_resolved_when_its_student_arrives(
     syncd: Syncd, name: str
 ) -> None:

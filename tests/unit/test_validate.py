@@ -513,6 +513,27 @@ def test_relationships_parent_found_by_email_key_or_username() -> None:
     ]
 
 
+def test_relationships_cell_naming_several_children_gives_a_link_each() -> None:
+    records, errors = links(
+        columns(*RELATIONSHIP),
+        ("ann@example.org", "", "S1; S2|S1", "", ""),
+        ("bob@example.org", "", "", "a@example.org,b@example.org", ""),
+        ("cy@example.org", "", "", "a@example.org;not-an-email", ""),
+        ("di@example.org", "", ";", "", ""),
+    )
+    assert [(r.line, r.parent_value, r.child_value) for r in records] == [
+        (2, "ann@example.org", "S1"),
+        (2, "ann@example.org", "S2"),
+        (3, "bob@example.org", "a@example.org"),
+        (3, "bob@example.org", "b@example.org"),
+    ]
+    # One bad value rejects the whole row; a cell of separators names no child.
+    assert [(e.row, e.value, e.error) for e in errors.errors] == [
+        (4, "not-an-email", "invalid email"),
+        (5, "", "missing child"),
+    ]
+
+
 def test_relationships_child_is_the_child_field_value_else_email() -> None:
     records, errors = links(
         columns(*RELATIONSHIP),
