@@ -139,7 +139,10 @@ _STUDENT_COLUMN_ALIASES: dict[str, frozenset[str]] = {
 _RELATIONSHIP_ALIASES: dict[str, frozenset[str]] = {
     **_PARENT_COLUMN_ALIASES,
     **_STUDENT_COLUMN_ALIASES,
-    "relationship_type": _aliases("Relationship Type", "Relationship", "Role", "relationshipRole"),
+    # In a file of links, a bare `Type` can only be the link's type.
+    "relationship_type": _aliases(
+        "Relationship Type", "Relationship", "Role", "relationshipRole", "Type", "Relation type"
+    ),
     "status": _aliases("Status", "Action"),
 }
 

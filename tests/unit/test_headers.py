@@ -139,7 +139,10 @@ RELATIONSHIP_ALIASES = [
             "Child ID",
         ],
     ),
-    ("relationship_type", ["Relationship Type", "Relationship", "Role", "relationshipRole"]),
+    (
+        "relationship_type",
+        ["Relationship Type", "Relationship", "Role", "relationshipRole", "Type", "Relation type"],
+    ),
     ("status", ["Status", "Action"]),
 ]
 
