@@ -534,11 +534,17 @@ def plan_parent_links(
             for child_id, link in current.items():
                 if link.by_parents and child_id not in request.children:
                     plan.clears.append(LinkClear(link, Kind.PARENTS))
-        current_pending = (
+        stored = (
             pending_by_parent.get(request.parent_id, {}) if request.parent_id is not None else {}
         )
+        if not (stored or request.pending_values):
+            continue
+        # Compared as the child field compares (an email in another case is the same child:
+        # the stored pending link stays as first written, no drop and add).
+        current_pending = {child_lookup_value(child_field, v): p for v, p in stored.items()}
+        wanted = {child_lookup_value(child_field, v) for v in request.pending_values}
         for value, rel_type in request.pending_values.items():
-            if value not in current_pending:
+            if child_lookup_value(child_field, value) not in current_pending:
                 plan.pending_adds.append(
                     PendingAdd(
                         request.parent_key,
@@ -550,8 +556,8 @@ def plan_parent_links(
                     )
                 )
         if request.replace:
-            for value, pending in current_pending.items():
-                if value not in request.pending_values:
+            for lookup, pending in current_pending.items():
+                if lookup not in wanted:
                     plan.pending_drops.append(pending)
     return plan
 

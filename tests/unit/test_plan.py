@@ -570,6 +570,17 @@ def test_stored_pending_link_is_not_added_again() -> None:
     assert link_pairs(result.links) == {("P1", 101, 1, RelType.PARENT)}
 
 
+def test_pending_child_email_in_another_case_is_the_same_pending_link() -> None:
+    snapshot = snapshot_of(Kind.PARENTS, [parent("P1", "Kid@School.example")], {"P1": 101})
+    result = plan_parents(
+        [parent("P1", "kid@school.EXAMPLE")],
+        snapshot=snapshot,
+        child_field=ChildField.EMAIL,
+        existing_pending=[pending(1, 101, "Kid@School.example", Kind.PARENTS, "email")],
+    )
+    assert result.links.pending_adds == [] and result.links.pending_drops == []
+
+
 def test_full_parents_file_drops_pending_links_it_no_longer_names() -> None:
     snapshot = snapshot_of(Kind.PARENTS, [parent("P1", "S7;S8")], {"P1": 101})
     stored = [
