@@ -622,6 +622,7 @@ def resolve_pending(
     if not waiting:
         return
     indexes: dict[str, dict[str, list[StudentRef]]] = {}
+    resolved: list[tuple[Any, StudentRef]] = []
     for row in waiting:
         if row.child_field not in indexes:
             indexes[row.child_field] = store.student_index(
@@ -647,10 +648,14 @@ def resolve_pending(
         before = applied.counts.links_created
         apply_links(connection, sub_plan, context, _Silent(), applied, {}, provenance=False)
         applied.counts.links_created = before  # counted as resolved, not as created by the file
+        resolved.append((row, child))
+    parents = _sync_keys(connection, {row.parent_id for row, _ in resolved})
+    for row, child in resolved:
         events.add(
             audit.RELATIONSHIP_RESOLVED,
             person_id=row.parent_id,
             parent_id=row.parent_id,
+            parent=parents.get(row.parent_id),
             child_id=child.person_id,
             child=child.sync_key,
             child_value=row.child_value,

@@ -153,7 +153,7 @@ def test_unknown_child_is_pending_and_resolved_when_its_student_arrives(
     assert not [link for link in links if link[3] == "pending"]
     assert event_names(syncd).count("relationship.resolved") == 1
     resolved = syncd.events("relationship.resolved")[0]
-    assert resolved["child"] == "S9"
+    assert (resolved["parent"], resolved["child"]) == ("katrin.mueller", "S9")
 
 
 def test_relationship_type_mapping_from_the_source(syncd: Syncd, name: str) -> None:
