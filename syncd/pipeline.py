@@ -42,7 +42,7 @@ from syncd.db import apply as writes
 from syncd.db import store
 from syncd.db.schema import files
 from syncd.errors import FileFailed
-from syncd.formats.headers import ColumnMap
+from syncd.formats.headers import ColumnMap, detect_kind
 from syncd.model import (
     Counts,
     ErrorList,
@@ -242,7 +242,12 @@ class Pipeline:
 
     def _process(self, job: Job) -> FileResult:
         started = self.clock.monotonic()
-        result = FileResult(name=job.name)
+        # The kind the name says, for the report of a file that fails before its header is
+        # read (empty, unreadable); the header decides when the name does not.
+        result = FileResult(
+            name=job.name,
+            kind=job.kind or detect_kind(job.name, (), job.source.globs, job.source.child_column),
+        )
         size = job.path.stat().st_size
         result.sha256 = sha256_of(job.path)
         if not job.dry_run:

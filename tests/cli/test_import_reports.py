@@ -53,6 +53,7 @@ def test_report_of_a_failed_file_says_why(syncd: Syncd) -> None:
     assert set(document) >= REPORT_KEYS
     assert document["status"] == "failed"
     assert document["reason"] == "empty file"
+    assert document["kind"] == "students"  # from the name: the file has no header to read
 
 
 def test_report_names_the_encoding_found(syncd: Syncd) -> None:
