@@ -273,6 +273,10 @@ class Pipeline:
         except FileFailed as failure:
             result.status = FileStatus.FAILED
             result.reason = str(failure)
+            # Nothing of a failed file applies: its counts say what was read, not what its
+            # rolled-back plan would have changed.
+            read = result.counts
+            result.counts = Counts(rows=read.rows, rejected=read.rejected)
             if not job.dry_run:
                 self._record_outcome(job, result, audit.FILE_FAILED, level="error")
         finally:
