@@ -493,13 +493,26 @@ def _existing_pending(row: Any) -> ExistingPending:
     )
 
 
+_REL_TYPES = {rel_type.value: rel_type for rel_type in RelType}
+
+
 def links_of_parents(connection: sa.Connection, parent_ids: Iterable[int]) -> list[ExistingLink]:
-    ids = sorted(set(parent_ids))
-    found: list[ExistingLink] = []
-    for chunk in chunked(ids):
-        query = sa.select(links).where(links.c.parent_id.in_(chunk))
-        found.extend(_existing_link(row) for row in connection.execute(query))
-    return found
+    """Return the links of the given parents (through the driver: a changed parents file of
+    a district asks for tens of thousands)."""
+    rows = driver_rows_in(
+        connection,
+        "SELECT id, parent_id, child_id, type, by_parents, by_relationships, manual, source "
+        "FROM links WHERE parent_id IN",
+        (),
+        sorted(set(parent_ids)),
+    )
+    types = _REL_TYPES
+    return [
+        ExistingLink(link_id, parent_id, child_id, types[type_], bool(by_parents),
+                     bool(by_relationships), manual, source)
+        for link_id, parent_id, child_id, type_, by_parents, by_relationships, manual, source
+        in rows
+    ]  # fmt: skip
 
 
 def relationship_links_of_source(
