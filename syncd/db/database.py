@@ -90,9 +90,18 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# libpq also takes secrets as URL parameters (?password=…, ?sslpassword=…).
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
 def describe(url: str) -> str:
-    """Return the URL without its password, for messages."""
-    return sa.engine.make_url(url).render_as_string(hide_password=True)
+    """Return the URL without its password (user:***@ or ?password=***), for messages."""
+    parsed = sa.engine.make_url(url)
+    hidden = {name for name in parsed.query if name.casefold() in _SECRET_PARAMETERS}
+    if hidden:
+        parsed = parsed.update_query_dict({name: "HIDDEN" for name in hidden})
+    # The placeholder goes in as a plain word: "***" would be rendered percent-encoded.
+    return parsed.render_as_string(hide_password=True).replace("=HIDDEN", "=***")
 
 
 def open_database(url: str) -> Engine:

@@ -282,3 +282,16 @@ def test_debug_shows_a_traceback_where_a_normal_run_shows_one_line(
     assert debug.returncode != 0
     assert "Traceback" in debug.stderr
     assert "max_deactivte" in debug.stderr
+
+
+def test_database_password_in_the_url_query_is_never_shown(syncd_sqlite: Syncd) -> None:
+    # libpq takes the password as a parameter too (?password=…); hide it as in user:pw@.
+    syncd_sqlite.database_url = (
+        "postgresql+psycopg://postgres@127.0.0.1:1/none?password=DbSecret9&sslpassword=KeySecret8"
+    )
+    syncd_sqlite.configure()
+    outcome = syncd_sqlite("check-config")
+    assert outcome.exit_code == 3
+    line = _one_line(outcome)
+    assert "DbSecret9" not in line and "KeySecret8" not in line
+    assert "127.0.0.1:1/none" in line
