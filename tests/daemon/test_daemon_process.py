@@ -92,6 +92,35 @@ def test_sighup_reloads_config_and_watches_the_new_source(
     assert process.wait(timeout=20) == 0
 
 
+def test_sighup_with_a_broken_config_still_reopens_the_rotated_audit_log(
+    daemon: tuple[subprocess.Popen[bytes], Path],
+) -> None:
+    process, root = daemon
+    config = root / "config.toml"
+    good = config.read_text()
+    (root / "audit.jsonl").rename(root / "audit.jsonl.1")  # logrotate
+    config.write_text(good + "bogus = 1\n")
+    process.send_signal(signal.SIGHUP)
+    # The reload is refused, but the log is reopened: the refusal is in the new file.
+    assert wait_for(lambda: bool(events(root, "config.reloaded")))
+    refused = events(root, "config.reloaded")[0]
+    assert refused["level"] == "error" and "bogus" in str(refused["error"])
+    # An audit path that cannot be opened refuses the reload too; the daemon keeps running
+    # on the old configuration and its old log.
+    (root / "logs").mkdir()
+    config.write_text(good.replace(str(root / "audit.jsonl"), str(root / "logs")))
+    process.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: len(events(root, "config.reloaded")) == 2)
+    refused = events(root, "config.reloaded")[1]
+    assert refused["level"] == "error" and "audit.path" in str(refused["error"])
+    assert process.poll() is None
+    (root / "district-a" / "students.csv").write_text(STUDENTS)
+    assert wait_for(lambda: bool(events(root, "file.applied")), timeout=10)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    assert [e["event"] for e in events(root)][-1] == "daemon.stopped"
+
+
 def test_sigterm_during_apply_leaves_database_and_file_consistent(
     daemon: tuple[subprocess.Popen[bytes], Path],
 ) -> None:
