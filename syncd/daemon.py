@@ -317,10 +317,14 @@ class Daemon:
             if runner.lock is not None and not self._lead(runner):
                 return
             runner.rescan.clear()
-            runner.poll(wait_for_young=False)
+            result = runner.poll(wait_for_young=False)
             while runner.rescan.is_set() and not self.stop.is_set():
                 runner.rescan.clear()
-                runner.poll(wait_for_young=False)
+                result = runner.poll(wait_for_young=False)
+            if result.waiting and runner.config.poll is None and not runner.config.done_marker:
+                # A cron-only source would leave a file that is not yet min_age old until
+                # the next cron run (an SFTP file is never old at its first listing).
+                self._poll_at(name, max(runner.config.min_age, FIRST_RETRY))
         except UnreachableError:
             self._reschedule(name, runner.retry_in())
         except Exception as error:  # noqa: BLE001 - a job error must never kill the daemon
@@ -349,18 +353,34 @@ class Daemon:
             audit.emit(audit.SOURCE_RELEASED, source=runner.config.name, site=runner.config.site)
 
     def _reschedule(self, name: str, delay: timedelta) -> None:
+        self._poll_at(name, delay)
+
+    def _poll_at(self, name: str, delay: timedelta) -> None:
+        """Run a source's :poll job after `delay` (a retry, a file event, a young file)."""
+        when = self.app.clock.now() + delay
         job = self.scheduler.get_job(f"{name}:poll")
         if job is not None:
-            job.modify(next_run_time=self.app.clock.now() + delay)
+            job.modify(next_run_time=when)
+            return
+        if name not in self.runners:
+            return
+        # A cron-only source's :poll is a one-off job that APScheduler drops once it ran:
+        # without a new one its retries and file events would wait for the next cron run.
+        self.scheduler.add_job(
+            self._job,
+            "date",
+            args=[name],
+            id=f"{name}:poll",
+            next_run_time=when,
+            replace_existing=True,
+        )
 
     def run_now(self, name: str) -> None:
         """Bring a source's next poll forward (a file event arrived)."""
         runner = self.runners.get(name)
         if runner is not None:
             runner.rescan.set()
-        job = self.scheduler.get_job(f"{name}:poll")
-        if job is not None:
-            job.modify(next_run_time=self.app.clock.now())
+        self._poll_at(name, timedelta(0))
 
     def _schedule_all(self) -> None:
         from apscheduler.triggers.cron import CronTrigger

@@ -121,6 +121,30 @@ def test_sighup_with_a_broken_config_still_reopens_the_rotated_audit_log(
     assert [e["event"] for e in events(root)][-1] == "daemon.stopped"
 
 
+def test_cron_only_source_reacts_to_file_events_and_repolls_young_files(tmp_path: Path) -> None:
+    config = write_config(tmp_path, ["district-a"])
+    # Nightly cron only, no poll interval: the one-off first poll is gone once it ran.
+    text = config.read_text().replace('poll = "60s"', 'cron = "0 2 * * *"')
+    config.write_text(text.replace('min_age = "0s"', 'min_age = "2s"'))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "--config", str(config), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert wait_for(lambda: bool(events(tmp_path, "source.polled")))
+        (tmp_path / "district-a" / "students.csv").write_text(STUDENTS)
+        # The event's poll finds the file younger than min_age; it is looked at again then,
+        # not at the next night's cron.
+        assert wait_for(lambda: bool(events(tmp_path, "file.applied")), timeout=15)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_sigterm_during_apply_leaves_database_and_file_consistent(
     daemon: tuple[subprocess.Popen[bytes], Path],
 ) -> None:
