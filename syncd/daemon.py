@@ -286,9 +286,11 @@ class Daemon:
                 raise ConfigError(
                     f"metrics.listen {host}:{port}: cannot listen ({error.strerror})"
                 ) from error
-        self.scheduler.start()
+        # Jobs added before start() wait for it: daemon.started is the first event of a run,
+        # before any poll's (alerts and readers of the log key on it).
         self._schedule_all()
         audit.emit(audit.DAEMON_STARTED, pid=os.getpid(), sources=sorted(self.runners), run_id=None)
+        self.scheduler.start()
         _notify("READY=1")
         while not self.stop.is_set():
             self.wake.wait(timeout=5.0)

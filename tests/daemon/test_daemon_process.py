@@ -76,6 +76,28 @@ def test_file_dropped_while_running_is_applied_at_once(
     assert [e["event"] for e in events(root)][-1] == "daemon.stopped"
 
 
+def test_daemon_started_comes_before_the_first_poll_events(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [f"district-{letter}" for letter in "abcdef"])
+    for letter in "abcdef":
+        (tmp_path / f"district-{letter}").mkdir()
+        (tmp_path / f"district-{letter}" / "students.csv").write_text(STUDENTS)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "--config", str(config), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert wait_for(lambda: len(events(tmp_path, "file.applied")) == 6)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    names = [e["event"] for e in events(tmp_path)]
+    assert names[0] == "daemon.started" and names[-1] == "daemon.stopped"
+
+
 def test_sighup_reloads_config_and_watches_the_new_source(
     daemon: tuple[subprocess.Popen[bytes], Path],
 ) -> None:
