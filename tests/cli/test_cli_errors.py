@@ -295,3 +295,12 @@ def test_database_password_in_the_url_query_is_never_shown(syncd_sqlite: Syncd) 
     line = _one_line(outcome)
     assert "DbSecret9" not in line and "KeySecret8" not in line
     assert "127.0.0.1:1/none" in line
+
+
+def test_database_url_with_a_bad_port_exits_2_naming_the_key(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.database_url = "postgresql+psycopg://postgres:DbSecret9@127.0.0.1:notaport/db"
+    syncd_sqlite.configure()
+    outcome = syncd_sqlite("status")
+    assert outcome.exit_code == 2
+    line = _one_line(outcome)
+    assert "database.url" in line and "port" in line and "DbSecret9" not in line
