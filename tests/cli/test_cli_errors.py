@@ -304,3 +304,19 @@ def test_database_url_with_a_bad_port_exits_2_naming_the_key(syncd_sqlite: Syncd
     assert outcome.exit_code == 2
     line = _one_line(outcome)
     assert "database.url" in line and "port" in line and "DbSecret9" not in line
+
+
+def test_newer_schema_says_to_install_a_newer_syncd_not_to_upgrade_the_database(
+    syncd: Syncd,
+) -> None:
+    # syncd was rolled back after a `db upgrade`: `db upgrade` cannot help.
+    assert syncd("db", "upgrade").exit_code == 0
+    engine = sa.create_engine(syncd.database_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    for command in (("status",), ("db", "upgrade")):
+        outcome = syncd(*command)
+        assert outcome.exit_code == 2, outcome.stderr
+        line = _one_line(outcome)
+        assert "newer" in line and "run syncd db upgrade" not in line
