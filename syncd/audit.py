@@ -181,9 +181,10 @@ class _ReopenableFile:
 
     def reopen(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-            self._open()
+            old = self._file
+            self._open()  # raises OSError with the old file still in place
+            if old is not None:
+                old.close()
 
     def close(self) -> None:
         with self._lock:
@@ -205,12 +206,14 @@ _sink: _ReopenableFile | None = None
 
 
 def configure(path: str) -> None:
-    """Send audit events as JSON lines to `path` ("-" = stdout)."""
+    """Send audit events as JSON lines to `path` ("-" = stdout); raise OSError if it fails."""
     global _sink
+    # Open the new file first: when it cannot be opened (SIGHUP with a wrong audit.path)
+    # the events keep going to the old one.
+    sink = _ReopenableFile(path)
     if _sink is not None:
         _sink.close()
-    _sink = _ReopenableFile(path)
-    sink = _sink
+    _sink = sink
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

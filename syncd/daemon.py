@@ -286,9 +286,11 @@ class Daemon:
                 raise ConfigError(
                     f"metrics.listen {host}:{port}: cannot listen ({error.strerror})"
                 ) from error
-        self.scheduler.start()
+        # Jobs added before start() wait for it: daemon.started is the first event of a run,
+        # before any poll's (alerts and readers of the log key on it).
         self._schedule_all()
         audit.emit(audit.DAEMON_STARTED, pid=os.getpid(), sources=sorted(self.runners), run_id=None)
+        self.scheduler.start()
         _notify("READY=1")
         while not self.stop.is_set():
             self.wake.wait(timeout=5.0)
@@ -317,10 +319,14 @@ class Daemon:
             if runner.lock is not None and not self._lead(runner):
                 return
             runner.rescan.clear()
-            runner.poll(wait_for_young=False)
+            result = runner.poll(wait_for_young=False)
             while runner.rescan.is_set() and not self.stop.is_set():
                 runner.rescan.clear()
-                runner.poll(wait_for_young=False)
+                result = runner.poll(wait_for_young=False)
+            if result.waiting and runner.config.poll is None and not runner.config.done_marker:
+                # A cron-only source would leave a file that is not yet min_age old until
+                # the next cron run (an SFTP file is never old at its first listing).
+                self._poll_at(name, max(runner.config.min_age, FIRST_RETRY))
         except UnreachableError:
             self._reschedule(name, runner.retry_in())
         except Exception as error:  # noqa: BLE001 - a job error must never kill the daemon
@@ -349,18 +355,34 @@ class Daemon:
             audit.emit(audit.SOURCE_RELEASED, source=runner.config.name, site=runner.config.site)
 
     def _reschedule(self, name: str, delay: timedelta) -> None:
+        self._poll_at(name, delay)
+
+    def _poll_at(self, name: str, delay: timedelta) -> None:
+        """Run a source's :poll job after `delay` (a retry, a file event, a young file)."""
+        when = self.app.clock.now() + delay
         job = self.scheduler.get_job(f"{name}:poll")
         if job is not None:
-            job.modify(next_run_time=self.app.clock.now() + delay)
+            job.modify(next_run_time=when)
+            return
+        if name not in self.runners:
+            return
+        # A cron-only source's :poll is a one-off job that APScheduler drops once it ran:
+        # without a new one its retries and file events would wait for the next cron run.
+        self.scheduler.add_job(
+            self._job,
+            "date",
+            args=[name],
+            id=f"{name}:poll",
+            next_run_time=when,
+            replace_existing=True,
+        )
 
     def run_now(self, name: str) -> None:
         """Bring a source's next poll forward (a file event arrived)."""
         runner = self.runners.get(name)
         if runner is not None:
             runner.rescan.set()
-        job = self.scheduler.get_job(f"{name}:poll")
-        if job is not None:
-            job.modify(next_run_time=self.app.clock.now())
+        self._poll_at(name, timedelta(0))
 
     def _schedule_all(self) -> None:
         from apscheduler.triggers.cron import CronTrigger
@@ -412,10 +434,24 @@ class Daemon:
         try:
             config = load_config(find_config_path(self.app.config_option))
         except SyncdError as error:
+            # logrotate sends SIGHUP after moving the log: reopen it even when the new
+            # configuration is refused, or the events go on into the rotated file.
+            audit.reopen()
             audit.emit(audit.CONFIG_RELOADED, level="error", error=str(error))
             return
+        try:
+            audit.configure(config.audit_path)  # reopens the log (logrotate) or a new path
+        except OSError as error:
+            # Refuse the reload as for any configuration error; the daemon keeps running.
+            audit.reopen()
+            audit.emit(
+                audit.CONFIG_RELOADED,
+                level="error",
+                error=f"{config.path}: audit.path: cannot open {config.audit_path}: "
+                f"{error.strerror or error}",
+            )
+            return
         self.app._config = config  # later commands of this App see the new file
-        audit.configure(config.audit_path)  # reopens the log (logrotate) or opens a new path
         # Wait for running jobs of the old configuration before replacing them.
         self.scheduler.pause()
         self._unschedule_all()

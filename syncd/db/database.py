@@ -90,9 +90,18 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# libpq also takes secrets as URL parameters (?password=…, ?sslpassword=…).
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
 def describe(url: str) -> str:
-    """Return the URL without its password, for messages."""
-    return sa.engine.make_url(url).render_as_string(hide_password=True)
+    """Return the URL without its password (user:***@ or ?password=***), for messages."""
+    parsed = sa.engine.make_url(url)
+    hidden = {name for name in parsed.query if name.casefold() in _SECRET_PARAMETERS}
+    if hidden:
+        parsed = parsed.update_query_dict({name: "HIDDEN" for name in hidden})
+    # The placeholder goes in as a plain word: "***" would be rendered percent-encoded.
+    return parsed.render_as_string(hide_password=True).replace("=HIDDEN", "=***")
 
 
 def open_database(url: str) -> Engine:
@@ -118,11 +127,23 @@ def open_database(url: str) -> Engine:
         ) from error
     if current != head_revision():
         engine.dispose()
+        _refuse_newer(current)
         raise SchemaOutdated(
             f"database schema is at {current}, this syncd needs {head_revision()}: "
             "run syncd db upgrade"
         )
     return engine
+
+
+def _refuse_newer(current: str) -> None:
+    """Raise SchemaOutdated when the database was migrated by a newer syncd than this one."""
+    # Revisions are numbered ("0005"), so a later one sorts after the head. Without this
+    # a rolled-back syncd says "run syncd db upgrade", which then fails on the revision.
+    if current > head_revision():
+        raise SchemaOutdated(
+            f"database schema is at {current}, newer than this syncd knows "
+            f"({head_revision()}): run the syncd version that upgraded it"
+        )
 
 
 def upgrade_database(url: str) -> tuple[str | None, str]:
@@ -131,6 +152,8 @@ def upgrade_database(url: str) -> tuple[str | None, str]:
     try:
         with engine.begin() as connection:
             before = current_revision(connection)
+            if before is not None:
+                _refuse_newer(before)
             _upgrade(connection)
     except sa.exc.OperationalError as error:
         raise DatabaseUnreachable(

@@ -78,6 +78,9 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+_NO_HANDSHAKE = frozenset({"No existing session", "Error reading SSH protocol banner"})
+
+
 def _reason(error: BaseException) -> str:
     """Return a short, secret-free description of a connection or I/O failure."""
     if isinstance(error, socket.gaierror):
@@ -97,6 +100,9 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror:
         return _one_line(error.strerror)
     text = _one_line(str(error)).rstrip(" :")
+    if text in _NO_HANDSHAKE:
+        # A server that accepts TCP but never speaks SSH: paramiko says either, by a race.
+        return "the SSH handshake did not complete (no SSH banner?)"
     return text or type(error).__name__
 
 

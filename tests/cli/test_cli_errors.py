@@ -282,3 +282,41 @@ def test_debug_shows_a_traceback_where_a_normal_run_shows_one_line(
     assert debug.returncode != 0
     assert "Traceback" in debug.stderr
     assert "max_deactivte" in debug.stderr
+
+
+def test_database_password_in_the_url_query_is_never_shown(syncd_sqlite: Syncd) -> None:
+    # libpq takes the password as a parameter too (?password=…); hide it as in user:pw@.
+    syncd_sqlite.database_url = (
+        "postgresql+psycopg://postgres@127.0.0.1:1/none?password=DbSecret9&sslpassword=KeySecret8"
+    )
+    syncd_sqlite.configure()
+    outcome = syncd_sqlite("check-config")
+    assert outcome.exit_code == 3
+    line = _one_line(outcome)
+    assert "DbSecret9" not in line and "KeySecret8" not in line
+    assert "127.0.0.1:1/none" in line
+
+
+def test_database_url_with_a_bad_port_exits_2_naming_the_key(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.database_url = "postgresql+psycopg://postgres:DbSecret9@127.0.0.1:notaport/db"
+    syncd_sqlite.configure()
+    outcome = syncd_sqlite("status")
+    assert outcome.exit_code == 2
+    line = _one_line(outcome)
+    assert "database.url" in line and "port" in line and "DbSecret9" not in line
+
+
+def test_newer_schema_says_to_install_a_newer_syncd_not_to_upgrade_the_database(
+    syncd: Syncd,
+) -> None:
+    # syncd was rolled back after a `db upgrade`: `db upgrade` cannot help.
+    assert syncd("db", "upgrade").exit_code == 0
+    engine = sa.create_engine(syncd.database_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    for command in (("status",), ("db", "upgrade")):
+        outcome = syncd(*command)
+        assert outcome.exit_code == 2, outcome.stderr
+        line = _one_line(outcome)
+        assert "newer" in line and "run syncd db upgrade" not in line

@@ -76,6 +76,28 @@ def test_file_dropped_while_running_is_applied_at_once(
     assert [e["event"] for e in events(root)][-1] == "daemon.stopped"
 
 
+def test_daemon_started_comes_before_the_first_poll_events(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [f"district-{letter}" for letter in "abcdef"])
+    for letter in "abcdef":
+        (tmp_path / f"district-{letter}").mkdir()
+        (tmp_path / f"district-{letter}" / "students.csv").write_text(STUDENTS)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "--config", str(config), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert wait_for(lambda: len(events(tmp_path, "file.applied")) == 6)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    names = [e["event"] for e in events(tmp_path)]
+    assert names[0] == "daemon.started" and names[-1] == "daemon.stopped"
+
+
 def test_sighup_reloads_config_and_watches_the_new_source(
     daemon: tuple[subprocess.Popen[bytes], Path],
 ) -> None:
@@ -90,6 +112,59 @@ def test_sighup_reloads_config_and_watches_the_new_source(
     )
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0
+
+
+def test_sighup_with_a_broken_config_still_reopens_the_rotated_audit_log(
+    daemon: tuple[subprocess.Popen[bytes], Path],
+) -> None:
+    process, root = daemon
+    config = root / "config.toml"
+    good = config.read_text()
+    (root / "audit.jsonl").rename(root / "audit.jsonl.1")  # logrotate
+    config.write_text(good + "bogus = 1\n")
+    process.send_signal(signal.SIGHUP)
+    # The reload is refused, but the log is reopened: the refusal is in the new file.
+    assert wait_for(lambda: bool(events(root, "config.reloaded")))
+    refused = events(root, "config.reloaded")[0]
+    assert refused["level"] == "error" and "bogus" in str(refused["error"])
+    # An audit path that cannot be opened refuses the reload too; the daemon keeps running
+    # on the old configuration and its old log.
+    (root / "logs").mkdir()
+    config.write_text(good.replace(str(root / "audit.jsonl"), str(root / "logs")))
+    process.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: len(events(root, "config.reloaded")) == 2)
+    refused = events(root, "config.reloaded")[1]
+    assert refused["level"] == "error" and "audit.path" in str(refused["error"])
+    assert process.poll() is None
+    (root / "district-a" / "students.csv").write_text(STUDENTS)
+    assert wait_for(lambda: bool(events(root, "file.applied")), timeout=10)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    assert [e["event"] for e in events(root)][-1] == "daemon.stopped"
+
+
+def test_cron_only_source_reacts_to_file_events_and_repolls_young_files(tmp_path: Path) -> None:
+    config = write_config(tmp_path, ["district-a"])
+    # Nightly cron only, no poll interval: the one-off first poll is gone once it ran.
+    text = config.read_text().replace('poll = "60s"', 'cron = "0 2 * * *"')
+    config.write_text(text.replace('min_age = "0s"', 'min_age = "2s"'))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "--config", str(config), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert wait_for(lambda: bool(events(tmp_path, "source.polled")))
+        (tmp_path / "district-a" / "students.csv").write_text(STUDENTS)
+        # The event's poll finds the file younger than min_age; it is looked at again then,
+        # not at the next night's cron.
+        assert wait_for(lambda: bool(events(tmp_path, "file.applied")), timeout=15)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def test_sigterm_during_apply_leaves_database_and_file_consistent(
