@@ -83,6 +83,9 @@ class SourceRunner:
     # (APScheduler skips a run-now while the job is still running).
     rescan: threading.Event = field(default_factory=threading.Event)
     metrics: Metrics | None = None
+    # Held while a pass runs: a source's poll and cron jobs are two APScheduler jobs, each
+    # limited to one instance, but they must not run the same source at once.
+    running: threading.Lock = field(default_factory=threading.Lock)
 
     def poll(self, wait_for_young: bool) -> PassResult:
         """Run one pass; raise UnreachableError (after recording it) when the source fails."""
@@ -315,6 +318,15 @@ class Daemon:
         runner = self.runners.get(name)
         if runner is None or self.stop.is_set():
             return
+        if not runner.running.acquire(blocking=False):
+            runner.rescan.set()  # the pass in hand lists the folder once more instead
+            return
+        try:
+            self._run_source(name, runner)
+        finally:
+            runner.running.release()
+
+    def _run_source(self, name: str, runner: SourceRunner) -> None:
         try:
             if runner.lock is not None and not self._lead(runner):
                 return
