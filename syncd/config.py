@@ -21,7 +21,7 @@ from enum import StrEnum
 from pathlib import Path, PurePath, PurePosixPath
 from types import MappingProxyType
 from typing import Any, NoReturn, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from syncd.errors import ConfigError, UsageError
@@ -720,6 +720,19 @@ def _optional_env_name(raw: Mapping[str, Any], name: str, key: str) -> str | Non
     return value
 
 
+def _check_connection_options(query: str, key: str) -> None:
+    """Raise _Invalid for a URL parameter libpq does not know (it would fail every command
+    as an "unexpected error"); the values are never echoed (a password may be one)."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import make_conninfo
+
+    options = {name: "x" for name, _ in parse_qsl(query, keep_blank_values=True)}
+    try:
+        make_conninfo("", **options)
+    except ProgrammingError as error:
+        raise _Invalid(key, str(error).splitlines()[0]) from None
+
+
 def _database_url(value: object, config_dir: Path) -> str:
     key = "database.url"
     # Never echo the URL: it may hold a database password.
@@ -734,6 +747,7 @@ def _database_url(value: object, config_dir: Path) -> str:
         except ValueError:
             # Checked here: later it is an "unexpected error" (exit 1) naming no key.
             raise _Invalid(key, "the port must be a number from 1 to 65535") from None
+        _check_connection_options(urlsplit(url).query, key)
         # psycopg 3 is the driver syncd ships with; plain postgresql:// would want psycopg2.
         return url if match.group(2) else "postgresql+psycopg://" + match.group(3)
     rest = match.group(3)
