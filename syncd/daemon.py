@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -396,17 +396,20 @@ class Daemon:
             runner.rescan.set()
         self._poll_at(name, timedelta(0))
 
-    def _schedule_all(self) -> None:
+    def _schedule_all(self, held: Mapping[str, SourceLock] | None = None) -> None:
+        """Add a runner and its jobs for each selected source; `held`: locks kept from
+        before a reload."""
         from apscheduler.triggers.cron import CronTrigger
         from apscheduler.triggers.interval import IntervalTrigger
 
         postgres = self.app.engine.dialect.name == "postgresql"
+        held = held or {}
         for config in _selected(self.app, self.source_name):
             runner = SourceRunner(
                 self.app, config, should_stop=self.stop.is_set, metrics=self.metrics
             )
             if postgres:
-                runner.lock = SourceLock(self.app.engine, config.name)
+                runner.lock = held.get(config.name) or SourceLock(self.app.engine, config.name)
             self.runners[config.name] = runner
             interval = config.poll or (None if config.cron else timedelta(seconds=60))
             if interval is not None:
@@ -434,13 +437,21 @@ class Daemon:
                     )
         self._start_observer()
 
-    def _unschedule_all(self) -> None:
+    def _unschedule_all(self, staying: Collection[str]) -> dict[str, SourceLock]:
+        """Remove every job and runner; return the locks this daemon holds of the sources
+        `staying` (a reload keeps leading them: releasing would let a standby daemon take
+        over for a moment, and log source.released/acquired at every SIGHUP)."""
         self._stop_observer()
         for job in self.scheduler.get_jobs():
             job.remove()
-        for runner in self.runners.values():
-            self._release(runner)
+        kept: dict[str, SourceLock] = {}
+        for name, runner in self.runners.items():
+            if name in staying and runner.lock is not None and runner.lock.connection is not None:
+                kept[name] = runner.lock
+            else:
+                self._release(runner)
         self.runners.clear()
+        return kept
 
     def _reload(self) -> None:
         try:
@@ -466,8 +477,9 @@ class Daemon:
         self.app._config = config  # later commands of this App see the new file
         # Wait for running jobs of the old configuration before replacing them.
         self.scheduler.pause()
-        self._unschedule_all()
-        self._schedule_all()
+        staying = {source.name for source in _selected(self.app, self.source_name)}
+        held = self._unschedule_all(staying)
+        self._schedule_all(held)
         self.scheduler.resume()
         audit.emit(audit.CONFIG_RELOADED, sources=sorted(self.runners))
 

@@ -73,3 +73,24 @@ def test_one_daemon_leads_a_source_and_another_takes_over(
     processes[other].send_signal(signal.SIGTERM)
     assert processes[other].wait(timeout=20) == 0
     assert events(homes[other], "source.released")
+
+
+def test_a_reload_keeps_the_lock_of_a_source_the_leader_still_works(
+    two_daemons: tuple[list[subprocess.Popen[bytes]], list[Path], Path],
+) -> None:
+    processes, homes, drop = two_daemons
+
+    def leaders() -> list[int]:
+        return [i for i, home in enumerate(homes) if events(home, "source.acquired")]
+
+    assert wait_for(lambda: len(leaders()) == 1)
+    leader = leaders()[0]
+    other = 1 - leader
+    processes[leader].send_signal(signal.SIGHUP)
+    assert wait_for(lambda: bool(events(homes[leader], "config.reloaded")))
+    # The next polls go on under the same lock: no gap for the standby to take over.
+    (drop / "students.csv").write_text(STUDENTS)
+    assert wait_for(lambda: bool(events(homes[leader], "file.applied")))
+    assert not events(homes[leader], "source.released")
+    assert len(events(homes[leader], "source.acquired")) == 1
+    assert not events(homes[other], "source.acquired")
