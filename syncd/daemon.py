@@ -359,6 +359,16 @@ class Daemon:
         leading = runner.lock.acquire()
         if leading and not was_leading:
             audit.emit(audit.SOURCE_ACQUIRED, source=runner.config.name, site=runner.config.site)
+        elif was_leading and not leading:
+            # The lock's session was lost (database restart, network) and another daemon
+            # leads now: say so, as a release, so the trail shows who worked the source.
+            audit.emit(
+                audit.SOURCE_RELEASED,
+                level="warning",
+                source=runner.config.name,
+                site=runner.config.site,
+                reason="the lock's database session was lost",
+            )
         return leading
 
     def _release(self, runner: SourceRunner) -> None:

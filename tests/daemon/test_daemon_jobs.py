@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
+from structlog.testing import capture_logs
+
 from syncd.cli import App
-from syncd.daemon import Daemon, SourceRunner
+from syncd.daemon import Daemon, SourceLock, SourceRunner
 
 STUDENTS = "SyncID,First name,Last name\nS1,Lena,Müller\n"
 
 
-def _app(root: Path) -> App:
+def _app(root: Path, database_url: str | None = None) -> App:
     (root / "drop").mkdir()
     config = root / "config.toml"
+    database_url = database_url or f"sqlite:///{root / 'syncd.db'}"
     config.write_text(
-        f'[database]\nurl = "sqlite:///{root / "syncd.db"}"\n'
+        f'[database]\nurl = "{database_url}"\n'
         f'[audit]\npath = "{root / "audit.jsonl"}"\n'
         '[[sources]]\nname = "a"\nurl = "file:drop"\npoll = "60s"\ncron = "0 2 * * *"\n'
         'min_age = "0s"\n',
@@ -38,3 +42,36 @@ def test_a_job_arriving_while_its_source_runs_leaves_it_a_rescan(tmp_path: Path)
     assert list((tmp_path / "drop" / "archive").rglob("students.csv"))
     assert not runner.running.locked()
     app.close()
+
+
+def test_a_leader_whose_lock_session_is_lost_says_it_released_the_source(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    app = _app(tmp_path, postgres_url)
+    daemon = Daemon(app, None)
+    [config] = app.config.sources
+    runner = SourceRunner(app, config)
+    runner.lock = SourceLock(app.engine, config.name)
+    with capture_logs() as logged:
+        assert daemon._lead(runner)
+    assert [e["event"] for e in logged] == ["source.acquired"]
+    other = sa.create_engine(postgres_url)
+    try:
+        with other.connect() as connection:
+            # The database drops the leader's session; another daemon takes the lock.
+            connection.execute(
+                sa.text("SELECT pg_terminate_backend(:pid)"),
+                {"pid": runner.lock.connection.connection.driver_connection.info.backend_pid},
+            )
+            assert connection.execute(
+                sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": runner.lock.key}
+            ).scalar_one()
+            with capture_logs() as logged:
+                assert not daemon._lead(runner)
+            assert [(e["event"], e["log_level"]) for e in logged] == [
+                ("source.released", "warning")
+            ]
+            connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": runner.lock.key})
+    finally:
+        other.dispose()
+        app.close()
