@@ -225,14 +225,25 @@ def run_pass(app: App, source_name: str | None) -> int:
     """One pass over the selected sources; return the exit code (0, 1 failed/held, 3)."""
     app.engine  # noqa: B018 - reach the database before touching any folder
     unreachable = failed = 0
-    for config in _selected(app, source_name):
-        try:
-            result = SourceRunner(app, config).poll(wait_for_young=True)
-        except UnreachableError as error:
-            unreachable += 1
-            click.echo(f"syncd: {error}", err=True)
-            continue
-        failed += result.failed + result.held
+    # SIGTERM (systemctl stop of a timer's run) as for the daemon: the file in hand finishes
+    # or rolls back, the rest waits in processing/ for the next pass, exit 0.
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        for config in _selected(app, source_name):
+            if stop.is_set():
+                break
+            try:
+                result = SourceRunner(app, config, should_stop=stop.is_set).poll(
+                    wait_for_young=True
+                )
+            except UnreachableError as error:
+                unreachable += 1
+                click.echo(f"syncd: {error}", err=True)
+                continue
+            failed += result.failed + result.held
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if unreachable:
         return 3
     return 1 if failed else 0

@@ -264,3 +264,35 @@ def test_metrics_and_health_are_served_when_configured(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_sigterm_during_run_once_exits_0_leaving_the_files_for_the_next_pass(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path, ["district-a"])
+    config.write_text(config.read_text().replace('min_age = "0s"', 'min_age = "3s"'))
+    drop = tmp_path / "district-a"
+    drop.mkdir()
+    (drop / "students.csv").write_text(STUDENTS)  # young: the pass waits min_age for it
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "--config", str(config), "run", "--once"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert wait_for(lambda: (drop / "processing").is_dir())  # the pass is under way
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert not events(tmp_path, "file.applied")
+    # The next pass takes up what the stopped one left.
+    again = subprocess.run(
+        [sys.executable, "-m", "syncd", "--config", str(config), "run", "--once"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert again.returncode == 0, again.stderr
+    assert len(events(tmp_path, "file.applied")) == 1
