@@ -17,6 +17,7 @@ import io
 import logging
 import os
 import posixpath
+import re
 import secrets
 import socket
 import stat
@@ -78,7 +79,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-_NO_HANDSHAKE = frozenset({"No existing session", "Error reading SSH protocol banner"})
+_NO_HANDSHAKE = ("No existing session", "Error reading SSH protocol banner")
 
 
 def _reason(error: BaseException) -> str:
@@ -100,9 +101,13 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror:
         return _one_line(error.strerror)
     text = _one_line(str(error)).rstrip(" :")
-    if text in _NO_HANDSHAKE:
-        # A server that accepts TCP but never speaks SSH: paramiko says either, by a race.
-        return "the SSH handshake did not complete (no SSH banner?)"
+    if text.startswith(_NO_HANDSHAKE):
+        # A server that accepts TCP but never speaks SSH: paramiko says either, by a race,
+        # the banner error with its cause glued on ("...banner[Errno 104] Connection reset").
+        cause = text.removeprefix(_NO_HANDSHAKE[1]).removeprefix(_NO_HANDSHAKE[0]).strip()
+        cause = re.sub(r"^\[Errno \d+\]\s*", "", cause)
+        suffix = f": {cause[:1].lower()}{cause[1:]}" if cause else ""
+        return f"the SSH handshake did not complete (no SSH banner?){suffix}"
     return text or type(error).__name__
 
 

@@ -249,6 +249,22 @@ class Sshd:
         else:
             self._session_pids = children  # killed at teardown
         self.process = None
+        self._wait_until_refused()
+
+    def _wait_until_refused(self) -> None:
+        """Return once the port refuses connections: a child forked for a connection may
+        hold the listening socket for a moment after the listener exited (a test that
+        connects then would get a reset, not the refusal of a server that is gone)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    pass
+            except ConnectionRefusedError:
+                return
+            except OSError:
+                pass
+            time.sleep(0.02)
 
     def restart(self) -> None:
         """Stop (sessions too) and start again on the same port with the same keys."""

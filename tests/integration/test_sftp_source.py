@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
 
 from syncd.errors import HostKeyRejected, SourceUnreachable, UnreachableError
-from syncd.sources.sftp import SftpSource
+from syncd.sources.sftp import SftpSource, _reason
 from tests.integration.sshd import Sshd, keygen, public_key
 
 CONTENT = b"Sync key,First name,Last name\n1,Ada,Lovelace\n"
@@ -252,6 +253,26 @@ def test_hanging_server_times_out_on_connect(sshd: Sshd) -> None:
     assert f"cannot connect to 127.0.0.1:{sshd.port}" in str(caught.value)
     # paramiko's own words ("No existing session") tell an operator nothing.
     assert str(caught.value).endswith("the SSH handshake did not complete (no SSH banner?)")
+
+
+@pytest.mark.parametrize(
+    ("paramiko_says", "reason"),
+    [
+        ("No existing session", "the SSH handshake did not complete (no SSH banner?)"),
+        (
+            "Error reading SSH protocol banner",
+            "the SSH handshake did not complete (no SSH banner?)",
+        ),
+        (
+            "Error reading SSH protocol banner[Errno 104] Connection reset by peer",
+            "the SSH handshake did not complete (no SSH banner?): connection reset by peer",
+        ),
+    ],
+)
+def test_a_failed_ssh_handshake_reads_the_same_whatever_paramiko_says(
+    paramiko_says: str, reason: str
+) -> None:
+    assert _reason(paramiko.SSHException(paramiko_says)) == reason
 
 
 def test_hanging_server_times_out_on_listing(sshd: Sshd) -> None:
