@@ -116,7 +116,8 @@ def open_database(url: str) -> Engine:
             if current is None:
                 if sa.inspect(connection).get_table_names():
                     raise SchemaOutdated(
-                        f"database {describe(url)} has tables but no syncd schema version"
+                        f"database {describe(url)} has tables but no syncd schema version: "
+                        "run syncd db upgrade to add syncd's tables beside them"
                     )
                 _upgrade(connection)
                 return engine

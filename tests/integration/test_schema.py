@@ -83,3 +83,18 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
         assert connection.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(sa.text("PRAGMA foreign_keys")).scalar() == 1
     engine.dispose()
+
+
+def test_database_with_other_tables_is_refused_until_db_upgrade_adds_ours(
+    tmp_path: Path, database_url: str
+) -> None:
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE other_app (x INTEGER)"))
+    engine.dispose()
+    syncd = Syncd(tmp_path, database_url)
+    refused = syncd("export", "persons", "--json")
+    assert refused.exit_code == 2
+    assert "run syncd db upgrade" in refused.stderr
+    assert syncd("db", "upgrade").exit_code == 0
+    assert syncd("export", "persons", "--json").json() == []
