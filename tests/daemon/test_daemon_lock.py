@@ -22,6 +22,17 @@ def start(config: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def _leader_and_standby(homes: list[Path]) -> tuple[int, int]:
+    """Wait until exactly one daemon took the source; return (its index, the other's)."""
+
+    def leaders() -> list[int]:
+        return [i for i, home in enumerate(homes) if events(home, "source.acquired")]
+
+    assert wait_for(lambda: len(leaders()) == 1)
+    leader = leaders()[0]
+    return leader, 1 - leader
+
+
 @pytest.fixture
 def two_daemons(
     tmp_path: Path, postgres_url: str
@@ -52,12 +63,7 @@ def test_one_daemon_leads_a_source_and_another_takes_over(
 ) -> None:
     processes, homes, drop = two_daemons
 
-    def leaders() -> list[int]:
-        return [i for i, home in enumerate(homes) if events(home, "source.acquired")]
-
-    assert wait_for(lambda: len(leaders()) == 1)
-    leader = leaders()[0]
-    other = 1 - leader
+    leader, other = _leader_and_standby(homes)
     (drop / "students.csv").write_text(STUDENTS)
     assert wait_for(lambda: bool(events(homes[leader], "file.applied")))
     assert not events(homes[other], "file.received")
@@ -80,12 +86,7 @@ def test_a_reload_keeps_the_lock_of_a_source_the_leader_still_works(
 ) -> None:
     processes, homes, drop = two_daemons
 
-    def leaders() -> list[int]:
-        return [i for i, home in enumerate(homes) if events(home, "source.acquired")]
-
-    assert wait_for(lambda: len(leaders()) == 1)
-    leader = leaders()[0]
-    other = 1 - leader
+    leader, other = _leader_and_standby(homes)
     processes[leader].send_signal(signal.SIGHUP)
     assert wait_for(lambda: bool(events(homes[leader], "config.reloaded")))
     # The next polls go on under the same lock: no gap for the standby to take over.

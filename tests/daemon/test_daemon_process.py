@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,22 @@ def events(root: Path, name: str | None = None) -> list[dict[str, object]]:
     return [e for e in found if name is None or e["event"] == name]
 
 
+@contextmanager
+def running(config: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `syncd --config CONFIG run ARGS` as a process; kill it if the test leaves it up."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syncd", "--config", str(config), "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -52,16 +69,9 @@ def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     config = write_config(tmp_path, ["district-a"])
-    process = subprocess.Popen(
-        [sys.executable, "-m", "syncd", "--config", str(config), "run"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert wait_for(lambda: bool(events(tmp_path, "daemon.started"))), process.stderr
-    yield process, tmp_path
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    with running(config) as process:
+        assert wait_for(lambda: bool(events(tmp_path, "daemon.started"))), process.stderr
+        yield process, tmp_path
 
 
 def test_file_dropped_while_running_is_applied_at_once(
@@ -81,19 +91,10 @@ def test_daemon_started_comes_before_the_first_poll_events(tmp_path: Path) -> No
     for letter in "abcdef":
         (tmp_path / f"district-{letter}").mkdir()
         (tmp_path / f"district-{letter}" / "students.csv").write_text(STUDENTS)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "syncd", "--config", str(config), "run"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    with running(config) as process:
         assert wait_for(lambda: len(events(tmp_path, "file.applied")) == 6)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     names = [e["event"] for e in events(tmp_path)]
     assert names[0] == "daemon.started" and names[-1] == "daemon.stopped"
 
@@ -148,12 +149,7 @@ def test_cron_only_source_reacts_to_file_events_and_repolls_young_files(tmp_path
     # Nightly cron only, no poll interval: the one-off first poll is gone once it ran.
     text = config.read_text().replace('poll = "60s"', 'cron = "0 2 * * *"')
     config.write_text(text.replace('min_age = "0s"', 'min_age = "2s"'))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "syncd", "--config", str(config), "run"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    with running(config) as process:
         assert wait_for(lambda: bool(events(tmp_path, "source.polled")))
         (tmp_path / "district-a" / "students.csv").write_text(STUDENTS)
         # The event's poll finds the file younger than min_age; it is looked at again then,
@@ -161,10 +157,6 @@ def test_cron_only_source_reacts_to_file_events_and_repolls_young_files(tmp_path
         assert wait_for(lambda: bool(events(tmp_path, "file.applied")), timeout=15)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_sigterm_during_apply_leaves_database_and_file_consistent(
@@ -237,12 +229,7 @@ def test_metrics_and_health_are_served_when_configured(tmp_path: Path) -> None:
         port = probe.getsockname()[1]
     config = write_config(tmp_path, ["district-a"])
     config.write_text(config.read_text() + f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
-    process = subprocess.Popen(
-        [sys.executable, "-m", "syncd", "--config", str(config), "run"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    with running(config) as process:
         (tmp_path / "district-a").mkdir(exist_ok=True)
         (tmp_path / "district-a" / "students.csv").write_text(STUDENTS)
         assert wait_for(
@@ -260,10 +247,6 @@ def test_metrics_and_health_are_served_when_configured(tmp_path: Path) -> None:
             assert reply.status == 200 and json.loads(reply.read())["status"] == "ok"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_sigterm_during_run_once_exits_0_leaving_the_files_for_the_next_pass(
@@ -274,19 +257,10 @@ def test_sigterm_during_run_once_exits_0_leaving_the_files_for_the_next_pass(
     drop = tmp_path / "district-a"
     drop.mkdir()
     (drop / "students.csv").write_text(STUDENTS)  # young: the pass waits min_age for it
-    process = subprocess.Popen(
-        [sys.executable, "-m", "syncd", "--config", str(config), "run", "--once"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    with running(config, "--once") as process:
         assert wait_for(lambda: (drop / "processing").is_dir())  # the pass is under way
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert not events(tmp_path, "file.applied")
     # The next pass takes up what the stopped one left.
     again = subprocess.run(

@@ -4,32 +4,27 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.daemon.test_daemon_process import STUDENTS, events, wait_for
+from tests.daemon.test_daemon_process import STUDENTS, events, running, wait_for
 from tests.integration.sshd import Sshd
 from tests.integration.sshd import sshd as sshd  # noqa: F401 - the fixture
 
 
-def test_daemon_survives_server_going_away_and_coming_back(sshd: Sshd, tmp_path: Path) -> None:
-    config = tmp_path / "config.toml"
+def write_config(root: Path, sshd: Sshd, source: str) -> Path:
+    """A config with one SFTP source, district-a, on `sshd` (its other keys in `source`)."""
+    config = root / "config.toml"
     config.write_text(
-        "[database]\n"
-        f'url = "sqlite:///{tmp_path / "syncd.db"}"\n'
-        "[audit]\n"
-        f'path = "{tmp_path / "audit.jsonl"}"\n'
-        + sshd.source_toml("district-a")
-        + 'poll = "1s"\nmin_age = "0s"\n'
+        f'[database]\nurl = "sqlite:///{root / "syncd.db"}"\n'
+        f'[audit]\npath = "{root / "audit.jsonl"}"\n' + sshd.source_toml("district-a") + source
     )
+    return config
+
+
+def test_daemon_survives_server_going_away_and_coming_back(sshd: Sshd, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sshd, 'poll = "1s"\nmin_age = "0s"\n')
     sshd.stop()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "syncd", "--config", str(config), "run"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    with running(config) as process:
         assert wait_for(lambda: bool(events(tmp_path, "source.error")), timeout=20)
         error = events(tmp_path, "source.error")[0]
         assert error["source"] == "district-a" and error["retry_in"].endswith("s")
@@ -40,31 +35,14 @@ def test_daemon_survives_server_going_away_and_coming_back(sshd: Sshd, tmp_path:
         assert wait_for(lambda: bool(events(tmp_path, "source.recovered")), timeout=10)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert len(events(tmp_path, "file.received")) == 1
     assert list((sshd.upload / "reports").iterdir())
 
 
 def test_cron_only_sftp_source_is_retried_with_backoff(sshd: Sshd, tmp_path: Path) -> None:
-    config = tmp_path / "config.toml"
-    config.write_text(
-        "[database]\n"
-        f'url = "sqlite:///{tmp_path / "syncd.db"}"\n'
-        "[audit]\n"
-        f'path = "{tmp_path / "audit.jsonl"}"\n'
-        + sshd.source_toml("district-a")
-        + 'cron = "0 2 * * *"\nmin_age = "0s"\n'
-    )
+    config = write_config(tmp_path, sshd, 'cron = "0 2 * * *"\nmin_age = "0s"\n')
     sshd.stop()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "syncd", "--config", str(config), "run"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    with running(config) as process:
         assert wait_for(lambda: bool(events(tmp_path, "source.error")), timeout=20)
         first = events(tmp_path, "source.error")[0]
         assert first["retry_in"] == "5s"
@@ -74,7 +52,3 @@ def test_cron_only_sftp_source_is_retried_with_backoff(sshd: Sshd, tmp_path: Pat
         assert wait_for(lambda: bool(events(tmp_path, "source.recovered")), timeout=30)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
