@@ -19,6 +19,7 @@ import structlog
 
 from syncd.db.bulk import insert_rows
 from syncd.db.schema import audit_events
+from syncd.errors import ConfigError
 
 DAEMON_STARTED = "daemon.started"
 DAEMON_STOPPED = "daemon.stopped"
@@ -229,6 +230,17 @@ def configure(path: str) -> None:
         logger_factory=lambda *args: _SinkLogger(sink),
         cache_logger_on_first_use=False,
     )
+
+
+def open_log(config_path: Path, audit_path: str) -> None:
+    """configure(audit_path); raise ConfigError naming the key when it cannot be opened (a
+    folder, a missing permission: exit 2, which systemd does not restart into)."""
+    try:
+        configure(audit_path)
+    except OSError as error:
+        raise ConfigError(
+            f"{config_path}: audit.path: cannot open {audit_path}: {error.strerror or error}"
+        ) from error
 
 
 def reopen() -> None:

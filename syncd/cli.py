@@ -26,7 +26,7 @@ from syncd.db.apply import expire_pending
 from syncd.db.database import describe, open_database, upgrade_database
 from syncd.db.schema import files, links, pending_links, persons
 from syncd.edits import manual_link, revert_file
-from syncd.errors import ConfigError, SyncdError, UsageError
+from syncd.errors import SyncdError, UsageError
 from syncd.model import FileStatus, Kind, RelType
 from syncd.pickup import Pickup, archive_folder, peek_kind, write_reports
 from syncd.pipeline import FileResult, Job, Pipeline
@@ -48,15 +48,7 @@ class App:
     def config(self) -> Config:
         if self._config is None:
             config = load_config(find_config_path(self.config_option))
-            try:
-                audit.configure(config.audit_path)
-            except OSError as error:
-                # A folder, a missing permission: the configured path is wrong (exit 2, so
-                # systemd does not restart into the same error), not an unexpected failure.
-                raise ConfigError(
-                    f"{config.path}: audit.path: cannot open {config.audit_path}: "
-                    f"{error.strerror or error}"
-                ) from error
+            audit.open_log(config.path, config.audit_path)
             self._config = config
         return self._config
 

@@ -477,23 +477,14 @@ class Daemon:
     def _reload(self) -> None:
         try:
             config = load_config(find_config_path(self.app.config_option))
+            # Reopens the log (logrotate) or opens a new path; one that cannot be opened
+            # refuses the reload as any configuration error does, the old log kept.
+            audit.open_log(config.path, config.audit_path)
         except SyncdError as error:
             # logrotate sends SIGHUP after moving the log: reopen it even when the new
             # configuration is refused, or the events go on into the rotated file.
             audit.reopen()
             audit.emit(audit.CONFIG_RELOADED, level="error", error=str(error))
-            return
-        try:
-            audit.configure(config.audit_path)  # reopens the log (logrotate) or a new path
-        except OSError as error:
-            # Refuse the reload as for any configuration error; the daemon keeps running.
-            audit.reopen()
-            audit.emit(
-                audit.CONFIG_RELOADED,
-                level="error",
-                error=f"{config.path}: audit.path: cannot open {config.audit_path}: "
-                f"{error.strerror or error}",
-            )
             return
         self.app._config = config  # later commands of this App see the new file
         # Wait for running jobs of the old configuration before replacing them.
