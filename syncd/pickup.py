@@ -18,7 +18,7 @@ from syncd.errors import FileFailed
 from syncd.formats.headers import detect_kind
 from syncd.formats.readers import open_table
 from syncd.model import Counts, FileStatus, Kind
-from syncd.pipeline import FileResult, Job, Pipeline, sha256_of
+from syncd.pipeline import FileResult, Job, Pipeline, kind_by_name, sha256_of
 from syncd.sources.base import MARKER_SUFFIXES, Entry, Source, is_candidate_name
 
 UNKNOWN_RANK = len(Kind)
@@ -36,7 +36,7 @@ class PassResult:
 
 def peek_kind(path: Path, source: SourceConfig, name: str) -> Kind | None:
     """Return a file's kind from its name or header, None when unknown or unreadable."""
-    kind = detect_kind(name, (), source.globs, source.child_column)
+    kind = kind_by_name(name, source)
     if kind is not None:
         return kind
     try:
@@ -184,9 +184,6 @@ class Pickup:
                 self._process(item, run_id, outcome)
         return outcome
 
-    def _kind_by_name(self, name: str) -> Kind | None:
-        return detect_kind(name, (), self.config.globs, self.config.child_column)
-
     def _claim_ready(
         self,
         ready: list[Entry],
@@ -200,11 +197,11 @@ class Pickup:
         arriving = {
             kind.rank
             for entry in young + [e for e in entries if not is_candidate_name(e.name)]
-            if (kind := self._kind_by_name(entry.name)) is not None
+            if (kind := kind_by_name(entry.name, self.config)) is not None
         }
         claimed: list[_Claimed] = []
         for entry in ready:
-            kind = self._kind_by_name(entry.name)
+            kind = kind_by_name(entry.name, self.config)
             if kind is None and root is not None:
                 kind = peek_kind(root / entry.name, self.config, entry.name)
             if (

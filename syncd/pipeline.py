@@ -122,6 +122,11 @@ def _collector_paused() -> Iterator[None]:
                 gc.enable()
 
 
+def kind_by_name(name: str, source: SourceConfig) -> Kind | None:
+    """Return the kind the source's name globs give `name`, None when none matches."""
+    return detect_kind(name, (), source.globs, source.child_column)
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as stream:
@@ -244,10 +249,7 @@ class Pipeline:
         started = self.clock.monotonic()
         # The kind the name says, for the report of a file that fails before its header is
         # read (empty, unreadable); the header decides when the name does not.
-        result = FileResult(
-            name=job.name,
-            kind=job.kind or detect_kind(job.name, (), job.source.globs, job.source.child_column),
-        )
+        result = FileResult(name=job.name, kind=job.kind or kind_by_name(job.name, job.source))
         size = job.path.stat().st_size
         result.sha256 = sha256_of(job.path)
         if not job.dry_run:
