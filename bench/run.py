@@ -67,6 +67,68 @@ for path in sys.argv[1:]:
 print(rows)
 """
 
+# The Python floor of a first load: the benchmark's files read with csv.reader and written
+# as ready tuples with sqlite3 executemany into a database syncd made (its tables, indexes,
+# pragmas), in one transaction, in syncd's chunk sizes: what any Python program that writes
+# these rows one by one pays before it validates, plans or logs anything.
+FLOOR_SCRIPT = """
+import csv, json, sqlite3, sys
+db, *files = sys.argv[1:]
+conn = sqlite3.connect(db, isolation_level=None)
+for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-131072"):
+    conn.execute("PRAGMA " + pragma)
+CONSTANT = ", 'bench', '{kind}', 1, NULL, 'bench', NULL, NULL, '2026-01-01 00:00:00', " \\
+    "'2026-01-01 00:00:00'"
+PERSON = ("INSERT INTO persons (id, sync_key, username, email, first_name, last_name, "
+          "student_number, attributes, password_hash, fingerprint, row_digest, had_link, site, "
+          "kind, active, inactive_reason, source, file_id, created_file_id, created_at, "
+          "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?" + CONSTANT + ")")
+LINK = ("INSERT INTO links (parent_id, child_id, type, by_parents, by_relationships, "
+        "created_type, created_origin, site, manual, source, file_id, created_file_id, "
+        "created_at, updated_at) VALUES (?, ?, 'parent', 1, 0, 'parent', 'parents', 'bench', "
+        "NULL, 'bench', NULL, NULL, '2026-01-01 00:00:00', '2026-01-01 00:00:00')")
+FINGERPRINT = "0" * 32
+attributes = {}
+student_ids = {}
+next_id = 1
+written = 0
+conn.execute("BEGIN IMMEDIATE")
+for path in files:
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        parents = "Password" in header
+        person_sql = PERSON.format(kind="parent" if parents else "student")
+        persons, links = [], []
+        for row in reader:
+            person_id = next_id
+            next_id += 1
+            if parents:
+                key, username, first, last, email, _password, children = row
+                extra = ""
+                for child in children.split(";"):
+                    links.append((person_id, student_ids[child]))
+            else:
+                key, username, first, last, email, grade, school = row
+                extra = attributes.get((grade, school))
+                if extra is None:
+                    extra = attributes[grade, school] = json.dumps(
+                        {"grade": grade, "school": school}, ensure_ascii=False)
+                student_ids[key] = person_id
+            persons.append((person_id, key, username, email.lower(), first, last, None,
+                            extra or "{}", None, FINGERPRINT, person_id, 1 if parents else 0))
+            if len(persons) == 5000:
+                conn.executemany(person_sql, persons)
+                conn.executemany(LINK, links)
+                written += len(persons) + len(links)
+                persons, links = [], []
+        conn.executemany(person_sql, persons)
+        conn.executemany(LINK, links)
+        written += len(persons) + len(links)
+conn.execute("COMMIT")
+print(written)
+"""
+
 SFTP_FETCH_SCRIPT = """
 import json, sys, time, tempfile
 from pathlib import Path
@@ -426,6 +488,29 @@ def sqlite_import_anchor(bench: Bench, folder: Path, files: Sequence[Path]) -> M
     return measured
 
 
+def python_floor(bench: Bench, folder: Path, files: Sequence[Path]) -> Measured:
+    """FLOOR_SCRIPT on `files` into a fresh database that `syncd db upgrade` made."""
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "floor.db"
+    for leftover in (db, db.with_name("floor.db-wal"), db.with_name("floor.db-shm")):
+        leftover.unlink(missing_ok=True)
+    config = write_config(folder, sqlite_url(db))
+    run_child(syncd_argv(config, "db", "upgrade"), cwd=folder, timeout=bench.timeout())
+    measured = run_child(
+        [sys.executable, "-c", FLOOR_SCRIPT, str(db), *map(str, files)], timeout=bench.timeout()
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+    return measured
+
+
+def floor_note(syncd: Measured, floor: Measured, anchor: Measured) -> str:
+    return (
+        f"Python floor (csv.reader + sqlite3 executemany of ready rows into syncd's tables) "
+        f"{secs(floor.wall_s)} = {floor.wall_s / anchor.wall_s:.1f}× .import; syncd = "
+        f"{syncd.wall_s / floor.wall_s:.1f}× that floor"
+    )
+
+
 def csv_reader_anchor(bench: Bench, files: Sequence[Path]) -> Measured:
     return run_child(
         [sys.executable, "-c", CSV_READER_SCRIPT, *map(str, files)], timeout=bench.timeout()
@@ -472,8 +557,10 @@ def scenario_sqlite_loads(bench: Bench, sets: dict[str, dict[str, Path]]) -> Pat
         students_row.anchor = f"{secs(anchor.wall_s)} (sqlite3 .import)"
         students_row.ratio = f"{ratio:.1f}×"
         students_row.met = verdict(ratio <= 3)
+        floor = python_floor(bench, bench.work / "floor", [base["students"]])
         students_row.details = (
-            f"peak RSS {measured.rss_mib:.0f} MiB; {describe_counts(counts_of(documents))}"
+            f"peak RSS {measured.rss_mib:.0f} MiB; {describe_counts(counts_of(documents))}; "
+            f"{floor_note(measured, floor, anchor)}"
         )
         bench.facts["students_load"] = measured
         shutil.rmtree(folder, ignore_errors=True)
@@ -497,9 +584,10 @@ def scenario_sqlite_loads(bench: Bench, sets: dict[str, dict[str, Path]]) -> Pat
         both_row.anchor = f"{secs(anchor.wall_s)} (sqlite3 .import of both)"
         both_row.ratio = f"{ratio:.1f}×"
         both_row.met = verdict(ratio <= 3)
+        floor = python_floor(bench, bench.work / "floor", [base["students"], base["parents"]])
         both_row.details = (
             f"peak RSS {measured.rss_mib:.0f} MiB, CPU {measured.user_s + measured.sys_s:.0f} s; "
-            f"{describe_counts(counts_of(documents))}"
+            f"{describe_counts(counts_of(documents))}; {floor_note(measured, floor, anchor)}"
         )
         bench.facts["both_load"] = measured
         loaded = folder / "syncd.db"
