@@ -129,6 +129,45 @@ conn.execute("COMMIT")
 print(written)
 """
 
+# The same floor on PostgreSQL: csv.reader and psycopg's binary COPY (the types syncd's own
+# COPY gives) of ready rows into a schema that `syncd db upgrade` made, one transaction.
+PG_FLOOR_SCRIPT = """
+import csv, datetime, json, sys
+import psycopg
+from syncd.db.bulk import _copy_type
+from syncd.db.schema import persons
+conninfo, schema, path = sys.argv[1:]
+COLUMNS = ("id", "sync_key", "username", "email", "first_name", "last_name",
+           "student_number", "attributes", "password_hash", "fingerprint", "row_digest",
+           "had_link", "site", "kind", "active", "inactive_reason", "source", "file_id",
+           "created_file_id", "created_at", "updated_at")
+TYPES = [_copy_type(persons.c[name]) for name in COLUMNS]
+NOW = datetime.datetime.now(datetime.timezone.utc)
+if TYPES[-1] == "timestamp":
+    NOW = NOW.replace(tzinfo=None)
+CONSTANT = ("bench", "student", True, None, "bench", None, None, NOW, NOW)
+FINGERPRINT = "0" * 32
+attributes = {}
+with psycopg.connect(conninfo) as conn:
+    conn.execute(f'SET search_path TO "{schema}"')
+    cursor = conn.cursor()
+    statement = f"COPY persons ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    with open(path, newline="", encoding="utf-8") as handle, cursor.copy(statement) as copy:
+        copy.set_types(TYPES)
+        reader = csv.reader(handle)
+        next(reader)
+        for person_id, (key, username, first, last, email, grade, school) in enumerate(
+            reader, 1
+        ):
+            extra = attributes.get((grade, school))
+            if extra is None:
+                extra = attributes[grade, school] = json.dumps(
+                    {"grade": grade, "school": school}, ensure_ascii=False)
+            copy.write_row((person_id, key, username, email.lower(), first, last, None, extra,
+                            None, FINGERPRINT, person_id, 0) + CONSTANT)
+print("ok")
+"""
+
 SFTP_FETCH_SCRIPT = """
 import json, sys, time, tempfile
 from pathlib import Path
@@ -751,6 +790,27 @@ def pg_schema(url: str, prefix: str) -> Iterator[str]:
             connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+def pg_floor(bench: Bench, url: str, students: Path) -> Measured:
+    """PG_FLOOR_SCRIPT on `students` into a fresh schema that `syncd db upgrade` made."""
+    with pg_schema(url, "bench_floor") as schema:
+        folder = bench.work / "pg-floor"
+        config = write_config(folder, with_search_path(url, schema))
+        run_child(syncd_argv(config, "db", "upgrade"), cwd=folder, timeout=bench.timeout())
+        info = pg_conninfo(url)
+        env = dict(os.environ)
+        if info["password"]:
+            env["PGPASSWORD"] = info["password"]  # not on the command line
+        conninfo = " ".join(f"{k}={info[k]}" for k in ("host", "port", "user", "dbname"))
+        measured = run_child(
+            [sys.executable, "-c", PG_FLOOR_SCRIPT, conninfo, schema, str(students)],
+            cwd=REPO,
+            env=env,
+            timeout=bench.timeout(),
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+    return measured
+
+
 def pg_execute(url: str, sql: str) -> list[tuple[Any, ...]]:
     import psycopg
 
@@ -816,8 +876,12 @@ def scenario_postgres(bench: Bench, sets: dict[str, dict[str, Path]]) -> None:
             row.anchor = f"{secs(anchor.wall_s)} (psql \\copy)"
             row.ratio = f"{ratio:.1f}×"
             row.met = verdict(ratio <= 3)
+            floor = pg_floor(bench, url, students)
             row.details = (
-                f"peak RSS {measured.rss_mib:.0f} MiB; {describe_counts(counts_of(documents))}"
+                f"peak RSS {measured.rss_mib:.0f} MiB; {describe_counts(counts_of(documents))}; "
+                f"Python floor (csv.reader + psycopg binary COPY of ready rows into syncd's "
+                f"tables) {secs(floor.wall_s)} = {floor.wall_s / anchor.wall_s:.1f}× \\copy; "
+                f"syncd = {measured.wall_s / floor.wall_s:.1f}× that floor"
             )
             try:
                 before = pg_write_counts(url, schema)
