@@ -30,7 +30,7 @@ from syncd.db.schema import (
     sites,
     source_state,
 )
-from syncd.model import ChildField, Kind, PersonFields, PersonKind, RelType
+from syncd.model import ChildField, FileStatus, Kind, PersonFields, PersonKind, RelType
 
 # SQLite before 3.32 allowed 999 bound parameters; stay under it everywhere.
 CHUNK = 900
@@ -601,8 +601,12 @@ def file_in_processing(connection: sa.Connection, source: str, path: str) -> Any
 def list_files(
     connection: sa.Connection, status: str | None = None, source: str | None = None
 ) -> list[Any]:
+    """Return ledger rows in id order; `status` "failed" includes files an operator rejected
+    (a rejected held file sits in failed/ and its report says failed)."""
     query = sa.select(files).order_by(files.c.id)
-    if status:
+    if status == FileStatus.FAILED.value:
+        query = query.where(files.c.status.in_([status, FileStatus.REJECTED.value]))
+    elif status:
         query = query.where(files.c.status == status)
     if source:
         query = query.where(files.c.source == source)

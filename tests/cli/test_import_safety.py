@@ -79,6 +79,12 @@ def test_rejected_file_changes_nothing_with_file_rejected_event(syncd: Syncd) ->
     assert [e["file_id"] for e in syncd.events("file.rejected")] == [held_id]
     # A rejected file cannot be released afterwards.
     assert syncd("files", "release", str(held_id)).exit_code == 2
+    # It sits in failed/: `files --status failed` lists it (as rejected), `held` no more.
+    assert [(f["id"], f["status"]) for f in files(syncd, "--status", "failed")] == [
+        (held_id, "rejected")
+    ]
+    assert [f["id"] for f in files(syncd, "--status", "rejected")] == [held_id]
+    assert files(syncd, "--status", "held") == []
 
 
 def test_release_and_reject_take_json(syncd: Syncd) -> None:
