@@ -48,10 +48,25 @@ OPENSSH_READ_SIZE = 255 * 1024
 CHANNEL_WINDOW = 4 * 1024 * 1024
 CHANNEL_MAX_PACKET = 256 * 1024
 _MAX_SUFFIX = 100_000
+# AES-GCM first (paramiko prefers AES-CTR with a separate HMAC): one pass over each packet
+# in OpenSSL instead of two; the 177 MB benchmark file from loopback OpenSSH 9.2 came at
+# 157 MB/s against 144 (medians of 5, alternating). Servers without it get the next cipher.
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 # paramiko's transport thread logs its own tracebacks at ERROR; with no logging configured
 # Python would print them on stderr. Failures reach the caller as one-line SyncdErrors.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+
+def _transport(*args: Any, **kwargs: Any) -> paramiko.Transport:
+    """A paramiko Transport that offers PREFERRED_CIPHERS first."""
+    transport = paramiko.Transport(*args, **kwargs)
+    options = transport.get_security_options()
+    offered = tuple(options.ciphers)
+    options.ciphers = tuple(c for c in PREFERRED_CIPHERS if c in offered) + tuple(
+        c for c in offered if c not in PREFERRED_CIPHERS
+    )
+    return transport
 
 
 def candidate_names(name: str) -> Iterator[str]:
@@ -228,6 +243,7 @@ class SftpSource:
                 channel_timeout=timeout,
                 allow_agent=False,
                 look_for_keys=False,
+                transport_factory=_transport,
             )
         except _UnknownHostKey:
             raise HostKeyRejected(

@@ -112,6 +112,8 @@ class Sshd:
     # The sftp Subsystem line; a test may set e.g. "/bin/sleep 60" (a server that never
     # answers SFTP) and restart().
     sftp_subsystem: str = "internal-sftp"
+    # Further sshd_config lines (e.g. "Ciphers aes128-ctr"); restart() to apply.
+    extra_config: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     _session_pids: list[int] = field(default_factory=list)
 
@@ -182,6 +184,7 @@ class Sshd:
         ]
         if _sshd_version() >= (9, 8):
             lines.append("PerSourcePenalties no")  # failed-auth tests must not lock us out
+        lines += self.extra_config
         self.config_file.write_text("\n".join(lines) + "\n")
 
     # ----------------------------------------------------------------- process

@@ -357,6 +357,27 @@ def test_large_file_is_fetched_intact(sshd: Sshd, tmp_path: Path) -> None:
     assert hashlib.sha256(local.read_bytes()).digest() == hashlib.sha256(content).digest()
 
 
+def _cipher(source: SftpSource) -> str:
+    return str(source._client.get_transport().remote_cipher)
+
+
+def test_downloads_use_aes_gcm_where_the_server_offers_it(sshd: Sshd, tmp_path: Path) -> None:
+    # paramiko alone prefers AES-CTR with a separate HMAC: two passes over every packet.
+    (sshd.upload / "students.csv").write_bytes(CONTENT)
+    with SftpSource(sshd.source_config()) as source:
+        assert _cipher(source) == "aes128-gcm@openssh.com"
+        assert source.fetch_location("students.csv", tmp_path).read_bytes() == CONTENT
+
+
+def test_a_server_without_aes_gcm_gets_what_it_offers(sshd: Sshd, tmp_path: Path) -> None:
+    sshd.extra_config = ["Ciphers aes256-ctr"]
+    sshd.restart()
+    (sshd.upload / "students.csv").write_bytes(CONTENT)
+    with SftpSource(sshd.source_config()) as source:
+        assert _cipher(source) == "aes256-ctr"
+        assert source.fetch_location("students.csv", tmp_path).read_bytes() == CONTENT
+
+
 def test_claim_race_on_the_target_name_never_overwrites(sshd: Sshd) -> None:
     """Another daemon takes the processing name between our stat and our rename."""
     (sshd.upload / "students.csv").write_bytes(CONTENT)
