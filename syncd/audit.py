@@ -128,8 +128,10 @@ class _ReopenableFile:
 
     CHUNK = 1 << 20
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, stdout_taken: bool = False) -> None:
         self.path = path
+        # "-" is stdout, unless the command prints its own JSON document there.
+        self._to_stderr = stdout_taken
         self._lock = threading.Lock()
         self._file: BinaryIO | None = None
         self._open()
@@ -143,8 +145,9 @@ class _ReopenableFile:
 
     def _write(self, text: str) -> None:
         if self._file is None:
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            stream = sys.stderr if self._to_stderr else sys.stdout
+            stream.write(text)
+            stream.flush()
             return
         self._write_bytes(text.encode("utf-8", "surrogatepass"))
 
@@ -206,12 +209,13 @@ class _SinkLogger:
 _sink: _ReopenableFile | None = None
 
 
-def configure(path: str) -> None:
-    """Send audit events as JSON lines to `path` ("-" = stdout); raise OSError if it fails."""
+def configure(path: str, stdout_taken: bool = False) -> None:
+    """Send audit events as JSON lines to `path` ("-" = stdout, or stderr while the command
+    prints a JSON document on stdout: `stdout_taken`); raise OSError if it fails."""
     global _sink
     # Open the new file first: when it cannot be opened (SIGHUP with a wrong audit.path)
     # the events keep going to the old one.
-    sink = _ReopenableFile(path)
+    sink = _ReopenableFile(path, stdout_taken)
     if _sink is not None:
         _sink.close()
     _sink = sink
@@ -232,11 +236,11 @@ def configure(path: str) -> None:
     )
 
 
-def open_log(config_path: Path, audit_path: str) -> None:
+def open_log(config_path: Path, audit_path: str, stdout_taken: bool = False) -> None:
     """configure(audit_path); raise ConfigError naming the key when it cannot be opened (a
     folder, a missing permission: exit 2, which systemd does not restart into)."""
     try:
-        configure(audit_path)
+        configure(audit_path, stdout_taken)
     except OSError as error:
         raise ConfigError(
             f"{config_path}: audit.path: cannot open {audit_path}: {error.strerror or error}"

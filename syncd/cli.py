@@ -48,7 +48,7 @@ class App:
     def config(self) -> Config:
         if self._config is None:
             config = load_config(find_config_path(self.config_option))
-            audit.open_log(config.path, config.audit_path)
+            audit.open_log(config.path, config.audit_path, stdout_taken=_prints_json())
             self._config = config
         return self._config
 
@@ -67,6 +67,12 @@ class App:
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
+
+
+def _prints_json() -> bool:
+    """Whether the running command prints a JSON document on stdout (its --json)."""
+    context = click.get_current_context(silent=True)
+    return context is not None and bool(context.params.get("as_json"))
 
 
 def new_run_id() -> str:

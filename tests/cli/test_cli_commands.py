@@ -324,3 +324,20 @@ def test_status_counts_held_and_failed_files(syncd: Syncd) -> None:
     [state] = syncd("status", "--json").json()
     assert (state["held"], state["failed"]) == (1, 1)
     assert [f["name"] for f in files(syncd, "--status", "held")] == ["students-2.csv"]
+
+
+def test_audit_on_stdout_leaves_a_json_document_whole(syncd: Syncd) -> None:
+    # [audit] path = "-" sends the events to stdout (journald under systemd); a command's
+    # --json document is stdout too, so while one is printed the events go to stderr.
+    config = syncd.config_path.read_text(encoding="utf-8")
+    syncd.config_path.write_text(
+        config.replace(json.dumps(str(syncd.audit_path)), '"-"'), encoding="utf-8"
+    )
+    outcome = imported(syncd, "students.csv", students_csv(), "--json")
+    assert json.loads(outcome.stdout)["status"] == "applied"
+    logged = [json.loads(line)["event"] for line in outcome.stderr.splitlines()]
+    assert logged[0] == "file.received" and logged[-1] == "file.applied"
+    # Without --json the events go to stdout, as configured.
+    outcome = imported(syncd, "students-2.csv", students_csv(STUDENTS[::-1]))
+    assert '"event":"file.applied"' in outcome.stdout
+    assert not syncd.audit_path.exists()
