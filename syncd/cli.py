@@ -786,7 +786,8 @@ def check_config_command(app: App, as_json: bool) -> None:
     config = app.config
     with app.engine.connect() as connection:
         connection.execute(sa.text("SELECT 1"))
-    problems = {source.name: check_source(source) for source in config.sources}
+    errors = {source.name: check_source(source) for source in config.sources}
+    problems = {name: str(error) if error else None for name, error in errors.items()}
     if as_json:
         print_json(
             {
@@ -816,8 +817,9 @@ def check_config_command(app: App, as_json: bool) -> None:
                 click.echo(f"syncd: {problem}", err=True)
             else:
                 click.echo(f'source "{source.name}" ({source.url}): ok')
-    if any(problems.values()):
-        sys.exit(3)
+    codes = {error.exit_code for error in errors.values() if error is not None}
+    if codes:
+        sys.exit(min(codes))  # 2: a source's settings (a secret not set); else 3
 
 
 @cli.group("db")

@@ -60,12 +60,12 @@ def open_source(config: SourceConfig) -> Source:
     return LocalSource(config)
 
 
-def check_source(config: SourceConfig) -> str | None:
+def check_source(config: SourceConfig) -> SyncdError | None:
     """Return why a source cannot be reached (host key included), or None."""
     try:
         open_source(config).close()
     except SyncdError as error:
-        return str(error)
+        return error
     return None
 
 
@@ -222,9 +222,11 @@ def _selected(app: App, source_name: str | None) -> list[SourceConfig]:
 
 
 def run_pass(app: App, source_name: str | None) -> int:
-    """One pass over the selected sources; return the exit code (0, 1 failed/held, 3)."""
+    """One pass over the selected sources; return the exit code (0, 1 failed/held, 3
+    unreachable, 2 when a source's own settings are what failed)."""
     app.engine  # noqa: B018 - reach the database before touching any folder
     unreachable = failed = 0
+    codes: set[int] = set()
     # SIGTERM (systemctl stop of a timer's run) as for the daemon: the file in hand finishes
     # or rolls back, the rest waits in processing/ for the next pass, exit 0.
     stop = threading.Event()
@@ -239,13 +241,14 @@ def run_pass(app: App, source_name: str | None) -> int:
                 )
             except UnreachableError as error:
                 unreachable += 1
+                codes.add(error.exit_code)
                 click.echo(f"syncd: {error}", err=True)
                 continue
             failed += result.failed + result.held
     finally:
         signal.signal(signal.SIGTERM, previous)
     if unreachable:
-        return 3
+        return min(codes)  # 2 (fix the settings) before 3 (the network)
     return 1 if failed else 0
 
 

@@ -39,6 +39,16 @@ class SourceUnreachable(UnreachableError):
     pass
 
 
+class SecretMissing(SourceUnreachable):
+    """The variable a source's password_env or private_key_passphrase_env names is not set.
+
+    A source that cannot be reached like any other (the daemon records it and retries: the
+    environment may be fixed), but the fix is the operator's, so a command exits 2.
+    """
+
+    exit_code = 2
+
+
 class HostKeyRejected(UnreachableError):
     pass
 

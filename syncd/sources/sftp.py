@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 import paramiko
 
 from syncd.config import FOLDER_NAMES, SourceConfig
-from syncd.errors import HostKeyRejected, SourceUnreachable
+from syncd.errors import HostKeyRejected, SecretMissing, SourceUnreachable
 from syncd.sources.base import Entry
 
 __all__ = ["KEEPALIVE_SECONDS", "PREFETCH_REQUESTS", "SftpSource", "candidate_names"]
@@ -172,7 +172,9 @@ class SftpSource:
     def _env(self, variable: str, key: str) -> str:
         value = os.environ.get(variable)
         if value is None:
-            self._fail(f"environment variable {variable} (named by {key}) is not set")
+            raise SecretMissing(
+                f'source "{self.name}": environment variable {variable} (named by {key}) is not set'
+            )
         return value
 
     def _load_key(self) -> Any:

@@ -171,6 +171,29 @@ def test_changed_host_key_is_refused_and_nothing_moves(
     assert check.exit_code == 3 and "host key" in check.stderr
 
 
+def test_an_unset_secret_variable_is_a_settings_error_and_nothing_moves(
+    remote: tuple[Syncd, Sshd], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # password_env names a variable the environment does not have: the operator's fix, so
+    # exit 2 (a service unit does not restart into it), not 3 (the network); still retried.
+    syncd, sshd = remote
+    monkeypatch.delenv("SYNCD_TEST_UNSET_PASSWORD", raising=False)
+    syncd.configure(
+        sources=[sftp_source(sshd, private_key=None, password_env="SYNCD_TEST_UNSET_PASSWORD")]
+    )
+    upload(sshd, "students.csv", STUDENTS)
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 2
+    assert outcome.stderr.strip() == (
+        'syncd: source "district-a": environment variable SYNCD_TEST_UNSET_PASSWORD '
+        "(named by password_env) is not set"
+    )
+    assert (sshd.upload / "students.csv").exists()
+    assert "password_env" in syncd.events("source.error")[-1]["error"]
+    check = syncd("check-config")
+    assert check.exit_code == 2 and "SYNCD_TEST_UNSET_PASSWORD" in check.stderr
+
+
 def test_server_away_then_back_recovers_without_loss(remote: tuple[Syncd, Sshd]) -> None:
     syncd, sshd = remote
     upload(sshd, "students.csv", STUDENTS)
