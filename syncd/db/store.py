@@ -601,21 +601,28 @@ def file_in_processing(connection: sa.Connection, source: str, path: str) -> Any
 def list_files(
     connection: sa.Connection, status: str | None = None, source: str | None = None
 ) -> list[Any]:
-    """Return ledger rows in id order; `status` "failed" includes files an operator rejected
-    (a rejected held file sits in failed/ and its report says failed)."""
+    """Return ledger rows in id order (of one status: see `_statuses`)."""
     query = sa.select(files).order_by(files.c.id)
-    if status == FileStatus.FAILED.value:
-        query = query.where(files.c.status.in_([status, FileStatus.REJECTED.value]))
-    elif status:
-        query = query.where(files.c.status == status)
+    if status:
+        query = query.where(files.c.status.in_(_statuses(status)))
     if source:
         query = query.where(files.c.source == source)
     return list(connection.execute(query))
 
 
 def count_files(connection: sa.Connection, source: str, status: str) -> int:
-    query = sa.select(sa.func.count()).where(files.c.source == source, files.c.status == status)
+    query = sa.select(sa.func.count()).where(
+        files.c.source == source, files.c.status.in_(_statuses(status))
+    )
     return int(connection.execute(query).scalar_one())
+
+
+def _statuses(status: str) -> list[str]:
+    """The ledger statuses a filter on `status` takes in: "failed" includes the files an
+    operator rejected (a rejected held file sits in failed/ and its report says failed)."""
+    if status == FileStatus.FAILED.value:
+        return [status, FileStatus.REJECTED.value]
+    return [status]
 
 
 def source_states(connection: sa.Connection) -> dict[str, Any]:

@@ -85,6 +85,8 @@ def test_rejected_file_changes_nothing_with_file_rejected_event(syncd: Syncd) ->
     ]
     assert [f["id"] for f in files(syncd, "--status", "rejected")] == [held_id]
     assert files(syncd, "--status", "held") == []
+    [status] = syncd("status", "--json").json()
+    assert (status["held"], status["failed"]) == (0, 1)
 
 
 def test_release_and_reject_take_json(syncd: Syncd) -> None:
