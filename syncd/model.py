@@ -80,16 +80,17 @@ class PasswordPolicy(StrEnum):
 DELETE_WORDS = frozenset({"delete", "deleted", "inactive", "tobedeleted"})
 
 
-@dataclass(frozen=True, slots=True)
-class RawRow:
+class RawRow(NamedTuple):
     """One data row as read: `line` is the file line it starts on (header = 1).
 
     `digest` identifies the row's bytes and how they were read (CSV only; see RowDigests).
+    A NamedTuple: a million-row file makes a million of them, and a frozen dataclass takes
+    twice as long to build.
     """
 
     line: int
     values: tuple[str, ...]
-    digest: int | None = field(default=None, compare=False)
+    digest: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

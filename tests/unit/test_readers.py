@@ -34,8 +34,9 @@ def write(tmp_path: Path, data: bytes | str, name: str = "students.csv") -> Path
 
 
 def read(path: Path, limits: Limits | None = None) -> tuple[Table, list[RawRow]]:
+    """The table and its rows, digests left out (tests of digests read them themselves)."""
     with open_table(path, limits or Limits()) as table:
-        return table, list(table.rows)
+        return table, [row._replace(digest=None) for row in table.rows]
 
 
 def read_failure(path: Path, limits: Limits | None = None) -> str:
@@ -233,7 +234,7 @@ def test_data_cells_are_kept_as_written(tmp_path: Path) -> None:
 def test_rows_are_an_iterator_not_a_list(tmp_path: Path) -> None:
     with open_table(write(tmp_path, PEOPLE_CSV), Limits()) as table:
         assert isinstance(table.rows, Iterator)
-        assert next(table.rows) == PEOPLE_ROWS[0]
+        assert next(table.rows)._replace(digest=None) == PEOPLE_ROWS[0]
 
 
 # --- failures -----------------------------------------------------------------------------------
@@ -550,7 +551,11 @@ def test_known_lines_are_skipped_unparsed_and_counted(tmp_path: Path) -> None:
         table.digests.known = known
         rows = list(table.rows)
         hits = table.digests.hits
-    assert rows == [PEOPLE_ROWS[0], PEOPLE_ROWS[2], PEOPLE_ROWS[4]]
+    assert [row._replace(digest=None) for row in rows] == [
+        PEOPLE_ROWS[0],
+        PEOPLE_ROWS[2],
+        PEOPLE_ROWS[4],
+    ]
     assert hits == 2 and known == set()  # each known line is taken out once
 
 
