@@ -32,6 +32,7 @@ from xxhash import xxh3_64_intdigest
 
 from syncd import audit
 from syncd.audit import EventBuffer, EventSegment
+from syncd.core.columns import student_columns
 from syncd.core.plan import (
     ExistingPerson,
     LinkPlan,
@@ -59,7 +60,7 @@ from syncd.model import (
     PersonRecord,
     RowError,
 )
-from syncd.reading import OpenedFile, counting, open_file
+from syncd.reading import PROGRESS_EVERY, OpenedFile, counting, open_file
 from syncd.spill import RecordSpill
 
 if TYPE_CHECKING:
@@ -143,6 +144,8 @@ class PersonFile:
         self.park_parents = False
         # What the file's rows say about a person: an update leaves the rest as stored.
         self.columns = FileColumns()
+        # A students file of a site without students is tried column by column first.
+        self.plain = True
 
     # --- the whole file ------------------------------------------------------------------
 
@@ -184,12 +187,15 @@ class PersonFile:
                     if self._fast_path_conflicts(connection, read):
                         raise _UnreadRowConflict
                     break
-                except (_UnreadRowConflict, _ParkParents) as restart:
+                except (_UnreadRowConflict, _ParkParents, _NotPlain) as restart:
                     # A person named both by an unread row and by a parsed one (a duplicate,
                     # or a parent on a new second row): start over, every row parsed. A
-                    # parent whose rows must be merged: start over, parents parked.
+                    # parent whose rows must be merged: start over, parents parked. A
+                    # students file that is not plain after all: start over, row by row.
                     if isinstance(restart, _UnreadRowConflict):
                         fast = False
+                    elif isinstance(restart, _NotPlain):
+                        self.plain = False
                     else:
                         self.park_parents = True
                     events.discard()
@@ -317,6 +323,10 @@ class PersonFile:
             digests.seed = digest_seed(opened, self.job)
             if fast:
                 digests.known = read.snapshot
+        if self._reads_plain(opened):
+            with self.events.held() as read.held:
+                read.rows = self._apply_plain(connection, opened)
+            return read
         counter = [0]
         records = person_rows.read(counting(opened.table.rows, counter, self.job.progress))
         if self.kind is Kind.STUDENTS or not self.park_parents:
@@ -339,6 +349,44 @@ class PersonFile:
         read.unchanged_unread = digests.hits if digests is not None else 0
         read.rows = counter[0] + read.unchanged_unread
         return read
+
+    def _reads_plain(self, opened: OpenedFile) -> bool:
+        """Whether to try the file column by column: a students file (CSV) of a site that
+        has no students yet, for real (a dry run describes each change), not tried before."""
+        return (
+            self.plain
+            and self.kind is Kind.STUDENTS
+            and not self.site_had_persons
+            and not self.job.dry_run
+            and opened.table.lines is not None
+            and opened.table.digests is not None
+        )
+
+    def _apply_plain(self, connection: sa.Connection, opened: OpenedFile) -> int:
+        """Create the students of a plain file block by block (syncd.core.columns); return
+        how many rows it had. Raises _NotPlain at the first block that is not plain (the
+        caller rolls back and reads the file row by row)."""
+        table = opened.table
+        lines, digests = table.lines, table.digests
+        assert lines is not None and digests is not None and table.delimiter is not None
+        max_field = self.source.limits.max_field_chars
+        seen: set[str] = set()
+        rows = 0
+        for block in lines.blocks():
+            students = student_columns(
+                block, lines.decode, table.delimiter, len(table.header), digests.seed,
+                opened.cols, opened.rules, lines.max_line_chars, max_field,
+            )  # fmt: skip
+            if students is None or not seen.isdisjoint(students.sync_keys):
+                raise _NotPlain
+            seen.update(students.sync_keys)
+            writes.create_students(connection, students, self.context, self.events, self.applied)
+            read_before, rows = rows, rows + len(students.sync_keys)
+            if self.job.progress is not None:  # as `counting` tells it: every PROGRESS_EVERY
+                first = read_before - read_before % PROGRESS_EVERY + PROGRESS_EVERY
+                for count in range(first, rows + 1, PROGRESS_EVERY):
+                    self.job.progress(count)
+        return rows
 
     def _fast_path_conflicts(self, connection: sa.Connection, read: _Read) -> bool:
         """Return whether a parsed record names a person an unread row already stood for.
@@ -575,6 +623,10 @@ class _ParkParents(Exception):
 
 class _UnreadRowConflict(Exception):
     """A parsed row names a person whose unchanged row was already counted unread."""
+
+
+class _NotPlain(Exception):
+    """A students file read column by column has a line that must be read row by row."""
 
 
 def _add_validation_events(

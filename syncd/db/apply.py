@@ -7,6 +7,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from json.encoder import encode_basestring as _encode_json_string
 from typing import Any
 
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 
 from syncd import audit
 from syncd.audit import EventBuffer
+from syncd.core.columns import StudentColumns
 from syncd.core.plan import (
     ORPHAN,
     ExistingPending,
@@ -200,6 +202,42 @@ def _create_persons(
                 1 if key in linked else 0,  # see LINK_INSERT_COLUMNS
             )
         )  # fmt: skip
+    keys = [upsert.record.fields.sync_key for upsert in creates]
+    _insert_persons(connection, rows, kind, context, events, keys, ids)
+    return dict(zip(keys, ids, strict=True))
+
+
+def create_students(
+    connection: sa.Connection,
+    students: StudentColumns,
+    context: ApplyContext,
+    events: EventBuffer,
+    applied: Applied,
+) -> None:
+    """Insert the new students of a plain file's chunk, read column by column
+    (syncd.core.columns): the rows and events `_create_persons` writes for the same records."""
+    count = len(students.sync_keys)
+    ids = IdAllocator(connection, persons).take(count)
+    rows = zip(
+        ids, students.sync_keys, students.usernames, students.emails, students.first_names,
+        students.last_names, students.student_numbers, map(attributes_json, students.attributes),
+        repeat(None), students.fingerprints, students.row_digests, repeat(0),
+    )  # fmt: skip
+    _insert_persons(connection, rows, PersonKind.STUDENT, context, events, students.sync_keys, ids)
+    applied.counts.created += count
+
+
+def _insert_persons(
+    connection: sa.Connection,
+    rows: Iterable[Sequence[Any]],
+    kind: PersonKind,
+    context: ApplyContext,
+    events: EventBuffer,
+    keys: Sequence[str],
+    ids: Sequence[int],
+) -> None:
+    """Insert new persons (rows in PERSON_INSERT_COLUMNS order) with their person.created
+    lines, which are their provenance (no audit rows)."""
     insert_rows(
         connection,
         persons,
@@ -219,14 +257,12 @@ def _create_persons(
     )
     start, end = events.line_parts(audit.PERSON_CREATED)
     start += f'"kind":"{kind.value}","sync_key":'
-    keys = [upsert.record.fields.sync_key for upsert in creates]
     events.add_lines(
         [
             f'{start}{json_string(key)},"person_id":{person_id}{end}'
             for key, person_id in zip(keys, ids, strict=True)
         ]
     )
-    return dict(zip(keys, ids, strict=True))
 
 
 _ATTRIBUTES_JSON: dict[tuple[tuple[str, str], ...], str] = {}

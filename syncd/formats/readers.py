@@ -22,7 +22,7 @@ from syncd.errors import FileFailed
 from syncd.formats.detect import SAVE_AS_HINT, Detected, detect_format, sniff_delimiter
 from syncd.model import Limits, RawRow
 
-__all__ = ["RowDigests", "Table", "cell_text", "open_table", "row_digest"]
+__all__ = ["LineBlocks", "RowDigests", "Table", "cell_text", "open_table", "row_digest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,21 @@ class Table:
     header: tuple[str, ...]
     rows: Iterator[RawRow]
     digests: RowDigests | None = None
+    # The same rows as whole lines of bytes, for a caller that reads plain lines itself
+    # (syncd.core.columns); read either this or `rows`, never both.
+    lines: LineBlocks | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LineBlocks:
+    """The data lines of a CSV file as bytes: `blocks()` yields whole lines (each ending in
+    a line feed but for the file's last), about LINE_BLOCK bytes at a time; a line too long
+    for the row reader may come alone and unfinished. `decode` turns them into text as the
+    row reader does; it fails a line longer than `max_line_chars` characters."""
+
+    blocks: Callable[[], Iterator[bytes]]
+    decode: Callable[[bytes], str]
+    max_line_chars: int
 
 
 @contextmanager
@@ -141,6 +156,7 @@ def _data_rows(
 
 
 _SNIFF_CHARS = 1024 * 1024
+LINE_BLOCK = 1024 * 1024
 # Encodings read line by line as bytes: a line break is the byte \n in each of them.
 _BYTE_LINE_ENCODINGS = frozenset({"utf-8", "utf-8-sig", "cp1252"})
 
@@ -210,9 +226,10 @@ class _CsvScanner:
 
     def __init__(
         self, readline: Callable[[int], bytes], decode: Callable[[bytes], str], delimiter: str,
-        encoding: str, limits: Limits,
+        encoding: str, limits: Limits, read: Callable[[int], bytes] | None = None,
     ) -> None:  # fmt: skip
         self._readline = readline
+        self._read = read  # the byte file's read(), when lines are its bytes as they are
         self._decode = decode
         self._encoding = encoding
         self._limits = limits
@@ -330,6 +347,31 @@ class _CsvScanner:
                 return tuple(_header_cell(cell) for cell in cells)
         return None
 
+    def line_blocks(self) -> LineBlocks | None:
+        """The data lines as bytes (see LineBlocks), or None: lines are not the file's
+        bytes (UTF-16, CR line ends), or the header was not the file's first line."""
+        if self._read is None or self._line != 1 or self._pending or self._taken:
+            return None
+        return LineBlocks(self._blocks, self._decode, self._max_line_chars)
+
+    def _blocks(self) -> Iterator[bytes]:
+        read, limit = self._read, self._max_line_bytes
+        assert read is not None
+        rest = b""
+        while block := read(LINE_BLOCK):
+            block = rest + block
+            end = block.rfind(b"\n") + 1
+            if end:
+                rest = block[end:]
+                yield block[:end]
+            else:
+                rest = block
+            if len(rest) > limit:
+                yield rest  # a line too long: the caller hands the file to the row reader
+                return
+        if rest:
+            yield rest
+
     def rows(self, width: int, digests: RowDigests) -> Iterator[RawRow]:
         """Yield the data rows after the header, padded to `width`; skip known lines."""
         try:
@@ -433,8 +475,9 @@ def _never_closed(line: int) -> FileFailed:
 
 def _line_source(
     binary: BinaryIO, detected: Detected
-) -> tuple[Callable[[int], bytes], Callable[[bytes], str]]:
-    """Return (readline of byte lines, decode of one line) for the text after the BOM."""
+) -> tuple[Callable[[int], bytes], Callable[[bytes], str], Callable[[int], bytes] | None]:
+    """Return (readline of byte lines, decode of one line, and read of the bytes when they
+    are the lines as they are) for the text after the BOM."""
     assert detected.encoding is not None
     codec, errors = _text_codec(detected)
     binary.seek(detected.bom_length)
@@ -442,14 +485,19 @@ def _line_source(
     binary.seek(detected.bom_length)
     cr_only = b"\r" in sample and b"\n" not in sample
     if detected.encoding in _BYTE_LINE_ENCODINGS and not cr_only:
-        return binary.readline, functools.partial(bytes.decode, encoding=codec, errors=errors)
+        decode = functools.partial(bytes.decode, encoding=codec, errors=errors)
+        return binary.readline, decode, binary.read
     # UTF-16 (a line break is two bytes) or old Mac CR line ends: universal newlines.
     text = io.TextIOWrapper(binary, encoding=codec, errors=errors, newline="")
 
     def readline(size: int) -> bytes:
         return text.readline(size // 4).encode("utf-8", "surrogatepass")
 
-    return readline, functools.partial(bytes.decode, encoding="utf-8", errors="surrogatepass")
+    return (
+        readline,
+        functools.partial(bytes.decode, encoding="utf-8", errors="surrogatepass"),
+        None,
+    )
 
 
 @contextmanager
@@ -470,8 +518,8 @@ def _open_csv(binary: BinaryIO, detected: Detected, limits: Limits) -> Iterator[
     finally:
         sniffing.detach()  # keep `binary` open for the reading pass
 
-    readline, decode = _line_source(binary, detected)
-    scanner = _CsvScanner(readline, decode, delimiter, detected.encoding, limits)
+    readline, decode, read = _line_source(binary, detected)
+    scanner = _CsvScanner(readline, decode, delimiter, detected.encoding, limits, read)
     header = scanner.header()
     if header is None:
         raise FileFailed("no header row")
@@ -483,6 +531,7 @@ def _open_csv(binary: BinaryIO, detected: Detected, limits: Limits) -> Iterator[
         header=header,
         rows=scanner.rows(len(header), digests),
         digests=digests,
+        lines=scanner.line_blocks(),
     )
 
 
