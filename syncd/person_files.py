@@ -377,9 +377,12 @@ class PersonFile:
                 block, lines.decode, table.delimiter, len(table.header), digests.seed,
                 opened.cols, opened.rules, lines.max_line_chars, max_field,
             )  # fmt: skip
-            if students is None or not seen.isdisjoint(students.sync_keys):
+            if students is None:
                 raise _NotPlain
+            known = len(seen)
             seen.update(students.sync_keys)
+            if len(seen) - known != len(students.sync_keys):  # a key named twice
+                raise _NotPlain
             writes.create_students(connection, students, self.context, self.events, self.applied)
             read_before, rows = rows, rows + len(students.sync_keys)
             if self.job.progress is not None:  # as `counting` tells it: every PROGRESS_EVERY

@@ -10,8 +10,8 @@ fraction of a row-by-row pass in Python.
 Anything else returns None, and the caller reads the file row by row: quotes, lone CRs,
 NUL or DOS end-of-file marks, characters that `str.strip` and the row reader treat apart
 (\\x1c–\\x1f), blank or short lines, and every row the row path would reject or merge
-(invalid or missing values, duplicate keys). So a file read here gives the same records as
-the row path, or is not read here at all.
+(invalid or missing values; duplicate keys, which the caller finds across blocks). So a
+file read here gives the same records as the row path, or is not read here at all.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def student_columns(
     max_field_chars: int,
 ) -> StudentColumns | None:
     """Return the records of `block` (whole data lines of a students file with a header of
-    `width` cells), or None when any of its lines must be read row by row."""
+    `width` cells), or None when any of its lines must be read row by row. Duplicate keys
+    are the caller's to find: it sees every block of the file."""
     fields = columns.fields
     key_at = fields.get("sync_key")
     if (
@@ -83,8 +84,9 @@ def student_columns(
     lines = block.split(b"\n")
     if block.endswith(b"\n"):
         lines.pop()
+    longest = max(map(len, lines))  # in bytes: at least as many as characters
     if (
-        max(map(len, lines)) > max_line_chars  # bytes: at least as many as characters
+        longest > max_line_chars
         # Every line holds the header's cells (a blank line has one, a short one fewer).
         or set(map(bytes.count, lines, repeat(delimiter.encode()))) != {width - 1}
     ):
@@ -100,7 +102,7 @@ def student_columns(
     cells = body.replace("\n", delimiter).split(delimiter)
     if len(cells) != len(lines) * width:
         return None
-    if max(map(len, lines)) > max_field_chars and max(map(len, cells)) > max_field_chars:
+    if longest > max_field_chars and max(map(len, cells)) > max_field_chars:
         return None  # the row reader fails the file, naming the limit
 
     def column(name: str) -> list[str] | None:
@@ -111,8 +113,6 @@ def student_columns(
     first_names, last_names = column("first_name"), column("last_name")
     assert first_names is not None and last_names is not None
     if not all(keys) or not all(first_names) or not all(last_names):
-        return None
-    if len(set(keys)) != len(keys):
         return None
     usernames = _or_none(column("username"), len(keys))
     email_cells = column("email")
