@@ -742,12 +742,13 @@ def _database_url(value: object, config_dir: Path) -> str:
     if match is None or dialect not in {"sqlite", "postgresql"}:
         raise _Invalid(key, "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DATABASE")
     if dialect == "postgresql":
+        parts = urlsplit(url)
         try:
-            urlsplit(url).port  # noqa: B018 - raises for a port that is not a number
+            parts.port  # noqa: B018 - raises for a port that is not a number
         except ValueError:
             # Checked here: later it is an "unexpected error" (exit 1) naming no key.
             raise _Invalid(key, "the port must be a number from 1 to 65535") from None
-        _check_connection_options(urlsplit(url).query, key)
+        _check_connection_options(parts.query, key)
         # psycopg 3 is the driver syncd ships with; plain postgresql:// would want psycopg2.
         return url if match.group(2) else "postgresql+psycopg://" + match.group(3)
     rest = match.group(3)

@@ -354,7 +354,7 @@ class Daemon:
                 # the next cron run (an SFTP file is never old at its first listing).
                 self._poll_at(name, max(runner.config.min_age, FIRST_RETRY))
         except UnreachableError:
-            self._reschedule(name, runner.retry_in())
+            self._poll_at(name, runner.retry_in())
         except Exception as error:  # noqa: BLE001 - a job error must never kill the daemon
             runner.failures += 1
             audit.emit(
@@ -365,7 +365,7 @@ class Daemon:
                 error=str(error).splitlines()[0] if str(error) else type(error).__name__,
                 retry_in=f"{int(runner.retry_in().total_seconds())}s",
             )
-            self._reschedule(name, runner.retry_in())
+            self._poll_at(name, runner.retry_in())
 
     def _lead(self, runner: SourceRunner) -> bool:
         assert runner.lock is not None
@@ -389,9 +389,6 @@ class Daemon:
         if runner.lock is not None and runner.lock.connection is not None:
             runner.lock.release()
             audit.emit(audit.SOURCE_RELEASED, source=runner.config.name, site=runner.config.site)
-
-    def _reschedule(self, name: str, delay: timedelta) -> None:
-        self._poll_at(name, delay)
 
     def _poll_at(self, name: str, delay: timedelta) -> None:
         """Run a source's :poll job after `delay` (a retry, a file event, a young file)."""

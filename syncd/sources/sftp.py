@@ -165,16 +165,15 @@ class SftpSource:
     def _where(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def _fail(self, problem: str) -> NoReturn:
+    def _fail(self, problem: str, error: type[SourceUnreachable] = SourceUnreachable) -> NoReturn:
         # `from None`: a printed traceback must not show paramiko's own error chain.
-        raise SourceUnreachable(_one_line(f'source "{self.name}": {problem}')) from None
+        raise error(_one_line(f'source "{self.name}": {problem}')) from None
 
     def _env(self, variable: str, key: str) -> str:
         value = os.environ.get(variable)
         if value is None:
-            raise SecretMissing(
-                f'source "{self.name}": environment variable {variable} (named by {key}) is not set'
-            )
+            problem = f"environment variable {variable} (named by {key}) is not set"
+            self._fail(problem, SecretMissing)
         return value
 
     def _load_key(self) -> Any:
