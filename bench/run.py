@@ -542,10 +542,16 @@ def python_floor(bench: Bench, folder: Path, files: Sequence[Path]) -> Measured:
     return measured
 
 
-def floor_note(syncd: Measured, floor: Measured, anchor: Measured) -> str:
+def floor_note(
+    syncd: Measured,
+    floor: Measured,
+    anchor: Measured,
+    writer: str = "sqlite3 executemany",
+    anchor_name: str = ".import",
+) -> str:
     return (
-        f"Python floor (csv.reader + sqlite3 executemany of ready rows into syncd's tables) "
-        f"{secs(floor.wall_s)} = {floor.wall_s / anchor.wall_s:.1f}× .import; syncd = "
+        f"Python floor (csv.reader + {writer} of ready rows into syncd's tables) "
+        f"{secs(floor.wall_s)} = {floor.wall_s / anchor.wall_s:.1f}× {anchor_name}; syncd = "
         f"{syncd.wall_s / floor.wall_s:.1f}× that floor"
     )
 
@@ -790,6 +796,15 @@ def pg_schema(url: str, prefix: str) -> Iterator[str]:
             connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+def pg_env(info: dict[str, Any]) -> dict[str, str]:
+    """The environment of a child that connects with `info`: the password in PGPASSWORD,
+    not on its command line."""
+    env = dict(os.environ)
+    if info["password"]:
+        env["PGPASSWORD"] = info["password"]
+    return env
+
+
 def pg_floor(bench: Bench, url: str, students: Path) -> Measured:
     """PG_FLOOR_SCRIPT on `students` into a fresh schema that `syncd db upgrade` made."""
     with pg_schema(url, "bench_floor") as schema:
@@ -797,14 +812,11 @@ def pg_floor(bench: Bench, url: str, students: Path) -> Measured:
         config = write_config(folder, with_search_path(url, schema))
         run_child(syncd_argv(config, "db", "upgrade"), cwd=folder, timeout=bench.timeout())
         info = pg_conninfo(url)
-        env = dict(os.environ)
-        if info["password"]:
-            env["PGPASSWORD"] = info["password"]  # not on the command line
         conninfo = " ".join(f"{k}={info[k]}" for k in ("host", "port", "user", "dbname"))
         measured = run_child(
             [sys.executable, "-c", PG_FLOOR_SCRIPT, conninfo, schema, str(students)],
             cwd=REPO,
-            env=env,
+            env=pg_env(info),
             timeout=bench.timeout(),
         )
         shutil.rmtree(folder, ignore_errors=True)
@@ -851,9 +863,7 @@ def scenario_postgres(bench: Bench, sets: dict[str, dict[str, Path]]) -> None:
     )
     try:
         info = pg_conninfo(url)
-        env = dict(os.environ)
-        if info["password"]:
-            env["PGPASSWORD"] = info["password"]
+        env = pg_env(info)
         with pg_schema(url, "bench_anchor") as schema:
             pg_execute(
                 url,
@@ -879,9 +889,7 @@ def scenario_postgres(bench: Bench, sets: dict[str, dict[str, Path]]) -> None:
             floor = pg_floor(bench, url, students)
             row.details = (
                 f"peak RSS {measured.rss_mib:.0f} MiB; {describe_counts(counts_of(documents))}; "
-                f"Python floor (csv.reader + psycopg binary COPY of ready rows into syncd's "
-                f"tables) {secs(floor.wall_s)} = {floor.wall_s / anchor.wall_s:.1f}× \\copy; "
-                f"syncd = {measured.wall_s / floor.wall_s:.1f}× that floor"
+                + floor_note(measured, floor, anchor, "psycopg binary COPY", "\\copy")
             )
             try:
                 before = pg_write_counts(url, schema)
