@@ -124,12 +124,11 @@ def test_a_plain_file_reads_as_the_row_reader_reads_it(content: bytes) -> None:
     assert by_columns == by_rows
 
 
-def test_a_plain_file_is_read_column_by_column(tmp_path: Path) -> None:
-    # The comparison above must not pass because both imports read row by row.
-    installation = Syncd(tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}")
-    lines = ["SyncID;First name;Last name;E-mail;Grade"]
-    lines += [f"S{n};Zoë;Nuñez {n};Zoe.{n}@School.Example;{n % 12}" for n in range(3000)]
-    path = installation.write("students.csv", "\r\n".join(lines) + "\r\n")
+def _import_watched(root: Path, content: str) -> tuple[Syncd, Any, list[Any]]:
+    """Import `content` as students.csv; return the installation, the outcome and what
+    each call of the column reader returned (None: the block went to the row reader)."""
+    installation = Syncd(root, f"sqlite:///{root / 'syncd.db'}")
+    path = installation.write("students.csv", content)
     results: list[Any] = []
     real = person_files.student_columns
 
@@ -140,6 +139,14 @@ def test_a_plain_file_is_read_column_by_column(tmp_path: Path) -> None:
     with mock.patch.object(person_files, "student_columns", spy):
         outcome = installation("import", "--json", str(path))
     assert outcome.exit_code == 0, outcome.stderr
+    return installation, outcome, results
+
+
+def test_a_plain_file_is_read_column_by_column(tmp_path: Path) -> None:
+    # The comparison above must not pass because both imports read row by row.
+    lines = ["SyncID;First name;Last name;E-mail;Grade"]
+    lines += [f"S{n};Zoë;Nuñez {n};Zoe.{n}@School.Example;{n % 12}" for n in range(3000)]
+    installation, outcome, results = _import_watched(tmp_path, "\r\n".join(lines) + "\r\n")
     assert results and all(result is not None for result in results)
     assert json.loads(outcome.stdout)["counts"]["created"] == 3000
     assert [e["event"] for e in installation.events()].count("person.created") == 3000
@@ -147,17 +154,7 @@ def test_a_plain_file_is_read_column_by_column(tmp_path: Path) -> None:
 
 
 def test_a_file_with_a_quote_is_read_row_by_row(tmp_path: Path) -> None:
-    installation = Syncd(tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}")
-    path = installation.write("students.csv", 'SyncID,First name,Last name\nS1,"Ann",Lee\n')
-    results: list[Any] = []
-    real = person_files.student_columns
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        results.append(real(*args, **kwargs))
-        return results[-1]
-
-    with mock.patch.object(person_files, "student_columns", spy):
-        outcome = installation("import", "--json", str(path))
-    assert outcome.exit_code == 0, outcome.stderr
+    content = 'SyncID,First name,Last name\nS1,"Ann",Lee\n'
+    installation, _, results = _import_watched(tmp_path, content)
     assert results == [None]
     assert installation.export()[0]["first_name"] == "Ann"
