@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -32,7 +33,7 @@ from xxhash import xxh3_64_intdigest
 
 from syncd import audit
 from syncd.audit import EventBuffer, EventSegment
-from syncd.core.columns import student_columns
+from syncd.core.columns import person_columns
 from syncd.core.plan import (
     ExistingPerson,
     LinkPlan,
@@ -325,7 +326,7 @@ class PersonFile:
                 digests.known = read.snapshot
         if self._reads_plain(opened):
             with self.events.held() as read.held:
-                read.rows = self._apply_plain(connection, opened)
+                read.rows = self._apply_plain(connection, opened, read)
             return read
         counter = [0]
         records = person_rows.read(counting(opened.table.rows, counter, self.job.progress))
@@ -351,40 +352,57 @@ class PersonFile:
         return read
 
     def _reads_plain(self, opened: OpenedFile) -> bool:
-        """Whether to try the file column by column: a students file (CSV) of a site that
-        has no students yet, for real (a dry run describes each change), not tried before."""
+        """Whether to try the file column by column: a students or parents file (CSV) of a
+        site that has no persons of its kind yet, for real (a dry run describes each
+        change), not tried before."""
         return (
             self.plain
-            and self.kind is Kind.STUDENTS
             and not self.site_had_persons
             and not self.job.dry_run
             and opened.table.lines is not None
             and opened.table.digests is not None
         )
 
-    def _apply_plain(self, connection: sa.Connection, opened: OpenedFile) -> int:
-        """Create the students of a plain file block by block (syncd.core.columns); return
-        how many rows it had. Raises _NotPlain at the first block that is not plain (the
-        caller rolls back and reads the file row by row)."""
-        table = opened.table
+    def _apply_plain(self, connection: sa.Connection, opened: OpenedFile, read: _Read) -> int:
+        """Create the persons of a plain file block by block (syncd.core.columns), a
+        parents file's with their links; return how many rows it had. Raises _NotPlain at
+        the first block that is not plain (the caller rolls back and reads the file row by
+        row)."""
+        table, kind = opened.table, self.kind
         lines, digests = table.lines, table.digests
         assert lines is not None and digests is not None and table.delimiter is not None
         max_field = self.source.limits.max_field_chars
+        blocks = lines.blocks()
+        if kind is Kind.PARENTS:
+            # Blocks of CHUNK rows: each one's persons, then its links, as the row path.
+            blocks = _line_groups(blocks, CHUNK)
+            self._prepare_students(connection, read, bulk=False)
         seen: set[str] = set()
         rows = 0
-        for block in lines.blocks():
-            students = student_columns(
-                block, lines.decode, table.delimiter, len(table.header), digests.seed,
+        for block in blocks:
+            people = person_columns(
+                kind, block, lines.decode, table.delimiter, len(table.header), digests.seed,
                 opened.cols, opened.rules, lines.max_line_chars, max_field,
             )  # fmt: skip
-            if students is None:
+            if people is None:
                 raise _NotPlain
             known = len(seen)
-            seen.update(students.sync_keys)
-            if len(seen) - known != len(students.sync_keys):  # a key named twice
+            seen.update(people.sync_keys)
+            if len(seen) - known != len(people.sync_keys):  # a key named twice
                 raise _NotPlain
-            writes.create_students(connection, students, self.context, self.events, self.applied)
-            read_before, rows = rows, rows + len(students.sync_keys)
+            children = None
+            if people.children is not None:
+                assert self.students is not None
+                values = list(chain.from_iterable(people.children))
+                self.students.prepare(values)
+                children = self.students.unique_students(values)
+                if children is None:  # a pending link or an ambiguous child
+                    raise _NotPlain
+            writes.create_plain_persons(
+                connection, people, self.person_kind, children, self.context, self.events,
+                self.applied,
+            )  # fmt: skip
+            read_before, rows = rows, rows + len(people.sync_keys)
             if self.job.progress is not None:  # as `counting` tells it: every PROGRESS_EVERY
                 first = read_before - read_before % PROGRESS_EVERY + PROGRESS_EVERY
                 for count in range(first, rows + 1, PROGRESS_EVERY):
@@ -649,3 +667,22 @@ def _chunks(records: Iterable[PersonRecord], size: int) -> Iterator[list[PersonR
             chunk = []
     if chunk:
         yield chunk
+
+
+def _line_groups(blocks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Re-cut blocks of whole lines into blocks of `size` lines (the last may have fewer;
+    a final piece without a line end stays last, as it came)."""
+    held: list[bytes] = []
+    for block in blocks:
+        lines = block.split(b"\n")
+        tail = lines.pop()  # b"" after a final line end, else an unfinished last line
+        held += lines
+        while len(held) >= size:
+            yield b"\n".join(held[:size]) + b"\n"
+            del held[:size]
+        if tail:
+            held.append(tail)
+            yield b"\n".join(held)
+            return
+    if held:
+        yield b"\n".join(held) + b"\n"

@@ -1,46 +1,54 @@
-"""A plain students file read column by column: the first load of a district, in bulk.
+"""A plain students or parents file read column by column: the first load of a district.
 
-A students file whose lines are plain (no quotes, one record a line, the header's number of
-cells on every line, nothing the row reader treats specially) splits into its cells with
-`str.split`, exactly as the csv module would read it. Its columns are then checked and
-prepared with the same functions the row path uses (`str.strip`, `str.casefold`,
-`EMAIL_PATTERN`, `fingerprint`'s text), each mapped over a whole column, which costs a
-fraction of a row-by-row pass in Python.
+A file whose lines are plain (one record a line, the header's number of cells on every line,
+quotes only around whole cells, nothing the row reader treats specially) splits into its
+cells with `str.split`, exactly as the csv module would read it. Its columns are then
+checked and prepared with the same functions the row path uses (`str.strip`,
+`str.casefold`, `EMAIL_PATTERN`, `split_child_values`, `fingerprint`'s text), each mapped
+over a whole column, which costs a fraction of a row-by-row pass in Python.
 
-Anything else returns None, and the caller reads the file row by row: quotes, lone CRs,
-NUL or DOS end-of-file marks, characters that `str.strip` and the row reader treat apart
-(\\x1c–\\x1f), blank or short lines, and every row the row path would reject or merge
-(invalid or missing values; duplicate keys, which the caller finds across blocks). So a
-file read here gives the same records as the row path, or is not read here at all.
+Anything else returns None, and the caller reads the file row by row: quotes inside or
+around part of a cell, lone CRs, NUL or DOS end-of-file marks, characters that `str.strip`
+and the row reader treat apart (\\x1c–\\x1f), blank or short lines, and every row the row
+path would reject or merge (invalid or missing values; duplicate keys, which the caller
+finds across blocks; a child value naming no student or several, which the caller finds).
+So a file read here gives the same records as the row path, or is not read here at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import repeat
-from operator import rshift
+from itertools import chain, compress, repeat
+from operator import attrgetter, getitem, rshift
 
 from xxhash import xxh3_64_intdigest, xxh3_128_hexdigest
 
 from syncd.core.plan import UNIT_SEPARATOR
-from syncd.core.validate import EMAIL_PATTERN, Columns, RowRules
-from syncd.model import RelType
+from syncd.core.validate import (
+    EMAIL_PATTERN,
+    Columns,
+    RowRules,
+    parse_relationship_type,
+    split_child_values,
+)
+from syncd.model import Kind, RelType
 
-__all__ = ["StudentColumns", "student_columns"]
+__all__ = ["PersonColumns", "person_columns"]
 
-# Bytes after which a plain split would read a line differently from the row reader: the
-# quote, NUL, the DOS end-of-file mark \x1a (a row of them is blank), and \x1c-\x1f, which
-# `str.strip` removes; a CR is allowed only as part of a CRLF line end.
-_UNUSUAL = (b'"', b"\x00", b"\x1a", b"\x1c", b"\x1d", b"\x1e", b"\x1f")
+# Bytes after which a plain split would read a line differently from the row reader: NUL,
+# the DOS end-of-file mark \x1a (a row of them is blank), and \x1c-\x1f, which `str.strip`
+# removes; a CR is allowed only as part of a CRLF line end. Quotes are looked at per cell.
+_UNUSUAL = (b"\x00", b"\x1a", b"\x1c", b"\x1d", b"\x1e", b"\x1f")
 _LINE_END = b"\r\n"
-# The end of a student's fingerprint text: no children column, the default type.
-_TAIL = UNIT_SEPARATOR + "children:-" + UNIT_SEPARATOR + RelType.PARENT.value
+_INSIDE = slice(1, -1)  # a cell quoted whole, without its quotes
+# The end of the fingerprint text of a person without a children column, of the default type.
+_NO_CHILDREN = UNIT_SEPARATOR + "children:-" + UNIT_SEPARATOR + RelType.PARENT.value
 
 
 @dataclass(slots=True)
-class StudentColumns:
-    """The records of a chunk of plain student rows, column by column (file order)."""
+class PersonColumns:
+    """The records of a chunk of plain rows, column by column (file order)."""
 
     sync_keys: list[str]
     usernames: list[str | None]
@@ -51,9 +59,13 @@ class StudentColumns:
     attributes: list[tuple[tuple[str, str], ...]]  # non-empty (name, value), sorted
     fingerprints: list[str]
     row_digests: list[int]
+    # A parents file with a children column: each row's distinct child values and its type.
+    children: list[tuple[str, ...]] | None = None
+    types: list[RelType] | None = None
 
 
-def student_columns(
+def person_columns(
+    kind: Kind,
     block: bytes,
     decode: Callable[[bytes], str],
     delimiter: str,
@@ -63,10 +75,11 @@ def student_columns(
     rules: RowRules,
     max_line_chars: int,
     max_field_chars: int,
-) -> StudentColumns | None:
-    """Return the records of `block` (whole data lines of a students file with a header of
-    `width` cells), or None when any of its lines must be read row by row. Duplicate keys
-    are the caller's to find: it sees every block of the file."""
+) -> PersonColumns | None:
+    """Return the records of `block` (whole data lines of a students or parents file with a
+    header of `width` cells), or None when any of its lines must be read row by row.
+    Duplicate keys and child values are the caller's to check: it sees every block and
+    the students."""
     fields = columns.fields
     key_at = fields.get("sync_key")
     if (
@@ -102,6 +115,8 @@ def student_columns(
     cells = body.replace("\n", delimiter).split(delimiter)
     if len(cells) != len(lines) * width:
         return None
+    if '"' in body and not _unquote(cells, width):
+        return None
     if longest > max_field_chars and max(map(len, cells)) > max_field_chars:
         return None  # the row reader fails the file, naming the limit
 
@@ -125,8 +140,25 @@ def student_columns(
         if not all(is_email(email) for email in folded if email):
             return None
         emails = [email or None for email in folded]
-    numbers = _or_none(column("student_number"), len(keys))
+    numbers = _or_none(column("student_number") if kind is Kind.STUDENTS else None, len(keys))
     attributes, attribute_texts = _attributes(cells, width, columns.attributes, len(keys))
+    children = types = None
+    tails: Iterable[str] = repeat(_NO_CHILDREN)
+    child_cells = column("child_key") if kind is Kind.PARENTS else None
+    if child_cells is not None:
+        children = _children(child_cells)
+        types = _types(column("relationship_type"), rules, len(keys))
+        if types is None:
+            return None
+        tails = map(
+            "".join,
+            zip(
+                repeat(UNIT_SEPARATOR + "children:"),
+                map(";".join, children),
+                repeat(UNIT_SEPARATOR),
+                map(attrgetter("_value_"), types),
+            ),
+        )
     fingerprints = list(
         map(
             xxh3_128_hexdigest,
@@ -150,7 +182,7 @@ def student_columns(
                         ),
                         attribute_texts,
                     ),
-                    repeat(_TAIL),
+                    tails,
                 ),
                 repeat("utf-8"),
                 repeat("surrogatepass"),
@@ -164,10 +196,68 @@ def student_columns(
             repeat(1),
         )
     )
-    return StudentColumns(
+    return PersonColumns(
         keys, usernames, emails, first_names, last_names, numbers, attributes, fingerprints,
-        digests,
+        digests, children, types,
     )  # fmt: skip
+
+
+def _unquote(cells: list[str], width: int) -> bool:
+    """Take the quotes off cells quoted whole (`"..."`, as the csv module reads them) in
+    place, column by column; return False when any quote is elsewhere (the row reader must
+    read the line)."""
+    for at in range(width):
+        column = cells[at::width]
+        text = "\n".join(column)
+        quotes = text.count('"')
+        if not quotes:
+            continue
+        count = len(column)
+        if (
+            # Quoted whole in every row (an SIS export's child cells): every cell starts and
+            # ends with a quote, has room for both, and holds no other.
+            quotes == 2 * count
+            and text[0] == text[-1] == '"'
+            and text.count('"\n"') == count - 1
+            and min(map(len, column)) >= 2
+        ):
+            cells[at::width] = map(getitem, column, repeat(_INSIDE))
+            continue
+        quoted = list(compress(range(count), map(str.startswith, column, repeat('"'))))
+        # Every quote opens or closes a cell quoted whole: none is left for anywhere else.
+        if 2 * len(quoted) != quotes:
+            return False
+        for row in quoted:
+            cell = column[row]
+            if len(cell) < 2 or cell[-1] != '"':
+                return False
+            column[row] = cell[1:-1]
+        cells[at::width] = column
+    return True
+
+
+def _children(cells: list[str]) -> list[tuple[str, ...]]:
+    """Return each cell's distinct child values, as the row path's split_child_values."""
+    text = "\n".join(cells)
+    if "," in text or "|" in text:
+        text = text.replace(",", ";").replace("|", ";")
+    parts = list(map(str.split, text.split("\n"), repeat(";")))
+    values = list(chain.from_iterable(parts))
+    if (
+        "" in values  # an empty cell, or an empty part ("S1;;S2")
+        or list(map(str.strip, values)) != values
+        or sum(map(len, map(set, parts))) != len(values)  # a value named twice in a cell
+    ):
+        return list(map(split_child_values, cells))
+    return list(map(tuple, parts))
+
+
+def _types(cells: list[str] | None, rules: RowRules, count: int) -> list[RelType] | None:
+    """Return each row's relationship type, or None when a cell names no known type."""
+    if cells is None:
+        return [RelType.PARENT] * count
+    types = list(map(parse_relationship_type, cells, repeat(rules.relationship_types)))
+    return None if None in types else types  # type: ignore[return-value]
 
 
 def _or_none(values: list[str] | None, count: int) -> list[str | None]:

@@ -7,15 +7,16 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import repeat
+from itertools import chain, repeat
 from json.encoder import encode_basestring as _encode_json_string
+from operator import attrgetter
 from typing import Any
 
 import sqlalchemy as sa
 
 from syncd import audit
 from syncd.audit import EventBuffer
-from syncd.core.columns import StudentColumns
+from syncd.core.columns import PersonColumns
 from syncd.core.plan import (
     ORPHAN,
     ExistingPending,
@@ -207,24 +208,61 @@ def _create_persons(
     return dict(zip(keys, ids, strict=True))
 
 
-def create_students(
+def create_plain_persons(
     connection: sa.Connection,
-    students: StudentColumns,
+    people: PersonColumns,
+    kind: PersonKind,
+    children: tuple[list[int], list[str]] | None,
     context: ApplyContext,
     events: EventBuffer,
     applied: Applied,
 ) -> None:
-    """Insert the new students of a plain file's chunk, read column by column
-    (syncd.core.columns): the rows and events `_create_persons` writes for the same records."""
-    count = len(students.sync_keys)
+    """Insert the new persons of a plain file's chunk, read column by column
+    (syncd.core.columns), and a parents chunk's links to `children` (the id and sync key of
+    each of its child values, in order): the rows and events `apply_persons` and
+    `apply_links` write for the same records."""
+    count = len(people.sync_keys)
     ids = IdAllocator(connection, persons).take(count)
+    per_row = list(map(len, people.children)) if people.children is not None else None
     rows = zip(
-        ids, students.sync_keys, students.usernames, students.emails, students.first_names,
-        students.last_names, students.student_numbers, map(attributes_json, students.attributes),
-        repeat(None), students.fingerprints, students.row_digests, repeat(0),
+        ids, people.sync_keys, people.usernames, people.emails, people.first_names,
+        people.last_names, people.student_numbers, map(attributes_json, people.attributes),
+        repeat(None), people.fingerprints, people.row_digests,
+        repeat(0) if per_row is None else map(int, map(bool, per_row)),  # had_link
     )  # fmt: skip
-    _insert_persons(connection, rows, PersonKind.STUDENT, context, events, students.sync_keys, ids)
+    _insert_persons(connection, rows, kind, context, events, people.sync_keys, ids)
     applied.counts.created += count
+    if kind is PersonKind.PARENT:
+        applied.new_parents.update(ids)
+    if children is None or per_row is None or people.types is None:
+        return
+    child_ids, child_keys = children
+    parent_ids = list(chain.from_iterable(map(repeat, ids, per_row)))
+    parent_keys = chain.from_iterable(map(repeat, map(json_string, people.sync_keys), per_row))
+    type_names = map(attrgetter("_value_"), people.types)
+    types = list(chain.from_iterable(map(repeat, type_names, per_row)))
+    _insert_links(
+        connection,
+        zip(parent_ids, child_ids, types, repeat(1), repeat(0), types, repeat(Kind.PARENTS.value)),
+        context,
+    )
+    start, end = events.line_parts(audit.RELATIONSHIP_CREATED)
+    events.add_lines(
+        list(
+            map(
+                _link_line,
+                repeat(start),
+                parent_ids,
+                child_ids,
+                parent_keys,
+                map(json_string, child_keys),
+                types,
+                repeat(Kind.PARENTS.value),
+                repeat(end),
+            )  # fmt: skip
+        )
+    )
+    applied.counts.links_created += len(child_ids)
 
 
 def _insert_persons(
@@ -448,11 +486,16 @@ def apply_links(
                 continue
             parent = change.parent_key if new_parent else names.get(parent_id, change.parent_key)
             lines.append(
-                f'{start}"parent_id":{parent_id},"child_id":{change.child_id},'
-                f'"parent":{json_string(parent)},'
-                f'"child":{json_string(names.get(change.child_id, ""))},'
-                f'"type":"{rel_type}","origin":"{origin._value_}",'
-                f'"person_id":{parent_id}{end}'
+                _link_line(
+                    start,
+                    parent_id,
+                    change.child_id,
+                    json_string(parent),
+                    json_string(names.get(change.child_id, "")),
+                    rel_type,
+                    origin._value_,
+                    end,
+                )  # fmt: skip
             )
             continue
         if lines:
@@ -492,21 +535,7 @@ def apply_links(
             )
     events.add_lines(lines)
     applied.counts.links_created += len(new_links)
-    insert_rows(
-        connection,
-        links,
-        LINK_INSERT_COLUMNS,
-        new_links,
-        constants={
-            "site": context.site,
-            "manual": None,
-            "source": context.source,
-            "file_id": context.file_id,
-            "created_file_id": context.file_id if provenance else None,
-            "created_at": context.now,
-            "updated_at": context.now,
-        },
-    )
+    _insert_links(connection, new_links, context, provenance)
     _executemany(
         connection,
         links.update().where(links.c.id == sa.bindparam("link_id")),
@@ -520,6 +549,43 @@ LINK_INSERT_COLUMNS = (
     "parent_id", "child_id", "type", "by_parents", "by_relationships", "created_type",
     "created_origin",
 )  # fmt: skip
+
+
+def _insert_links(
+    connection: sa.Connection,
+    rows: Iterable[Sequence[Any]],
+    context: ApplyContext,
+    provenance: bool = True,
+) -> None:
+    """Insert new links (rows in LINK_INSERT_COLUMNS order) made by the file."""
+    insert_rows(
+        connection,
+        links,
+        LINK_INSERT_COLUMNS,
+        rows,
+        constants={
+            "site": context.site,
+            "manual": None,
+            "source": context.source,
+            "file_id": context.file_id,
+            "created_file_id": context.file_id if provenance else None,
+            "created_at": context.now,
+            "updated_at": context.now,
+        },
+    )
+
+
+def _link_line(
+    start: str, parent_id: int, child_id: int, parent: str, child: str, rel_type: str,
+    origin: str, end: str,
+) -> str:  # fmt: skip
+    """Return a new link's relationship.created line (`parent`, `child`: JSON strings)."""
+    return (
+        f'{start}"parent_id":{parent_id},"child_id":{child_id},"parent":{parent},'
+        f'"child":{child},"type":"{rel_type}","origin":"{origin}","person_id":{parent_id}{end}'
+    )
+
+
 # Boolean columns of bulk inserts are given as 0 and 1: Python's sqlite3 binds a bool (an int
 # subclass) through its adaptation protocol, measured at 0.6 us a value here, and both
 # SQLite's column and PostgreSQL's binary COPY of a bool take the int as it is.

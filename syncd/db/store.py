@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -280,6 +281,21 @@ class StudentLookup:
                 wanted,
             )
         )
+
+    def unique_students(self, values: Sequence[str]) -> tuple[list[int], list[str]] | None:
+        """Return the id and sync key of the one student each of `values` (stripped, after
+        `prepare`) names, or None when any names none or several (the row path's pending
+        link or row error). Looked up over the whole list at once: a first parents file
+        names millions of children."""
+        lookups: Sequence[str] = values
+        if self._field in ("email", "username"):
+            lookups = list(map(str.casefold, values))
+        found: list[Any] = list(map(self._index.get, lookups))
+        if None in found or any(map(isinstance, found, repeat(list))):
+            return None
+        if self._field == "sync_key":
+            return found, list(lookups)
+        return found, list(map(self._keys.__getitem__, found))
 
     def sync_key(self, person_id: int, value: str) -> str:
         """Return the sync key of the student `value` (its lookup form) found as `person_id`."""
