@@ -129,25 +129,30 @@ def person_columns(
     assert first_names is not None and last_names is not None
     if not all(keys) or not all(first_names) or not all(last_names):
         return None
-    usernames = _or_none(column("username"), len(keys))
-    email_cells = column("email")
-    emails: list[str | None]
-    if email_cells is None:
-        emails = [None] * len(keys)
+    # Each optional field as text ("" when empty or absent: the fingerprint's form) and as
+    # stored (None when empty).
+    count = len(keys)
+    username_texts = column("username") or [""] * count
+    email_texts = column("email")
+    if email_texts is None:
+        email_texts = [""] * count
     else:
-        folded = list(map(str.casefold, email_cells))
-        is_email = EMAIL_PATTERN.match
-        if not all(is_email(email) for email in folded if email):
+        email_texts = list(map(str.casefold, email_texts))
+        if not all(map(EMAIL_PATTERN.match, filter(None, email_texts))):
             return None
-        emails = [email or None for email in folded]
-    numbers = _or_none(column("student_number") if kind is Kind.STUDENTS else None, len(keys))
-    attributes, attribute_texts = _attributes(cells, width, columns.attributes, len(keys))
+    number_texts = (column("student_number") if kind is Kind.STUDENTS else None) or [""] * count
+    usernames, emails, numbers = (
+        _or_none(username_texts),
+        _or_none(email_texts),
+        _or_none(number_texts),
+    )
+    attributes, attribute_texts = _attributes(cells, width, columns.attributes, count)
     children = types = None
     tails: Iterable[str] = repeat(_NO_CHILDREN)
     child_cells = column("child_key") if kind is Kind.PARENTS else None
     if child_cells is not None:
         children = _children(child_cells)
-        types = _types(column("relationship_type"), rules, len(keys))
+        types = _types(column("relationship_type"), rules, count)
         if types is None:
             return None
         tails = map(
@@ -172,11 +177,11 @@ def person_columns(
                             UNIT_SEPARATOR.join,
                             zip(
                                 keys,
-                                (name or "" for name in usernames),
-                                (email or "" for email in emails),
+                                username_texts,
+                                email_texts,
                                 first_names,
                                 last_names,
-                                (number or "" for number in numbers),
+                                number_texts,
                                 strict=True,
                             ),
                         ),
@@ -260,10 +265,8 @@ def _types(cells: list[str] | None, rules: RowRules, count: int) -> list[RelType
     return None if None in types else types  # type: ignore[return-value]
 
 
-def _or_none(values: list[str] | None, count: int) -> list[str | None]:
-    if values is None:
-        return [None] * count
-    return [value or None for value in values]
+def _or_none(texts: list[str]) -> list[str | None]:
+    return [text or None for text in texts]
 
 
 def _attributes(
