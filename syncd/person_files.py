@@ -395,9 +395,11 @@ class PersonFile:
                 assert self.students is not None
                 values = list(chain.from_iterable(people.children))
                 self.students.prepare(values)
-                children = self.students.unique_students(values)
-                if children is None:  # a pending link or an ambiguous child
+                named = self.students.students_named(values)
+                if named is None:  # a child value naming several students: a row error
                     raise _NotPlain
+                children = writes.PlainChildren(values, *named, self.source.child_field.value)
+                self.unresolved += named[0].count(None)
             writes.create_plain_persons(
                 connection, people, self.person_kind, children, self.context, self.events,
                 self.applied,

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from itertools import chain, repeat
+from itertools import chain, compress, islice, repeat
 from json.encoder import encode_basestring as _encode_json_string
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -23,6 +24,7 @@ from syncd.core.plan import (
     LinkClear,
     LinkPlan,
     LinkSet,
+    PendingAdd,
     PersonPlan,
     PersonUpsert,
     StudentRef,
@@ -208,27 +210,44 @@ def _create_persons(
     return dict(zip(keys, ids, strict=True))
 
 
+class PlainChildren(NamedTuple):
+    """A parents chunk's child values (file order) and the students they name: the id and
+    sync key of each, None for a value that names no student yet (a pending link)."""
+
+    values: list[str]
+    ids: list[int | None]
+    keys: list[str | None]
+    child_field: str
+
+
 def create_plain_persons(
     connection: sa.Connection,
     people: PersonColumns,
     kind: PersonKind,
-    children: tuple[list[int], list[str]] | None,
+    children: PlainChildren | None,
     context: ApplyContext,
     events: EventBuffer,
     applied: Applied,
 ) -> None:
     """Insert the new persons of a plain file's chunk, read column by column
-    (syncd.core.columns), and a parents chunk's links to `children` (the id and sync key of
-    each of its child values, in order): the rows and events `apply_persons` and
-    `apply_links` write for the same records."""
+    (syncd.core.columns), and a parents chunk's links and pending links: the rows and
+    events `apply_persons` and `apply_links` write for the same records."""
     count = len(people.sync_keys)
     ids = IdAllocator(connection, persons).take(count)
     per_row = list(map(len, people.children)) if people.children is not None else None
+    found = children.ids if children is not None else []
+    named = list(map(operator.is_not, found, repeat(None))) if None in found else None
+    had_link: Iterable[int] = repeat(0)
+    if per_row is not None:
+        had_link = map(int, map(bool, per_row))
+        if named is not None:  # pending links are no link yet
+            flags = iter(named)
+            # Each row's flags taken whole: any() would stop at the first.
+            had_link = [1 if any(tuple(islice(flags, size))) else 0 for size in per_row]
     rows = zip(
         ids, people.sync_keys, people.usernames, people.emails, people.first_names,
         people.last_names, people.student_numbers, map(attributes_json, people.attributes),
-        repeat(None), people.fingerprints, people.row_digests,
-        repeat(0) if per_row is None else map(int, map(bool, per_row)),  # had_link
+        repeat(None), people.fingerprints, people.row_digests, had_link,
     )  # fmt: skip
     _insert_persons(connection, rows, kind, context, events, people.sync_keys, ids)
     applied.counts.created += count
@@ -236,14 +255,37 @@ def create_plain_persons(
         applied.new_parents.update(ids)
     if children is None or per_row is None or people.types is None:
         return
-    child_ids, child_keys = children
+    # Each child value's parent id, parent key and type.
     parent_ids = list(chain.from_iterable(map(repeat, ids, per_row)))
-    parent_keys = chain.from_iterable(map(repeat, map(json_string, people.sync_keys), per_row))
-    type_names = map(attrgetter("_value_"), people.types)
-    types = list(chain.from_iterable(map(repeat, type_names, per_row)))
+    parent_keys = list(chain.from_iterable(map(repeat, people.sync_keys, per_row)))
+    types = list(chain.from_iterable(map(repeat, people.types, per_row)))
+    # The students' ids and keys: only those of named students are written.
+    child_ids: list[Any] = children.ids
+    child_keys: list[Any] = children.keys
+    pending: list[PendingAdd] = []
+    if named is not None:
+        unknown = list(map(operator.not_, named))
+        pending = list(
+            map(
+                PendingAdd,
+                compress(parent_keys, unknown),
+                compress(parent_ids, unknown),
+                repeat(children.child_field),
+                compress(children.values, unknown),
+                compress(types, unknown),
+                repeat(Kind.PARENTS),
+            )
+        )
+        parent_ids = list(compress(parent_ids, named))
+        parent_keys = list(compress(parent_keys, named))
+        types = list(compress(types, named))
+        child_ids = list(compress(child_ids, named))
+        child_keys = list(compress(child_keys, named))
+    type_names = list(map(attrgetter("_value_"), types))
+    origin = Kind.PARENTS.value
     _insert_links(
         connection,
-        zip(parent_ids, child_ids, types, repeat(1), repeat(0), types, repeat(Kind.PARENTS.value)),
+        zip(parent_ids, child_ids, type_names, repeat(1), repeat(0), type_names, repeat(origin)),
         context,
     )
     start, end = events.line_parts(audit.RELATIONSHIP_CREATED)
@@ -254,15 +296,16 @@ def create_plain_persons(
                 repeat(start),
                 parent_ids,
                 child_ids,
-                parent_keys,
+                map(json_string, parent_keys),
                 map(json_string, child_keys),
-                types,
-                repeat(Kind.PARENTS.value),
+                type_names,
+                repeat(origin),
                 repeat(end),
-            )  # fmt: skip
+            )
         )
     )
     applied.counts.links_created += len(child_ids)
+    _add_pending(connection, pending, context, events, applied)
 
 
 def _insert_persons(
@@ -656,9 +699,30 @@ def _apply_pending(
     applied: Applied,
     parent_ids: dict[str, int],
 ) -> None:
+    adds = [
+        add if add.parent_id is not None else replace(add, parent_id=parent_ids[add.parent_key])
+        for add in plan.pending_adds
+    ]
+    _add_pending(connection, adds, context, events, applied)
+    for dropped in plan.pending_drops:
+        _drop_pending(connection, dropped, events, audit.RELATIONSHIP_REMOVED)
+        applied.counts.links_removed += 1
+        applied.pending_dropped += 1
+        # A pending link may be all that kept a parent of departed children active.
+        applied.parents_losing_links.add(dropped.parent_id)
+
+
+def _add_pending(
+    connection: sa.Connection,
+    adds: Sequence[PendingAdd],
+    context: ApplyContext,
+    events: EventBuffer,
+    applied: Applied,
+) -> None:
+    """Write pending links (their parents' ids set) with their events and report lines."""
     rows = []
-    for add in plan.pending_adds:
-        parent_id = add.parent_id if add.parent_id is not None else parent_ids[add.parent_key]
+    for add in adds:
+        parent_id = add.parent_id
         rows.append(
             {
                 "site": context.site,
@@ -688,12 +752,6 @@ def _apply_pending(
             origin=add.origin.value,
         )
     _executemany(connection, pending_links.insert(), rows)
-    for dropped in plan.pending_drops:
-        _drop_pending(connection, dropped, events, audit.RELATIONSHIP_REMOVED)
-        applied.counts.links_removed += 1
-        applied.pending_dropped += 1
-        # A pending link may be all that kept a parent of departed children active.
-        applied.parents_losing_links.add(dropped.parent_id)
 
 
 def _drop_pending(

@@ -282,20 +282,23 @@ class StudentLookup:
             )
         )
 
-    def unique_students(self, values: Sequence[str]) -> tuple[list[int], list[str]] | None:
-        """Return the id and sync key of the one student each of `values` (stripped, after
-        `prepare`) names, or None when any names none or several (the row path's pending
-        link or row error). Looked up over the whole list at once: a first parents file
-        names millions of children."""
+    def students_named(
+        self, values: Sequence[str]
+    ) -> tuple[list[int | None], list[str | None]] | None:
+        """Return the id and sync key of the student each of `values` (stripped, after
+        `prepare`) names, the id None for a value naming no student yet (a pending link;
+        its key is not to be used); or None when any names several (the row path's row
+        error). Looked up over the whole list at once: a first parents file names millions
+        of children."""
         lookups: Sequence[str] = values
         if self._field in ("email", "username"):
             lookups = list(map(str.casefold, values))
         found: list[Any] = list(map(self._index.get, lookups))
-        if None in found or any(map(isinstance, found, repeat(list))):
+        if any(map(isinstance, found, repeat(list))):
             return None
         if self._field == "sync_key":
             return found, list(lookups)
-        return found, list(map(self._keys.__getitem__, found))
+        return found, list(map(self._keys.get, found))
 
     def sync_key(self, person_id: int, value: str) -> str:
         """Return the sync key of the student `value` (its lookup form) found as `person_id`."""

@@ -159,7 +159,8 @@ STUDENTS = "SyncID,Username,First name,Last name,E-mail,Student number\r\n" + ""
     f"S{n},kid{n},Kid,Lee {n},{'twins' if n in (4, 5) else f'kid{n}'}@School.Example,00{n}\r\n"
     for n in range(6)
 )
-# How a child cell names student n, by the source's child_field; 9 names no one (pending).
+# How a child cell names student n, by the source's child_field; 9 names no one (a pending
+# link).
 CHILD_VALUE = {
     "sync_key": lambda n: f"S{n}",
     "username": lambda n: f"Kid{n}" if n % 2 else f"kid{n}",
@@ -169,7 +170,7 @@ CHILD_VALUE = {
 PARENT_OPTIONAL = ("User name", "E-mail", "Password", "Relationship", "Role")
 PARENT_UNUSUAL = st.sampled_from(
     [None] * 8
-    + ["duplicate", "bad email", "quote inside", "unknown type", "unknown child", "no children"]
+    + ["duplicate", "bad email", "quote inside", "unknown type", "child quote", "no children"]
 )
 
 
@@ -185,7 +186,7 @@ def parents_files(draw: st.DrawFn) -> tuple[dict[str, bytes], dict[str, Any]]:
     rows = []
     for number in range(draw(st.integers(min_value=1, max_value=10))):
         pad = draw(st.sampled_from(["", " ", "\u3000"]))
-        children = draw(st.lists(st.integers(min_value=0, max_value=5), max_size=3))
+        children = draw(st.lists(st.sampled_from([0, 1, 2, 3, 4, 5, 9]), max_size=3))
         separator = draw(st.sampled_from([";", "|", "; ", ","]))
         child_cell = separator.join(CHILD_VALUE[child_field](n) for n in children)
         cells = {
@@ -218,8 +219,8 @@ def parents_files(draw: st.DrawFn) -> tuple[dict[str, bytes], dict[str, Any]]:
         rows[0][1] = '"An""n"'
     elif unusual == "unknown type" and "Relationship" in header:
         rows[-1][header.index("Relationship")] = "Uncle"
-    elif unusual == "unknown child":
-        rows[-1][-1] = CHILD_VALUE[child_field](9)
+    elif unusual == "child quote":
+        rows[-1][-1] = f'"{CHILD_VALUE[child_field](1)}"";S2"'
     elif unusual == "no children":
         header.pop()
         rows = [row[:-1] for row in rows]
@@ -274,21 +275,26 @@ def test_a_parents_file_with_quoted_child_cells_is_read_column_by_column(
     students = ["SyncID,First name,Last name"] + [f"S{n},Kid,Lee" for n in range(100)]
     parents = ["SyncID,First name,Last name,Password,Pupil sync key"]
     parents += [f'P{n},Ann,Lee {n},pw,"S{n % 100};S{(n + 1) % 100}"' for n in range(6000)]
+    parents[-1] = 'P5999,Ann,Lee,pw,"S999"'  # no such student yet: a pending link
     files = {"students.csv": "\n".join(students) + "\n", "parents.csv": "\r\n".join(parents)}
     installation, outcome, results = _import_watched(tmp_path, files)
     assert [len(result.sync_keys) for result in results] == [100, 5000, 1000]
     assert all(result is not None for result in results)
     assert [len(result.sync_keys) for result in results[1:]] == [5000, 1000]
     assert results[1].children[0] == ("S0", "S1")
-    assert json.loads(outcome.stdout)[1]["counts"]["links_created"] == 12000
-    # As the row path writes them: each chunk's parents, then their links.
+    report = json.loads(outcome.stdout)[1]
+    assert report["counts"]["links_created"] == 11998
+    assert report["pending"] == [{"parent": "P5999", "child": "S999", "child_field": "sync_key"}]
+    # As the row path writes them: each chunk's parents, then their links, then its
+    # pending links.
     events = [e["event"] for e in installation.events() if e.get("kind") != "student"]
-    created = [event for event in events if event.endswith(".created")]
-    assert created == (
+    changes = [event for event in events if event.startswith(("person.", "relationship."))]
+    assert changes == (
         ["person.created"] * 5000
         + ["relationship.created"] * 10000
         + ["person.created"] * 1000
-        + ["relationship.created"] * 2000
+        + ["relationship.created"] * 1998
+        + ["relationship.pending"]
     )
 
 
