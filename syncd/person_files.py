@@ -145,8 +145,6 @@ class PersonFile:
         self.park_parents = False
         # What the file's rows say about a person: an update leaves the rest as stored.
         self.columns = FileColumns()
-        # A students file of a site without students is tried column by column first.
-        self.plain = True
 
     # --- the whole file ------------------------------------------------------------------
 
@@ -188,15 +186,12 @@ class PersonFile:
                     if self._fast_path_conflicts(connection, read):
                         raise _UnreadRowConflict
                     break
-                except (_UnreadRowConflict, _ParkParents, _NotPlain) as restart:
+                except (_UnreadRowConflict, _ParkParents) as restart:
                     # A person named both by an unread row and by a parsed one (a duplicate,
                     # or a parent on a new second row): start over, every row parsed. A
-                    # parent whose rows must be merged: start over, parents parked. A
-                    # students file that is not plain after all: start over, row by row.
+                    # parent whose rows must be merged: start over, parents parked.
                     if isinstance(restart, _UnreadRowConflict):
                         fast = False
-                    elif isinstance(restart, _NotPlain):
-                        self.plain = False
                     else:
                         self.park_parents = True
                     events.discard()
@@ -239,8 +234,14 @@ class PersonFile:
             held = self._hold_reason(connection, read, Counts(), None)
         if failure is None and held is None:
             self._apply_records(connection, read)
-            if self.mode is Mode.FULL and self.site_had_persons:
-                self._apply_unlisted(connection, read)
+            if self.mode is Mode.FULL:
+                # However early its rows were applied: as the plan says of a person a full
+                # file lists only in part (its rejected row came before it was planned).
+                writes.forget_row_digests(
+                    connection, self.context, self.person_kind, errors.rejected_keys
+                )
+                if self.site_had_persons:
+                    self._apply_unlisted(connection, read)
             # Step 2 (references: ambiguous children) rejects rows while the file applies.
             events.add_row_errors(errors.errors[invalid:])
             failure = too_many_rejected(
@@ -324,10 +325,6 @@ class PersonFile:
             digests.seed = digest_seed(opened, self.job)
             if fast:
                 digests.known = read.snapshot
-        if self._reads_plain(opened):
-            with self.events.held() as read.held:
-                read.rows = self._apply_plain(connection, opened, read)
-            return read
         counter = [0]
         records = person_rows.read(counting(opened.table.rows, counter, self.job.progress))
         if self.kind is Kind.STUDENTS or not self.park_parents:
@@ -336,8 +333,11 @@ class PersonFile:
             # later, or a later row of it rejected) makes the file start over, parked.
             # None: no row is skipped, none can conflict.
             unread = read.snapshot if fast and read.snapshot else None
-            self._prepare_students(connection, read, bulk=False, skipping=unread is not None)
             with self.events.held() as read.held:
+                if self._reads_plain(opened):
+                    # Plain lines column by column; the rest, if any, row by row below.
+                    counter[0] = self._apply_plain(connection, opened, read, person_rows)
+                self._prepare_students(connection, read, bulk=False, skipping=unread is not None)
                 for chunk in _chunks(records, CHUNK):
                     if person_rows.needs_merging:
                         raise _ParkParents
@@ -352,22 +352,22 @@ class PersonFile:
         return read
 
     def _reads_plain(self, opened: OpenedFile) -> bool:
-        """Whether to try the file column by column: a students or parents file (CSV) of a
-        site that has no persons of its kind yet, for real (a dry run describes each
-        change), not tried before."""
+        """Whether to read the file column by column while its lines are plain: a students
+        or parents file (CSV) of a site that has no persons of its kind yet, for real (a
+        dry run describes each change)."""
         return (
-            self.plain
-            and not self.site_had_persons
+            not self.site_had_persons
             and not self.job.dry_run
             and opened.table.lines is not None
             and opened.table.digests is not None
         )
 
-    def _apply_plain(self, connection: sa.Connection, opened: OpenedFile, read: _Read) -> int:
-        """Create the persons of a plain file block by block (syncd.core.columns), a
-        parents file's with their links; return how many rows it had. Raises _NotPlain at
-        the first block that is not plain (the caller rolls back and reads the file row by
-        row)."""
+    def _apply_plain(
+        self, connection: sa.Connection, opened: OpenedFile, read: _Read, person_rows: PersonRows
+    ) -> int:
+        """Create the persons of the file's plain lines block by block (syncd.core.columns),
+        a parents file's with their links, until a block is not plain; return how many rows
+        that was. The table's rows then start at that block, for the row reader."""
         table, kind = opened.table, self.kind
         lines, digests = table.lines, table.digests
         assert lines is not None and digests is not None and table.delimiter is not None
@@ -377,19 +377,14 @@ class PersonFile:
             # Blocks of CHUNK rows: each one's persons, then its links, as the row path.
             blocks = _line_groups(blocks, CHUNK)
             self._prepare_students(connection, read, bulk=False)
-        seen: set[str] = set()
-        rows = 0
+        rows = consumed = 0
         for block in blocks:
             people = person_columns(
                 kind, block, lines.decode, table.delimiter, len(table.header), digests.seed,
                 opened.cols, opened.rules, lines.max_line_chars, max_field,
             )  # fmt: skip
             if people is None:
-                raise _NotPlain
-            known = len(seen)
-            seen.update(people.sync_keys)
-            if len(seen) - known != len(people.sync_keys):  # a key named twice
-                raise _NotPlain
+                break
             children = None
             if people.children is not None:
                 assert self.students is not None
@@ -397,18 +392,24 @@ class PersonFile:
                 self.students.prepare(values)
                 named = self.students.students_named(values)
                 if named is None:  # a child value naming several students: a row error
-                    raise _NotPlain
+                    break
                 children = writes.PlainChildren(values, *named, self.source.child_field.value)
-                self.unresolved += named[0].count(None)
+            # The header is line 1 and every plain row one line.
+            if not person_rows.take_plain(people.sync_keys, rows + 2):
+                break  # a key named twice
+            if children is not None:
+                self.unresolved += children.ids.count(None)
             writes.create_plain_persons(
                 connection, people, self.person_kind, children, self.context, self.events,
                 self.applied,
             )  # fmt: skip
             read_before, rows = rows, rows + len(people.sync_keys)
+            consumed += len(block)
             if self.job.progress is not None:  # as `counting` tells it: every PROGRESS_EVERY
                 first = read_before - read_before % PROGRESS_EVERY + PROGRESS_EVERY
                 for count in range(first, rows + 1, PROGRESS_EVERY):
                     self.job.progress(count)
+        lines.rows_after(consumed, rows)
         return rows
 
     def _fast_path_conflicts(self, connection: sa.Connection, read: _Read) -> bool:
@@ -646,10 +647,6 @@ class _ParkParents(Exception):
 
 class _UnreadRowConflict(Exception):
     """A parsed row names a person whose unchanged row was already counted unread."""
-
-
-class _NotPlain(Exception):
-    """A students file read column by column has a line that must be read row by row."""
 
 
 def _add_validation_events(

@@ -167,6 +167,19 @@ class PersonRows:
         listed only in part keeps its links)."""
         return self.kind is Kind.PARENTS and bool(self.repeated or self._late)
 
+    def take_plain(self, keys: Sequence[str], line: int) -> bool:
+        """Count in the valid rows of persons `keys`, read elsewhere (syncd.core.columns) on
+        the lines from `line` on; return False, counting nothing, if any key is named twice.
+
+        A parents key is kept with its line alone: naming that parent again makes it one to
+        merge whatever the later row says (needs_merging), and the file is read again.
+        """
+        fresh = dict(zip(keys, range(line, line + len(keys)), strict=True))
+        if len(fresh) != len(keys) or not self._first.keys().isdisjoint(fresh):
+            return False
+        self._first.update(fresh)
+        return True
+
     def read(self, rows: Iterable[RawRow]) -> Iterator[PersonRecord]:
         """Yield each valid row's record; add the errors of the others (and of repeats)."""
         first = self._first

@@ -164,6 +164,26 @@ def apply_persons(
     return new_ids
 
 
+def forget_row_digests(
+    connection: sa.Connection, context: ApplyContext, kind: PersonKind, keys: Collection[str]
+) -> None:
+    """Clear the row digest of the persons the file wrote whose key is also on a row it
+    rejected: no one row of it describes them, so the next file's rows for them are read,
+    not skipped (core.plan leaves the digest out where it knows of the rejection already)."""
+    for chunk in store.chunked(sorted(keys)):
+        connection.execute(
+            persons.update()
+            .where(
+                persons.c.site == context.site,
+                persons.c.kind == kind.value,
+                persons.c.file_id == context.file_id,
+                persons.c.sync_key.in_(chunk),
+                persons.c.row_digest.is_not(None),
+            )
+            .values(row_digest=None)
+        )
+
+
 PERSON_FIELD_COLUMNS = (
     "sync_key", "username", "email", "first_name", "last_name", "student_number", "attributes",
 )  # fmt: skip

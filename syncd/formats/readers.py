@@ -39,7 +39,7 @@ class Table:
     rows: Iterator[RawRow]
     digests: RowDigests | None = None
     # The same rows as whole lines of bytes, for a caller that reads plain lines itself
-    # (syncd.core.columns); read either this or `rows`, never both.
+    # (syncd.core.columns): read first, then `rows` from where `lines.rows_after` says.
     lines: LineBlocks | None = None
 
 
@@ -48,11 +48,16 @@ class LineBlocks:
     """The data lines of a CSV file as bytes: `blocks()` yields whole lines (each ending in
     a line feed but for the file's last), about LINE_BLOCK bytes at a time; a line too long
     for the row reader may come alone and unfinished. `decode` turns them into text as the
-    row reader does; it fails a line longer than `max_line_chars` characters."""
+    row reader does; it fails a line longer than `max_line_chars` characters.
+
+    `rows_after(consumed, lines)`: the caller took the first `lines` data lines, `consumed`
+    bytes of blocks, and leaves the rest to the table's `rows`, which then start there.
+    """
 
     blocks: Callable[[], Iterator[bytes]]
     decode: Callable[[bytes], str]
     max_line_chars: int
+    rows_after: Callable[[int, int], None]
 
 
 @contextmanager
@@ -226,10 +231,11 @@ class _CsvScanner:
 
     def __init__(
         self, readline: Callable[[int], bytes], decode: Callable[[bytes], str], delimiter: str,
-        encoding: str, limits: Limits, read: Callable[[int], bytes] | None = None,
+        encoding: str, limits: Limits, binary: BinaryIO | None = None,
     ) -> None:  # fmt: skip
         self._readline = readline
-        self._read = read  # the byte file's read(), when lines are its bytes as they are
+        self._binary = binary  # the byte file, when lines are its bytes as they are
+        self._data_start = 0  # where its data lines start
         self._decode = decode
         self._encoding = encoding
         self._limits = limits
@@ -350,13 +356,20 @@ class _CsvScanner:
     def line_blocks(self) -> LineBlocks | None:
         """The data lines as bytes (see LineBlocks), or None: lines are not the file's
         bytes (UTF-16, CR line ends), or the header was not the file's first line."""
-        if self._read is None or self._line != 1 or self._pending or self._taken:
+        if self._binary is None or self._line != 1 or self._pending or self._taken:
             return None
-        return LineBlocks(self._blocks, self._decode, self._max_line_chars)
+        self._data_start = self._binary.tell()
+        return LineBlocks(self._blocks, self._decode, self._max_line_chars, self._rows_after)
+
+    def _rows_after(self, consumed: int, lines: int) -> None:
+        """Make `rows` start after the first `lines` data lines (`consumed` bytes)."""
+        assert self._binary is not None
+        self._binary.seek(self._data_start + consumed)
+        self._line = 1 + lines
 
     def _blocks(self) -> Iterator[bytes]:
-        read, limit = self._read, self._max_line_bytes
-        assert read is not None
+        assert self._binary is not None
+        read, limit = self._binary.read, self._max_line_bytes
         rest = b""
         while block := read(LINE_BLOCK):
             block = rest + block
@@ -475,8 +488,8 @@ def _never_closed(line: int) -> FileFailed:
 
 def _line_source(
     binary: BinaryIO, detected: Detected
-) -> tuple[Callable[[int], bytes], Callable[[bytes], str], Callable[[int], bytes] | None]:
-    """Return (readline of byte lines, decode of one line, and read of the bytes when they
+) -> tuple[Callable[[int], bytes], Callable[[bytes], str], BinaryIO | None]:
+    """Return (readline of byte lines, decode of one line, and the byte file when its bytes
     are the lines as they are) for the text after the BOM."""
     assert detected.encoding is not None
     codec, errors = _text_codec(detected)
@@ -486,7 +499,7 @@ def _line_source(
     cr_only = b"\r" in sample and b"\n" not in sample
     if detected.encoding in _BYTE_LINE_ENCODINGS and not cr_only:
         decode = functools.partial(bytes.decode, encoding=codec, errors=errors)
-        return binary.readline, decode, binary.read
+        return binary.readline, decode, binary
     # UTF-16 (a line break is two bytes) or old Mac CR line ends: universal newlines.
     text = io.TextIOWrapper(binary, encoding=codec, errors=errors, newline="")
 
@@ -518,8 +531,8 @@ def _open_csv(binary: BinaryIO, detected: Detected, limits: Limits) -> Iterator[
     finally:
         sniffing.detach()  # keep `binary` open for the reading pass
 
-    readline, decode, read = _line_source(binary, detected)
-    scanner = _CsvScanner(readline, decode, delimiter, detected.encoding, limits, read)
+    readline, decode, lines_file = _line_source(binary, detected)
+    scanner = _CsvScanner(readline, decode, delimiter, detected.encoding, limits, lines_file)
     header = scanner.header()
     if header is None:
         raise FileFailed("no header row")

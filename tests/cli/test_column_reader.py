@@ -8,6 +8,7 @@ once with the column reader switched off, and compares everything the import lef
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncd import person_files
+from syncd.formats import readers
 from tests.cli.conftest import Syncd
 
 # Cells mix what trimming, case folding and the email pattern treat specially: Unicode
@@ -64,20 +67,20 @@ def students_file(draw: st.DrawFn) -> bytes:
             "School": draw(NAME),
         }
         rows.append([cells[name].replace("\t", " ") for name in header])
-    unusual = draw(UNUSUAL)
+    unusual, at = draw(UNUSUAL), draw(st.integers(min_value=0, max_value=count - 1))
     if unusual == "quote":
-        rows[0][1] = '"' + rows[0][1] + '"'
+        rows[at][1] = '"' + rows[at][1] + '"'
     elif unusual == "x1c":
-        rows[-1][2] += "\x1c"
+        rows[at][2] += "\x1c"
     elif unusual == "duplicate":
-        rows.append(list(rows[0]))
+        rows.insert(draw(st.integers(min_value=at + 1, max_value=count)), list(rows[at]))
     elif unusual == "bad email" and "E-mail" in header:
-        rows[-1][header.index("E-mail")] = "not an email"
+        rows[at][header.index("E-mail")] = "not an email"
     elif unusual == "no last name":
-        rows[-1][2] = "\u3000"
+        rows[at][2] = "\u3000"
     lines = [delimiter.join(header)] + [delimiter.join(row) for row in rows]
     if unusual == "blank":
-        lines.insert(2, "")
+        lines.insert(at + 1, "")
     text = newline.join(lines) + (newline if draw(st.booleans()) else "")
     return text.encode("utf-8")
 
@@ -94,17 +97,25 @@ LINK_COLUMNS = (
 PENDING_COLUMNS = "id, site, source, parent_id, child_field, child_value, type, origin, file_id"
 
 
-def _import(files: dict[str, bytes], row_by_row: bool, **source: Any) -> dict[str, Any]:
+def _import(
+    files: dict[str, bytes], row_by_row: bool, sizes: tuple[int, int] | None = None,
+    **source: Any,
+) -> dict[str, Any]:  # fmt: skip
     """Import `files` (name: content, in order) in one command into a fresh installation
-    whose source has `source`'s settings; return everything it left."""
+    whose source has `source`'s settings; return everything it left. `sizes`: the bytes of
+    a block of lines and the rows of a chunk, small to have a file read in several."""
     root = Path(tempfile.mkdtemp(prefix="syncd-plain-"))
     installation = Syncd(root, f"sqlite:///{root / 'syncd.db'}")
     installation.configure(**source)
     paths = [str(installation.write(name, content)) for name, content in files.items()]
-    if row_by_row:
-        with mock.patch.object(person_files, "person_columns", lambda *_, **__: None):
-            outcome = installation("import", "--json", *paths)
-    else:
+    with contextlib.ExitStack() as patches:
+        if sizes is not None:
+            patches.enter_context(mock.patch.object(readers, "LINE_BLOCK", sizes[0]))
+            patches.enter_context(mock.patch.object(person_files, "CHUNK", sizes[1]))
+        if row_by_row:
+            patches.enter_context(
+                mock.patch.object(person_files, "person_columns", lambda *_, **__: None)
+            )
         outcome = installation("import", "--json", *paths)
     reports = json.loads(outcome.stdout)
     for report in reports if isinstance(reports, list) else [reports]:
@@ -134,10 +145,15 @@ def _import(files: dict[str, bytes], row_by_row: bool, **source: Any) -> dict[st
     }
 
 
-def _both_ways(files: dict[str, bytes], **source: Any) -> None:
-    by_columns = _import(files, row_by_row=False, **source)
-    by_rows = _import(files, row_by_row=True, **source)
+def _both_ways(files: dict[str, bytes], sizes: tuple[int, int] | None, **source: Any) -> None:
+    by_columns = _import(files, row_by_row=False, sizes=sizes, **source)
+    by_rows = _import(files, row_by_row=True, sizes=sizes, **source)
     assert by_columns == by_rows
+
+
+# Blocks of a few lines and chunks of a few rows (or the real ones): an unusual line then
+# comes after plain blocks already written, and the row reader goes on from its block.
+SIZES = st.one_of(st.none(), st.tuples(st.integers(min_value=16, max_value=300), st.integers(1, 6)))
 
 
 EXAMPLES = settings(
@@ -148,9 +164,11 @@ EXAMPLES = settings(
 
 
 @EXAMPLES
-@given(content=students_file())
-def test_a_plain_students_file_reads_as_the_row_reader_reads_it(content: bytes) -> None:
-    _both_ways({"students.csv": content})
+@given(content=students_file(), sizes=SIZES)
+def test_a_plain_students_file_reads_as_the_row_reader_reads_it(
+    content: bytes, sizes: tuple[int, int] | None
+) -> None:
+    _both_ways({"students.csv": content}, sizes)
 
 
 # The students a parents file names: S0..S5, two of them sharing an email (an ambiguous
@@ -210,17 +228,17 @@ def parents_files(draw: st.DrawFn) -> tuple[dict[str, bytes], dict[str, Any]]:
                 for name, cell in zip(header, row, strict=True)
             ]
         )
-    unusual = draw(PARENT_UNUSUAL)
+    unusual, at = draw(PARENT_UNUSUAL), draw(st.integers(min_value=0, max_value=len(rows) - 1))
     if unusual == "duplicate":
-        rows.append(list(rows[0]))
+        rows.insert(draw(st.integers(min_value=at + 1, max_value=len(rows))), list(rows[at]))
     elif unusual == "bad email" and "E-mail" in header:
-        rows[-1][header.index("E-mail")] = "not an email"
+        rows[at][header.index("E-mail")] = "not an email"
     elif unusual == "quote inside":
-        rows[0][1] = '"An""n"'
+        rows[at][1] = '"An""n"'
     elif unusual == "unknown type" and "Relationship" in header:
-        rows[-1][header.index("Relationship")] = "Uncle"
+        rows[at][header.index("Relationship")] = "Uncle"
     elif unusual == "child quote":
-        rows[-1][-1] = f'"{CHILD_VALUE[child_field](1)}"";S2"'
+        rows[at][-1] = f'"{CHILD_VALUE[child_field](1)}"";S2"'
     elif unusual == "no children":
         header.pop()
         rows = [row[:-1] for row in rows]
@@ -231,12 +249,12 @@ def parents_files(draw: st.DrawFn) -> tuple[dict[str, bytes], dict[str, Any]]:
 
 
 @EXAMPLES
-@given(example=parents_files())
+@given(example=parents_files(), sizes=SIZES)
 def test_a_plain_parents_file_reads_as_the_row_reader_reads_it(
-    example: tuple[dict[str, bytes], dict[str, Any]],
+    example: tuple[dict[str, bytes], dict[str, Any]], sizes: tuple[int, int] | None
 ) -> None:
     files, source = example
-    _both_ways(files, **source)
+    _both_ways(files, sizes, **source)
 
 
 def _import_watched(root: Path, files: dict[str, str]) -> tuple[Syncd, Any, list[Any]]:
@@ -303,3 +321,36 @@ def test_a_file_with_a_quote_inside_a_cell_is_read_row_by_row(tmp_path: Path) ->
     installation, _, results = _import_watched(tmp_path, {"students.csv": content})
     assert results == [None]
     assert installation.export()[0]["first_name"] == 'An"n'
+
+
+def test_a_bad_row_after_plain_blocks_goes_row_by_row_from_its_block(tmp_path: Path) -> None:
+    # What the column reader wrote stays; the file is not read a second time.
+    lines = ["SyncID,First name,Last name,E-mail"]
+    lines += [f"S{n},Ann,Lee,ann.{n}@school.example" for n in range(40)]
+    lines[31] = "S30,Ann,Lee,not an email"  # line 32 of the file
+    with mock.patch.object(readers, "LINE_BLOCK", 120):
+        installation, outcome, results = _import_watched(
+            tmp_path, {"students.csv": "\n".join(lines) + "\n"}
+        )
+    assert len(results) > 2 and results[-1] is None
+    assert all(result is not None for result in results[:-1])  # read once, plain blocks first
+    report = json.loads(outcome.stdout)
+    assert report["counts"]["created"] == 39 and report["counts"]["rejected"] == 1
+    errors = (tmp_path / "students.csv.errors.csv").read_text("utf-8").splitlines()
+    assert len(errors) == 2 and errors[1].startswith("32,") and "not an email" in errors[1]
+    assert {person["sync_key"] for person in installation.export()} == {
+        f"S{n}" for n in range(40) if n != 30
+    }
+
+
+@pytest.mark.parametrize("row_by_row", [False, True])
+@pytest.mark.parametrize("sizes", [(16, 1), None])
+def test_a_person_a_full_file_also_rejects_a_row_of_keeps_no_row_digest(
+    row_by_row: bool, sizes: tuple[int, int] | None
+) -> None:
+    # However early its valid row was written: with blocks and chunks of one row, before
+    # the duplicate was read. The next file's rows for it are read, not skipped.
+    content = b"SyncID,First name,Last name\nS0,Ann,Lee\nS1,Bo,Lee\nS0,Ann,Lee\n"
+    left = _import({"students.csv": content}, row_by_row, sizes)
+    digests = {person[3]: person[-1] for person in left["persons"]}
+    assert digests["S0"] is None and digests["S1"] is not None
