@@ -304,6 +304,11 @@ class Bench:
         return int(self.args.rows)
 
     @property
+    def repeats(self) -> int:
+        """Runs of the re-apply rows (medians): one in quick mode."""
+        return 1 if self.args.quick else int(self.args.repeats)
+
+    @property
     def small(self) -> int:
         return max(1, self.n // 10)
 
@@ -653,30 +658,49 @@ def _reapply(
     want_zero: bool,
     **source: Any,
 ) -> None:
+    """Apply `files` to copies of the `loaded` database, `bench.repeats` times, each run
+    beside a csv.reader pass of the same files; the ratio is of the medians (a shared
+    machine's speed drifts by tens of percent within minutes)."""
     folder = bench.work / name
     folder.mkdir(parents=True, exist_ok=True)
     db = folder / "syncd.db"
-    copy_database(loaded, db)
-    install_write_counters(db)
-    before = max_file_id(db)
     config = write_config(folder, sqlite_url(db), **source)
-    anchor = csv_reader_anchor(bench, files)
-    log(f"syncd import ({name}) ...")
-    measured, documents = syncd_import(bench, config, files)
+    runs: list[Measured] = []
+    anchors: list[Measured] = []
+    for _ in range(bench.repeats):
+        for stale in folder.glob("syncd.db*"):
+            stale.unlink()
+        (folder / "audit.jsonl").unlink(missing_ok=True)
+        copy_database(loaded, db)
+        install_write_counters(db)
+        before = max_file_id(db)
+        anchors.append(csv_reader_anchor(bench, files))
+        log(f"syncd import ({name}) ...")
+        measured, documents = syncd_import(bench, config, files)
+        runs.append(measured)
     written, text = writes_summary(
         read_write_counters(db), audit_event_counts(folder / "audit.jsonl", before)
     )
-    ratio = measured.wall_s / anchor.wall_s
-    row.value = secs(measured.wall_s)
-    row.anchor = f"{secs(anchor.wall_s)} (csv.reader)"
+    syncd_s = statistics.median(run.wall_s for run in runs)
+    anchor_s = statistics.median(anchor.wall_s for anchor in anchors)
+    ratio = syncd_s / anchor_s
+    row.value = secs(syncd_s)
+    row.anchor = f"{secs(anchor_s)} (csv.reader)"
     row.ratio = f"{ratio:.1f}×"
     ok = ratio <= limit and (written == 0 or not want_zero)
     row.met = verdict(ok)
     row.details = (
         f"{text}; ledger: {describe_counts(counts_of(documents))}; "
-        f"peak RSS {measured.rss_mib:.0f} MiB"
+        f"peak RSS {runs[-1].rss_mib:.0f} MiB"
     )
-    bench.facts[name] = measured
+    if len(runs) > 1:
+        row.details += (
+            f"; medians of {len(runs)} runs, each beside its anchor: syncd "
+            + " / ".join(secs(run.wall_s) for run in runs)
+            + ", csv.reader "
+            + " / ".join(secs(anchor.wall_s) for anchor in anchors)
+        )
+    bench.facts[name] = runs[-1]
     bench.facts[f"{name}_written"] = written
     if name == "again":
         # The byte-identical files again: recognised by sha256 and skipped (info only).
@@ -686,8 +710,8 @@ def _reapply(
         try:
             measured, _ = syncd_import(bench, config, files, "duplicate")
             duplicate_row.value = secs(measured.wall_s)
-            duplicate_row.anchor = f"{secs(anchor.wall_s)} (csv.reader)"
-            duplicate_row.ratio = f"{measured.wall_s / anchor.wall_s:.2f}×"
+            duplicate_row.anchor = f"{secs(anchor_s)} (csv.reader)"
+            duplicate_row.ratio = f"{measured.wall_s / anchor_s:.2f}×"
             duplicate_row.details = "status duplicate, nothing applied"
         except Exception as error:  # noqa: BLE001
             bench.fail(duplicate_row, error)
@@ -1409,6 +1433,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--drops", type=int, default=20)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each re-apply row, medians (default 3)"
+    )
     parser.add_argument("--password-parents", type=int, help="default 10000 (200 with --quick)")
     parser.add_argument("--timeout", type=float, help="seconds per subprocess")
     parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(SCENARIOS)}")
