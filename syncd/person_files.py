@@ -6,7 +6,10 @@ All of it happens in the file's one transaction:
    are those of the row that last set a person is counted unchanged without being parsed
    (`RowDigests`); the other rows are validated and, chunk by chunk, planned by the pure
    core against just the persons they name (read by key) and written in bulk, a parents
-   chunk with its links. Memory holds one int per person key (the duplicate check).
+   chunk with its links. Memory holds one int per person key (the duplicate check). A site's
+   first file of a kind is read column by column while its lines are plain
+   (`syncd.core.columns`, the same rows and events), then row by row from the first block
+   that is not.
 2. A parent whose rows must be merged first (named on a second row, or a later row of it
    rejected: SPEC §2.3, §2.4) makes the file start over with every record parked on disk
    (`RecordSpill`) until the last row is read; then the records are planned the same way,
