@@ -336,11 +336,11 @@ class PersonFile:
             # later, or a later row of it rejected) makes the file start over, parked.
             # None: no row is skipped, none can conflict.
             unread = read.snapshot if fast and read.snapshot else None
+            self._prepare_students(connection, read, bulk=False, skipping=unread is not None)
             with self.events.held() as read.held:
                 if self._reads_plain(opened):
                     # Plain lines column by column; the rest, if any, row by row below.
-                    counter[0] = self._apply_plain(connection, opened, read, person_rows)
-                self._prepare_students(connection, read, bulk=False, skipping=unread is not None)
+                    counter[0] = self._apply_plain(connection, opened, person_rows)
                 for chunk in _chunks(records, CHUNK):
                     if person_rows.needs_merging:
                         raise _ParkParents
@@ -366,7 +366,7 @@ class PersonFile:
         )
 
     def _apply_plain(
-        self, connection: sa.Connection, opened: OpenedFile, read: _Read, person_rows: PersonRows
+        self, connection: sa.Connection, opened: OpenedFile, person_rows: PersonRows
     ) -> int:
         """Create the persons of the file's plain lines block by block (syncd.core.columns),
         a parents file's with their links, until a block is not plain; return how many rows
@@ -379,7 +379,6 @@ class PersonFile:
         if kind is Kind.PARENTS:
             # Blocks of CHUNK rows: each one's persons, then its links, as the row path.
             blocks = _line_groups(blocks, CHUNK)
-            self._prepare_students(connection, read, bulk=False)
         rows = consumed = 0
         for block in blocks:
             people = person_columns(
