@@ -558,7 +558,7 @@ def apply_links(
                     rel_type,
                     origin._value_,
                     end,
-                )  # fmt: skip
+                )
             )
             continue
         if lines:
@@ -612,6 +612,9 @@ LINK_INSERT_COLUMNS = (
     "parent_id", "child_id", "type", "by_parents", "by_relationships", "created_type",
     "created_origin",
 )  # fmt: skip
+# Boolean columns of bulk inserts are given as 0 and 1: Python's sqlite3 binds a bool (an int
+# subclass) through its adaptation protocol, measured at 0.6 us a value here, and both
+# SQLite's column and PostgreSQL's binary COPY of a bool take the int as it is.
 
 
 def _insert_links(
@@ -647,11 +650,6 @@ def _link_line(
         f'{start}"parent_id":{parent_id},"child_id":{child_id},"parent":{parent},'
         f'"child":{child},"type":"{rel_type}","origin":"{origin}","person_id":{parent_id}{end}'
     )
-
-
-# Boolean columns of bulk inserts are given as 0 and 1: Python's sqlite3 binds a bool (an int
-# subclass) through its adaptation protocol, measured at 0.6 us a value here, and both
-# SQLite's column and PostgreSQL's binary COPY of a bool take the int as it is.
 
 
 def _link_type(change: LinkSet) -> RelType:
