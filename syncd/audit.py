@@ -122,8 +122,9 @@ def _redact_processor(
 class _ReopenableFile:
     """A line sink that SIGHUP can reopen (logrotate moves the file away).
 
-    Lines reach a file in whole-line writes, so a reader tailing the log while a big file's
-    events are appended never sees half a line.
+    Lines reach a file in whole-line writes, so lines of different writers never interleave;
+    a reader tailing the log while a big file's events are appended may still catch a write
+    half done, and takes a line when its newline has arrived (as log shippers do).
     """
 
     CHUNK = 1 << 20

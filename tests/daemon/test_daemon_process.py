@@ -37,7 +37,11 @@ def events(root: Path, name: str | None = None) -> list[dict[str, object]]:
     path = root / "audit.jsonl"
     if not path.exists():
         return []
-    found = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    # The daemon may be appending a block of lines right now: a read can end inside its
+    # last line, which a tailing reader takes only when its newline has arrived.
+    text = path.read_text()
+    complete = text[: text.rfind("\n") + 1]
+    found = [json.loads(line) for line in complete.splitlines() if line.strip()]
     return [e for e in found if name is None or e["event"] == name]
 
 
