@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.test_daemon_process import STUDENTS, events, wait_for
+from tests.daemon.test_daemon_process import STUDENTS, drop, events, wait_for
 
 
 def start(config: Path) -> subprocess.Popen[bytes]:
@@ -37,21 +37,21 @@ def _leader_and_standby(homes: list[Path]) -> tuple[int, int]:
 def two_daemons(
     tmp_path: Path, postgres_url: str
 ) -> Iterator[tuple[list[subprocess.Popen[bytes]], list[Path], Path]]:
-    drop = tmp_path / "drop"
-    drop.mkdir()
+    folder = tmp_path / "drop"
+    folder.mkdir()
     homes = [tmp_path / "a", tmp_path / "b"]
     processes = []
     for home in homes:
         home.mkdir()
         (home / "config.toml").write_text(
             f'[database]\nurl = "{postgres_url}"\n[audit]\npath = "{home / "audit.jsonl"}"\n'
-            f'[[sources]]\nname = "district-a"\nurl = "file://{drop}"\npoll = "1s"\n'
+            f'[[sources]]\nname = "district-a"\nurl = "file://{folder}"\npoll = "1s"\n'
             'min_age = "0s"\n'
         )
     for home in homes:
         processes.append(start(home / "config.toml"))
         assert wait_for(lambda home=home: bool(events(home, "daemon.started")))
-    yield processes, homes, drop
+    yield processes, homes, folder
     for process in processes:
         if process.poll() is None:
             process.kill()
@@ -61,17 +61,17 @@ def two_daemons(
 def test_one_daemon_leads_a_source_and_another_takes_over(
     two_daemons: tuple[list[subprocess.Popen[bytes]], list[Path], Path],
 ) -> None:
-    processes, homes, drop = two_daemons
+    processes, homes, folder = two_daemons
 
     leader, other = _leader_and_standby(homes)
-    (drop / "students.csv").write_text(STUDENTS)
+    drop(folder / "students.csv", STUDENTS)
     assert wait_for(lambda: bool(events(homes[leader], "file.applied")))
     assert not events(homes[other], "file.received")
 
     processes[leader].kill()  # dies without releasing: its session ends, the lock with it
     processes[leader].wait()
     assert wait_for(lambda: bool(events(homes[other], "source.acquired")), timeout=20)
-    (drop / "pupils.csv").write_text(STUDENTS.replace("S1", "S9"))
+    drop(folder / "pupils.csv", STUDENTS.replace("S1", "S9"))
     assert wait_for(
         lambda: bool(events(homes[other], "file.applied") or events(homes[other], "file.held")),
         timeout=20,
@@ -84,13 +84,13 @@ def test_one_daemon_leads_a_source_and_another_takes_over(
 def test_a_reload_keeps_the_lock_of_a_source_the_leader_still_works(
     two_daemons: tuple[list[subprocess.Popen[bytes]], list[Path], Path],
 ) -> None:
-    processes, homes, drop = two_daemons
+    processes, homes, folder = two_daemons
 
     leader, other = _leader_and_standby(homes)
     processes[leader].send_signal(signal.SIGHUP)
     assert wait_for(lambda: bool(events(homes[leader], "config.reloaded")))
     # The next polls go on under the same lock: no gap for the standby to take over.
-    (drop / "students.csv").write_text(STUDENTS)
+    drop(folder / "students.csv", STUDENTS)
     assert wait_for(lambda: bool(events(homes[leader], "file.applied")))
     assert not events(homes[leader], "source.released")
     assert len(events(homes[leader], "source.acquired")) == 1

@@ -33,6 +33,14 @@ def write_config(root: Path, sources: list[str], poll: str = "60s") -> Path:
     return path
 
 
+def drop(path: Path, text: str) -> None:
+    """Put a file into a drop folder whole, as an SIS job should: these tests' min_age is
+    0 s, so a file written in place can be taken while still empty ("empty file")."""
+    temp = path.with_name(f".{path.name}.tmp")  # a name pickup never takes
+    temp.write_text(text)
+    os.rename(temp, path)
+
+
 def events(root: Path, name: str | None = None) -> list[dict[str, object]]:
     path = root / "audit.jsonl"
     if not path.exists():
@@ -82,7 +90,7 @@ def test_file_dropped_while_running_is_applied_at_once(
     daemon: tuple[subprocess.Popen[bytes], Path],
 ) -> None:
     process, root = daemon
-    (root / "district-a" / "students.csv").write_text(STUDENTS)
+    drop(root / "district-a" / "students.csv", STUDENTS)
     # poll is 60 s: only the file event can make this quick.
     assert wait_for(lambda: bool(events(root, "file.applied")), timeout=10)
     process.send_signal(signal.SIGTERM)
@@ -111,7 +119,7 @@ def test_sighup_reloads_config_and_watches_the_new_source(
     process.send_signal(signal.SIGHUP)
     assert wait_for(lambda: bool(events(root, "config.reloaded")))
     (root / "district-b").mkdir(exist_ok=True)
-    (root / "district-b" / "pupils.csv").write_text(STUDENTS)
+    drop(root / "district-b" / "pupils.csv", STUDENTS)
     assert wait_for(
         lambda: any(e.get("source") == "district-b" for e in events(root, "file.applied"))
     )
@@ -141,7 +149,7 @@ def test_sighup_with_a_broken_config_still_reopens_the_rotated_audit_log(
     refused = events(root, "config.reloaded")[1]
     assert refused["level"] == "error" and "audit.path" in str(refused["error"])
     assert process.poll() is None
-    (root / "district-a" / "students.csv").write_text(STUDENTS)
+    drop(root / "district-a" / "students.csv", STUDENTS)
     assert wait_for(lambda: bool(events(root, "file.applied")), timeout=10)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0
@@ -155,7 +163,7 @@ def test_cron_only_source_reacts_to_file_events_and_repolls_young_files(tmp_path
     config.write_text(text.replace('min_age = "0s"', 'min_age = "2s"'))
     with running(config) as process:
         assert wait_for(lambda: bool(events(tmp_path, "source.polled")))
-        (tmp_path / "district-a" / "students.csv").write_text(STUDENTS)
+        drop(tmp_path / "district-a" / "students.csv", STUDENTS)
         # The event's poll finds the file younger than min_age; it is looked at again then,
         # not at the next night's cron.
         assert wait_for(lambda: bool(events(tmp_path, "file.applied")), timeout=15)
@@ -235,7 +243,7 @@ def test_metrics_and_health_are_served_when_configured(tmp_path: Path) -> None:
     config.write_text(config.read_text() + f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
     with running(config) as process:
         (tmp_path / "district-a").mkdir(exist_ok=True)
-        (tmp_path / "district-a" / "students.csv").write_text(STUDENTS)
+        drop(tmp_path / "district-a" / "students.csv", STUDENTS)
         assert wait_for(
             lambda: bool(events(tmp_path, "source.polled") and events(tmp_path, "file.applied"))
         )

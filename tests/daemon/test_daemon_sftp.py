@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.daemon.test_daemon_process import STUDENTS, events, running, wait_for
+from tests.daemon.test_daemon_process import STUDENTS, drop, events, running, wait_for
 from tests.integration.sshd import Sshd
 from tests.integration.sshd import sshd as sshd  # noqa: F401 - the fixture
 
@@ -29,7 +29,7 @@ def test_daemon_survives_server_going_away_and_coming_back(sshd: Sshd, tmp_path:
         error = events(tmp_path, "source.error")[0]
         assert error["source"] == "district-a" and error["retry_in"].endswith("s")
         assert process.poll() is None  # still running
-        (sshd.upload / "students.csv").write_text(STUDENTS)
+        drop(sshd.upload / "students.csv", STUDENTS)
         sshd.start()
         assert wait_for(lambda: bool(events(tmp_path, "file.applied")), timeout=30)
         assert wait_for(lambda: bool(events(tmp_path, "source.recovered")), timeout=10)
