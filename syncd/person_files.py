@@ -52,6 +52,7 @@ from syncd.core.plan import (
 from syncd.core.validate import PersonRows, file_columns, merge_person_records
 from syncd.db import apply as writes
 from syncd.db import store
+from syncd.db.bulk import finish_copy
 from syncd.errors import FileFailed
 from syncd.model import (
     Counts,
@@ -411,6 +412,7 @@ class PersonFile:
                 first = read_before - read_before % PROGRESS_EVERY + PROGRESS_EVERY
                 for count in range(first, rows + 1, PROGRESS_EVERY):
                     self.job.progress(count)
+        finish_copy(connection)
         lines.rows_after(consumed, rows)
         return rows
 

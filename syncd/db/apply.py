@@ -269,7 +269,8 @@ def create_plain_persons(
         people.last_names, people.student_numbers, map(attributes_json, people.attributes),
         repeat(None), people.fingerprints, people.row_digests, had_link,
     )  # fmt: skip
-    _insert_persons(connection, rows, kind, context, events, people.sync_keys, ids)
+    # PostgreSQL takes each COPY in while the caller reads the next block (see insert_rows).
+    _insert_persons(connection, rows, kind, context, events, people.sync_keys, ids, True)
     applied.counts.created += count
     if kind is PersonKind.PARENT:
         applied.new_parents.update(ids)
@@ -307,6 +308,7 @@ def create_plain_persons(
         connection,
         zip(parent_ids, child_ids, type_names, repeat(1), repeat(0), type_names, repeat(origin)),
         context,
+        leave_open=True,
     )
     start, end = events.line_parts(audit.RELATIONSHIP_CREATED)
     events.add_lines(
@@ -336,14 +338,16 @@ def _insert_persons(
     events: EventBuffer,
     keys: Sequence[str],
     ids: Sequence[int],
+    leave_open: bool = False,
 ) -> None:
     """Insert new persons (rows in PERSON_INSERT_COLUMNS order) with their person.created
-    lines, which are their provenance (no audit rows)."""
+    lines, which are their provenance (no audit rows); `leave_open` as `insert_rows`."""
     insert_rows(
         connection,
         persons,
         PERSON_INSERT_COLUMNS,
         rows,
+        leave_open=leave_open,
         constants={
             "site": context.site,
             "kind": kind.value,
@@ -622,13 +626,16 @@ def _insert_links(
     rows: Iterable[Sequence[Any]],
     context: ApplyContext,
     provenance: bool = True,
+    leave_open: bool = False,
 ) -> None:
-    """Insert new links (rows in LINK_INSERT_COLUMNS order) made by the file."""
+    """Insert new links (rows in LINK_INSERT_COLUMNS order) made by the file; `leave_open`
+    as `insert_rows`."""
     insert_rows(
         connection,
         links,
         LINK_INSERT_COLUMNS,
         rows,
+        leave_open=leave_open,
         constants={
             "site": context.site,
             "manual": None,

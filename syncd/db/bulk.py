@@ -32,15 +32,59 @@ def insert_rows(
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
     constants: Mapping[str, Any] | None = None,
+    leave_open: bool = False,
 ) -> int:
     """Insert `rows` (tuples in `columns` order) into `table`; return how many were written.
 
     JSON columns take JSON text. `constants` are columns with the same value in every row.
+    `leave_open`: on PostgreSQL the COPY is left open, so that the server takes the rows in
+    while the caller prepares the next ones; the next statement on the connection (or
+    `finish_copy`) ends it first.
     """
     constants = constants or {}
     if connection.dialect.name == "postgresql":
-        return _copy(connection, table, columns, rows, constants)
+        return _copy(connection, table, columns, rows, constants, leave_open)
     return _executemany(connection, table, columns, rows, constants)
+
+
+# Where a connection keeps the COPY `insert_rows(leave_open=True)` left open.
+_OPEN_COPY = "syncd_open_copy"
+
+
+def _take_open_copy(connection: sa.Connection) -> tuple[Any, Any] | None:
+    """Return (and forget) the COPY left open on `connection`'s current session."""
+    if connection.closed or connection.invalidated:
+        return None  # a lost session took its COPY with it
+    held = connection.info.pop(_OPEN_COPY, None)
+    if held is None or held[1].connection is not connection.connection.driver_connection:
+        return None
+    return held  # type: ignore[no-any-return]
+
+
+def finish_copy(connection: sa.Connection) -> None:
+    """End the COPY left open on `connection`, if any: wait for the server to take in its
+    rows (raising what it found wrong with them)."""
+    held = _take_open_copy(connection)
+    if held is not None:
+        manager, cursor = held
+        try:
+            manager.__exit__(None, None, None)
+        finally:
+            cursor.close()
+
+
+def abort_copy(connection: sa.Connection) -> None:
+    """Give up the COPY left open on `connection`, if any (the transaction rolls back)."""
+    held = _take_open_copy(connection)
+    if held is not None:
+        manager, cursor = held
+        failure = RuntimeError("the transaction rolled back")
+        try:
+            manager.__exit__(type(failure), failure, None)
+        except Exception:  # noqa: BLE001, S110 - the rollback that follows reports the state
+            pass
+        finally:
+            cursor.close()
 
 
 def _processor(connection: sa.Connection, column: sa.Column[Any]) -> Callable[[Any], Any] | None:
@@ -136,6 +180,7 @@ def update_rows(
     batch = [(*values, *fixed, key) for key, *values in rows]
     if not batch:
         return
+    finish_copy(connection)
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         for start in range(0, len(batch), CHUNK_ROWS):
@@ -150,23 +195,31 @@ def _copy(
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
     constants: Mapping[str, Any],
+    leave_open: bool,
 ) -> int:
+    finish_copy(connection)
     # Binary COPY with the columns' types given: a third of the text format's client time.
     names = [*columns, *constants]
     types = [_copy_type(table.c[name]) for name in names]
     fixed = tuple(constants.values())
     statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    manager = cursor.copy(statement)
     written = 0
     try:
-        with cursor.copy(statement) as copy:
-            copy.set_types(types)
-            write_row = copy.write_row
-            for row in rows:
-                write_row((*row, *fixed))
-                written += 1
-    finally:
+        copy = manager.__enter__()
+        copy.set_types(types)
+        write_row = copy.write_row
+        for row in rows:
+            write_row((*row, *fixed))
+            written += 1
+    except BaseException as error:
+        manager.__exit__(type(error), error, error.__traceback__)
         cursor.close()
+        raise
+    connection.info[_OPEN_COPY] = (manager, cursor)
+    if not leave_open:
+        finish_copy(connection)
     return written
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from syncd.db.bulk import abort_copy, finish_copy
 from syncd.errors import DatabaseUnreachable, SchemaOutdated
 
 if TYPE_CHECKING:
@@ -66,11 +67,16 @@ def create_engine(url: str) -> Engine:
         # waiting for busy_timeout when another writer is active.
         sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         pool_pre_ping=True,
         connect_args={"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30},
     )
+    # A COPY left open by a bulk insert (bulk.insert_rows) ends before anything else runs.
+    sa.event.listen(engine, "before_cursor_execute", lambda conn, *_: finish_copy(conn))
+    sa.event.listen(engine, "commit", finish_copy)
+    sa.event.listen(engine, "rollback", abort_copy)
+    return engine
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -22,6 +22,7 @@ from syncd.core.plan import (
     StudentRef,
     child_lookup_value,
 )
+from syncd.db.bulk import finish_copy
 from syncd.db.schema import (
     files,
     links,
@@ -74,6 +75,7 @@ def person_snapshot(
 def driver_rows(connection: sa.Connection, sql: str, parameters: Sequence[Any] = ()) -> Any:
     """Return a DB-API cursor over `sql` (qmark placeholders `?`): plain tuples, no
     SQLAlchemy row processing, for reads of a whole site."""
+    finish_copy(connection)
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     if connection.dialect.name == "postgresql":
         sql = sql.replace("?", "%s")
