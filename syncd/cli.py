@@ -7,12 +7,13 @@ import json
 import posixpath
 import sys
 import tempfile
+import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import sqlalchemy as sa
@@ -842,47 +843,60 @@ def db_upgrade_command(app: App) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the CLI; errors are one line on stderr with the documented exit code."""
+    """Run the CLI; errors are one line on stderr with the documented exit code (after the
+    traceback with --debug, which changes nothing else)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args[: args.index("--") if "--" in args else len(args)]
+    debug = _global_debug(args)
+
+    def fail(line: str, code: int) -> NoReturn:
+        if debug:
+            traceback.print_exc()
+        click.echo(line, err=True)
+        sys.exit(code)
+
     try:
         cli.main(args=args, prog_name="syncd", standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.Abort:
-        click.echo("syncd: aborted", err=True)
-        sys.exit(1)
+        fail("syncd: aborted", 1)
     except click.exceptions.NoArgsIsHelpError as error:
         error.show()  # `syncd` alone: the help text, not an error line
         sys.exit(2)
     except click.UsageError as error:
-        if debug:
-            raise
         # click's own layout is four lines (usage, hint, blank, error); errors are one line.
         message = " ".join(error.format_message().split())
         where = error.ctx.command_path if error.ctx else "syncd"
-        click.echo(f"syncd: {message} (see {where} --help)", err=True)
-        sys.exit(2)
+        if isinstance(error, click.NoSuchOption) and error.option_name in GLOBAL_OPTIONS:
+            # `syncd status --debug`: say where a global option goes.
+            usage = where.replace("syncd", f"syncd {error.option_name}", 1)
+            fail(f"syncd: {message} (a global option goes before the command: {usage} ...)", 2)
+        fail(f"syncd: {message} (see {where} --help)", 2)
     except click.ClickException as error:
-        if debug:
-            raise
-        error.show()
-        sys.exit(2 if error.exit_code == 2 else error.exit_code or 1)
+        fail(f"syncd: {error.format_message()}", error.exit_code or 1)
     except SyncdError as error:
-        if debug:
-            raise
-        click.echo(f"syncd: {error}", err=True)
-        sys.exit(error.exit_code)
+        fail(f"syncd: {error}", error.exit_code)
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
-        if debug:
-            raise
-        click.echo(f"syncd: database error: {str(error.orig).splitlines()[0]}", err=True)
-        sys.exit(3)
+        fail(f"syncd: database error: {str(error.orig).splitlines()[0]}", 3)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as error:  # noqa: BLE001 - the promise is one line, never a traceback
-        if debug:
-            raise
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        click.echo(f"syncd: unexpected error: {message} (run with --debug for details)", err=True)
-        sys.exit(1)
+        fail(f"syncd: unexpected error: {message} (run with --debug for details)", 1)
+
+
+GLOBAL_OPTIONS = ("--debug", "--config")
+
+
+def _global_debug(args: Sequence[str]) -> bool:
+    """Whether `--debug` is among the global options, before the command (after it, it is
+    an unknown option: a usage error)."""
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--debug":
+            return True
+        if arg == "--config":
+            next(rest, None)  # its value
+        elif arg == "--" or not arg.startswith("-"):
+            return False
+    return False

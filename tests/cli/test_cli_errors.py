@@ -270,18 +270,41 @@ def _run_real_cli(syncd: Syncd, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_debug_shows_a_traceback_where_a_normal_run_shows_one_line(
-    syncd_sqlite: Syncd,
+@pytest.mark.parametrize(
+    ("broken", "code"),
+    [("config key", 2), ("database", 3), ("command option", 2), ("import file", 2)],
+)
+def test_debug_adds_the_traceback_and_keeps_the_one_line_and_exit_code(
+    syncd_sqlite: Syncd, broken: str, code: int
 ) -> None:
-    syncd_sqlite.configure(max_deactivte=0.2)
-    normal = _run_real_cli(syncd_sqlite, "status")
-    assert normal.returncode == 2
-    assert len(normal.stderr.strip().splitlines()) == 1
+    command = ["status"]
+    if broken == "config key":
+        syncd_sqlite.configure(max_deactivte=0.2)
+    elif broken == "database":
+        syncd_sqlite.database_url = "postgresql+psycopg://postgres@127.0.0.1:1/none"
+        syncd_sqlite.configure()
+    elif broken == "command option":
+        command = ["status", "--bogus"]
+    else:
+        command = ["import", str(syncd_sqlite.root / "missing.csv")]
+    normal = _run_real_cli(syncd_sqlite, *command)
+    assert normal.returncode == code
+    [line] = normal.stderr.strip().splitlines()
     assert "Traceback" not in normal.stderr
-    debug = _run_real_cli(syncd_sqlite, "--debug", "status")
-    assert debug.returncode != 0
+    debug = _run_real_cli(syncd_sqlite, "--debug", *command)
+    assert debug.returncode == code
     assert "Traceback" in debug.stderr
-    assert "max_deactivte" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1] == line
+
+
+@pytest.mark.parametrize("option", ["--debug", "--config"])
+def test_a_global_option_after_the_command_is_a_usage_error_saying_where_it_goes(
+    syncd_sqlite: Syncd, option: str
+) -> None:
+    outcome = _run_real_cli(syncd_sqlite, "files", "release", option, "x", "1")
+    assert outcome.returncode == 2
+    [line] = outcome.stderr.strip().splitlines()
+    assert f"syncd {option} files release" in line
 
 
 def test_database_password_in_the_url_query_is_never_shown(syncd_sqlite: Syncd) -> None:
