@@ -85,19 +85,18 @@ class Pickup:
         self.pipeline = pipeline
         self.clock = clock
         self._seen: dict[str, _Seen] = {}
-        # SFTP only: when this syncd first listed each file as it is now, kept in the
-        # database so that a cron-driven `run --once` (a new process each time) ages files.
+        # When this syncd first listed each file as it is now, kept in the database so that
+        # a cron-driven `run --once` (a new process each time) ages files too.
         self._first_seen: dict[str, datetime] = {}
 
     def _list_entries(self) -> list[Entry]:
-        """List the drop folder, remembering an SFTP file's first-seen time across runs."""
+        """List the drop folder, remembering each file's first-seen time across runs."""
         entries = self.source.list_entries()
-        if self.config.is_sftp:
-            listing = [(entry.name, entry.size, entry.mtime) for entry in entries]
-            with self.pipeline.engine.begin() as connection:
-                self._first_seen = store.remember_listing(
-                    connection, self.config.name, listing, self.clock.now()
-                )
+        listing = [(entry.name, entry.size, entry.mtime) for entry in entries]
+        with self.pipeline.engine.begin() as connection:
+            self._first_seen = store.remember_listing(
+                connection, self.config.name, listing, self.clock.now()
+            )
         return entries
 
     def _unchanged_for(self, entry: Entry) -> float:
@@ -109,18 +108,21 @@ class Pickup:
             return 0.0
         return now - seen.since
 
+    def _listed_for(self, entry: Entry) -> float:
+        """Return how long syncd's own listings have shown a file as it is now (this
+        process's and earlier ones', recorded in the database); never the file's mtime."""
+        stable_for = self._unchanged_for(entry)
+        first_seen = self._first_seen.get(entry.name)
+        if first_seen is None:
+            return stable_for
+        return max(stable_for, (self.clock.now() - first_seen).total_seconds())
+
     def _age(self, entry: Entry) -> float:
         """Return how long a file is known to have been as it is now."""
-        stable_for = self._unchanged_for(entry)
         if self.config.is_sftp:
-            # Never the server's clock against ours: only our own listings count, this
-            # process's and earlier ones' (recorded in the database).
-            first_seen = self._first_seen.get(entry.name)
-            if first_seen is None:
-                return stable_for
-            return max(stable_for, (self.clock.now() - first_seen).total_seconds())
+            return self._listed_for(entry)  # never the server's clock against ours
         # A local file's mtime is on this host's clock, so its age may serve (SPEC §3.2).
-        return max(stable_for, self.clock.now().timestamp() - entry.mtime)
+        return max(self._listed_for(entry), self.clock.now().timestamp() - entry.mtime)
 
     def _is_complete(self, entry: Entry) -> bool:
         min_age = self.config.min_age.total_seconds()
@@ -207,7 +209,9 @@ class Pickup:
             if (
                 kind is not None
                 and any(rank < kind.rank for rank in arriving)
-                and self._age(entry) < self.config.dependency_wait.total_seconds()
+                # Counted from when syncd first saw the file, not from its mtime: a client
+                # that keeps a file's old timestamp (sftp -p, WinSCP) must wait too.
+                and self._listed_for(entry) < self.config.dependency_wait.total_seconds()
             ):
                 outcome.waiting += 1
                 audit.emit(

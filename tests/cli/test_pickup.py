@@ -301,9 +301,15 @@ def test_parents_file_waits_while_its_students_file_is_still_uploading(syncd: Sy
 
 
 def test_parents_file_stops_waiting_after_dependency_wait(syncd_sqlite: Syncd) -> None:
-    syncd_sqlite.configure(dependency_wait="30s")
-    syncd_sqlite.drop("students.csv.part", STUDENTS)
-    syncd_sqlite.drop("parents.csv", PARENTS)  # written 60 s ago: waited long enough
+    syncd_sqlite.configure(dependency_wait="1s")
+    syncd_sqlite.drop("students.csv.part", STUDENTS)  # an upload that never ends
+    parents = syncd_sqlite.drop("parents.csv", PARENTS)
+    # The wait counts from when syncd first saw the file, not from its mtime (a client may
+    # keep a file's old timestamp): the first cron run makes it wait in any case.
+    os.utime(parents, (0, time.time() - 86_400))
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    assert [e["name"] for e in syncd_sqlite.events("file.waiting")] == ["parents.csv"]
+    time.sleep(1.2)  # dependency_wait passes between two cron runs
     assert syncd_sqlite("run", "--once").exit_code == 0
     pending = [link for link in syncd_sqlite.links() if link[2] == "pending"]
     assert len(pending) == 3
