@@ -146,6 +146,24 @@ _RELATIONSHIP_ALIASES: dict[str, frozenset[str]] = {
     "status": _aliases("Status", "Action"),
 }
 
+# A person's own key named after its kind (`Student ID` in a students file, `Parent ID` in
+# a parents file, as a relationships file names them): the sync key when no column has a
+# sync-key alias. In a parents file `Student ID` stays the child column.
+_OWN_KEY_ALIASES: Mapping[Kind, frozenset[str]] = MappingProxyType(
+    {
+        Kind.STUDENTS: _aliases(
+            "Student ID",
+            "Student SIS ID",
+            "Student sync key",
+            "student_school_uid",
+            "Pupil ID",
+            "Pupil sync key",
+            "Learner ID",
+        ),
+        Kind.PARENTS: _PARENT_COLUMN_ALIASES["parent_key"] | _aliases("Contact ID"),
+    }
+)
+
 _ALIASES_BY_KIND: Mapping[Kind, dict[str, frozenset[str]]] = MappingProxyType(
     {
         Kind.STUDENTS: _STUDENT_ALIASES,
@@ -222,6 +240,13 @@ def map_columns(header: Sequence[str], kind: Kind, child_column: str | None = No
         else:
             fields[field] = index
         taken.add(index)
+
+    if "sync_key" not in fields and kind in _OWN_KEY_ALIASES:
+        for index, name in enumerate(normalized):
+            if index not in taken and name in _OWN_KEY_ALIASES[kind]:
+                fields["sync_key"] = index
+                taken.add(index)
+                break
 
     # `Name` is the first name only beside a last-name column (RosarioSIS: Name, Surname).
     if kind is not Kind.RELATIONSHIPS and "first_name" not in fields and "last_name" in fields:

@@ -189,6 +189,31 @@ def test_relationship_columns_are_attributes_in_a_students_file() -> None:
     assert column_map.attributes == (("relationship", 1), ("student_id", 2))
 
 
+@pytest.mark.parametrize(
+    ("kind", "header"),
+    [
+        (Kind.STUDENTS, ["Student ID", "First name", "Last name", "Grade"]),
+        (Kind.STUDENTS, ["Pupil sync key", "First name", "Last name"]),
+        (Kind.PARENTS, ["Parent ID", "First name", "Last name", "Student ID"]),
+        (Kind.PARENTS, ["Guardian SIS ID", "First name", "Last name", "Child ID"]),
+    ],
+)
+def test_a_key_named_after_the_files_kind_is_its_sync_key_when_none_has_an_alias(
+    kind: Kind, header: list[str]
+) -> None:
+    # As a relationships file names them (Parent ID, Student ID): the two files then match.
+    fields = map_columns(header, kind).fields
+    assert fields["sync_key"] == 0
+    if kind is Kind.PARENTS:
+        assert fields["child_key"] == 3
+
+
+def test_a_sync_key_alias_comes_before_a_key_named_after_the_kind() -> None:
+    column_map = map_columns(["Parent ID", "SyncID", "First name", "Last name"], Kind.PARENTS)
+    assert column_map.fields["sync_key"] == 1
+    assert column_map.attributes == (("parent_id", 0),)
+
+
 def test_named_child_column_is_the_child_key_ahead_of_aliases() -> None:
     header = ["Student ID", "Parent's kids", "Email"]
     column_map = map_columns(header, Kind.PARENTS, child_column="parent's KIDS")
