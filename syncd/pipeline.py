@@ -287,7 +287,8 @@ class Pipeline:
 
     def fail_unread(self, job: Job, size: int, reason: str) -> FileResult:
         """Record a file as failed without reading it (e.g. too large to download)."""
-        result = FileResult(name=job.name, status=FileStatus.FAILED, reason=reason)
+        kind = job.kind or kind_by_name(job.name, job.source)  # what the name says
+        result = FileResult(name=job.name, kind=kind, status=FileStatus.FAILED, reason=reason)
         result.file_id = self.open_ledger(job, "", size)
         self._record_outcome(job, result, audit.FILE_FAILED, level="error")
         return result

@@ -3,6 +3,7 @@ uploads, done markers, duplicates, host keys, a server that goes away and comes 
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -234,5 +235,6 @@ def test_file_over_max_file_size_fails_without_download(remote: tuple[Syncd, Ssh
     assert (sshd.upload / "failed" / "students.csv").exists()
     [failed] = syncd.events("file.failed")
     assert "max_file_size" in failed["reason"]
-    report = (sshd.upload / "reports" / "students.csv.report.json").read_text()
-    assert "max_file_size" in report
+    report = json.loads((sshd.upload / "reports" / "students.csv.report.json").read_text())
+    assert "max_file_size" in report["reason"]
+    assert report["kind"] == "students"  # what its name says: it was never read
