@@ -11,7 +11,7 @@ import gc
 import hashlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +40,7 @@ from syncd.core.plan import (
 from syncd.core.validate import validate_links
 from syncd.db import apply as writes
 from syncd.db import store
+from syncd.db.database import ANALYZE_AFTER_ROWS, refresh_statistics
 from syncd.db.schema import files
 from syncd.errors import FileFailed
 from syncd.formats.headers import ColumnMap, detect_kind
@@ -272,6 +273,7 @@ class Pipeline:
                     PersonFile(self, job, result).run(opened)
             if opened.kind is Kind.RELATIONSHIPS:
                 self._apply_relationships(job, parsed, result)
+            self._refresh_statistics(job, result)
         except FileFailed as failure:
             result.status = FileStatus.FAILED
             result.reason = str(failure)
@@ -284,6 +286,20 @@ class Pipeline:
         finally:
             result.duration_s = round(self.clock.monotonic() - started, 3)
         return result
+
+    def _refresh_statistics(self, job: Job, result: FileResult) -> None:
+        """After a bulk load, let PostgreSQL plan the next file's reads for the tables as
+        they now are (database.ANALYZE_AFTER_ROWS)."""
+        if job.dry_run or result.status is not FileStatus.APPLIED:
+            return
+        counts = result.counts
+        loaded = [
+            table
+            for table, created in (("persons", counts.created), ("links", counts.links_created))
+            if created >= ANALYZE_AFTER_ROWS
+        ]
+        with suppress(sa.exc.SQLAlchemyError):  # the file is applied all the same
+            refresh_statistics(self.engine, loaded)
 
     def fail_unread(self, job: Job, size: int, reason: str) -> FileResult:
         """Record a file as failed without reading it (e.g. too large to download)."""

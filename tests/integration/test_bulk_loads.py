@@ -1,17 +1,21 @@
-"""Bulk inserts that leave PostgreSQL's COPY open (bulk.insert_rows(leave_open=True)): the
-server takes the rows in while syncd reads the next block; whatever runs next on the
-connection ends the COPY first, a commit keeps its rows and a rollback drops them."""
+"""Bulk loads on both databases: PostgreSQL's COPY left open (bulk.insert_rows(leave_open=True))
+takes the rows in while syncd reads the next block, and whatever runs next on the connection
+ends it first (a commit keeps its rows, a rollback drops them); after a bulk load PostgreSQL's
+statistics are taken at once."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from syncd import pipeline
 from syncd.db.bulk import finish_copy, insert_rows
 from syncd.db.database import open_database
 from syncd.db.schema import sites
+from tests.cli.conftest import Syncd
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
 
@@ -61,3 +65,22 @@ def test_rows_the_server_refuses_fail_where_the_copy_is_ended(engine: sa.Engine)
             finish_copy(connection)
         transaction.rollback()
         assert _names(connection) == []
+
+
+def test_postgresql_statistics_are_taken_after_a_bulk_load(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A parents file applied right after a first students file must not be planned for an
+    # empty persons table (autovacuum comes a minute later, or never where it is off).
+    monkeypatch.setattr(pipeline, "ANALYZE_AFTER_ROWS", 3)
+    syncd = Syncd(tmp_path, postgres_url)
+    rows = "".join(f"S{n},First{n},Last{n}\n" for n in range(5))
+    syncd.write("students.csv", "SyncID,First name,Last name\n" + rows)
+    assert syncd("import", str(tmp_path / "students.csv")).exit_code == 0
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as connection:
+        estimate = connection.execute(
+            sa.text("SELECT reltuples FROM pg_class WHERE oid = 'persons'::regclass")
+        ).scalar_one()
+    engine.dispose()
+    assert estimate == 5
