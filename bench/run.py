@@ -941,6 +941,51 @@ def scenario_postgres(bench: Bench, sets: dict[str, dict[str, Path]]) -> None:
         bench.fail(row, error)
         if again_row.met == "—":
             again_row.met = "error"
+    postgres_both(bench, sets)
+
+
+def postgres_both(bench: Bench, sets: dict[str, dict[str, Path]]) -> None:
+    r"""Both files' first load into PostgreSQL, beside `\copy` of both (no goal: it shows
+    what a district on PostgreSQL waits on its first night)."""
+    url = bench.args.pg_url
+    files = [sets["base"]["students"], sets["base"]["parents"]]
+    n, p = bench.label(bench.n), bench.label(int(bench.n * 1.5))
+    row = bench.add(Row(f"{n} students + {p} parents, first load into PostgreSQL", "— (info)"))
+    try:
+        info = pg_conninfo(url)
+        with pg_schema(url, "bench_anchor") as schema:
+            columns = {
+                "students": "sync_id, username, first_name, last_name, email, grade, school",
+                "parents": "sync_id, username, first_name, last_name, email, password, children",
+            }
+            commands = []
+            for table, names in columns.items():
+                text_columns = ", ".join(f"{name} text" for name in names.split(", "))
+                pg_execute(url, f'CREATE TABLE "{schema}".{table} ({text_columns})')
+                path = sets["base"][table]
+                commands += [
+                    "-c",
+                    f"\\copy \"{schema}\".{table} FROM '{path}' WITH (FORMAT csv, HEADER true)",
+                ]
+            anchor = run_child(
+                ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", info["host"], "-p",
+                 str(info["port"]), "-U", info["user"], "-d", info["dbname"], *commands],
+                env=pg_env(info), timeout=bench.timeout(),
+            )  # fmt: skip
+        with pg_schema(url, "bench_syncd") as schema:
+            folder = bench.work / "pg-load-both"
+            config = write_config(folder, with_search_path(url, schema))
+            log(f"syncd import {n} students + {p} parents into PostgreSQL ...")
+            measured, documents = syncd_import(bench, config, files)
+            row.value = secs(measured.wall_s)
+            row.anchor = f"{secs(anchor.wall_s)} (psql \\copy of both)"
+            row.ratio = f"{measured.wall_s / anchor.wall_s:.1f}×"
+            row.details = (
+                f"peak RSS {measured.rss_mib:.0f} MiB; {describe_counts(counts_of(documents))}"
+            )
+            shutil.rmtree(folder, ignore_errors=True)
+    except Exception as error:  # noqa: BLE001
+        bench.fail(row, error)
 
 
 # --------------------------------------------------------------------------- daemon latency
