@@ -143,40 +143,58 @@ def import_command(
     ordered = sorted(paths, key=order)
     pipeline = app.pipeline()
     run_id = new_run_id()
-    results: list[FileResult] = []
-    with app.engine.begin() as connection:
-        events = app.events(site=source.site, source=name, run_id=run_id)
-        expire_pending(
-            connection,
-            source.site,
-            app.clock.now(),
-            events,
-            source.deactivate_orphan_parents,
-        )
-        events.write(connection)
-    events.emit()
-    for path in ordered:
-        job = Job(
-            path=path.resolve(),
-            name=path.name,
-            source=source,
-            source_name=name,
-            kind=forced,
-            dry_run=dry_run,
-            run_id=run_id,
-            location=str(path.resolve()),
-            progress=_progress_line(path) if _wants_progress(path) else None,
-        )
-        result = pipeline.process(job)
-        if job.progress is not None:
-            click.echo(err=True)  # end the progress line
-        results.append(result)
-        if not dry_run:
-            folder = report_dir or path.resolve().parent
-            reports.write_reports_with(partial(write_new, folder), result)
+    events = app.events(site=source.site, source=name, run_id=run_id)
+    now = app.clock.now()
+    if dry_run:
+        # One batch, rolled back: each file is planned after those before it (students
+        # before their parents), expired pending links included, as a real run applies them.
+        with pipeline.preview_batch() as connection:
+            expire_pending(connection, source.site, now, events, source.deactivate_orphan_parents)
+            results = [_process(pipeline, _import_job(path, source, name, forced, True, run_id))
+                       for path in ordered]  # fmt: skip
+    else:
+        with app.engine.begin() as connection:
+            expire_pending(connection, source.site, now, events, source.deactivate_orphan_parents)
+            events.write(connection)
+        events.emit()
+        results = []
+        for path in ordered:
+            job = _import_job(path, source, name, forced, False, run_id)
+            result = _process(pipeline, job)
+            reports.write_reports_with(partial(write_new, report_dir or job.path.parent), result)
+            results.append(result)
     _print_results(results, dry_run, as_json)
     if any(r.status in (FileStatus.FAILED, FileStatus.HELD) for r in results):
         sys.exit(1)
+
+
+def _process(pipeline: Pipeline, job: Job) -> FileResult:
+    result = pipeline.process(job)
+    if job.progress is not None:
+        click.echo(err=True)  # end the progress line
+    return result
+
+
+def _import_job(
+    path: Path,
+    source: SourceConfig,
+    name: str | None,
+    forced: Kind | None,
+    dry_run: bool,
+    run_id: str,
+) -> Job:
+    """Return the job of one file given to `syncd import`: it stays where it is."""
+    return Job(
+        path=path.resolve(),
+        name=path.name,
+        source=source,
+        source_name=name,
+        kind=forced,
+        dry_run=dry_run,
+        run_id=run_id,
+        location=str(path.resolve()),
+        progress=_progress_line(path) if _wants_progress(path) else None,
+    )
 
 
 PROGRESS_MIN_BYTES = 256 * 1024

@@ -53,6 +53,7 @@ from syncd.core.validate import PersonRows, file_columns, merge_person_records
 from syncd.db import apply as writes
 from syncd.db import store
 from syncd.db.bulk import finish_copy
+from syncd.db.preview import keep_preview
 from syncd.errors import FileFailed
 from syncd.model import (
     Counts,
@@ -173,7 +174,7 @@ class PersonFile:
             deactivate_orphan_parents=self.source.deactivate_orphan_parents,
         )
         self.events = events = pipeline.events_for(job, result.file_id, now)
-        connection = pipeline.engine.connect()
+        connection = pipeline.connect(job)
         transaction = connection.begin()
         if not job.dry_run:
             events.bind(connection)
@@ -221,7 +222,7 @@ class PersonFile:
     def _apply_read(
         self,
         connection: sa.Connection,
-        transaction: sa.RootTransaction,
+        transaction: sa.Transaction,
         read: _Read,
         events: EventBuffer,
     ) -> None:
@@ -267,7 +268,13 @@ class PersonFile:
             result.status = FileStatus.APPLIED
             if failure or held:
                 result.reason = f"would fail: {failure}" if failure else f"would be held: {held}"
-            transaction.rollback()
+                transaction.rollback()
+                return
+            # The batch's later files are planned after this one's changes, as a real run
+            # applies them (Pipeline.preview_batch rolls them all back at its end).
+            self._settle(connection, events, writes.Applied())
+            events.discard()
+            keep_preview(transaction)
             return
         if failure:
             raise FileFailed(failure)
@@ -276,15 +283,22 @@ class PersonFile:
             transaction.rollback()
             self._record_held(read, rejected, held)
             return
-        if self.kind is Kind.STUDENTS:
-            writes.resolve_pending(connection, self.context, events, applied)
-        writes.settle_parents(connection, self.context, events, applied)
+        self._settle(connection, events, applied)
         result.status = FileStatus.APPLIED
         events.add(audit.FILE_APPLIED, name=job.name, kind=self.kind.value, counts=counts.as_dict())
         assert result.file_id is not None
         self.pipeline.finish_ledger(connection, result.file_id, result, run_id=job.run_id)
         events.write(connection)
         transaction.commit()
+
+    def _settle(
+        self, connection: sa.Connection, events: EventBuffer, applied: writes.Applied
+    ) -> None:
+        """What an applied file changes beyond its rows: pending links its students
+        resolve, and parents left without or given a child."""
+        if self.kind is Kind.STUDENTS:
+            writes.resolve_pending(connection, self.context, events, applied)
+        writes.settle_parents(connection, self.context, events, applied)
 
     def _record_held(self, read: _Read, rejected: int, reason: str) -> None:
         """Write what a held file leaves: its validation, file.held and the ledger."""

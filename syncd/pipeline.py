@@ -41,6 +41,7 @@ from syncd.core.validate import validate_links
 from syncd.db import apply as writes
 from syncd.db import store
 from syncd.db.database import ANALYZE_AFTER_ROWS, refresh_statistics
+from syncd.db.preview import PreviewConnection
 from syncd.db.schema import files
 from syncd.errors import FileFailed
 from syncd.formats.headers import ColumnMap, detect_kind
@@ -160,11 +161,33 @@ def _password_only(upsert: PersonUpsert) -> bool:
 
 
 class Pipeline:
-    """Processes files against one database; holds nothing but its engine and clock."""
+    """Processes files against one database; holds nothing but its engine and clock (and
+    a dry run's batch connection while one is open)."""
 
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self.engine = engine
         self.clock = clock
+        self._preview: PreviewConnection | None = None
+
+    @contextmanager
+    def preview_batch(self) -> Iterator[sa.Connection]:
+        """Plan the dry-run files processed inside as one batch (PreviewConnection); yield
+        the batch's connection, whose changes are all rolled back at the end."""
+        with self.engine.connect() as connection:
+            transaction = connection.begin()
+            self._preview = PreviewConnection(connection)
+            try:
+                yield connection
+            finally:
+                self._preview = None
+                transaction.rollback()
+
+    def connect(self, job: Job) -> sa.Connection:
+        """Return the connection that applies (or previews) `job`'s file."""
+        if job.dry_run:
+            assert self._preview is not None, "a dry run plans inside preview_batch()"
+            return self._preview  # type: ignore[return-value]
+        return self.engine.connect()
 
     # --- ledger --------------------------------------------------------------------------
 
@@ -244,6 +267,9 @@ class Pipeline:
     def process(self, job: Job) -> FileResult:
         """Process one file; never raises for a bad file (the result says failed)."""
         with _collector_paused():
+            if job.dry_run and self._preview is None:
+                with self.preview_batch():
+                    return self._process(job)
             return self._process(job)
 
     def _process(self, job: Job) -> FileResult:
@@ -349,7 +375,7 @@ class Pipeline:
             deactivate_orphan_parents=source.deactivate_orphan_parents,
         )
         events = self.events_for(job, result.file_id, now)
-        connection = self.engine.connect()
+        connection = self.connect(job)
         transaction = connection.begin()
         if not job.dry_run:
             events.bind(connection)
@@ -381,6 +407,7 @@ class Pipeline:
                         f"would fail: {failure}" if failure else f"would be held: {held}"
                     )
                 events.discard()
+                # Links are the batch's last kind: nothing after them is planned on them.
                 transaction.rollback()
                 return
             if failure:

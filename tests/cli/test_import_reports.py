@@ -7,6 +7,7 @@ import io
 
 from tests.cli.conftest import Syncd
 from tests.cli.rosters import (
+    PARENT_LINKS,
     STUDENT_HEADER,
     STUDENTS,
     errors_rows,
@@ -206,7 +207,25 @@ def test_dry_run_of_several_files_prints_one_plan_each(syncd: Syncd) -> None:
     assert outcome.exit_code == 0, outcome.stderr
     plans = outcome.json()
     assert [p["kind"] for p in plans] == ["students", "parents"]
-    assert syncd.export() == []
+    # The parents are planned after the students, as the real batch applies them: links to
+    # the students the batch creates, not pending links.
+    assert plans[1]["counts"]["links_created"] == len(PARENT_LINKS)
+    assert plans[1]["counts"]["pending"] == 0
+    assert {c["action"] for c in plans[1]["changes"]} == {"create", "link"}
+    assert syncd.export() == []  # and all of it rolled back
+    assert files(syncd) == []
+    real = syncd("import", "--json", str(parents), str(students)).json()
+    assert [r["counts"] for r in real] == [p["counts"] for p in plans]
+
+
+def test_dry_run_batch_plans_a_file_after_a_failing_one_without_it(syncd: Syncd) -> None:
+    rows = [(f"X{n}", "", "", "", "", "", "") for n in range(6)]  # every row rejected
+    students = syncd.write("students.csv", table(STUDENT_HEADER, rows))
+    parents = syncd.write("parents.csv", parents_csv())
+    plans = syncd("import", "--dry-run", "--json", str(students), str(parents)).json()
+    assert "would fail" in plans[0]["reason"]
+    assert plans[1]["counts"]["links_created"] == 0  # its students would not be there
+    assert plans[1]["counts"]["pending"] == len(PARENT_LINKS)
 
 
 def test_dry_run_plan_names_links_by_sync_keys(syncd: Syncd) -> None:
