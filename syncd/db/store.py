@@ -119,12 +119,19 @@ def row_digest_snapshot(connection: sa.Connection, site: str, kind: PersonKind) 
     in the snapshot is whom it did not list (persons_with_digests finds them). Digests only,
     no ids: a district has millions, and a set of one int each is built in half the time.
     """
-    cursor = driver_rows(
-        connection,
-        "SELECT coalesce(row_digest, -id) FROM persons WHERE site = ? AND kind = ? "
-        "AND (row_digest IS NOT NULL OR active = ?)",
-        (site, kind.value, True),
-    )
+    digest = "coalesce(row_digest, -id)"
+    where = "FROM persons WHERE site = ? AND kind = ? AND (row_digest IS NOT NULL OR active = ?)"
+    parameters = (site, kind.value, True)
+    if connection.dialect.name == "sqlite":
+        # One JSON array, parsed in C: a third less than a Python row per person (0.7 s
+        # against 1.0 s for 1.5M parents), for a transient text of ~20 bytes a person.
+        cursor = driver_rows(connection, f"SELECT json_group_array({digest}) {where}", parameters)
+        try:
+            (text,) = cursor.fetchone()
+        finally:
+            cursor.close()
+        return set(json.loads(text))
+    cursor = driver_rows(connection, f"SELECT {digest} {where}", parameters)
     try:
         return set(map(itemgetter(0), cursor))
     finally:
