@@ -71,13 +71,19 @@ def person_snapshot(
     }
 
 
-def driver_rows(connection: sa.Connection, sql: str, parameters: Sequence[Any] = ()) -> Any:
+def driver_rows(
+    connection: sa.Connection, sql: str, parameters: Sequence[Any] = (), binary: bool = False
+) -> Any:
     """Return a DB-API cursor over `sql` (qmark placeholders `?`): plain tuples, no
-    SQLAlchemy row processing, for reads of a whole site."""
+    SQLAlchemy row processing, for reads of a whole site. `binary`: PostgreSQL sends the
+    results in its binary format (cheaper to load for arrays)."""
     finish_copy(connection)
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    driver = connection.connection.driver_connection
     if connection.dialect.name == "postgresql":
+        cursor = driver.cursor(binary=binary)  # type: ignore[union-attr]
         sql = sql.replace("?", "%s")
+    else:
+        cursor = driver.cursor()  # type: ignore[union-attr]
     cursor.execute(sql, tuple(parameters))
     return cursor
 
@@ -136,23 +142,18 @@ def integer_array(
     SQLite, a binary array on PostgreSQL. For a whole site that is half the time of a
     Python row per value (1.5M parents: 0.7 s against 1.0 s on SQLite, 0.75 s against
     1.46 s on PostgreSQL), for a transient array the size of the result."""
-    if connection.dialect.name == "sqlite":
-        cursor = driver_rows(connection, f"SELECT json_group_array({expression}) {sql_from}",
-                             parameters)  # fmt: skip
-        try:
-            (text,) = cursor.fetchone()
-        finally:
-            cursor.close()
-        return json.loads(text)  # type: ignore[no-any-return]
-    finish_copy(connection)
-    cursor = connection.connection.driver_connection.cursor(binary=True)  # type: ignore[union-attr]
+    sqlite = connection.dialect.name == "sqlite"
+    aggregate = "json_group_array" if sqlite else "array_agg"
+    cursor = driver_rows(
+        connection, f"SELECT {aggregate}({expression}) {sql_from}", parameters, binary=True
+    )
     try:
-        cursor.execute(f"SELECT array_agg({expression}) {sql_from.replace('?', '%s')}",
-                       tuple(parameters))  # fmt: skip
         (found,) = cursor.fetchone()
     finally:
         cursor.close()
-    return found or []
+    if sqlite:
+        return json.loads(found)  # type: ignore[no-any-return]
+    return found or []  # array_agg of no rows is NULL
 
 
 def persons_with_digests(
