@@ -66,7 +66,7 @@ from syncd.model import (
     PersonRecord,
     RowError,
 )
-from syncd.reading import PROGRESS_EVERY, OpenedFile, counting, open_file
+from syncd.reading import OpenedFile, counting, open_file, tell_progress
 from syncd.spill import RecordSpill
 
 if TYPE_CHECKING:
@@ -422,10 +422,7 @@ class PersonFile:
             )  # fmt: skip
             read_before, rows = rows, rows + len(people.sync_keys)
             consumed += len(block)
-            if self.job.progress is not None:  # as `counting` tells it: every PROGRESS_EVERY
-                first = read_before - read_before % PROGRESS_EVERY + PROGRESS_EVERY
-                for count in range(first, rows + 1, PROGRESS_EVERY):
-                    self.job.progress(count)
+            tell_progress(self.job.progress, read_before, rows)
         finish_copy(connection)
         lines.rows_after(consumed, rows)
         return rows

@@ -31,6 +31,15 @@ def counting(
         yield row
 
 
+def tell_progress(progress: Callable[[int], None] | None, before: int, after: int) -> None:
+    """Tell `progress` what `counting` would have told it while the count went from
+    `before` to `after` (rows taken a block at a time)."""
+    if progress is not None:
+        first = before - before % PROGRESS_EVERY + PROGRESS_EVERY
+        for count in range(first, after + 1, PROGRESS_EVERY):
+            progress(count)
+
+
 @dataclass(frozen=True, slots=True)
 class OpenedFile:
     """A file opened for reading, with its kind and columns found."""
