@@ -41,7 +41,7 @@ from syncd.core.validate import validate_links
 from syncd.db import apply as writes
 from syncd.db import store
 from syncd.db.database import ANALYZE_AFTER_ROWS, refresh_statistics
-from syncd.db.preview import PreviewConnection
+from syncd.db.preview import PreviewConnection, keep_preview
 from syncd.db.schema import files
 from syncd.errors import FileFailed
 from syncd.formats.headers import ColumnMap, detect_kind
@@ -402,13 +402,20 @@ class Pipeline:
             if job.dry_run:
                 # The preview says what the real run would do with the file as a whole.
                 result.status = FileStatus.APPLIED
+                events.discard()
                 if failure or held:
                     result.reason = (
                         f"would fail: {failure}" if failure else f"would be held: {held}"
                     )
+                    transaction.rollback()
+                    return
+                # A later relationships file of the batch is planned after this one's
+                # changes, as a real run applies them (preview_batch rolls them all back).
+                applied = writes.Applied()
+                writes.apply_links(connection, link_plan, context, events, applied, {})
+                writes.settle_parents(connection, context, events, applied)
                 events.discard()
-                # Links are the batch's last kind: nothing after them is planned on them.
-                transaction.rollback()
+                keep_preview(transaction)
                 return
             if failure:
                 raise FileFailed(failure)

@@ -259,3 +259,21 @@ def test_dry_run_says_when_the_file_would_be_held_or_fail(syncd: Syncd) -> None:
     assert failing.exit_code == 0, failing.stderr
     assert "would fail" in failing.stdout and "max_reject" in failing.stdout
     assert files(syncd) == files(syncd, "--status", "applied")
+
+
+def test_dry_run_batch_plans_a_relationships_file_after_another(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = ("First name", "Last name", "User name", "E-mail")
+    imported(syncd, "parents.csv", parents_csv([("Sean", "O'Brien", "sean", "sean@home.example")],
+                                               header))  # fmt: skip
+    links = ("Parent Email", "Student ID", "Relationship Type")
+    first = syncd.write("relationships-1.csv", table(links, [("sean@home.example", "S1", "")]))
+    again = [("sean@home.example", "S1", "Guardian"), ("sean@home.example", "S2", "")]
+    second = syncd.write("relationships-2.csv", table(links, again))
+    plans = syncd("import", "--dry-run", "--json", str(first), str(second)).json()
+    # The second file finds the first one's link: a new type for it, one new link.
+    assert plans[0]["counts"]["links_created"] == 1
+    assert (plans[1]["counts"]["links_created"], plans[1]["counts"]["updated"]) == (1, 1)
+    assert syncd("export", "relationships", "--json").json() == []  # all rolled back
+    real = syncd("import", "--json", str(first), str(second)).json()
+    assert [r["counts"] for r in real] == [p["counts"] for p in plans]
