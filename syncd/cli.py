@@ -10,7 +10,7 @@ import tempfile
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
@@ -23,7 +23,7 @@ from syncd import audit, reports
 from syncd.clock import Clock, SystemClock
 from syncd.config import Config, SourceConfig, find_config_path, load_config, local_source
 from syncd.db import store, trail
-from syncd.db.apply import expire_pending
+from syncd.db.apply import OrphanCarry, expire_pending
 from syncd.db.database import describe, open_database, upgrade_database
 from syncd.db.schema import files, links, pending_links, persons
 from syncd.edits import manual_link, revert_file
@@ -158,11 +158,17 @@ def import_command(
             events.write(connection)
         events.emit()
         results = []
-        for path in ordered:
-            job = _import_job(path, source, name, forced, False, run_id)
+        orphans = OrphanCarry()  # judged at the end of the batch (SPEC §2.4)
+        for index, path in enumerate(ordered):
+            job = replace(
+                _import_job(path, source, name, forced, False, run_id),
+                orphans=orphans,
+                defer_orphans=index < len(ordered) - 1,
+            )
             result = _process(pipeline, job)
             reports.write_reports_with(partial(write_new, report_dir or job.path.parent), result)
             results.append(result)
+        pipeline.settle_orphans(orphans, source.site, name, run_id)
     _print_results(results, dry_run, as_json)
     if any(r.status in (FileStatus.FAILED, FileStatus.HELD) for r in results):
         sys.exit(1)

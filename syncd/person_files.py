@@ -62,7 +62,6 @@ from syncd.model import (
     FileStatus,
     Kind,
     Mode,
-    PasswordPolicy,
     PersonRecord,
     RowError,
 )
@@ -163,16 +162,7 @@ class PersonFile:
         self.person_kind = opened.kind.person_kind
         self.mode = self.source.mode_for(opened.kind)
         now = pipeline.clock.now()
-        self.context = writes.ApplyContext(
-            site=self.source.site,
-            source=job.source_name,
-            file_id=result.file_id,
-            now=now,
-            pending_ttl=self.source.pending_ttl,
-            hash_passwords=self.source.passwords is PasswordPolicy.HASH,
-            update_passwords=self.source.update_passwords,
-            deactivate_orphan_parents=self.source.deactivate_orphan_parents,
-        )
+        self.context = pipeline.context_for(job, result.file_id, now)
         self.events = events = pipeline.events_for(job, result.file_id, now)
         connection = pipeline.connect(job)
         transaction = connection.begin()
@@ -290,6 +280,7 @@ class PersonFile:
         self.pipeline.finish_ledger(connection, result.file_id, result, run_id=job.run_id)
         events.write(connection)
         transaction.commit()
+        writes.carry_orphans(self.context, applied)
 
     def _settle(
         self, connection: sa.Connection, events: EventBuffer, applied: writes.Applied

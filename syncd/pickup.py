@@ -13,7 +13,7 @@ from syncd import audit, reports
 from syncd.clock import Clock
 from syncd.config import SourceConfig
 from syncd.db import store
-from syncd.db.apply import expire_pending
+from syncd.db.apply import OrphanCarry, expire_pending
 from syncd.errors import FileFailed
 from syncd.formats.headers import detect_kind
 from syncd.formats.readers import open_table
@@ -31,6 +31,7 @@ class PassResult:
     held: int = 0
     duplicate: int = 0
     waiting: int = 0
+    young: int = 0  # of the waiting: not yet min_age old (not waiting for another file)
     results: list[FileResult] = field(default_factory=list)
 
 
@@ -171,7 +172,7 @@ class Pickup:
             self.clock.sleep(self.config.min_age.total_seconds())
             entries = self._list_entries()
             ready, young = self.ready_entries(entries)
-        outcome.waiting = len(young)
+        outcome.waiting = outcome.young = len(young)
         claimed += self._claim_ready(ready, young, entries, run_id, outcome)
         with tempfile.TemporaryDirectory(prefix="syncd-") as temp:
             for item in claimed:
@@ -180,10 +181,12 @@ class Pickup:
                 item.local = self.source.fetch(item.processing_name, Path(temp))
                 item.kind = peek_kind(item.local, self.config, item.name)
             claimed.sort(key=lambda c: (c.kind.rank if c.kind else UNKNOWN_RANK, c.mtime, c.name))
-            for item in claimed:
+            orphans = OrphanCarry()  # judged at the end of the batch (SPEC §2.4)
+            for index, item in enumerate(claimed):
                 if should_stop():
                     break
-                self._process(item, run_id, outcome)
+                self._process(item, run_id, outcome, orphans, index < len(claimed) - 1)
+            self.pipeline.settle_orphans(orphans, self.config.site, self.config.name, run_id)
         return outcome
 
     def _claim_ready(
@@ -242,7 +245,14 @@ class Pickup:
             events.write(connection)
         events.emit()
 
-    def _process(self, item: _Claimed, run_id: str, outcome: PassResult) -> None:
+    def _process(
+        self,
+        item: _Claimed,
+        run_id: str,
+        outcome: PassResult,
+        orphans: OrphanCarry | None = None,
+        defer_orphans: bool = False,
+    ) -> None:
         location = f"processing/{item.processing_name}"
         file_id = None
         with self.pipeline.engine.connect() as connection:
@@ -266,6 +276,8 @@ class Pickup:
             file_id=file_id,
             run_id=run_id,
             location=location,
+            orphans=orphans,
+            defer_orphans=defer_orphans,
         )
         limit = self.config.limits.max_file_size
         if item.local is None:

@@ -52,6 +52,7 @@ from syncd.model import (
     Kind,
     LinkRecord,
     Mode,
+    PasswordPolicy,
     PersonFields,
     PersonRecord,
     RowError,
@@ -97,6 +98,10 @@ class Job:
     run_id: str | None = None
     location: str | None = None  # where the file sits while processed, for the ledger
     progress: Callable[[int], None] | None = None  # told the rows read so far, now and then
+    # The batch's parents left to judge as orphans, and whether a later file of the batch
+    # comes (then they are judged by that file, or by settle_orphans after the batch).
+    orphans: writes.OrphanCarry | None = None
+    defer_orphans: bool = False
 
 
 _paused = 0
@@ -220,6 +225,38 @@ class Pipeline:
 
     def _events(self, job: Job, file_id: int | None) -> EventBuffer:
         return self.events_for(job, file_id, self.clock.now())
+
+    def settle_orphans(
+        self, orphans: writes.OrphanCarry, site: str, source_name: str | None, run_id: str
+    ) -> None:
+        """End a batch: deactivate the orphans among the parents its files deferred that no
+        later file of it judged (SPEC §2.4: "at the end of a batch")."""
+        if not orphans.parents:
+            return
+        now = self.clock.now()
+        context = {"source": source_name, "site": site, "run_id": run_id}
+        events = EventBuffer(context=context, now=now)
+        with self.engine.begin() as connection:
+            writes.settle_carried_orphans(connection, orphans, now, events)
+            events.write(connection)
+        events.emit()
+
+    @staticmethod
+    def context_for(job: Job, file_id: int | None, now: datetime) -> writes.ApplyContext:
+        """Return how `job`'s file is applied: its source's settings, the batch's orphans."""
+        source = job.source
+        return writes.ApplyContext(
+            site=source.site,
+            source=job.source_name,
+            file_id=file_id,
+            now=now,
+            pending_ttl=source.pending_ttl,
+            hash_passwords=source.passwords is PasswordPolicy.HASH,
+            update_passwords=source.update_passwords,
+            deactivate_orphan_parents=source.deactivate_orphan_parents,
+            orphans=job.orphans,
+            defer_orphans=job.defer_orphans,
+        )
 
     @staticmethod
     def events_for(job: Job, file_id: int | None, now: datetime) -> EventBuffer:
@@ -366,14 +403,7 @@ class Pipeline:
         counts = result.counts
         counts.rows = parsed.rows
         now = self.clock.now()
-        context = writes.ApplyContext(
-            site=source.site,
-            source=job.source_name,
-            file_id=result.file_id,
-            now=now,
-            pending_ttl=source.pending_ttl,
-            deactivate_orphan_parents=source.deactivate_orphan_parents,
-        )
+        context = self.context_for(job, result.file_id, now)
         events = self.events_for(job, result.file_id, now)
         connection = self.connect(job)
         transaction = connection.begin()
@@ -464,6 +494,7 @@ class Pipeline:
             self.finish_ledger(connection, result.file_id, result, run_id=job.run_id)
             events.write(connection)
             transaction.commit()
+            writes.carry_orphans(context, applied)
         except BaseException:
             events.discard()
             if transaction.is_active:

@@ -40,6 +40,15 @@ from syncd.model import Counts, FileColumns, Kind, PersonKind, RelType
 BATCH = 5000
 
 
+@dataclass(slots=True)
+class OrphanCarry:
+    """The parents a batch's files may have left without a child, judged at the end of the
+    batch (SPEC §2.4): a later file of the batch may give them a child again (a students
+    file drops a child, the parents file after it names the child that replaced it)."""
+
+    parents: set[int] = field(default_factory=set)
+
+
 @dataclass(frozen=True, slots=True)
 class ApplyContext:
     site: str
@@ -50,6 +59,10 @@ class ApplyContext:
     hash_passwords: bool = False
     update_passwords: bool = False
     deactivate_orphan_parents: bool = True
+    # The batch's parents left to judge; with defer_orphans (a later file of the batch comes)
+    # this file's are added to them instead of judged.
+    orphans: OrphanCarry | None = None
+    defer_orphans: bool = False
 
 
 @dataclass(slots=True)
@@ -72,6 +85,8 @@ class Applied:
     new_parents: set[int] = field(default_factory=set)
     # Pending links a file dropped (counted in links_removed, but no active link went).
     pending_dropped: int = 0
+    # The parents left to judge at the end of the batch, this file's included (deferred).
+    orphans_deferred: set[int] | None = None
 
 
 def _executemany(connection: sa.Connection, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
@@ -909,9 +924,31 @@ def settle_parents(
     if not context.deactivate_orphan_parents:
         return
     candidates = set(applied.parents_losing_links)
+    if context.orphans is not None:
+        candidates |= context.orphans.parents
     if applied.deactivated_students:
         candidates |= _parents_of(connection, applied.deactivated_students)
+    if context.defer_orphans:
+        applied.orphans_deferred = candidates
+        return
     applied.counts.deactivated += _deactivate_orphans(connection, candidates, context.now, events)
+
+
+def carry_orphans(context: ApplyContext, applied: Applied) -> None:
+    """After a file's transaction committed: keep the parents it deferred for the rest of
+    the batch, or forget those it judged."""
+    if context.orphans is not None and context.deactivate_orphan_parents:
+        context.orphans.parents = applied.orphans_deferred or set()
+
+
+def settle_carried_orphans(
+    connection: sa.Connection, orphans: OrphanCarry, now: datetime, events: EventBuffer
+) -> int:
+    """Deactivate the orphans among the parents a batch deferred that no later file of it
+    judged (it failed, was held or was a duplicate); return how many."""
+    deactivated = _deactivate_orphans(connection, orphans.parents, now, events)
+    orphans.parents = set()
+    return deactivated
 
 
 def _deactivate_orphans(

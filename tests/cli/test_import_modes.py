@@ -132,6 +132,56 @@ def test_orphan_parent_is_reactivated_when_a_link_to_an_active_child_appears(
     assert person(syncd, "P1")["active"] is True
 
 
+def test_orphans_are_judged_at_the_end_of_the_batch(syncd: Syncd) -> None:
+    # The students file drops P1's child, the parents file of the same batch gives P1 a new
+    # one: P1 never was an orphan, so no deactivation and no reactivation.
+    syncd.configure(max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S5"), ("P2", "S4")))
+    students = syncd.write("students-2.csv", students_csv(STUDENTS[:4]))
+    parents = syncd.write("parents-2.csv", _parents(("P1", "S1"), ("P2", "S4")))
+    before = len(syncd.events())
+    assert syncd("import", str(parents), str(students)).exit_code == 0
+    assert person(syncd, "P1")["active"] is True
+    batch = syncd.events()[before:]
+    assert not [e for e in batch if e["event"].startswith("person.") and e["kind"] == "parent"]
+    assert report(syncd, "students-2.csv")["counts"]["deactivated"] == 1  # S5 only
+    assert report(syncd, "parents-2.csv")["counts"]["reactivated"] == 0
+
+
+def test_orphans_of_a_pickup_batch_are_judged_by_its_last_file(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S5"), ("P2", "S4"), ("P3", "S3")))
+    syncd.drop("students-2.csv", students_csv(STUDENTS[:3]))  # S4 and S5 leave
+    syncd.drop("parents-2.csv", _parents(("P1", "S1"), ("P2", "S4"), ("P3", "S3")))
+    assert syncd("run", "--once").exit_code == 0
+    assert (person(syncd, "P1")["active"], person(syncd, "P2")["active"]) == (True, False)
+    orphaned = [e for e in syncd.events("person.deactivated") if e["kind"] == "parent"]
+    assert [(e["sync_key"], e["reason"]) for e in orphaned] == [("P2", "orphan")]
+    # Counted in the report of the file that judged it, with that file's id.
+    assert report(syncd, "parents-2.csv", syncd.root / "drop" / "reports")["counts"][
+        "deactivated"
+    ] == 1  # fmt: skip
+    assert (
+        orphaned[0]["file_id"]
+        == report(syncd, "parents-2.csv", syncd.root / "drop" / "reports")["file_id"]
+    )
+    assert not syncd.events("person.reactivated")
+
+
+def test_orphans_are_judged_after_the_batch_when_its_last_file_fails(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S5")))
+    students = syncd.write("students-2.csv", students_csv(STUDENTS[:4]))
+    failing = syncd.write("parents-2.csv", _parents(("", "S1"), ("", "S2")))  # no keys
+    assert syncd("import", str(students), str(failing)).exit_code == 1
+    assert person(syncd, "P1")["active"] is False
+    orphaned = [e for e in syncd.events("person.deactivated") if e["kind"] == "parent"]
+    assert [(e["sync_key"], e["reason"]) for e in orphaned] == [("P1", "orphan")]
+
+
 def test_orphan_parents_are_kept_when_the_source_says_so(syncd: Syncd) -> None:
     syncd.configure(max_deactivate=0.5, deactivate_orphan_parents=False)
     imported(syncd, "students.csv", students_csv())
