@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 WORK_FOLDERS = ("processing", "held", "archive", "failed", "reports")
 # Retry an unreachable source after 5 s, 10 s, 20 s, … but never later than its poll.
 FIRST_RETRY = timedelta(seconds=5)
+# The soonest a pass that left young files waiting lists them again.
+MIN_RECHECK = timedelta(seconds=1)
 
 
 def new_run_id() -> str:
@@ -349,10 +351,10 @@ class Daemon:
             while runner.rescan.is_set() and not self.stop.is_set():
                 runner.rescan.clear()
                 result = runner.poll(wait_for_young=False)
-            if result.waiting and runner.config.poll is None and not runner.config.done_marker:
-                # A cron-only source would leave a file that is not yet min_age old until
-                # the next cron run (an SFTP file is never old at its first listing).
-                self._poll_at(name, max(runner.config.min_age, FIRST_RETRY))
+            if result.young and not runner.config.done_marker:
+                # A file not yet min_age old is looked at again once it may be, not at the
+                # next poll or cron run (an SFTP file is never old at its first listing).
+                self._poll_by(name, max(runner.config.min_age, MIN_RECHECK))
         except UnreachableError:
             self._poll_at(name, runner.retry_in())
         except Exception as error:  # noqa: BLE001 - a job error must never kill the daemon
@@ -389,6 +391,13 @@ class Daemon:
         if runner.lock is not None and runner.lock.connection is not None:
             runner.lock.release()
             audit.emit(audit.SOURCE_RELEASED, source=runner.config.name, site=runner.config.site)
+
+    def _poll_by(self, name: str, delay: timedelta) -> None:
+        """Run a source's :poll job after `delay` at the latest."""
+        job = self.scheduler.get_job(f"{name}:poll")
+        when = job.next_run_time if job is not None else None
+        if when is None or when > self.app.clock.now() + delay:
+            self._poll_at(name, delay)
 
     def _poll_at(self, name: str, delay: timedelta) -> None:
         """Run a source's :poll job after `delay` (a retry, a file event, a young file)."""

@@ -171,6 +171,20 @@ def test_cron_only_source_reacts_to_file_events_and_repolls_young_files(tmp_path
         assert process.wait(timeout=20) == 0
 
 
+def test_a_young_file_is_looked_at_again_once_min_age_old_not_at_the_next_poll(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path, ["district-a"])  # poll = "60s"
+    config.write_text(config.read_text().replace('min_age = "0s"', 'min_age = "2s"'))
+    with running(config) as process:
+        assert wait_for(lambda: bool(events(tmp_path, "source.polled")))
+        drop(tmp_path / "district-a" / "students.csv", STUDENTS)
+        # The file event's pass finds it 0 s old; the next poll is a minute away.
+        assert wait_for(lambda: bool(events(tmp_path, "file.applied")), timeout=15)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+
+
 def test_sigterm_during_apply_leaves_database_and_file_consistent(
     daemon: tuple[subprocess.Popen[bytes], Path],
 ) -> None:
