@@ -155,6 +155,14 @@ def test_row_missing_both_names_is_one_rejected_row_with_two_errors() -> None:
         "ann@@example.org",
         "Ann <ann@example.org>",
         "ann@example.org.",
+        "ann@example..org",
+        "ann@.example.org",
+        ".ann@example.org",
+        "ann.@example.org",
+        "ann..smith@example.org",
+        "ann@-example.org",
+        "ann@example-.org",
+        "ann,smith@example.org",
     ],
 )
 def test_invalid_email_rejects_row(email: str) -> None:
@@ -176,7 +184,15 @@ def test_invalid_email_rejects_row_even_when_a_sync_key_identifies_it() -> None:
 
 
 @pytest.mark.parametrize(
-    "email", ["ann@example.org", "ann.smith+school@mail.example.co.uk", "o'brien@example.ie"]
+    "email",
+    [
+        "ann@example.org",
+        "ann.smith+school@mail.example.co.uk",
+        "o'brien@example.ie",
+        "ann_smith@my-school.example",
+        "zoë@école.example",
+        "a@b.io",
+    ],
 )
 def test_valid_email_is_accepted(email: str) -> None:
     records, errors = students(("S1", "", email, "Ann", "Smith"))
