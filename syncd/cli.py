@@ -615,7 +615,7 @@ def _finish_held(app: App, row: Any, source: Source, result: FileResult, folder:
     # The pickup moved the file's done marker into held/ beside it; it goes on with the file.
     # Only a marker named after the held file itself: never another upload's.
     for suffix in MARKER_SUFFIXES:
-        source.remove_marker(row.path + suffix, folder)
+        source.remove_marker(row.path + suffix, folder, posixpath.basename(where) + suffix)
     app.pipeline().set_location(row.id, where)
     write_reports(source, result)
 

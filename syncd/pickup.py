@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -307,7 +308,9 @@ class Pickup:
         where = self.source.finish(processing_name, folder, result.name)
         if self.config.done_marker:
             for suffix in MARKER_SUFFIXES:
-                self.source.remove_marker(result.name + suffix, folder)
+                self.source.remove_marker(
+                    result.name + suffix, folder, posixpath.basename(where) + suffix
+                )
         if result.file_id is not None:
             self.pipeline.set_location(result.file_id, where)
         write_reports(self.source, result)

@@ -61,9 +61,11 @@ class Source(Protocol):
         """Write reports/`name` without overwriting (a numeric suffix); return its path."""
         ...
 
-    def remove_marker(self, marker: str, folder: str) -> None:
+    def remove_marker(self, marker: str, folder: str, name: str) -> None:
         """Move the done marker `marker` (a name in the drop folder, or a location such as
-        held/NAME.done) into `folder` beside its file, if it is there."""
+        held/NAME.done) into `folder` as `name` (its file's name there and the marker's
+        suffix, so that the two pair up when the file got a numeric suffix), if it is
+        there."""
         ...
 
     def close(self) -> None: ...

@@ -120,10 +120,10 @@ class LocalSource:
     def write_report(self, name: str, content: bytes) -> str:
         return str(write_new(self._folder("reports"), name, content))
 
-    def remove_marker(self, marker: str, folder: str) -> None:
+    def remove_marker(self, marker: str, folder: str, name: str) -> None:
         path = self.root / marker
         if path.is_file() and not path.is_symlink():
-            move_no_clobber(path, self._target(folder), path.name)
+            move_no_clobber(path, self._target(folder), name)
 
     def close(self) -> None:
         return None

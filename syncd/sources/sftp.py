@@ -513,7 +513,7 @@ class SftpSource:
             with contextlib.suppress(Exception):  # best effort on a failing connection
                 self._sftp.remove(path)
 
-    def remove_marker(self, marker: str, folder: str) -> None:
+    def remove_marker(self, marker: str, folder: str, name: str) -> None:
         path = self._path(marker)
         with self._remote(f"looking at {path}"):
             attrs = self._lstat(path)
@@ -521,4 +521,4 @@ class SftpSource:
             return
         target_folder = self._target(folder)
         self._makedirs(target_folder)
-        self._move(path, target_folder, posixpath.basename(path))
+        self._move(path, target_folder, name)

@@ -262,6 +262,27 @@ def test_done_marker_of_a_held_file_follows_it_on_release_and_reject(
     assert failed == ["students-3.csv", "students-3.csv.ok"]
 
 
+def test_done_marker_of_a_file_with_a_numeric_suffix_pairs_with_it(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.configure(done_marker=True)
+    syncd_sqlite.drop("students.csv", STUDENTS)
+    syncd_sqlite.drop("students.csv.done", "")
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    for delimiter in (",", ";"):  # two header-only files of one name: both held
+        syncd_sqlite.drop("students.csv", f"SyncID{delimiter}First name{delimiter}Last name\n")
+        syncd_sqlite.drop("students.csv.done", "")
+        assert syncd_sqlite("run", "--once").exit_code == 1
+    held_dir = syncd_sqlite.drop_dir / "held"
+    assert sorted(os.listdir(held_dir)) == [
+        "students.1.csv", "students.1.csv.done", "students.csv", "students.csv.done",
+    ]  # fmt: skip
+    [second] = [f for f in syncd_sqlite("files", "--json").json() if f["id"] == 3]
+    assert syncd_sqlite("files", "reject", str(second["id"])).exit_code == 0
+    assert sorted(os.listdir(held_dir)) == ["students.csv", "students.csv.done"]
+    # Its own name again where that is free, its marker beside it.
+    failed = sorted(os.listdir(syncd_sqlite.drop_dir / "failed"))
+    assert failed == ["students.csv", "students.csv.done"]
+
+
 def test_status_counts_waiting_held_and_failed(syncd_sqlite: Syncd) -> None:
     syncd_sqlite.drop("bad.csv", "x,y\n1,2\n")
     syncd_sqlite("run", "--once")

@@ -233,8 +233,8 @@ def test_remove_marker_moves_the_marker(drop: Drop) -> None:
     assert claimed is not None
     drop.source.finish(claimed, "archive/2026/11/23", "students.csv")
 
-    drop.source.remove_marker("students.csv.done", "archive/2026/11/23")
-    drop.source.remove_marker("students.csv.ok", "archive/2026/11/23")  # absent: no error
+    drop.source.remove_marker("students.csv.done", "archive/2026/11/23", "students.csv.done")
+    drop.source.remove_marker("students.csv.ok", "archive/2026/11/23", "students.csv.ok")
 
     assert not (drop.root / "students.csv.done").exists()
     day = drop.root / "archive" / "2026" / "11" / "23"
@@ -245,7 +245,7 @@ def test_remove_marker_ignores_symlinks(drop: Drop) -> None:
     target = drop.put("elsewhere.txt", b"x")
     (drop.root / "students.csv.done").symlink_to(target)
 
-    drop.source.remove_marker("students.csv.done", "failed")
+    drop.source.remove_marker("students.csv.done", "failed", "students.csv.done")
 
     assert (drop.root / "students.csv.done").is_symlink()
     assert not (drop.root / "failed" / "students.csv.done").exists()
@@ -256,10 +256,18 @@ def test_remove_marker_never_overwrites(drop: Drop) -> None:
     (drop.root / "failed" / "students.csv.ok").write_bytes(b"older")
     drop.put("students.csv.ok", b"new")
 
-    drop.source.remove_marker("students.csv.ok", "failed")
+    drop.source.remove_marker("students.csv.ok", "failed", "students.csv.ok")
 
     assert (drop.root / "failed" / "students.csv.ok").read_bytes() == b"older"
     assert (drop.root / "failed" / "students.csv.1.ok").read_bytes() == b"new"
+
+
+def test_remove_marker_takes_the_name_of_its_suffixed_file(drop: Drop) -> None:
+    drop.put("students.csv.done", b"")
+
+    drop.source.remove_marker("students.csv.done", "held", "students.1.csv.done")
+
+    assert (drop.root / "held" / "students.1.csv.done").exists()
 
 
 def test_close_twice_is_fine(drop: Drop) -> None:
