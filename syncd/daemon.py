@@ -59,6 +59,13 @@ def open_source(config: SourceConfig) -> Source:
         ) from error
     if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
         raise SourceUnreachable(f'source "{config.name}": folder {folder} is not writable')
+    processing = config.folders.processing
+    if os.stat(processing).st_dev != os.stat(folder).st_dev:
+        # A claim is an atomic rename (SPEC §3.2); across filesystems it would be a copy.
+        raise ConfigError(
+            f'source "{config.name}": [sources.folders] processing = "{processing}" must be '
+            f"on the same filesystem as the drop folder {folder}"
+        )
     return LocalSource(config)
 
 

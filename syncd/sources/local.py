@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -29,6 +31,8 @@ def move_no_clobber(source: Path, folder: Path, name: str) -> Path:
     """Move `source` into `folder` under `name` (suffixed if taken), never overwriting.
 
     A hard link then unlink is atomic and fails if the target exists (rename would replace it).
+    Into a folder on another filesystem ([sources.folders] may name one): a copy under a
+    hidden name there, moved into place the same way, then the source removed.
     """
     folder.mkdir(parents=True, exist_ok=True)
     while True:
@@ -37,7 +41,9 @@ def move_no_clobber(source: Path, folder: Path, name: str) -> Path:
             os.link(source, target, follow_symlinks=False)
         except FileExistsError:
             continue
-        except OSError:
+        except OSError as error:
+            if error.errno == errno.EXDEV:
+                return _copy_no_clobber(source, folder, name)
             # Filesystems without hard links: fall back to a checked rename.
             if os.path.lexists(target):
                 continue
@@ -45,6 +51,18 @@ def move_no_clobber(source: Path, folder: Path, name: str) -> Path:
             return target
         os.unlink(source)
         return target
+
+
+def _copy_no_clobber(source: Path, folder: Path, name: str) -> Path:
+    temp = folder / f".{name}.{os.getpid()}.tmp"  # a name pickup never takes
+    try:
+        shutil.copy2(source, temp, follow_symlinks=False)
+        target = move_no_clobber(temp, folder, name)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    os.unlink(source)
+    return target
 
 
 def write_new(folder: Path, name: str, content: bytes) -> Path:

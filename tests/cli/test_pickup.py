@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from syncd.clock import FixedClock, SystemClock
 from syncd.config import local_source
@@ -346,3 +351,44 @@ def test_every_audit_line_is_compact_json(syncd_sqlite: Syncd) -> None:
     assert {"source.polled", "person.created"} <= {json.loads(line)["event"] for line in lines}
     for line in lines:
         assert json.dumps(json.loads(line), ensure_ascii=False, separators=(",", ":")) == line
+
+
+@pytest.fixture
+def other_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A folder on another filesystem than the drop folder (/dev/shm's tmpfs)."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the temp folder")
+    folder = Path(tempfile.mkdtemp(prefix="syncd-test-", dir=shm))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_folders_on_another_filesystem_take_their_files(
+    syncd_sqlite: Syncd, other_filesystem: Path
+) -> None:
+    folders = {name: str(other_filesystem / name) for name in ("archive", "failed", "reports")}
+    syncd_sqlite.configure(folders=folders)
+    syncd_sqlite.drop("students.csv", STUDENTS)
+    syncd_sqlite.drop("unknown.csv", "x,y\n1,2\n")
+    assert syncd_sqlite("run", "--once").exit_code == 1  # unknown.csv failed
+    day = other_filesystem / "archive" / datetime.now(UTC).strftime("%Y/%m/%d")
+    assert (day / "students.csv").read_text(encoding="utf-8") == STUDENTS
+    assert os.listdir(other_filesystem / "failed") == ["unknown.csv"]
+    assert sorted(os.listdir(other_filesystem / "reports")) == [
+        "students.csv.report.json", "unknown.csv.report.json",
+    ]  # fmt: skip
+    assert os.listdir(syncd_sqlite.drop_dir / "processing") == []
+
+
+def test_a_processing_folder_on_another_filesystem_is_a_config_error(
+    syncd_sqlite: Syncd, other_filesystem: Path
+) -> None:
+    syncd_sqlite.configure(folders={"processing": str(other_filesystem / "processing")})
+    dropped = syncd_sqlite.drop("students.csv", STUDENTS)
+    outcome = syncd_sqlite("run", "--once")
+    assert outcome.exit_code == 2
+    assert "processing" in outcome.stderr and "same filesystem" in outcome.stderr
+    assert len(outcome.stderr.strip().splitlines()) == 1
+    assert dropped.exists()  # never claimed
+    assert syncd_sqlite("check-config").exit_code == 2
