@@ -51,6 +51,13 @@ class OpenedFile:
     rules: RowRules
 
 
+def _column_names(header: tuple[str, ...], indexes: list[int]) -> list[str]:
+    """Return the names of the header's columns at `indexes`, each name once. A column
+    without a header is named by its position: "" would tell the sender nothing."""
+    names = (header[index] or f"(column {index + 1}, no header)" for index in indexes)
+    return list(dict.fromkeys(names))
+
+
 @contextmanager
 def open_file(job: Job, result: FileResult) -> Iterator[OpenedFile]:
     """Open the job's file, find its kind and columns (noted in `result`).
@@ -71,14 +78,16 @@ def open_file(job: Job, result: FileResult) -> Iterator[OpenedFile]:
         columns = map_columns(table.header, kind, source.child_column)
         check_required_columns(kind, columns)
         keep_passwords = source.passwords is PasswordPolicy.HASH
-        result.ignored_columns = list(columns.ignored)
+        header = columns.header
+        kept = [index for _, index in columns.attributes]
+        dropped = [header.index(text) for text in columns.ignored]
         if "password" in columns.fields and not keep_passwords:
-            result.ignored_columns.append(columns.column_name("password"))
-        # A column without a header is named by its position: "" would tell the sender nothing.
-        result.attribute_columns = [
-            columns.header[index] or f"(column {index + 1}, no header)"
-            for _, index in columns.attributes
-        ]
+            dropped.append(columns.fields["password"])
+        result.attribute_columns = _column_names(header, kept)
+        # Every column that sets no field (SPEC §2.2: unrecognised columns are "listed once
+        # in the report"): those kept as attributes, and those dropped (passwords, a field's
+        # second column); attribute_columns tells the kept ones apart.
+        result.ignored_columns = _column_names(header, sorted(kept + dropped))
         rules = RowRules(
             keep_passwords=keep_passwords, relationship_types=source.relationship_types
         )

@@ -78,7 +78,8 @@ def test_unrecognised_columns_are_attributes_listed_once_and_passwords_ignored(
     rows = [("Katrin", "Müller", "katrin.mueller", "Geheim-1", "S1", "Mother")]
     imported(syncd, "parents-2.csv", parents_csv(rows, header))
     document = report(syncd, "parents-2.csv")
-    assert document["ignored_columns"] == ["Password"]
+    # Every column that sets no field, once; attribute_columns: those kept.
+    assert document["ignored_columns"] == ["Password", "Role"]
     assert document["attribute_columns"] == ["Role"]
     katrin = [p for p in syncd.export() if p["sync_key"] == "katrin.mueller"][0]
     assert katrin["attributes"] == {"role": "Mother"}
@@ -87,6 +88,7 @@ def test_unrecognised_columns_are_attributes_listed_once_and_passwords_ignored(
 def test_a_column_without_a_header_is_reported_by_its_position(syncd: Syncd) -> None:
     imported(syncd, "students.csv", "SyncID,First name,,Last name\nS1,Ann,note,Lee\n")
     assert report(syncd, "students.csv")["attribute_columns"] == ["(column 3, no header)"]
+    assert report(syncd, "students.csv")["ignored_columns"] == ["(column 3, no header)"]
     assert syncd.export()[0]["attributes"] == {"column": "note"}
 
 
@@ -277,3 +279,16 @@ def test_dry_run_batch_plans_a_relationships_file_after_another(syncd: Syncd) ->
     assert syncd("export", "relationships", "--json").json() == []  # all rolled back
     real = syncd("import", "--json", str(first), str(second)).json()
     assert [r["counts"] for r in real] == [p["counts"] for p in plans]
+
+
+def test_unrecognised_columns_kept_as_attributes_are_listed_in_ignored_columns(
+    syncd: Syncd,
+) -> None:
+    imported(syncd, "students.csv", students_csv())  # SyncID, ..., Student number, Grade
+    document = report(syncd, "students.csv")
+    assert document["ignored_columns"] == document["attribute_columns"] == ["Grade"]
+
+
+def test_a_column_named_twice_is_listed_once(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", "SyncID,First name,Last name,Phone,Phone\nS1,A,B,1,2\n")
+    assert report(syncd, "students.csv")["ignored_columns"] == ["Phone"]

@@ -111,7 +111,8 @@ def test_other_password_columns_are_dropped_never_kept_as_attributes(syncd: Sync
     rows = [f"P{n + 1},Ann,Berg,{PASSWORDS[n]},{PASSWORDS[n]}x,{PASSWORDS[n]}y,5" for n in range(3)]
     outcomes = [imported(syncd, "students.csv", "\n".join([header, *rows]) + "\n")]
     report = json.loads((syncd.root / "students.csv.report.json").read_text("utf-8"))
-    assert report["ignored_columns"] == ["Initial password", "ext_vendor_studentPassword", "Passwd"]
+    secrets = ["Initial password", "ext_vendor_studentPassword", "Passwd"]
+    assert report["ignored_columns"] == [*secrets, "Grade"]
     assert report["attribute_columns"] == ["Grade"]
     assert [p["attributes"] for p in syncd.export()] == [{"grade": "5"}] * 3
     _assert_no_password(_everything_printed(syncd, outcomes))
