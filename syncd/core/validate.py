@@ -335,7 +335,8 @@ def _record_maker(
         if email is not None and not is_email(email):
             problems = [RowError(line, email_label, email_cell, "invalid email")]
             email = None
-        identifier = sync_key or (username.casefold() if username else None) or email
+        # SPEC §9: "its username, else its lower-cased email": the username as written.
+        identifier = sync_key or username or email
         if not identifier:
             problems = problems or []
             problems.append(

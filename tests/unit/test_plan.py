@@ -447,7 +447,7 @@ def test_rejected_row_identified_by_username_keeps_that_person() -> None:
     cols = columns("username", "first_name", "last_name")
     errors = ErrorList()
     records = records_of(Kind.STUDENTS, cols, [("ASmith", "Ann", "")], errors)
-    snapshot = {"asmith": ExistingPerson(1, "old", True)}
+    snapshot = {"ASmith": ExistingPerson(1, "old", True)}
     plan = plan_persons(records, Kind.STUDENTS, FULL, snapshot, errors)
     assert plan.deactivations == []
 

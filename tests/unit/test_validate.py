@@ -221,6 +221,7 @@ def test_missing_email_is_allowed() -> None:
     [
         ("S1", "asmith", "ann@example.org", "S1"),
         ("", "asmith", "ann@example.org", "asmith"),
+        ("", " A.Smith ", "ann@example.org", "A.Smith"),  # trimmed, as written
         ("", "", "Ann@Example.org", "ann@example.org"),
         ("  S1 ", "", "", "S1"),
     ],
@@ -251,11 +252,12 @@ def test_sync_key_is_trimmed_and_compared_exactly() -> None:
     assert [record.fields.sync_key for record in records] == ["ab1", "AB1"]
 
 
-def test_usernames_compare_case_insensitively_as_identifiers() -> None:
+def test_a_username_named_twice_as_identifier_is_a_duplicate() -> None:
+    # The username is the sync key as written (SPEC §9), and sync keys compare exactly.
     records, errors = students(
-        ("", "ASmith", "", "Ann", "Smith"), ("", "asmith", "", "Ann", "Smith")
+        ("", "ASmith", "", "Ann", "Smith"), (" ", "ASmith ", "", "Ann", "Smith")
     )
-    assert len(records) == 1
+    assert [record.fields.sync_key for record in records] == ["ASmith"]
     assert [(error.row, error.error) for error in errors.errors] == [(3, "duplicate of row 2")]
 
 
