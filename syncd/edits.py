@@ -48,6 +48,14 @@ def manual_link(
     was_active = row is not None and link_is_active(
         row.by_parents, row.by_relationships, row.manual
     )
+    # What the link was: its type and who made it ("manual" or "file").
+    old_type = row.type if row is not None else None
+    old_origin = "manual" if row is not None and row.manual == "link" else "file"
+    if unlink and was_active and rel_type is not None and rel_type.value != old_type:
+        raise UsageError(
+            f"{parent.sync_key} → {child.sync_key} is a {old_type} link, not {rel_type.value}; "
+            "leave out --type or give its type"
+        )
     if row is None:
         connection.execute(
             links.insert().values(
@@ -65,7 +73,7 @@ def manual_link(
         )
         current_type = (rel_type or RelType.PARENT).value
     else:
-        current_type = rel_type.value if rel_type else row.type
+        current_type = rel_type.value if rel_type and not unlink else row.type
         connection.execute(
             links.update()
             .where(links.c.id == row.id)
@@ -82,15 +90,27 @@ def manual_link(
         "origin": "manual",
     }
     applied = Applied()
+    changed = is_active != was_active
     if is_active and not was_active:
         events.add(audit.RELATIONSHIP_CREATED, **details)
         applied.parents_gaining_links.add(parent.id)
     elif was_active and not is_active:
+        details["origin"] = old_origin  # of the link removed
         events.add(audit.RELATIONSHIP_REMOVED, **details)
         applied.parents_losing_links.add(parent.id)
+    elif is_active and (old_type != current_type or old_origin != "manual"):
+        # A link that was there already: now of another type, or a file's link now manual
+        # (protected from files). Said as files say a new type: created, with what it was.
+        changed = True
+        events.add(
+            audit.RELATIONSHIP_CREATED,
+            **details,
+            previous_type=old_type,
+            previous_origin=old_origin,
+        )
     context = ApplyContext(site=site, source=None, file_id=None, now=now, pending_ttl=timedelta(0))
     settle_parents(connection, context, events, applied)
-    return is_active != was_active
+    return changed
 
 
 def revert_file(

@@ -253,6 +253,37 @@ def test_manual_link_and_unlink_are_audited_and_exported_as_manual(syncd: Syncd)
     assert [(e["parent"], e["child"]) for e in removed] == [("P1", "S2")]
 
 
+def test_manual_link_over_a_files_link_is_a_change_audited_with_what_it_was(
+    syncd: Syncd,
+) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name", "Pupil sync key")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Zoë", "Nuñez", "S2")], header))
+    outcome = syncd("link", "--parent", "P1", "--child", "S2", "--type", "guardian", "--json")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert outcome.json()["changed"] is True
+    [link] = syncd.export("relationships")
+    assert (link["type"], link["origin"]) == ("Guardian", "manual")
+    event = syncd.events("relationship.created")[-1]
+    assert (event["type"], event["origin"]) == ("Guardian", "manual")
+    assert (event["previous_type"], event["previous_origin"]) == ("Parent", "file")
+    same = syncd("link", "--parent", "P1", "--child", "S2", "--type", "Guardian", "--json")
+    assert same.json()["changed"] is False
+    assert len(syncd.events("relationship.created")) == 2  # the file's, the edit's
+
+
+def test_manual_unlink_names_the_link_it_removed(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name", "Pupil sync key")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Zoë", "Nuñez", "S2;S3")], header))
+    wrong = syncd("unlink", "--parent", "P1", "--child", "S2", "--type", "Aide")
+    assert wrong.exit_code == 2 and "is a Parent link, not Aide" in wrong.stderr
+    assert len(active_links(syncd)) == 2
+    assert syncd("unlink", "--parent", "P1", "--child", "S2").exit_code == 0
+    [removed] = syncd.events("relationship.removed")
+    assert (removed["child"], removed["type"], removed["origin"]) == ("S2", "Parent", "file")
+
+
 def test_manual_link_events_carry_a_run_id(syncd: Syncd) -> None:
     imported(syncd, "students.csv", students_csv())
     header = ("SyncID", "First name", "Last name")
