@@ -25,6 +25,10 @@ from syncd.sources.base import MARKER_SUFFIXES, Entry, Source, is_candidate_name
 UNKNOWN_RANK = len(Kind)
 
 
+# How often a pass waiting for young files asks whether it should stop (SIGTERM).
+STOP_CHECK_SECONDS = 0.2
+
+
 @dataclass(slots=True)
 class PassResult:
     applied: int = 0
@@ -158,8 +162,8 @@ class Pickup:
         """Process every ready file (and files left in processing/); return what happened.
 
         With `wait_for_young`, files not yet complete are listed again after `min_age`.
-        `should_stop` is asked between files: a stop leaves claimed files in processing/,
-        where the next pass takes them up again.
+        `should_stop` is asked between files and while waiting: a stop leaves claimed files
+        in processing/, where the next pass takes them up again.
         """
         outcome = PassResult()
         self._expire(run_id)
@@ -170,7 +174,9 @@ class Pickup:
         entries = self._list_entries()
         ready, young = self.ready_entries(entries)
         if young and wait_for_young and not self.config.done_marker:
-            self.clock.sleep(self.config.min_age.total_seconds())
+            if not self._wait(self.config.min_age.total_seconds(), should_stop):
+                outcome.waiting = outcome.young = len(young)
+                return outcome  # stopped: nothing claimed yet but what a crash left
             entries = self._list_entries()
             ready, young = self.ready_entries(entries)
         outcome.waiting = outcome.young = len(young)
@@ -189,6 +195,15 @@ class Pickup:
                 self._process(item, run_id, outcome, orphans, index < len(claimed) - 1)
             self.pipeline.settle_orphans(orphans, self.config.site, self.config.name, run_id)
         return outcome
+
+    def _wait(self, seconds: float, should_stop: Callable[[], bool]) -> bool:
+        """Sleep `seconds` in short steps; return False as soon as `should_stop` says so."""
+        end = self.clock.monotonic() + seconds
+        while (left := end - self.clock.monotonic()) > 0:
+            if should_stop():
+                return False
+            self.clock.sleep(min(left, STOP_CHECK_SECONDS))
+        return not should_stop()
 
     def _claim_ready(
         self,
