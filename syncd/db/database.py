@@ -146,11 +146,9 @@ def open_database(url: str) -> Engine:
                     )
                 _upgrade(connection)
                 return engine
-    except sa.exc.OperationalError as error:
+    except sa.exc.DatabaseError as error:
         engine.dispose()
-        raise DatabaseUnreachable(
-            f"database {describe(url)} cannot be reached: {_first_line(error)}"
-        ) from error
+        raise _unusable(url, error) from error
     if current != head_revision():
         engine.dispose()
         _refuse_newer(current)
@@ -181,13 +179,18 @@ def upgrade_database(url: str) -> tuple[str | None, str]:
             if before is not None:
                 _refuse_newer(before)
             _upgrade(connection)
-    except sa.exc.OperationalError as error:
-        raise DatabaseUnreachable(
-            f"database {describe(url)} cannot be reached: {_first_line(error)}"
-        ) from error
+    except sa.exc.DatabaseError as error:
+        raise _unusable(url, error) from error
     finally:
         engine.dispose()
     return before, head_revision()
+
+
+def _unusable(url: str, error: sa.exc.DatabaseError) -> DatabaseUnreachable:
+    """The one-line error of a database that cannot be connected to, or is not a database
+    (a SQLite path holding another file: "file is not a database")."""
+    how = "reached" if isinstance(error, sa.exc.OperationalError) else "used"
+    return DatabaseUnreachable(f"database {describe(url)} cannot be {how}: {_first_line(error)}")
 
 
 def _first_line(error: Exception) -> str:

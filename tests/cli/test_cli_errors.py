@@ -217,6 +217,16 @@ def test_unreachable_database_exits_3(syncd_sqlite: Syncd) -> None:
     _one_line(outcome)
 
 
+def test_a_sqlite_path_holding_another_file_exits_3_saying_so(syncd_sqlite: Syncd) -> None:
+    (syncd_sqlite.root / "junk.sqlite").write_text("not a database\n")
+    syncd_sqlite.database_url = f"sqlite:///{syncd_sqlite.root / 'junk.sqlite'}"
+    syncd_sqlite.configure()
+    for command in (["status"], ["db", "upgrade"]):
+        outcome = syncd_sqlite(*command)
+        assert outcome.exit_code == 3
+        assert "cannot be used: file is not a database" in _one_line(outcome)
+
+
 def test_sqlite_file_whose_folder_cannot_be_made_exits_3(syncd_sqlite: Syncd) -> None:
     (syncd_sqlite.root / "var").write_text("a file where the database folder should be")
     syncd_sqlite.database_url = f"sqlite:///{syncd_sqlite.root / 'var' / 'lib' / 'syncd.db'}"
