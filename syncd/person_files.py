@@ -274,6 +274,8 @@ class PersonFile:
             self._record_held(read, rejected, held)
             return
         self._settle(connection, events, applied)
+        if self.mode is Mode.FULL and self.kind is Kind.PARENTS:
+            self.pipeline.report_waiting(connection, job, result, Kind.PARENTS)
         result.status = FileStatus.APPLIED
         events.add(audit.FILE_APPLIED, name=job.name, kind=self.kind.value, counts=counts.as_dict())
         assert result.file_id is not None

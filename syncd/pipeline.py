@@ -242,6 +242,14 @@ class Pipeline:
         events.emit()
 
     @staticmethod
+    def report_waiting(connection: sa.Connection, job: Job, result: FileResult, kind: Kind) -> None:
+        """Report the pending links of an applied full file: all its links still waiting
+        for their student (those it made earlier included: a file sent again still names
+        them), not only those it made (SPEC §2.3: pending links are visible in reports)."""
+        result.pending = store.waiting_links(connection, job.source.site, job.source_name, kind)
+        result.counts.pending = len(result.pending)
+
+    @staticmethod
     def context_for(job: Job, file_id: int | None, now: datetime) -> writes.ApplyContext:
         """Return how `job`'s file is applied: its source's settings, the batch's orphans."""
         source = job.source
@@ -483,6 +491,8 @@ class Pipeline:
             )
             result.counts = applied.counts
             result.pending = applied.pending
+            if source.mode_for(Kind.RELATIONSHIPS) is Mode.FULL:
+                self.report_waiting(connection, job, result, Kind.RELATIONSHIPS)
             result.status = FileStatus.APPLIED
             events.add(
                 audit.FILE_APPLIED,

@@ -592,6 +592,29 @@ def pending_of_source(
     return [_existing_pending(row) for row in connection.execute(query)]
 
 
+def waiting_links(
+    connection: sa.Connection, site: str, source: str | None, origin: Kind
+) -> list[dict[str, str]]:
+    """Return the pending links that files of this kind from this source made and that
+    still wait for their student, as a report lists them (by parent, then child value)."""
+    query = (
+        sa.select(persons.c.sync_key, pending_links.c.child_value, pending_links.c.child_field)
+        .join(persons, persons.c.id == pending_links.c.parent_id)
+        .where(
+            pending_links.c.site == site,
+            pending_links.c.source.is_(None)
+            if source is None
+            else pending_links.c.source == source,
+            pending_links.c.origin == origin.value,
+        )
+        .order_by(persons.c.sync_key, pending_links.c.child_value)
+    )
+    return [
+        {"parent": parent, "child": child, "child_field": field}
+        for parent, child, field in connection.execute(query)
+    ]
+
+
 def count_pending(connection: sa.Connection, site: str | None = None) -> int:
     query = sa.select(sa.func.count()).select_from(pending_links)
     if site is not None:

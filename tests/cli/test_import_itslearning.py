@@ -166,6 +166,17 @@ def test_parents_file_before_its_students_leaves_pending_links_resolved_later(
     assert not [status for *_, status in syncd.links() if status == "pending"]
 
 
+def test_a_parents_file_sent_again_reports_the_links_still_pending(syncd: Syncd) -> None:
+    imported(syncd, "parents.csv", parents_csv())
+    again = parents_csv().replace("\r\n", "\n")  # the same rows in other bytes
+    assert again != parents_csv()
+    imported(syncd, "parents-2.csv", again)
+    document = report(syncd, "parents-2.csv")
+    assert {(p["parent"], p["child"]) for p in document["pending"]} == PARENT_LINKS
+    assert document["counts"]["pending"] == len(PARENT_LINKS)
+    assert not syncd.events("relationship.pending")[len(PARENT_LINKS) :]  # none new
+
+
 def test_parents_header_is_the_canonical_itslearning_header(syncd: Syncd) -> None:
     # Kind from the header alone: a child column makes a parents file whatever its name.
     imported(syncd, "students.csv", students_csv())

@@ -142,6 +142,12 @@ def test_unknown_child_is_pending_and_resolved_when_its_student_arrives(
     assert [(p["parent"], p["child"]) for p in document["pending"]] == [("katrin.mueller", "S9")]
     status = syncd("status", "--json").json()
     assert status[0]["pending_links"] == 1
+    # Sent again (other bytes, same rows): the link still waits, and the report says so.
+    again = [("katrin.mueller@home.example", "", "S1", "parent"), rows[1]]
+    _import_sheet(syncd, "again-" + name, again)
+    document = report(syncd, "again-" + name)
+    assert [(p["parent"], p["child"]) for p in document["pending"]] == [("katrin.mueller", "S9")]
+    assert document["counts"]["pending"] == 1
 
     new_pupil = ("S9", "noah.mueller", "Noah", "Müller", "noah@school.example", "1009", "1")
     imported(syncd, "students-2.csv", students_csv([*STUDENTS, new_pupil]))
