@@ -288,6 +288,8 @@ LINK_FIELDS = ("site", "parent", "child", "type", "status", "origin")
 @pass_app
 def export_command(app: App, what: str, site: str | None, fmt: str | None, as_json: bool) -> None:
     """Print the current persons or relationships (never a password)."""
+    if fmt == "csv" and as_json:
+        raise UsageError("export: --json and --format csv ask for two formats; give one")
     site_name = app.config.site(site) if (site or app.config.sources) else None
     columns: tuple[str, ...]
     with app.engine.connect() as connection:

@@ -87,6 +87,8 @@ def test_export_csv_gives_the_same_fields_as_columns(syncd: Syncd) -> None:
     link_rows = list(csv.reader(io.StringIO(links.stdout)))
     assert link_rows[0] == LINK_KEYS
     assert len(link_rows) == 9
+    both = syncd("export", "persons", "--format", "csv", "--json")
+    assert both.exit_code == 2 and "two formats" in both.stderr
 
 
 def test_export_shows_deactivated_persons_as_inactive(syncd: Syncd) -> None:
