@@ -145,26 +145,28 @@ def import_command(
     run_id = new_run_id()
     events = app.events(site=source.site, source=name, run_id=run_id)
     now = app.clock.now()
+    orphans = OrphanCarry()  # judged at the end of the batch (SPEC §2.4)
+    jobs = [
+        replace(
+            _import_job(path, source, name, forced, dry_run, run_id),
+            orphans=orphans,
+            defer_orphans=index < len(ordered) - 1,
+        )
+        for index, path in enumerate(ordered)
+    ]
     if dry_run:
         # One batch, rolled back: each file is planned after those before it (students
         # before their parents), expired pending links included, as a real run applies them.
         with pipeline.preview_batch() as connection:
             expire_pending(connection, source.site, now, events, source.deactivate_orphan_parents)
-            results = [_process(pipeline, _import_job(path, source, name, forced, True, run_id))
-                       for path in ordered]  # fmt: skip
+            results = [_process(pipeline, job) for job in jobs]
     else:
         with app.engine.begin() as connection:
             expire_pending(connection, source.site, now, events, source.deactivate_orphan_parents)
             events.write(connection)
         events.emit()
         results = []
-        orphans = OrphanCarry()  # judged at the end of the batch (SPEC §2.4)
-        for index, path in enumerate(ordered):
-            job = replace(
-                _import_job(path, source, name, forced, False, run_id),
-                orphans=orphans,
-                defer_orphans=index < len(ordered) - 1,
-            )
+        for job in jobs:
             result = _process(pipeline, job)
             reports.write_reports_with(partial(write_new, report_dir or job.path.parent), result)
             results.append(result)

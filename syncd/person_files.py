@@ -262,9 +262,11 @@ class PersonFile:
                 return
             # The batch's later files are planned after this one's changes, as a real run
             # applies them (Pipeline.preview_batch rolls them all back at its end).
-            self._settle(connection, events, writes.Applied())
+            # Its counts then say what the real run's report would (orphan parents included).
+            self._settle(connection, events, applied)
             events.discard()
             keep_preview(transaction)
+            writes.carry_orphans(self.context, applied)
             return
         if failure:
             raise FileFailed(failure)

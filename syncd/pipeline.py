@@ -454,6 +454,7 @@ class Pipeline:
                 writes.settle_parents(connection, context, events, applied)
                 events.discard()
                 keep_preview(transaction)
+                writes.carry_orphans(context, applied)
                 return
             if failure:
                 raise FileFailed(failure)

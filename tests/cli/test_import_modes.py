@@ -149,6 +149,25 @@ def test_orphans_are_judged_at_the_end_of_the_batch(syncd: Syncd) -> None:
     assert report(syncd, "parents-2.csv")["counts"]["reactivated"] == 0
 
 
+def test_dry_run_counts_orphans_as_the_real_run_reports_them(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S5"), ("P2", "S4")))
+    students = syncd.write("students-2.csv", students_csv(STUDENTS[:3]))  # S4, S5 leave
+    parents = syncd.write("parents-2.csv", _parents(("P1", "S1"), ("P2", "S4")))
+    for batch in ([students], [students, parents]):
+        plans = syncd("import", "--dry-run", "--json", *map(str, batch)).json()
+        plans = plans if isinstance(plans, list) else [plans]
+        assert person(syncd, "P2")["active"] is True  # rolled back
+        real = syncd("import", "--json", *map(str, batch)).json()
+        real = real if isinstance(real, list) else [real]
+        assert [p["counts"] for p in plans] == [r["counts"] for r in real]
+        # Alone, the students file orphans P1 and P2; with the parents file, only P2.
+        assert sum(r["counts"]["deactivated"] for r in real) == (4 if len(batch) == 1 else 3)
+        imported(syncd, "students-3.csv", students_csv())  # back as before the batch
+        imported(syncd, "parents-3.csv", _parents(("P1", "S5"), ("P2", "S4")))
+
+
 def test_orphans_of_a_pickup_batch_are_judged_by_its_last_file(syncd: Syncd) -> None:
     syncd.configure(max_deactivate=0.5)
     imported(syncd, "students.csv", students_csv())
