@@ -31,6 +31,7 @@ import paramiko
 from syncd.config import FOLDER_NAMES, SourceConfig
 from syncd.errors import HostKeyRejected, SecretMissing, SourceUnreachable
 from syncd.sources.base import Entry
+from syncd.sources.known_hosts import KnownHosts
 
 __all__ = ["KEEPALIVE_SECONDS", "PREFETCH_REQUESTS", "SftpSource", "candidate_names"]
 
@@ -83,11 +84,23 @@ class _UnknownHostKey(Exception):
     """Raised by the host key policy: the server's key is not in known_hosts."""
 
 
-class _RejectUnknown(paramiko.RejectPolicy):  # type: ignore[misc]
-    """RejectPolicy that raises a type of its own, so the message can say what to do."""
+class _ChangedHostKey(Exception):
+    """Raised by the host key policy: known_hosts lists the host with other keys only."""
+
+
+class _KnownHostsPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
+    """Accept the server's key only when the source's known_hosts holds it (the client itself
+    holds no keys, so paramiko asks here every time); never adds one."""
+
+    def __init__(self, known: KnownHosts) -> None:
+        self.known = known
 
     def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
-        raise _UnknownHostKey(hostname)
+        verdict = self.known.verdict(hostname, key)
+        if verdict == "changed":
+            raise _ChangedHostKey(hostname)
+        if verdict != "known":
+            raise _UnknownHostKey(hostname)
 
 
 def _one_line(text: str) -> str:
@@ -219,17 +232,17 @@ class SftpSource:
         client = paramiko.SSHClient()
         self._client = client
         try:
-            client.load_host_keys(str(known_hosts))
+            known = KnownHosts.read(Path(known_hosts))
         except FileNotFoundError:
             raise HostKeyRejected(
                 f'source "{self.name}": known_hosts {known_hosts} does not exist; '
                 f"create it with ssh-keyscan -p {self.port} {self.host}"
             ) from None
-        except (OSError, paramiko.SSHException, ValueError) as error:
+        except OSError as error:
             raise HostKeyRejected(
                 f'source "{self.name}": cannot read known_hosts {known_hosts}: {_reason(error)}'
             ) from None
-        client.set_missing_host_key_policy(_RejectUnknown())
+        client.set_missing_host_key_policy(_KnownHostsPolicy(known))
         timeout = self.connect_timeout
         try:
             client.connect(
@@ -251,7 +264,7 @@ class SftpSource:
                 f'source "{self.name}": host key of {self._where} is not in known_hosts '
                 f"{known_hosts}; add it with ssh-keyscan"
             ) from None
-        except paramiko.BadHostKeyException:
+        except (_ChangedHostKey, paramiko.BadHostKeyException):
             raise HostKeyRejected(
                 f'source "{self.name}": host key of {self._where} changed; '
                 "update known_hosts if that is expected"

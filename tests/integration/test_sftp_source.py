@@ -120,6 +120,45 @@ def test_hashed_changed_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
         SftpSource(sshd.source_config(known_hosts=known_hosts), connect_timeout=5)
 
 
+def test_a_stale_line_before_the_right_one_does_not_hide_it(sshd: Sshd, tmp_path: Path) -> None:
+    # As OpenSSH: any line for the host that holds the key accepts it.
+    stale = sshd.known_hosts_line(keygen(tmp_path / "old_host_key"))
+    known_hosts = sshd.write_known_hosts(tmp_path / "known_hosts", extra=stale)
+
+    with SftpSource(sshd.source_config(known_hosts=known_hosts)) as source:
+        assert source.list_entries() == []
+
+
+def test_lines_that_are_not_host_keys_are_skipped(sshd: Sshd, tmp_path: Path) -> None:
+    other = public_key(keygen(tmp_path / "ca_key"))
+    extra = (
+        f"@cert-authority *.example.org {other}\n"
+        "broken.example.org ssh-ed25519 AAAA!!not-base64\n"
+        "# a comment\n\n"
+    )
+    known_hosts = sshd.write_known_hosts(tmp_path / "known_hosts", extra=extra)
+
+    with SftpSource(sshd.source_config(known_hosts=known_hosts)) as source:
+        assert source.list_entries() == []
+
+
+def test_a_revoked_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    line = sshd.known_hosts_line(None)
+    known_hosts = sshd.write_known_hosts(tmp_path / "known_hosts", extra=f"@revoked {line}")
+
+    with pytest.raises(HostKeyRejected, match="changed"):
+        SftpSource(sshd.source_config(known_hosts=known_hosts), connect_timeout=5)
+
+
+def test_a_wildcard_host_pattern_names_the_server(sshd: Sshd, tmp_path: Path) -> None:
+    _, key = sshd.known_hosts_line(None).split(" ", 1)
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.*]:{sshd.port} {key}")
+
+    with SftpSource(sshd.source_config(known_hosts=known_hosts)) as source:
+        assert source.list_entries() == []
+
+
 def test_missing_known_hosts_file_is_refused(sshd: Sshd, tmp_path: Path) -> None:
     missing = tmp_path / "nope" / "known_hosts"
 
