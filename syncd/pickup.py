@@ -318,7 +318,11 @@ class Pickup:
             outcome.failed += 1
 
     def deliver(self, result: FileResult, processing_name: str) -> None:
-        """Move the file where its outcome says, with its marker, and write its reports."""
+        """Write the file's reports, then move it where its outcome says, with its marker.
+
+        Reports first: a connection lost between the two leaves the file in processing/,
+        and the next pass delivers it again (a second report, never none)."""
+        write_reports(self.source, result)
         folder = archive_folder(self.clock.now(), result.status)
         where = self.source.finish(processing_name, folder, result.name)
         if self.config.done_marker:
@@ -328,7 +332,6 @@ class Pickup:
                 )
         if result.file_id is not None:
             self.pipeline.set_location(result.file_id, where)
-        write_reports(self.source, result)
 
 
 def _decided_result(row: Any) -> FileResult:

@@ -392,3 +392,21 @@ def test_a_processing_folder_on_another_filesystem_is_a_config_error(
     assert len(outcome.stderr.strip().splitlines()) == 1
     assert dropped.exists()  # never claimed
     assert syncd_sqlite("check-config").exit_code == 2
+
+
+def test_the_report_is_written_before_the_file_moves_on(syncd_sqlite: Syncd) -> None:
+    # A move that fails (here: archive/ cannot be made; on SFTP: a dropped connection)
+    # leaves the sender its report and the file in processing/ for the next pass.
+    blocker = syncd_sqlite.drop_dir / "archive" / datetime.now(UTC).strftime("%Y")
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where this year's folder goes")
+    syncd_sqlite.drop("students.csv", STUDENTS)
+    assert syncd_sqlite("run", "--once").exit_code != 0
+    reports_dir = syncd_sqlite.drop_dir / "reports"
+    assert os.listdir(reports_dir) == ["students.csv.report.json"]
+    assert os.listdir(syncd_sqlite.drop_dir / "processing") == ["students.csv"]
+    blocker.unlink()
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    assert archived(syncd_sqlite) == ["students.csv"]
+    listed = syncd_sqlite("files", "--json").json()
+    assert [f["status"] for f in listed] == ["applied"]  # one ledger entry, applied once
