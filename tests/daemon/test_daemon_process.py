@@ -156,30 +156,22 @@ def test_sighup_with_a_broken_config_still_reopens_the_rotated_audit_log(
     assert [e["event"] for e in events(root)][-1] == "daemon.stopped"
 
 
-def test_cron_only_source_reacts_to_file_events_and_repolls_young_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "schedule",
+    # A minute's poll; or a nightly cron only, whose one-off first poll is gone once it ran.
+    ['poll = "60s"', 'cron = "0 2 * * *"'],
+)
+def test_a_young_file_is_looked_at_again_once_min_age_old_not_at_the_next_run(
+    tmp_path: Path, schedule: str
+) -> None:
     config = write_config(tmp_path, ["district-a"])
-    # Nightly cron only, no poll interval: the one-off first poll is gone once it ran.
-    text = config.read_text().replace('poll = "60s"', 'cron = "0 2 * * *"')
+    text = config.read_text().replace('poll = "60s"', schedule)
     config.write_text(text.replace('min_age = "0s"', 'min_age = "2s"'))
     with running(config) as process:
         assert wait_for(lambda: bool(events(tmp_path, "source.polled")))
         drop(tmp_path / "district-a" / "students.csv", STUDENTS)
-        # The event's poll finds the file younger than min_age; it is looked at again then,
-        # not at the next night's cron.
-        assert wait_for(lambda: bool(events(tmp_path, "file.applied")), timeout=15)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
-
-
-def test_a_young_file_is_looked_at_again_once_min_age_old_not_at_the_next_poll(
-    tmp_path: Path,
-) -> None:
-    config = write_config(tmp_path, ["district-a"])  # poll = "60s"
-    config.write_text(config.read_text().replace('min_age = "0s"', 'min_age = "2s"'))
-    with running(config) as process:
-        assert wait_for(lambda: bool(events(tmp_path, "source.polled")))
-        drop(tmp_path / "district-a" / "students.csv", STUDENTS)
-        # The file event's pass finds it 0 s old; the next poll is a minute away.
+        # The file event's pass finds it younger than min_age; it is looked at again then,
+        # not at the next poll or the next night's cron.
         assert wait_for(lambda: bool(events(tmp_path, "file.applied")), timeout=15)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
