@@ -605,8 +605,7 @@ def _open_held_source(
 
 def _fetch_held(row: Any, source: Source | None, source_config: SourceConfig, into: Path) -> Path:
     """Return a local path with the held file's content (downloaded from an SFTP source)."""
-    local = source is None or not source_config.is_sftp
-    if local and not Path(row.path).is_file():
+    if not (Path(row.path).is_file() if source is None else source.holds(row.path)):
         raise UsageError(f"file {row.id}: {row.path} is gone; cannot release it")
     if source is None:
         return Path(row.path)
@@ -666,7 +665,7 @@ def reject_command(app: App, file_id: int, as_json: bool) -> None:
         events.emit()
         if source is None:
             _report_beside(row, result)
-        elif source_config.is_sftp or Path(row.path).is_file():
+        elif source.holds(row.path):  # else someone removed it already: nothing to move
             _finish_held(app, row, source, result, "failed")
     finally:
         if source is not None:

@@ -53,6 +53,10 @@ class Source(Protocol):
         """Move a file from `location` (e.g. held/) to `folder`; return where it went."""
         ...
 
+    def holds(self, location: str) -> bool:
+        """Return whether a regular file is at `location` (such as held/NAME)."""
+        ...
+
     def fetch_location(self, location: str, into: Path) -> Path:
         """Return a local path with the content of the file at `location`."""
         ...

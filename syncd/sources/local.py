@@ -119,6 +119,10 @@ class LocalSource:
     def fetch(self, processing_name: str, into: Path) -> Path:
         return self.processing_path(processing_name)
 
+    def holds(self, location: str) -> bool:
+        path = Path(location)
+        return path.is_file() and not path.is_symlink()
+
     def fetch_location(self, location: str, into: Path) -> Path:
         return Path(location)
 

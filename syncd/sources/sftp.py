@@ -490,6 +490,12 @@ class SftpSource:
     def fetch(self, processing_name: str, into: Path) -> Path:
         return self._download(self.processing_path(processing_name), into / processing_name)
 
+    def holds(self, location: str) -> bool:
+        path = self._path(location)
+        with self._remote(f"looking at {path}"):
+            attrs = self._lstat(path)
+        return attrs is not None and stat.S_ISREG(attrs.st_mode or 0)
+
     def fetch_location(self, location: str, into: Path) -> Path:
         remote = self._path(location)
         return self._download(remote, into / posixpath.basename(remote))

@@ -102,3 +102,13 @@ def test_done_marker_held_on_sftp_goes_on_with_its_file(remote: Syncd) -> None:
     assert list((remote.drop_dir / "held").iterdir()) == []
     [archived] = (remote.drop_dir / "archive").rglob("students-2.csv")
     assert (archived.parent / "students-2.csv.done").is_file()
+
+
+def test_a_held_file_someone_removed_on_the_server(remote: Syncd, sshd: Sshd) -> None:  # noqa: F811
+    # The server answers; only the file is gone: not "unreachable" (exit 3).
+    (sshd.upload / "held" / "students-2.csv").unlink()
+    held = str(file_id(remote, "students-2.csv"))
+    release = remote("files", "release", held)
+    assert release.exit_code == 2 and "is gone; cannot release it" in release.stderr
+    assert remote("files", "reject", held).exit_code == 0  # nothing left to move
+    assert [f["status"] for f in files(remote) if f["name"] == "students-2.csv"] == ["rejected"]

@@ -273,3 +273,13 @@ def test_remove_marker_takes_the_name_of_its_suffixed_file(drop: Drop) -> None:
 def test_close_twice_is_fine(drop: Drop) -> None:
     drop.source.close()
     drop.source.close()
+
+
+def test_holds_says_whether_a_regular_file_is_there(drop: Drop) -> None:
+    drop.put("students.csv")
+    claimed = drop.source.claim("students.csv")
+    assert claimed is not None
+    where = drop.source.take_back(drop.source.processing_path(claimed), "held", "students.csv")
+
+    assert drop.source.holds(str(where))
+    assert not drop.source.holds(str(where) + ".gone")
