@@ -248,7 +248,7 @@ def run_pass(app: App, source_name: str | None) -> int:
                 result = SourceRunner(app, config, should_stop=stop.is_set).poll(
                     wait_for_young=True
                 )
-            except UnreachableError as error:
+            except SyncdError as error:  # unreachable, or its own settings: the others go on
                 unreachable += 1
                 codes.add(error.exit_code)
                 click.echo(f"syncd: {error}", err=True)

@@ -394,6 +394,23 @@ def test_a_processing_folder_on_another_filesystem_is_a_config_error(
     assert syncd_sqlite("check-config").exit_code == 2
 
 
+def test_a_source_with_broken_settings_does_not_stop_the_others(
+    syncd_sqlite: Syncd, other_filesystem: Path
+) -> None:
+    broken = {"processing": str(other_filesystem / "processing")}
+    syncd_sqlite.configure(
+        sources=[
+            {"name": "a", "url": "file:broken", "min_age": "0s", "folders": broken},
+            {"name": "b", "url": "file:drop", "min_age": "0s"},
+        ]
+    )
+    syncd_sqlite.drop("students.csv", STUDENTS)
+    outcome = syncd_sqlite("run", "--once")
+    assert outcome.exit_code == 2  # the settings to fix
+    assert 'source "a"' in outcome.stderr
+    assert archived(syncd_sqlite) == ["students.csv"]  # source b was worked
+
+
 def test_the_report_is_written_before_the_file_moves_on(syncd_sqlite: Syncd) -> None:
     # A move that fails (here: archive/ cannot be made; on SFTP: a dropped connection)
     # leaves the sender its report and the file in processing/ for the next pass.
