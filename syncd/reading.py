@@ -79,15 +79,16 @@ def open_file(job: Job, result: FileResult) -> Iterator[OpenedFile]:
         check_required_columns(kind, columns)
         keep_passwords = source.passwords is PasswordPolicy.HASH
         header = columns.header
-        kept = [index for _, index in columns.attributes]
-        dropped = [header.index(text) for text in columns.ignored]
-        if "password" in columns.fields and not keep_passwords:
-            dropped.append(columns.fields["password"])
-        result.attribute_columns = _column_names(header, kept)
+        result.attribute_columns = _column_names(header, [i for _, i in columns.attributes])
         # Every column that sets no field (SPEC §2.2: unrecognised columns are "listed once
         # in the report"): those kept as attributes, and those dropped (passwords, a field's
         # second column); attribute_columns tells the kept ones apart.
-        result.ignored_columns = _column_names(header, sorted(kept + dropped))
+        used = set(columns.fields.values())
+        if not keep_passwords:
+            used.discard(columns.fields.get("password"))
+        result.ignored_columns = _column_names(
+            header, [index for index in range(len(header)) if index not in used]
+        )
         rules = RowRules(
             keep_passwords=keep_passwords, relationship_types=source.relationship_types
         )
