@@ -120,7 +120,7 @@ class LocalSource:
         return self.processing_path(processing_name)
 
     def holds(self, location: str) -> bool:
-        path = Path(location)
+        path = self.root / location  # an absolute location stays as it is
         return path.is_file() and not path.is_symlink()
 
     def fetch_location(self, location: str, into: Path) -> Path:
@@ -143,9 +143,8 @@ class LocalSource:
         return str(write_new(self._folder("reports"), name, content))
 
     def remove_marker(self, marker: str, folder: str, name: str) -> None:
-        path = self.root / marker
-        if path.is_file() and not path.is_symlink():
-            move_no_clobber(path, self._target(folder), name)
+        if self.holds(marker):
+            move_no_clobber(self.root / marker, self._target(folder), name)
 
     def close(self) -> None:
         return None

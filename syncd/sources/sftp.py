@@ -533,11 +533,8 @@ class SftpSource:
                 self._sftp.remove(path)
 
     def remove_marker(self, marker: str, folder: str, name: str) -> None:
-        path = self._path(marker)
-        with self._remote(f"looking at {path}"):
-            attrs = self._lstat(path)
-        if attrs is None or not stat.S_ISREG(attrs.st_mode or 0):
+        if not self.holds(marker):
             return
         target_folder = self._target(folder)
         self._makedirs(target_folder)
-        self._move(path, target_folder, name)
+        self._move(self._path(marker), target_folder, name)
