@@ -20,6 +20,10 @@ from syncd.db.trail import TrailEvent
 from syncd.errors import FileFailed, UsageError
 from syncd.model import FileStatus, PersonKind, RelType
 
+# Stored as a reverted person's fingerprint: no file row has it, so the next row for the
+# person is compared field by field (and a parent's links planned) again.
+REVERTED_FINGERPRINT = "reverted"
+
 
 def _person(connection: sa.Connection, site: str, key: str, kind: PersonKind) -> Any:
     row = store.find_person(connection, site, key, kind)
@@ -200,11 +204,33 @@ def revert_file(
         else:
             continue
         undone += 1
+    _forget_rows(connection, trail)
     connection.execute(
         files.update().where(files.c.id == file_id).values(status=FileStatus.REVERTED.value)
     )
     events.add(audit.FILE_REVERTED, name=ledger.name, changes=undone)
     return undone
+
+
+def _forget_rows(connection: sa.Connection, trail: Sequence[TrailEvent]) -> None:
+    """Make the rows of the reverted file no longer describe whom it touched: the same rows
+    sent again are read and applied, not skipped as unchanged. A person's row digest goes;
+    the parents whose links it changed also lose their fingerprint (it covers the children
+    named), so that their links are planned again."""
+    ids = {row.person_id for row in trail if row.person_id is not None}
+    parents = {row.data["parent_id"] for row in trail if (row.data or {}).get("parent_id")}
+    for chunk in store.chunked(sorted(ids - parents)):
+        connection.execute(
+            persons.update()
+            .where(persons.c.id.in_(chunk), persons.c.row_digest.is_not(None))
+            .values(row_digest=None)
+        )
+    for chunk in store.chunked(sorted(parents)):
+        connection.execute(
+            persons.update()
+            .where(persons.c.id.in_(chunk))
+            .values(row_digest=None, fingerprint=REVERTED_FINGERPRINT)
+        )
 
 
 _PENDING_DETAILS = ("parent_id", "parent", "child", "child_field", "type", "origin")
@@ -319,7 +345,11 @@ def _restore_fields(
 ) -> None:
     row = connection.execute(sa.select(persons).where(persons.c.id == person_id)).one()
     # No file row describes the person now: the next file's row is read and compared.
-    values: dict[str, Any] = {"updated_at": now, "fingerprint": "reverted", "row_digest": None}
+    values: dict[str, Any] = {
+        "updated_at": now,
+        "fingerprint": REVERTED_FINGERPRINT,
+        "row_digest": None,
+    }
     attributes = dict(row.attributes or {})
     for name, change in changes.items():
         if name == "password":

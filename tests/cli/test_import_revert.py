@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.cli.conftest import Syncd
@@ -126,6 +127,27 @@ def test_reverted_content_imported_again_applies_again(syncd: Syncd) -> None:
     assert syncd("import", str(path)).exit_code == 0
     assert person(syncd, "S1")["attributes"]["grade"] == "6"
     assert [f["status"] for f in files(syncd)] == ["applied", "reverted", "applied"]
+
+
+def test_reverted_parents_file_sent_again_makes_its_links_again(syncd: Syncd) -> None:
+    # The parents' rows are the same as the reverted file's: only their links differ from
+    # what the revert restored, and those must be made again, not skipped as unchanged.
+    syncd.configure(max_deactivate=1.0, max_update=1.0)
+    imported(syncd, "students.csv", students_csv())
+    rows = [("P1", "Katrin", "Müller", "katrin@home.example", "S1")]
+    imported(syncd, "parents.csv", parents_csv(rows, HEADER))
+    moved = [("P1", "Katrin", "Müller", "katrin@home.example", "S2")]
+    path = syncd.write("parents-2.csv", parents_csv(moved, HEADER))
+    assert syncd("import", str(path)).exit_code == 0
+    _revert(syncd, "parents-2.csv")
+    assert active_links(syncd) == {("P1", "S1")}
+    again = syncd("import", "--json", str(path))
+    assert again.exit_code == 0, again.stderr
+    assert active_links(syncd) == {("P1", "S2")}
+    counts = json.loads(again.stdout)["counts"]
+    assert (counts["links_created"], counts["links_removed"], counts["updated"]) == (1, 1, 0)
+    updates = [e for e in syncd.events("person.updated") if e.get("reason") != "revert"]
+    assert updates == []
 
 
 def test_revert_of_a_relationships_file_drops_its_links_and_pending_links(syncd: Syncd) -> None:
