@@ -27,10 +27,10 @@ from syncd.db.apply import OrphanCarry, expire_pending
 from syncd.db.database import describe, open_database, upgrade_database
 from syncd.db.schema import files, links, pending_links, persons
 from syncd.edits import manual_link, revert_file
-from syncd.errors import SyncdError, UsageError
+from syncd.errors import FileFailed, SyncdError, UsageError
 from syncd.model import FileStatus, Kind, RelType
 from syncd.pickup import Pickup, archive_folder, peek_kind, write_reports
-from syncd.pipeline import FileResult, Job, Pipeline
+from syncd.pipeline import FileResult, Job, Pipeline, sha256_of
 from syncd.sources.base import MARKER_SUFFIXES, Source
 from syncd.sources.local import LocalSource, write_new
 
@@ -491,6 +491,12 @@ def files_group(
     app: App = ctx.obj
     with app.engine.connect() as connection:
         rows = store.list_files(connection, status, source_name)
+        # A name neither configured nor in the ledger is a typo, not an empty list; a source
+        # since removed from the config still lists its files.
+        configured = {source.name for source in app.config.sources}
+        unknown = source_name not in (None, *configured) and not rows
+        if unknown and not store.list_files(connection, None, source_name):
+            app.config.source(source_name)
     documents = [_file_document(row) for row in rows]
     if as_json:
         print_json(documents)
@@ -604,12 +610,20 @@ def _open_held_source(
 
 
 def _fetch_held(row: Any, source: Source | None, source_config: SourceConfig, into: Path) -> Path:
-    """Return a local path with the held file's content (downloaded from an SFTP source)."""
+    """Return a local path with the held file's content (downloaded from an SFTP source).
+
+    Raises FileFailed when that content is not what was held: a release applies the file
+    the operator reviewed, never what someone put in its place since.
+    """
     if not (Path(row.path).is_file() if source is None else source.holds(row.path)):
         raise UsageError(f"file {row.id}: {row.path} is gone; cannot release it")
-    if source is None:
-        return Path(row.path)
-    return source.fetch_location(row.path, into)
+    local = Path(row.path) if source is None else source.fetch_location(row.path, into)
+    if row.sha256 and sha256_of(local) != row.sha256:
+        raise FileFailed(
+            f"file {row.id}: {row.path} changed since it was held (its sha256 is not the held "
+            "file's); not released. Reject it, and send the new content as a new file"
+        )
+    return local
 
 
 def _finish_held(app: App, row: Any, source: Source, result: FileResult, folder: str) -> None:

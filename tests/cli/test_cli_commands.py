@@ -139,6 +139,14 @@ def test_files_plain_listing_is_one_line_each(syncd: Syncd) -> None:
     assert len(outcome.stdout.strip().splitlines()) == 3
 
 
+def test_files_of_an_unknown_source_is_a_usage_error(syncd: Syncd) -> None:
+    _roster(syncd)
+    assert len(files(syncd, "--source", "district-a")) == 3
+    outcome = syncd("files", "--source", "district-b")
+    assert outcome.exit_code == 2
+    assert 'no source "district-b"' in outcome.stderr
+
+
 def test_status_json_shape(syncd: Syncd) -> None:
     _roster(syncd)
     syncd.drop("students-next.csv", students_csv())

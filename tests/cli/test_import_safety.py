@@ -227,6 +227,23 @@ def test_held_drop_file_waits_in_held_and_release_archives_it(syncd: Syncd) -> N
     assert _student_states(syncd)["K9"] is False
 
 
+def test_a_held_file_changed_before_its_release_is_not_released(syncd: Syncd) -> None:
+    # The operator reviewed what was held; other content put in its place is never applied.
+    imported(syncd, "students.csv", students_csv(TEN))
+    syncd.drop("students-2.csv", students_csv(TEN[:8]))
+    assert syncd("run", "--once").exit_code == 1
+    held = syncd.drop_dir / "held" / "students-2.csv"
+    held.write_text(students_csv(TEN[:1]), encoding="utf-8")
+    outcome = syncd("files", "release", str(file_id(syncd, "students-2.csv")))
+    assert outcome.exit_code == 1
+    assert "changed since it was held" in outcome.stderr
+    assert len(outcome.stderr.strip().splitlines()) == 1
+    assert all(_student_states(syncd).values())  # nothing applied
+    assert held.is_file()
+    assert [f["status"] for f in files(syncd) if f["name"] == "students-2.csv"] == ["held"]
+    assert syncd.events("file.released") == []
+
+
 def test_rejected_drop_file_moves_to_failed(syncd: Syncd) -> None:
     imported(syncd, "students.csv", students_csv(TEN))
     syncd.drop("students-2.csv", students_csv(TEN[:8]))
