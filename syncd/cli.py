@@ -29,7 +29,7 @@ from syncd.db.schema import files, links, pending_links, persons
 from syncd.edits import manual_link, revert_file
 from syncd.errors import FileFailed, SyncdError, UsageError
 from syncd.model import FileStatus, Kind, RelType
-from syncd.pickup import Pickup, archive_folder, peek_kind, write_reports
+from syncd.pickup import Pickup, archive_folder, ledger_result, peek_kind, write_reports
 from syncd.pipeline import FileResult, Job, Pipeline, sha256_of
 from syncd.sources.base import MARKER_SUFFIXES, Source
 from syncd.sources.local import LocalSource, write_new
@@ -653,17 +653,13 @@ def reject_command(app: App, file_id: int, as_json: bool) -> None:
     """Drop a held file: nothing applies, it moves to failed/."""
     row = _held_file(app, file_id)
     source_config, source_name = _source_of(app, row)
-    result = FileResult(
-        name=row.name,
-        file_id=file_id,
-        kind=Kind(row.kind) if row.kind else None,
-        status=FileStatus.REJECTED,
-        reason="rejected by an operator",
-        sha256=row.sha256,
+    # The report keeps what the held report said of the file (format, counts), now failed.
+    result = replace(
+        ledger_result(row), status=FileStatus.REJECTED, reason="rejected by an operator"
     )
     source = _open_held_source(row, source_name, source_config)
     try:
-        events = app.events(source=source_name, site=row.site, file_id=file_id)
+        events = app.events(source=source_name, site=row.site, file_id=file_id, run_id=new_run_id())
         events.add(audit.FILE_REJECTED, name=row.name)
         with app.engine.begin() as connection:
             connection.execute(

@@ -277,7 +277,7 @@ class Pickup:
             if item.local is not None and row.sha256 == sha256_of(item.local):
                 # A crash after its transaction committed, before it moved on: its outcome is
                 # in the ledger. Deliver that under its entry, never as a "duplicate" of itself.
-                self._count(_decided_result(row), item.processing_name, outcome)
+                self._count(ledger_result(row), item.processing_name, outcome)
                 return
             row = None  # an entry whose delivery was cut short later; this is another file
         if row is not None:  # taken up again after a crash: same ledger entry
@@ -334,7 +334,7 @@ class Pickup:
             self.pipeline.set_location(result.file_id, where)
 
 
-def _decided_result(row: Any) -> FileResult:
+def ledger_result(row: Any) -> FileResult:
     """Return what the ledger entry `row` of a processed file says (its row errors aside)."""
     return FileResult(
         name=row.name,

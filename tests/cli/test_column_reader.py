@@ -104,7 +104,15 @@ def _import(
     """Import `files` (name: content, in order) in one command into a fresh installation
     whose source has `source`'s settings; return everything it left. `sizes`: the bytes of
     a block of lines and the rows of a chunk, small to have a file read in several."""
-    root = Path(tempfile.mkdtemp(prefix="syncd-plain-"))
+    # Not pytest's tmp_path: hypothesis runs many examples in one test.
+    with tempfile.TemporaryDirectory(prefix="syncd-plain-") as temp:
+        return _import_in(Path(temp), files, row_by_row, sizes, **source)
+
+
+def _import_in(
+    root: Path, files: dict[str, bytes], row_by_row: bool, sizes: tuple[int, int] | None,
+    **source: Any,
+) -> dict[str, Any]:  # fmt: skip
     installation = Syncd(root, f"sqlite:///{root / 'syncd.db'}")
     installation.configure(**source)
     paths = [str(installation.write(name, content)) for name, content in files.items()]

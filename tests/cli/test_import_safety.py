@@ -251,6 +251,18 @@ def test_rejected_drop_file_moves_to_failed(syncd: Syncd) -> None:
     assert syncd("files", "reject", str(file_id(syncd, "students-2.csv"))).exit_code == 0
     assert (syncd.drop_dir / "failed" / "students-2.csv").is_file()
     assert all(_student_states(syncd).values())
+    # The rejection's report says what the held one said of the file, now failed.
+    reports = syncd.drop_dir / "reports"
+    held, rejected = (
+        json.loads((reports / name).read_text(encoding="utf-8"))
+        for name in ("students-2.csv.report.json", "students-2.csv.report.1.json")
+    )
+    assert (held["status"], rejected["status"]) == ("held", "failed")
+    assert rejected["reason"] == "rejected by an operator"
+    for key in ("kind", "encoding", "delimiter", "counts", "sha256"):
+        assert rejected[key] == held[key], key
+    [event] = syncd.events("file.rejected")
+    assert event["run_id"]
 
 
 def test_delta_deletes_count_against_max_deactivate(syncd: Syncd) -> None:
