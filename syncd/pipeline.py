@@ -142,6 +142,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _unchanged_link_rows(counts: Counts, removed_by_rows: bool) -> int:
+    """Return the rows of a relationships file that changed nothing: each other valid row
+    made, retyped or left pending one link, or (a delta file's delete row) removed one; a
+    full file's removals are of links it no longer lists, not of its rows."""
+    removed = counts.links_removed if removed_by_rows else 0
+    changed = counts.links_created + counts.updated + counts.pending + removed
+    return max(0, counts.rows - counts.rejected - changed)
+
+
 @dataclass(slots=True)
 class _Parsed:
     kind: Kind
@@ -426,6 +435,8 @@ class Pipeline:
             counts.links_created = link_plan.created
             counts.links_removed = link_plan.removed + len(link_plan.pending_drops)
             counts.pending = len(link_plan.pending_adds)
+            by_rows = source.mode_for(Kind.RELATIONSHIPS) is Mode.DELTA
+            counts.unchanged = _unchanged_link_rows(counts, removed_by_rows=by_rows)
             if job.dry_run:  # the change list is the preview; a real apply never prints it
                 result.changes = self.describe(connection, None, link_plan, {})
             events.add_row_errors(result.errors)
@@ -481,15 +492,7 @@ class Pipeline:
             applied.counts.rejected = counts.rejected
             # A relationships file's row updated a link when it changed its type.
             applied.counts.updated = applied.links_retyped
-            applied.counts.unchanged = max(
-                0,
-                counts.rows
-                - counts.rejected
-                - applied.counts.links_created
-                - applied.counts.links_removed
-                - applied.counts.pending
-                - applied.counts.updated,
-            )
+            applied.counts.unchanged = _unchanged_link_rows(applied.counts, removed_by_rows=by_rows)
             result.counts = applied.counts
             result.pending = applied.pending
             if source.mode_for(Kind.RELATIONSHIPS) is Mode.FULL:

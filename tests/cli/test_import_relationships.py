@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -307,6 +308,25 @@ def test_changing_a_link_type_is_audited_and_counted(syncd: Syncd) -> None:
     retyped = syncd.events("relationship.created")[-1]
     assert (retyped["parent"], retyped["child"]) == ("P1", "S1")
     assert (retyped["type"], retyped["previous_type"]) == ("Guardian", "Parent")
+
+
+def test_unchanged_rows_of_a_relationships_file_are_counted_alike_in_preview_and_apply(
+    syncd: Syncd,
+) -> None:
+    # A full file's removed links are those it no longer lists: its rows are all unchanged.
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Ana", "Nuñez")], header))
+    rows = "Parent ID,Student ID,Relationship\nP1,S1,Parent\nP1,S2,Parent\n"
+    imported(syncd, "relationships.csv", rows)
+    path = syncd.write("relationships-2.csv", "Parent ID,Student ID,Relationship\nP1,S1,Parent\n")
+    preview = syncd("import", "--dry-run", "--json", str(path))
+    applied = syncd("import", "--json", str(path))
+    assert (preview.exit_code, applied.exit_code) == (0, 0)
+    for outcome in (preview, applied):
+        counts = json.loads(outcome.stdout)["counts"]
+        assert (counts["rows"], counts["unchanged"], counts["links_removed"]) == (1, 1, 1)
 
 
 def test_revert_restores_a_changed_link_type(syncd: Syncd) -> None:
