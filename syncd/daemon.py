@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import os
 import signal
@@ -15,20 +13,18 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
-import sqlalchemy as sa
 
 from syncd import audit
 from syncd.config import SourceConfig, find_config_path, load_config
 from syncd.db import store
 from syncd.errors import ConfigError, SourceUnreachable, SyncdError, UnreachableError
+from syncd.locks import SourceLock, source_lock
 from syncd.metrics import Metrics, serve
 from syncd.pickup import PassResult, Pickup
 from syncd.sources.base import Source
 from syncd.sources.local import LocalSource
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
     from syncd.cli import App
 
 WORK_FOLDERS = ("processing", "held", "archive", "failed", "reports")
@@ -173,57 +169,6 @@ class SourceRunner:
         )
 
 
-class SourceLock:
-    """One active worker per source across daemons: a PostgreSQL session advisory lock.
-
-    Held on a dedicated connection while leading; when that daemon dies its session ends
-    and another daemon's next poll takes over. SQLite needs none (one host, claims by
-    rename already keep two daemons off the same file).
-    """
-
-    def __init__(self, engine: Engine, source: str) -> None:
-        self.engine = engine
-        self.source = source
-        digest = hashlib.sha256(f"syncd:{source}".encode()).digest()
-        self.key = int.from_bytes(digest[:8], "big", signed=True)
-        self.connection: sa.Connection | None = None
-
-    def acquire(self) -> bool:
-        """Return whether this daemon leads the source (taking the lock if free)."""
-        if self.connection is not None:
-            try:
-                self.connection.execute(sa.text("SELECT 1"))
-                return True
-            except sa.exc.DBAPIError:
-                self._drop()
-        connection = self.engine.connect()
-        got = connection.execute(
-            sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}
-        ).scalar_one()
-        connection.commit()
-        if not got:
-            connection.close()
-            return False
-        self.connection = connection
-        return True
-
-    def release(self) -> None:
-        if self.connection is None:
-            return
-        try:
-            self.connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
-            self.connection.commit()
-        except sa.exc.DBAPIError:
-            pass
-        self._drop()
-
-    def _drop(self) -> None:
-        if self.connection is not None:
-            with contextlib.suppress(sa.exc.DBAPIError):
-                self.connection.close()
-        self.connection = None
-
-
 def _selected(app: App, source_name: str | None) -> list[SourceConfig]:
     if source_name is not None:
         return [app.config.source(source_name)]
@@ -244,6 +189,14 @@ def run_pass(app: App, source_name: str | None) -> int:
         for config in _selected(app, source_name):
             if stop.is_set():
                 break
+            lock = source_lock(app.engine, config.name)
+            if lock is not None and not lock.acquire():
+                # A daemon (or another pass) works it, files in processing/ included.
+                click.echo(
+                    f'syncd: source "{config.name}": another syncd process is working it; skipped',
+                    err=True,
+                )
+                continue
             try:
                 result = SourceRunner(app, config, should_stop=stop.is_set).poll(
                     wait_for_young=True
@@ -253,6 +206,9 @@ def run_pass(app: App, source_name: str | None) -> int:
                 codes.add(error.exit_code)
                 click.echo(f"syncd: {error}", err=True)
                 continue
+            finally:
+                if lock is not None:
+                    lock.release()
             failed += result.failed + result.held
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -378,7 +334,7 @@ class Daemon:
 
     def _lead(self, runner: SourceRunner) -> bool:
         assert runner.lock is not None
-        was_leading = runner.lock.connection is not None
+        was_leading = runner.lock.leading
         leading = runner.lock.acquire()
         if leading and not was_leading:
             audit.emit(audit.SOURCE_ACQUIRED, source=runner.config.name, site=runner.config.site)
@@ -395,7 +351,7 @@ class Daemon:
         return leading
 
     def _release(self, runner: SourceRunner) -> None:
-        if runner.lock is not None and runner.lock.connection is not None:
+        if runner.lock is not None and runner.lock.leading:
             runner.lock.release()
             audit.emit(audit.SOURCE_RELEASED, source=runner.config.name, site=runner.config.site)
 
@@ -439,14 +395,12 @@ class Daemon:
         from apscheduler.triggers.cron import CronTrigger
         from apscheduler.triggers.interval import IntervalTrigger
 
-        postgres = self.app.engine.dialect.name == "postgresql"
         held = held or {}
         for config in _selected(self.app, self.source_name):
             runner = SourceRunner(
                 self.app, config, should_stop=self.stop.is_set, metrics=self.metrics
             )
-            if postgres:
-                runner.lock = held.get(config.name) or SourceLock(self.app.engine, config.name)
+            runner.lock = held.get(config.name) or source_lock(self.app.engine, config.name)
             self.runners[config.name] = runner
             interval = config.poll or (None if config.cron else timedelta(seconds=60))
             if interval is not None:
@@ -483,7 +437,7 @@ class Daemon:
             job.remove()
         kept: dict[str, SourceLock] = {}
         for name, runner in self.runners.items():
-            if name in staying and runner.lock is not None and runner.lock.connection is not None:
+            if name in staying and runner.lock is not None and runner.lock.leading:
                 kept[name] = runner.lock
             else:
                 self._release(runner)

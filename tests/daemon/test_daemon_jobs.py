@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from structlog.testing import capture_logs
 
 from syncd.cli import App
-from syncd.daemon import Daemon, SourceLock, SourceRunner
+from syncd.daemon import Daemon, SourceRunner
+from syncd.locks import AdvisoryLock
 
 STUDENTS = "SyncID,First name,Last name\nS1,Lena,Müller\n"
 
@@ -52,7 +53,7 @@ def test_a_leader_whose_lock_session_is_lost_says_it_released_the_source(
     daemon = Daemon(app, None)
     [config] = app.config.sources
     runner = SourceRunner(app, config)
-    runner.lock = SourceLock(app.engine, config.name)
+    runner.lock = AdvisoryLock(app.engine, config.name)
     with capture_logs() as logged:
         assert daemon._lead(runner)
     assert [e["event"] for e in logged] == ["source.acquired"]

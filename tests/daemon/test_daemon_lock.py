@@ -1,5 +1,6 @@
-"""SPEC §3.4: several daemons on one PostgreSQL database — one works a source, the others
-stand by, and one of them takes over when the holder dies."""
+"""SPEC §3.4: several daemons on one database — one works a source, the others stand by,
+and one of them takes over when the holder dies; a `run --once` beside a daemon leaves the
+daemon's source (and the file it has in processing/) alone."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def _leader_and_standby(homes: list[Path]) -> tuple[int, int]:
 
 @pytest.fixture
 def two_daemons(
-    tmp_path: Path, postgres_url: str
+    tmp_path: Path, database_url: str
 ) -> Iterator[tuple[list[subprocess.Popen[bytes]], list[Path], Path]]:
     folder = tmp_path / "drop"
     folder.mkdir()
@@ -44,7 +45,7 @@ def two_daemons(
     for home in homes:
         home.mkdir()
         (home / "config.toml").write_text(
-            f'[database]\nurl = "{postgres_url}"\n[audit]\npath = "{home / "audit.jsonl"}"\n'
+            f'[database]\nurl = "{database_url}"\n[audit]\npath = "{home / "audit.jsonl"}"\n'
             f'[[sources]]\nname = "district-a"\nurl = "file://{folder}"\npoll = "1s"\n'
             'min_age = "0s"\n'
         )
@@ -95,3 +96,21 @@ def test_a_reload_keeps_the_lock_of_a_source_the_leader_still_works(
     assert not events(homes[leader], "source.released")
     assert len(events(homes[leader], "source.acquired")) == 1
     assert not events(homes[other], "source.acquired")
+
+
+def test_run_once_leaves_a_source_a_daemon_works_alone(
+    two_daemons: tuple[list[subprocess.Popen[bytes]], list[Path], Path],
+) -> None:
+    _, homes, folder = two_daemons
+    leader, other = _leader_and_standby(homes)
+    drop(folder / "students.csv", STUDENTS)
+    once = subprocess.run(
+        [sys.executable, "-m", "syncd", "--config", str(homes[other] / "config.toml"), "run",
+         "--once"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert once.returncode == 0, once.stderr
+    assert 'source "district-a": another syncd process is working it; skipped' in once.stderr
+    assert wait_for(lambda: bool(events(homes[leader], "file.applied")))
+    assert not events(homes[other], "file.received")
+    assert len(list((folder / "reports").glob("students.csv*.report.json"))) == 1
