@@ -425,7 +425,8 @@ def _link(
             }
         )
         return
-    click.echo(f"{verb} {parent} → {child}" + ("" if changed else " (already so)"))
+    note = " (already so)" if not changed else "; no file will link them" if unlink else ""
+    click.echo(f"{verb} {parent} → {child}{note}")
 
 
 @cli.command("link")

@@ -102,6 +102,11 @@ def manual_link(
         details["origin"] = old_origin  # of the link removed
         events.add(audit.RELATIONSHIP_REMOVED, **details)
         applied.parents_losing_links.add(parent.id)
+    elif unlink and (row is None or row.manual != "unlink"):
+        # Not linked now, but from now on no file links them either: a change of its own,
+        # in the trail, so that whoever wonders why a file's link never appears finds it.
+        changed = True
+        events.add(audit.RELATIONSHIP_REMOVED, **details, was_linked=False)
     elif is_active and (old_type != current_type or old_origin != "manual"):
         # A link that was there already: now of another type, or a file's link now manual
         # (protected from files). Said as files say a new type: created, with what it was.

@@ -490,7 +490,10 @@ def site_counts(
     if kind is Kind.RELATIONSHIPS:
         file_links = connection.execute(
             sa.select(sa.func.count()).where(
-                links.c.site == site, links.c.by_relationships.is_(True), links.c.source == source
+                links.c.site == site,
+                links.c.by_relationships.is_(True),
+                links.c.source == source,
+                active_link_clause(),  # a link unlinked by hand is not the file's to remove
             )
         ).scalar_one()
     return SiteCounts(

@@ -260,6 +260,32 @@ def test_manual_unlink_is_not_undone_by_a_relationships_file_naming_the_link(
     assert ("P1", "S1") not in active_links(syncd)
 
 
+def test_manual_unlink_of_a_pair_never_linked_is_audited_and_keeps_files_off(
+    syncd: Syncd,
+) -> None:
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", ""), ("P2", "")))
+    outcome = syncd("unlink", "--parent", "P1", "--child", "S1")
+    assert outcome.exit_code == 0
+    assert "no file will link them" in outcome.stdout
+    [blocked] = syncd.events("relationship.removed")
+    assert (blocked["parent"], blocked["child"], blocked["was_linked"]) == ("P1", "S1", False)
+    imported(syncd, "relationships.csv", _relationships(("P1", "S1"), ("P2", "S2")))
+    assert active_links(syncd) == {("P2", "S2")}
+    assert "already so" in syncd("unlink", "--parent", "P1", "--child", "S1").stdout
+
+
+def test_a_header_only_relationships_file_is_not_held_for_links_unlinked_by_hand(
+    syncd: Syncd,
+) -> None:
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "")))
+    imported(syncd, "relationships.csv", _relationships(("P1", "S1")))
+    assert syncd("unlink", "--parent", "P1", "--child", "S1").exit_code == 0
+    imported(syncd, "relationships-2.csv", _relationships())
+    assert active_links(syncd) == set()
+
+
 def test_link_both_kinds_name_stays_while_either_names_it(syncd: Syncd) -> None:
     syncd.configure(max_deactivate=1.0)
     imported(syncd, "students.csv", students_csv())
