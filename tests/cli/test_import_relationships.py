@@ -235,7 +235,7 @@ def test_pending_link_expires_after_pending_ttl(syncd: Syncd) -> None:
     imported(syncd, "students-2.csv", students_csv(STUDENTS[::-1]))
     assert syncd.links() == set()
     [expired] = syncd.events("relationship.expired")
-    assert expired["child"] == "S9"
+    assert (expired["parent"], expired["child"]) == ("katrin.mueller", "S9")
 
 
 def test_xlsx_numbers_match_student_numbers_as_written(syncd: Syncd) -> None:
