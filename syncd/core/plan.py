@@ -803,7 +803,7 @@ def too_many_rejected(rows: int, rejected: int, max_reject: float) -> str | None
     if rows and rejected / rows > max_reject:
         return (
             f"{rejected} of {rows} rows rejected (more than max_reject {max_reject:.0%}); "
-            "see the errors file"
+            "see the rows' errors"
         )
     return None
 
