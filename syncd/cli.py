@@ -656,9 +656,9 @@ def reject_command(app: App, file_id: int, as_json: bool) -> None:
     row = _held_file(app, file_id)
     source_config, source_name = _source_of(app, row)
     # The report keeps what the held report said of the file (format, counts), now failed.
-    result = replace(
-        ledger_result(row), status=FileStatus.REJECTED, reason="rejected by an operator"
-    )
+    with app.engine.connect() as connection:
+        held = ledger_result(row, store.row_errors(connection, file_id))
+    result = replace(held, status=FileStatus.REJECTED, reason="rejected by an operator")
     source = _open_held_source(row, source_name, source_config)
     try:
         events = app.events(source=source_name, site=row.site, file_id=file_id, run_id=new_run_id())

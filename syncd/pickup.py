@@ -18,7 +18,7 @@ from syncd.db.apply import OrphanCarry, expire_pending
 from syncd.errors import FileFailed
 from syncd.formats.headers import detect_kind
 from syncd.formats.readers import open_table
-from syncd.model import Counts, FileStatus, Kind
+from syncd.model import Counts, FileStatus, Kind, RowError
 from syncd.pipeline import FileResult, Job, Pipeline, kind_by_name, sha256_of
 from syncd.sources.base import MARKER_SUFFIXES, Entry, Source, is_candidate_name
 
@@ -277,7 +277,9 @@ class Pickup:
             if item.local is not None and row.sha256 == sha256_of(item.local):
                 # A crash after its transaction committed, before it moved on: its outcome is
                 # in the ledger. Deliver that under its entry, never as a "duplicate" of itself.
-                self._count(ledger_result(row), item.processing_name, outcome)
+                with self.pipeline.engine.connect() as connection:
+                    result = ledger_result(row, store.row_errors(connection, row.id))
+                self._count(result, item.processing_name, outcome)
                 return
             row = None  # an entry whose delivery was cut short later; this is another file
         if row is not None:  # taken up again after a crash: same ledger entry
@@ -334,8 +336,10 @@ class Pickup:
             self.pipeline.set_location(result.file_id, where)
 
 
-def ledger_result(row: Any) -> FileResult:
-    """Return what the ledger entry `row` of a processed file says (its row errors aside)."""
+def ledger_result(row: Any, errors: list[RowError]) -> FileResult:
+    """Return what the ledger entry `row` of a processed file says, with its row `errors`
+    (store.row_errors); its duration is from its receipt to its outcome."""
+    took = row.finished_at - row.received_at if row.finished_at and row.received_at else None
     return FileResult(
         name=row.name,
         file_id=row.id,
@@ -346,6 +350,8 @@ def ledger_result(row: Any) -> FileResult:
         encoding=row.encoding,
         delimiter=row.delimiter,
         counts=Counts(**row.counts) if row.counts else Counts(),
+        errors=errors,
+        duration_s=round(took.total_seconds(), 3) if took is not None else 0.0,
     )
 
 

@@ -23,6 +23,7 @@ from syncd.core.plan import (
 )
 from syncd.db.bulk import finish_copy
 from syncd.db.schema import (
+    audit_events,
     files,
     links,
     pending_links,
@@ -31,7 +32,15 @@ from syncd.db.schema import (
     sites,
     source_state,
 )
-from syncd.model import ChildField, FileStatus, Kind, PersonFields, PersonKind, RelType
+from syncd.model import (
+    ChildField,
+    FileStatus,
+    Kind,
+    PersonFields,
+    PersonKind,
+    RelType,
+    RowError,
+)
 
 # SQLite before 3.32 allowed 999 bound parameters; stay under it everywhere.
 CHUNK = 900
@@ -668,6 +677,22 @@ def file_in_processing(connection: sa.Connection, source: str, path: str) -> Any
     """
     query = sa.select(files).where(files.c.source == source, files.c.path == path)
     return connection.execute(query.order_by(files.c.id.desc()).limit(1)).first()
+
+
+def row_errors(connection: sa.Connection, file_id: int) -> list[RowError]:
+    """Return the rejected rows of a file as its row.rejected events recorded them, once
+    each (a released file was validated twice), without the values the events leave out:
+    what a report delivered again from the ledger can say of them."""
+    query = (
+        sa.select(audit_events.c.data)
+        .where(audit_events.c.file_id == file_id, audit_events.c.event == "row.rejected")
+        .order_by(audit_events.c.id)
+    )
+    found: dict[tuple[int, str, str], RowError] = {}
+    for (data,) in connection.execute(query):
+        error = RowError(int(data.get("row") or 0), data.get("column") or "", "", data["error"])
+        found.setdefault((error.row, error.column, error.error), error)
+    return sorted(found.values(), key=lambda error: error.row)
 
 
 def list_files(

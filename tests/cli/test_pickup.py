@@ -3,6 +3,7 @@ order, and where every file ends."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -225,6 +226,23 @@ def test_file_left_in_processing_after_its_commit_is_delivered_under_its_entry(
     report = json.loads((syncd.drop_dir / "reports" / "students.csv.report.json").read_text())
     assert (report["file_id"], report["status"], report["counts"]["created"]) == (1, "applied", 2)
     assert len(syncd.events("file.applied")) == 1 and not syncd.events("file.duplicate")
+
+
+def test_report_delivered_again_after_a_crash_keeps_its_rejected_rows(syncd: Syncd) -> None:
+    syncd.drop("students.csv", STUDENTS + "S3,Ana,Ruiz,not-an-email\n")
+    blocker = syncd.drop_dir / "archive" / datetime.now(UTC).strftime("%Y")
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    assert syncd("run", "--once").exit_code != 0
+    blocker.unlink()
+    assert syncd("run", "--once").exit_code == 0  # the restart delivers it again
+    reports = syncd.drop_dir / "reports"
+    again = json.loads((reports / "students.csv.report.1.json").read_text())
+    assert (again["status"], again["counts"]["rejected"]) == ("applied", 1)
+    assert again["duration_s"] > 0
+    with (reports / "students.csv.errors.1.csv").open(newline="") as errors:
+        rows = list(csv.DictReader(errors))
+    assert [(r["row"], r["column"]) for r in rows] == [("4", "E-mail")]
 
 
 def test_held_file_waits_in_held_then_release_archives_it(syncd: Syncd) -> None:
