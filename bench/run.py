@@ -1506,6 +1506,8 @@ def main(argv: list[str] | None = None) -> int:
             package = "postgresql-client" if tool == "psql" else tool
             parser.error(f"{tool} is not installed (apt-get install {package})")
 
+    if args.workdir is not None:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="syncd-bench-", dir=args.workdir))
     bench = Bench(args=args, work=work)
     info = machine()
