@@ -96,6 +96,8 @@ def open_file(job: Job, result: FileResult) -> Iterator[OpenedFile]:
             fields=columns.fields,
             names={name: columns.column_name(name) for name in columns.fields},
             attributes=columns.attributes,
+            # A sheet's cells stay under their columns; a text row's may shift (SPEC §3.3).
+            width=None if table.format == "xlsx" else len(header),
         )
         yield OpenedFile(table, kind, columns, cols, rules)
 

@@ -43,6 +43,9 @@ class Columns:
     fields: Mapping[str, int]
     names: Mapping[str, str]
     attributes: tuple[tuple[str, int], ...] = ()
+    # The header's cells: a longer row is rejected (misaligned_row). None: rows are not
+    # checked (a sheet's cells never shift).
+    width: int | None = None
 
     def get(self, values: Sequence[str], name: str) -> str:
         """Return the trimmed cell of field `name`, or "" when the file has no such column."""
@@ -82,6 +85,26 @@ def parse_relationship_type(value: str, synonyms: Mapping[str, RelType]) -> RelT
         if rel_type.value.casefold() == folded:
             return rel_type
     return None
+
+
+def misaligned_row(row: RawRow, columns: Columns) -> RowError | None:
+    """Return the error of a row with more (non-blank) cells than the header, or None.
+
+    A value holding the delimiter unquoted moves every later cell under another column:
+    none of the row can be trusted, and a password may now stand under E-mail or Last
+    name. So the row is rejected whole, its values never shown. (A short row is taken as
+    padded: Excel leaves out the empty cells at the end of rows.)"""
+    width = columns.width
+    cells = len(row.values)
+    if width is None or cells <= width:
+        return None
+    return RowError(
+        row.line,
+        "",
+        "",
+        f"{cells} cells where the header has {width}: "
+        "a value with the delimiter in it must be quoted",
+    )
 
 
 def split_child_values(cell: str) -> tuple[str, ...]:
@@ -312,6 +335,7 @@ def _record_maker(
     attributes = tuple(sorted(columns.attributes))
     width = 1 + max([*fields.values(), *(index for _, index in attributes), 0])
     padding = ("",) * width
+    header_width = columns.width
     email_label, first_label = columns.label("email"), columns.label("first_name")
     last_label = columns.label("last_name")
     identifier_label = columns.label(_identifier_field(columns))
@@ -321,6 +345,18 @@ def _record_maker(
 
     def make_record(row: RawRow) -> PersonRecord | None:
         values = row.values
+        if header_width is not None and len(values) > header_width:
+            misaligned = misaligned_row(row, columns)
+            assert misaligned is not None
+            errors.add(misaligned)
+            # Its key cell (the first columns stand before any shift) is still the file's:
+            # a full file does not deactivate the person whose row it could not read.
+            key = values[key_at].strip() if key_at is not None and key_at < len(values) else ""
+            if key:
+                errors.rejected_keys.add(key)
+                if key in first:
+                    late.append(key)
+            return None
         if len(values) < width:
             values = values + padding[len(values) :]
         line = row.line
@@ -452,6 +488,10 @@ def _link_records(
     """Return the links a relationships row names, or none after adding its errors (a row
     with an invalid value is rejected whole)."""
     values = row.values
+    misaligned = misaligned_row(row, columns)
+    if misaligned is not None:
+        errors.add(misaligned)
+        return []
     problems: list[RowError] = []
 
     # Every parent identifier the row gives, most precise first.

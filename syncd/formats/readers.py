@@ -144,13 +144,15 @@ def _split_header(
 def _data_rows(
     records: Iterator[tuple[int, list[str]]], width: int, limits: Limits
 ) -> Iterator[RawRow]:
-    """Yield RawRows of `records`, skipping blank ones, padded to `width` cells."""
+    """Yield RawRows of `records` (a sheet's), skipping blank ones, of `width` cells."""
     for line, cells in records:
         kept = _trimmed(cells, width)
         _checked(kept, line, limits)
         if _is_blank(kept):
             continue
-        values = tuple(kept)
+        # A sheet's cells never shift: a row is its header's columns, a cell past them (a
+        # note beside the table) under no column.
+        values = tuple(kept[:width])
         if len(values) < width:
             values += ("",) * (width - len(values))
         yield RawRow(line=line, values=values)
@@ -444,7 +446,10 @@ class _CsvScanner:
                 yield found
 
     def _row(self, cells: list[str], width: int, line: int, digest: int | None) -> RawRow | None:
-        """Return the RawRow of a record's cells (padded to `width`), or None if blank."""
+        """Return the RawRow of a record's cells, or None if blank. A short row is padded to
+        the header's `width` (Excel leaves out the empty cells at the end of rows); blank
+        cells past it are dropped, and a row still longer is validation's to reject
+        (core.validate.misaligned_row)."""
         if len(cells) != width:
             cells = list(_trimmed(cells, width))
             if len(cells) > self._limits.max_columns:

@@ -104,6 +104,42 @@ def test_password_of_a_rejected_row_is_not_in_the_errors_file(syncd: Syncd) -> N
     assert errors.splitlines()[1].startswith("4,")
 
 
+def test_a_row_with_an_unquoted_delimiter_is_rejected_without_its_values(syncd: Syncd) -> None:
+    # "Smith, Jr." unquoted moves the password under E-mail: the row's cells cannot be
+    # trusted, so it is rejected whole and none of them is shown (nor the password stored
+    # as an e-mail or a name).
+    header = "SyncID,First name,Last name,Password,E-mail\n"
+    rows = (
+        "S1,Anna,Smith,Pw-1,anna@example.org\n"
+        "S2,John,Smith, Jr.,Pw-Two-SECRET,john@example.org\n"
+        "S3,Bob,Jones,Pw-3,bob@example.org\n"
+    )
+    path = syncd.write("students.csv", header + rows)
+    plan = syncd("import", "--dry-run", "--json", str(path))
+    applied = syncd("import", "--json", str(path))
+    assert (plan.exit_code, applied.exit_code) == (0, 0)
+    assert applied.json()["counts"]["rejected"] == 1
+    errors = (syncd.root / "students.csv.errors.csv").read_text("utf-8").splitlines()
+    assert errors[1:] == [
+        "3,,,6 cells where the header has 5: a value with the delimiter in it must be quoted"
+    ]
+    assert [p["sync_key"] for p in syncd.export()] == ["S1", "S3"]
+    for text in (plan.stdout, applied.stdout, "\n".join(errors), _database_dump(syncd)):
+        assert "Pw-Two-SECRET" not in text
+
+
+def test_a_longer_row_in_a_relationships_file_is_rejected(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name")
+    imported(syncd, "parents.csv", "\n".join([",".join(header), "P1,Ana,Ruiz", "P2,Bo,Ek"]) + "\n")
+    rows = "Parent ID,Student ID\nP1,S1\nP2,S2,S3\n"
+    outcome = imported(syncd, "relationships.csv", rows, "--json")
+    assert outcome.json()["counts"]["rejected"] == 1
+    assert {(link["parent"], link["child"]) for link in syncd.export("relationships")} == {
+        ("P1", "S1")
+    }
+
+
 def test_other_password_columns_are_dropped_never_kept_as_attributes(syncd: Syncd) -> None:
     # Vendor and hand-made files name their secrets in many ways (OneRoster extensions:
     # ext_imagineLearning_studentPassword); none of them may become a clear-text attribute.
