@@ -110,6 +110,16 @@ class SourceRunner:
         except UnreachableError as error:
             self._record_error(error, context)
             raise
+        except OSError as error:
+            # The folder cannot be used as it must (a reports/ or archive/ that cannot be
+            # written): as unreachable, so that the other sources are still worked and the
+            # file in processing/ is taken up again once it is fixed.
+            where = f": {error.filename}" if error.filename else ""
+            unusable = SourceUnreachable(
+                f'source "{config.name}": {error.strerror or error}{where}'
+            )
+            self._record_error(unusable, context)
+            raise unusable from error
         finally:
             source.close()
         self._record_success(result, context)

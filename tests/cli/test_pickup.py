@@ -35,8 +35,8 @@ PARENTS = (
 )
 
 
-def archived(syncd: Syncd) -> list[str]:
-    folder = syncd.drop_dir / "archive"
+def archived(syncd: Syncd, drop: str = "drop") -> list[str]:
+    folder = syncd.root / drop / "archive"
     return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
@@ -243,6 +243,34 @@ def test_report_delivered_again_after_a_crash_keeps_its_rejected_rows(syncd: Syn
     with (reports / "students.csv.errors.1.csv").open(newline="") as errors:
         rows = list(csv.DictReader(errors))
     assert [(r["row"], r["column"]) for r in rows] == [("4", "E-mail")]
+
+
+def test_a_folder_that_cannot_be_written_stops_only_its_own_source(syncd: Syncd) -> None:
+    syncd.configure(
+        sources=[
+            {"name": "district-a", "url": "file:drop", "min_age": "0s"},
+            {"name": "district-b", "url": "file:drop-b", "min_age": "0s"},
+        ]
+    )
+    syncd.drop("students.csv", STUDENTS)
+    (syncd.root / "drop-b").mkdir()
+    syncd.write("students.csv", STUDENTS, syncd.root / "drop-b")
+    blocker = syncd.drop_dir / "archive" / datetime.now(UTC).strftime("%Y")
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 3
+    [line] = outcome.stderr.strip().splitlines()
+    assert line.startswith('syncd: source "district-a": ') and str(blocker) in line
+    assert archived(syncd, "drop-b") == ["students.csv"]  # the other source was worked
+    [error] = syncd.events("source.error")
+    assert error["source"] == "district-a" and error["retry_in"]
+    states = {state["source"]: state for state in syncd("status", "--json").json()}
+    assert states["district-a"]["error"] and states["district-b"]["error"] is None
+    blocker.unlink()
+    assert syncd("run", "--once").exit_code == 0  # taken up again from processing/
+    assert archived(syncd) == ["students.csv"]
+    assert syncd.events("source.recovered")
 
 
 def test_held_file_waits_in_held_then_release_archives_it(syncd: Syncd) -> None:
