@@ -172,6 +172,9 @@ def import_command(
             results.append(result)
         pipeline.settle_orphans(orphans, source.site, name, run_id)
     _print_results(results, dry_run, as_json)
+    for result in results:
+        if (line := reports.problem_line(result)) is not None:
+            click.echo(f"syncd: {line}", err=True)
     if any(r.status in (FileStatus.FAILED, FileStatus.HELD) for r in results):
         sys.exit(1)
 

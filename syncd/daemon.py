@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from syncd import audit
+from syncd import audit, reports
 from syncd.config import SourceConfig, find_config_path, load_config
 from syncd.db import store
 from syncd.errors import ConfigError, SourceUnreachable, SyncdError, UnreachableError
@@ -220,6 +220,9 @@ def run_pass(app: App, source_name: str | None) -> int:
                 if lock is not None:
                     lock.release()
             failed += result.failed + result.held
+            for done in result.results:
+                if (line := reports.problem_line(done)) is not None:
+                    click.echo(f'syncd: source "{config.name}": {line}', err=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if unreachable:

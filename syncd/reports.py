@@ -31,6 +31,14 @@ def report_status(status: FileStatus) -> str:
     return FileStatus.FAILED.value if status is FileStatus.REJECTED else status.value
 
 
+def problem_line(result: FileResult) -> str | None:
+    """Return the one line a command says on stderr of a file that failed or was held
+    (SPEC §5), None for any other outcome; the report holds the details."""
+    if result.status not in (FileStatus.FAILED, FileStatus.HELD, FileStatus.REJECTED):
+        return None
+    return f"{result.name}: {report_status(result.status)}: {result.reason or 'see its report'}"
+
+
 def report_document(result: FileResult, errors_file: str | None = None) -> dict[str, Any]:
     """Return the report.json document for a processed file (`errors_file`: its errors.csv)."""
     document: dict[str, Any] = {

@@ -273,6 +273,23 @@ def test_a_folder_that_cannot_be_written_stops_only_its_own_source(syncd: Syncd)
     assert syncd.events("source.recovered")
 
 
+def test_a_failed_or_held_file_is_one_line_on_stderr(syncd: Syncd) -> None:
+    syncd.drop("students.csv", STUDENTS)
+    assert syncd("run", "--once").exit_code == 0
+    syncd.drop("students-2.csv", "SyncID,First name,Last name\n")  # header only: held
+    syncd.drop("notes.csv", "nothing,to,see\n1,2,3\n")  # unknown kind: failed
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 1
+    lines = sorted(outcome.stderr.strip().splitlines())
+    assert len(lines) == 2
+    assert lines[0].startswith('syncd: source "district-a": notes.csv: failed: ')
+    assert lines[1].startswith('syncd: source "district-a": students-2.csv: held: header-only')
+    path = syncd.write("students-3.csv", "SyncID,First name,Last name\n")
+    imported = syncd("import", "--json", str(path))
+    assert imported.exit_code == 1
+    assert imported.stderr.startswith("syncd: students-3.csv: held: header-only")
+
+
 def test_held_file_waits_in_held_then_release_archives_it(syncd: Syncd) -> None:
     syncd.drop("students.csv", STUDENTS)
     assert syncd("run", "--once").exit_code == 0
