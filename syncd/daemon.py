@@ -468,6 +468,8 @@ class Daemon:
             # configuration is refused, or the events go on into the rotated file.
             audit.reopen()
             audit.emit(audit.CONFIG_RELOADED, level="error", error=str(error))
+            # And in the journal, where whoever ran `systemctl reload` looks first.
+            click.echo(f"syncd: reload refused, the old configuration stays: {error}", err=True)
             return
         self.app._config = config  # later commands of this App see the new file
         # Wait for running jobs of the old configuration before replacing them.
