@@ -24,7 +24,7 @@ from syncd.clock import Clock, SystemClock
 from syncd.config import Config, SourceConfig, find_config_path, load_config, local_source
 from syncd.db import store, trail
 from syncd.db.apply import OrphanCarry, expire_pending
-from syncd.db.database import describe, open_database, upgrade_database
+from syncd.db.database import describe, open_database, reader, upgrade_database
 from syncd.db.schema import files, links, pending_links, persons
 from syncd.edits import manual_link, revert_file
 from syncd.errors import FileFailed, SyncdError, UsageError
@@ -58,6 +58,12 @@ class App:
         if self._engine is None:
             self._engine = open_database(self.config.database_url)
         return self._engine
+
+    @property
+    def reader(self) -> Engine:
+        """The engine for what only reads (status, files, history, export): never made to
+        wait for a file being applied (database.reader)."""
+        return reader(self.engine)
 
     def pipeline(self) -> Pipeline:
         return Pipeline(self.engine, self.clock)
@@ -298,7 +304,7 @@ def export_command(app: App, what: str, site: str | None, fmt: str | None, as_js
         raise UsageError("export: --json and --format csv ask for two formats; give one")
     site_name = app.config.site(site) if (site or app.config.sources) else None
     columns: tuple[str, ...]
-    with app.engine.connect() as connection:
+    with app.reader.connect() as connection:
         if what == "persons":
             documents = _export_persons(connection, site_name)
             columns = PERSON_FIELDS
@@ -494,7 +500,7 @@ def files_group(
     if ctx.invoked_subcommand is not None:
         return
     app: App = ctx.obj
-    with app.engine.connect() as connection:
+    with app.reader.connect() as connection:
         rows = store.list_files(connection, status, source_name)
         # A name neither configured nor in the ledger is a typo, not an empty list; a source
         # since removed from the config still lists its files.
@@ -523,7 +529,7 @@ def _ledger_row(connection: sa.Connection, file_id: int) -> Any:
 
 
 def _held_file(app: App, file_id: int) -> Any:
-    with app.engine.connect() as connection:
+    with app.reader.connect() as connection:
         row = _ledger_row(connection, file_id)
     if row.status != FileStatus.HELD.value:
         raise UsageError(f"file {file_id} is {row.status}, not held")
@@ -659,7 +665,7 @@ def reject_command(app: App, file_id: int, as_json: bool) -> None:
     row = _held_file(app, file_id)
     source_config, source_name = _source_of(app, row)
     # The report keeps what the held report said of the file (format, counts), now failed.
-    with app.engine.connect() as connection:
+    with app.reader.connect() as connection:
         held = ledger_result(row, store.row_errors(connection, file_id))
     result = replace(held, status=FileStatus.REJECTED, reason="rejected by an operator")
     source = _open_held_source(row, source_name, source_config)
@@ -697,7 +703,7 @@ def reject_command(app: App, file_id: int, as_json: bool) -> None:
 @pass_app
 def revert_command(app: App, file_id: int, as_json: bool) -> None:
     """Undo what one applied file changed, as one new audited change."""
-    with app.engine.connect() as connection:
+    with app.reader.connect() as connection:
         row = _ledger_row(connection, file_id)
     events = app.events(source=row.source, site=row.site, file_id=file_id, run_id=new_run_id())
     # A pending link the file dropped is pending again for its source's pending_ttl.
@@ -715,7 +721,7 @@ def revert_command(app: App, file_id: int, as_json: bool) -> None:
 
 def _print_ledger_entry(app: App, file_id: int, **extra: Any) -> None:
     """Print a file's ledger entry as `files --json` shows it (plus `extra`)."""
-    with app.engine.connect() as connection:
+    with app.reader.connect() as connection:
         row = store.file_row(connection, file_id)
     print_json({**_file_document(row), **extra})
 
@@ -730,7 +736,7 @@ def status_command(app: App, as_json: bool) -> None:
     """Per source: last poll, last success, files waiting, held, failed, pending links."""
 
     documents = []
-    with app.engine.connect() as connection:
+    with app.reader.connect() as connection:
         states = store.source_states(connection)
         for source in app.config.sources:
             state = states.get(source.name)
@@ -788,7 +794,7 @@ def history_command(
     """The audit trail of a person or a file, from the database."""
     if (person_key is None) == (file_id is None):
         raise UsageError("pass exactly one of --person KEY or --file ID")
-    with app.engine.connect() as connection:
+    with app.reader.connect() as connection:
         if file_id is not None:
             _ledger_row(connection, file_id)  # an unknown id is a mistake, as for a person
             rows = trail.events_of_file(connection, file_id)
@@ -827,7 +833,7 @@ def check_config_command(app: App, as_json: bool) -> None:
     from syncd.daemon import check_source
 
     config = app.config
-    with app.engine.connect() as connection:
+    with app.reader.connect() as connection:
         connection.execute(sa.text("SELECT 1"))
     errors = {source.name: check_source(source) for source in config.sources}
     problems = {name: str(error) if error else None for name, error in errors.items()}

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from syncd.db.bulk import abort_copy, finish_copy
-from syncd.errors import DatabaseUnreachable, SchemaOutdated
+from syncd.db.schema import metadata
+from syncd.errors import ConfigError, DatabaseUnreachable, SchemaOutdated
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -64,9 +65,7 @@ def create_engine(url: str) -> Engine:
                 ) from error
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_on_connect)
-        # BEGIN IMMEDIATE: a deferred transaction that later writes gets SQLITE_BUSY without
-        # waiting for busy_timeout when another writer is active.
-        sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
     engine = sa.create_engine(
         url,
@@ -96,6 +95,24 @@ def refresh_statistics(engine: Engine, tables: Sequence[str]) -> None:
     with engine.begin() as connection:
         for table in tables:
             connection.exec_driver_sql(f"ANALYZE {table}")
+
+
+# The execution option of a connection that only reads (`reader`).
+READ_ONLY = "syncd_read_only"
+
+
+def reader(engine: Engine) -> Engine:
+    """Return `engine` for connections that only read: on SQLite they begin a deferred
+    transaction, a WAL reader that a writer's long transaction (a district's first load)
+    never makes wait."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    # BEGIN IMMEDIATE for any transaction that may write: a deferred one that later writes
+    # gets SQLITE_BUSY without waiting for busy_timeout when another writer is active.
+    read_only = connection.get_execution_options().get(READ_ONLY)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -136,16 +153,23 @@ def open_database(url: str) -> Engine:
     """
     engine = create_engine(url)
     try:
-        with engine.begin() as connection:
+        # Read first, as a reader: a database in use is not made to wait for a writer.
+        with reader(engine).connect() as connection:
             current = current_revision(connection)
-            if current is None:
-                if sa.inspect(connection).get_table_names():
-                    raise SchemaOutdated(
-                        f"database {describe(url)} has tables but no syncd schema version: "
-                        "run syncd db upgrade to add syncd's tables beside them"
-                    )
-                _upgrade(connection)
-                return engine
+        if current is None:
+            with engine.begin() as connection:
+                _lock_schema(connection)
+                # Another command may have made it meanwhile (two daemons starting).
+                current = current_revision(connection)
+                if current is None:
+                    if sa.inspect(connection).get_table_names():
+                        _refuse_clash(connection, url)
+                        raise SchemaOutdated(
+                            f"database {describe(url)} has tables but no syncd schema "
+                            "version: run syncd db upgrade to add syncd's tables beside them"
+                        )
+                    _upgrade(connection)
+                    return engine
     except sa.exc.DatabaseError as error:
         engine.dispose()
         raise _unusable(url, error) from error
@@ -157,6 +181,28 @@ def open_database(url: str) -> Engine:
             "run syncd db upgrade"
         )
     return engine
+
+
+# A fixed advisory-lock key: one syncd process at a time creates or migrates the schema.
+_SCHEMA_LOCK_KEY = 0x73796E6364_5343  # "syncd" "SC"
+
+
+def _lock_schema(connection: sa.Connection) -> None:
+    """Make the other syncd processes wait until this transaction has made the schema
+    (PostgreSQL; SQLite's BEGIN IMMEDIATE is one writer already)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_KEY})")
+
+
+def _refuse_clash(connection: sa.Connection, url: str) -> None:
+    """Raise ConfigError when a database without syncd's schema has a table of one of
+    syncd's names (another program's): syncd's tables can go beside others, not over them."""
+    theirs = set(sa.inspect(connection).get_table_names()) & set(metadata.tables)
+    if theirs:
+        raise ConfigError(
+            f"database {describe(url)} has a table {sorted(theirs)[0]} that is not syncd's: "
+            "give syncd a database (or a PostgreSQL schema) of its own"
+        )
 
 
 def _refuse_newer(current: str) -> None:
@@ -175,9 +221,12 @@ def upgrade_database(url: str) -> tuple[str | None, str]:
     engine = create_engine(url)
     try:
         with engine.begin() as connection:
+            _lock_schema(connection)
             before = current_revision(connection)
             if before is not None:
                 _refuse_newer(before)
+            else:
+                _refuse_clash(connection, url)
             _upgrade(connection)
     except sa.exc.DatabaseError as error:
         raise _unusable(url, error) from error

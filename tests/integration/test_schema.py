@@ -4,6 +4,10 @@ first use; an older one is refused (exit 2) until `syncd db upgrade`, which is i
 from __future__ import annotations
 
 import ast
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -98,3 +102,57 @@ def test_database_with_other_tables_is_refused_until_db_upgrade_adds_ours(
     assert "run syncd db upgrade" in refused.stderr
     assert syncd("db", "upgrade").exit_code == 0
     assert syncd("export", "persons", "--json").json() == []
+
+
+def test_a_table_of_another_program_named_like_ours_is_a_config_error(
+    tmp_path: Path, database_url: str
+) -> None:
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE links (a INTEGER)"))
+    engine.dispose()
+    syncd = Syncd(tmp_path, database_url)
+    for args in (("status",), ("db", "upgrade")):
+        outcome = syncd(*args)
+        assert outcome.exit_code == 2, args
+        assert "has a table links that is not syncd's" in outcome.stderr
+
+
+def test_commands_that_only_read_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    # SQLite in WAL mode: a file being applied (a long write transaction) never makes
+    # status, files, history or export wait.
+    syncd = Syncd(tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}")
+    assert syncd("status").exit_code == 0  # the schema
+    writer = sqlite3.connect(tmp_path / "syncd.db", isolation_level=None, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        for args in (
+            ("status", "--json"),
+            ("files", "--json"),
+            ("export", "persons"),
+            ("history", "--file", "1"),
+        ):
+            outcome = syncd(*args)
+            assert outcome.exit_code in (0, 2), (args, outcome.stderr)  # 2: no file 1
+            assert "locked" not in outcome.stderr
+        assert time.monotonic() - started < 10
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_commands_on_a_new_postgresql_database_at_once_make_one_schema(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[database]\nurl = "{postgres_url}"\n[audit]\npath = "{tmp_path / "audit.jsonl"}"\n'
+    )
+    argv = [sys.executable, "-m", "syncd", "--config", str(config), "status"]
+    processes = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr.decode()
