@@ -742,7 +742,10 @@ def _database_url(value: object, config_dir: Path) -> str:
     if match is None or dialect not in {"sqlite", "postgresql"}:
         raise _Invalid(key, "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DATABASE")
     if dialect == "postgresql":
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # e.g. an unclosed [ of an IPv6 host
+            raise _Invalid(key, "not a URL: postgresql+psycopg://USER@HOST/DATABASE") from None
         try:
             parts.port  # noqa: B018 - raises for a port that is not a number
         except ValueError:
@@ -752,10 +755,11 @@ def _database_url(value: object, config_dir: Path) -> str:
         # psycopg 3 is the driver syncd ships with; plain postgresql:// would want psycopg2.
         return url if match.group(2) else "postgresql+psycopg://" + match.group(3)
     rest = match.group(3)
-    if not rest.startswith("/"):
-        return url  # "sqlite://": in memory
     database, question, query = rest[1:].partition("?")
-    if database in {"", ":memory:"} or database.startswith("file:") or os.path.isabs(database):
+    if not rest.startswith("/") or database in {"", ":memory:"} or "mode=memory" in query:
+        # Each command would open a new, empty database: nothing applied would stay.
+        raise _Invalid(key, "an in-memory SQLite database keeps nothing; give a file path")
+    if database.startswith("file:") or os.path.isabs(database):
         return url
     prefix = url[: len(url) - len(rest)]
     return prefix + "/" + _local_path(database, config_dir) + question + query

@@ -486,6 +486,21 @@ def test_database_url_problems_never_echo_the_url(tmp_path: Path) -> None:
     assert "s3cret" not in message
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_is_refused(tmp_path: Path, url: str) -> None:
+    path = write(tmp_path, f'[database]\nurl = "{url}"\n')
+    assert str(config_error(path)) == (
+        f"{path}: database.url: an in-memory SQLite database keeps nothing; give a file path"
+    )
+
+
+def test_a_malformed_postgresql_url_names_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, '[database]\nurl = "postgresql+psycopg://u:pw@[bad/db"\n')
+    message = str(config_error(path))
+    assert message.startswith(f"{path}: database.url: not a URL")
+    assert "pw" not in message.replace(str(path), "")
+
+
 def test_duplicate_source_names_are_refused(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -583,13 +598,11 @@ def test_relative_config_path_resolves_against_its_own_directory(
     "url",
     [
         "sqlite:////var/lib/syncd/syncd.db",
-        "sqlite://",
-        "sqlite:///:memory:",
         "postgresql+psycopg://syncd@db.example.org/syncd",
         "postgresql+psycopg://syncd@db.example.org:5433/syncd?sslmode=require",
     ],
 )
-def test_absolute_sqlite_memory_and_postgresql_urls_are_unchanged(tmp_path: Path, url: str) -> None:
+def test_absolute_sqlite_and_postgresql_urls_are_unchanged(tmp_path: Path, url: str) -> None:
     assert load_config(write(tmp_path, f'[database]\nurl = "{url}"\n')).database_url == url
 
 
