@@ -963,14 +963,16 @@ def _deactivate_orphans(
     connection: sa.Connection, candidates: Iterable[int], now: datetime, events: EventBuffer
 ) -> int:
     """Deactivate the active parents among `candidates` that are orphans; return how many."""
-    orphans = [pid for pid in sorted(candidates) if _is_orphan(connection, pid)]
-    deactivated = 0
-    for person_id, sync_key in _active_parents(connection, orphans):
+    ids = sorted(set(candidates))
+    kept = _with_live_links(connection, ids) | _with_pending_links(connection, ids)
+    orphans = _active_parents(connection, [pid for pid in ids if pid not in kept])
+    for chunk in store.chunked([person_id for person_id, _ in orphans]):
         connection.execute(
             persons.update()
-            .where(persons.c.id == person_id)
+            .where(persons.c.id.in_(chunk))
             .values(active=False, inactive_reason="orphan", updated_at=now)
         )
+    for person_id, sync_key in orphans:
         events.add(
             audit.PERSON_DEACTIVATED,
             person_id=person_id,
@@ -978,8 +980,7 @@ def _deactivate_orphans(
             sync_key=sync_key,
             reason="orphan",
         )
-        deactivated += 1
-    return deactivated
+    return len(orphans)
 
 
 def _parents_of(connection: sa.Connection, child_ids: Iterable[int]) -> set[int]:
@@ -990,23 +991,34 @@ def _parents_of(connection: sa.Connection, child_ids: Iterable[int]) -> set[int]
     return found
 
 
-def _has_live_link(connection: sa.Connection, parent_id: int) -> bool:
+def _with_live_links(connection: sa.Connection, parent_ids: Sequence[int]) -> set[int]:
+    """Return the parents among `parent_ids` with an active link to an active student (one
+    query per chunk: a full students file may leave tens of thousands of parents to judge)."""
     child = persons.alias("child")
-    query = (
-        sa.select(sa.func.count())
-        .select_from(links.join(child, child.c.id == links.c.child_id))
-        .where(links.c.parent_id == parent_id, store.active_link_clause(), child.c.active.is_(True))
-    )
-    return bool(connection.execute(query).scalar_one())
+    found: set[int] = set()
+    for chunk in store.chunked(parent_ids):
+        query = (
+            sa.select(links.c.parent_id)
+            .distinct()
+            .select_from(links.join(child, child.c.id == links.c.child_id))
+            .where(
+                links.c.parent_id.in_(chunk),
+                store.active_link_clause(),
+                child.c.active.is_(True),
+            )
+        )
+        found.update(connection.execute(query).scalars())
+    return found
 
 
-def _is_orphan(connection: sa.Connection, parent_id: int) -> bool:
-    if _has_live_link(connection, parent_id):
-        return False
-    pending = connection.execute(
-        sa.select(sa.func.count()).where(pending_links.c.parent_id == parent_id)
-    ).scalar_one()
-    return not pending
+def _with_pending_links(connection: sa.Connection, parent_ids: Sequence[int]) -> set[int]:
+    found: set[int] = set()
+    for chunk in store.chunked(parent_ids):
+        query = sa.select(pending_links.c.parent_id).distinct()
+        found.update(
+            connection.execute(query.where(pending_links.c.parent_id.in_(chunk))).scalars()
+        )
+    return found
 
 
 def _active_parents(connection: sa.Connection, ids: Sequence[int]) -> list[tuple[int, str]]:
@@ -1033,14 +1045,17 @@ def _reactivate_orphans(
         query = sa.select(persons.c.id, persons.c.sync_key).where(
             persons.c.id.in_(chunk), persons.c.inactive_reason == "orphan"
         )
-        for row in list(connection.execute(query)):
-            if not _has_live_link(connection, row.id):
-                continue
-            connection.execute(
-                persons.update()
-                .where(persons.c.id == row.id)
-                .values(active=True, inactive_reason=None, updated_at=context.now)
-            )
+        rows = list(connection.execute(query))
+        live = _with_live_links(connection, [row.id for row in rows])
+        back = [row for row in rows if row.id in live]
+        if not back:
+            continue
+        connection.execute(
+            persons.update()
+            .where(persons.c.id.in_([row.id for row in back]))
+            .values(active=True, inactive_reason=None, updated_at=context.now)
+        )
+        for row in back:
             events.add(
                 audit.PERSON_REACTIVATED,
                 person_id=row.id,
@@ -1048,4 +1063,4 @@ def _reactivate_orphans(
                 sync_key=row.sync_key,
                 reason="link",
             )
-            applied.counts.reactivated += 1
+        applied.counts.reactivated += len(back)
