@@ -744,9 +744,8 @@ def _apply_pending(
         for add in plan.pending_adds
     ]
     _add_pending(connection, adds, context, events, applied)
-    keys = _sync_keys(connection, {dropped.parent_id for dropped in plan.pending_drops})
+    _drop_pending(connection, plan.pending_drops, events, audit.RELATIONSHIP_REMOVED)
     for dropped in plan.pending_drops:
-        _drop_pending(connection, dropped, events, audit.RELATIONSHIP_REMOVED, keys)
         applied.counts.links_removed += 1
         applied.pending_dropped += 1
         # A pending link may be all that kept a parent of departed children active.
@@ -797,24 +796,27 @@ def _add_pending(
 
 def _drop_pending(
     connection: sa.Connection,
-    pending: ExistingPending,
+    dropped: Sequence[ExistingPending],
     events: EventBuffer,
     event: str,
-    parent_keys: Mapping[int, str],
 ) -> None:
-    """Drop a pending link with its event, which names the parent by id and sync key."""
-    connection.execute(pending_links.delete().where(pending_links.c.id == pending.pending_id))
-    events.add(
-        event,
-        person_id=pending.parent_id,
-        parent_id=pending.parent_id,
-        parent=parent_keys.get(pending.parent_id),
-        child=pending.child_value,
-        child_field=pending.child_field,
-        type=pending.type.value,
-        origin=pending.origin.value,
-        status="pending",
-    )
+    """Drop pending links (one DELETE per chunk), each with its event, which names the
+    parent by id and sync key."""
+    for chunk in store.chunked([pending.pending_id for pending in dropped]):
+        connection.execute(pending_links.delete().where(pending_links.c.id.in_(chunk)))
+    parent_keys = _sync_keys(connection, {pending.parent_id for pending in dropped})
+    for pending in dropped:
+        events.add(
+            event,
+            person_id=pending.parent_id,
+            parent_id=pending.parent_id,
+            parent=parent_keys.get(pending.parent_id),
+            child=pending.child_value,
+            child_field=pending.child_field,
+            type=pending.type.value,
+            origin=pending.origin.value,
+            status="pending",
+        )
 
 
 def _sync_keys(connection: sa.Connection, person_ids: Iterable[int]) -> dict[int, str]:
@@ -904,9 +906,7 @@ def expire_pending(
         pending_links.c.site == site, pending_links.c.expires_at < now
     )
     expired = [store._existing_pending(row) for row in connection.execute(query)]
-    keys = _sync_keys(connection, {pending.parent_id for pending in expired})
-    for pending in expired:
-        _drop_pending(connection, pending, events, audit.RELATIONSHIP_EXPIRED, keys)
+    _drop_pending(connection, expired, events, audit.RELATIONSHIP_EXPIRED)
     # An expired link may have been all that kept a parent of departed children active.
     if deactivate_orphan_parents and expired:
         _deactivate_orphans(connection, {pending.parent_id for pending in expired}, now, events)
