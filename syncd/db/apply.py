@@ -842,26 +842,42 @@ def resolve_pending(
                 connection, context.site, row.child_field
             )
         matches = indexes[row.child_field].get(child_lookup_value(row.child_field, row.child_value))
-        if not matches or len(matches) != 1:
-            continue
-        child = matches[0]
-        origin = Kind(row.origin)
-        existing = store.links_of_parents(connection, [row.parent_id])
-        current = next((link for link in existing if link.child_id == child.person_id), None)
-        change = LinkSet(
-            parent_key="",
-            parent_id=row.parent_id,
-            child_id=child.person_id,
-            type=RelType(row.type),
-            origin=origin,
-            existing=current,
-        )
-        sub_plan = LinkPlan(sets=[change])
-        connection.execute(pending_links.delete().where(pending_links.c.id == row.id))
+        if matches and len(matches) == 1:
+            resolved.append((row, matches[0]))
+    for chunk in store.chunked([row.id for row, _ in resolved]):
+        connection.execute(pending_links.delete().where(pending_links.c.id.in_(chunk)))
+    # The links in rounds of one per parent and child: a second pending link of the same
+    # pair (the other kind of file named it too) marks the link the first one made.
+    rest = resolved
+    while rest:
+        this_round: dict[tuple[int, int], tuple[Any, StudentRef]] = {}
+        later: list[tuple[Any, StudentRef]] = []
+        for row, child in rest:
+            pair = (row.parent_id, child.person_id)
+            if pair in this_round:
+                later.append((row, child))
+            else:
+                this_round[pair] = (row, child)
+        existing = {
+            (link.parent_id, link.child_id): link
+            for link in store.links_of_parents(connection, {pair[0] for pair in this_round})
+        }
+        sets = [
+            LinkSet(
+                parent_key="",
+                parent_id=row.parent_id,
+                child_id=child.person_id,
+                type=RelType(row.type),
+                origin=Kind(row.origin),
+                existing=existing.get(pair),
+            )
+            for pair, (row, child) in this_round.items()
+        ]
         before = applied.counts.links_created
-        apply_links(connection, sub_plan, context, _Silent(), applied, {}, provenance=False)
+        plan = LinkPlan(sets=sets)
+        apply_links(connection, plan, context, _Silent(), applied, {}, provenance=False)
         applied.counts.links_created = before  # counted as resolved, not as created by the file
-        resolved.append((row, child))
+        rest = later
     parents = _sync_keys(connection, {row.parent_id for row, _ in resolved})
     for row, child in resolved:
         events.add(

@@ -286,6 +286,24 @@ def test_a_header_only_relationships_file_is_not_held_for_links_unlinked_by_hand
     assert active_links(syncd) == set()
 
 
+def test_pending_links_of_both_kinds_of_file_resolve_into_one_link(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S9"), ("P2", "S1")))
+    imported(syncd, "relationships.csv", _relationships(("P1", "S9"), ("P2", "S8")))
+    assert len(syncd("status", "--json").json()) == 1
+    newcomers = [
+        ("S8", "ida.berg", "Ida", "Berg", "ida@school.example", "1008", "2"),
+        ("S9", "noah.mueller", "Noah", "Müller", "noah@school.example", "1009", "1"),
+    ]
+    imported(syncd, "students-2.csv", students_csv([*STUDENTS, *newcomers]))
+    assert active_links(syncd) == {("P1", "S9"), ("P2", "S1"), ("P2", "S8")}
+    assert [link for link in syncd.export("relationships") if link["status"] == "pending"] == []
+    assert event_names(syncd).count("relationship.resolved") == 3
+    # P1-S9 is named by both kinds of file: a full relationships file without it keeps it.
+    imported(syncd, "relationships-2.csv", _relationships(("P2", "S8")))
+    assert ("P1", "S9") in active_links(syncd)
+
+
 def test_link_both_kinds_name_stays_while_either_names_it(syncd: Syncd) -> None:
     syncd.configure(max_deactivate=1.0)
     imported(syncd, "students.csv", students_csv())
