@@ -7,6 +7,9 @@ import io
 import json
 from datetime import datetime
 
+import pytest
+
+from syncd.cli import print_json_array
 from tests.cli.conftest import Syncd
 from tests.cli.rosters import (
     STUDENTS,
@@ -384,3 +387,13 @@ def test_audit_on_stdout_leaves_a_json_document_whole(syncd: Syncd) -> None:
     outcome = imported(syncd, "students-2.csv", students_csv(STUDENTS[::-1]))
     assert '"event":"file.applied"' in outcome.stdout
     assert not syncd.audit_path.exists()
+
+
+def test_a_streamed_json_array_is_printed_as_its_list_would_be(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Exports stream their documents (a district's million persons are never held).
+    documents = [{"a": 1, "b": {"x": "é\nz", "y": [1, 2]}}, {"a": None, "b": {}}]
+    for case in (documents, [], documents[:1]):
+        print_json_array(iter(case))
+        assert capsys.readouterr().out == json.dumps(case, ensure_ascii=False, indent=2) + "\n"
