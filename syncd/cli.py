@@ -830,13 +830,16 @@ def history_command(
             if not ids:
                 raise UsageError(f'no person "{person_key}" in site "{site_name}"')
             rows = trail.events_of_person(connection, ids)
-    documents = [audit.event_as_dict(row) for row in rows]
+    # One document at a time: a district's first load is millions of events.
+    documents = (audit.event_as_dict(row) for row in rows)
     if as_json:
-        print_json(documents)
+        print_json_array(documents)
         return
+    out = sys.stdout
     for doc in documents:
         extra = {k: v for k, v in doc.items() if k not in ("ts", "level", "event")}
-        click.echo(f"{doc['ts']}  {doc['event']:<22} {json.dumps(extra, ensure_ascii=False)}")
+        out.write(f"{doc['ts']}  {doc['event']:<22} {json.dumps(extra, ensure_ascii=False)}\n")
+    out.flush()
 
 
 # --- check-config / db -------------------------------------------------------------------------
