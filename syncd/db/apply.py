@@ -980,7 +980,8 @@ def _deactivate_orphans(
 ) -> int:
     """Deactivate the active parents among `candidates` that are orphans; return how many."""
     ids = sorted(set(candidates))
-    kept = _with_live_links(connection, ids) | _with_pending_links(connection, ids)
+    pending = {link.parent_id for link in store.pending_of_parents(connection, ids)}
+    kept = _with_live_links(connection, ids) | pending
     orphans = _active_parents(connection, [pid for pid in ids if pid not in kept])
     for chunk in store.chunked([person_id for person_id, _ in orphans]):
         connection.execute(
@@ -1024,16 +1025,6 @@ def _with_live_links(connection: sa.Connection, parent_ids: Sequence[int]) -> se
             )
         )
         found.update(connection.execute(query).scalars())
-    return found
-
-
-def _with_pending_links(connection: sa.Connection, parent_ids: Sequence[int]) -> set[int]:
-    found: set[int] = set()
-    for chunk in store.chunked(parent_ids):
-        query = sa.select(pending_links.c.parent_id).distinct()
-        found.update(
-            connection.execute(query.where(pending_links.c.parent_id.in_(chunk))).scalars()
-        )
     return found
 
 

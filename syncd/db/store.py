@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from syncd.audit import ROW_REJECTED
 from syncd.core.plan import (
     ExistingLink,
     ExistingPending,
@@ -685,7 +686,7 @@ def row_errors(connection: sa.Connection, file_id: int) -> list[RowError]:
     what a report delivered again from the ledger can say of them."""
     query = (
         sa.select(audit_events.c.data)
-        .where(audit_events.c.file_id == file_id, audit_events.c.event == "row.rejected")
+        .where(audit_events.c.file_id == file_id, audit_events.c.event == ROW_REJECTED)
         .order_by(audit_events.c.id)
     )
     found: dict[tuple[int, str, str], RowError] = {}
