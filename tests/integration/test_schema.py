@@ -89,14 +89,19 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     engine.dispose()
 
 
+def _beside_another_program(tmp_path: Path, database_url: str, table: str) -> Syncd:
+    """Return syncd on a database where another program made `table` first."""
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE TABLE {table} (x INTEGER)"))
+    engine.dispose()
+    return Syncd(tmp_path, database_url)
+
+
 def test_database_with_other_tables_is_refused_until_db_upgrade_adds_ours(
     tmp_path: Path, database_url: str
 ) -> None:
-    engine = create_engine(database_url)
-    with engine.begin() as connection:
-        connection.execute(sa.text("CREATE TABLE other_app (x INTEGER)"))
-    engine.dispose()
-    syncd = Syncd(tmp_path, database_url)
+    syncd = _beside_another_program(tmp_path, database_url, "other_app")
     refused = syncd("export", "persons", "--json")
     assert refused.exit_code == 2
     assert "run syncd db upgrade" in refused.stderr
@@ -107,11 +112,7 @@ def test_database_with_other_tables_is_refused_until_db_upgrade_adds_ours(
 def test_a_table_of_another_program_named_like_ours_is_a_config_error(
     tmp_path: Path, database_url: str
 ) -> None:
-    engine = create_engine(database_url)
-    with engine.begin() as connection:
-        connection.execute(sa.text("CREATE TABLE links (a INTEGER)"))
-    engine.dispose()
-    syncd = Syncd(tmp_path, database_url)
+    syncd = _beside_another_program(tmp_path, database_url, "links")
     for args in (("status",), ("db", "upgrade")):
         outcome = syncd(*args)
         assert outcome.exit_code == 2, args
