@@ -52,6 +52,7 @@ from syncd.model import (
     Kind,
     LinkRecord,
     Mode,
+    ParentBy,
     PasswordPolicy,
     PersonFields,
     PersonRecord,
@@ -149,6 +150,14 @@ def _unchanged_link_rows(counts: Counts, removed_by_rows: bool) -> int:
     removed = counts.links_removed if removed_by_rows else 0
     changed = counts.links_created + counts.updated + counts.pending + removed
     return max(0, counts.rows - counts.rejected - changed)
+
+
+# The column of a relationships file that names its parents each way.
+_PARENT_COLUMNS = {
+    ParentBy.SYNC_KEY: "parent_key",
+    ParentBy.USERNAME: "parent_username",
+    ParentBy.EMAIL: "parent_email",
+}
 
 
 @dataclass(slots=True)
@@ -428,7 +437,7 @@ class Pipeline:
             events.bind(connection)
         try:
             store.ensure_site(connection, source.site, now)
-            link_plan = self._plan_links(connection, job, parsed, result)
+            link_plan, names = self._plan_links(connection, job, parsed, result)
             result.errors = sorted(parsed.errors.errors, key=lambda error: error.row)
             counts.rejected = len(parsed.errors.rejected_lines)
             counts.updated = sum(1 for change in link_plan.sets if writes.is_retype(change))
@@ -461,7 +470,7 @@ class Pipeline:
                 # A later relationships file of the batch is planned after this one's
                 # changes, as a real run applies them (preview_batch rolls them all back).
                 applied = writes.Applied()
-                writes.apply_links(connection, link_plan, context, events, applied, {})
+                writes.apply_links(connection, link_plan, context, events, applied, {}, names)
                 writes.settle_parents(connection, context, events, applied)
                 events.discard()
                 keep_preview(transaction)
@@ -486,7 +495,7 @@ class Pipeline:
                 events.emit()
                 return
             applied = writes.Applied()
-            writes.apply_links(connection, link_plan, context, events, applied, {})
+            writes.apply_links(connection, link_plan, context, events, applied, {}, names)
             writes.settle_parents(connection, context, events, applied)
             applied.counts.rows = counts.rows
             applied.counts.rejected = counts.rejected
@@ -541,7 +550,9 @@ class Pipeline:
 
     def _plan_links(
         self, connection: sa.Connection, job: Job, parsed: _Parsed, result: FileResult
-    ) -> LinkPlan:
+    ) -> tuple[LinkPlan, dict[int, str]]:
+        """Return the file's link plan and the sync keys of the persons its rows named (the
+        audit lines name them; read again they cost a query per 900)."""
         source = job.source
         mode = source.mode_for(Kind.RELATIONSHIPS)
         link_records = [r for r in parsed.records if isinstance(r, LinkRecord)]
@@ -552,25 +563,42 @@ class Pipeline:
         labels["parent_sync_key"] = parsed.columns.column_name("parent_key")
         labels["student_email"] = parsed.columns.column_name("student_email")
         labels["student_id"] = parsed.columns.column_name("student_id")
+        # Only the indexes the file's columns can ask (each is a few hundred MB at a
+        # district's million persons).
+        fields = parsed.columns.fields
+        parents_by = [by for by, name in _PARENT_COLUMNS.items() if name in fields]
         resolved = resolve_links(
             link_records,
-            store.parent_index(connection, source.site),
-            store.student_index(connection, source.site, source.child_field),
-            store.student_index(connection, source.site, "email"),
+            store.parent_index(connection, source.site, parents_by),
+            store.student_index(connection, source.site, source.child_field)
+            if "student_id" in fields
+            else {},
+            store.student_index(connection, source.site, "email")
+            if "student_email" in fields
+            else {},
             source.child_field,
             parsed.errors,
             labels,
         )
         result.unresolved_children = sum(1 for item in resolved if item.child is None)
-        parent_ids = {item.parent.person_id for item in resolved}
+        names = {item.parent.person_id: item.parent.sync_key for item in resolved}
+        parent_ids = set(names)
+        names.update(
+            (item.child.person_id, item.child.sync_key)
+            for item in resolved
+            if item.child is not None
+        )
         existing = store.links_of_parents(connection, parent_ids)
         pending = store.pending_of_parents(connection, parent_ids)
         if mode is Mode.FULL and job.source_name is not None:
-            existing += store.relationship_links_of_source(connection, source.site, job.source_name)
+            existing += store.relationship_links_of_source(
+                connection, source.site, job.source_name, besides=parent_ids
+            )
             pending += store.pending_of_source(
                 connection, source.site, job.source_name, Kind.RELATIONSHIPS
             )
-        return plan_relationship_links(resolved, mode, job.source_name or "", existing, pending)
+        plan = plan_relationship_links(resolved, mode, job.source_name or "", existing, pending)
+        return plan, names
 
     @staticmethod
     def plan_password_changes(

@@ -37,6 +37,7 @@ from syncd.model import (
     ChildField,
     FileStatus,
     Kind,
+    ParentBy,
     PersonFields,
     PersonKind,
     RelType,
@@ -378,19 +379,34 @@ def student_index(
     return index
 
 
-def parent_index(connection: sa.Connection, site: str) -> ParentIndex:
-    query = sa.select(persons.c.id, persons.c.sync_key, persons.c.email, persons.c.username)
-    query = query.where(persons.c.site == site, persons.c.kind == PersonKind.PARENT.value)
+# The identifiers parent_index reads, in the order it unpacks them.
+_PARENT_IDS = (ParentBy.SYNC_KEY, ParentBy.EMAIL, ParentBy.USERNAME)
+
+
+def parent_index(
+    connection: sa.Connection, site: str, by: Collection[ParentBy] = tuple(ParentBy)
+) -> ParentIndex:
+    """Return the site's parents by each identifier in `by` (the others stay empty: a
+    district's relationships file names its parents one way, and each map costs a few
+    hundred MB at a million parents)."""
+    keys, emails, usernames = (by_what in by for by_what in _PARENT_IDS)
+    query = sa.select(
+        persons.c.id,
+        persons.c.sync_key,
+        persons.c.email if emails else sa.null(),
+        persons.c.username if usernames else sa.null(),
+    ).where(persons.c.site == site, persons.c.kind == PersonKind.PARENT.value)
     by_email: dict[str, list[ParentRef]] = defaultdict(list)
     by_username: dict[str, list[ParentRef]] = defaultdict(list)
     by_sync_key: dict[str, ParentRef] = {}
-    for row in connection.execute(query):
-        ref = ParentRef(row.id, row.sync_key)
-        by_sync_key[row.sync_key] = ref
-        if row.email:
-            by_email[row.email.casefold()].append(ref)
-        if row.username:
-            by_username[row.username.casefold()].append(ref)
+    for person_id, sync_key, email, username in connection.execute(query):
+        ref = ParentRef(person_id, sync_key)
+        if keys:
+            by_sync_key[sync_key] = ref
+        if email:
+            by_email[email.casefold()].append(ref)
+        if username:
+            by_username[username.casefold()].append(ref)
     return ParentIndex(by_email, by_sync_key, by_username)
 
 
@@ -528,19 +544,6 @@ def active_link_clause() -> sa.ColumnElement[bool]:
 # --- links ---------------------------------------------------------------------------------
 
 
-def _existing_link(row: Any) -> ExistingLink:
-    return ExistingLink(
-        link_id=row.id,
-        parent_id=row.parent_id,
-        child_id=row.child_id,
-        type=RelType(row.type),
-        by_parents=row.by_parents,
-        by_relationships=row.by_relationships,
-        manual=row.manual,
-        source=row.source,
-    )
-
-
 def _existing_pending(row: Any) -> ExistingPending:
     return ExistingPending(
         pending_id=row.id,
@@ -555,16 +558,38 @@ def _existing_pending(row: Any) -> ExistingPending:
 _REL_TYPES = {rel_type.value: rel_type for rel_type in RelType}
 
 
+_LINK_COLUMNS = "id, parent_id, child_id, type, by_parents, by_relationships, manual, source"
+
+
 def links_of_parents(connection: sa.Connection, parent_ids: Iterable[int]) -> list[ExistingLink]:
     """Return the links of the given parents (through the driver: a changed parents file of
     a district asks for tens of thousands)."""
     rows = driver_rows_in(
         connection,
-        "SELECT id, parent_id, child_id, type, by_parents, by_relationships, manual, source "
-        "FROM links WHERE parent_id IN",
+        f"SELECT {_LINK_COLUMNS} FROM links WHERE parent_id IN",
         (),
         sorted(set(parent_ids)),
     )
+    return _existing_links(rows)
+
+
+def relationship_links_of_source(
+    connection: sa.Connection, site: str, source: str, besides: Collection[int] = ()
+) -> list[ExistingLink]:
+    """Return the relationships-file links of `source`, but for those of the parents in
+    `besides` (the caller has them already)."""
+    cursor = driver_rows(
+        connection,
+        f"SELECT {_LINK_COLUMNS} FROM links WHERE site = ? AND by_relationships = ? AND source = ?",
+        (site, True, source),
+    )
+    try:
+        return _existing_links(row for row in cursor if row[1] not in besides)
+    finally:
+        cursor.close()
+
+
+def _existing_links(rows: Iterable[tuple[Any, ...]]) -> list[ExistingLink]:
     types = _REL_TYPES
     return [
         ExistingLink(link_id, parent_id, child_id, types[type_], bool(by_parents),
@@ -572,15 +597,6 @@ def links_of_parents(connection: sa.Connection, parent_ids: Iterable[int]) -> li
         for link_id, parent_id, child_id, type_, by_parents, by_relationships, manual, source
         in rows
     ]  # fmt: skip
-
-
-def relationship_links_of_source(
-    connection: sa.Connection, site: str, source: str
-) -> list[ExistingLink]:
-    query = sa.select(links).where(
-        links.c.site == site, links.c.by_relationships.is_(True), links.c.source == source
-    )
-    return [_existing_link(row) for row in connection.execute(query)]
 
 
 def pending_of_parents(
