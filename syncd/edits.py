@@ -20,9 +20,8 @@ from syncd.db.trail import TrailEvent
 from syncd.errors import FileFailed, UsageError
 from syncd.model import FileStatus, PersonKind, RelType
 
-# Stored as a reverted person's fingerprint: no file row has it, so the next row for the
-# person is compared field by field (and a parent's links planned) again.
-REVERTED_FINGERPRINT = "reverted"
+# A reverted person's fingerprint: the next row for the person is compared field by field.
+REVERTED_FINGERPRINT = store.REPLAN_FINGERPRINT
 
 
 def _person(connection: sa.Connection, site: str, key: str, kind: PersonKind) -> Any:
@@ -230,12 +229,7 @@ def _forget_rows(connection: sa.Connection, trail: Sequence[TrailEvent]) -> None
             .where(persons.c.id.in_(chunk), persons.c.row_digest.is_not(None))
             .values(row_digest=None)
         )
-    for chunk in store.chunked(sorted(parents)):
-        connection.execute(
-            persons.update()
-            .where(persons.c.id.in_(chunk))
-            .values(row_digest=None, fingerprint=REVERTED_FINGERPRINT)
-        )
+    store.replan_parents(connection, parents)
 
 
 _PENDING_DETAILS = ("parent_id", "parent", "child", "child_field", "type", "origin")

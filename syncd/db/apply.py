@@ -403,6 +403,10 @@ def attributes_json(attributes: tuple[tuple[str, str], ...]) -> str:
     return text
 
 
+# The fields a parents file's child values may match a student by (child_field).
+_MATCHED_FIELDS = frozenset({"username", "email", "student_number"})
+
+
 def _apply_updates(
     connection: sa.Connection,
     updates: Sequence[PersonUpsert],
@@ -422,6 +426,7 @@ def _apply_updates(
     # Rows that reactivate set the status too: one statement per set of columns.
     rows: list[tuple[Any, ...]] = []
     reactivations: list[tuple[Any, ...]] = []
+    rematched: list[int] = []  # students whose value a parents row may name changed
     for upsert in updates:
         person_id = upsert.person_id
         assert person_id is not None
@@ -464,6 +469,8 @@ def _apply_updates(
             reactivations.append((*row, reactivated, ORPHAN if stays_orphan else None))
         else:
             rows.append(row)
+        if kind is PersonKind.STUDENT and not changes.keys().isdisjoint(_MATCHED_FIELDS):
+            rematched.append(person_id)
         if changes or new_hash:
             described: dict[str, dict[str, Any]] = {
                 name: {"old": old, "new": new} for name, (old, new) in changes.items()
@@ -499,6 +506,10 @@ def _apply_updates(
     update_rows(
         connection, persons, (*columns, "active", "inactive_reason"), reactivations, constants
     )
+    if rematched:
+        # Their parents' unchanged rows would be skipped, keeping links the child cell no
+        # longer makes (child_field = "email": the value now names another student).
+        store.replan_parents(connection, _parents_of(connection, rematched))
 
 
 def json_string(text: str) -> str:
@@ -923,6 +934,9 @@ def expire_pending(
     )
     expired = [store._existing_pending(row) for row in connection.execute(query)]
     _drop_pending(connection, expired, events, audit.RELATIONSHIP_EXPIRED)
+    # The parents' rows still name those children: sent again unchanged, they make the
+    # links pending again (or links, where the student came) instead of being skipped.
+    store.replan_parents(connection, (pending.parent_id for pending in expired))
     # An expired link may have been all that kept a parent of departed children active.
     if deactivate_orphan_parents and expired:
         _deactivate_orphans(connection, {pending.parent_id for pending in expired}, now, events)

@@ -530,6 +530,23 @@ def site_counts(
     )
 
 
+# Stored as a parent's fingerprint where the links its row names must be planned again: no
+# file row has it, so the next row for the parent is compared field by field and its links
+# diffed (a person whose fields did not change gets no event).
+REPLAN_FINGERPRINT = "reverted"
+
+
+def replan_parents(connection: sa.Connection, parent_ids: Iterable[int]) -> None:
+    """Make the next row of each given parent be read (no row digest to skip it) and its
+    links planned again: what its child cell names changed, though the row did not."""
+    for chunk in chunked(sorted(set(parent_ids))):
+        connection.execute(
+            persons.update()
+            .where(persons.c.id.in_(chunk))
+            .values(row_digest=None, fingerprint=REPLAN_FINGERPRINT)
+        )
+
+
 def active_link_clause() -> sa.ColumnElement[bool]:
     """SQL for `link_is_active`: manual link, or no manual edit and a file naming it."""
     return sa.or_(

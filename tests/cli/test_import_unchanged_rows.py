@@ -221,3 +221,41 @@ def test_changed_parents_among_unchanged_ones_resolve_children_by_key(
     assert active_links(syncd) == PARENT_LINKS | {("peter.sorensen", "S5")}
     counts = report(syncd, "parents-2.csv")["counts"]
     assert (counts["updated"], counts["links_created"]) == (1, 1)
+
+
+def test_an_unchanged_parent_row_names_a_child_again_after_its_pending_link_expired(
+    syncd: Syncd,
+) -> None:
+    syncd.configure(pending_ttl="1ms")
+    imported(syncd, "students.csv", students_csv(STUDENTS[:4]))
+    katrin = ("Katrin", "Müller", "katrin.mueller", "S1;S5", "katrin.mueller@home.example")
+    imported(syncd, "parents.csv", parents_csv([katrin]))
+    assert syncd("run", "--once").exit_code == 0
+    assert [e["child"] for e in syncd.events("relationship.expired")] == ["S5"]
+    # The same row again, S5 still unknown: the file names it, so it is pending again.
+    imported(syncd, "parents-2.csv", _lf(parents_csv([katrin])))
+    pending = report(syncd, "parents-2.csv")["pending"]
+    assert [(link["parent"], link["child"]) for link in pending] == [("katrin.mueller", "S5")]
+    # Once S5 came (after that link expired too), the same row links it.
+    assert syncd("run", "--once").exit_code == 0
+    imported(syncd, "students-2.csv", students_csv())
+    imported(syncd, "parents-3.csv", parents_csv([katrin]) + "\r\n")
+    assert active_links(syncd) == {("katrin.mueller", "S1"), ("katrin.mueller", "S5")}
+
+
+def test_an_unchanged_parent_row_follows_a_child_email_to_the_student_who_has_it_now(
+    syncd: Syncd,
+) -> None:
+    syncd.configure(child_field="email", max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv(STUDENTS[:4]))
+    katrin = ("Katrin", "Müller", "katrin.mueller", "lena.mueller@school.example",
+              "katrin.mueller@home.example")  # fmt: skip
+    imported(syncd, "parents.csv", parents_csv([katrin]))
+    assert active_links(syncd) == {("katrin.mueller", "S1")}
+    # S1's address moves to a new student S5; the parents row, byte for byte the same, now
+    # names S5.
+    moved = [(*STUDENTS[0][:4], "lena.old@school.example", *STUDENTS[0][5:]), *STUDENTS[1:4]]
+    s5 = (*STUDENTS[4][:4], "lena.mueller@school.example", *STUDENTS[4][5:])
+    imported(syncd, "students-2.csv", students_csv([*moved, s5]))
+    imported(syncd, "parents-2.csv", _lf(parents_csv([katrin])))
+    assert active_links(syncd) == {("katrin.mueller", "S5")}
