@@ -60,6 +60,17 @@ class KnownHosts:
             return "known"
         return "changed" if listed else "unknown"
 
+    def key_types(self, host: str) -> set[str]:
+        """Return the host key algorithms of the keys listed for `host` (as `verdict` names
+        it): the client asks for these first, as OpenSSH does, so that a server with several
+        host keys shows one that known_hosts holds."""
+        names = {line.key.get_name() for line in self.lines if _names(line.patterns, host)}
+        return {algorithm for name in names for algorithm in _ALGORITHMS.get(name, (name,))}
+
+
+# A key type's signature algorithms where they differ from its name.
+_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
+
 
 def _parse(text: str) -> _Line | None:
     try:

@@ -22,7 +22,7 @@ import secrets
 import socket
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -59,14 +59,28 @@ PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
-def _transport(*args: Any, **kwargs: Any) -> paramiko.Transport:
-    """A paramiko Transport that offers PREFERRED_CIPHERS first."""
-    transport = paramiko.Transport(*args, **kwargs)
-    options = transport.get_security_options()
-    offered = tuple(options.ciphers)
-    options.ciphers = tuple(c for c in PREFERRED_CIPHERS if c in offered) + tuple(
-        c for c in offered if c not in PREFERRED_CIPHERS
+def _first(preferred: Collection[str], offered: Sequence[str]) -> tuple[str, ...]:
+    """Return `offered` with the names in `preferred` moved to the front, in its order."""
+    return tuple(name for name in offered if name in preferred) + tuple(
+        name for name in offered if name not in preferred
     )
+
+
+def _transport_factory(host_key_types: Collection[str]) -> Callable[..., paramiko.Transport]:
+    """Make paramiko Transports that offer PREFERRED_CIPHERS first, and the host key types
+    known_hosts lists for the server (else paramiko asks for ed25519 first, and a server that
+    has one shows it though known_hosts holds its ECDSA or RSA key: a false "changed")."""
+
+    def transport(*args: Any, **kwargs: Any) -> paramiko.Transport:
+        made = paramiko.Transport(*args, **kwargs)
+        options = made.get_security_options()
+        ciphers = tuple(options.ciphers)
+        options.ciphers = tuple(c for c in PREFERRED_CIPHERS if c in ciphers) + tuple(
+            c for c in ciphers if c not in PREFERRED_CIPHERS
+        )
+        options.key_types = _first(host_key_types, tuple(options.key_types))
+        return made
+
     return transport
 
 
@@ -178,6 +192,11 @@ class SftpSource:
     def _where(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def _known_as(self) -> str:
+        """The server's name in known_hosts (as paramiko asks the host key policy)."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
     def _fail(self, problem: str, error: type[SourceUnreachable] = SourceUnreachable) -> NoReturn:
         # `from None`: a printed traceback must not show paramiko's own error chain.
         raise error(_one_line(f'source "{self.name}": {problem}')) from None
@@ -257,7 +276,7 @@ class SftpSource:
                 channel_timeout=timeout,
                 allow_agent=False,
                 look_for_keys=False,
-                transport_factory=_transport,
+                transport_factory=_transport_factory(known.key_types(self._known_as)),
             )
         except _UnknownHostKey:
             raise HostKeyRejected(

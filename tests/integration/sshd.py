@@ -40,10 +40,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def keygen(path: Path, passphrase: str = "", comment: str = "syncd-test") -> Path:
-    """Write an ed25519 key pair at `path` and `path`.pub; return `path`."""
+def keygen(
+    path: Path, passphrase: str = "", comment: str = "syncd-test", key_type: str = "ed25519"
+) -> Path:
+    """Write a key pair (ed25519 unless said) at `path` and `path`.pub; return `path`."""
     subprocess.run(
-        [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", passphrase, "-C", comment, "-f", str(path)],
+        [SSH_KEYGEN, "-q", "-t", key_type, "-N", passphrase, "-C", comment, "-f", str(path)],
         check=True,
         stdin=subprocess.DEVNULL,
         capture_output=True,

@@ -103,6 +103,21 @@ def test_changed_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
     assert upload_tree(sshd) == ["students.csv"]
 
 
+@pytest.mark.parametrize("key_type", ["ecdsa", "rsa"])
+def test_a_server_with_several_host_keys_shows_the_one_known_hosts_holds(
+    sshd: Sshd, tmp_path: Path, key_type: str
+) -> None:
+    # OpenSSH's sftp connects with a known_hosts that lists only one of the server's keys;
+    # paramiko alone would ask for ed25519 first and call the host key changed.
+    listed = keygen(sshd.home / f"ssh_host_{key_type}_key", key_type=key_type)
+    sshd.extra_config = [f"HostKey {listed}"]
+    sshd.restart()
+    known_hosts = sshd.write_known_hosts(tmp_path / "known_hosts", key=listed)
+
+    with SftpSource(sshd.source_config(known_hosts=known_hosts)) as source:
+        assert source.list_entries() == []
+
+
 def test_hashed_known_hosts_entry_is_accepted(sshd: Sshd, tmp_path: Path) -> None:
     known_hosts = sshd.write_known_hosts(tmp_path / "known_hosts", hashed=True)
     text = known_hosts.read_text()
