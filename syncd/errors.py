@@ -39,14 +39,20 @@ class SourceUnreachable(UnreachableError):
     pass
 
 
-class SecretMissing(SourceUnreachable):
-    """The variable a source's password_env or private_key_passphrase_env names is not set.
+class SourceSetupError(SourceUnreachable):
+    """A source cannot be used for something on this host: a variable its password_env or
+    private_key_passphrase_env names is not set, its private_key or known_hosts file is
+    missing, unreadable or unusable.
 
     A source that cannot be reached like any other (the daemon records it and retries: the
-    environment may be fixed), but the fix is the operator's, so a command exits 2.
+    host may be fixed), but the fix is the operator's configuration, so a command exits 2.
     """
 
     exit_code = 2
+
+
+class SecretMissing(SourceSetupError):
+    """The variable a source's password_env or private_key_passphrase_env names is not set."""
 
 
 class HostKeyRejected(UnreachableError):

@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 import paramiko
 
 from syncd.config import FOLDER_NAMES, SourceConfig
-from syncd.errors import HostKeyRejected, SecretMissing, SourceUnreachable
+from syncd.errors import HostKeyRejected, SecretMissing, SourceSetupError, SourceUnreachable
 from syncd.sources.base import Entry
 from syncd.sources.known_hosts import KnownHosts
 
@@ -217,6 +217,7 @@ class SftpSource:
             passphrase = self._env(
                 self.config.private_key_passphrase_env, "private_key_passphrase_env"
             )
+        # A key this host cannot use is the operator's to fix: exit 2 (SourceSetupError).
         try:
             try:
                 return paramiko.PKey.from_path(path)
@@ -225,26 +226,29 @@ class SftpSource:
                 if passphrase is None:
                     self._fail(
                         f"private_key {path} is encrypted; name the variable that holds its "
-                        "passphrase in private_key_passphrase_env"
+                        "passphrase in private_key_passphrase_env",
+                        SourceSetupError,
                     )
             return paramiko.PKey.from_path(path, passphrase=passphrase.encode())
         except FileNotFoundError:
-            self._fail(f"private_key {path} does not exist")
+            self._fail(f"private_key {path} does not exist", SourceSetupError)
         except OSError as error:
-            self._fail(f"cannot read private_key {path}: {_reason(error)}")
+            self._fail(f"cannot read private_key {path}: {_reason(error)}", SourceSetupError)
         except paramiko.UnknownKeyType:
-            self._fail(f"cannot load private_key {path}: unsupported key type")
+            self._fail(f"cannot load private_key {path}: unsupported key type", SourceSetupError)
         except (paramiko.SSHException, ValueError, TypeError):
             hint = " (wrong passphrase?)" if passphrase is not None else ""
-            self._fail(f"cannot load private_key {path}: not a usable private key{hint}")
+            self._fail(
+                f"cannot load private_key {path}: not a usable private key{hint}", SourceSetupError
+            )
 
     def _connect(self) -> None:
         config = self.config
         known_hosts = config.known_hosts
         if known_hosts is None:
-            raise HostKeyRejected(
-                f'source "{self.name}": no known_hosts file configured; '
-                "host keys are never accepted without one"
+            self._fail(
+                "no known_hosts file configured; host keys are never accepted without one",
+                SourceSetupError,
             )
         password = self._env(config.password_env, "password_env") if config.password_env else None
         pkey = self._load_key()
@@ -253,14 +257,13 @@ class SftpSource:
         try:
             known = KnownHosts.read(Path(known_hosts))
         except FileNotFoundError:
-            raise HostKeyRejected(
-                f'source "{self.name}": known_hosts {known_hosts} does not exist; '
-                f"create it with ssh-keyscan -p {self.port} {self.host}"
-            ) from None
+            self._fail(
+                f"known_hosts {known_hosts} does not exist; "
+                f"create it with ssh-keyscan -p {self.port} {self.host}",
+                SourceSetupError,
+            )
         except OSError as error:
-            raise HostKeyRejected(
-                f'source "{self.name}": cannot read known_hosts {known_hosts}: {_reason(error)}'
-            ) from None
+            self._fail(f"cannot read known_hosts {known_hosts}: {_reason(error)}", SourceSetupError)
         client.set_missing_host_key_policy(_KnownHostsPolicy(known))
         timeout = self.connect_timeout
         try:

@@ -11,7 +11,7 @@ from typing import Any
 import paramiko
 import pytest
 
-from syncd.errors import HostKeyRejected, SourceUnreachable, UnreachableError
+from syncd.errors import HostKeyRejected, SourceSetupError, SourceUnreachable, UnreachableError
 from syncd.sources.sftp import SftpSource, _reason
 from tests.integration.sshd import Sshd, keygen, public_key
 
@@ -177,8 +177,11 @@ def test_a_wildcard_host_pattern_names_the_server(sshd: Sshd, tmp_path: Path) ->
 def test_missing_known_hosts_file_is_refused(sshd: Sshd, tmp_path: Path) -> None:
     missing = tmp_path / "nope" / "known_hosts"
 
-    with pytest.raises(HostKeyRejected, match="does not exist; create it with ssh-keyscan"):
+    with pytest.raises(
+        SourceSetupError, match="does not exist; create it with ssh-keyscan"
+    ) as caught:
         SftpSource(sshd.source_config(known_hosts=missing), connect_timeout=5)
+    assert caught.value.exit_code == 2  # the fix is on this host, not the server's
 
 
 # --------------------------------------------------------------------------- authentication
@@ -224,13 +227,15 @@ def test_encrypted_key_with_passphrase_from_env(
 def test_encrypted_key_without_passphrase_env(sshd: Sshd, tmp_path: Path) -> None:
     key = keygen(tmp_path / "id_encrypted", passphrase=SECRET)
 
-    with pytest.raises(SourceUnreachable, match="is encrypted; name the variable"):
+    with pytest.raises(SourceSetupError, match="is encrypted; name the variable") as caught:
         SftpSource(sshd.source_config(private_key=key), connect_timeout=5)
+    assert caught.value.exit_code == 2
 
 
 def test_missing_private_key_file(sshd: Sshd, tmp_path: Path) -> None:
-    with pytest.raises(SourceUnreachable, match="does not exist"):
+    with pytest.raises(SourceSetupError, match="does not exist") as caught:
         SftpSource(sshd.source_config(private_key=tmp_path / "id_none"), connect_timeout=5)
+    assert caught.value.exit_code == 2
 
 
 def test_missing_password_variable_is_named(sshd: Sshd, monkeypatch: pytest.MonkeyPatch) -> None:
