@@ -760,10 +760,17 @@ def status_command(app: App, as_json: bool) -> None:
             # An SFTP folder is not listed here (no connection for a status): its count is
             # the one the last pickup pass recorded.
             waiting = int(state.waiting or 0) if state else 0
+            error = state.error if state else None
             if not source.is_sftp:
                 pickup = Pickup(source, LocalSource(source), app.pipeline(), app.clock)
-                ready, young = pickup.ready_entries(LocalSource(source).list_entries())
-                waiting = len(ready) + len(young)
+                try:
+                    ready, young = pickup.ready_entries(LocalSource(source).list_entries())
+                    waiting = len(ready) + len(young)
+                except OSError as problem:  # the folder is a file, unreadable, ...
+                    error = error or (
+                        f'source "{source.name}": cannot list {source.path}: '
+                        f"{problem.strerror or problem}"
+                    )
             pending = connection.execute(
                 sa.select(sa.func.count()).where(pending_links.c.source == source.name)
             ).scalar_one()
@@ -777,7 +784,7 @@ def status_command(app: App, as_json: bool) -> None:
                     "held": store.count_files(connection, source.name, "held"),
                     "failed": store.count_files(connection, source.name, "failed"),
                     "pending_links": int(pending),
-                    "error": state.error if state else None,
+                    "error": error,
                 }
             )
     if as_json:
@@ -937,7 +944,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         where = error.ctx.command_path if error.ctx else "syncd"
         if isinstance(error, click.NoSuchOption) and error.option_name in GLOBAL_OPTIONS:
             # `syncd status --debug`: say where a global option goes.
-            usage = where.replace("syncd", f"syncd {error.option_name}", 1)
+            option = "--config PATH" if error.option_name == "--config" else error.option_name
+            usage = where.replace("syncd", f"syncd {option}", 1)
             fail(f"syncd: {message} (a global option goes before the command: {usage} ...)", 2)
         fail(f"syncd: {message} (see {where} --help)", 2)
     except click.ClickException as error:

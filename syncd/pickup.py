@@ -20,7 +20,7 @@ from syncd.formats.headers import detect_kind
 from syncd.formats.readers import open_table
 from syncd.model import Counts, FileStatus, Kind, RowError
 from syncd.pipeline import FileResult, Job, Pipeline, kind_by_name, sha256_of
-from syncd.sources.base import MARKER_SUFFIXES, Entry, Source, is_candidate_name
+from syncd.sources.base import MARKER_SUFFIXES, Entry, Source, is_candidate_name, is_upload_name
 
 UNKNOWN_RANK = len(Kind)
 
@@ -217,7 +217,7 @@ class Pickup:
         root = None if self.config.is_sftp else Path(self.config.path)
         arriving = {
             kind.rank
-            for entry in young + [e for e in entries if not is_candidate_name(e.name)]
+            for entry in young + [e for e in entries if is_upload_name(e.name)]
             if (kind := kind_by_name(entry.name, self.config)) is not None
         }
         claimed: list[_Claimed] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -20,10 +21,25 @@ class Entry:
     mtime: float
 
 
+# syncd's own reports (NAME.report.json, NAME.errors.csv, with a numeric suffix where the
+# name was taken): `syncd import` of a file in a drop folder writes them beside it.
+_REPORT_NAME = re.compile(r".+\.(report(\.\d+)?\.json|errors(\.\d+)?\.csv)", re.IGNORECASE)
+
+
+def is_report_name(name: str) -> bool:
+    """Return whether `name` is one syncd gives its reports."""
+    return _REPORT_NAME.fullmatch(name) is not None
+
+
+def is_upload_name(name: str) -> bool:
+    """Return whether `name` is a file still being uploaded (temp names, hidden files)."""
+    return name.startswith(".") or name.casefold().endswith(TEMP_SUFFIXES)
+
+
 def is_candidate_name(name: str) -> bool:
-    """Return whether a file of this name may ever be picked up (not temp, not hidden)."""
-    lowered = name.casefold()
-    return not name.startswith(".") and not lowered.endswith(TEMP_SUFFIXES)
+    """Return whether a file of this name may ever be picked up (not an upload under way,
+    not a report syncd wrote)."""
+    return not is_upload_name(name) and not is_report_name(name)
 
 
 class Source(Protocol):

@@ -59,6 +59,24 @@ def test_temp_and_hidden_names_are_never_picked_up(syncd_sqlite: Syncd) -> None:
     assert syncd_sqlite.export() == []
 
 
+def test_reports_that_import_wrote_into_the_drop_folder_are_never_picked_up(
+    syncd_sqlite: Syncd,
+) -> None:
+    # `syncd import FILE` writes its reports next to the file, here the drop folder.
+    students = syncd_sqlite.drop("students.csv", STUDENTS + "S3,Ann,Lee,not-an-email\n")
+    assert syncd_sqlite("import", str(students)).exit_code == 0
+    students.unlink()
+    reports = sorted(os.listdir(syncd_sqlite.drop_dir))
+    assert reports == ["students.csv.errors.csv", "students.csv.report.json"]
+    syncd_sqlite.drop("students.csv.report.1.json", "{}")
+    parents = syncd_sqlite.drop("parents.csv", PARENTS)
+    outcome = syncd_sqlite("run", "--once")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert not parents.exists()  # applied: a students report is no students file arriving
+    assert [name for name in archived(syncd_sqlite)] == ["parents.csv"]
+    assert syncd_sqlite("status", "--json").json()[0]["waiting"] == 0
+
+
 def test_kinds_apply_in_order_whatever_order_they_arrived(syncd: Syncd) -> None:
     parents = syncd.drop("parents.csv", PARENTS)
     students = syncd.drop("students.csv", STUDENTS)
@@ -371,6 +389,16 @@ def test_status_counts_waiting_held_and_failed(syncd_sqlite: Syncd) -> None:
         }
     ]
     assert status[0]["last_poll"] is not None
+
+
+def test_status_names_a_drop_folder_it_cannot_list(syncd_sqlite: Syncd) -> None:
+    (syncd_sqlite.root / "not-a-folder").write_text("")
+    syncd_sqlite.configure(url="file:not-a-folder")
+    outcome = syncd_sqlite("status", "--json")
+    assert outcome.exit_code == 0, outcome.stderr
+    [status] = outcome.json()
+    assert status["error"].startswith('source "district-a": cannot list ')
+    assert status["error"].endswith("not-a-folder: Not a directory")
 
 
 def test_parents_file_waits_while_its_students_file_is_still_uploading(syncd: Syncd) -> None:
