@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -55,23 +56,49 @@ def open_source(config: SourceConfig) -> Source:
         ) from error
     if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
         raise SourceUnreachable(f'source "{config.name}": folder {folder} is not writable')
-    processing = config.folders.processing
-    if os.stat(processing).st_dev != os.stat(folder).st_dev:
-        # A claim is an atomic rename (SPEC §3.2); across filesystems it would be a copy.
-        raise ConfigError(
-            f'source "{config.name}": [sources.folders] processing = "{processing}" must be '
-            f"on the same filesystem as the drop folder {folder}"
-        )
+    _same_filesystem(config, config.folders.processing)
     return LocalSource(config)
 
 
 def check_source(config: SourceConfig) -> SyncdError | None:
-    """Return why a source cannot be reached (host key included), or None."""
+    """Return why a source cannot be reached (host key included), or None. Creates nothing:
+    a drop folder that is not there is named (`run` would create it and poll it, empty)."""
     try:
-        open_source(config).close()
+        if config.is_sftp:
+            from syncd.sources.sftp import SftpSource
+
+            SftpSource(config, check_only=True).close()
+        else:
+            _check_local_folder(config)
     except SyncdError as error:
         return error
     return None
+
+
+def _check_local_folder(config: SourceConfig) -> None:
+    folder = Path(config.path)
+    named = f'source "{config.name}": drop folder {folder}'
+    if not folder.exists():
+        raise SourceUnreachable(f"{named} does not exist")
+    if not folder.is_dir():
+        raise SourceUnreachable(f"{named} is not a folder")
+    if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
+        raise SourceUnreachable(f"{named} is not writable")
+    # The processing folder, or the nearest folder it would be made in.
+    processing = Path(config.folders.processing)
+    while not processing.exists() and processing != processing.parent:
+        processing = processing.parent
+    _same_filesystem(config, processing)
+
+
+def _same_filesystem(config: SourceConfig, processing: os.PathLike[str] | str) -> None:
+    if os.stat(processing).st_dev != os.stat(config.path).st_dev:
+        # A claim is an atomic rename (SPEC §3.2); across filesystems it would be a copy.
+        raise ConfigError(
+            f'source "{config.name}": [sources.folders] processing = '
+            f'"{config.folders.processing}" must be on the same filesystem as the drop folder '
+            f"{config.path}"
+        )
 
 
 @dataclass(slots=True)

@@ -165,7 +165,11 @@ class SftpSource:
     """
 
     def __init__(
-        self, config: SourceConfig, connect_timeout: float = 15.0, io_timeout: float = 60.0
+        self,
+        config: SourceConfig,
+        connect_timeout: float = 15.0,
+        io_timeout: float = 60.0,
+        check_only: bool = False,
     ) -> None:
         if not config.is_sftp or not config.host:
             raise ValueError(f'source "{config.name}" is not an sftp:// source')
@@ -181,7 +185,10 @@ class SftpSource:
         self._openssh = False  # OpenSSH's sftp-server answers big reads
         try:
             self._connect()
-            self.ensure_folders()
+            if check_only:  # check-config: look, create nothing
+                self._check_root()
+            else:
+                self.ensure_folders()
         except BaseException:
             self.close()
             raise
@@ -490,6 +497,16 @@ class SftpSource:
         return local
 
     # ----------------------------------------------------------------- Source
+
+    def _check_root(self) -> None:
+        """Fail unless the drop folder is a folder on the server (a mistyped path would
+        otherwise be created and polled, empty, for ever)."""
+        with self._remote(f"looking at {self.root}"):
+            attrs = self._lstat(self.root)
+        if attrs is None:
+            self._fail(f"drop folder {self.root} does not exist on {self._where}")
+        if not stat.S_ISDIR(attrs.st_mode or 0):
+            self._fail(f"drop folder {self.root} on {self._where} is not a folder")
 
     def ensure_folders(self) -> None:
         """Create processing/, held/, archive/, failed/ and reports/ when they are missing."""

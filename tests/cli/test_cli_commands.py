@@ -321,6 +321,7 @@ def test_commands_that_print_data_take_json(syncd: Syncd) -> None:
     }  # fmt: skip
     unlinked = syncd("unlink", "--parent", "P1", "--child", "S2", "--json").json()
     assert (unlinked["action"], unlinked["changed"]) == ("unlink", True)
+    syncd.drop_dir.mkdir(exist_ok=True)
     checked = syncd("check-config", "--json")
     assert checked.exit_code == 0, checked.stderr
     document = checked.json()

@@ -63,11 +63,27 @@ def test_check_config_names_an_unreachable_source_once(
         "password_env": "SYNCD_TEST_SFTP_PASSWORD",
     }
     syncd_sqlite.configure(sources=[{"name": "district-a", "url": "file:drop"}, closed])
+    syncd_sqlite.drop_dir.mkdir()
     outcome = syncd_sqlite("check-config")
     assert outcome.exit_code == 3
     assert 'source "district-a" (file:drop): ok' in outcome.stdout
     line = _one_line(outcome)
     assert line.startswith('syncd: source "district-b": ') and line.count("district-b") == 1
+
+
+def test_check_config_names_a_drop_folder_that_is_not_there_and_creates_nothing(
+    syncd_sqlite: Syncd,
+) -> None:
+    # A mistyped path: `run` would make it and poll it, empty, for ever.
+    syncd_sqlite.configure(url="file:dorp")
+    outcome = syncd_sqlite("check-config")
+    assert outcome.exit_code == 3
+    assert _one_line(outcome) == (
+        f'syncd: source "district-a": drop folder {syncd_sqlite.root / "dorp"} does not exist'
+    )
+    assert not (syncd_sqlite.root / "dorp").exists()
+    (syncd_sqlite.root / "dorp").write_text("")
+    assert "is not a folder" in _one_line(syncd_sqlite("check-config"))
 
 
 def test_unknown_config_key_exits_2_naming_the_key(syncd_sqlite: Syncd) -> None:

@@ -495,6 +495,20 @@ def test_missing_drop_folder_and_work_folders_are_created(sshd: Sshd) -> None:
     ]
 
 
+def test_a_check_looks_at_the_drop_folder_and_creates_nothing(sshd: Sshd) -> None:
+    drop = sshd.upload / "district-a" / "upload"
+    with pytest.raises(SourceUnreachable) as caught:
+        SftpSource(sshd.source_config(path=drop), check_only=True)
+    assert str(caught.value) == (
+        f'source "sftp": drop folder {drop} does not exist on 127.0.0.1:{sshd.port}'
+    )
+    assert caught.value.exit_code == 3
+    assert not (sshd.upload / "district-a").exists()
+    with SftpSource(sshd.source_config(), check_only=True):
+        pass
+    assert upload_tree(sshd) == []  # no work folders made either
+
+
 def test_claim_recreates_a_deleted_processing_folder(sshd: Sshd) -> None:
     (sshd.upload / "students.csv").write_bytes(CONTENT)
     with SftpSource(sshd.source_config()) as source:
