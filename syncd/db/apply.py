@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from syncd import audit
-from syncd.audit import EventBuffer
+from syncd.audit import SPOOL_LINES, EventBuffer
 from syncd.core.columns import PersonColumns
 from syncd.core.plan import (
     ORPHAN,
@@ -590,6 +590,9 @@ def apply_links(
                     end,
                 )
             )
+            if len(lines) >= SPOOL_LINES:  # a district's relationships file: 2M lines
+                events.add_lines(lines)
+                lines = []
             continue
         if lines:
             events.add_lines(lines)
