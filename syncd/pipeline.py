@@ -280,6 +280,7 @@ class Pipeline:
             hash_passwords=source.passwords is PasswordPolicy.HASH,
             update_passwords=source.update_passwords,
             deactivate_orphan_parents=source.deactivate_orphan_parents,
+            child_field=source.child_field.value,
             orphans=job.orphans,
             defer_orphans=job.defer_orphans,
         )

@@ -59,6 +59,8 @@ class ApplyContext:
     hash_passwords: bool = False
     update_passwords: bool = False
     deactivate_orphan_parents: bool = True
+    # The student field the source's parents files name children by (SPEC §2.3).
+    child_field: str = "sync_key"
     # The batch's parents left to judge; with defer_orphans (a later file of the batch comes)
     # this file's are added to them instead of judged.
     orphans: OrphanCarry | None = None
@@ -403,10 +405,6 @@ def attributes_json(attributes: tuple[tuple[str, str], ...]) -> str:
     return text
 
 
-# The fields a parents file's child values may match a student by (child_field).
-_MATCHED_FIELDS = frozenset({"username", "email", "student_number"})
-
-
 def _apply_updates(
     connection: sa.Connection,
     updates: Sequence[PersonUpsert],
@@ -469,7 +467,7 @@ def _apply_updates(
             reactivations.append((*row, reactivated, ORPHAN if stays_orphan else None))
         else:
             rows.append(row)
-        if kind is PersonKind.STUDENT and not changes.keys().isdisjoint(_MATCHED_FIELDS):
+        if kind is PersonKind.STUDENT and context.child_field in changes:
             rematched.append(person_id)
         if changes or new_hash:
             described: dict[str, dict[str, Any]] = {
@@ -507,8 +505,9 @@ def _apply_updates(
         connection, persons, (*columns, "active", "inactive_reason"), reactivations, constants
     )
     if rematched:
-        # Their parents' unchanged rows would be skipped, keeping links the child cell no
-        # longer makes (child_field = "email": the value now names another student).
+        # Their value of the source's child field changed (an email, with child_field =
+        # "email"): their parents' unchanged rows would be skipped, keeping links the child
+        # cell no longer makes.
         store.replan_parents(connection, _parents_of(connection, rematched))
 
 
