@@ -589,15 +589,13 @@ class Pipeline:
             for item in resolved
             if item.child is not None
         )
-        existing = store.links_of_parents(connection, parent_ids)
-        pending = store.pending_of_parents(connection, parent_ids)
-        if mode is Mode.FULL and job.source_name is not None:
-            existing += store.relationship_links_of_source(
-                connection, source.site, job.source_name, besides=parent_ids
-            )
-            pending += store.pending_of_source(
-                connection, source.site, job.source_name, Kind.RELATIONSHIPS
-            )
+        full = mode is Mode.FULL and job.source_name is not None
+        existing = store.links_to_plan(
+            connection, source.site, parent_ids, job.source_name if full else None
+        )
+        pending = store.pending_to_plan(
+            connection, source.site, parent_ids, job.source_name if full else None
+        )
         plan = plan_relationship_links(resolved, mode, job.source_name or "", existing, pending)
         return plan, names
 

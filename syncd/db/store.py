@@ -606,6 +606,32 @@ def relationship_links_of_source(
         cursor.close()
 
 
+# From this many parents a relationships file's links are read in one pass over the site's
+# links rather than by parent (900 a query): a district's file names a million parents.
+WHOLE_SITE_LINKS = 20_000
+
+
+def links_to_plan(
+    connection: sa.Connection, site: str, parent_ids: Collection[int], source: str | None
+) -> list[ExistingLink]:
+    """Return the links of the given parents and, for a full relationships file of `source`,
+    every relationships-file link of that source."""
+    if len(parent_ids) < WHOLE_SITE_LINKS:
+        found = links_of_parents(connection, parent_ids)
+        if source is not None:
+            found += relationship_links_of_source(connection, site, source, besides=parent_ids)
+        return found
+    cursor = driver_rows(connection, f"SELECT {_LINK_COLUMNS} FROM links WHERE site = ?", (site,))
+    try:
+        return _existing_links(
+            row
+            for row in cursor
+            if row[1] in parent_ids or (source is not None and row[5] and row[7] == source)
+        )
+    finally:
+        cursor.close()
+
+
 def _existing_links(rows: Iterable[tuple[Any, ...]]) -> list[ExistingLink]:
     types = _REL_TYPES
     return [
@@ -625,6 +651,25 @@ def pending_of_parents(
         query = sa.select(pending_links).where(pending_links.c.parent_id.in_(chunk))
         found.extend(_existing_pending(row) for row in connection.execute(query))
     return found
+
+
+def pending_to_plan(
+    connection: sa.Connection, site: str, parent_ids: Collection[int], source: str | None
+) -> list[ExistingPending]:
+    """Return the pending links of the given parents and, for a full relationships file of
+    `source`, every pending link such files of it made (as links_to_plan)."""
+    if len(parent_ids) < WHOLE_SITE_LINKS:
+        found = pending_of_parents(connection, parent_ids)
+        if source is not None:
+            found += pending_of_source(connection, site, source, Kind.RELATIONSHIPS)
+        return found
+    query = sa.select(pending_links).where(pending_links.c.site == site)
+    return [
+        _existing_pending(row)
+        for row in connection.execute(query)
+        if row.parent_id in parent_ids
+        or (source is not None and row.source == source and row.origin == Kind.RELATIONSHIPS.value)
+    ]
 
 
 def pending_of_source(

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from syncd.db import store
 from tests.cli.conftest import Syncd
 from tests.cli.rosters import (
     STUDENTS,
@@ -380,3 +381,38 @@ def test_pending_link_by_student_email_keeps_the_value_as_written(syncd: Syncd) 
     new_pupil = ("S9", "noah.m", "Noah", "Müller", "NOAH.M@school.example", "1009", "1")
     imported(syncd, "students-2.csv", students_csv([*STUDENTS, new_pupil]))
     assert ("katrin.mueller", "S9", "active") in syncd.links()
+
+
+@pytest.mark.parametrize("whole_site", [False, True], ids=["by-parent", "whole-site"])
+def test_a_full_file_removes_only_its_own_links_however_they_are_read(
+    syncd: Syncd, monkeypatch: pytest.MonkeyPatch, whole_site: bool
+) -> None:
+    """A district's file names so many parents that their links are read in one pass over
+    the site's; made tiny, that pass must plan what reading by parent does."""
+    if whole_site:
+        monkeypatch.setattr(store, "WHOLE_SITE_LINKS", 1)
+    syncd.configure(max_deactivate=1.0, mode={"parents": "delta"})
+    _roster(syncd)
+    katrin, peter, sean = (row[3].lower() for row in PARENTS_ONLY[1])
+    first = [
+        (katrin, "", "S1", "Parent"),
+        (katrin, "", "S9", "Parent"),  # pending
+        (peter, "", "S2", "Parent"),
+        (sean, "", "S4", "Parent"),
+        (sean, "", "S8", "Parent"),  # pending
+    ]
+    _import_sheet(syncd, "relationships.csv", first)
+    assert syncd("link", "--parent", "peter.sorensen", "--child", "S3").exit_code == 0
+    imported(syncd, "parents-2.csv", parents_csv([("Sean", "O'Brien", "sean.obrien", "S5")]))
+    # Katrin now names S2 only; Sean is not in the file (his parents-file link stays).
+    _import_sheet(syncd, "relationships-2.csv", [(katrin, "", "S2", "Parent"), first[2]])
+    assert active_links(syncd) == {
+        ("katrin.mueller", "S2"),
+        ("peter.sorensen", "S2"),
+        ("peter.sorensen", "S3"),  # manual
+        ("sean.obrien", "S5"),  # a parents file's
+    }
+    assert [link for link in syncd.export("relationships") if link["status"] == "pending"] == []
+    counts = report(syncd, "relationships-2.csv")["counts"]
+    # Katrin → S1 and Sean → S4 removed, Katrin → S9 and Sean → S8 no longer pending.
+    assert (counts["links_created"], counts["links_removed"]) == (1, 4)
