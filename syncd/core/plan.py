@@ -627,7 +627,8 @@ def resolve_links(
     and so does a row naming the same parent and child as an earlier one by other identifiers.
     """
     resolved: list[ResolvedLink] = []
-    first_line_of: dict[tuple[int, str, str], int] = {}
+    # (parent, child id) for a known child, (parent, field, value) for a pending one.
+    first_line_of: dict[tuple[int, int] | tuple[int, str, str], int] = {}
     for record in records:
         parent, problem = parents.find(record.parent_by, record.parent_value)
         for by, value in record.other_parent_ids:
@@ -649,8 +650,8 @@ def resolve_links(
             )
             errors.add(RowError(record.line, column, record.child_value, problem))
             continue
-        pair = (
-            (parent.person_id, "", str(child.person_id))
+        pair: tuple[int, int] | tuple[int, str, str] = (
+            (parent.person_id, child.person_id)
             if child is not None
             else (parent.person_id, field_name, child_lookup_value(field_name, record.child_value))
         )

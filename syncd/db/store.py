@@ -634,9 +634,11 @@ def links_to_plan(
 
 def _existing_links(rows: Iterable[tuple[Any, ...]]) -> list[ExistingLink]:
     types = _REL_TYPES
+    # One str per source name, not one per link (a district's site holds millions).
+    sources: dict[str | None, str | None] = {}
     return [
         ExistingLink(link_id, parent_id, child_id, types[type_], bool(by_parents),
-                     bool(by_relationships), manual, source)
+                     bool(by_relationships), manual, sources.setdefault(source, source))
         for link_id, parent_id, child_id, type_, by_parents, by_relationships, manual, source
         in rows
     ]  # fmt: skip
