@@ -145,75 +145,151 @@ def revert_file(
         )
     undone = 0
     now = events.now
+    # The commonest undos (a first load's creations) are written a chunk at a time; any other
+    # event first writes those queued, so every record sees its undos in trail order.
+    batch = _UndoBatch(connection, now, events)
     for row in reversed(trail):
         data = row.data or {}
         if row.event == audit.PERSON_CREATED or row.event == audit.PERSON_REACTIVATED:
-            connection.execute(
-                persons.update()
-                .where(persons.c.id == row.person_id)
-                .values(active=False, inactive_reason="revert", row_digest=None, updated_at=now)
-            )
-            events.add(
-                audit.PERSON_DEACTIVATED,
-                person_id=row.person_id,
-                sync_key=data.get("sync_key"),
-                kind=data.get("kind"),
-                reason="revert",
-            )
+            batch.set_active(row.person_id, data, active=False)
         elif row.event == audit.PERSON_DEACTIVATED:
-            connection.execute(
-                persons.update()
-                .where(persons.c.id == row.person_id)
-                .values(active=True, inactive_reason=None, row_digest=None, updated_at=now)
-            )
-            events.add(
-                audit.PERSON_REACTIVATED,
-                person_id=row.person_id,
-                sync_key=data.get("sync_key"),
-                kind=data.get("kind"),
-                reason="revert",
-            )
-        elif row.event == audit.PERSON_UPDATED and row.person_id is not None:
-            _restore_fields(connection, row.person_id, data.get("changes", {}), now)
-            events.add(
-                audit.PERSON_UPDATED,
-                person_id=row.person_id,
-                sync_key=data.get("sync_key"),
-                kind=data.get("kind"),
-                fields=data.get("fields"),
-                reason="revert",
-                changes={
-                    name: {"old": change.get("new"), "new": change.get("old")}
-                    for name, change in data.get("changes", {}).items()
-                    if name != "password"
-                },
-            )
-        elif row.event == audit.RELATIONSHIP_REMOVED and data.get("status") == "pending":
-            # A dropped pending link has no child row to link again: it is pending again.
-            _restore_pending(connection, data, now + pending_ttl, events)
-        elif row.event in (audit.RELATIONSHIP_CREATED, audit.RELATIONSHIP_REMOVED):
-            _undo_link(connection, row.event, data, now, events)
-        elif row.event == audit.RELATIONSHIP_PENDING:
-            _drop_pending(connection, data, events)
-        elif row.event == audit.RELATIONSHIP_RESOLVED:
-            # The file's student made a pending link; before it the link was pending.
-            _undo_link(connection, audit.RELATIONSHIP_CREATED, data, now, events)
-            pending = {
-                **data,
-                "child": data.get("child_value"),
-                # Events before child_field was recorded: the default child field.
-                "child_field": data.get("child_field") or "sync_key",
-            }
-            _restore_pending(connection, pending, now + pending_ttl, events)
+            batch.set_active(row.person_id, data, active=True)
+        elif row.event == audit.RELATIONSHIP_CREATED and not data.get("retyped"):
+            batch.unlink(data)
         else:
-            continue
+            batch.flush()
+            if row.event == audit.PERSON_UPDATED and row.person_id is not None:
+                _restore_fields(connection, row.person_id, data.get("changes", {}), now)
+                events.add(
+                    audit.PERSON_UPDATED,
+                    person_id=row.person_id,
+                    sync_key=data.get("sync_key"),
+                    kind=data.get("kind"),
+                    fields=data.get("fields"),
+                    reason="revert",
+                    changes={
+                        name: {"old": change.get("new"), "new": change.get("old")}
+                        for name, change in data.get("changes", {}).items()
+                        if name != "password"
+                    },
+                )
+            elif row.event == audit.RELATIONSHIP_REMOVED and data.get("status") == "pending":
+                # A dropped pending link has no child row to link again: it is pending again.
+                _restore_pending(connection, data, now + pending_ttl, events)
+            elif row.event in (audit.RELATIONSHIP_CREATED, audit.RELATIONSHIP_REMOVED):
+                _undo_link(connection, row.event, data, now, events)
+            elif row.event == audit.RELATIONSHIP_PENDING:
+                _drop_pending(connection, data, events)
+            elif row.event == audit.RELATIONSHIP_RESOLVED:
+                # The file's student made a pending link; before it the link was pending.
+                _undo_link(connection, audit.RELATIONSHIP_CREATED, data, now, events)
+                pending = {
+                    **data,
+                    "child": data.get("child_value"),
+                    # Events before child_field was recorded: the default child field.
+                    "child_field": data.get("child_field") or "sync_key",
+                }
+                _restore_pending(connection, pending, now + pending_ttl, events)
+            else:
+                continue
         undone += 1
+    batch.flush()
     _forget_rows(connection, trail)
     connection.execute(
         files.update().where(files.c.id == file_id).values(status=FileStatus.REVERTED.value)
     )
     events.add(audit.FILE_REVERTED, name=ledger.name, changes=undone)
     return undone
+
+
+_LINK_FLAGS = {"parents": "by_parents", "relationships": "by_relationships"}
+# Undos queued before they are written (one statement per CHUNK of them).
+UNDO_BATCH = 18_000
+_LINK_DETAILS = ("parent_id", "child_id", "parent", "child", "type")
+
+
+class _UndoBatch:
+    """Undos of person creations, reactivations and deactivations and of link creations,
+    queued and written a chunk at a time (one statement per chunk, not per event: a
+    district's first load is millions of them); their events are added in queued order."""
+
+    def __init__(self, connection: sa.Connection, now: datetime, events: EventBuffer) -> None:
+        self.connection = connection
+        self.now = now
+        self.events = events
+        # ("person", person_id, data, active) or ("link", data), in trail order.
+        self.queued: list[tuple[Any, ...]] = []
+
+    def set_active(self, person_id: int | None, data: dict[str, Any], active: bool) -> None:
+        self.queued.append(("person", person_id, data, active))
+        if len(self.queued) >= UNDO_BATCH:
+            self.flush()
+
+    def unlink(self, data: dict[str, Any]) -> None:
+        """Take back the file's mark on a link it created (the row stays, unmarked: it may
+        carry a creation event, db/trail.py); a link it never found is left alone."""
+        self.queued.append(("link", data))
+        if len(self.queued) >= UNDO_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.queued:
+            return
+        queued, self.queued = self.queued, []
+        for active in (False, True):
+            ids = sorted({op[1] for op in queued if op[0] == "person" and op[3] is active})
+            for chunk in store.chunked(ids):
+                self.connection.execute(
+                    persons.update()
+                    .where(persons.c.id.in_(chunk))
+                    .values(
+                        active=active,
+                        inactive_reason=None if active else "revert",
+                        row_digest=None,
+                        updated_at=self.now,
+                    )
+                )
+        found = self._unmark([op[1] for op in queued if op[0] == "link"])
+        for op in queued:
+            if op[0] == "person":
+                _, person_id, data, active = op
+                self.events.add(
+                    audit.PERSON_REACTIVATED if active else audit.PERSON_DEACTIVATED,
+                    person_id=person_id,
+                    sync_key=data.get("sync_key"),
+                    kind=data.get("kind"),
+                    reason="revert",
+                )
+            elif (op[1].get("parent_id"), op[1].get("child_id")) in found:
+                data = op[1]
+                details = {key: data.get(key) for key in _LINK_DETAILS}
+                self.events.add(
+                    audit.RELATIONSHIP_REMOVED,
+                    person_id=data.get("parent_id"),
+                    **details,
+                    reason="revert",
+                )
+
+    def _unmark(self, created: list[dict[str, Any]]) -> set[tuple[Any, Any]]:
+        """Clear the flag of the file's kind (or the manual mark) on each link; return the
+        (parent, child) pairs that had a link row."""
+        wanted: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+        for data in created:
+            wanted.setdefault((data.get("parent_id"), data.get("child_id")), []).append(data)
+        link_ids: dict[str | None, list[int]] = {}
+        found: set[tuple[Any, Any]] = set()
+        parents = sorted({parent for parent, _ in wanted if parent is not None})
+        for link in store.links_of_parents(self.connection, parents):
+            pair = (link.parent_id, link.child_id)
+            for data in wanted.get(pair, ()):
+                found.add(pair)
+                flag = _LINK_FLAGS.get(data.get("origin") or "")
+                link_ids.setdefault(flag, []).append(link.link_id)
+        for flag, ids in link_ids.items():
+            values: dict[str, Any] = {"manual": None} if flag is None else {flag: False}
+            for chunk in store.chunked(sorted(ids)):
+                self.connection.execute(links.update().where(links.c.id.in_(chunk)).values(values))
+        return found
 
 
 def _forget_rows(connection: sa.Connection, trail: Sequence[TrailEvent]) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
+from syncd import edits
 from tests.cli.conftest import Syncd
 from tests.cli.rosters import (
     STUDENTS,
@@ -209,3 +212,44 @@ def test_revert_of_a_students_file_makes_the_links_it_resolved_pending_again(
     _revert(syncd, "students-2.csv")
     assert person(syncd, "S5")["active"] is False
     assert syncd.links() == before
+
+
+@pytest.mark.parametrize("batch", [1, 2, edits.UNDO_BATCH])
+def test_revert_writes_its_undos_in_trail_order_however_many_at_once(
+    syncd: Syncd, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    monkeypatch.setattr(edits, "UNDO_BATCH", batch)
+    syncd.configure(max_deactivate=1.0, max_update=1.0)
+    imported(syncd, "students.csv", students_csv())
+    rows = [
+        ("P1", "Katrin", "Müller", "katrin@home.example", "S1"),
+        ("P2", "Peter", "Sørensen", "peter@home.example", "S2;S3"),
+    ]
+    imported(syncd, "parents.csv", parents_csv(rows, HEADER))
+    before = _snapshot(syncd)
+    changed = [
+        ("P1", "Katrin", "Müller", "katrin.neu@home.example", "S1;S4"),
+        ("P2", "Peter", "Sørensen", "peter@home.example", "S2"),
+        ("P3", "Claire", "Martin", "claire@home.example", "S5;S4"),
+    ]
+    imported(syncd, "parents-2.csv", parents_csv(changed, HEADER))
+    reverted = _revert(syncd, "parents-2.csv")
+    persons, links = _snapshot(syncd)
+    assert links == before[1]
+    assert [p for p in persons if p["sync_key"] != "P3"] == before[0]
+    assert person(syncd, "P3")["active"] is False
+    events = syncd("history", "--file", str(reverted), "--json").json()
+    undone = [
+        (e["event"], e.get("sync_key") or f"{e['parent']}→{e['child']}")
+        for e in events
+        if e.get("reason") == "revert"
+    ]
+    # Newest first, as the one-at-a-time revert wrote them.
+    assert undone == [
+        ("relationship.created", "P2→S3"),
+        ("person.updated", "P1"),
+        ("relationship.removed", "P3→S4"),
+        ("relationship.removed", "P3→S5"),
+        ("relationship.removed", "P1→S4"),
+        ("person.deactivated", "P3"),
+    ]
