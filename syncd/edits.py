@@ -91,6 +91,9 @@ def manual_link(
         "child": child.sync_key,
         "type": current_type,
         "origin": "manual",
+        # Why, as a revert's and an orphan's events say theirs: an operator's edit (origin
+        # names who made the link, which an unlink of a file's link keeps).
+        "reason": "manual",
     }
     applied = Applied()
     changed = is_active != was_active

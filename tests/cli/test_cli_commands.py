@@ -295,6 +295,7 @@ def test_manual_unlink_names_the_link_it_removed(syncd: Syncd) -> None:
     assert syncd("unlink", "--parent", "P1", "--child", "S2").exit_code == 0
     [removed] = syncd.events("relationship.removed")
     assert (removed["child"], removed["type"], removed["origin"]) == ("S2", "Parent", "file")
+    assert removed["reason"] == "manual"  # a file's link, removed by an operator
 
 
 def test_manual_link_events_carry_a_run_id(syncd: Syncd) -> None:
