@@ -3,10 +3,16 @@
     python bench/generate.py OUT_DIR [--rows N] [--parents M] [--seed S]
                              [--changed FRACTION] [--line-ending crlf|lf]
 
-writes OUT_DIR/students.csv (N rows) and OUT_DIR/parents.csv (M rows, default 1.5 x N).
+writes OUT_DIR/students.csv (N rows) and OUT_DIR/parents.csv (M rows, default 1.5 x N);
+`--kinds` adds, on request, the same parents as a parents file and a relationships file:
+OUT_DIR/parents-nochild.csv and OUT_DIR/relationships.csv.
 
 students.csv: SyncID, Username, First name, Last name, E-mail, Grade, School
 parents.csv:  SyncID, User name, First name, Last name, E-mail, Password, Pupil sync key
+parents-nochild.csv: the rows of parents.csv without their Pupil sync key column
+relationships.csv:   Parent ID, Student ID, Relationship: one row (parent SyncID, child
+                     SyncID, "Parent") per child in each parent's cell, in the parents'
+                     order (about 1.5 rows a parent)
 
 Both are comma-separated UTF-8 (no BOM); the parents' child cell names 1-3 student SyncIDs
 joined by ";" and is always quoted ("S0000012;S0000013"). Names mix ASCII and non-ASCII
@@ -58,6 +64,9 @@ PARENT_HEADER = (
     "SyncID", "User name", "First name", "Last name", "E-mail", "Password", "Pupil sync key",
 )  # fmt: skip
 CHILD_COLUMN = len(PARENT_HEADER) - 1
+PARENT_NOCHILD_HEADER = PARENT_HEADER[:CHILD_COLUMN]
+RELATIONSHIP_HEADER = ("Parent ID", "Student ID", "Relationship")
+KINDS = ("students", "parents", "parents-nochild", "relationships")
 
 _ASCII_CACHE: dict[str, str] = {}
 
@@ -156,6 +165,17 @@ class Generator:
                 ";".join(children),
             ]
 
+    def parents_nochild_rows(self) -> Iterator[list[str]]:
+        """The parents' rows without their child cell (same stream, same values)."""
+        for row in self.parents_rows():
+            yield row[:CHILD_COLUMN]
+
+    def relationships_rows(self) -> Iterator[list[str]]:
+        """One (parent key, child key, "Parent") row per child named in a parent's cell."""
+        for row in self.parents_rows():
+            for child in row[CHILD_COLUMN].split(";"):
+                yield [row[0], child, "Parent"]
+
 
 def write_csv(
     path: Path,
@@ -195,6 +215,9 @@ def generate(
     kinds: tuple[str, ...] = ("students", "parents"),
 ) -> dict[str, Path]:
     """Write the files into `out`; return {kind: path}."""
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown kinds: {', '.join(sorted(unknown))}")
     out.mkdir(parents=True, exist_ok=True)
     newline = "\r\n" if line_ending == "crlf" else "\n"
     generator = Generator(
@@ -212,6 +235,14 @@ def generate(
         path = out / "parents.csv"
         write_csv(path, PARENT_HEADER, generator.parents_rows(), newline, CHILD_COLUMN)
         written["parents"] = path
+    if "parents-nochild" in kinds:
+        path = out / "parents-nochild.csv"
+        write_csv(path, PARENT_NOCHILD_HEADER, generator.parents_nochild_rows(), newline)
+        written["parents-nochild"] = path
+    if "relationships" in kinds:
+        path = out / "relationships.csv"
+        write_csv(path, RELATIONSHIP_HEADER, generator.relationships_rows(), newline)
+        written["relationships"] = path
     return written
 
 
@@ -224,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changed", type=float, default=0.0, help="share of changed rows")
     parser.add_argument("--line-ending", choices=("crlf", "lf"), default="crlf")
     parser.add_argument(
-        "--kinds", default="students,parents", help="comma-separated: students,parents"
+        "--kinds",
+        default="students,parents",
+        help=f"comma-separated subset of: {','.join(KINDS)}",
     )
     args = parser.parse_args(argv)
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())

@@ -12,6 +12,11 @@ same run, prints a markdown table of ratios and writes it, with the machine, to
 docs/benchmarks.md (between the `bench:begin`/`bench:end` markers; the rest of that file,
 e.g. the profile notes, is kept).
 
+`--only relationships` (also in the full and quick runs) adds two info rows without a goal:
+the same district's links as a relationships file (one `Parent ID,Student ID,Relationship`
+row per child named in the parents file, 2.25M rows at 1M students), imported onto the
+students and the parents without their child column, then again as an LF copy.
+
 The exit status is non-zero only when something failed (a subprocess exit code, a file
 that was not applied, a daemon that did not apply a dropped file); never because a goal
 was missed, so `--quick` can gate CI.
@@ -570,23 +575,30 @@ def csv_reader_anchor(bench: Bench, files: Sequence[Path]) -> Measured:
 # --------------------------------------------------------------------------- scenarios
 
 
-def data_sets(bench: Bench) -> dict[str, dict[str, Path]]:
-    """Generate every file the scenarios need (timed separately, not part of any result)."""
+def data_sets(bench: Bench, only: set[str]) -> dict[str, dict[str, Path]]:
+    """Generate every file the scenarios in `only` need (timed separately, not part of any
+    result): students and parents for the person scenarios, and for `relationships` the
+    base set's parents-nochild.csv and relationships.csv and the LF set's relationships.csv."""
     data = bench.work / "data"
     sets: dict[str, dict[str, Path]] = {}
-    plan: list[tuple[str, int, dict[str, Any]]] = [
-        ("base", bench.n, {}),
-        ("again", bench.n, {"line_ending": "lf"}),
-        ("changed", bench.n, {"changed": 0.01}),
-        ("small", bench.small, {}),
+    persons = ("students", "parents") if only & PERSON_SCENARIOS else ()
+    links = "relationships" in only
+    base = (persons or ("students",)) + ("parents-nochild", "relationships") if links else persons
+    plan: list[tuple[str, int, tuple[str, ...], dict[str, Any]]] = [
+        ("base", bench.n, base, {}),
+        ("again", bench.n, persons + (("relationships",) if links else ()), {"line_ending": "lf"}),
+        ("changed", bench.n, persons, {"changed": 0.01}),
+        ("small", bench.small, persons, {}),
     ]
-    for name, rows, options in plan:
+    for name, rows, kinds, options in plan:
+        if not kinds:
+            continue
         started = time.perf_counter()
-        sets[name] = generate(data / name, rows, seed=bench.args.seed, **options)
+        sets[name] = generate(data / name, rows, seed=bench.args.seed, kinds=kinds, **options)
         size = sum(p.stat().st_size for p in sets[name].values())
         log(
-            f"generated {name}: {human_count(rows)} students, {size / MIB:.0f} MiB "
-            f"in {time.perf_counter() - started:.1f}s"
+            f"generated {name} ({', '.join(kinds)}): {human_count(rows)} students, "
+            f"{size / MIB:.0f} MiB in {time.perf_counter() - started:.1f}s"
         )
     return sets
 
@@ -787,6 +799,96 @@ def scenario_scaling(bench: Bench, sets: dict[str, dict[str, Path]]) -> None:
     except Exception as error:  # noqa: BLE001
         bench.fail(ratio_row, error)
         time_row.met = "error"
+
+
+# --------------------------------------------------------------------------- relationships
+
+
+def approx_count(rows: int) -> str:
+    """2,249,360 -> 2.25M, 224,966 -> 225k (row labels; the details give the exact count)."""
+    if rows >= 1_000_000:
+        return f"{rows / 1_000_000:.2f}M"
+    if rows >= 10_000:
+        return f"{rows / 1_000:.0f}k"
+    return f"{rows:,}"
+
+
+def data_rows(path: Path) -> int:
+    """Lines after the header (the generated relationships file quotes no newline)."""
+    with path.open("rb") as handle:
+        return sum(1 for _ in handle) - 1
+
+
+def _relationships_run(
+    bench: Bench, row: Row, config: Path, path: Path, rows: int, expect_written: int | None
+) -> dict[str, int]:
+    """Time `syncd import path` on the scenario's database beside a csv.reader pass of the
+    file; fill `row`; return the ledger counts. `expect_written`: the data rows it must
+    write (None: any)."""
+    db = config.parent / "syncd.db"
+    checkpoint(db)
+    writes_before = read_write_counters(db)
+    before = max_file_id(db)
+    anchor = csv_reader_anchor(bench, [path])
+    if int(anchor.stdout) != rows + 1:
+        raise BenchError(f"csv.reader read {anchor.stdout.strip()} lines, expected {rows + 1:,}")
+    log(f"syncd import {path.parent.name}/{path.name} ({rows:,} relationship rows) ...")
+    measured, documents = syncd_import(bench, config, [path])
+    writes = {k: n - writes_before.get(k, 0) for k, n in read_write_counters(db).items()}
+    written, text = writes_summary(
+        writes, audit_event_counts(config.parent / "audit.jsonl", before)
+    )
+    counts = counts_of(documents)
+    row.value = f"{secs(measured.wall_s)}, peak RSS {measured.rss_mib:.0f} MiB"
+    row.anchor = f"{secs(anchor.wall_s)} (csv.reader)"
+    row.ratio = f"{measured.wall_s / anchor.wall_s:.1f}×"
+    row.details = (
+        f"{rows:,} rows; {text}; ledger: {describe_counts(counts)}; peak RSS "
+        f"{measured.rss_mib:.0f} MiB, CPU {measured.user_s + measured.sys_s:.0f} s"
+    )
+    if expect_written is not None and written != expect_written:
+        raise BenchError(f"{written:,} data rows written, expected {expect_written:,}")
+    return counts
+
+
+def scenario_relationships(bench: Bench, sets: dict[str, dict[str, Path]]) -> None:
+    """A district's links as a relationships file (info rows, no goal): the students and
+    the parents without their child column loaded first (untimed, one import), then
+    relationships.csv (every link created) and the same rows again as an LF copy (a new
+    sha256: read and applied, 0 rows written, every row unchanged)."""
+    base = sets["base"]
+    path, lf_copy = base["relationships"], sets["again"]["relationships"]
+    rows = data_rows(path)
+    label = approx_count(rows)
+    first_row = bench.add(Row(f"relationships file ({label} rows), first load", "— (info)"))
+    again_row = bench.add(Row("the same relationships file again (LF copy)", "— (info)"))
+    setup = bench.work / "relationships-setup"
+    folder = bench.work / "relationships"
+    try:
+        config = write_config(setup, sqlite_url(setup / "syncd.db"))
+        log(f"syncd import {bench.label(bench.n)} students + parents without children (setup) ...")
+        syncd_import(bench, config, [base["students"], base["parents-nochild"]])
+        config = write_config(folder, sqlite_url(folder / "syncd.db"))
+        copy_database(setup / "syncd.db", folder / "syncd.db")
+        shutil.rmtree(setup, ignore_errors=True)
+        install_write_counters(folder / "syncd.db")
+        counts = _relationships_run(bench, first_row, config, path, rows, None)
+        if counts.get("links_created") != rows:
+            raise BenchError(f"links_created {counts.get('links_created')}, expected {rows:,}")
+    except Exception as error:  # noqa: BLE001
+        bench.fail(first_row, error)
+        again_row.met = "error"
+        again_row.details = "the first load failed"
+        shutil.rmtree(setup, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    try:
+        counts = _relationships_run(bench, again_row, config, lf_copy, rows, 0)
+        if counts.get("unchanged") != rows:
+            raise BenchError(f"unchanged {counts.get('unchanged')}, expected {rows:,}")
+    except Exception as error:  # noqa: BLE001
+        bench.fail(again_row, error)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -1453,7 +1555,10 @@ generated files in one run (issue 5). See bench/run.py for what each row counts.
 # --------------------------------------------------------------------------- main
 
 
-SCENARIOS = ("loads", "reapply", "scaling", "pg", "sftp", "latency", "passwords")
+SCENARIOS = (
+    "loads", "reapply", "scaling", "relationships", "pg", "sftp", "latency", "passwords",
+)  # fmt: skip
+PERSON_SCENARIOS = {"loads", "reapply", "scaling", "pg", "sftp"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1520,8 +1625,8 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(Exception):
                 bench.facts["pg_version"] = pg_execute(args.pg_url, "SHOW server_version")[0][0]
                 bench.facts["pg_version"] = f"PostgreSQL {bench.facts['pg_version']}"
-        needs_data = only & {"loads", "reapply", "scaling", "pg", "sftp"}
-        sets = data_sets(bench) if needs_data else {}
+        needs_data = only & (PERSON_SCENARIOS | {"relationships"})
+        sets = data_sets(bench, only) if needs_data else {}
         loaded = None
         if only & {"loads", "reapply", "scaling"}:
             loaded = scenario_sqlite_loads(bench, sets)
@@ -1531,6 +1636,8 @@ def main(argv: list[str] | None = None) -> int:
             scenario_scaling(bench, sets)
         if loaded is not None and not args.keep:
             shutil.rmtree(loaded.parent, ignore_errors=True)
+        if "relationships" in only:
+            scenario_relationships(bench, sets)
         if "pg" in only:
             scenario_postgres(bench, sets)
         if "sftp" in only:
