@@ -58,20 +58,32 @@ def test_revert_deactivates_persons_the_file_created(syncd: Syncd) -> None:
     assert state == {"S1": True, "S2": True, "S3": True, "S4": False, "S5": False}
 
 
-def test_revert_restores_links_a_parents_file_changed(syncd: Syncd) -> None:
+PARENTS = [
+    ("P1", "Katrin", "Müller", "katrin@home.example", "S1"),
+    ("P2", "Peter", "Sørensen", "peter@home.example", "S2;S3"),
+]
+# P1 with another email and a second child, P2 without S3.
+PARENTS_CHANGED = [
+    ("P1", "Katrin", "Müller", "katrin.neu@home.example", "S1;S4"),
+    ("P2", "Peter", "Sørensen", "peter@home.example", "S2"),
+]
+
+
+def _parents_then_changed(
+    syncd: Syncd, *more: tuple[str, ...]
+) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
+    """Import the students, PARENTS, then PARENTS_CHANGED (and `more`) as parents-2.csv;
+    return the snapshot before parents-2.csv."""
     syncd.configure(max_deactivate=1.0, max_update=1.0)
     imported(syncd, "students.csv", students_csv())
-    rows = [
-        ("P1", "Katrin", "Müller", "katrin@home.example", "S1"),
-        ("P2", "Peter", "Sørensen", "peter@home.example", "S2;S3"),
-    ]
-    imported(syncd, "parents.csv", parents_csv(rows, HEADER))
+    imported(syncd, "parents.csv", parents_csv(PARENTS, HEADER))
     before = _snapshot(syncd)
-    changed = [
-        ("P1", "Katrin", "Müller", "katrin.neu@home.example", "S1;S4"),
-        ("P2", "Peter", "Sørensen", "peter@home.example", "S2"),
-    ]
-    imported(syncd, "parents-2.csv", parents_csv(changed, HEADER))
+    imported(syncd, "parents-2.csv", parents_csv([*PARENTS_CHANGED, *more], HEADER))
+    return before
+
+
+def test_revert_restores_links_a_parents_file_changed(syncd: Syncd) -> None:
+    before = _parents_then_changed(syncd)
     assert active_links(syncd) == {("P1", "S1"), ("P1", "S4"), ("P2", "S2")}
     _revert(syncd, "parents-2.csv")
     assert _snapshot(syncd) == before
@@ -219,20 +231,9 @@ def test_revert_writes_its_undos_in_trail_order_however_many_at_once(
     syncd: Syncd, monkeypatch: pytest.MonkeyPatch, batch: int
 ) -> None:
     monkeypatch.setattr(edits, "UNDO_BATCH", batch)
-    syncd.configure(max_deactivate=1.0, max_update=1.0)
-    imported(syncd, "students.csv", students_csv())
-    rows = [
-        ("P1", "Katrin", "Müller", "katrin@home.example", "S1"),
-        ("P2", "Peter", "Sørensen", "peter@home.example", "S2;S3"),
-    ]
-    imported(syncd, "parents.csv", parents_csv(rows, HEADER))
-    before = _snapshot(syncd)
-    changed = [
-        ("P1", "Katrin", "Müller", "katrin.neu@home.example", "S1;S4"),
-        ("P2", "Peter", "Sørensen", "peter@home.example", "S2"),
-        ("P3", "Claire", "Martin", "claire@home.example", "S5;S4"),
-    ]
-    imported(syncd, "parents-2.csv", parents_csv(changed, HEADER))
+    before = _parents_then_changed(
+        syncd, ("P3", "Claire", "Martin", "claire@home.example", "S5;S4")
+    )
     reverted = _revert(syncd, "parents-2.csv")
     persons, links = _snapshot(syncd)
     assert links == before[1]
