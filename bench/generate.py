@@ -226,23 +226,18 @@ def generate(
         seed=seed,
         changed=changed,
     )
+    # kind: (header, rows, the column quoted whole), written in this order.
+    files = {
+        "students": (STUDENT_HEADER, generator.students, None),
+        "parents": (PARENT_HEADER, generator.parents_rows, CHILD_COLUMN),
+        "parents-nochild": (PARENT_NOCHILD_HEADER, generator.parents_nochild_rows, None),
+        "relationships": (RELATIONSHIP_HEADER, generator.relationships_rows, None),
+    }
     written: dict[str, Path] = {}
-    if "students" in kinds:
-        path = out / "students.csv"
-        write_csv(path, STUDENT_HEADER, generator.students(), newline)
-        written["students"] = path
-    if "parents" in kinds:
-        path = out / "parents.csv"
-        write_csv(path, PARENT_HEADER, generator.parents_rows(), newline, CHILD_COLUMN)
-        written["parents"] = path
-    if "parents-nochild" in kinds:
-        path = out / "parents-nochild.csv"
-        write_csv(path, PARENT_NOCHILD_HEADER, generator.parents_nochild_rows(), newline)
-        written["parents-nochild"] = path
-    if "relationships" in kinds:
-        path = out / "relationships.csv"
-        write_csv(path, RELATIONSHIP_HEADER, generator.relationships_rows(), newline)
-        written["relationships"] = path
+    for kind, (header, rows_of, quoted) in files.items():
+        if kind in kinds:
+            written[kind] = out / f"{kind}.csv"
+            write_csv(written[kind], header, rows_of(), newline, quoted)
     return written
 
 
