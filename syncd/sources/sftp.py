@@ -498,18 +498,22 @@ class SftpSource:
 
     # ----------------------------------------------------------------- Source
 
-    def _check_root(self) -> None:
+    def _check_root(self, missing_ok: bool = False) -> None:
         """Fail unless the drop folder is a folder on the server (a mistyped path would
-        otherwise be created and polled, empty, for ever)."""
+        otherwise be created and polled, empty, for ever), or with `missing_ok` is not
+        there yet."""
         with self._remote(f"looking at {self.root}"):
             attrs = self._lstat(self.root)
         if attrs is None:
+            if missing_ok:
+                return
             self._fail(f"drop folder {self.root} does not exist on {self._where}")
         if not stat.S_ISDIR(attrs.st_mode or 0):
             self._fail(f"drop folder {self.root} on {self._where} is not a folder")
 
     def ensure_folders(self) -> None:
         """Create processing/, held/, archive/, failed/ and reports/ when they are missing."""
+        self._check_root(missing_ok=True)  # a file there: say so, not "cannot create"
         for name in FOLDER_NAMES:
             self._makedirs(self.folder(name))
 

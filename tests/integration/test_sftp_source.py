@@ -509,6 +509,16 @@ def test_a_check_looks_at_the_drop_folder_and_creates_nothing(sshd: Sshd) -> Non
     assert upload_tree(sshd) == []  # no work folders made either
 
 
+def test_a_drop_folder_that_is_a_file_is_named_so(sshd: Sshd) -> None:
+    drop = sshd.upload / "upload.csv"
+    drop.write_bytes(CONTENT)
+    with pytest.raises(SourceUnreachable) as caught:
+        SftpSource(sshd.source_config(path=drop))
+    assert str(caught.value) == (
+        f'source "sftp": drop folder {drop} on 127.0.0.1:{sshd.port} is not a folder'
+    )
+
+
 def test_claim_recreates_a_deleted_processing_folder(sshd: Sshd) -> None:
     (sshd.upload / "students.csv").write_bytes(CONTENT)
     with SftpSource(sshd.source_config()) as source:
