@@ -436,7 +436,7 @@ def _link(
     with app.engine.begin() as connection:
         # A manual edit is a run of its own: its events carry a run_id, as a revert's do.
         events = app.events(site=site_name, run_id=new_run_id())
-        changed = manual_link(connection, site_name, parent, child, chosen, unlink, events)
+        edit = manual_link(connection, site_name, parent, child, chosen, unlink, events)
         events.write(connection)
     events.emit()
     verb = "unlinked" if unlink else "linked"
@@ -445,15 +445,15 @@ def _link(
         print_json(
             {
                 "site": site_name,
-                "parent": parent,
-                "child": child,
+                "parent": edit.parent,
+                "child": edit.child,
                 "action": action,
-                "changed": changed,
+                "changed": edit.changed,
             }
         )
         return
-    note = " (already so)" if not changed else "; no file will link them" if unlink else ""
-    click.echo(f"{verb} {parent} → {child}{note}")
+    note = " (already so)" if not edit.changed else "; no file will link them" if unlink else ""
+    click.echo(f"{verb} {edit.parent} → {edit.child}{note}")
 
 
 @cli.command("link")

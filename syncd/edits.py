@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -31,6 +31,15 @@ def _person(connection: sa.Connection, site: str, key: str, kind: PersonKind) ->
     return row
 
 
+class ManualEdit(NamedTuple):
+    """What `syncd link`/`unlink` did: whether it changed anything, and the sync keys of the
+    two persons (a key given as a username or email is resolved)."""
+
+    changed: bool
+    parent: str
+    child: str
+
+
 def manual_link(
     connection: sa.Connection,
     site: str,
@@ -39,8 +48,8 @@ def manual_link(
     rel_type: RelType | None,
     unlink: bool,
     events: EventBuffer,
-) -> bool:
-    """Link (or unlink) a parent and a child by hand; files never undo it. Return if it changed."""
+) -> ManualEdit:
+    """Link (or unlink) a parent and a child by hand; files never undo it."""
     parent = _person(connection, site, parent_key, PersonKind.PARENT)
     child = _person(connection, site, child_key, PersonKind.STUDENT)
     now = events.now
@@ -121,7 +130,7 @@ def manual_link(
         )
     context = ApplyContext(site=site, source=None, file_id=None, now=now, pending_ttl=timedelta(0))
     settle_parents(connection, context, events, applied)
-    return changed
+    return ManualEdit(changed, parent.sync_key, child.sync_key)
 
 
 def revert_file(

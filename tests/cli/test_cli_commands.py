@@ -266,6 +266,18 @@ def test_manual_link_and_unlink_are_audited_and_exported_as_manual(syncd: Syncd)
     assert [(e["parent"], e["child"]) for e in removed] == [("P1", "S2")]
 
 
+def test_link_by_username_or_email_names_the_sync_keys_it_linked(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name", "E-mail")
+    zoe = ("P1", "Zoë", "Nuñez", "zoe@home.example")
+    imported(syncd, "parents.csv", parents_csv([zoe], header))
+    outcome = syncd("link", "--parent", "ZOE@home.example", "--child", "Jonas.Sorensen")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert outcome.stdout.strip() == "linked P1 → S2"
+    unlinked = syncd("unlink", "--parent", "zoe@home.example", "--child", "S2", "--json")
+    assert (unlinked.json()["parent"], unlinked.json()["child"]) == ("P1", "S2")
+
+
 def test_manual_link_over_a_files_link_is_a_change_audited_with_what_it_was(
     syncd: Syncd,
 ) -> None:
