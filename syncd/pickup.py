@@ -231,6 +231,7 @@ class Pickup:
                 # Counted from when syncd first saw the file, not from its mtime: a client
                 # that keeps a file's old timestamp (sftp -p, WinSCP) must wait too.
                 and self._listed_for(entry) < self.config.dependency_wait.total_seconds()
+                and not self._applies_without_them(entry, kind)
             ):
                 outcome.waiting += 1
                 audit.emit(
@@ -247,6 +248,30 @@ class Pickup:
             if processing_name is not None:
                 claimed.append(_Claimed(processing_name, entry.name, entry.mtime, entry.size))
         return claimed
+
+    def _applies_without_them(self, entry: Entry, kind: Kind) -> bool:
+        """Whether a later kind's file applies whole while an earlier kind is still arriving
+        (SPEC §2.3: it waits for a child value that matches no student yet): a preview in
+        which every row applies and every person it names exists. Anything else waits (a
+        row rejected may be a parent the arriving parents file brings)."""
+        location = entry.name if self.config.is_sftp else str(Path(self.config.path) / entry.name)
+        with tempfile.TemporaryDirectory(prefix="syncd-preview-") as folder:
+            path = self.source.fetch_location(location, Path(folder))
+            job = Job(
+                path=path,
+                name=entry.name,
+                source=self.config,
+                source_name=self.config.name,
+                kind=kind,
+                dry_run=True,
+            )
+            result = self.pipeline.process(job)
+        return (
+            result.status is FileStatus.APPLIED
+            and not result.reason  # a preview says "would fail" / "would be held" here
+            and result.counts.rejected == 0
+            and result.unresolved_children == 0
+        )
 
     def _expire(self, run_id: str) -> None:
         now = self.clock.now()

@@ -417,6 +417,30 @@ def test_parents_file_waits_while_its_students_file_is_still_uploading(syncd: Sy
     }
 
 
+def test_parents_file_naming_only_known_students_does_not_wait_for_an_upload(
+    syncd: Syncd,
+) -> None:
+    # SPEC §2.3: a later file waits for an arriving earlier one only when a child value
+    # matches no student yet; a stuck students.csv.part must not hold up the others.
+    assert syncd("import", str(syncd.write("students.csv", STUDENTS))).exit_code == 0
+    syncd.drop("students-next.csv.part", STUDENTS)
+    parents = syncd.drop("parents.csv", PARENTS)
+    events_before = len(syncd.events())
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert not parents.exists()
+    assert syncd.events("file.waiting") == []
+    assert syncd.links() == {
+        ("katrin", "S1", "active"),
+        ("sean", "S1", "active"),
+        ("sean", "S2", "active"),
+    }
+    # The preview behind that choice left no trace: one file received, applied.
+    names = [e["event"] for e in syncd.events()[events_before:] if e["event"].startswith("file.")]
+    assert names == ["file.received", "file.validated", "file.applied"]
+    assert [f["name"] for f in syncd("files", "--json").json()] == ["students.csv", "parents.csv"]
+
+
 def test_parents_file_stops_waiting_after_dependency_wait(syncd_sqlite: Syncd) -> None:
     syncd_sqlite.configure(dependency_wait="1s")
     syncd_sqlite.drop("students.csv.part", STUDENTS)  # an upload that never ends

@@ -105,6 +105,21 @@ def test_partial_upload_is_left_alone_until_renamed(remote: tuple[Syncd, Sshd]) 
     assert len(syncd.export()) == 2
 
 
+def test_an_upload_under_way_holds_up_only_files_naming_its_students(
+    remote: tuple[Syncd, Sshd],
+) -> None:
+    syncd, sshd = remote
+    upload(sshd, "students.csv", STUDENTS)
+    assert syncd("run", "--once").exit_code == 0
+    upload(sshd, "students-next.csv.part", STUDENTS)
+    upload(sshd, "parents.csv", PARENTS)  # names S1, S2: both there
+    upload(sshd, "more-parents.csv", PARENTS.replace("S1,S2", "S1,S3"))  # S3 is not
+    assert syncd("run", "--once").exit_code == 0
+    assert not (sshd.upload / "parents.csv").exists()  # applied
+    assert (sshd.upload / "more-parents.csv").exists()  # waits for the upload
+    assert [e["name"] for e in syncd.events("file.waiting")] == ["more-parents.csv"]
+
+
 def test_growing_file_waits_until_unchanged_for_min_age(remote: tuple[Syncd, Sshd]) -> None:
     syncd, sshd = remote
     syncd.configure(sources=[sftp_source(sshd, min_age="1s")])
