@@ -94,6 +94,9 @@ class Pickup:
         # When this syncd first listed each file as it is now, kept in the database so that
         # a cron-driven `run --once` (a new process each time) ages files too.
         self._first_seen: dict[str, datetime] = {}
+        # Files a preview found naming someone not there yet (name, size, mtime): the
+        # daemon's next polls let them wait without reading them again.
+        self._must_wait: set[tuple[str, int, float]] = set()
 
     def _list_entries(self) -> list[Entry]:
         """List the drop folder, remembering each file's first-seen time across runs."""
@@ -254,6 +257,8 @@ class Pickup:
         (SPEC §2.3: it waits for a child value that matches no student yet): a preview in
         which every row applies and every person it names exists. Anything else waits (a
         row rejected may be a parent the arriving parents file brings)."""
+        if (entry.name, entry.size, entry.mtime) in self._must_wait:
+            return False
         location = entry.name if self.config.is_sftp else str(Path(self.config.path) / entry.name)
         with tempfile.TemporaryDirectory(prefix="syncd-preview-") as folder:
             path = self.source.fetch_location(location, Path(folder))
@@ -266,12 +271,15 @@ class Pickup:
                 dry_run=True,
             )
             result = self.pipeline.process(job)
-        return (
+        applies = (
             result.status is FileStatus.APPLIED
             and not result.reason  # a preview says "would fail" / "would be held" here
             and result.counts.rejected == 0
             and result.unresolved_children == 0
         )
+        if not applies:
+            self._must_wait.add((entry.name, entry.size, entry.mtime))
+        return applies
 
     def _expire(self, run_id: str) -> None:
         now = self.clock.now()
