@@ -73,6 +73,9 @@ def normalize_email(value: str) -> str:
     return value.strip().casefold()
 
 
+_TYPE_NAMES = {rel_type.value.casefold(): rel_type for rel_type in RelType}
+
+
 def parse_relationship_type(value: str, synonyms: Mapping[str, RelType]) -> RelType | None:
     """Return the type a cell names (missing means Parent), or None when unknown."""
     text = value.strip()
@@ -81,10 +84,7 @@ def parse_relationship_type(value: str, synonyms: Mapping[str, RelType]) -> RelT
     folded = text.casefold()
     if folded in synonyms:
         return synonyms[folded]
-    for rel_type in RelType:
-        if rel_type.value.casefold() == folded:
-            return rel_type
-    return None
+    return _TYPE_NAMES.get(folded)
 
 
 def misaligned_row(row: RawRow, columns: Columns) -> RowError | None:
