@@ -221,6 +221,9 @@ class LinkRecord:
     # Further identifiers the row gives for the same parent, tried when the first one is
     # unknown or ambiguous (families share emails; a key is unique).
     other_parent_ids: tuple[tuple[ParentBy, str], ...] = ()
+    # The row's Student Email where its Student ID names the child (lookup form): naming
+    # another student, it rejects the row (never a guess which one is meant).
+    child_email: str = ""
 
 
 @dataclass(slots=True)

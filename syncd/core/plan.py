@@ -644,6 +644,13 @@ def resolve_links(
         else:
             field_name, index = child_field.value, students_by_field
         child, problem = resolve_child(record.child_value, field_name, index)
+        if child is not None and record.child_email:
+            other, _ = resolve_child(record.child_email, "email", students_by_email)
+            if other is not None and other.person_id != child.person_id:
+                problem = (
+                    f"names {child.sync_key}, but its student email {record.child_email} is "
+                    f"{other.sync_key}'s; correct one of them"
+                )
         if problem is not None:
             column = labels.get(
                 "student_email" if record.child_by is ChildBy.EMAIL else "student_id", "child"

@@ -513,8 +513,12 @@ def _link_records(
         problems.append(RowError(row.line, columns.label(label), "", "missing parent"))
 
     children: list[tuple[ChildBy, str]] = []
+    child_email = ""
     if student_id := columns.get(values, "student_id"):
         children = [(ChildBy.FIELD, value) for value in split_child_values(student_id)]
+        also = normalize_email(columns.get(values, "student_email"))
+        if len(children) == 1 and EMAIL_PATTERN.match(also):
+            child_email = also
     elif student_email := columns.get(values, "student_email"):
         for email in split_child_values(student_email):
             if not EMAIL_PATTERN.match(normalize_email(email)):
@@ -545,6 +549,7 @@ def _link_records(
             type=rel_type,
             deleted=deleted,
             other_parent_ids=tuple(parent_ids[1:]),
+            child_email=child_email,
         )
         for child_by, child_value in children
     ]

@@ -416,3 +416,22 @@ def test_a_full_file_removes_only_its_own_links_however_they_are_read(
     counts = report(syncd, "relationships-2.csv")["counts"]
     # Katrin → S1 and Sean → S4 removed, Katrin → S9 and Sean → S8 no longer pending.
     assert (counts["links_created"], counts["links_removed"]) == (1, 4)
+
+
+def test_a_row_whose_student_id_and_email_name_different_students_is_rejected(
+    syncd: Syncd, name: str
+) -> None:
+    # Never a guess which one the admin meant (SPEC §2.3).
+    _roster(syncd)
+    rows = [
+        ("katrin.mueller@home.example", "jonas.sorensen@school.example", "S1", "Parent"),
+        ("peter.sorensen@home.example", "JONAS.sorensen@school.example", "S2", "Parent"),
+    ]
+    content = _sheet(name.rsplit(".", 1)[1])(rows)
+    assert syncd("import", str(syncd.write(name, content))).exit_code == 0
+    assert active_links(syncd) == {("peter.sorensen", "S2")}
+    [error] = errors_rows(syncd, name)
+    assert (error["row"], error["column"], error["value"]) == ("2", "Student ID", "S1")
+    assert error["error"] == (
+        "names S1, but its student email jonas.sorensen@school.example is S2's; correct one of them"
+    )
