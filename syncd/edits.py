@@ -20,9 +20,6 @@ from syncd.db.trail import TrailEvent
 from syncd.errors import FileFailed, UsageError
 from syncd.model import FileStatus, PersonKind, RelType
 
-# A reverted person's fingerprint: the next row for the person is compared field by field.
-REVERTED_FINGERPRINT = store.REPLAN_FINGERPRINT
-
 
 def _person(connection: sa.Connection, site: str, key: str, kind: PersonKind) -> Any:
     row = store.find_person(connection, site, key, kind)
@@ -233,14 +230,15 @@ class _UndoBatch:
         self.queued: list[tuple[Any, ...]] = []
 
     def set_active(self, person_id: int | None, data: dict[str, Any], active: bool) -> None:
-        self.queued.append(("person", person_id, data, active))
-        if len(self.queued) >= UNDO_BATCH:
-            self.flush()
+        self._queue(("person", person_id, data, active))
 
     def unlink(self, data: dict[str, Any]) -> None:
         """Take back the file's mark on a link it created (the row stays, unmarked: it may
         carry a creation event, db/trail.py); a link it never found is left alone."""
-        self.queued.append(("link", data))
+        self._queue(("link", data))
+
+    def _queue(self, op: tuple[Any, ...]) -> None:
+        self.queued.append(op)
         if len(self.queued) >= UNDO_BATCH:
             self.flush()
 
@@ -434,7 +432,7 @@ def _restore_fields(
     # No file row describes the person now: the next file's row is read and compared.
     values: dict[str, Any] = {
         "updated_at": now,
-        "fingerprint": REVERTED_FINGERPRINT,
+        "fingerprint": store.REPLAN_FINGERPRINT,
         "row_digest": None,
     }
     attributes = dict(row.attributes or {})

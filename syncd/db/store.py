@@ -383,9 +383,7 @@ def student_index(
 _PARENT_IDS = (ParentBy.SYNC_KEY, ParentBy.EMAIL, ParentBy.USERNAME)
 
 
-def parent_index(
-    connection: sa.Connection, site: str, by: Collection[ParentBy] = tuple(ParentBy)
-) -> ParentIndex:
+def parent_index(connection: sa.Connection, site: str, by: Collection[ParentBy]) -> ParentIndex:
     """Return the site's parents by each identifier in `by` (the others stay empty: a
     district's relationships file names its parents one way, and each map costs a few
     hundred MB at a million parents)."""

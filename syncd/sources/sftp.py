@@ -60,7 +60,8 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def _first(preferred: Collection[str], offered: Sequence[str]) -> tuple[str, ...]:
-    """Return `offered` with the names in `preferred` moved to the front, in its order."""
+    """Return `offered` with the names in `preferred` moved to the front (in the order
+    `offered` gives them: paramiko's lists AES-GCM 128 before 256)."""
     return tuple(name for name in offered if name in preferred) + tuple(
         name for name in offered if name not in preferred
     )
@@ -74,10 +75,7 @@ def _transport_factory(host_key_types: Collection[str]) -> Callable[..., paramik
     def transport(*args: Any, **kwargs: Any) -> paramiko.Transport:
         made = paramiko.Transport(*args, **kwargs)
         options = made.get_security_options()
-        ciphers = tuple(options.ciphers)
-        options.ciphers = tuple(c for c in PREFERRED_CIPHERS if c in ciphers) + tuple(
-            c for c in ciphers if c not in PREFERRED_CIPHERS
-        )
+        options.ciphers = _first(PREFERRED_CIPHERS, tuple(options.ciphers))
         options.key_types = _first(host_key_types, tuple(options.key_types))
         return made
 
