@@ -427,8 +427,7 @@ def test_a_row_whose_student_id_and_email_name_different_students_is_rejected(
         ("katrin.mueller@home.example", "jonas.sorensen@school.example", "S1", "Parent"),
         ("peter.sorensen@home.example", "JONAS.sorensen@school.example", "S2", "Parent"),
     ]
-    content = _sheet(name.rsplit(".", 1)[1])(rows)
-    assert syncd("import", str(syncd.write(name, content))).exit_code == 0
+    _import_sheet(syncd, name, rows)
     assert active_links(syncd) == {("peter.sorensen", "S2")}
     [error] = errors_rows(syncd, name)
     assert (error["row"], error["column"], error["value"]) == ("2", "Student ID", "S1")
