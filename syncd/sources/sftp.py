@@ -67,13 +67,28 @@ def _first(preferred: Collection[str], offered: Sequence[str]) -> tuple[str, ...
     )
 
 
+def _send_at_once(sock: Any) -> None:
+    """Turn Nagle's algorithm off on the connection's TCP socket (paramiko leaves it on).
+
+    With it on, each of SSH's request-and-answer steps whose request went out in more than
+    one segment waited for the server's delayed ACK (40 ms on Linux): connecting to loopback
+    OpenSSH 9.2 took 0.12-0.15 s, 0.07 s without it; and a download's small read requests
+    and window adjustments waited the same way behind the data in flight: the benchmark's
+    177 MB parents file took 1.02-1.28 s, 0.77-0.82 s without it (alternating runs).
+    """
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _transport_factory(host_key_types: Collection[str]) -> Callable[..., paramiko.Transport]:
-    """Make paramiko Transports that offer PREFERRED_CIPHERS first, and the host key types
-    known_hosts lists for the server (else paramiko asks for ed25519 first, and a server that
-    has one shows it though known_hosts holds its ECDSA or RSA key: a false "changed")."""
+    """Make paramiko Transports that send at once (_send_at_once), offer PREFERRED_CIPHERS
+    first, and the host key types known_hosts lists for the server (else paramiko asks for
+    ed25519 first, and a server that has one shows it though known_hosts holds its ECDSA or
+    RSA key: a false "changed")."""
 
     def transport(*args: Any, **kwargs: Any) -> paramiko.Transport:
         made = paramiko.Transport(*args, **kwargs)
+        _send_at_once(made.sock)
         options = made.get_security_options()
         options.ciphers = _first(PREFERRED_CIPHERS, tuple(options.ciphers))
         options.key_types = _first(host_key_types, tuple(options.key_types))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -426,6 +427,13 @@ def test_downloads_use_aes_gcm_where_the_server_offers_it(sshd: Sshd, tmp_path: 
     with SftpSource(sshd.source_config()) as source:
         assert _cipher(source) == "aes128-gcm@openssh.com"
         assert source.fetch_location("students.csv", tmp_path).read_bytes() == CONTENT
+
+
+def test_the_connection_sends_without_waiting_for_acks(sshd: Sshd) -> None:
+    # Nagle's algorithm held each small request behind the server's delayed ACK (40 ms).
+    with SftpSource(sshd.source_config()) as source:
+        sock = source._client.get_transport().sock
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
 def test_a_server_without_aes_gcm_gets_what_it_offers(sshd: Sshd, tmp_path: Path) -> None:
