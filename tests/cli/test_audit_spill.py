@@ -26,3 +26,34 @@ def test_spilled_events_are_logged_once_each_in_order(
     assert names[-1] == "file.applied" and names.count("file.validated") == 1
     history = syncd("history", "--file", str(created[0]["file_id"]), "--json").json()
     assert [e["event"] for e in history].count("person.created") == 30
+
+
+def test_a_log_written_out_as_it_grows_keeps_every_line(
+    syncd: Syncd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The log asks the kernel to write out and drop what it appended every WRITE_OUT_BYTES
+    # (a district's gigabyte of events must not sit dirty in the page cache); the lines,
+    # before and after each window, are all there, whole and in order.
+    monkeypatch.setattr(audit, "SPOOL_LINES", 5)
+    monkeypatch.setattr(audit._ReopenableFile, "CHUNK", 1000)  # spool copied in many writes
+    monkeypatch.setattr(audit._ReopenableFile, "WRITE_OUT_BYTES", 2000)
+    advised: list[tuple[int, int]] = []
+    fadvise = audit.os.posix_fadvise
+
+    def recording(fd: int, offset: int, length: int, advice: int) -> None:
+        advised.append((offset, length))
+        fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(audit.os, "posix_fadvise", recording)
+    rows = "".join(f"S{number:02},First{number},Last{number}\n" for number in range(60))
+    path = syncd.write("students.csv", "SyncID,First name,Last name\n" + rows)
+    outcome = syncd("import", str(path))
+    assert outcome.exit_code == 0, outcome.stderr
+    created = syncd.events("person.created")
+    assert [event["sync_key"] for event in created] == [f"S{n:02}" for n in range(60)]
+    # Each call starts where the one before it did (pages in flight then are dropped now):
+    # at the start of the log, then further on.
+    offsets = [offset for offset, _ in advised]
+    assert len(offsets) >= 3 and offsets[:2] == [0, 0] and offsets == sorted(offsets)
+    assert len(set(offsets)) == len(offsets) - 1
+    assert all(length == 0 for _, length in advised)  # to the end of the file
