@@ -6,6 +6,7 @@ import functools
 import json
 import marshal
 import os
+import struct
 import sys
 import tempfile
 import threading
@@ -13,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, NamedTuple
 
 import sqlalchemy as sa
 import structlog
@@ -128,7 +129,6 @@ class _ReopenableFile:
     half done, and takes a line when its newline has arrived (as log shippers do).
     """
 
-    CHUNK = 1 << 20
     # Bytes appended between two calls of _write_out.
     WRITE_OUT_BYTES = 32 << 20
 
@@ -197,19 +197,11 @@ class _ReopenableFile:
         with self._lock:
             self._write(text)
 
-    def copy_from(self, spool: IO[bytes]) -> None:
-        """Append everything `spool` (UTF-8 lines) holds from where it stands, in whole
-        lines."""
+    def write_all(self, texts: Iterable[bytes]) -> None:
+        """Append each of `texts` (UTF-8, whole lines) in turn."""
         with self._lock:
-            rest = b""
-            while chunk := spool.read(self.CHUNK):
-                chunk = rest + chunk
-                end = chunk.rfind(b"\n") + 1
-                rest = chunk[end:]
-                if end:
-                    self._write_bytes(chunk[:end])
-            if rest:
-                self._write_bytes(rest)
+            for text in texts:
+                self._write_bytes(text)
 
     def reopen(self) -> None:
         with self._lock:
@@ -294,35 +286,109 @@ FLUSH_EVENTS = 20_000
 SPOOL_LINES = 20_000
 
 
+class LineRun(NamedTuple):
+    """JSON lines in a row: `start + member + end` for each of `members`, or, when `start`
+    is None, whole lines (`members` each ending in a newline)."""
+
+    start: str | None
+    end: str
+    members: list[str]
+
+
+# A spooled run: its kind (0: whole lines, 1: members), then the byte lengths of start, end
+# and the members (joined by newlines, which JSON members never hold).
+_RUN_HEADER = struct.Struct("<BIIQ")
+
+
+def _write_run(spool: IO[bytes], run: LineRun) -> None:
+    encode = functools.partial(str.encode, encoding="utf-8", errors="surrogatepass")
+    if run.start is None:
+        start = end = b""
+        payload = encode("".join(run.members))
+    else:
+        start, end = encode(run.start), encode(run.end)
+        payload = encode("\n".join(run.members))
+    spool.write(
+        _RUN_HEADER.pack(run.start is not None, len(start), len(end), len(payload))
+        + start
+        + end
+        + payload
+    )
+
+
+def _expanded(start: bytes, end: bytes, members: bytes) -> bytes:
+    """Return the lines of members joined by newlines: one pass in C."""
+    return start + members.replace(b"\n", end + start) + end
+
+
+def _read_runs(spool: IO[bytes]) -> Iterator[bytes]:
+    """Yield the lines of each run in `spool` (from where it stands), as bytes."""
+    while header := spool.read(_RUN_HEADER.size):
+        has_members, start_size, end_size, size = _RUN_HEADER.unpack(header)
+        start, end = spool.read(start_size), spool.read(end_size)
+        payload = spool.read(size)
+        yield _expanded(start, end, payload) if has_members else payload
+
+
+def _run_lines(run: LineRun) -> str:
+    if run.start is None:
+        return "".join(run.members)
+    return run.start + (run.end + run.start).join(run.members) + run.end
+
+
 class EventSegment:
     """Events in the order they were added: audit rows (event, level, person_id, data as
     JSON text) and JSON lines, each spooled to a temporary file once there are many.
 
-    The spooled lines are a chain of temporary files, in order: another segment's spool is
-    appended by taking its file into the chain, not by copying it (a district's first load
-    spools a gigabyte of lines).
+    Lines that differ only in their middle (a file's person.created lines: the context
+    before, event, level and time after) are kept as runs of their members (LineRun) and
+    spooled so: a district's first load spools 0.45 GB instead of 1.1 GB of lines. The
+    spooled runs are a chain of temporary files, in order: another segment's spool is
+    appended by taking its file into the chain, not by copying it.
     """
 
     def __init__(self) -> None:
         self.rows: list[tuple[str, str, int | None, str]] = []
-        self.lines: list[str] = []
+        self.runs: list[LineRun] = []
+        self._lines = 0  # in self.runs
         self._row_spool: IO[bytes] | None = None
         self._line_spools: list[IO[bytes]] = []
         self._open_spool: IO[bytes] | None = None  # the last of the chain, taking new lines
 
     def add_line(self, line: str) -> None:
-        self.lines.append(line)
-        if len(self.lines) >= SPOOL_LINES:
+        """Add a whole line (ending in a newline)."""
+        runs = self.runs
+        if runs and runs[-1].start is None:
+            runs[-1].members.append(line)
+        else:
+            runs.append(LineRun(None, "", [line]))
+        self._lines += 1
+        if self._lines >= SPOOL_LINES:
+            self.spool_lines()
+
+    def add_members(self, start: str, end: str, members: list[str]) -> None:
+        """Add the lines `start + member + end` of `members` (without newlines)."""
+        if not members:
+            return
+        runs = self.runs
+        if runs and runs[-1].start == start and runs[-1].end == end:
+            runs[-1].members.extend(members)
+        else:
+            runs.append(LineRun(start, end, list(members)))
+        self._lines += len(members)
+        if self._lines >= SPOOL_LINES:
             self.spool_lines()
 
     def spool_lines(self) -> None:
-        if not self.lines:
+        if not self.runs:
             return
         if self._open_spool is None:
             self._open_spool = tempfile.TemporaryFile()  # noqa: SIM115
             self._line_spools.append(self._open_spool)
-        self._open_spool.write("".join(self.lines).encode("utf-8", "surrogatepass"))
-        self.lines.clear()
+        for run in self.runs:
+            _write_run(self._open_spool, run)
+        self.runs = []
+        self._lines = 0
 
     def spool_rows(self) -> None:
         if self._row_spool is None:
@@ -342,14 +408,14 @@ class EventSegment:
         rows, self.rows = self.rows, []
         yield from rows
 
-    def take_lines(self) -> tuple[list[IO[bytes]], list[str]]:
-        """Return (the spooled lines: files to read in order, each from its start; the lines
-        after them) and forget them."""
+    def take_lines(self) -> tuple[list[IO[bytes]], list[LineRun]]:
+        """Return (the spooled runs: files to read in order with _read_runs, each from its
+        start; the runs after them) and forget them."""
         spools, self._line_spools, self._open_spool = self._line_spools, [], None
-        lines, self.lines = self.lines, []
+        runs, self.runs, self._lines = self.runs, [], 0
         for spool in spools:
             spool.seek(0)
-        return spools, lines
+        return spools, runs
 
     def append_spooled(self, spools: list[IO[bytes]]) -> None:
         """Append the spooled lines of another segment (after the lines added so far)."""
@@ -365,7 +431,7 @@ class EventSegment:
         self._row_spool = self._open_spool = None
         self._line_spools = []
         self.rows.clear()
-        self.lines.clear()
+        self.runs, self._lines = [], 0
 
 
 class EventBuffer:
@@ -375,7 +441,7 @@ class EventBuffer:
     processor chain: each is redacted once and rendered as its JSON line at once; the lines
     wait in a temporary spool file until `emit` (after the commit) appends them to the log,
     so the log never shows a change that did not happen. Creation events that the created
-    rows describe in full are logged with `add_lines` and stored as provenance (db/trail.py).
+    rows describe in full are logged with `add_members` and stored as provenance (db/trail.py).
     """
 
     def __init__(self, context: dict[str, Any], now: datetime) -> None:
@@ -453,11 +519,15 @@ class EventBuffer:
         else:
             for row in held.take_rows():
                 self._segment.rows.append(row)
-        spools, lines = held.take_lines()
+        spools, runs = held.take_lines()
         if spools:
             self._segment.append_spooled(spools)
-        for line in lines:
-            self._segment.add_line(line)
+        for run in runs:
+            if run.start is None:
+                for line in run.members:
+                    self._segment.add_line(line)
+            else:
+                self._segment.add_members(run.start, run.end, run.members)
 
     def add_row_errors(self, errors: Iterable[Any]) -> None:
         """Add a row.rejected event for each RowError."""
@@ -478,12 +548,10 @@ class EventBuffer:
         assert event in EVENT_NAMES, event
         return self._prefix, f',"event":"{event}","level":"{level}","ts":"{self._ts}"}}\n'
 
-    def add_lines(self, lines: list[str]) -> None:
-        """Log ready JSON lines (from `line_parts`) of events stored as provenance."""
-        segment = self._segment
-        segment.lines.extend(lines)
-        if len(segment.lines) >= SPOOL_LINES:
-            segment.spool_lines()
+    def add_members(self, start: str, end: str, members: list[str]) -> None:
+        """Log the JSON lines `start + member + end` (`start`, `end` from `line_parts`,
+        perhaps with more members after `start`) of events stored as provenance."""
+        self._segment.add_members(start, end, members)
 
     def write(self, connection: sa.Connection) -> None:
         """Insert the events not yet written as audit rows (in the caller's transaction)."""
@@ -515,28 +583,30 @@ class EventBuffer:
         """Log the events as JSON lines (after the transaction committed)."""
         segment = self._segment
         segment.rows.clear()
-        spools, lines = segment.take_lines()
+        spools, runs = segment.take_lines()
         segment.clear()
         if _sink is None:  # audit not configured (library use): structlog's defaults
-            for line in _spooled(spools, lines):
+            for line in _spooled(spools, runs):
                 fields = json.loads(line)
                 event, level = fields.pop("event"), fields.pop("level")
                 fields.pop("ts", None)
                 getattr(log, level)(event, **fields)
             return
         for spool in spools:
-            _sink.copy_from(spool)
+            _sink.write_all(_read_runs(spool))
             spool.close()
-        if lines:
-            _sink.write_text("".join(lines))
+        if runs:
+            _sink.write_text("".join(map(_run_lines, runs)))
 
 
-def _spooled(spools: list[IO[bytes]], lines: list[str]) -> Iterator[str]:
+def _spooled(spools: list[IO[bytes]], runs: list[LineRun]) -> Iterator[str]:
+    """Yield each line (without its newline; JSON holds no other line break)."""
     for spool in spools:
-        for line in spool:
-            yield line.decode("utf-8", "surrogatepass")
+        for lines in _read_runs(spool):
+            yield from lines.decode("utf-8", "surrogatepass").split("\n")[:-1]
         spool.close()
-    yield from lines
+    for run in runs:
+        yield from _run_lines(run).split("\n")[:-1]
 
 
 def emit(event: str, *, level: str = "info", **fields: Any) -> None:

@@ -328,20 +328,20 @@ def create_plain_persons(
         leave_open=True,
     )
     start, end = events.line_parts(audit.RELATIONSHIP_CREATED)
-    events.add_lines(
+    events.add_members(
+        start,
+        end,
         list(
             map(
-                _link_line,
-                repeat(start),
+                _link_members,
                 parent_ids,
                 child_ids,
                 map(json_string, parent_keys),
                 map(json_string, child_keys),
                 type_names,
                 repeat(origin),
-                repeat(end),
             )
-        )
+        ),
     )
     applied.counts.links_created += len(child_ids)
     _add_pending(connection, pending, context, events, applied)
@@ -378,12 +378,13 @@ def _insert_persons(
         },
     )
     start, end = events.line_parts(audit.PERSON_CREATED)
-    start += f'"kind":"{kind.value}","sync_key":'
-    events.add_lines(
+    events.add_members(
+        start + f'"kind":"{kind.value}","sync_key":',
+        end,
         [
-            f'{start}{json_string(key)},"person_id":{person_id}{end}'
+            f'{json_string(key)},"person_id":{person_id}'
             for key, person_id in zip(keys, ids, strict=True)
-        ]
+        ],
     )
 
 
@@ -578,23 +579,21 @@ def apply_links(
                 continue
             parent = change.parent_key if new_parent else names.get(parent_id, change.parent_key)
             lines.append(
-                _link_line(
-                    start,
+                _link_members(
                     parent_id,
                     change.child_id,
                     json_string(parent),
                     json_string(names.get(change.child_id, "")),
                     rel_type,
                     origin._value_,
-                    end,
                 )
             )
             if len(lines) >= SPOOL_LINES:  # a district's relationships file: 2M lines
-                events.add_lines(lines)
+                events.add_members(start, end, lines)
                 lines = []
             continue
         if lines:
-            events.add_lines(lines)
+            events.add_members(start, end, lines)
             lines = []
         updates.append(
             {
@@ -628,7 +627,7 @@ def apply_links(
                 previous_type=existing.type.value,
                 **marks,
             )
-    events.add_lines(lines)
+    events.add_members(start, end, lines)
     applied.counts.links_created += len(new_links)
     _insert_links(connection, new_links, context, provenance)
     _executemany(
@@ -676,14 +675,14 @@ def _insert_links(
     )
 
 
-def _link_line(
-    start: str, parent_id: int, child_id: int, parent: str, child: str, rel_type: str,
-    origin: str, end: str,
-) -> str:  # fmt: skip
-    """Return a new link's relationship.created line (`parent`, `child`: JSON strings)."""
+def _link_members(
+    parent_id: int, child_id: int, parent: str, child: str, rel_type: str, origin: str
+) -> str:
+    """Return the members of a new link's relationship.created line (`parent`, `child`:
+    JSON strings)."""
     return (
-        f'{start}"parent_id":{parent_id},"child_id":{child_id},"parent":{parent},'
-        f'"child":{child},"type":"{rel_type}","origin":"{origin}","person_id":{parent_id}{end}'
+        f'"parent_id":{parent_id},"child_id":{child_id},"parent":{parent},'
+        f'"child":{child},"type":"{rel_type}","origin":"{origin}","person_id":{parent_id}'
     )
 
 
@@ -918,7 +917,7 @@ class _Silent(EventBuffer):
     ) -> None:
         return None
 
-    def add_lines(self, lines: list[str]) -> None:
+    def add_members(self, start: str, end: str, members: list[str]) -> None:
         return None
 
 

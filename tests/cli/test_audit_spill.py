@@ -35,8 +35,7 @@ def test_a_log_written_out_as_it_grows_keeps_every_line(
     # (a district's gigabyte of events must not sit dirty in the page cache); the lines,
     # before and after each window, are all there, whole and in order.
     monkeypatch.setattr(audit, "SPOOL_LINES", 5)
-    monkeypatch.setattr(audit._ReopenableFile, "CHUNK", 1000)  # spool copied in many writes
-    monkeypatch.setattr(audit._ReopenableFile, "WRITE_OUT_BYTES", 2000)
+    monkeypatch.setattr(audit._ReopenableFile, "WRITE_OUT_BYTES", 100)
     advised: list[tuple[int, int]] = []
     fadvise = audit.os.posix_fadvise
 
