@@ -225,7 +225,14 @@ def run_child(
     check: bool = True,
     stdin_path: Path | None = None,
 ) -> Measured:
-    """Run `argv`, wait for it with os.wait4 (its own rusage: peak RSS, CPU); time it."""
+    """Run `argv`, wait for it with os.wait4 (its own rusage: peak RSS, CPU); time it.
+
+    Whatever the bench wrote before (a copied database, generated files, the last
+    scenario's outputs) is flushed to disk first, untimed: left dirty in the page cache it
+    made the child's own writes slow (this kind of machine slows every write once a
+    gigabyte or two is dirty), and the measure was of the bench, not of the child.
+    """
+    os.sync()
     with (
         tempfile.TemporaryFile() as out,
         tempfile.TemporaryFile() as err,
