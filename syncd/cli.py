@@ -194,7 +194,12 @@ def import_command(
     for result in results:
         if (line := reports.problem_line(result)) is not None:
             click.echo(f"syncd: {line}", err=True)
-    if any(r.status in (FileStatus.FAILED, FileStatus.HELD) for r in results):
+    # A dry run exits as the real run would: 1 for a file it would fail or hold, so that a
+    # script can check a file before it sends it.
+    if any(
+        FileStatus.FAILED in (r.status, r.would) or FileStatus.HELD in (r.status, r.would)
+        for r in results
+    ):
         sys.exit(1)
 
 

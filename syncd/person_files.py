@@ -255,9 +255,8 @@ class PersonFile:
         result.pending = applied.pending
         if job.dry_run:
             # The preview says what the real run would do with the file as a whole.
-            result.status = FileStatus.APPLIED
+            result.previewed(failure, held)
             if failure or held:
-                result.reason = f"would fail: {failure}" if failure else f"would be held: {held}"
                 transaction.rollback()
                 return
             # The batch's later files are planned after this one's changes, as a real run

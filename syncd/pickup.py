@@ -273,7 +273,7 @@ class Pickup:
             result = self.pipeline.process(job)
         applies = (
             result.status is FileStatus.APPLIED
-            and not result.reason  # a preview says "would fail" / "would be held" here
+            and result.would is None  # neither failed nor held, were it applied
             and result.counts.rejected == 0
             and result.unresolved_children == 0
         )

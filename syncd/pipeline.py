@@ -82,6 +82,16 @@ class FileResult:
     changes: list[dict[str, Any]] = field(default_factory=list)
     unresolved_children: int = 0
     duration_s: float = 0.0
+    # A dry run's file is planned, never failed or held: what the real run would do then.
+    would: FileStatus | None = None
+
+    def previewed(self, failure: str | None, held: str | None) -> None:
+        """Say what the real run would do with a file a dry run planned whole."""
+        self.status = FileStatus.APPLIED
+        if failure:
+            self.would, self.reason = FileStatus.FAILED, f"would fail: {failure}"
+        elif held:
+            self.would, self.reason = FileStatus.HELD, f"would be held: {held}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,12 +470,9 @@ class Pipeline:
             failure, held = self._verdict(connection, job, counts, link_plan)
             if job.dry_run:
                 # The preview says what the real run would do with the file as a whole.
-                result.status = FileStatus.APPLIED
+                result.previewed(failure, held)
                 events.discard()
                 if failure or held:
-                    result.reason = (
-                        f"would fail: {failure}" if failure else f"would be held: {held}"
-                    )
                     transaction.rollback()
                     return
                 # A later relationships file of the batch is planned after this one's

@@ -33,7 +33,10 @@ def report_status(status: FileStatus) -> str:
 
 def problem_line(result: FileResult) -> str | None:
     """Return the one line a command says on stderr of a file that failed or was held
-    (SPEC §5), None for any other outcome; the report holds the details."""
+    (SPEC §5), or that a dry run says would be, None for any other outcome; the report
+    holds the details."""
+    if result.would is not None:
+        return f"{result.name}: {result.reason}"
     if result.status not in (FileStatus.FAILED, FileStatus.HELD, FileStatus.REJECTED):
         return None
     return f"{result.name}: {report_status(result.status)}: {result.reason or 'see its report'}"

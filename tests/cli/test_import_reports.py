@@ -158,6 +158,7 @@ def test_import_leaves_the_file_where_it_is(syncd: Syncd) -> None:
 
 
 def test_dry_run_changes_nothing(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=0.5)  # the file would apply (and deactivate S1)
     imported(syncd, "students.csv", students_csv(STUDENTS[:3]))
     before = (syncd.export(), files(syncd), len(syncd.events()))
     outcome = run_import(syncd, "students-2.csv", students_csv(STUDENTS[1:]), "--dry-run")
@@ -251,16 +252,24 @@ def test_dry_run_plan_names_links_by_sync_keys(syncd: Syncd) -> None:
 
 
 def test_dry_run_says_when_the_file_would_be_held_or_fail(syncd: Syncd) -> None:
+    # And exits as the real run would (1), so that a script can check a file before it
+    # sends it; the plan is printed all the same.
     imported(syncd, "students.csv", students_csv())
     held = run_import(syncd, "students-2.csv", students_csv(STUDENTS[:2]), "--dry-run", "--json")
-    assert held.exit_code == 0, held.stderr
+    assert held.exit_code == 1, held.stderr
     assert "would be held" in held.json()["reason"]
     assert "max_deactivate" in held.json()["reason"]
+    assert held.stderr.strip().splitlines() == [f"syncd: students-2.csv: {held.json()['reason']}"]
     rows = [*STUDENTS, *[(f"X{n}", "", "", "", "", "", "") for n in range(6)]]
     failing = run_import(syncd, "students-3.csv", table(STUDENT_HEADER, rows), "--dry-run")
-    assert failing.exit_code == 0, failing.stderr
+    assert failing.exit_code == 1, failing.stderr
     assert "would fail" in failing.stdout and "max_reject" in failing.stdout
+    assert "would fail" in failing.stderr and "Traceback" not in failing.stderr
     assert files(syncd) == files(syncd, "--status", "applied")
+    # A file that would apply (rows rejected under max_reject included) exits 0.
+    rows = [*STUDENTS, ("X0", "", "", "", "", "", "")]
+    fine = run_import(syncd, "students-4.csv", table(STUDENT_HEADER, rows), "--dry-run")
+    assert fine.exit_code == 0, fine.stderr
 
 
 def test_dry_run_batch_plans_a_relationships_file_after_another(syncd: Syncd) -> None:
