@@ -398,52 +398,59 @@ class _CsvScanner:
         limits = self._limits
         max_field = limits.max_field_chars
         known, seed = digests.known, digests.seed
+        forget = known.remove
         readline, limit = self._readline, self._max_line_bytes + 1
         decode, reader, pending, taken = self._decode, self._reader, self._pending, self._taken
         line = self._line
-        while True:
-            raw = readline(limit)
-            if not raw:
-                return
-            line += 1
-            digest = xxh3_64_intdigest(raw.rstrip(b"\r\n"), seed) >> 1
-            if known and digest in known:
-                known.remove(digest)
-                digests.hits += 1
-                continue
-            self._line = line
-            try:
-                text = decode(raw)
-            except UnicodeDecodeError as error:
-                raise self._undecodable(line) from error
-            cr = text.find("\r")
-            if len(raw) >= limit or (cr >= 0 and not (cr == len(text) - 2 and text[-1] == "\n")):
-                # Rare: a line too long (in bytes; _general_rows counts characters), or with
-                # lone CRs (universal newlines end a line there).
-                yield from self._general_rows(text, width)
-                line = self._line
-                continue
-            # The common case: one line, one record, parsed by the csv module.
-            pending.append(text)
-            taken.clear()
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as error:
-                raise self._unreadable(error, line) from error
-            if taken:  # a quoted field spans lines: the record's bytes are all of them
-                if self._at_end and any(_END_MARK in cell for cell in cells):
-                    raise _never_closed(line)
-                digest = row_digest(b"".join([raw, *taken]).rstrip(b"\r\n"), seed)
-                self._line = line = line + len(taken)
-                if max(map(len, cells)) > max_field:
-                    raise _field_too_long(line - len(taken), limits)
-            elif len(text) > max_field and max(map(len, cells)) > max_field:
-                raise _field_too_long(line, limits)
-            found = self._row(cells, width, line - len(taken), digest)
-            if found is not None:
-                yield found
+        skipped = 0  # added to digests.hits at the end: this loop runs for every line
+        try:
+            while True:
+                raw = readline(limit)
+                if not raw:
+                    return
+                line += 1
+                digest = xxh3_64_intdigest(raw.rstrip(b"\r\n"), seed) >> 1
+                if digest in known:
+                    forget(digest)
+                    skipped += 1
+                    continue
+                self._line = line
+                try:
+                    text = decode(raw)
+                except UnicodeDecodeError as error:
+                    raise self._undecodable(line) from error
+                cr = text.find("\r")
+                if len(raw) >= limit or (
+                    cr >= 0 and not (cr == len(text) - 2 and text[-1] == "\n")
+                ):
+                    # Rare: a line too long (in bytes; _general_rows counts characters), or with
+                    # lone CRs (universal newlines end a line there).
+                    yield from self._general_rows(text, width)
+                    line = self._line
+                    continue
+                # The common case: one line, one record, parsed by the csv module.
+                pending.append(text)
+                taken.clear()
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as error:
+                    raise self._unreadable(error, line) from error
+                if taken:  # a quoted field spans lines: the record's bytes are all of them
+                    if self._at_end and any(_END_MARK in cell for cell in cells):
+                        raise _never_closed(line)
+                    digest = row_digest(b"".join([raw, *taken]).rstrip(b"\r\n"), seed)
+                    self._line = line = line + len(taken)
+                    if max(map(len, cells)) > max_field:
+                        raise _field_too_long(line - len(taken), limits)
+                elif len(text) > max_field and max(map(len, cells)) > max_field:
+                    raise _field_too_long(line, limits)
+                found = self._row(cells, width, line - len(taken), digest)
+                if found is not None:
+                    yield found
+        finally:
+            digests.hits += skipped
 
     def _row(self, cells: list[str], width: int, line: int, digest: int | None) -> RawRow | None:
         """Return the RawRow of a record's cells, or None if blank. A short row is padded to
