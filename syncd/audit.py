@@ -627,5 +627,6 @@ def event_as_dict(row: Any) -> dict[str, Any]:
         if getattr(row, key) is not None:
             document[key] = getattr(row, key)
     data = row.data if isinstance(row.data, dict) else json.loads(row.data or "{}")
-    document.update(data)
+    # As the JSON line has it: without the members whose value is null (EventBuffer._line).
+    document.update((key, value) for key, value in data.items() if value is not None)
     return document

@@ -156,7 +156,6 @@ def _relationship_created(
                 "child": row.child_key,
                 "type": row.created_type,
                 "origin": row.created_origin,
-                "previous_type": None,
             },
             context,
             anchors,

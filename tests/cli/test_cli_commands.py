@@ -240,6 +240,18 @@ def test_history_of_a_file_lists_its_audit_events(syncd: Syncd) -> None:
     assert logged == names
 
 
+def test_history_of_each_file_is_its_audit_lines_event_for_event(syncd: Syncd) -> None:
+    # SPEC §6: the same events in the database as in the log: every member, not just the
+    # names (events stored as the created rows' provenance included).
+    _roster(syncd)
+    for name in ("students.csv", "parents.csv", "relationships.csv"):
+        number = file_id(syncd, name)
+        history = syncd("history", "--file", str(number), "--json").json()
+        logged = [event for event in syncd.events() if event.get("file_id") == number]
+        assert len(history) == len(logged) > 2
+        assert history == logged, name
+
+
 def test_audit_lines_carry_the_documented_fields(syncd: Syncd) -> None:
     imported(syncd, "students.csv", students_csv())
     for event in syncd.events():
