@@ -462,7 +462,7 @@ def _undo_link(
         sa.select(links).where(links.c.parent_id == parent_id, links.c.child_id == child_id)
     ).first()
     details: dict[str, Any] = {
-        k: data.get(k) for k in ("parent_id", "child_id", "parent", "child", "type")
+        k: data.get(k) for k in ("parent_id", "child_id", "parent", "child", "type", "origin")
     }
     if event == audit.RELATIONSHIP_CREATED and data.get("retyped"):
         _undo_retype(connection, row, data, now, events)

@@ -204,11 +204,15 @@ def test_revert_restores_a_pending_link_the_file_dropped_and_audits_both_ways(
     _revert(syncd, "parents-2.csv")
     assert syncd.links() == {("P1", "S1", "active"), ("P1", "S9", "pending")}
     undone = [
-        (e["event"], e["child"])
+        (e["event"], e["child"], e.get("origin"))
         for e in syncd.events()
         if e["event"].startswith("relationship.") and e.get("reason") == "revert"
     ]
-    assert sorted(undone) == [("relationship.pending", "S9"), ("relationship.removed", "S8")]
+    # Each names the kind of file whose change it undoes, as the events of the file did.
+    assert sorted(undone) == [
+        ("relationship.pending", "S9", "parents"),
+        ("relationship.removed", "S8", "parents"),
+    ]
 
 
 def test_revert_of_a_students_file_makes_the_links_it_resolved_pending_again(
