@@ -214,7 +214,7 @@ def revert_file(
 _LINK_FLAGS = {"parents": "by_parents", "relationships": "by_relationships"}
 # Undos queued before they are written (one statement per CHUNK of them).
 UNDO_BATCH = 18_000
-_LINK_DETAILS = ("parent_id", "child_id", "parent", "child", "type")
+_LINK_DETAILS = ("parent_id", "child_id", "parent", "child", "type", "origin")
 
 
 class _UndoBatch:
@@ -461,9 +461,7 @@ def _undo_link(
     row = connection.execute(
         sa.select(links).where(links.c.parent_id == parent_id, links.c.child_id == child_id)
     ).first()
-    details: dict[str, Any] = {
-        k: data.get(k) for k in ("parent_id", "child_id", "parent", "child", "type", "origin")
-    }
+    details: dict[str, Any] = {key: data.get(key) for key in _LINK_DETAILS}
     if event == audit.RELATIONSHIP_CREATED and data.get("retyped"):
         _undo_retype(connection, row, data, now, events)
         return

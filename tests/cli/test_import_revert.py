@@ -249,6 +249,10 @@ def test_revert_writes_its_undos_in_trail_order_however_many_at_once(
         for e in events
         if e.get("reason") == "revert"
     ]
+    # Each link's undo names the kind of file whose change it undoes.
+    assert {e.get("origin") for e in events if e.get("reason") == "revert" and "parent" in e} == {
+        "parents"
+    }
     # Newest first, as the one-at-a-time revert wrote them.
     assert undone == [
         ("relationship.created", "P2→S3"),
