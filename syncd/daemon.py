@@ -46,14 +46,13 @@ def open_source(config: SourceConfig) -> Source:
 
         return SftpSource(config)
     folder = config.path
-    try:
-        os.makedirs(folder, exist_ok=True)
-        for name in WORK_FOLDERS:
-            os.makedirs(getattr(config.folders, name), exist_ok=True)
-    except OSError as error:
-        raise SourceUnreachable(
-            f'source "{config.name}": cannot use folder {folder}: {error.strerror}'
-        ) from error
+    for path in (folder, *_work_folders(config)):
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as error:
+            raise SourceUnreachable(
+                f'source "{config.name}": cannot use folder {path}: {error.strerror}'
+            ) from error
     if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
         raise SourceUnreachable(f'source "{config.name}": folder {folder} is not writable')
     _same_filesystem(config, config.folders.processing)
@@ -84,11 +83,36 @@ def _check_local_folder(config: SourceConfig) -> None:
         raise SourceUnreachable(f"{named} is not a folder")
     if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
         raise SourceUnreachable(f"{named} is not writable")
+    for path in _work_folders(config):
+        if (problem := _unusable_folder(path)) is not None:
+            raise SourceUnreachable(f'source "{config.name}": folder {path} {problem}')
     # The processing folder, or the nearest folder it would be made in.
     processing = Path(config.folders.processing)
     while not processing.exists() and processing != processing.parent:
         processing = processing.parent
     _same_filesystem(config, processing)
+
+
+def _work_folders(config: SourceConfig) -> list[str]:
+    return [getattr(config.folders, name) for name in WORK_FOLDERS]
+
+
+def _unusable_folder(path: str) -> str | None:
+    """Return why `run` could not use or make the folder `path`, or None."""
+    folder = Path(path)
+    if folder.exists():
+        if not folder.is_dir():
+            return "is not a folder"
+        return None if os.access(folder, os.W_OK | os.X_OK) else "is not writable"
+    # The nearest folder it would be made in.
+    parent = folder.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot be made: {parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be made: {parent} is not writable"
+    return None
 
 
 def _same_filesystem(config: SourceConfig, processing: os.PathLike[str] | str) -> None:

@@ -86,6 +86,27 @@ def test_check_config_names_a_drop_folder_that_is_not_there_and_creates_nothing(
     assert "is not a folder" in _one_line(syncd_sqlite("check-config"))
 
 
+def test_a_work_folder_that_cannot_be_made_is_named_by_check_config_and_run(
+    syncd_sqlite: Syncd,
+) -> None:
+    (syncd_sqlite.root / "afile").write_text("")
+    failed = syncd_sqlite.root / "afile" / "failed"
+    syncd_sqlite.configure(folders={"failed": str(failed)})
+    syncd_sqlite.drop_dir.mkdir()
+    syncd_sqlite.drop("students.csv", "SyncID,First name,Last name\nS1,Ada,Lovelace\n")
+    expected = "is not a folder"
+    checked = syncd_sqlite("check-config")
+    assert checked.exit_code == 3
+    assert _one_line(checked) == (
+        f'syncd: source "district-a": folder {failed} cannot be made: '
+        f"{syncd_sqlite.root / 'afile'} {expected}"
+    )
+    ran = syncd_sqlite("run", "--once")
+    assert ran.exit_code == 3
+    assert f"cannot use folder {failed}:" in _one_line(ran)  # that folder, not the drop folder
+    assert (syncd_sqlite.drop_dir / "students.csv").exists()  # left where it was
+
+
 def test_unknown_config_key_exits_2_naming_the_key(syncd_sqlite: Syncd) -> None:
     syncd_sqlite.configure(max_deactivte=0.2)
     outcome = syncd_sqlite("status")
