@@ -147,10 +147,13 @@ def revert_file(
     trail = trail_of.events_of_file(connection, file_id)
     later = _later_change(connection, trail)
     if later is not None:
-        by = f"file {later.file_id}" if later.file_id else "a manual edit"
+        if later.file_id:
+            by, then = f"file {later.file_id}", f"revert file {later.file_id} first"
+        else:  # a manual edit has no revert of its own: the opposite edit undoes it
+            by, then = "a manual edit", "undo it first with syncd link or unlink"
         raise FileFailed(
             f"cannot revert file {file_id}: {by} changed the same records later "
-            f"({later.event} of {_what(later)}); revert that first"
+            f"({later.event} of {_what(later)}); {then}"
         )
     undone = 0
     now = events.now

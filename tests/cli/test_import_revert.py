@@ -99,7 +99,7 @@ def test_revert_of_a_file_whose_records_a_later_file_changed_is_refused(syncd: S
     later = file_id(syncd, "students-3.csv")
     outcome = syncd("files", "revert", str(file_id(syncd, "students-2.csv")))
     assert outcome.exit_code != 0
-    assert f"file {later}" in outcome.stderr
+    assert f"revert file {later} first" in outcome.stderr
     assert len(outcome.stderr.strip().splitlines()) == 1
     assert person(syncd, "S1")["attributes"]["grade"] == "7"
     assert syncd.events("file.reverted") == []
@@ -107,6 +107,16 @@ def test_revert_of_a_file_whose_records_a_later_file_changed_is_refused(syncd: S
     _revert(syncd, "students-3.csv")
     _revert(syncd, "students-2.csv")
     assert person(syncd, "S1")["attributes"]["grade"] == "5"
+
+
+def test_revert_refused_for_a_later_manual_edit_says_how_to_undo_it(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", parents_csv())
+    assert syncd("link", "--parent", "katrin.mueller", "--child", "S3").exit_code == 0
+    outcome = syncd("files", "revert", str(file_id(syncd, "parents.csv")))
+    assert outcome.exit_code == 1
+    assert outcome.stderr.strip().endswith("undo it first with syncd link or unlink")
+    assert "a manual edit" in outcome.stderr
 
 
 def test_revert_is_one_audited_change_with_person_events(syncd: Syncd) -> None:
