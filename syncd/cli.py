@@ -106,6 +106,9 @@ def print_json_array(documents: Iterable[Any]) -> None:
 pass_app = click.make_pass_decorator(App)
 
 
+# A ledger id: the database's integers are 64-bit (a larger one is a usage error, exit 2).
+FILE_ID = click.IntRange(1, 2**63 - 1)
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", metavar="PATH", help="Configuration file.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
@@ -568,7 +571,7 @@ def _source_of(app: App, row: Any) -> tuple[SourceConfig, str | None]:
 
 
 @files_group.command("release")
-@click.argument("file_id", type=int)
+@click.argument("file_id", type=FILE_ID, metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print the file's report document.")
 @pass_app
 def release_command(app: App, file_id: int, as_json: bool) -> None:
@@ -679,7 +682,7 @@ def _report_beside(row: Any, result: FileResult) -> None:
 
 
 @files_group.command("reject")
-@click.argument("file_id", type=int)
+@click.argument("file_id", type=FILE_ID, metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print the file's ledger entry.")
 @pass_app
 def reject_command(app: App, file_id: int, as_json: bool) -> None:
@@ -720,7 +723,7 @@ def reject_command(app: App, file_id: int, as_json: bool) -> None:
 
 
 @files_group.command("revert")
-@click.argument("file_id", type=int)
+@click.argument("file_id", type=FILE_ID, metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print the file's ledger entry.")
 @pass_app
 def revert_command(app: App, file_id: int, as_json: bool) -> None:
@@ -813,7 +816,7 @@ def _iso(moment: Any) -> str | None:
 
 @cli.command("history")
 @click.option("--person", "person_key", metavar="KEY")
-@click.option("--file", "file_id", type=int, metavar="ID")
+@click.option("--file", "file_id", type=FILE_ID, metavar="ID")
 @click.option("--site", metavar="SITE")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app

@@ -150,6 +150,20 @@ def test_files_of_an_unknown_source_is_a_usage_error(syncd: Syncd) -> None:
     assert 'no source "district-b"' in outcome.stderr
 
 
+@pytest.mark.parametrize(
+    "command",
+    [("files", "release"), ("files", "reject"), ("files", "revert"), ("history", "--file")],
+)
+@pytest.mark.parametrize("number", ["0", "-3", "99999999999999999999999"])
+def test_a_file_id_out_of_range_is_a_usage_error(
+    syncd: Syncd, command: tuple[str, str], number: str
+) -> None:
+    outcome = syncd(*command, number)
+    assert outcome.exit_code == 2, outcome.stderr
+    assert len(outcome.stderr.strip().splitlines()) == 1
+    assert "unexpected error" not in outcome.stderr
+
+
 def test_status_json_shape(syncd: Syncd) -> None:
     _roster(syncd)
     syncd.drop("students-next.csv", students_csv())
