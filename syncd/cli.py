@@ -109,6 +109,7 @@ pass_app = click.make_pass_decorator(App)
 # A ledger id: the database's integers are 64-bit (a larger one is a usage error, exit 2).
 FILE_ID = click.IntRange(1, 2**63 - 1)
 
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", metavar="PATH", help="Configuration file.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
