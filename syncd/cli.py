@@ -736,13 +736,19 @@ def revert_command(app: App, file_id: int, as_json: bool) -> None:
     configured = {source.name: source for source in app.config.sources}
     settings = configured.get(row.source or "") or local_source(Path.cwd(), site=row.site)
     with app.engine.begin() as connection:
-        undone = revert_file(connection, file_id, events, settings.pending_ttl)
+        reverted = revert_file(connection, file_id, events, settings.pending_ttl)
         events.write(connection)
     events.emit()
+    if reverted.passwords_kept:
+        click.echo(
+            f"syncd: the new passwords of {reverted.passwords_kept} persons stay: syncd keeps "
+            "no earlier password to put back",
+            err=True,
+        )
     if as_json:
-        _print_ledger_entry(app, file_id, undone=undone)
+        _print_ledger_entry(app, file_id, undone=reverted.undone)
         return
-    click.echo(f"file {file_id} ({row.name}) reverted: {undone} changes undone")
+    click.echo(f"file {file_id} ({row.name}) reverted: {reverted.undone} changes undone")
 
 
 def _print_ledger_entry(app: App, file_id: int, **extra: Any) -> None:

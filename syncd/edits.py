@@ -130,11 +130,17 @@ def manual_link(
     return ManualEdit(changed, parent.sync_key, child.sync_key)
 
 
+class Reverted(NamedTuple):
+    undone: int  # changes undone
+    passwords_kept: int  # persons whose new password stays: no earlier one is kept
+
+
 def revert_file(
     connection: sa.Connection, file_id: int, events: EventBuffer, pending_ttl: timedelta
-) -> int:
-    """Undo what file `file_id` changed, from its audit events; return the changes undone.
-    A pending link the file dropped is pending again for `pending_ttl`.
+) -> Reverted:
+    """Undo what file `file_id` changed, from its audit events. A pending link the file
+    dropped is pending again for `pending_ttl`. A new password stays: syncd keeps no earlier
+    password (nor its hash) to put back.
 
     Raises UsageError when the file was not applied, FileFailed naming the conflict when a
     later file changed the same records.
@@ -155,7 +161,7 @@ def revert_file(
             f"cannot revert file {file_id}: {by} changed the same records later "
             f"({later.event} of {_what(later)}); {then}"
         )
-    undone = 0
+    undone = passwords_kept = 0
     now = events.now
     # The commonest undos (a first load's creations) are written a chunk at a time; any other
     # event first writes those queued, so every record sees its undos in trail order.
@@ -171,18 +177,23 @@ def revert_file(
         else:
             batch.flush()
             if row.event == audit.PERSON_UPDATED and row.person_id is not None:
-                _restore_fields(connection, row.person_id, data.get("changes", {}), now)
+                changes = dict(data.get("changes", {}))
+                if "password" in (data.get("fields") or ()):
+                    passwords_kept += 1
+                changes.pop("password", None)
+                if not changes:
+                    continue  # a new password alone: nothing to put back
+                _restore_fields(connection, row.person_id, changes, now)
                 events.add(
                     audit.PERSON_UPDATED,
                     person_id=row.person_id,
                     sync_key=data.get("sync_key"),
                     kind=data.get("kind"),
-                    fields=data.get("fields"),
+                    fields=[name for name in data.get("fields") or () if name != "password"],
                     reason="revert",
                     changes={
                         name: {"old": change.get("new"), "new": change.get("old")}
-                        for name, change in data.get("changes", {}).items()
-                        if name != "password"
+                        for name, change in changes.items()
                     },
                 )
             elif row.event == audit.RELATIONSHIP_REMOVED and data.get("status") == "pending":
@@ -211,7 +222,7 @@ def revert_file(
         files.update().where(files.c.id == file_id).values(status=FileStatus.REVERTED.value)
     )
     events.add(audit.FILE_REVERTED, name=ledger.name, changes=undone)
-    return undone
+    return Reverted(undone, passwords_kept)
 
 
 _LINK_FLAGS = {"parents": "by_parents", "relationships": "by_relationships"}

@@ -203,3 +203,24 @@ def test_existing_persons_password_is_not_overwritten_unless_update_passwords(
     assert updated["fields"] == ["password"]
     assert "Summer-2027-kc" not in json.dumps(updated)
     _assert_no_password(syncd.audit_path.read_text("utf-8"))
+
+
+def test_revert_of_a_new_password_says_it_stays(syncd: Syncd) -> None:
+    # syncd keeps no earlier password (nor its hash): a revert cannot put one back, and
+    # says so instead of counting it as undone.
+    syncd.configure(passwords="hash", update_passwords=True, max_update=1.0)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents())
+    changed = _parents().replace(PASSWORDS[0], "Spring-2027-kc")
+    imported(syncd, "parents-2.csv", changed)
+    before = _database_dump(syncd)
+    [entry] = [f for f in syncd("files", "--json").json() if f["name"] == "parents-2.csv"]
+    outcome = syncd("files", "revert", str(entry["id"]))
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "0 changes undone" in outcome.stdout
+    assert "new passwords of 1 persons stay" in outcome.stderr
+    assert [e for e in syncd.events("person.updated") if e.get("reason") == "revert"] == []
+    hashes = [line for line in before.splitlines() if "$argon2id$" in line]
+    after = _database_dump(syncd)
+    assert all(line.split("$argon2id$")[1][:40] in after for line in hashes)
+    _assert_no_password(syncd.audit_path.read_text("utf-8"))
