@@ -10,17 +10,23 @@ from syncd import audit
 from tests.cli.conftest import Syncd
 
 
+def _import_students_logged_in_order(syncd: Syncd, count: int) -> list[dict[str, object]]:
+    """Import `count` new students; check their person.created lines, in order; return them."""
+    rows = "".join(f"S{number:02},First{number},Last{number}\n" for number in range(count))
+    path = syncd.write("students.csv", "SyncID,First name,Last name\n" + rows)
+    outcome = syncd("import", str(path))
+    assert outcome.exit_code == 0, outcome.stderr
+    created = syncd.events("person.created")
+    assert [event["sync_key"] for event in created] == [f"S{n:02}" for n in range(count)]
+    return created
+
+
 def test_spilled_events_are_logged_once_each_in_order(
     syncd: Syncd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(audit, "FLUSH_EVENTS", 7)
     monkeypatch.setattr(audit, "SPOOL_LINES", 5)
-    rows = "".join(f"S{number:02},First{number},Last{number}\n" for number in range(30))
-    path = syncd.write("students.csv", "SyncID,First name,Last name\n" + rows)
-    outcome = syncd("import", str(path))
-    assert outcome.exit_code == 0, outcome.stderr
-    created = syncd.events("person.created")
-    assert [event["sync_key"] for event in created] == [f"S{n:02}" for n in range(30)]
+    created = _import_students_logged_in_order(syncd, 30)
     assert all(event["file_id"] == created[0]["file_id"] for event in created)
     names = [event["event"] for event in syncd.events() if event.get("file_id")]
     assert names[-1] == "file.applied" and names.count("file.validated") == 1
@@ -44,12 +50,7 @@ def test_a_log_written_out_as_it_grows_keeps_every_line(
         fadvise(fd, offset, length, advice)
 
     monkeypatch.setattr(audit.os, "posix_fadvise", recording)
-    rows = "".join(f"S{number:02},First{number},Last{number}\n" for number in range(60))
-    path = syncd.write("students.csv", "SyncID,First name,Last name\n" + rows)
-    outcome = syncd("import", str(path))
-    assert outcome.exit_code == 0, outcome.stderr
-    created = syncd.events("person.created")
-    assert [event["sync_key"] for event in created] == [f"S{n:02}" for n in range(60)]
+    _import_students_logged_in_order(syncd, 60)
     # Each call starts where the one before it did (pages in flight then are dropped now):
     # at the start of the log, then further on.
     offsets = [offset for offset, _ in advised]
