@@ -86,15 +86,18 @@ def _check_local_folder(config: SourceConfig) -> None:
     for path in _work_folders(config):
         if (problem := _unusable_folder(path)) is not None:
             raise SourceUnreachable(f'source "{config.name}": folder {path} {problem}')
-    # The processing folder, or the nearest folder it would be made in.
-    processing = Path(config.folders.processing)
-    while not processing.exists() and processing != processing.parent:
-        processing = processing.parent
-    _same_filesystem(config, processing)
+    _same_filesystem(config, _nearest_existing(Path(config.folders.processing)))
 
 
 def _work_folders(config: SourceConfig) -> list[str]:
     return [getattr(config.folders, name) for name in WORK_FOLDERS]
+
+
+def _nearest_existing(path: Path) -> Path:
+    """Return `path`, or the nearest folder above it that exists (where it would be made)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def _unusable_folder(path: str) -> str | None:
@@ -104,10 +107,7 @@ def _unusable_folder(path: str) -> str | None:
         if not folder.is_dir():
             return "is not a folder"
         return None if os.access(folder, os.W_OK | os.X_OK) else "is not writable"
-    # The nearest folder it would be made in.
-    parent = folder.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = _nearest_existing(folder.parent)
     if not parent.is_dir():
         return f"cannot be made: {parent} is not a folder"
     if not os.access(parent, os.W_OK | os.X_OK):
