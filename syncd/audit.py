@@ -357,25 +357,22 @@ class EventSegment:
 
     def add_line(self, line: str) -> None:
         """Add a whole line (ending in a newline)."""
-        runs = self.runs
-        if runs and runs[-1].start is None:
-            runs[-1].members.append(line)
-        else:
-            runs.append(LineRun(None, "", [line]))
-        self._lines += 1
-        if self._lines >= SPOOL_LINES:
-            self.spool_lines()
+        self.add_run(LineRun(None, "", [line]))
 
     def add_members(self, start: str, end: str, members: list[str]) -> None:
         """Add the lines `start + member + end` of `members` (without newlines)."""
-        if not members:
+        self.add_run(LineRun(start, end, members))
+
+    def add_run(self, run: LineRun) -> None:
+        """Add `run`'s lines: to the last run when it has the same start and end."""
+        if not run.members:
             return
         runs = self.runs
-        if runs and runs[-1].start == start and runs[-1].end == end:
-            runs[-1].members.extend(members)
+        if runs and runs[-1].start == run.start and runs[-1].end == run.end:
+            runs[-1].members.extend(run.members)
         else:
-            runs.append(LineRun(start, end, list(members)))
-        self._lines += len(members)
+            runs.append(LineRun(run.start, run.end, list(run.members)))
+        self._lines += len(run.members)
         if self._lines >= SPOOL_LINES:
             self.spool_lines()
 
@@ -523,11 +520,7 @@ class EventBuffer:
         if spools:
             self._segment.append_spooled(spools)
         for run in runs:
-            if run.start is None:
-                for line in run.members:
-                    self._segment.add_line(line)
-            else:
-                self._segment.add_members(run.start, run.end, run.members)
+            self._segment.add_run(run)
 
     def add_row_errors(self, errors: Iterable[Any]) -> None:
         """Add a row.rejected event for each RowError."""
