@@ -200,10 +200,7 @@ def import_command(
             click.echo(f"syncd: {line}", err=True)
     # A dry run exits as the real run would: 1 for a file it would fail or hold, so that a
     # script can check a file before it sends it.
-    if any(
-        FileStatus.FAILED in (r.status, r.would) or FileStatus.HELD in (r.status, r.would)
-        for r in results
-    ):
+    if any({r.status, r.would} & {FileStatus.FAILED, FileStatus.HELD} for r in results):
         sys.exit(1)
 
 
