@@ -44,13 +44,12 @@ from syncd.db.database import ANALYZE_AFTER_ROWS, refresh_statistics
 from syncd.db.preview import PreviewConnection, keep_preview
 from syncd.db.schema import files
 from syncd.errors import FileFailed
-from syncd.formats.headers import ColumnMap, detect_kind
+from syncd.formats.headers import detect_kind
 from syncd.model import (
     Counts,
     ErrorList,
     FileStatus,
     Kind,
-    LinkRecord,
     Mode,
     ParentBy,
     PasswordPolicy,
@@ -168,24 +167,6 @@ _PARENT_COLUMNS = {
     ParentBy.USERNAME: "parent_username",
     ParentBy.EMAIL: "parent_email",
 }
-
-
-@dataclass(slots=True)
-class _Parsed:
-    kind: Kind
-    columns: ColumnMap
-    records: list[PersonRecord] | list[LinkRecord]
-    errors: ErrorList
-    rows: int
-
-
-def _parse_links(job: Job, opened: OpenedFile) -> _Parsed:
-    """Read and validate a whole relationships file (relationships files are small)."""
-    errors = ErrorList()
-    counter = [0]
-    rows = counting(opened.table.rows, counter, job.progress)
-    records = list(validate_links(rows, opened.cols, opened.rules, errors))
-    return _Parsed(opened.kind, opened.columns, records, errors, counter[0])
 
 
 def _password_only(upsert: PersonUpsert) -> bool:
@@ -368,11 +349,9 @@ class Pipeline:
                     return result
             with open_file(job, result) as opened:
                 if opened.kind is Kind.RELATIONSHIPS:
-                    parsed = _parse_links(job, opened)
+                    self._apply_relationships(job, opened, result)
                 else:
                     PersonFile(self, job, result).run(opened)
-            if opened.kind is Kind.RELATIONSHIPS:
-                self._apply_relationships(job, parsed, result)
             self._refresh_statistics(job, result)
         except FileFailed as failure:
             result.status = FileStatus.FAILED
@@ -434,11 +413,14 @@ class Pipeline:
             events.write(connection)
         events.emit()
 
-    def _apply_relationships(self, job: Job, parsed: _Parsed, result: FileResult) -> None:
-        """Plan and apply a relationships file in one transaction (dry run: roll back)."""
+    def _apply_relationships(self, job: Job, opened: OpenedFile, result: FileResult) -> None:
+        """Read, plan and apply a relationships file in one transaction (dry run: roll back).
+
+        The rows are validated and resolved as they are read: what the plan keeps of each
+        is a ResolvedLink, not its cells and record.
+        """
         source = job.source
         counts = result.counts
-        counts.rows = parsed.rows
         now = self.clock.now()
         context = self.context_for(job, result.file_id, now)
         events = self.events_for(job, result.file_id, now)
@@ -448,9 +430,10 @@ class Pipeline:
             events.bind(connection)
         try:
             store.ensure_site(connection, source.site, now)
-            link_plan, names = self._plan_links(connection, job, parsed, result)
-            result.errors = sorted(parsed.errors.errors, key=lambda error: error.row)
-            counts.rejected = len(parsed.errors.rejected_lines)
+            errors = ErrorList()
+            link_plan, names = self._plan_links(connection, job, opened, errors, result)
+            result.errors = sorted(errors.errors, key=lambda error: error.row)
+            counts.rejected = len(errors.rejected_lines)
             counts.updated = sum(1 for change in link_plan.sets if writes.is_retype(change))
             counts.links_created = link_plan.created
             counts.links_removed = link_plan.removed + len(link_plan.pending_drops)
@@ -557,26 +540,33 @@ class Pipeline:
         return failure, hold_reason(kind, mode, counts.rows, judged, site, thresholds)
 
     def _plan_links(
-        self, connection: sa.Connection, job: Job, parsed: _Parsed, result: FileResult
+        self,
+        connection: sa.Connection,
+        job: Job,
+        opened: OpenedFile,
+        errors: ErrorList,
+        result: FileResult,
     ) -> tuple[LinkPlan, dict[int, str]]:
-        """Return the file's link plan and the sync keys of the persons its rows named (the
-        audit lines name them; read again they cost a query per 900)."""
+        """Read the file; return its link plan and the sync keys of the persons its rows
+        named (the audit lines name them; read again they cost a query per 900)."""
         source = job.source
         mode = source.mode_for(Kind.RELATIONSHIPS)
-        link_records = [r for r in parsed.records if isinstance(r, LinkRecord)]
+        columns = opened.columns
         labels = {
-            f"parent_{by}": parsed.columns.column_name(f"parent_{by}")
+            f"parent_{by}": columns.column_name(f"parent_{by}")
             for by in ("email", "sync_key", "username")
         }
-        labels["parent_sync_key"] = parsed.columns.column_name("parent_key")
-        labels["student_email"] = parsed.columns.column_name("student_email")
-        labels["student_id"] = parsed.columns.column_name("student_id")
+        labels["parent_sync_key"] = columns.column_name("parent_key")
+        labels["student_email"] = columns.column_name("student_email")
+        labels["student_id"] = columns.column_name("student_id")
         # Only the indexes the file's columns can ask (each is a few hundred MB at a
         # district's million persons).
-        fields = parsed.columns.fields
+        fields = columns.fields
         parents_by = [by for by, name in _PARENT_COLUMNS.items() if name in fields]
+        counter = [0]
+        rows = counting(opened.table.rows, counter, job.progress)
         resolved = resolve_links(
-            link_records,
+            validate_links(rows, opened.cols, opened.rules, errors),
             store.parent_index(connection, source.site, parents_by),
             store.student_index(connection, source.site, source.child_field)
             if "student_id" in fields
@@ -585,9 +575,10 @@ class Pipeline:
             if "student_email" in fields
             else {},
             source.child_field,
-            parsed.errors,
+            errors,
             labels,
         )
+        result.counts.rows = counter[0]
         result.unresolved_children = sum(1 for item in resolved if item.child is None)
         names = {item.parent.person_id: item.parent.sync_key for item in resolved}
         parent_ids = set(names)

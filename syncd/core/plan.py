@@ -604,12 +604,18 @@ class RelationshipPlan:
     parent_ids: set[int] = field(default_factory=set)
 
 
-@dataclass(frozen=True, slots=True)
-class ResolvedLink:
-    record: LinkRecord
+class ResolvedLink(NamedTuple):
+    """A valid relationships row with its parent and (if known) child: what planning needs
+    of it, and no more (a district's file holds millions; its LinkRecords are not kept)."""
+
+    line: int
     parent: ParentRef
     child: StudentRef | None
     child_field: str
+    type: RelType
+    deleted: bool
+    # The child value as written, for a pending link (no student yet); "" when resolved.
+    child_value: str
 
 
 def resolve_links(
@@ -627,8 +633,9 @@ def resolve_links(
     and so does a row naming the same parent and child as an earlier one by other identifiers.
     """
     resolved: list[ResolvedLink] = []
-    # (parent, child id) for a known child, (parent, field, value) for a pending one.
-    first_line_of: dict[tuple[int, int] | tuple[int, str, str], int] = {}
+    # (parent, child id) for a known child, (parent, field, value) for a pending one; a
+    # known pair packed into one int (a district's file names millions).
+    first_line_of: dict[int | tuple[int, str, str], int] = {}
     for record in records:
         parent, problem = parents.find(record.parent_by, record.parent_value)
         for by, value in record.other_parent_ids:
@@ -657,8 +664,8 @@ def resolve_links(
             )
             errors.add(RowError(record.line, column, record.child_value, problem))
             continue
-        pair: tuple[int, int] | tuple[int, str, str] = (
-            (parent.person_id, child.person_id)
+        pair: int | tuple[int, str, str] = (
+            (parent.person_id << 64) | child.person_id
             if child is not None
             else (parent.person_id, field_name, child_lookup_value(field_name, record.child_value))
         )
@@ -676,7 +683,17 @@ def resolve_links(
             )
             continue
         first_line_of[pair] = record.line
-        resolved.append(ResolvedLink(record, parent, child, field_name))
+        resolved.append(
+            ResolvedLink(
+                record.line,
+                parent,
+                child,
+                field_name,
+                record.type,
+                record.deleted,
+                "" if child is not None else record.child_value,
+            )
+        )
     return resolved
 
 
@@ -693,7 +710,8 @@ def plan_relationship_links(
     file, every relationships-file link of `source`; `existing_pending` likewise.
     """
     plan = LinkPlan()
-    links = {(link.parent_id, link.child_id): link for link in existing_links}
+    # Pairs (parent id, child id) packed into one int: a district's file names millions.
+    links = {(link.parent_id << 64) | link.child_id: link for link in existing_links}
     # Pending links keep the value as written; a value is the same link in any case where
     # the child field compares so (emails, usernames).
     pendings = {
@@ -705,20 +723,20 @@ def plan_relationship_links(
         for pending in existing_pending
         if pending.origin is Kind.RELATIONSHIPS
     }
-    named: set[tuple[int, int]] = set()
-    cleared: set[tuple[int, int]] = set()
+    named: set[int] = set()
+    cleared: set[int] = set()
     named_pending: set[tuple[int, str, str]] = set()
     for item in resolved:
-        record, parent = item.record, item.parent
+        parent = item.parent
         if item.child is None:
             pending_key = (
                 parent.person_id,
                 item.child_field,
-                child_lookup_value(item.child_field, record.child_value),
+                child_lookup_value(item.child_field, item.child_value),
             )
             named_pending.add(pending_key)
             existing_pending_link = pendings.get(pending_key)
-            if record.deleted:
+            if item.deleted:
                 if existing_pending_link is not None:
                     plan.pending_drops.append(existing_pending_link)
             elif existing_pending_link is None:
@@ -727,27 +745,27 @@ def plan_relationship_links(
                         parent.sync_key,
                         parent.person_id,
                         item.child_field,
-                        record.child_value,
-                        record.type,
+                        item.child_value,
+                        item.type,
                         Kind.RELATIONSHIPS,
                     )
                 )
             continue
-        pair = (parent.person_id, item.child.person_id)
+        pair = (parent.person_id << 64) | item.child.person_id
         link = links.get(pair)
-        if record.deleted:
+        if item.deleted:
             if link is not None and link.by_relationships:
                 plan.clears.append(LinkClear(link, Kind.RELATIONSHIPS))
                 cleared.add(pair)
             continue
         named.add(pair)
-        if _wanted_change(link, Kind.RELATIONSHIPS, record.type):
+        if _wanted_change(link, Kind.RELATIONSHIPS, item.type):
             plan.sets.append(
                 LinkSet(
                     parent.sync_key,
                     parent.person_id,
                     item.child.person_id,
-                    record.type,
+                    item.type,
                     Kind.RELATIONSHIPS,
                     link,
                 )

@@ -455,7 +455,9 @@ def validate_links(
 ) -> Iterator[LinkRecord]:
     """Yield a record for each link a valid relationships row names (a child cell `1;2`
     names two, as in a parents file: SPEC §2.3); add the others' errors to `errors`."""
-    first_line_of: dict[tuple[str, str, str, str], int] = {}
+    # One str per row, not a tuple of four (a district's file has millions of rows); the
+    # parent value's length makes the joined parts read back one way only.
+    first_line_of: dict[str, int] = {}
     for row in rows:
         for record in _link_records(row, columns, rules, errors):
             child_value = (
@@ -463,7 +465,11 @@ def validate_links(
                 if record.child_by is ChildBy.EMAIL
                 else record.child_value
             )
-            key = (record.parent_by, record.parent_value, record.child_by, child_value)
+            parent_value = record.parent_value
+            key = (
+                f"{record.parent_by.value} {len(parent_value)}:{parent_value}"
+                f"{record.child_by.value} {child_value}"
+            )
             if key in first_line_of:
                 errors.add(
                     RowError(
