@@ -29,6 +29,7 @@ from syncd.core.plan import (
     LinkPlan,
     PersonPlan,
     PersonUpsert,
+    ResolvedLink,
     Thresholds,
     changed_fields,
     complete_upsert,
@@ -167,6 +168,15 @@ _PARENT_COLUMNS = {
     ParentBy.USERNAME: "parent_username",
     ParentBy.EMAIL: "parent_email",
 }
+
+
+def _drained(items: list[ResolvedLink]) -> Iterator[ResolvedLink]:
+    """Yield the items of `items` in order, each dropped from the list as it is taken: the
+    plan's changes replace a district's millions of resolved rows, not add to them."""
+    items.reverse()
+    take = items.pop
+    while items:
+        yield take()
 
 
 def _password_only(upsert: PersonUpsert) -> bool:
@@ -594,7 +604,9 @@ class Pipeline:
         pending = store.pending_to_plan(
             connection, source.site, parent_ids, job.source_name if full else None
         )
-        plan = plan_relationship_links(resolved, mode, job.source_name or "", existing, pending)
+        plan = plan_relationship_links(
+            _drained(resolved), mode, job.source_name or "", existing, pending
+        )
         return plan, names
 
     @staticmethod

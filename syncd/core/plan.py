@@ -698,7 +698,7 @@ def resolve_links(
 
 
 def plan_relationship_links(
-    resolved: Sequence[ResolvedLink],
+    resolved: Iterable[ResolvedLink],
     mode: Mode,
     source: str,
     existing_links: Iterable[ExistingLink],

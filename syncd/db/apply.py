@@ -846,7 +846,7 @@ def resolve_pending(
     waiting = list(connection.execute(query))
     if not waiting:
         return
-    indexes: dict[str, dict[str, list[StudentRef]]] = {}
+    indexes: dict[str, dict[str, tuple[StudentRef, ...]]] = {}
     resolved: list[tuple[Any, StudentRef]] = []
     for row in waiting:
         if row.child_field not in indexes:

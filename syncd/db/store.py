@@ -359,23 +359,31 @@ _student_ref = StudentRef._make
 
 def student_index(
     connection: sa.Connection, site: str, child_field: ChildField | str
-) -> dict[str, list[StudentRef]]:
-    """Return the site's students by the value of `child_field` (lookup form)."""
+) -> dict[str, tuple[StudentRef, ...]]:
+    """Return the site's students by the value of `child_field` (lookup form): one read of
+    plain rows, a tuple of one StudentRef for most values."""
     column = {
-        "sync_key": persons.c.sync_key,
-        "username": persons.c.username,
-        "email": persons.c.email,
-        "student_number": persons.c.student_number,
-        "internal_id": persons.c.id,
+        "sync_key": "sync_key",
+        "username": "username",
+        "email": "email",
+        "student_number": "student_number",
+        "internal_id": "id",
     }[str(child_field)]
-    query = sa.select(column.label("value"), persons.c.id, persons.c.sync_key).where(
-        persons.c.site == site, persons.c.kind == PersonKind.STUDENT.value, column.is_not(None)
+    cursor = driver_rows(
+        connection,
+        f"SELECT {column}, id, sync_key FROM persons WHERE site = ? AND kind = ? "
+        f"AND {column} IS NOT NULL",
+        (site, PersonKind.STUDENT.value),
     )
-    index: dict[str, list[StudentRef]] = defaultdict(list)
-    for row in connection.execute(query):
-        index[child_lookup_value(child_field, str(row.value))].append(
-            StudentRef(row.id, row.sync_key)
-        )
+    index: dict[str, tuple[StudentRef, ...]] = {}
+    get = index.get
+    try:
+        while batch := cursor.fetchmany(50_000):
+            for value, person_id, sync_key in batch:
+                lookup = child_lookup_value(child_field, str(value))
+                index[lookup] = (*get(lookup, ()), _student_ref((person_id, sync_key)))
+    finally:
+        cursor.close()
     return index
 
 
@@ -388,23 +396,27 @@ def parent_index(connection: sa.Connection, site: str, by: Collection[ParentBy])
     district's relationships file names its parents one way, and each map costs a few
     hundred MB at a million parents)."""
     keys, emails, usernames = (by_what in by for by_what in _PARENT_IDS)
-    query = sa.select(
-        persons.c.id,
-        persons.c.sync_key,
-        persons.c.email if emails else sa.null(),
-        persons.c.username if usernames else sa.null(),
-    ).where(persons.c.site == site, persons.c.kind == PersonKind.PARENT.value)
+    cursor = driver_rows(
+        connection,
+        f"SELECT id, sync_key, {'email' if emails else 'NULL'}, "
+        f"{'username' if usernames else 'NULL'} FROM persons WHERE site = ? AND kind = ?",
+        (site, PersonKind.PARENT.value),
+    )
     by_email: dict[str, list[ParentRef]] = defaultdict(list)
     by_username: dict[str, list[ParentRef]] = defaultdict(list)
     by_sync_key: dict[str, ParentRef] = {}
-    for person_id, sync_key, email, username in connection.execute(query):
-        ref = ParentRef(person_id, sync_key)
-        if keys:
-            by_sync_key[sync_key] = ref
-        if email:
-            by_email[email.casefold()].append(ref)
-        if username:
-            by_username[username.casefold()].append(ref)
+    try:
+        while batch := cursor.fetchmany(50_000):
+            for person_id, sync_key, email, username in batch:
+                ref = ParentRef(person_id, sync_key)
+                if keys:
+                    by_sync_key[sync_key] = ref
+                if email:
+                    by_email[email.casefold()].append(ref)
+                if username:
+                    by_username[username.casefold()].append(ref)
+    finally:
+        cursor.close()
     return ParentIndex(by_email, by_sync_key, by_username)
 
 
