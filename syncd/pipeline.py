@@ -38,7 +38,7 @@ from syncd.core.plan import (
     resolve_links,
     too_many_rejected,
 )
-from syncd.core.validate import validate_links
+from syncd.core.validate import link_child_label, validate_links
 from syncd.db import apply as writes
 from syncd.db import store
 from syncd.db.database import ANALYZE_AFTER_ROWS, refresh_statistics
@@ -587,6 +587,7 @@ class Pipeline:
             source.child_field,
             errors,
             labels,
+            link_child_label(opened.cols),
         )
         result.counts.rows = counter[0]
         result.unresolved_children = sum(1 for item in resolved if item.child is None)

@@ -15,6 +15,7 @@ from typing import NamedTuple, Protocol
 
 from xxhash import xxh3_128_hexdigest
 
+from syncd.core.validate import link_identity
 from syncd.model import (
     ChildBy,
     ChildField,
@@ -626,25 +627,34 @@ def resolve_links(
     child_field: ChildField,
     errors: ErrorList,
     labels: Mapping[str, str],
+    duplicate_label: str = "child",
 ) -> list[ResolvedLink]:
     """Return each valid relationships row with its parent and (if known) child resolved.
 
     Unknown or ambiguous parents and ambiguous children reject their row (added to `errors`),
-    and so does a row naming the same parent and child as an earlier one by other identifiers.
+    and so does a row naming the same parent and child as an earlier one: "duplicate of row
+    N" when it names them by the same identifiers (reported in `duplicate_label`'s column),
+    "... (same parent and child)" when by others.
     """
     resolved: list[ResolvedLink] = []
     # (parent, child id) for a known child, (parent, field, value) for a pending one; a
-    # known pair packed into one int (a district's file names millions).
-    first_line_of: dict[int | tuple[int, str, str], int] = {}
+    # known pair packed into one int (a district's file names millions). Its value packs the
+    # first row's line with the hash of its identifiers, which tells the two messages apart
+    # (rows with the same identifiers resolve alike, so the hash only picks the wording).
+    first_of: dict[int | tuple[int, str, str], int] = {}
+    # Rows that did not resolve, by their identifiers: a repeat is that row's duplicate.
+    unresolved: dict[str, int] = {}
     for record in records:
+        identity = link_identity(record)
         parent, problem = parents.find(record.parent_by, record.parent_value)
         for by, value in record.other_parent_ids:
             if parent is not None:
                 break
             parent, _ = parents.find(by, value)
         if parent is None:
-            column = labels.get(f"parent_{record.parent_by.value}", "parent")
-            errors.add(RowError(record.line, column, record.parent_value, problem or "unknown"))
+            if not _repeated(record, identity, unresolved, errors, duplicate_label):
+                column = labels.get(f"parent_{record.parent_by.value}", "parent")
+                errors.add(RowError(record.line, column, record.parent_value, problem or "unknown"))
             continue
         if record.child_by is ChildBy.EMAIL:
             field_name, index = "email", students_by_email
@@ -659,30 +669,38 @@ def resolve_links(
                     f"{other.sync_key}'s; correct one of them"
                 )
         if problem is not None:
-            column = labels.get(
-                "student_email" if record.child_by is ChildBy.EMAIL else "student_id", "child"
-            )
-            errors.add(RowError(record.line, column, record.child_value, problem))
+            if not _repeated(record, identity, unresolved, errors, duplicate_label):
+                column = labels.get(
+                    "student_email" if record.child_by is ChildBy.EMAIL else "student_id", "child"
+                )
+                errors.add(RowError(record.line, column, record.child_value, problem))
             continue
         pair: int | tuple[int, str, str] = (
             (parent.person_id << 64) | child.person_id
             if child is not None
             else (parent.person_id, field_name, child_lookup_value(field_name, record.child_value))
         )
-        if pair in first_line_of:
-            column = labels.get(
-                "student_email" if record.child_by is ChildBy.EMAIL else "student_id", "child"
-            )
-            errors.add(
-                RowError(
+        identity_hash = hash(identity) & _HASH_MASK
+        first = first_of.get(pair)
+        if first is not None:
+            line = first & _LINE_MASK
+            if first >> _LINE_BITS == identity_hash:
+                error = RowError(
+                    record.line, duplicate_label, record.child_value, f"duplicate of row {line}"
+                )
+            else:
+                column = labels.get(
+                    "student_email" if record.child_by is ChildBy.EMAIL else "student_id", "child"
+                )
+                error = RowError(
                     record.line,
                     column,
                     record.child_value,
-                    f"duplicate of row {first_line_of[pair]} (same parent and child)",
+                    f"duplicate of row {line} (same parent and child)",
                 )
-            )
+            errors.add(error)
             continue
-        first_line_of[pair] = record.line
+        first_of[pair] = (identity_hash << _LINE_BITS) | record.line
         resolved.append(
             ResolvedLink(
                 record.line,
@@ -695,6 +713,24 @@ def resolve_links(
             )
         )
     return resolved
+
+
+_LINE_BITS = 40
+_LINE_MASK = (1 << _LINE_BITS) - 1
+_HASH_MASK = (1 << 64) - 1
+
+
+def _repeated(
+    record: LinkRecord, identity: str, unresolved: dict[str, int], errors: ErrorList, label: str
+) -> bool:
+    """Return whether an unresolved row repeats an earlier one's identifiers (then reject it
+    as that row's duplicate); else remember it."""
+    first = unresolved.get(identity)
+    if first is None:
+        unresolved[identity] = record.line
+        return False
+    errors.add(RowError(record.line, label, record.child_value, f"duplicate of row {first}"))
+    return True
 
 
 def plan_relationship_links(

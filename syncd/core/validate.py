@@ -454,34 +454,35 @@ def validate_links(
     rows: Iterable[RawRow], columns: Columns, rules: RowRules, errors: ErrorList
 ) -> Iterator[LinkRecord]:
     """Yield a record for each link a valid relationships row names (a child cell `1;2`
-    names two, as in a parents file: SPEC §2.3); add the others' errors to `errors`."""
-    # One str per row, not a tuple of four (a district's file has millions of rows); the
-    # parent value's length makes the joined parts read back one way only.
-    first_line_of: dict[str, int] = {}
+    names two, as in a parents file: SPEC §2.3); add the others' errors to `errors`.
+
+    Rows naming the same link twice are core.plan.resolve_links's to reject: it knows the
+    persons behind the identifiers (and keeps one int per row where a check here kept the
+    identifiers themselves).
+    """
     for row in rows:
-        for record in _link_records(row, columns, rules, errors):
-            child_value = (
-                normalize_email(record.child_value)
-                if record.child_by is ChildBy.EMAIL
-                else record.child_value
-            )
-            parent_value = record.parent_value
-            key = (
-                f"{record.parent_by.value} {len(parent_value)}:{parent_value}"
-                f"{record.child_by.value} {child_value}"
-            )
-            if key in first_line_of:
-                errors.add(
-                    RowError(
-                        row.line,
-                        columns.label(_child_field(columns)),
-                        record.child_value,
-                        f"duplicate of row {first_line_of[key]}",
-                    )
-                )
-                continue
-            first_line_of[key] = row.line
-            yield record
+        yield from _link_records(row, columns, rules, errors)
+
+
+def link_identity(record: LinkRecord) -> str:
+    """Return what identifies a relationships record's link as written: its first parent
+    identifier and its child, compared as matching compares them (the type left out). The
+    parent value's length makes the joined parts read back one way only."""
+    child_value = (
+        normalize_email(record.child_value)
+        if record.child_by is ChildBy.EMAIL
+        else record.child_value
+    )
+    parent_value = record.parent_value
+    return (
+        f"{record.parent_by.value} {len(parent_value)}:{parent_value}"
+        f"{record.child_by.value} {child_value}"
+    )
+
+
+def link_child_label(columns: Columns) -> str:
+    """Return the column a relationships row's duplicate is reported in (its child's)."""
+    return columns.label(_child_field(columns))
 
 
 def _child_field(columns: Columns) -> str:

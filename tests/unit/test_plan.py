@@ -42,6 +42,7 @@ from syncd.core.validate import (
     Columns,
     RowRules,
     file_columns,
+    link_child_label,
     validate_links,
     validate_persons,
 )
@@ -255,6 +256,7 @@ def plan_relationships(
         child_field,
         errors,
         labels,
+        link_child_label(cols),
     )
     ids = {item.parent.person_id for item in resolved}
     all_links = list(existing_links)
@@ -985,6 +987,49 @@ def test_full_relationships_file_delete_row_removes_the_link_once() -> None:
     )
     assert cleared(plan) == [(101, 1)]
     assert plan.removed == 1
+
+
+def test_a_row_naming_the_same_link_by_the_same_identifiers_is_a_duplicate() -> None:
+    # Emails compare casefolded; the type is not part of what a row names.
+    plan, resolved, errors = plan_relationships(
+        [
+            ("ann@example.org", "", "S1", "", "Parent", ""),
+            ("ANN@example.org", "", "S1", "", "Guardian", ""),
+        ]
+    )
+    assert [(e.row, e.column, e.error) for e in errors.errors] == [
+        (3, "Student ID", "duplicate of row 2")
+    ]
+    assert [item.line for item in resolved] == [2]
+    assert link_pairs(plan) == {("P1", 101, 1, RelType.PARENT)}
+
+
+def test_rows_that_do_not_resolve_are_duplicates_by_their_identifiers() -> None:
+    plan, resolved, errors = plan_relationships(
+        [
+            ("", "P9", "S1", "", "", ""),
+            ("", "P9", "S1", "", "", ""),
+            ("", "P9", "S2", "", "", ""),
+        ]
+    )
+    assert [(e.row, e.error) for e in errors.errors] == [
+        (2, "unknown parent: import the parent first"),
+        (3, "duplicate of row 2"),
+        (4, "unknown parent: import the parent first"),
+    ]
+    assert resolved == []
+
+
+def test_one_parent_key_with_other_identifiers_naming_other_parents_is_no_duplicate() -> None:
+    # An unknown key falls back to the row's email: the two rows name two parents.
+    plan, resolved, errors = plan_relationships(
+        [
+            ("ann@example.org", "P9", "S1", "", "", ""),
+            ("bob@example.org", "P9", "S1", "", "", ""),
+        ]
+    )
+    assert errors.errors == []
+    assert link_pairs(plan) == {("P1", 101, 1, RelType.PARENT), ("P2", 102, 1, RelType.PARENT)}
 
 
 def test_same_link_named_through_two_identifiers_is_a_duplicate_row() -> None:

@@ -13,6 +13,7 @@ import pytest
 from syncd.core.validate import (
     Columns,
     RowRules,
+    link_identity,
     parse_relationship_type,
     split_child_values,
     validate_links,
@@ -601,11 +602,24 @@ def test_relationships_row_with_several_problems_is_one_rejected_row() -> None:
     assert errors.rejected_lines == {2}
 
 
-def test_duplicate_relationships_row_is_rejected() -> None:
+def test_relationships_rows_naming_one_link_twice_are_left_to_resolution() -> None:
+    # Whether two rows name the same link is known once their persons are (resolve_links
+    # rejects the second: tests/unit/test_plan.py); both rows are valid.
     records, errors = links(
         columns(*RELATIONSHIP),
         ("ann@example.org", "", "S1", "", "Parent"),
         ("ANN@example.org", "", "S1", "", "Guardian"),
     )
-    assert [record.line for record in records] == [2]
-    assert [(error.row, error.error) for error in errors.errors] == [(3, "duplicate of row 2")]
+    assert [record.line for record in records] == [2, 3]
+    assert errors.errors == []
+    assert link_identity(records[0]) == link_identity(records[1])
+
+
+def test_link_identity_reads_back_one_way_only() -> None:
+    # A parent value holding what looks like the child part does not make two rows alike.
+    first, second = links(
+        columns(*RELATIONSHIP),
+        ("", "P1 field S", "S1", "", ""),
+        ("", "P1", "S field S1", "", ""),
+    )[0]
+    assert link_identity(first) != link_identity(second)
