@@ -207,9 +207,8 @@ class ChildBy(StrEnum):
     EMAIL = "email"
 
 
-@dataclass(frozen=True, slots=True)
-class LinkRecord:
-    """A valid relationships row."""
+class LinkRecord(NamedTuple):
+    """A valid relationships row (a NamedTuple: a district's file makes millions)."""
 
     line: int
     parent_by: ParentBy
