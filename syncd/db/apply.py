@@ -949,12 +949,15 @@ def settle_parents(
 ) -> None:
     """Mark parents that gained links, reactivate orphans that did, deactivate new orphans."""
     gaining = sorted(applied.parents_gaining_links - applied.new_parents)
+    # Through the driver: a district's first relationships file gives a million parents
+    # their first link, a thousand statements that SQLAlchemy would each expand again.
     for chunk in store.chunked(gaining):
-        connection.execute(
-            persons.update()
-            .where(persons.c.id.in_(chunk), persons.c.had_link.is_(False))
-            .values(had_link=True)
-        )
+        marks = ", ".join("?" for _ in chunk)
+        store.driver_rows(
+            connection,
+            f"UPDATE persons SET had_link = TRUE WHERE had_link = FALSE AND id IN ({marks})",
+            chunk,
+        ).close()
     candidates_back = set(gaining) | applied.orphans_listed
     if applied.activated_students:
         candidates_back |= _parents_of(connection, applied.activated_students)
@@ -1063,26 +1066,30 @@ def _reactivate_orphans(
     events: EventBuffer,
     applied: Applied,
 ) -> None:
-    for chunk in store.chunked(list(parent_ids)):
-        query = sa.select(persons.c.id, persons.c.sync_key).where(
-            persons.c.id.in_(chunk), persons.c.inactive_reason == "orphan"
+    # Read through the driver: a district's first relationships file names a million
+    # parents, of whom few if any are orphans.
+    orphans = list(
+        store.driver_rows_in(
+            connection,
+            "SELECT id, sync_key FROM persons WHERE inactive_reason = ? AND id IN",
+            (ORPHAN,),
+            list(parent_ids),
         )
-        rows = list(connection.execute(query))
-        live = _with_live_links(connection, [row.id for row in rows])
-        back = [row for row in rows if row.id in live]
-        if not back:
-            continue
+    )
+    live = _with_live_links(connection, [person_id for person_id, _ in orphans])
+    back = [(person_id, sync_key) for person_id, sync_key in orphans if person_id in live]
+    for chunk in store.chunked([person_id for person_id, _ in back]):
         connection.execute(
             persons.update()
-            .where(persons.c.id.in_([row.id for row in back]))
+            .where(persons.c.id.in_(chunk))
             .values(active=True, inactive_reason=None, updated_at=context.now)
         )
-        for row in back:
-            events.add(
-                audit.PERSON_REACTIVATED,
-                person_id=row.id,
-                kind=PersonKind.PARENT.value,
-                sync_key=row.sync_key,
-                reason="link",
-            )
-        applied.counts.reactivated += len(back)
+    for person_id, sync_key in back:
+        events.add(
+            audit.PERSON_REACTIVATED,
+            person_id=person_id,
+            kind=PersonKind.PARENT.value,
+            sync_key=sync_key,
+            reason="link",
+        )
+    applied.counts.reactivated += len(back)
