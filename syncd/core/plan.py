@@ -108,6 +108,116 @@ class ExistingLink:
         return link_is_active(self.by_parents, self.by_relationships, self.manual)
 
 
+def link_pair(parent_id: int, child_id: int) -> int:
+    """Return (parent id, child id) packed into one int: the key a relationships file's
+    links are planned by (a district's file names millions; a tuple costs three objects)."""
+    return (parent_id << 64) | child_id
+
+
+# What LinkTable packs into a link's int, below its link id (see there).
+_TYPES = tuple(RelType)
+_TYPE_BITS = {rel_type: index for index, rel_type in enumerate(_TYPES)}
+_MANUAL = (None, "link", "unlink")
+_BY_PARENTS = 1 << 3
+_BY_RELATIONSHIPS = 1 << 4
+_MANUAL_SHIFT = 5
+_SOURCE_SHIFT = 8
+_ID_SHIFT = 32
+
+
+class LinkTable:
+    """The existing links a relationships file is planned against, by link_pair.
+
+    Each link is one int (its id, source, type, marks and manual edit packed together) in
+    one dict: a district's site holds millions, and an ExistingLink for each took four
+    times the memory. An ExistingLink is made only for the links the plan changes.
+    """
+
+    __slots__ = ("_codes", "_sources", "_source_index")
+
+    def __init__(self) -> None:
+        self._codes: dict[int, int] = {}
+        self._sources: list[str | None] = []
+        self._source_index: dict[str | None, int] = {}
+
+    @classmethod
+    def of(cls, links: Iterable[ExistingLink]) -> LinkTable:
+        table = cls()
+        for link in links:
+            table.add(
+                link.link_id,
+                link.parent_id,
+                link.child_id,
+                link.type,
+                link.by_parents,
+                link.by_relationships,
+                link.manual,
+                link.source,
+            )
+        return table
+
+    def add(
+        self,
+        link_id: int,
+        parent_id: int,
+        child_id: int,
+        rel_type: RelType,
+        by_parents: bool,
+        by_relationships: bool,
+        manual: str | None,
+        source: str | None,
+    ) -> None:
+        source_index = self._source_index.get(source)
+        if source_index is None:
+            source_index = self._source_index[source] = len(self._sources)
+            self._sources.append(source)
+        self._codes[link_pair(parent_id, child_id)] = (
+            (link_id << _ID_SHIFT)
+            | (source_index << _SOURCE_SHIFT)
+            | (_MANUAL.index(manual) << _MANUAL_SHIFT)
+            | (_BY_RELATIONSHIPS if by_relationships else 0)
+            | (_BY_PARENTS if by_parents else 0)
+            | _TYPE_BITS[rel_type]
+        )
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def __getitem__(self, pair: int) -> ExistingLink:
+        return self._link(pair, self._codes[pair])
+
+    def marked(self, pair: int) -> tuple[bool, RelType] | None:
+        """Return (whether a relationships file marks the link, its type), or None when there
+        is no such link; no ExistingLink is made."""
+        code = self._codes.get(pair)
+        if code is None:
+            return None
+        return bool(code & _BY_RELATIONSHIPS), _TYPES[code & 7]
+
+    def file_links_of(self, source: str) -> Iterator[tuple[int, ExistingLink]]:
+        """Yield (pair, link) for each link a relationships file of `source` marks."""
+        source_index = self._source_index.get(source)
+        if source_index is None:
+            return
+        mask = (0xFF_FFFF << _SOURCE_SHIFT) | _BY_RELATIONSHIPS
+        wanted = (source_index << _SOURCE_SHIFT) | _BY_RELATIONSHIPS
+        for pair, code in self._codes.items():
+            if code & mask == wanted:
+                yield pair, self._link(pair, code)
+
+    def _link(self, pair: int, code: int) -> ExistingLink:
+        return ExistingLink(
+            code >> _ID_SHIFT,
+            pair >> 64,
+            pair & 0xFFFF_FFFF_FFFF_FFFF,
+            _TYPES[code & 7],
+            bool(code & _BY_PARENTS),
+            bool(code & _BY_RELATIONSHIPS),
+            _MANUAL[(code >> _MANUAL_SHIFT) & 3],
+            self._sources[(code >> _SOURCE_SHIFT) & 0xFF_FFFF],
+        )
+
+
 def link_is_active(by_parents: bool, by_relationships: bool, manual: str | None) -> bool:
     """A manual link or unlink wins over files; otherwise any file naming the link keeps it."""
     if manual is not None:
@@ -676,7 +786,7 @@ def resolve_links(
                 errors.add(RowError(record.line, column, record.child_value, problem))
             continue
         pair: int | tuple[int, str, str] = (
-            (parent.person_id << 64) | child.person_id
+            link_pair(parent.person_id, child.person_id)
             if child is not None
             else (parent.person_id, field_name, child_lookup_value(field_name, record.child_value))
         )
@@ -737,17 +847,15 @@ def plan_relationship_links(
     resolved: Iterable[ResolvedLink],
     mode: Mode,
     source: str,
-    existing_links: Iterable[ExistingLink],
+    links: LinkTable,
     existing_pending: Iterable[ExistingPending],
 ) -> LinkPlan:
     """Return the changes a relationships file makes.
 
-    `existing_links` must hold every link of the parents the file names and, for a full
-    file, every relationships-file link of `source`; `existing_pending` likewise.
+    `links` must hold every link of the parents the file names and, for a full file, every
+    relationships-file link of `source`; `existing_pending` likewise.
     """
     plan = LinkPlan()
-    # Pairs (parent id, child id) packed into one int: a district's file names millions.
-    links = {(link.parent_id << 64) | link.child_id: link for link in existing_links}
     # Pending links keep the value as written; a value is the same link in any case where
     # the child field compares so (emails, usernames).
     pendings = {
@@ -787,15 +895,15 @@ def plan_relationship_links(
                     )
                 )
             continue
-        pair = (parent.person_id << 64) | item.child.person_id
-        link = links.get(pair)
+        pair = link_pair(parent.person_id, item.child.person_id)
+        marked = links.marked(pair)  # (marked by a relationships file, type) or None
         if item.deleted:
-            if link is not None and link.by_relationships:
-                plan.clears.append(LinkClear(link, Kind.RELATIONSHIPS))
+            if marked is not None and marked[0]:
+                plan.clears.append(LinkClear(links[pair], Kind.RELATIONSHIPS))
                 cleared.add(pair)
             continue
         named.add(pair)
-        if _wanted_change(link, Kind.RELATIONSHIPS, item.type):
+        if marked != (True, item.type):  # as _wanted_change, without making the link
             plan.sets.append(
                 LinkSet(
                     parent.sync_key,
@@ -803,17 +911,12 @@ def plan_relationship_links(
                     item.child.person_id,
                     item.type,
                     Kind.RELATIONSHIPS,
-                    link,
+                    None if marked is None else links[pair],
                 )
             )
     if mode is Mode.FULL:
-        for pair, link in links.items():
-            if (
-                link.by_relationships
-                and link.source == source
-                and pair not in named
-                and pair not in cleared
-            ):
+        for pair, link in links.file_links_of(source):
+            if pair not in named and pair not in cleared:
                 plan.clears.append(LinkClear(link, Kind.RELATIONSHIPS))
         for key, pending in pendings.items():
             if key not in named_pending and pending.source in (None, source):

@@ -16,6 +16,7 @@ from syncd.core.plan import (
     ExistingLink,
     ExistingPending,
     ExistingPerson,
+    LinkTable,
     ParentIndex,
     ParentRef,
     SiteCounts,
@@ -623,23 +624,36 @@ WHOLE_SITE_LINKS = 20_000
 
 def links_to_plan(
     connection: sa.Connection, site: str, parent_ids: Collection[int], source: str | None
-) -> list[ExistingLink]:
+) -> LinkTable:
     """Return the links of the given parents and, for a full relationships file of `source`,
     every relationships-file link of that source."""
     if len(parent_ids) < WHOLE_SITE_LINKS:
         found = links_of_parents(connection, parent_ids)
         if source is not None:
             found += relationship_links_of_source(connection, site, source, besides=parent_ids)
-        return found
+        return LinkTable.of(found)
+    table = LinkTable()
+    add, types = table.add, _REL_TYPES
     cursor = driver_rows(connection, f"SELECT {_LINK_COLUMNS} FROM links WHERE site = ?", (site,))
     try:
-        return _existing_links(
-            row
-            for row in cursor
-            if row[1] in parent_ids or (source is not None and row[5] and row[7] == source)
-        )
+        for (
+            link_id,
+            parent_id,
+            child_id,
+            type_,
+            by_parents,
+            by_relationships,
+            manual,
+            origin,
+        ) in cursor:
+            if parent_id in parent_ids or (
+                source is not None and by_relationships and origin == source
+            ):
+                add(link_id, parent_id, child_id, types[type_], by_parents, by_relationships,
+                    manual, origin)  # fmt: skip
     finally:
         cursor.close()
+    return table
 
 
 def _existing_links(rows: Iterable[tuple[Any, ...]]) -> list[ExistingLink]:

@@ -23,8 +23,10 @@ from syncd.core.plan import (
     ExistingPending,
     ExistingPerson,
     LinkPlan,
+    LinkTable,
     PersonPlan,
     link_is_active,
+    link_pair,
 )
 from syncd.model import ChildField, Kind, Mode, RelType
 from tests.unit.test_plan import (
@@ -432,3 +434,31 @@ def test_link_is_active_rules() -> None:
     assert not link_is_active(True, True, "unlink")
     assert link_is_active(True, False, None) and link_is_active(False, True, None)
     assert not link_is_active(False, False, None)
+
+
+any_link = st.builds(
+    ExistingLink,
+    link_id=st.integers(1, 2**62),
+    parent_id=st.integers(1, 2**62),
+    child_id=st.integers(1, 2**62),
+    type=st.sampled_from(RelType),
+    by_parents=st.booleans(),
+    by_relationships=st.booleans(),
+    manual=st.sampled_from([None, "link", "unlink"]),
+    source=st.sampled_from([None, "sis", "hand", "nightly-2"]),
+)
+
+
+@given(links=st.lists(any_link, max_size=20, unique_by=lambda x: (x.parent_id, x.child_id)))
+def test_a_link_table_gives_back_every_link_it_packed(links: list[ExistingLink]) -> None:
+    table = LinkTable.of(links)
+    assert len(table) == len(links)
+    for link in links:
+        pair = link_pair(link.parent_id, link.child_id)
+        assert table[pair] == link
+        assert table.marked(pair) == (link.by_relationships, link.type)
+    for source in ("sis", "hand"):
+        assert [link for _, link in table.file_links_of(source)] == [
+            link for link in links if link.by_relationships and link.source == source
+        ]
+    assert table.marked(link_pair(0, 0)) is None

@@ -19,6 +19,7 @@ from syncd.core.plan import (
     ExistingPending,
     ExistingPerson,
     LinkPlan,
+    LinkTable,
     ParentIndex,
     ParentRef,
     PersonPlan,
@@ -270,7 +271,7 @@ def plan_relationships(
             if existing.by_relationships and existing.source == source
         ]
         waiting += [item for item in all_pending if item.origin is Kind.RELATIONSHIPS]
-    plan = plan_relationship_links(resolved, mode, source, loaded, waiting)
+    plan = plan_relationship_links(resolved, mode, source, LinkTable.of(loaded), waiting)
     return plan, resolved, errors
 
 
