@@ -441,7 +441,8 @@ class Pipeline:
         try:
             store.ensure_site(connection, source.site, now)
             errors = ErrorList()
-            link_plan, names = self._plan_links(connection, job, opened, errors, result)
+            link_plan = self._plan_links(connection, job, opened, errors, result)
+            names = link_plan.names
             result.errors = sorted(errors.errors, key=lambda error: error.row)
             counts.rejected = len(errors.rejected_lines)
             counts.updated = sum(1 for change in link_plan.sets if writes.is_retype(change))
@@ -556,9 +557,9 @@ class Pipeline:
         opened: OpenedFile,
         errors: ErrorList,
         result: FileResult,
-    ) -> tuple[LinkPlan, dict[int, str]]:
-        """Read the file; return its link plan and the sync keys of the persons its rows
-        named (the audit lines name them; read again they cost a query per 900)."""
+    ) -> LinkPlan:
+        """Read the file; return its link plan (with the sync keys of the persons in its
+        changes: the audit lines name them, and read again they cost a query per 900)."""
         source = job.source
         mode = source.mode_for(Kind.RELATIONSHIPS)
         columns = opened.columns
@@ -591,13 +592,7 @@ class Pipeline:
         )
         result.counts.rows = counter[0]
         result.unresolved_children = sum(1 for item in resolved if item.child is None)
-        names = {item.parent.person_id: item.parent.sync_key for item in resolved}
-        parent_ids = set(names)
-        names.update(
-            (item.child.person_id, item.child.sync_key)
-            for item in resolved
-            if item.child is not None
-        )
+        parent_ids = {item.parent.person_id for item in resolved}
         full = mode is Mode.FULL and job.source_name is not None
         existing = store.links_to_plan(
             connection, source.site, parent_ids, job.source_name if full else None
@@ -605,10 +600,9 @@ class Pipeline:
         pending = store.pending_to_plan(
             connection, source.site, parent_ids, job.source_name if full else None
         )
-        plan = plan_relationship_links(
+        return plan_relationship_links(
             _drained(resolved), mode, job.source_name or "", existing, pending
         )
-        return plan, names
 
     @staticmethod
     def plan_password_changes(

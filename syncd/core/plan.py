@@ -590,6 +590,9 @@ class LinkPlan:
     clears: list[LinkClear] = field(default_factory=list)
     pending_adds: list[PendingAdd] = field(default_factory=list)
     pending_drops: list[ExistingPending] = field(default_factory=list)
+    # Sync keys by person id of the persons in the changes whose rows named them (their
+    # audit lines name them; the others' are read).
+    names: dict[int, str] = field(default_factory=dict)
 
     @property
     def created(self) -> int:
@@ -870,6 +873,7 @@ def plan_relationship_links(
     named: set[int] = set()
     cleared: set[int] = set()
     named_pending: set[tuple[int, str, str]] = set()
+    names = plan.names
     for item in resolved:
         parent = item.parent
         if item.child is None:
@@ -895,15 +899,18 @@ def plan_relationship_links(
                     )
                 )
             continue
-        pair = link_pair(parent.person_id, item.child.person_id)
+        child = item.child
+        pair = link_pair(parent.person_id, child.person_id)
         marked = links.marked(pair)  # (marked by a relationships file, type) or None
         if item.deleted:
             if marked is not None and marked[0]:
                 plan.clears.append(LinkClear(links[pair], Kind.RELATIONSHIPS))
                 cleared.add(pair)
+                names[parent.person_id], names[child.person_id] = parent.sync_key, child.sync_key
             continue
         named.add(pair)
         if marked != (True, item.type):  # as _wanted_change, without making the link
+            names[parent.person_id], names[child.person_id] = parent.sync_key, child.sync_key
             plan.sets.append(
                 LinkSet(
                     parent.sync_key,

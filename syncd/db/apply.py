@@ -531,22 +531,18 @@ def apply_links(
     `names` sync keys of persons the plan names (the rest are read). With `provenance`, a new
     link's row is its relationship.created event (else the caller reports it otherwise)."""
     known = names or {}
-    names = dict(known)
-    names.update(
-        _sync_keys(
-            connection,
-            [
-                person_id
-                for person_id in (
-                    [change.child_id for change in plan.sets]
-                    + [change.link.child_id for change in plan.clears]
-                    + [change.link.parent_id for change in plan.clears]
-                    + [change.parent_id for change in plan.sets if change.parent_id is not None]
-                )
-                if person_id not in known
-            ],
+    unknown = [
+        person_id
+        for person_id in (
+            [change.child_id for change in plan.sets]
+            + [change.link.child_id for change in plan.clears]
+            + [change.link.parent_id for change in plan.clears]
+            + [change.parent_id for change in plan.sets if change.parent_id is not None]
         )
-    )
+        if person_id not in known
+    ]
+    # Not a copy of `known` when it names them all (a first load's millions).
+    names = {**known, **_sync_keys(connection, unknown)} if unknown else known
     new_links: list[tuple[int, int, str, int, int, str | None, str | None]] = []
     updates: list[dict[str, Any]] = []
     start, end = events.line_parts(audit.RELATIONSHIP_CREATED)
@@ -710,7 +706,7 @@ def _apply_clears(
     context: ApplyContext,
     events: EventBuffer,
     applied: Applied,
-    names: dict[int, str],
+    names: Mapping[int, str],
 ) -> None:
     # A link no file or operator names any more stays as an inactive row: it may carry its
     # creation event (db/trail.py), and a later file that names it again marks it again.
