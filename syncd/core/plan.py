@@ -8,10 +8,10 @@ those parents (loaded in bulk by the caller) against what the file asks for.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from xxhash import xxh3_128_hexdigest
 
@@ -118,9 +118,10 @@ def link_pair(parent_id: int, child_id: int) -> int:
 _TYPES = tuple(RelType)
 _TYPE_BITS = {rel_type: index for index, rel_type in enumerate(_TYPES)}
 _MANUAL = (None, "link", "unlink")
+_MANUAL_BITS = {manual: index << 5 for index, manual in enumerate(_MANUAL)}
 _BY_PARENTS = 1 << 3
 _BY_RELATIONSHIPS = 1 << 4
-_MANUAL_SHIFT = 5
+_MANUAL_SHIFT = 5  # as _MANUAL_BITS
 _SOURCE_SHIFT = 8
 _ID_SHIFT = 32
 
@@ -143,8 +144,8 @@ class LinkTable:
     @classmethod
     def of(cls, links: Iterable[ExistingLink]) -> LinkTable:
         table = cls()
-        for link in links:
-            table.add(
+        table.add_rows(
+            (
                 link.link_id,
                 link.parent_id,
                 link.child_id,
@@ -154,31 +155,28 @@ class LinkTable:
                 link.manual,
                 link.source,
             )
+            for link in links
+        )
         return table
 
-    def add(
-        self,
-        link_id: int,
-        parent_id: int,
-        child_id: int,
-        rel_type: RelType,
-        by_parents: bool,
-        by_relationships: bool,
-        manual: str | None,
-        source: str | None,
-    ) -> None:
-        source_index = self._source_index.get(source)
-        if source_index is None:
-            source_index = self._source_index[source] = len(self._sources)
-            self._sources.append(source)
-        self._codes[link_pair(parent_id, child_id)] = (
-            (link_id << _ID_SHIFT)
-            | (source_index << _SOURCE_SHIFT)
-            | (_MANUAL.index(manual) << _MANUAL_SHIFT)
-            | (_BY_RELATIONSHIPS if by_relationships else 0)
-            | (_BY_PARENTS if by_parents else 0)
-            | _TYPE_BITS[rel_type]
-        )
+    def add_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Add links given as rows (link id, parent id, child id, type, by parents, by
+        relationships, manual, source), the type as a RelType or its value."""
+        codes, sources, source_index = self._codes, self._sources, self._source_index
+        type_bits, manual_bits = _TYPE_BITS, _MANUAL_BITS
+        for link_id, parent_id, child_id, rel_type, by_parents, by_rel, manual, source in rows:
+            index = source_index.get(source)
+            if index is None:
+                index = source_index[source] = len(sources)
+                sources.append(source)
+            codes[(parent_id << 64) | child_id] = (  # link_pair, inlined: millions of rows
+                (link_id << _ID_SHIFT)
+                | (index << _SOURCE_SHIFT)
+                | manual_bits[manual]
+                | (_BY_RELATIONSHIPS if by_rel else 0)
+                | (_BY_PARENTS if by_parents else 0)
+                | type_bits[rel_type]
+            )
 
     def __len__(self) -> int:
         return len(self._codes)
@@ -194,16 +192,17 @@ class LinkTable:
             return None
         return bool(code & _BY_RELATIONSHIPS), _TYPES[code & 7]
 
-    def file_links_of(self, source: str) -> Iterator[tuple[int, ExistingLink]]:
-        """Yield (pair, link) for each link a relationships file of `source` marks."""
+    def file_links_of(self, source: str, besides: Container[int]) -> Iterator[ExistingLink]:
+        """Yield each link a relationships file of `source` marks, but for the pairs in
+        `besides` (a full file's: it lists them; no link is made for those)."""
         source_index = self._source_index.get(source)
         if source_index is None:
             return
         mask = (0xFF_FFFF << _SOURCE_SHIFT) | _BY_RELATIONSHIPS
         wanted = (source_index << _SOURCE_SHIFT) | _BY_RELATIONSHIPS
         for pair, code in self._codes.items():
-            if code & mask == wanted:
-                yield pair, self._link(pair, code)
+            if code & mask == wanted and pair not in besides:
+                yield self._link(pair, code)
 
     def _link(self, pair: int, code: int) -> ExistingLink:
         return ExistingLink(
@@ -870,8 +869,7 @@ def plan_relationship_links(
         for pending in existing_pending
         if pending.origin is Kind.RELATIONSHIPS
     }
-    named: set[int] = set()
-    cleared: set[int] = set()
+    listed: set[int] = set()  # the pairs the file names, to keep or to clear
     named_pending: set[tuple[int, str, str]] = set()
     names = plan.names
     for item in resolved:
@@ -905,10 +903,10 @@ def plan_relationship_links(
         if item.deleted:
             if marked is not None and marked[0]:
                 plan.clears.append(LinkClear(links[pair], Kind.RELATIONSHIPS))
-                cleared.add(pair)
+                listed.add(pair)
                 names[parent.person_id], names[child.person_id] = parent.sync_key, child.sync_key
             continue
-        named.add(pair)
+        listed.add(pair)
         if marked != (True, item.type):  # as _wanted_change, without making the link
             names[parent.person_id], names[child.person_id] = parent.sync_key, child.sync_key
             plan.sets.append(
@@ -922,9 +920,9 @@ def plan_relationship_links(
                 )
             )
     if mode is Mode.FULL:
-        for pair, link in links.file_links_of(source):
-            if pair not in named and pair not in cleared:
-                plan.clears.append(LinkClear(link, Kind.RELATIONSHIPS))
+        plan.clears += (
+            LinkClear(link, Kind.RELATIONSHIPS) for link in links.file_links_of(source, listed)
+        )
         for key, pending in pendings.items():
             if key not in named_pending and pending.source in (None, source):
                 plan.pending_drops.append(pending)

@@ -633,24 +633,13 @@ def links_to_plan(
             found += relationship_links_of_source(connection, site, source, besides=parent_ids)
         return LinkTable.of(found)
     table = LinkTable()
-    add, types = table.add, _REL_TYPES
     cursor = driver_rows(connection, f"SELECT {_LINK_COLUMNS} FROM links WHERE site = ?", (site,))
     try:
-        for (
-            link_id,
-            parent_id,
-            child_id,
-            type_,
-            by_parents,
-            by_relationships,
-            manual,
-            origin,
-        ) in cursor:
-            if parent_id in parent_ids or (
-                source is not None and by_relationships and origin == source
-            ):
-                add(link_id, parent_id, child_id, types[type_], by_parents, by_relationships,
-                    manual, origin)  # fmt: skip
+        table.add_rows(
+            row
+            for row in cursor
+            if row[1] in parent_ids or (source is not None and row[5] and row[7] == source)
+        )
     finally:
         cursor.close()
     return table

@@ -458,7 +458,8 @@ def test_a_link_table_gives_back_every_link_it_packed(links: list[ExistingLink])
         assert table[pair] == link
         assert table.marked(pair) == (link.by_relationships, link.type)
     for source in ("sis", "hand"):
-        assert [link for _, link in table.file_links_of(source)] == [
-            link for link in links if link.by_relationships and link.source == source
-        ]
+        of_source = [link for link in links if link.by_relationships and link.source == source]
+        assert list(table.file_links_of(source, ())) == of_source
+        besides = {link_pair(link.parent_id, link.child_id) for link in of_source[::2]}
+        assert list(table.file_links_of(source, besides)) == of_source[1::2]
     assert table.marked(link_pair(0, 0)) is None
