@@ -997,21 +997,35 @@ def _deactivate_orphans(
     pending = {link.parent_id for link in store.pending_of_parents(connection, ids)}
     kept = _with_live_links(connection, ids) | pending
     orphans = _active_parents(connection, [pid for pid in ids if pid not in kept])
-    for chunk in store.chunked([person_id for person_id, _ in orphans]):
+    _set_parents_active(connection, orphans, False, now, events)
+    return len(orphans)
+
+
+def _set_parents_active(
+    connection: sa.Connection,
+    parents: Sequence[tuple[int, str]],
+    active: bool,
+    now: datetime,
+    events: EventBuffer,
+) -> None:
+    """Reactivate (a live link appeared) or deactivate as orphans the given parents (id,
+    sync key), each with its event."""
+    for chunk in store.chunked([person_id for person_id, _ in parents]):
         connection.execute(
             persons.update()
             .where(persons.c.id.in_(chunk))
-            .values(active=False, inactive_reason="orphan", updated_at=now)
+            .values(active=active, inactive_reason=None if active else ORPHAN, updated_at=now)
         )
-    for person_id, sync_key in orphans:
+    event = audit.PERSON_REACTIVATED if active else audit.PERSON_DEACTIVATED
+    reason = "link" if active else ORPHAN
+    for person_id, sync_key in parents:
         events.add(
-            audit.PERSON_DEACTIVATED,
+            event,
             person_id=person_id,
             kind=PersonKind.PARENT.value,
             sync_key=sync_key,
-            reason="orphan",
+            reason=reason,
         )
-    return len(orphans)
 
 
 def _parents_of(connection: sa.Connection, child_ids: Iterable[int]) -> set[int]:
@@ -1074,18 +1088,5 @@ def _reactivate_orphans(
     )
     live = _with_live_links(connection, [person_id for person_id, _ in orphans])
     back = [(person_id, sync_key) for person_id, sync_key in orphans if person_id in live]
-    for chunk in store.chunked([person_id for person_id, _ in back]):
-        connection.execute(
-            persons.update()
-            .where(persons.c.id.in_(chunk))
-            .values(active=True, inactive_reason=None, updated_at=context.now)
-        )
-    for person_id, sync_key in back:
-        events.add(
-            audit.PERSON_REACTIVATED,
-            person_id=person_id,
-            kind=PersonKind.PARENT.value,
-            sync_key=sync_key,
-            reason="link",
-        )
+    _set_parents_active(connection, back, True, context.now, events)
     applied.counts.reactivated += len(back)
