@@ -114,24 +114,29 @@ def link_pair(parent_id: int, child_id: int) -> int:
     return (parent_id << 64) | child_id
 
 
-# What LinkTable packs into a link's int, below its link id (see there).
+# A LinkTable link's int, from the lowest bit: the type (3 bits, an index into _TYPES), by
+# parents (1), by relationships (1), the manual edit (2, an index into _MANUAL), the source
+# (24, an index into the table's names), the link id (the rest).
 _TYPES = tuple(RelType)
 _TYPE_BITS = {rel_type: index for index, rel_type in enumerate(_TYPES)}
-_MANUAL = (None, "link", "unlink")
-_MANUAL_BITS = {manual: index << 5 for index, manual in enumerate(_MANUAL)}
+_TYPE_MASK = 0b111
 _BY_PARENTS = 1 << 3
 _BY_RELATIONSHIPS = 1 << 4
-_MANUAL_SHIFT = 5  # as _MANUAL_BITS
+_MANUAL = (None, "link", "unlink")
+_MANUAL_SHIFT = 5
+_MANUAL_BITS = {manual: index << _MANUAL_SHIFT for index, manual in enumerate(_MANUAL)}
 _SOURCE_SHIFT = 8
+_SOURCE_MASK = (1 << 24) - 1
 _ID_SHIFT = 32
+_PAIR_CHILD_MASK = (1 << 64) - 1  # link_pair's low half
 
 
 class LinkTable:
     """The existing links a relationships file is planned against, by link_pair.
 
     Each link is one int (its id, source, type, marks and manual edit packed together) in
-    one dict: a district's site holds millions, and an ExistingLink for each took four
-    times the memory. An ExistingLink is made only for the links the plan changes.
+    one dict: a district's site holds millions, and an ExistingLink for each took more than
+    twice the memory. An ExistingLink is made only for the links the plan changes.
     """
 
     __slots__ = ("_codes", "_sources", "_source_index")
@@ -190,7 +195,7 @@ class LinkTable:
         code = self._codes.get(pair)
         if code is None:
             return None
-        return bool(code & _BY_RELATIONSHIPS), _TYPES[code & 7]
+        return bool(code & _BY_RELATIONSHIPS), _TYPES[code & _TYPE_MASK]
 
     def file_links_of(self, source: str, besides: Container[int]) -> Iterator[ExistingLink]:
         """Yield each link a relationships file of `source` marks, but for the pairs in
@@ -198,7 +203,7 @@ class LinkTable:
         source_index = self._source_index.get(source)
         if source_index is None:
             return
-        mask = (0xFF_FFFF << _SOURCE_SHIFT) | _BY_RELATIONSHIPS
+        mask = (_SOURCE_MASK << _SOURCE_SHIFT) | _BY_RELATIONSHIPS
         wanted = (source_index << _SOURCE_SHIFT) | _BY_RELATIONSHIPS
         for pair, code in self._codes.items():
             if code & mask == wanted and pair not in besides:
@@ -208,12 +213,12 @@ class LinkTable:
         return ExistingLink(
             code >> _ID_SHIFT,
             pair >> 64,
-            pair & 0xFFFF_FFFF_FFFF_FFFF,
-            _TYPES[code & 7],
+            pair & _PAIR_CHILD_MASK,
+            _TYPES[code & _TYPE_MASK],
             bool(code & _BY_PARENTS),
             bool(code & _BY_RELATIONSHIPS),
             _MANUAL[(code >> _MANUAL_SHIFT) & 3],
-            self._sources[(code >> _SOURCE_SHIFT) & 0xFF_FFFF],
+            self._sources[(code >> _SOURCE_SHIFT) & _SOURCE_MASK],
         )
 
 
