@@ -759,8 +759,10 @@ def resolve_links(
     # first row's line with the hash of its identifiers, which tells the two messages apart
     # (rows with the same identifiers resolve alike, so the hash only picks the wording).
     first_of: dict[int | tuple[int, str, str], int] = {}
-    # Rows that did not resolve, by their identifiers: a repeat is that row's duplicate.
+    # Rows that did not resolve, and rows rejected as another's duplicate by other
+    # identifiers, by their identifiers: a repeat is that row's duplicate (few rows).
     unresolved: dict[str, int] = {}
+    repeated: dict[str, int] = {}
     for record in records:
         identity = link_identity(record)
         parent, problem = parents.find(record.parent_by, record.parent_value)
@@ -800,10 +802,14 @@ def resolve_links(
         identity_hash = hash(identity) & _HASH_MASK
         first = first_of.get(pair)
         if first is not None:
-            line = first & _LINE_MASK
-            if first >> _LINE_BITS == identity_hash:
+            # The first row with the same identifiers, if any: the pair's first row, or one
+            # rejected as its duplicate by other identifiers.
+            same = repeated.get(identity)
+            if same is None and first >> _LINE_BITS == identity_hash:
+                same = first & _LINE_MASK
+            if same is not None:
                 error = RowError(
-                    record.line, duplicate_label, record.child_value, f"duplicate of row {line}"
+                    record.line, duplicate_label, record.child_value, f"duplicate of row {same}"
                 )
             else:
                 column = labels.get(
@@ -813,8 +819,9 @@ def resolve_links(
                     record.line,
                     column,
                     record.child_value,
-                    f"duplicate of row {line} (same parent and child)",
+                    f"duplicate of row {first & _LINE_MASK} (same parent and child)",
                 )
+                repeated[identity] = record.line
             errors.add(error)
             continue
         first_of[pair] = (identity_hash << _LINE_BITS) | record.line

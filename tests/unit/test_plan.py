@@ -1005,6 +1005,21 @@ def test_a_row_naming_the_same_link_by_the_same_identifiers_is_a_duplicate() -> 
     assert link_pairs(plan) == {("P1", 101, 1, RelType.PARENT)}
 
 
+def test_a_repeat_of_a_row_rejected_by_other_identifiers_names_that_row() -> None:
+    plan, resolved, errors = plan_relationships(
+        [
+            ("", "P1", "S1", "", "", ""),
+            ("ann@example.org", "", "S1", "", "", ""),
+            ("ANN@example.org", "", "S1", "", "", ""),
+        ]
+    )
+    assert [(e.row, e.error) for e in errors.errors] == [
+        (3, "duplicate of row 2 (same parent and child)"),
+        (4, "duplicate of row 3"),
+    ]
+    assert [item.line for item in resolved] == [2]
+
+
 def test_rows_that_do_not_resolve_are_duplicates_by_their_identifiers() -> None:
     plan, resolved, errors = plan_relationships(
         [
