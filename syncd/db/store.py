@@ -224,6 +224,16 @@ def active_keys(connection: sa.Connection, person_ids: Iterable[int]) -> list[tu
     return found
 
 
+# The persons column behind each child field (ChildField's values).
+_CHILD_FIELD_COLUMNS = {
+    "sync_key": "sync_key",
+    "username": "username",
+    "email": "email",
+    "student_number": "student_number",
+    "internal_id": "id",
+}
+
+
 class StudentLookup:
     """The site's students by the value of a child field, for a parents file's child cells.
 
@@ -258,13 +268,7 @@ class StudentLookup:
         """Read the whole index now (a file that names many children)."""
         if self._complete:
             return
-        column = {
-            "sync_key": "sync_key",
-            "username": "username",
-            "email": "email",
-            "student_number": "student_number",
-            "internal_id": "id",
-        }[self._field]
+        column = _CHILD_FIELD_COLUMNS[self._field]
         cursor = driver_rows(
             self._connection,
             f"SELECT {column}, id, sync_key FROM persons WHERE site = ? AND kind = ? "
@@ -363,13 +367,7 @@ def student_index(
 ) -> dict[str, tuple[StudentRef, ...]]:
     """Return the site's students by the value of `child_field` (lookup form): one read of
     plain rows, a tuple of one StudentRef for most values."""
-    column = {
-        "sync_key": "sync_key",
-        "username": "username",
-        "email": "email",
-        "student_number": "student_number",
-        "internal_id": "id",
-    }[str(child_field)]
+    column = _CHILD_FIELD_COLUMNS[str(child_field)]
     cursor = driver_rows(
         connection,
         f"SELECT {column}, id, sync_key FROM persons WHERE site = ? AND kind = ? "
