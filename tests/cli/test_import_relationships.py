@@ -434,3 +434,19 @@ def test_a_row_whose_student_id_and_email_name_different_students_is_rejected(
     assert error["error"] == (
         "names S1, but its student email jonas.sorensen@school.example is S2's; correct one of them"
     )
+
+
+def test_a_file_that_cannot_be_read_to_its_end_applies_none_of_its_rows(syncd: Syncd) -> None:
+    # Rows are resolved while the file is read, inside its transaction: a quote never
+    # closed (it takes the lines after it) fails the file whole, the rows before it too.
+    _roster(syncd)
+    good = table(HEADER, [("katrin.mueller@home.example", "", "S1", "Parent")])
+    broken = '"peter.sorensen@home.example,,S2,Parent\nsean.obrien@home.example,,S4,Parent\n'
+    outcome = syncd("import", str(syncd.write("relationships.csv", good + broken)))
+    assert outcome.exit_code == 1
+    assert "never closed" in outcome.stderr
+    assert active_links(syncd) == set()
+    document = report(syncd, "relationships.csv")
+    assert document["status"] == "failed"
+    assert [f["status"] for f in files(syncd) if f["name"] == "relationships.csv"] == ["failed"]
+    assert "relationship.created" not in event_names(syncd)
