@@ -771,7 +771,7 @@ def resolve_links(
                 break
             parent, _ = parents.find(by, value)
         if parent is None:
-            if not _repeated(record, identity, unresolved, errors, duplicate_label):
+            if not _repeats_unresolved(record, identity, unresolved, errors, duplicate_label):
                 column = labels.get(f"parent_{record.parent_by.value}", "parent")
                 errors.add(RowError(record.line, column, record.parent_value, problem or "unknown"))
             continue
@@ -788,7 +788,7 @@ def resolve_links(
                     f"{other.sync_key}'s; correct one of them"
                 )
         if problem is not None:
-            if not _repeated(record, identity, unresolved, errors, duplicate_label):
+            if not _repeats_unresolved(record, identity, unresolved, errors, duplicate_label):
                 column = labels.get(
                     "student_email" if record.child_by is ChildBy.EMAIL else "student_id", "child"
                 )
@@ -844,7 +844,7 @@ _LINE_MASK = (1 << _LINE_BITS) - 1
 _HASH_MASK = (1 << 64) - 1
 
 
-def _repeated(
+def _repeats_unresolved(
     record: LinkRecord, identity: str, unresolved: dict[str, int], errors: ErrorList, label: str
 ) -> bool:
     """Return whether an unresolved row repeats an earlier one's identifiers (then reject it

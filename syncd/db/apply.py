@@ -947,13 +947,12 @@ def settle_parents(
     gaining = sorted(applied.parents_gaining_links - applied.new_parents)
     # Through the driver: a district's first relationships file gives a million parents
     # their first link, a thousand statements that SQLAlchemy would each expand again.
-    for chunk in store.chunked(gaining):
-        marks = ", ".join("?" for _ in chunk)
-        store.driver_rows(
-            connection,
-            f"UPDATE persons SET had_link = TRUE WHERE had_link = FALSE AND id IN ({marks})",
-            chunk,
-        ).close()
+    store.driver_execute_in(
+        connection,
+        "UPDATE persons SET had_link = TRUE WHERE had_link = FALSE AND id IN",
+        (),
+        gaining,
+    )
     candidates_back = set(gaining) | applied.orphans_listed
     if applied.activated_students:
         candidates_back |= _parents_of(connection, applied.activated_students)

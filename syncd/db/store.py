@@ -105,14 +105,29 @@ def driver_rows_in(
 ) -> Iterator[tuple[Any, ...]]:
     """Yield the rows of `sql`, which ends in `IN`, for all of `values`: one statement per
     CHUNK of them (driver_rows; `parameters` bind the placeholders before the IN list)."""
-    for chunk in chunked(values):
-        marks = ", ".join("?" for _ in chunk)
-        cursor = driver_rows(connection, f"{sql} ({marks})", (*parameters, *chunk))
+    for cursor in _driver_in(connection, sql, parameters, values):
         try:
             rows = cursor.fetchall()
         finally:
             cursor.close()
         yield from rows
+
+
+def driver_execute_in(
+    connection: sa.Connection, sql: str, parameters: Sequence[Any], values: Sequence[Any]
+) -> None:
+    """Run `sql` (an UPDATE or DELETE ending in `IN`) for all of `values`, as driver_rows_in
+    reads: no SQLAlchemy expansion of a thousand statements' IN lists."""
+    for cursor in _driver_in(connection, sql, parameters, values):
+        cursor.close()
+
+
+def _driver_in(
+    connection: sa.Connection, sql: str, parameters: Sequence[Any], values: Sequence[Any]
+) -> Iterator[Any]:
+    for chunk in chunked(values):
+        marks = ", ".join("?" for _ in chunk)
+        yield driver_rows(connection, f"{sql} ({marks})", (*parameters, *chunk))
 
 
 def count_persons(connection: sa.Connection, site: str, kind: PersonKind) -> int:
