@@ -323,7 +323,12 @@ class PersonFile:
 
     def _read(self, connection: sa.Connection, opened: OpenedFile, fast: bool) -> _Read:
         errors = ErrorList()
-        person_rows = PersonRows(self.kind, opened.cols, opened.rules, errors)
+        site, person_kind = self.source.site, self.person_kind
+        usernames = store.UsernameKeys(connection, site, person_kind)
+        if self.site_had_persons:
+            person_rows = PersonRows(self.kind, opened.cols, opened.rules, errors, usernames)
+        else:
+            person_rows = PersonRows(self.kind, opened.cols, opened.rules, errors)
         read = _Read(errors, RecordSpill(), person_rows.repeated, person_rows.has_children)
         self.label = opened.columns.column_name("child_key") or "child"
         self.columns = file_columns(self.kind, opened.cols)

@@ -169,6 +169,14 @@ def validate_persons(
         yield merge_person_records(group, person_rows.has_children)
 
 
+# The sync key stored for the person a username names in another case (SPEC §2.2), or None.
+UsernameKeys = Callable[[str], str | None]
+
+
+def _no_username_keys(username: str) -> str | None:
+    return None
+
+
 class PersonRows:
     """Validates the rows of a students or parents file as they stream by.
 
@@ -176,9 +184,20 @@ class PersonRows:
     one record per row (its keys are in `repeated`), to be merged with
     `merge_person_records`. What decides a repeat (first line, fields, type) is kept per
     key in one int, so memory grows with the keys, not with the rows.
+
+    A row without a sync key is keyed by its username, which compares case-insensitively:
+    every spelling of it in the file is its first, and the key is the one `username_keys`
+    says the person has, if it has one in another case.
     """
 
-    def __init__(self, kind: Kind, columns: Columns, rules: RowRules, errors: ErrorList) -> None:
+    def __init__(
+        self,
+        kind: Kind,
+        columns: Columns,
+        rules: RowRules,
+        errors: ErrorList,
+        username_keys: UsernameKeys = _no_username_keys,
+    ) -> None:
         self.kind = kind
         self.columns = columns
         self.errors = errors
@@ -189,8 +208,9 @@ class PersonRows:
         # Keys of valid rows that a later row of theirs was rejected for.
         self._late: list[str] = []
         self._make_record = _record_maker(
-            kind, columns, rules, errors, self.has_children, self._first, self._late
-        )
+            kind, columns, rules, errors, self.has_children, self._first, self._late,
+            _username_identity(username_keys),
+        )  # fmt: skip
 
     @property
     def needs_merging(self) -> bool:
@@ -245,14 +265,8 @@ class PersonRows:
             hash(record.fields) & _HASH_MASK
         )
         if not same_person:
-            errors.add(
-                RowError(
-                    row.line,
-                    columns.label(_identifier_field(columns)),
-                    key,
-                    f"duplicate of row {first_line}",
-                )
-            )
+            column, cell = _identifier_cell(columns, row.values)
+            errors.add(RowError(row.line, column, cell or key, f"duplicate of row {first_line}"))
             errors.rejected_keys.add(key)
             self._late.append(key)
             return False
@@ -302,11 +316,35 @@ def merge_person_records(records: Sequence[PersonRecord], has_children: bool) ->
     )
 
 
+def _identifier_cell(columns: Columns, values: Sequence[str]) -> tuple[str, str]:
+    """Return the column that identifies the row's person and its cell as written."""
+    for name in ("sync_key", "username", "email"):
+        if cell := columns.get(values, name):
+            return columns.label(name), cell
+    return columns.label(_identifier_field(columns)), ""
+
+
 def _identifier_field(columns: Columns) -> str:
     for name in ("sync_key", "username", "email"):
         if columns.has(name):
             return name
     return "sync_key"
+
+
+def _username_identity(username_keys: UsernameKeys) -> Callable[[str], tuple[str, str]]:
+    """Return the function giving a row keyed by its username (trimmed, not empty) its sync
+    key and username: the file's first spelling of that username, and the key stored for
+    it in another case if there is one."""
+    known: dict[str, tuple[str, str]] = {}  # by the casefolded username
+
+    def identity(username: str) -> tuple[str, str]:
+        folded = username.casefold()
+        found = known.get(folded)
+        if found is None:
+            found = known[folded] = (username_keys(username) or username, username)
+        return found
+
+    return identity
 
 
 def _record_maker(
@@ -317,6 +355,7 @@ def _record_maker(
     has_children: bool,
     first: Mapping[str, int],
     late: list[str],
+    username_identity: Callable[[str], tuple[str, str]],
 ) -> Callable[[RawRow], PersonRecord | None]:
     """Return the function that turns one row into its record (or adds its errors).
 
@@ -371,8 +410,13 @@ def _record_maker(
         if email is not None and not is_email(email):
             problems = [RowError(line, email_label, email_cell, "invalid email")]
             email = None
-        # SPEC §9: "its username, else its lower-cased email": the username as written.
-        identifier = sync_key or username or email
+        # SPEC §9: "its username, else its lower-cased email": the username as first written.
+        if sync_key:
+            identifier: str | None = sync_key
+        elif username:
+            identifier, username = username_identity(username)
+        else:
+            identifier = email
         if not identifier:
             problems = problems or []
             problems.append(

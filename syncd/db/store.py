@@ -228,6 +228,60 @@ def persons_by_keys(
     }
 
 
+class UsernameKeys:
+    """The sync keys of a site's persons keyed by their username, for a file's rows that
+    name one in another case (SPEC §2.2: usernames compare case-insensitively; the key
+    keeps its first spelling). The keys not all in lower case are read once, at the first
+    call (few, as usernames go); a lower-case key is looked up by itself where it must."""
+
+    def __init__(self, connection: sa.Connection, site: str, kind: PersonKind) -> None:
+        self._connection, self._site, self._kind = connection, site, kind
+        self._other_case: dict[str, list[str]] | None = None  # by the casefolded key
+
+    def __call__(self, username: str) -> str | None:
+        """Return the key of the person `username` names, as stored, or None: no such
+        person, or none in another case."""
+        folded = username.casefold()
+        spellings = self._keys_not_in_lower_case().get(folded, ())
+        if username in spellings:
+            return username
+        if (folded != username or spellings) and self._is_username_key(folded):
+            return folded
+        return spellings[0] if len(spellings) == 1 else None  # several: legacy, none taken
+
+    def _keys_not_in_lower_case(self) -> dict[str, list[str]]:
+        if self._other_case is None:
+            # SQLite's lower() knows ASCII only: keys with other characters are read too.
+            others = (
+                "sync_key GLOB '*[^ -~]*'"
+                if self._connection.dialect.name == "sqlite"
+                else "sync_key ~ '[^ -~]'"
+            )
+            cursor = driver_rows(
+                self._connection,
+                "SELECT sync_key, username FROM persons WHERE site = ? AND kind = ? "
+                f"AND username IS NOT NULL AND (sync_key <> lower(sync_key) OR {others})",
+                (self._site, self._kind.value),
+            )
+            self._other_case = defaultdict(list)
+            for key, username in cursor:
+                folded = key.casefold()
+                if key != folded and username.casefold() == folded:
+                    self._other_case[folded].append(key)
+            cursor.close()
+        return self._other_case
+
+    def _is_username_key(self, key: str) -> bool:
+        cursor = driver_rows(
+            self._connection,
+            "SELECT username FROM persons WHERE site = ? AND kind = ? AND sync_key = ?",
+            (self._site, self._kind.value, key),
+        )
+        found = cursor.fetchone()
+        cursor.close()
+        return found is not None and (found[0] or "").casefold() == key
+
+
 def active_keys(connection: sa.Connection, person_ids: Iterable[int]) -> list[tuple[int, str]]:
     """Return (id, sync key) of those of the given persons that are active, by id."""
     found: list[tuple[int, str]] = []

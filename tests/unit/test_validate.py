@@ -12,6 +12,7 @@ import pytest
 
 from syncd.core.validate import (
     Columns,
+    PersonRows,
     RowRules,
     link_identity,
     parse_relationship_type,
@@ -254,12 +255,56 @@ def test_sync_key_is_trimmed_and_compared_exactly() -> None:
 
 
 def test_a_username_named_twice_as_identifier_is_a_duplicate() -> None:
-    # The username is the sync key as written (SPEC §9), and sync keys compare exactly.
+    # The username is the sync key as first written (SPEC §9).
     records, errors = students(
         ("", "ASmith", "", "Ann", "Smith"), (" ", "ASmith ", "", "Ann", "Smith")
     )
     assert [record.fields.sync_key for record in records] == ["ASmith"]
     assert [(error.row, error.error) for error in errors.errors] == [(3, "duplicate of row 2")]
+
+
+def test_a_username_as_identifier_compares_case_insensitively_in_the_file() -> None:
+    # SPEC §2.2: every spelling of a username in the file is its first.
+    records, errors = students(
+        ("", "ASmith", "", "Ann", "Smith"),
+        ("", "asmith", "", "Ann", "Smith"),
+        ("S9", "ASMITH", "", "Bob", "Smith"),  # a sync key: the username is only a field
+    )
+    assert [(r.fields.sync_key, r.fields.username) for r in records] == [
+        ("ASmith", "ASmith"),
+        ("S9", "ASMITH"),
+    ]
+    assert [(e.row, e.column, e.value, e.error) for e in errors.errors] == [
+        (3, "User name", "asmith", "duplicate of row 2")
+    ]
+
+
+def test_a_username_as_identifier_takes_the_key_stored_in_another_case() -> None:
+    stored = {"asmith": "ASmith"}
+    errors = ErrorList()
+    person_rows = PersonRows(
+        Kind.PARENTS,
+        columns("username", "first_name", "last_name", "child_key"),
+        RowRules(),
+        errors,
+        lambda username: stored.get(username.casefold()),
+    )
+    records = list(
+        person_rows.read(
+            rows(
+                ("asmith", "Ann", "Smith", "1"),
+                ("ASMITH", "Ann", "Smith", "2"),
+                ("new", "N", "W", ""),
+            )
+        )
+    )
+    assert errors.errors == []
+    assert [(r.fields.sync_key, r.fields.username, r.child_values) for r in records] == [
+        ("ASmith", "asmith", ("1",)),
+        ("ASmith", "asmith", ("2",)),  # one parent on two rows, to be merged
+        ("new", "new", ()),
+    ]
+    assert person_rows.repeated == {"ASmith"}
 
 
 def test_row_without_any_identifier_is_rejected() -> None:
