@@ -559,6 +559,30 @@ def _held_file(app: App, file_id: int) -> Any:
     return row
 
 
+def _refuse_stale_release(app: App, row: Any) -> None:
+    """Raise UsageError when a file of the held file's site and kind was applied after it
+    came: released, the older file would undo what the newer one did (a full file's
+    deactivations judged against yesterday's roster)."""
+    with app.reader.connect() as connection:
+        newer = connection.execute(
+            sa.select(files.c.id, files.c.name)
+            .where(
+                files.c.site == row.site,
+                files.c.kind == row.kind,
+                files.c.status == FileStatus.APPLIED.value,
+                files.c.id > row.id,
+            )
+            .order_by(files.c.id.desc())
+            .limit(1)
+        ).first()
+    if newer is not None:
+        raise UsageError(
+            f"file {row.id} ({row.name}): {row.kind} file {newer.id} ({newer.name}) was applied "
+            f"after it; releasing the older file would undo that. Reject it (syncd files reject "
+            f"{row.id}), or send its content again to have it planned against today's roster"
+        )
+
+
 def _source_of(app: App, row: Any) -> tuple[SourceConfig, str | None]:
     if row.source is None:
         return local_source(Path.cwd(), name="import", site=row.site), None
@@ -575,6 +599,7 @@ def _source_of(app: App, row: Any) -> tuple[SourceConfig, str | None]:
 def release_command(app: App, file_id: int, as_json: bool) -> None:
     """Apply a held file despite its safety threshold."""
     row = _held_file(app, file_id)
+    _refuse_stale_release(app, row)
     source_config, source_name = _source_of(app, row)
     source = _open_held_source(row, source_name, source_config)
     try:

@@ -89,6 +89,43 @@ def test_rejected_file_changes_nothing_with_file_rejected_event(syncd: Syncd) ->
     assert (status["held"], status["failed"]) == (0, 1)
 
 
+def test_a_held_file_older_than_an_applied_file_of_its_kind_is_not_released(
+    syncd: Syncd,
+) -> None:
+    # Released, it would undo what the newer file did (K9 back out, and K10 with it).
+    imported(syncd, "students.csv", students_csv(TEN))
+    run_import(syncd, "students-2.csv", students_csv(TEN[:8]))
+    held_id = file_id(syncd, "students-2.csv")
+    newer = (*TEN, ("K10", "kid10", "Zoë", "Nuñez10", "kid10@school.example", "2010", "4"))
+    imported(syncd, "students-3.csv", students_csv(newer))
+
+    outcome = syncd("files", "release", str(held_id))
+
+    assert outcome.exit_code == 2
+    assert outcome.stderr.count("\n") == 1
+    assert f"file {held_id}" in outcome.stderr
+    assert "students-3.csv" in outcome.stderr
+    assert "reject" in outcome.stderr
+    assert all(_student_states(syncd).values())  # nothing applied
+    assert [f["status"] for f in files(syncd) if f["id"] == held_id] == ["held"]
+    assert syncd.events("file.released") == []
+    # Rejecting it still works; the same content sent again is planned against today.
+    assert syncd("files", "reject", str(held_id)).exit_code == 0
+    again = run_import(syncd, "students-4.csv", students_csv(TEN[:8]))
+    assert again.exit_code == 1
+    assert report(syncd, "students-4.csv")["counts"]["deactivated"] == 3
+
+
+def test_a_held_file_is_released_after_a_newer_file_of_another_kind(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv(TEN))
+    run_import(syncd, "students-2.csv", students_csv(TEN[:8]))
+    imported(syncd, "parents.csv", parents_csv([("Ann", "Lee", "ann.lee", "K0", "")]))
+
+    outcome = syncd("files", "release", str(file_id(syncd, "students-2.csv")))
+
+    assert outcome.exit_code == 0, outcome.stderr
+
+
 def test_release_and_reject_take_json(syncd: Syncd) -> None:
     imported(syncd, "students.csv", students_csv(TEN))
     run_import(syncd, "students-2.csv", students_csv(TEN[:8]))
