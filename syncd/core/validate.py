@@ -186,8 +186,8 @@ class PersonRows:
     key in one int, so memory grows with the keys, not with the rows.
 
     A row without a sync key is keyed by its username, which compares case-insensitively:
-    every spelling of it in the file is its first, and the key is the one `username_keys`
-    says the person has, if it has one in another case.
+    its key and username are the key `username_keys` says the person has in another case,
+    if it has one, else the file's first spelling of it.
     """
 
     def __init__(
@@ -331,17 +331,18 @@ def _identifier_field(columns: Columns) -> str:
     return "sync_key"
 
 
-def _username_identity(username_keys: UsernameKeys) -> Callable[[str], tuple[str, str]]:
+def _username_identity(username_keys: UsernameKeys) -> Callable[[str], str]:
     """Return the function giving a row keyed by its username (trimmed, not empty) its sync
-    key and username: the file's first spelling of that username, and the key stored for
-    it in another case if there is one."""
-    known: dict[str, tuple[str, str]] = {}  # by the casefolded username
+    key, which is also its username: the key stored for it in another case if there is one,
+    else the file's first spelling of it. A username that only changed case is unchanged, as
+    an email is (compared so, SPEC §2.2), and the key and the username stay one spelling."""
+    known: dict[str, str] = {}  # by the casefolded username
 
-    def identity(username: str) -> tuple[str, str]:
+    def identity(username: str) -> str:
         folded = username.casefold()
         found = known.get(folded)
         if found is None:
-            found = known[folded] = (username_keys(username) or username, username)
+            found = known[folded] = username_keys(username) or username
         return found
 
     return identity
@@ -355,7 +356,7 @@ def _record_maker(
     has_children: bool,
     first: Mapping[str, int],
     late: list[str],
-    username_identity: Callable[[str], tuple[str, str]],
+    username_identity: Callable[[str], str],
 ) -> Callable[[RawRow], PersonRecord | None]:
     """Return the function that turns one row into its record (or adds its errors).
 
@@ -414,7 +415,7 @@ def _record_maker(
         if sync_key:
             identifier: str | None = sync_key
         elif username:
-            identifier, username = username_identity(username)
+            identifier = username = username_identity(username)
         else:
             identifier = email
         if not identifier:

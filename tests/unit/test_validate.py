@@ -300,8 +300,8 @@ def test_a_username_as_identifier_takes_the_key_stored_in_another_case() -> None
     )
     assert errors.errors == []
     assert [(r.fields.sync_key, r.fields.username, r.child_values) for r in records] == [
-        ("ASmith", "asmith", ("1",)),
-        ("ASmith", "asmith", ("2",)),  # one parent on two rows, to be merged
+        ("ASmith", "ASmith", ("1",)),
+        ("ASmith", "ASmith", ("2",)),  # one parent on two rows, to be merged
         ("new", "new", ()),
     ]
     assert person_rows.repeated == {"ASmith"}
