@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import re
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -83,33 +84,50 @@ def _is_xlsx(binary: BinaryIO) -> bool:
         raise FileFailed(f"a damaged zip archive ({error}); {SAVE_AS_HINT}") from error
 
 
-def _scan_text(binary: BinaryIO, strict_utf8: bool) -> bool:
-    """Return whether the rest of `binary` is valid UTF-8; raise FileFailed on NUL bytes.
+# A UTF-8 file with bytes that are not UTF-8 (a row typed in a cp1252 editor): each such
+# byte is read as cp1252, the rest as UTF-8 (SPEC §2.2: "cp1252 as the fallback for bytes that
+# are not UTF-8"), so the file's UTF-8 names are never garbled into "ZoÃ«".
+UTF8_WITH_CP1252 = "utf-8+cp1252"
+CP1252_FALLBACK = "syncd-cp1252"
+
+
+def _cp1252_fallback(error: UnicodeError) -> tuple[str, int]:
+    assert isinstance(error, UnicodeDecodeError)
+    return error.object[error.start : error.end].decode("cp1252", "replace"), error.end
+
+
+codecs.register_error(CP1252_FALLBACK, _cp1252_fallback)
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+_UTF8_CHARACTER = re.compile("[^\x00-\x7f\udc80-\udcff]")
+
+
+def _scan_text(binary: BinaryIO, strict_utf8: bool) -> str:
+    """Return the encoding of the rest of `binary`: "utf-8" if it is valid UTF-8, else
+    "utf-8+cp1252" if it holds UTF-8 characters too, else "cp1252". Raises FileFailed on NUL
+    bytes, and on any byte that is not UTF-8 with `strict_utf8` (after a UTF-8 BOM).
 
     Reads in chunks so that memory stays bounded whatever the file size.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    valid = True
+    # Bytes that are not UTF-8 decode to one lone surrogate each (surrogateescape).
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    fallbacks = utf8_characters = False  # seen: bytes not UTF-8; non-ASCII UTF-8 characters
     while chunk := binary.read(READ_CHUNK_SIZE):
         if b"\x00" in chunk:
             raise _fail_binary("binary content (NUL bytes)")
-        if not valid:
-            continue
+        if utf8_characters and fallbacks:
+            continue  # decided: both
         # Pure ASCII needs no decoding, as long as no multi-byte sequence is pending.
         if chunk.isascii() and not decoder.getstate()[0]:
             continue
-        try:
-            decoder.decode(chunk)
-        except UnicodeDecodeError:
-            valid = False
-    if valid:
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            valid = False
-    if not valid and strict_utf8:
+        text = decoder.decode(chunk)
+        fallbacks = fallbacks or _ESCAPED_BYTE.search(text) is not None
+        utf8_characters = utf8_characters or _UTF8_CHARACTER.search(text) is not None
+    fallbacks = fallbacks or bool(decoder.decode(b"", final=True))  # a sequence cut short
+    if fallbacks and strict_utf8:
         raise FileFailed(f"has a UTF-8 byte order mark but is not valid UTF-8; {SAVE_AS_HINT}")
-    return valid
+    if not fallbacks:
+        return "utf-8"
+    return UTF8_WITH_CP1252 if utf8_characters else "cp1252"
 
 
 def detect_format(binary: BinaryIO) -> Detected:
@@ -147,8 +165,7 @@ def detect_format(binary: BinaryIO) -> Detected:
             return Detected(format="csv", encoding=encoding, bom_length=len(bom))
 
     binary.seek(0)
-    encoding = "utf-8" if _scan_text(binary, strict_utf8=False) else "cp1252"
-    return Detected(format="csv", encoding=encoding)
+    return Detected(format="csv", encoding=_scan_text(binary, strict_utf8=False))
 
 
 def sniff_delimiter(lines: Iterable[str], max_chars: int = 1024 * 1024) -> str:

@@ -19,7 +19,14 @@ from xml.etree import ElementTree
 from xxhash import xxh3_64_intdigest
 
 from syncd.errors import FileFailed
-from syncd.formats.detect import SAVE_AS_HINT, Detected, detect_format, sniff_delimiter
+from syncd.formats.detect import (
+    CP1252_FALLBACK,
+    SAVE_AS_HINT,
+    UTF8_WITH_CP1252,
+    Detected,
+    detect_format,
+    sniff_delimiter,
+)
 from syncd.model import Limits, RawRow
 
 __all__ = ["LineBlocks", "RowDigests", "Table", "cell_text", "open_table", "row_digest"]
@@ -165,7 +172,7 @@ def _data_rows(
 _SNIFF_CHARS = 1024 * 1024
 LINE_BLOCK = 1024 * 1024
 # Encodings read line by line as bytes: a line break is the byte \n in each of them.
-_BYTE_LINE_ENCODINGS = frozenset({"utf-8", "utf-8-sig", "cp1252"})
+_BYTE_LINE_ENCODINGS = frozenset({"utf-8", "utf-8-sig", "cp1252", UTF8_WITH_CP1252})
 
 
 def _text_codec(detected: Detected) -> tuple[str, str]:
@@ -174,6 +181,8 @@ def _text_codec(detected: Detected) -> tuple[str, str]:
     if detected.encoding == "cp1252":
         # cp1252 is the fallback for anything that is not UTF-8: read it whatever it holds.
         return "cp1252", "replace"
+    if detected.encoding == UTF8_WITH_CP1252:
+        return "utf-8", CP1252_FALLBACK
     codec = "utf-8" if detected.encoding == "utf-8-sig" else detected.encoding
     return codec, "strict"
 

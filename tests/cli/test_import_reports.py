@@ -70,6 +70,19 @@ def test_report_names_the_encoding_found(syncd: Syncd) -> None:
     assert last_names["T1"] == last_names["U1"] == "Müller"
 
 
+def test_a_utf8_file_with_a_row_in_cp1252_keeps_both_rows_names(syncd: Syncd) -> None:
+    utf8 = students_csv(STUDENTS[:2]).encode()
+    typed_in_cp1252 = "S9,zoe.x,Zoë,Nuñez,zoe.x@school.example,1009,5\n".encode("cp1252")
+    imported(syncd, "students.csv", utf8 + typed_in_cp1252)
+    assert report(syncd, "students.csv")["encoding"] == "utf-8+cp1252"
+    last_names = {p["sync_key"]: p["last_name"] for p in syncd.export()}
+    assert (last_names["S1"], last_names["S2"], last_names["S9"]) == (
+        "Müller",
+        "Sørensen",
+        "Nuñez",
+    )
+
+
 def test_unrecognised_columns_are_attributes_listed_once_and_passwords_ignored(
     syncd: Syncd,
 ) -> None:

@@ -145,6 +145,34 @@ def test_cp1252_is_found_even_when_the_bad_byte_is_far_into_the_file(tmp_path: P
     assert rows[-1].values == ("S0", "Kim", "Müller")
 
 
+def test_a_utf8_file_with_a_few_cp1252_bytes_reads_each_byte_as_what_it_is(
+    tmp_path: Path,
+) -> None:
+    # A UTF-8 export with a row typed in a cp1252 editor: the UTF-8 names stay themselves
+    # (never "ZoÃ«"), the bytes that are not UTF-8 are read as cp1252 (SPEC §2.2).
+    filler = "".join(f"S{number},Zoë,Nuñez\n" for number in range(100_000))  # many chunks
+    data = (
+        "SyncID,First name,Last name\nS1,Zoë,Øster\n".encode()
+        + b"S2,Ana,M\xfcller\n"
+        + filler.encode()
+        + b"S3,J\xf6rg,K\xe4fer\x81\n"
+    )
+    table, rows = read(write(tmp_path, data))
+    assert table.encoding == "utf-8+cp1252"
+    assert rows[:2] == [
+        RawRow(line=2, values=("S1", "Zoë", "Øster")),
+        RawRow(line=3, values=("S2", "Ana", "Müller")),
+    ]
+    assert rows[-2].values == ("S99999", "Zoë", "Nuñez")
+    assert rows[-1].values == ("S3", "Jörg", "Käfer\ufffd")  # 0x81: no cp1252 character
+
+
+def test_a_utf8_sequence_cut_short_at_the_end_is_read_as_cp1252(tmp_path: Path) -> None:
+    table, rows = read(write(tmp_path, "First name,Last name\nZoë,Ann".encode() + b"\xc3"))
+    assert rows == [RawRow(line=2, values=("Zoë", "AnnÃ"))]
+    assert table.encoding == "utf-8+cp1252"
+
+
 def test_utf8_character_split_across_read_chunks_stays_utf8(tmp_path: Path) -> None:
     header = "SyncID,First name,Last name\n"
     # Filler rows put the two bytes of "ü" on both sides of a read-chunk boundary.
