@@ -11,6 +11,7 @@ from typing import Any
 
 from syncd.model import FileStatus
 from syncd.pipeline import FileResult
+from syncd.sources.base import SUFFIX_ROOM, fit_name
 
 # Cells starting with these are formulas to a spreadsheet (CSV injection); a leading
 # apostrophe makes them text without changing what a person reads.
@@ -86,11 +87,16 @@ def write_reports_with(write: Callable[[str, bytes], object], result: FileResult
 
 
 def report_name(file_name: str) -> str:
-    return f"{file_name}.report.json"
+    """Return NAME.report.json, NAME shortened where the whole would not fit a file name."""
+    return _named_after(file_name, ".report.json")
 
 
 def errors_name(file_name: str) -> str:
-    return f"{file_name}.errors.csv"
+    return _named_after(file_name, ".errors.csv")
+
+
+def _named_after(file_name: str, ending: str) -> str:
+    return fit_name(file_name, len(ending) + SUFFIX_ROOM) + ending
 
 
 def errors_csv(result: FileResult) -> bytes:

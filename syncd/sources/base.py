@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +21,45 @@ class Entry:
     name: str
     size: int
     mtime: float
+
+
+# The longest file name, in bytes, on Linux filesystems (and so on most SFTP servers).
+NAME_MAX = 255
+# Room kept for the numeric suffix of a name already taken (".99999").
+SUFFIX_ROOM = 6
+_MAX_SUFFIX = 100_000
+
+
+def fit_name(name: str, room: int = 0) -> str:
+    """Return `name`, or, when it and `room` more bytes would not fit NAME_MAX, its start, a
+    digest of the whole name (shortened names stay apart) and its extension."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    limit = NAME_MAX - room
+    if len(encoded) <= limit:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if not stem or len(extension) > 10:  # no extension worth keeping
+        stem, dot, extension = name, "", ""
+    tail = f"~{hashlib.sha256(encoded).hexdigest()[:10]}{dot}{extension}"
+    head = stem.encode("utf-8", "surrogateescape")[: limit - len(tail.encode())]
+    return head.decode("utf-8", "ignore") + tail  # a character cut in two is left out
+
+
+def candidate_names(name: str) -> Iterator[str]:
+    """Yield name, then stem.1.suffix, stem.2.suffix, ...: the names a file moved into a
+    folder where `name` is taken may get (each fits NAME_MAX)."""
+    yield fit_name(name)
+    base = fit_name(name, SUFFIX_ROOM)
+    stem, dot, suffix = base.rpartition(".")
+    if not stem:  # ".hidden" or no dot: append the number
+        stem, dot, suffix = base, "", ""
+    for number in range(1, _MAX_SUFFIX):
+        yield f"{stem}.{number}{dot}{suffix}" if dot else f"{base}.{number}"
+
+
+def temp_name(name: str, tag: str) -> str:
+    """Return the hidden name a file is written under before it is renamed to `name`."""
+    return f".{fit_name(name, len(tag) + 6)}.{tag}.tmp"
 
 
 # syncd's own reports (NAME.report.json, NAME.errors.csv, with a numeric suffix where the

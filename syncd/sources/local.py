@@ -9,19 +9,14 @@ import stat
 from pathlib import Path
 
 from syncd.config import SourceConfig
-from syncd.sources.base import Entry
+from syncd.sources.base import Entry, candidate_names, temp_name
 
 
 def unique_target(folder: Path, name: str) -> Path:
-    """Return folder/name, or folder/stem.N.suffix for the first N not taken."""
-    candidate = folder / name
-    if not os.path.lexists(candidate):
-        return candidate
-    stem, dot, suffix = name.rpartition(".")
-    if not stem:  # ".hidden" or no dot: append the number
-        stem, dot, suffix = name, "", ""
-    for number in range(1, 100_000):
-        candidate = folder / (f"{stem}.{number}{dot}{suffix}" if dot else f"{name}.{number}")
+    """Return folder/name, or folder/stem.N.suffix for the first N not taken (shortened to
+    fit a file name's limit where it must be: base.candidate_names)."""
+    for candidate_name in candidate_names(name):
+        candidate = folder / candidate_name
         if not os.path.lexists(candidate):
             return candidate
     raise FileExistsError(f"no free name for {name} in {folder}")
@@ -54,7 +49,7 @@ def move_no_clobber(source: Path, folder: Path, name: str) -> Path:
 
 
 def _copy_no_clobber(source: Path, folder: Path, name: str) -> Path:
-    temp = folder / f".{name}.{os.getpid()}.tmp"  # a name pickup never takes
+    temp = folder / temp_name(name, str(os.getpid()))  # a name pickup never takes
     try:
         shutil.copy2(source, temp, follow_symlinks=False)
         target = move_no_clobber(temp, folder, name)
@@ -68,7 +63,7 @@ def _copy_no_clobber(source: Path, folder: Path, name: str) -> Path:
 def write_new(folder: Path, name: str, content: bytes) -> Path:
     """Write `content` to folder/name (suffixed if taken) via a temp file and a rename."""
     folder.mkdir(parents=True, exist_ok=True)
-    temp = folder / f".{name}.{os.getpid()}.tmp"
+    temp = folder / temp_name(name, str(os.getpid()))
     temp.write_bytes(content)
     return move_no_clobber(temp, folder, name)
 

@@ -30,10 +30,10 @@ import paramiko
 
 from syncd.config import FOLDER_NAMES, SourceConfig
 from syncd.errors import HostKeyRejected, SecretMissing, SourceSetupError, SourceUnreachable
-from syncd.sources.base import Entry
+from syncd.sources.base import Entry, candidate_names, temp_name
 from syncd.sources.known_hosts import KnownHosts
 
-__all__ = ["KEEPALIVE_SECONDS", "PREFETCH_REQUESTS", "SftpSource", "candidate_names"]
+__all__ = ["KEEPALIVE_SECONDS", "PREFETCH_REQUESTS", "SftpSource"]
 
 KEEPALIVE_SECONDS = 15
 # Bounded read-ahead for downloads: unbounded prefetch stalls or exhausts memory on large
@@ -48,7 +48,6 @@ PREFETCH_REQUESTS = 128
 OPENSSH_READ_SIZE = 255 * 1024
 CHANNEL_WINDOW = 4 * 1024 * 1024
 CHANNEL_MAX_PACKET = 256 * 1024
-_MAX_SUFFIX = 100_000
 # AES-GCM first (paramiko prefers AES-CTR with a separate HMAC): one pass over each packet
 # in OpenSSL instead of two; the 177 MB benchmark file from loopback OpenSSH 9.2 came at
 # 157 MB/s against 144 (medians of 5, alternating). Servers without it get the next cipher.
@@ -95,16 +94,6 @@ def _transport_factory(host_key_types: Collection[str]) -> Callable[..., paramik
         return made
 
     return transport
-
-
-def candidate_names(name: str) -> Iterator[str]:
-    """Yield name, then stem.1.suffix, stem.2.suffix, ... (as local.unique_target names them)."""
-    yield name
-    stem, dot, suffix = name.rpartition(".")
-    if not stem:  # ".hidden" or no dot: append the number
-        stem, dot, suffix = name, "", ""
-    for number in range(1, _MAX_SUFFIX):
-        yield f"{stem}.{number}{dot}{suffix}" if dot else f"{name}.{number}"
 
 
 class _UnknownHostKey(Exception):
@@ -571,7 +560,7 @@ class SftpSource:
     def write_report(self, name: str, content: bytes) -> str:
         folder = self.folder("reports")
         self._makedirs(folder)
-        temp = posixpath.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+        temp = posixpath.join(folder, temp_name(name, secrets.token_hex(4)))
         with self._remote(f"writing report {posixpath.join(folder, name)}"):
             try:
                 self.sftp.putfo(io.BytesIO(content), temp, file_size=len(content), confirm=True)

@@ -123,6 +123,32 @@ def test_report_names_its_own_errors_file_when_names_clash(syncd_sqlite: Syncd) 
     assert "second-bad-email" in (reports / second["errors_file"]).read_text(encoding="utf-8")
 
 
+def test_a_file_name_near_the_filesystems_limit_gets_reports_and_an_archive_name_that_fit(
+    syncd_sqlite: Syncd,
+) -> None:
+    # 253 bytes: NAME.report.json would be 265, over the 255 a Linux file name may have.
+    long_name = "students_" + "x" * 240 + ".csv"
+    syncd_sqlite.drop(long_name, STUDENTS + "S3,Ann,Berg,not-an-email\n")
+    syncd_sqlite.drop("parents.csv", PARENTS)
+    outcome = syncd_sqlite("run", "--once")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert [f["status"] for f in syncd_sqlite("files", "--json").json()] == ["applied"] * 2
+    assert os.listdir(syncd_sqlite.drop_dir / "processing") == []
+    assert sorted(archived(syncd_sqlite)) == sorted([long_name, "parents.csv"])
+    reports = sorted(os.listdir(syncd_sqlite.drop_dir / "reports"))
+    assert len(reports) == 3 and all(len(name.encode()) <= 255 for name in reports)
+    [report_file] = [name for name in reports if name.startswith("students_x")
+                     and name.endswith(".report.json")]  # fmt: skip
+    document = json.loads((syncd_sqlite.drop_dir / "reports" / report_file).read_text())
+    assert document["file"] == long_name
+    assert document["errors_file"] in reports
+    # The same name again: archived beside the first under a numbered name that fits.
+    syncd_sqlite.drop(long_name, STUDENTS)
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    assert len(archived(syncd_sqlite)) == 3
+    assert all(len(name.encode()) <= 255 for name in archived(syncd_sqlite))
+
+
 def test_same_content_again_is_a_duplicate_and_archived(syncd: Syncd) -> None:
     syncd.drop("students.csv", STUDENTS)
     assert syncd("run", "--once").exit_code == 0

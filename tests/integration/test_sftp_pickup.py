@@ -160,6 +160,24 @@ def test_done_marker_needed_and_archived(remote: tuple[Syncd, Sshd]) -> None:
     assert archived == ["students.csv", "students.csv.done"]
 
 
+def test_a_file_name_near_the_limit_gets_a_report_and_archive_name_that_fit(
+    remote: tuple[Syncd, Sshd],
+) -> None:
+    syncd, sshd = remote
+    long_name = "students_" + "x" * 240 + ".csv"  # NAME.report.json: over 255 bytes
+    upload(sshd, long_name, STUDENTS)
+    assert syncd("run", "--once").exit_code == 0
+    upload(sshd, long_name, STUDENTS + "S3,Ann,Berg,ann@example.edu\n")  # archived beside it
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert [e["name"] for e in syncd.events("file.applied")] == [long_name] * 2
+    assert not list((sshd.upload / "processing").iterdir())
+    archived = [p.name for p in (sshd.upload / "archive").rglob("*.csv")]
+    reports = [p.name for p in (sshd.upload / "reports").iterdir()]
+    assert long_name in archived and len(archived) == len(reports) == 2
+    assert all(len(name.encode()) <= 255 for name in archived + reports)
+
+
 def test_duplicate_content_is_archived_without_changes(remote: tuple[Syncd, Sshd]) -> None:
     syncd, sshd = remote
     upload(sshd, "students.csv", STUDENTS)
