@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from syncd.formats.detect import CP1252_FALLBACK
+
 # Names that are still being written by the usual upload tools (SPEC §3.2).
 TEMP_SUFFIXES = (".tmp", ".part", ".filepart", ".partial", ".crdownload")
 MARKER_SUFFIXES = (".done", ".ok")
@@ -28,6 +30,22 @@ NAME_MAX = 255
 # Room kept for the numeric suffix of a name already taken (".99999").
 SUFFIX_ROOM = 6
 _MAX_SUFFIX = 100_000
+
+
+def is_text_name(name: str) -> bool:
+    """Return whether a file name read from the system (bytes not UTF-8 escaped as
+    surrogates) is text that can be stored, logged and reported."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def text_name(name: str) -> str:
+    """Return the text of a file name that is not UTF-8 (an old Windows client's cp1252):
+    each byte that is not UTF-8 read as cp1252, as in a file's content (SPEC §2.2)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", CP1252_FALLBACK)
 
 
 def fit_name(name: str, room: int = 0) -> str:

@@ -9,7 +9,14 @@ import stat
 from pathlib import Path
 
 from syncd.config import SourceConfig
-from syncd.sources.base import Entry, candidate_names, temp_name
+from syncd.sources.base import (
+    Entry,
+    candidate_names,
+    is_candidate_name,
+    is_text_name,
+    temp_name,
+    text_name,
+)
 
 
 def unique_target(folder: Path, name: str) -> Path:
@@ -68,6 +75,19 @@ def write_new(folder: Path, name: str, content: bytes) -> Path:
     return move_no_clobber(temp, folder, name)
 
 
+def _renamed_as_text(folder: Path, name: str) -> str | None:
+    """Return the name a file whose name is not UTF-8 is known by: its bytes read as
+    base.text_name reads them. A file that may be picked up is renamed so first (every
+    step after the listing, the ledger included, needs text); None if it went away."""
+    text = text_name(name)
+    if not is_candidate_name(text):
+        return text  # an upload under way: renamed by its uploader, then by us
+    try:
+        return move_no_clobber(folder / name, folder, text).name
+    except FileNotFoundError:
+        return None
+
+
 class LocalSource:
     """A file:// drop folder; implements sources.base.Source."""
 
@@ -89,8 +109,13 @@ class LocalSource:
                     except FileNotFoundError:
                         continue
                     # lstat + S_ISREG: symlinks, folders, fifos are never picked up.
-                    if stat.S_ISREG(info.st_mode):
-                        entries.append(Entry(item.name, info.st_size, info.st_mtime))
+                    if not stat.S_ISREG(info.st_mode):
+                        continue
+                    name: str | None = item.name
+                    if not is_text_name(item.name):
+                        name = _renamed_as_text(folder, item.name)
+                    if name is not None:
+                        entries.append(Entry(name, info.st_size, info.st_mtime))
         except FileNotFoundError:
             return []
         return entries

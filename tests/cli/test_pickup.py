@@ -149,6 +149,32 @@ def test_a_file_name_near_the_filesystems_limit_gets_reports_and_an_archive_name
     assert all(len(name.encode()) <= 255 for name in archived(syncd_sqlite))
 
 
+def test_a_file_name_that_is_not_utf8_is_read_as_cp1252_and_the_pass_goes_on(
+    syncd: Syncd,
+) -> None:
+    # An old Windows client's name: "laté" with é as the one byte 0xE9.
+    drop = os.fsencode(syncd.drop_dir)
+    os.makedirs(drop, exist_ok=True)
+    for name, content in ((b"lat\xe9_students.csv", STUDENTS), (b"\xe9t\xe9.csv.part", "")):
+        with open(os.path.join(drop, name), "w", encoding="utf-8") as file:
+            file.write(content)
+        os.utime(os.path.join(drop, name), (time.time() - 60, time.time() - 60))
+    syncd.drop("parents.csv", PARENTS)
+
+    outcome = syncd("run", "--once")
+
+    assert outcome.exit_code == 0, outcome.stderr
+    listed = syncd("files", "--json").json()
+    assert [(f["name"], f["status"]) for f in listed] == [
+        ("laté_students.csv", "applied"),
+        ("parents.csv", "applied"),
+    ]
+    assert sorted(archived(syncd)) == ["laté_students.csv", "parents.csv"]
+    assert "laté_students.csv.report.json" in os.listdir(syncd.drop_dir / "reports")
+    files_left = [name for name in os.listdir(drop) if os.path.isfile(os.path.join(drop, name))]
+    assert files_left == [b"\xe9t\xe9.csv.part"]  # an upload under way is left as it is
+
+
 def test_same_content_again_is_a_duplicate_and_archived(syncd: Syncd) -> None:
     syncd.drop("students.csv", STUDENTS)
     assert syncd("run", "--once").exit_code == 0
