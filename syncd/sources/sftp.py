@@ -30,7 +30,14 @@ import paramiko
 
 from syncd.config import FOLDER_NAMES, SourceConfig
 from syncd.errors import HostKeyRejected, SecretMissing, SourceSetupError, SourceUnreachable
-from syncd.sources.base import Entry, candidate_names, temp_name
+from syncd.sources.base import (
+    Entry,
+    candidate_names,
+    is_candidate_name,
+    is_text_name,
+    temp_name,
+    text_name,
+)
 from syncd.sources.known_hosts import KnownHosts
 
 __all__ = ["KEEPALIVE_SECONDS", "PREFETCH_REQUESTS", "SftpSource"]
@@ -94,6 +101,36 @@ def _transport_factory(host_key_types: Collection[str]) -> Callable[..., paramik
         return made
 
     return transport
+
+
+def _listdir_attr_escaped(sftp: paramiko.SFTPClient, folder: str) -> list[Any]:
+    """Return what `listdir_attr` does for a folder holding a name that is not UTF-8, which
+    paramiko fails to decode: each name's bytes that are not UTF-8 escaped as surrogates,
+    as os.listdir gives them. SFTPClient.listdir_attr's own steps, on its request layer."""
+    from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR
+
+    kind, message = sftp._request(CMD_OPENDIR, sftp._adjust_cwd(folder))
+    if kind != CMD_HANDLE:
+        raise paramiko.SFTPError("Expected handle")
+    handle = message.get_binary()
+    found: list[Any] = []
+    try:
+        while True:
+            try:
+                kind, message = sftp._request(CMD_READDIR, handle)
+            except EOFError:
+                break
+            if kind != CMD_NAME:
+                raise paramiko.SFTPError("Expected name response")
+            for _ in range(message.get_int()):
+                name = message.get_string().decode("utf-8", "surrogateescape")
+                long_name = message.get_string().decode("utf-8", "surrogateescape")
+                attrs = paramiko.SFTPAttributes._from_msg(message, name, long_name)
+                if name not in {".", ".."}:
+                    found.append(attrs)
+    finally:
+        sftp._request(CMD_CLOSE, handle)
+    return found
 
 
 class _UnknownHostKey(Exception):
@@ -401,7 +438,7 @@ class SftpSource:
 
     # ----------------------------------------------------------------- remote primitives
 
-    def _lstat(self, path: str) -> Any | None:
+    def _lstat(self, path: str | bytes) -> Any | None:
         """Return the attributes of `path` (not following a symlink), None if it is not there."""
         try:
             return self.sftp.lstat(path)
@@ -434,13 +471,14 @@ class SftpSource:
             if final is None or not stat.S_ISDIR(final.st_mode or 0):
                 self._fail(f"{path} on {self._where} is not a folder")
 
-    def _move(self, source: str, folder: str, name: str) -> str | None:
+    def _move(self, source: str | bytes, folder: str, name: str) -> str | None:
         """Rename `source` into `folder` as `name` (suffixed if taken), never overwriting.
 
         Return the new path, or None when `source` is not there (another daemon took it).
         """
         made_folder = False
-        with self._remote(f"moving {source} to {folder}"):
+        shown = text_name(os.fsdecode(source)) if isinstance(source, bytes) else source
+        with self._remote(f"moving {shown} to {folder}"):
             for candidate in candidate_names(name):
                 target = posixpath.join(folder, candidate)
                 while self._lstat(target) is None:
@@ -463,7 +501,10 @@ class SftpSource:
     def _list(self, folder: str) -> list[Entry]:
         with self._remote(f"listing {folder}"):
             try:
-                attributes = self.sftp.listdir_attr(folder)
+                try:
+                    attributes = self.sftp.listdir_attr(folder)
+                except UnicodeDecodeError:  # a name that is not UTF-8
+                    attributes = _listdir_attr_escaped(self.sftp, folder)
             except OSError as error:
                 if _errno(error) == errno.ENOENT:
                     return []
@@ -473,10 +514,22 @@ class SftpSource:
             # OpenSSH lists with lstat: symlinks, folders and fifos are never picked up.
             if attrs.st_mode is None or not stat.S_ISREG(attrs.st_mode):
                 continue
-            entries.append(
-                Entry(attrs.filename, int(attrs.st_size or 0), float(attrs.st_mtime or 0))
-            )
+            name: str | None = attrs.filename
+            if not is_text_name(attrs.filename):
+                name = self._renamed_as_text(folder, attrs.filename)
+            if name is not None:
+                entries.append(Entry(name, int(attrs.st_size or 0), float(attrs.st_mtime or 0)))
         return entries
+
+    def _renamed_as_text(self, folder: str, name: str) -> str | None:
+        """Return the name a file whose name is not UTF-8 is known by (local._renamed_as_text:
+        renamed on the server first if it may be picked up); None if it went away."""
+        text = text_name(name)
+        if not is_candidate_name(text):
+            return text
+        raw = posixpath.join(folder, name).encode("utf-8", "surrogateescape")
+        target = self._move(raw, folder, text)
+        return None if target is None else posixpath.basename(target)
 
     def _download(self, remote: str, local: Path) -> Path:
         local.parent.mkdir(parents=True, exist_ok=True)

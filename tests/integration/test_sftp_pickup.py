@@ -178,6 +178,30 @@ def test_a_file_name_near_the_limit_gets_a_report_and_archive_name_that_fit(
     assert all(len(name.encode()) <= 255 for name in archived + reports)
 
 
+def test_a_file_name_that_is_not_utf8_is_read_as_cp1252_and_the_pass_goes_on(
+    remote: tuple[Syncd, Sshd],
+) -> None:
+    syncd, sshd = remote
+    folder = os.fsencode(sshd.upload)
+    for name in (b"lat\xe9_students.csv", b"\xe9t\xe9.csv.part"):  # é as cp1252's 0xE9
+        with open(os.path.join(folder, name), "w", encoding="utf-8") as file:
+            file.write(STUDENTS)
+        os.utime(os.path.join(folder, name), (time.time() - 120, time.time() - 120))
+    upload(sshd, "parents.csv", PARENTS_WITH_EMAIL)
+
+    outcome = syncd("run", "--once")
+
+    assert outcome.exit_code == 0, outcome.stderr
+    assert [e["name"] for e in syncd.events("file.applied")] == [
+        "laté_students.csv",
+        "parents.csv",
+    ]
+    archived = sorted(p.name for p in (sshd.upload / "archive").rglob("*.csv"))
+    assert archived == ["laté_students.csv", "parents.csv"]
+    left = [name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name))]
+    assert left == [b"\xe9t\xe9.csv.part"]  # an upload under way is left as it is
+
+
 def test_duplicate_content_is_archived_without_changes(remote: tuple[Syncd, Sshd]) -> None:
     syncd, sshd = remote
     upload(sshd, "students.csv", STUDENTS)
