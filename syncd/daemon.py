@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import stat
 import threading
 import uuid
 from collections.abc import Callable, Collection, Mapping
@@ -293,6 +295,9 @@ class Daemon:
         self.runners: dict[str, SourceRunner] = {}
         self.scheduler: Any = None
         self.observer: Any = None
+        # Per local source: its folder's watch and which folder it was (_check_watches).
+        self._watches: dict[str, tuple[Any, tuple[int, int] | None]] = {}
+        self._handler_for: Callable[[str], Any] = lambda name: None
         self.metrics = Metrics()
 
     def install_signal_handlers(self) -> None:
@@ -344,6 +349,7 @@ class Daemon:
             if self.reload.is_set() and not self.stop.is_set():
                 self.reload.clear()
                 self._reload()
+            self._check_watches()
         _notify("STOPPING=1")
         self._stop_observer()
         # Jobs see the stop flag between files: the file in hand finishes (or rolls back).
@@ -555,12 +561,12 @@ class Daemon:
                     pass
 
         observer = Observer()
+        self._handler_for = Handler
+        self._watches = {}
         for config in local:
-            try:
+            with contextlib.suppress(OSError):
                 os.makedirs(config.path, exist_ok=True)
-                observer.schedule(Handler(config.name), config.path, recursive=False)
-            except OSError:
-                continue  # inotify limits: the periodic rescan still works
+            self._watch(observer, config)
         observer.daemon = True
         try:
             observer.start()
@@ -568,11 +574,51 @@ class Daemon:
             return
         self.observer = observer
 
+    def _watch(self, observer: Any, config: SourceConfig) -> None:
+        """Watch a local drop folder (remembering which folder it is), if it is there."""
+        identity = _folder_identity(config.path)
+        watch = None
+        if identity is not None:
+            with contextlib.suppress(OSError):  # inotify limits: the rescan still works
+                watch = observer.schedule(
+                    self._handler_for(config.name), config.path, recursive=False
+                )
+        self._watches[config.name] = (watch, identity)
+
+    def _check_watches(self) -> None:
+        """Start the observer again if it died (an error in it ends its thread silently),
+        and watch a drop folder again that was replaced (moved away, made anew: inotify
+        follows the old one) or has come back."""
+        if self.observer is None:
+            return
+        if not self.observer.is_alive():
+            self._stop_observer()
+            self._start_observer()
+            return
+        for name, (watch, identity) in list(self._watches.items()):
+            runner = self.runners.get(name)
+            if runner is None or _folder_identity(runner.config.path) == identity:
+                continue
+            if watch is not None:
+                with contextlib.suppress(Exception):  # the old folder's watch may be gone
+                    self.observer.unschedule(watch)
+            self._watch(self.observer, runner.config)
+            self.run_now(name)  # whatever arrived meanwhile
+
     def _stop_observer(self) -> None:
         if self.observer is not None:
             self.observer.stop()
             self.observer.join(timeout=5)
             self.observer = None
+
+
+def _folder_identity(path: str) -> tuple[int, int] | None:
+    """Return which folder is at `path` now (device, inode), None if no folder is."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None
 
 
 def _notify(state: str) -> None:

@@ -98,6 +98,22 @@ def test_file_dropped_while_running_is_applied_at_once(
     assert [e["event"] for e in events(root)][-1] == "daemon.stopped"
 
 
+def test_a_drop_folder_replaced_while_running_is_watched_again(
+    daemon: tuple[subprocess.Popen[bytes], Path],
+) -> None:
+    process, root = daemon
+    assert wait_for(lambda: bool(events(root, "source.polled")))
+    folder = root / "district-a"
+    folder.rename(root / "district-a.old")  # an operator swaps the folder, as a deploy may
+    folder.mkdir()
+    time.sleep(0.5)
+    drop(folder / "students.csv", STUDENTS)
+    # poll is 60 s: only watching the new folder makes this quick.
+    assert wait_for(lambda: bool(events(root, "file.applied")), timeout=12)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+
+
 def test_daemon_started_comes_before_the_first_poll_events(tmp_path: Path) -> None:
     config = write_config(tmp_path, [f"district-{letter}" for letter in "abcdef"])
     for letter in "abcdef":
