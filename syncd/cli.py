@@ -511,7 +511,11 @@ def _file_document(row: Any) -> dict[str, Any]:
 
 @cli.group("files", invoke_without_command=True)
 @click.option(
-    "--status", type=click.Choice([s.value for s in FileStatus]), help="Only files in this state."
+    "--status",
+    type=click.Choice([s.value for s in FileStatus]),
+    # Files not claimed yet (waiting for min_age, a marker, a students file) are not in the
+    # ledger: `syncd status` counts them.
+    help="Only files in this ledger state.",
 )
 @click.option("--source", "source_name", metavar="NAME")
 @click.option("--json", "as_json", is_flag=True)

@@ -57,7 +57,6 @@ class RelType(StrEnum):
 
 class FileStatus(StrEnum):
     PROCESSING = "processing"
-    WAITING = "waiting"
     HELD = "held"
     APPLIED = "applied"
     FAILED = "failed"
