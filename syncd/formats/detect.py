@@ -97,7 +97,6 @@ def _cp1252_fallback(error: UnicodeError) -> tuple[str, int]:
 
 
 codecs.register_error(CP1252_FALLBACK, _cp1252_fallback)
-_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 _UTF8_CHARACTER = re.compile("[^\x00-\x7f\udc80-\udcff]")
 
 
@@ -108,21 +107,36 @@ def _scan_text(binary: BinaryIO, strict_utf8: bool) -> str:
 
     Reads in chunks so that memory stays bounded whatever the file size.
     """
-    # Bytes that are not UTF-8 decode to one lone surrogate each (surrogateescape).
-    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
-    fallbacks = utf8_characters = False  # seen: bytes not UTF-8; non-ASCII UTF-8 characters
+    strict = codecs.getincrementaldecoder("utf-8")()
+    # After the first byte that is not UTF-8: such bytes decode to lone surrogates.
+    lenient: codecs.IncrementalDecoder | None = None
+    utf8_characters = False  # seen: non-ASCII characters that are UTF-8
     while chunk := binary.read(READ_CHUNK_SIZE):
         if b"\x00" in chunk:
             raise _fail_binary("binary content (NUL bytes)")
-        if utf8_characters and fallbacks:
-            continue  # decided: both
-        # Pure ASCII needs no decoding, as long as no multi-byte sequence is pending.
-        if chunk.isascii() and not decoder.getstate()[0]:
-            continue
-        text = decoder.decode(chunk)
-        fallbacks = fallbacks or _ESCAPED_BYTE.search(text) is not None
-        utf8_characters = utf8_characters or _UTF8_CHARACTER.search(text) is not None
-    fallbacks = fallbacks or bool(decoder.decode(b"", final=True))  # a sequence cut short
+        if lenient is None:
+            pending = strict.getstate()[0]
+            # Pure ASCII needs no decoding, as long as no multi-byte sequence is pending.
+            if chunk.isascii() and not pending:
+                continue
+            try:
+                strict.decode(chunk)
+                utf8_characters = True
+                continue
+            except UnicodeDecodeError:
+                lenient = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+                chunk = pending + chunk
+        if not utf8_characters:
+            text = lenient.decode(chunk)
+            utf8_characters = _UTF8_CHARACTER.search(text) is not None
+    if lenient is None:
+        try:
+            strict.decode(b"", final=True)
+            fallbacks = False
+        except UnicodeDecodeError:  # a sequence cut short at the end
+            fallbacks = True
+    else:
+        fallbacks = True
     if fallbacks and strict_utf8:
         raise FileFailed(f"has a UTF-8 byte order mark but is not valid UTF-8; {SAVE_AS_HINT}")
     if not fallbacks:
