@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncd.core.validate import (
     Columns,
     PersonRows,
     RowRules,
+    _link_records,
     link_identity,
     parse_relationship_type,
     split_child_values,
@@ -668,3 +671,40 @@ def test_link_identity_reads_back_one_way_only() -> None:
         ("", "P1", "S field S1", "", ""),
     )[0]
     assert link_identity(first) != link_identity(second)
+
+
+# --- the plain-row path of relationships files ----------------------------------------------
+
+_LINK_FIELDS = ("parent_key", "parent_email", "student_id", "student_email",
+                "relationship_type", "status")  # fmt: skip
+_LINK_CELLS = st.sampled_from(
+    ["", " ", "P1", " P2 ", "S1", "S1;S2", "S3,S4", "S5|S5", "a@home.example", "A@Home.Example ",
+     "bad@", "@x.org", "Parent", "guardian ", "Mother", "mum", "deleted", "INACTIVE", "x"]
+)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data())
+def test_plain_relationships_rows_are_read_as_every_rule_reads_them(data: st.DataObject) -> None:
+    # validate_links takes plain rows by a short path: it must give what _link_records does.
+    fields = data.draw(st.lists(st.sampled_from(_LINK_FIELDS), min_size=1, max_size=6, unique=True))
+    width = len(fields)
+    lengths = st.sampled_from([width, width, width, width, width - 1, width + 1])
+    cells = data.draw(
+        st.lists(
+            lengths.flatmap(lambda n: st.lists(_LINK_CELLS, min_size=n, max_size=n)), max_size=8
+        )
+    )
+    cols = Columns(
+        fields={name: index for index, name in enumerate(fields)},
+        names={name: LABELS.get(name, name) for name in fields},
+        width=width,
+    )
+    rules = RowRules(relationship_types={"mother": RelType.PARENT})
+    numbered = rows(*cells)
+    fast_errors, slow_errors = ErrorList(), ErrorList()
+    fast = list(validate_links(numbered, cols, rules, fast_errors))
+    slow = [record for row in numbered for record in _link_records(row, cols, rules, slow_errors)]
+    assert fast == slow
+    assert fast_errors.errors == slow_errors.errors
+    assert fast_errors.rejected_lines == slow_errors.rejected_lines
