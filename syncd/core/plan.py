@@ -763,23 +763,40 @@ def resolve_links(
     # identifiers, by their identifiers: a repeat is that row's duplicate (few rows).
     unresolved: dict[str, int] = {}
     repeated: dict[str, int] = {}
+    by_sync_key, field_name = parents.by_sync_key, child_field.value
+    fold_field = field_name in ("email", "username")  # as child_lookup_value compares them
+    make = ResolvedLink._make
     for record in records:
         identity = link_identity(record)
-        parent, problem = parents.find(record.parent_by, record.parent_value)
-        for by, value in record.other_parent_ids:
-            if parent is not None:
-                break
-            parent, _ = parents.find(by, value)
+        if record.parent_by is ParentBy.SYNC_KEY:  # ParentIndex.find, inlined: millions
+            parent = by_sync_key.get(record.parent_value)
+            problem = None if parent is not None else "unknown parent: import the parent first"
+        else:
+            parent, problem = parents.find(record.parent_by, record.parent_value)
+        if parent is None:
+            for by, value in record.other_parent_ids:
+                parent, _ = parents.find(by, value)
+                if parent is not None:
+                    break
         if parent is None:
             if not _repeats_unresolved(record, identity, unresolved, errors, duplicate_label):
                 column = labels.get(f"parent_{record.parent_by.value}", "parent")
                 errors.add(RowError(record.line, column, record.parent_value, problem or "unknown"))
             continue
         if record.child_by is ChildBy.EMAIL:
-            field_name, index = "email", students_by_email
+            child, problem = resolve_child(record.child_value, "email", students_by_email)
+            row_field = "email"
         else:
-            field_name, index = child_field.value, students_by_field
-        child, problem = resolve_child(record.child_value, field_name, index)
+            # resolve_child, inlined: a validated value is trimmed already.
+            value = record.child_value.casefold() if fold_field else record.child_value
+            matches = students_by_field.get(value, ())
+            if len(matches) == 1:
+                child, problem = matches[0], None
+            elif not matches:
+                child, problem = None, None
+            else:
+                child, problem = None, _ambiguous_child(record.child_value, field_name, matches)
+            row_field = field_name
         if child is not None and record.child_email:
             other, _ = resolve_child(record.child_email, "email", students_by_email)
             if other is not None and other.person_id != child.person_id:
@@ -797,7 +814,7 @@ def resolve_links(
         pair: int | tuple[int, str, str] = (
             link_pair(parent.person_id, child.person_id)
             if child is not None
-            else (parent.person_id, field_name, child_lookup_value(field_name, record.child_value))
+            else (parent.person_id, row_field, child_lookup_value(row_field, record.child_value))
         )
         identity_hash = hash(identity) & _HASH_MASK
         first = first_of.get(pair)
@@ -826,14 +843,16 @@ def resolve_links(
             continue
         first_of[pair] = (identity_hash << _LINE_BITS) | record.line
         resolved.append(
-            ResolvedLink(
-                record.line,
-                parent,
-                child,
-                field_name,
-                record.type,
-                record.deleted,
-                "" if child is not None else record.child_value,
+            make(
+                (
+                    record.line,
+                    parent,
+                    child,
+                    row_field,
+                    record.type,
+                    record.deleted,
+                    "" if child is not None else record.child_value,
+                )
             )
         )
     return resolved
