@@ -455,10 +455,16 @@ def _link(
                 "child": edit.child,
                 "action": action,
                 "changed": edit.changed,
+                "parent_deactivated": edit.parent_deactivated,
+                "parent_reactivated": edit.parent_reactivated,
             }
         )
         return
     note = " (already so)" if not edit.changed else "; no file will link them" if unlink else ""
+    if edit.parent_deactivated:
+        note += f"; {edit.parent} has no active child left and was deactivated"
+    elif edit.parent_reactivated:
+        note += f"; {edit.parent} has an active child again and was reactivated"
     click.echo(f"{verb} {edit.parent} → {edit.child}{note}")
 
 

@@ -35,6 +35,9 @@ class ManualEdit(NamedTuple):
     changed: bool
     parent: str
     child: str
+    # The parent's status changed with it (SPEC §2.4): its last child gone, or a first again.
+    parent_deactivated: bool = False
+    parent_reactivated: bool = False
 
 
 def manual_link(
@@ -127,7 +130,13 @@ def manual_link(
         )
     context = ApplyContext(site=site, source=None, file_id=None, now=now, pending_ttl=timedelta(0))
     settle_parents(connection, context, events, applied)
-    return ManualEdit(changed, parent.sync_key, child.sync_key)
+    return ManualEdit(
+        changed,
+        parent.sync_key,
+        child.sync_key,
+        parent_deactivated=applied.counts.deactivated > 0,
+        parent_reactivated=applied.counts.reactivated > 0,
+    )
 
 
 class Reverted(NamedTuple):

@@ -18,6 +18,7 @@ from tests.cli.rosters import (
     files,
     imported,
     parents_csv,
+    person,
     students_csv,
     table,
 )
@@ -43,10 +44,10 @@ def test_export_persons_json_has_exactly_the_documented_keys(syncd: Syncd) -> No
     _roster(syncd)
     persons = syncd.export()
     assert len(persons) == 9
-    for person in persons:
-        assert list(person) == PERSON_KEYS
-        assert isinstance(person["active"], bool)
-        assert isinstance(person["attributes"], dict)
+    for exported in persons:
+        assert list(exported) == PERSON_KEYS
+        assert isinstance(exported["active"], bool)
+        assert isinstance(exported["attributes"], dict)
     lena = [p for p in persons if p["sync_key"] == "S1"][0]
     assert lena == {
         "site": "district-a",
@@ -336,6 +337,26 @@ def test_manual_unlink_names_the_link_it_removed(syncd: Syncd) -> None:
     assert removed["reason"] == "manual"  # a file's link, removed by an operator
 
 
+def test_unlinking_a_parents_last_child_says_the_parent_was_deactivated(syncd: Syncd) -> None:
+    # SPEC §2.4: a parent left without an active child is deactivated (an edit is its own
+    # batch); the admin who did it is told so, and told again when a link brings it back.
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name", "Pupil sync key")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Zoë", "Nuñez", "S2")], header))
+    unlinked = syncd("unlink", "--parent", "P1", "--child", "S2")
+    assert unlinked.exit_code == 0, unlinked.stderr
+    assert unlinked.stdout.strip() == (
+        "unlinked P1 → S2; no file will link them; P1 has no active child left and was deactivated"
+    )
+    assert person(syncd, "P1")["active"] is False
+    linked = syncd("link", "--parent", "P1", "--child", "S3", "--json")
+    assert (linked.json()["parent_deactivated"], linked.json()["parent_reactivated"]) == (
+        False,
+        True,
+    )
+    assert person(syncd, "P1")["active"] is True
+
+
 def test_manual_link_events_carry_a_run_id(syncd: Syncd) -> None:
     imported(syncd, "students.csv", students_csv())
     header = ("SyncID", "First name", "Last name")
@@ -356,7 +377,8 @@ def test_commands_that_print_data_take_json(syncd: Syncd) -> None:
     linked = syncd("link", "--parent", "P1", "--child", "S2", "--json")
     assert linked.exit_code == 0, linked.stderr
     assert linked.json() == {
-        "site": "district-a", "parent": "P1", "child": "S2", "action": "link", "changed": True
+        "site": "district-a", "parent": "P1", "child": "S2", "action": "link", "changed": True,
+        "parent_deactivated": False, "parent_reactivated": False,
     }  # fmt: skip
     unlinked = syncd("unlink", "--parent", "P1", "--child", "S2", "--json").json()
     assert (unlinked["action"], unlinked["changed"]) == ("unlink", True)
