@@ -711,6 +711,24 @@ class ParentIndex:
         names = ", ".join(sorted(match.sync_key for match in matches))
         return None, f"{value!r} matches {len(matches)} parents ({names}); use a parent key"
 
+    def contradiction(
+        self, parent: ParentRef, others: Sequence[tuple[ParentBy, str]]
+    ) -> tuple[ParentBy, str, str] | None:
+        """Return (identifier, value, why) for the first of a row's further identifiers that
+        names other parents than `parent` (its key's), or None: never a guess which one is
+        meant, as for a child's. One that names no parent (a new address) is no conflict."""
+        for by, value in others:
+            matches = (self.by_email if by is ParentBy.EMAIL else self.by_username).get(value, ())
+            if matches and all(match.person_id != parent.person_id for match in matches):
+                names = " and ".join(sorted(f"{match.sync_key}'s" for match in matches))
+                return (
+                    by,
+                    value,
+                    f"names {parent.sync_key}, but its parent {by.value} {value} is {names}; "
+                    "correct one of them",
+                )
+        return None
+
 
 @dataclass(slots=True)
 class RelationshipPlan:
@@ -778,6 +796,14 @@ def resolve_links(
                 parent, _ = parents.find(by, value)
                 if parent is not None:
                     break
+        elif record.other_parent_ids:
+            contradiction = parents.contradiction(parent, record.other_parent_ids)
+            if contradiction is not None:
+                if not _repeats_unresolved(record, identity, unresolved, errors, duplicate_label):
+                    by, value, problem = contradiction
+                    column = labels.get(f"parent_{by.value}", "parent")
+                    errors.add(RowError(record.line, column, value, problem))
+                continue
         if parent is None:
             if not _repeats_unresolved(record, identity, unresolved, errors, duplicate_label):
                 column = labels.get(f"parent_{record.parent_by.value}", "parent")

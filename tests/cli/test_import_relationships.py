@@ -436,6 +436,32 @@ def test_a_row_whose_student_id_and_email_name_different_students_is_rejected(
     )
 
 
+def test_a_row_whose_parent_key_and_email_name_different_parents_is_rejected(
+    syncd: Syncd,
+) -> None:
+    # As for a child: never a guess which parent the admin meant (SPEC §2.3). An email that
+    # names no parent yet (a new address) is no contradiction: the key decides.
+    _roster(syncd)
+    header = ("Parent ID", "Parent Email", "Student ID")
+    rows = [
+        ("katrin.mueller", "peter.sorensen@home.example", "S1"),
+        ("peter.sorensen", "PETER.sorensen@home.example", "S2"),
+        ("sean.obrien", "new.address@home.example", "S4"),
+    ]
+    imported(syncd, "relationships.csv", table(header, rows))
+    assert active_links(syncd) == {("peter.sorensen", "S2"), ("sean.obrien", "S4")}
+    [error] = errors_rows(syncd, "relationships.csv")
+    assert (error["row"], error["column"], error["value"]) == (
+        "2",
+        "Parent Email",
+        "peter.sorensen@home.example",
+    )
+    assert error["error"] == (
+        "names katrin.mueller, but its parent email peter.sorensen@home.example is "
+        "peter.sorensen's; correct one of them"
+    )
+
+
 def test_a_file_that_cannot_be_read_to_its_end_applies_none_of_its_rows(syncd: Syncd) -> None:
     # Rows are resolved while the file is read, inside its transaction: a quote never
     # closed (it takes the lines after it) fails the file whole, the rows before it too.
