@@ -457,10 +457,15 @@ def _link(
                 "changed": edit.changed,
                 "parent_deactivated": edit.parent_deactivated,
                 "parent_reactivated": edit.parent_reactivated,
+                "pending": edit.pending,
             }
         )
         return
     note = " (already so)" if not edit.changed else "; no file will link them" if unlink else ""
+    if edit.pending:
+        note = (
+            " (pending: no student has that value); a file naming it again makes it pending again"
+        )
     if edit.parent_deactivated:
         note += f"; {edit.parent} has no active child left and was deactivated"
     elif edit.parent_reactivated:

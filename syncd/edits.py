@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from syncd import audit
 from syncd.audit import EventBuffer
-from syncd.core.plan import link_is_active
+from syncd.core.plan import child_lookup_value, link_is_active
 from syncd.db import store
 from syncd.db import trail as trail_of
 from syncd.db.apply import Applied, ApplyContext, settle_parents
@@ -38,6 +38,8 @@ class ManualEdit(NamedTuple):
     # The parent's status changed with it (SPEC §2.4): its last child gone, or a first again.
     parent_deactivated: bool = False
     parent_reactivated: bool = False
+    # An unlink that dropped a pending link (no student has the child value).
+    pending: bool = False
 
 
 def manual_link(
@@ -49,8 +51,13 @@ def manual_link(
     unlink: bool,
     events: EventBuffer,
 ) -> ManualEdit:
-    """Link (or unlink) a parent and a child by hand; files never undo it."""
+    """Link (or unlink) a parent and a child by hand; files never undo it. Unlinking a
+    child value no student has drops the parent's pending links to it."""
     parent = _person(connection, site, parent_key, PersonKind.PARENT)
+    if unlink and store.find_person(connection, site, child_key, PersonKind.STUDENT) is None:
+        pending = _pending_to(connection, parent.id, child_key)
+        if pending:
+            return _drop_pending_by_hand(connection, site, parent, child_key, pending, events)
     child = _person(connection, site, child_key, PersonKind.STUDENT)
     now = events.now
     row = connection.execute(
@@ -136,6 +143,59 @@ def manual_link(
         child.sync_key,
         parent_deactivated=applied.counts.deactivated > 0,
         parent_reactivated=applied.counts.reactivated > 0,
+    )
+
+
+def _pending_to(connection: sa.Connection, parent_id: int, child_value: str) -> list[Any]:
+    """Return the parent's pending links whose child value is `child_value`, compared as
+    their child field compares (emails and usernames in any case)."""
+    rows = connection.execute(
+        sa.select(pending_links).where(pending_links.c.parent_id == parent_id)
+    )
+    return [
+        row
+        for row in rows
+        if child_lookup_value(row.child_field, row.child_value)
+        == child_lookup_value(row.child_field, child_value)
+    ]
+
+
+def _drop_pending_by_hand(
+    connection: sa.Connection,
+    site: str,
+    parent: Any,
+    child_value: str,
+    pending: Sequence[Any],
+    events: EventBuffer,
+) -> ManualEdit:
+    connection.execute(
+        pending_links.delete().where(pending_links.c.id.in_([p.id for p in pending]))
+    )
+    for row in pending:
+        events.add(
+            audit.RELATIONSHIP_REMOVED,
+            person_id=parent.id,
+            parent_id=parent.id,
+            parent=parent.sync_key,
+            child=row.child_value,
+            child_field=row.child_field,
+            type=row.type,
+            origin=row.origin,
+            status="pending",
+            reason="manual",
+        )
+    applied = Applied()
+    applied.parents_losing_links.add(parent.id)
+    context = ApplyContext(
+        site=site, source=None, file_id=None, now=events.now, pending_ttl=timedelta(0)
+    )
+    settle_parents(connection, context, events, applied)
+    return ManualEdit(
+        True,
+        parent.sync_key,
+        child_value,
+        parent_deactivated=applied.counts.deactivated > 0,
+        pending=True,
     )
 
 

@@ -357,6 +357,31 @@ def test_unlinking_a_parents_last_child_says_the_parent_was_deactivated(syncd: S
     assert person(syncd, "P1")["active"] is True
 
 
+def test_unlink_cancels_a_pending_link(syncd: Syncd) -> None:
+    # A child value no student has (yet): the admin can drop it by hand; a file that names
+    # it again makes it pending again (nothing to protect: no student to keep apart).
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name", "Pupil sync key")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Zoë", "Nuñez", "S2;S44")], header))
+    assert ("P1", "S44", "pending") in syncd.links()
+    outcome = syncd("unlink", "--parent", "P1", "--child", "S44")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert outcome.stdout.strip() == (
+        "unlinked P1 → S44 (pending: no student has that value); a file naming it again "
+        "makes it pending again"
+    )
+    assert syncd.links() == {("P1", "S2", "active")}
+    [removed] = syncd.events("relationship.removed")
+    assert (removed["parent"], removed["child"], removed["status"], removed["reason"]) == (
+        "P1",
+        "S44",
+        "pending",
+        "manual",
+    )
+    again = syncd("unlink", "--parent", "P1", "--child", "S44")
+    assert again.exit_code == 2 and 'no student "S44"' in again.stderr
+
+
 def test_manual_link_events_carry_a_run_id(syncd: Syncd) -> None:
     imported(syncd, "students.csv", students_csv())
     header = ("SyncID", "First name", "Last name")
@@ -378,7 +403,7 @@ def test_commands_that_print_data_take_json(syncd: Syncd) -> None:
     assert linked.exit_code == 0, linked.stderr
     assert linked.json() == {
         "site": "district-a", "parent": "P1", "child": "S2", "action": "link", "changed": True,
-        "parent_deactivated": False, "parent_reactivated": False,
+        "parent_deactivated": False, "parent_reactivated": False, "pending": False,
     }  # fmt: skip
     unlinked = syncd("unlink", "--parent", "P1", "--child", "S2", "--json").json()
     assert (unlinked["action"], unlinked["changed"]) == ("unlink", True)
