@@ -353,6 +353,13 @@ class Daemon:
         _notify("STOPPING=1")
         self._stop_observer()
         # Jobs see the stop flag between files: the file in hand finishes (or rolls back).
+        # Wait for them before the shutdown: APScheduler's shutdown(wait=True) holds its job
+        # store lock while it waits, and a pass that ends asking for a retry (get_job) would
+        # wait for that lock for ever.
+        self.scheduler.pause()
+        for runner in list(self.runners.values()):
+            with runner.running:
+                pass
         self.scheduler.shutdown(wait=True)
         for runner in self.runners.values():
             self._release(runner)
@@ -427,6 +434,8 @@ class Daemon:
 
     def _poll_by(self, name: str, delay: timedelta) -> None:
         """Run a source's :poll job after `delay` at the latest."""
+        if self.stop.is_set():
+            return  # as _poll_at
         job = self.scheduler.get_job(f"{name}:poll")
         when = job.next_run_time if job is not None else None
         if when is None or when > self.app.clock.now() + delay:
@@ -434,6 +443,8 @@ class Daemon:
 
     def _poll_at(self, name: str, delay: timedelta) -> None:
         """Run a source's :poll job after `delay` (a retry, a file event, a young file)."""
+        if self.stop.is_set():
+            return  # stopping: no more runs (and the scheduler's locks may be taken)
         when = self.app.clock.now() + delay
         job = self.scheduler.get_job(f"{name}:poll")
         if job is not None:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import signal
+import socket
+import threading
 from pathlib import Path
 
 from tests.daemon.test_daemon_process import STUDENTS, drop, events, running, wait_for
@@ -52,3 +54,35 @@ def test_cron_only_sftp_source_is_retried_with_backoff(sshd: Sshd, tmp_path: Pat
         assert wait_for(lambda: bool(events(tmp_path, "source.recovered")), timeout=30)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+
+
+def test_sigterm_while_a_server_never_answers_still_exits_0(sshd: Sshd, tmp_path: Path) -> None:
+    # The pass in hand ends in source.error and asks for a retry while the daemon stops:
+    # APScheduler's shutdown holds its job store lock while it waits for that pass, so
+    # the daemon must wait for its passes first (it hung for ever).
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)
+    accepted: list[socket.socket] = []
+    threading.Thread(
+        target=lambda: accepted.extend(iter(lambda: silent.accept()[0], None)), daemon=True
+    ).start()
+    try:
+        source = sshd.source_toml("district-a").replace(
+            f":{sshd.port}/", f":{silent.getsockname()[1]}/"
+        )
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f'[database]\nurl = "sqlite:///{tmp_path / "syncd.db"}"\n'
+            f'[audit]\npath = "{tmp_path / "audit.jsonl"}"\n{source}poll = "60s"\n'
+        )
+        with running(config) as process:
+            assert wait_for(lambda: bool(accepted), timeout=20)  # the pass is connecting
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0
+        names = [event["event"] for event in events(tmp_path)]
+        assert "source.error" in names and names[-1] == "daemon.stopped"
+    finally:
+        silent.close()
+        for connection in accepted:
+            connection.close()
