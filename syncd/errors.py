@@ -15,6 +15,11 @@ class FileFailed(SyncdError):
     """A file could not be applied (unreadable, unknown kind, too many rejected rows, limits)."""
 
 
+class FileUnreadable(FileFailed):
+    """A drop folder's file that the source may not read (its permissions): that file
+    fails, the others of the pass go on."""
+
+
 class FileHeld(SyncdError):
     """A file tripped a safety threshold and waits in held/ for release or reject."""
 

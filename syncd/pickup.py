@@ -15,7 +15,7 @@ from syncd.clock import Clock
 from syncd.config import SourceConfig
 from syncd.db import store
 from syncd.db.apply import OrphanCarry, expire_pending
-from syncd.errors import FileFailed
+from syncd.errors import FileFailed, FileUnreadable
 from syncd.formats.headers import detect_kind
 from syncd.formats.readers import open_table
 from syncd.model import Counts, FileStatus, Kind, RowError
@@ -78,6 +78,8 @@ class _Claimed:
     size: int
     local: Path | None = None
     kind: Kind | None = None
+    # Why it could not be read from the source (its permissions), if so: it fails alone.
+    unreadable: str | None = None
 
 
 class Pickup:
@@ -188,7 +190,11 @@ class Pickup:
             for item in claimed:
                 if item.size > self.config.limits.max_file_size:
                     continue  # never downloaded: failed with the limit named
-                item.local = self.source.fetch(item.processing_name, Path(temp))
+                try:
+                    item.local = self.source.fetch(item.processing_name, Path(temp))
+                except FileUnreadable as error:
+                    item.unreadable = str(error)
+                    continue
                 item.kind = peek_kind(item.local, self.config, item.name)
             claimed.sort(key=lambda c: (c.kind.rank if c.kind else UNKNOWN_RANK, c.mtime, c.name))
             orphans = OrphanCarry()  # judged at the end of the batch (SPEC §2.4)
@@ -331,7 +337,9 @@ class Pickup:
             defer_orphans=defer_orphans,
         )
         limit = self.config.limits.max_file_size
-        if item.local is None:
+        if item.unreadable is not None:
+            result = self.pipeline.fail_unread(job, item.size, item.unreadable)
+        elif item.local is None:
             result = self.pipeline.fail_unread(
                 job, item.size, f"file is larger than max_file_size ({limit} bytes)"
             )

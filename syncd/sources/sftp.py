@@ -29,7 +29,13 @@ from typing import Any, NoReturn
 import paramiko
 
 from syncd.config import FOLDER_NAMES, SourceConfig
-from syncd.errors import HostKeyRejected, SecretMissing, SourceSetupError, SourceUnreachable
+from syncd.errors import (
+    FileUnreadable,
+    HostKeyRejected,
+    SecretMissing,
+    SourceSetupError,
+    SourceUnreachable,
+)
 from syncd.sources.base import (
     Entry,
     candidate_names,
@@ -537,7 +543,7 @@ class SftpSource:
             with (
                 self._remote(f"downloading {remote}"),
                 local.open("wb") as handle,
-                self.sftp.open(remote, "rb") as stream,
+                self._open_to_read(remote) as stream,
             ):
                 if self._openssh:
                     stream.MAX_REQUEST_SIZE = OPENSSH_READ_SIZE
@@ -550,6 +556,19 @@ class SftpSource:
             local.unlink(missing_ok=True)
             raise
         return local
+
+    def _open_to_read(self, remote: str) -> Any:
+        """Open a remote file; raise FileUnreadable when the server denies it (that file's
+        permissions, not the connection: the pass goes on with the other files)."""
+        try:
+            return self.sftp.open(remote, "rb")
+        except OSError as error:
+            if _errno(error) in (errno.EACCES, errno.EPERM):
+                raise FileUnreadable(
+                    f"cannot read it on {self._where}: permission denied (its owner must let "
+                    f"{self.config.user or 'the SFTP user'} read it)"
+                ) from error
+            raise
 
     # ----------------------------------------------------------------- Source
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -200,6 +203,54 @@ def test_a_file_name_that_is_not_utf8_is_read_as_cp1252_and_the_pass_goes_on(
     assert archived == ["laté_students.csv", "parents.csv"]
     left = [name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name))]
     assert left == [b"\xe9t\xe9.csv.part"]  # an upload under way is left as it is
+
+
+READER = "syncd-test-reader"
+
+
+def _reader_account() -> str:
+    """Return a plain account to log in as (root reads every file): made once, unlocked."""
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        pytest.skip("logs in as an account of its own: needs root and useradd")
+    if subprocess.run(["id", READER], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "-M", "-s", "/bin/sh", READER], check=True)
+    subprocess.run(["usermod", "-p", "*", READER], check=True)  # key logins only
+    return READER
+
+
+def test_a_file_the_sftp_account_may_not_read_fails_alone(database_url: str) -> None:
+    # One file's permissions are not the source's fault: it fails (report, failed/), the
+    # other files of the pass apply. It stopped the whole source, on every pass.
+    user = _reader_account()
+    home = Path(tempfile.mkdtemp(prefix="syncd-sshd-"))  # a place the account can reach
+    home.chmod(0o755)
+    server = Sshd(home / "sshd", user=user)
+    try:
+        server.home.chmod(0o755)
+        shutil.chown(server.upload, user)
+        server.start()
+        locked = upload(server, "pupils_locked.csv", STUDENTS)
+        locked.chmod(0o000)  # root's, and no one else may read it
+        shutil.chown(upload(server, "parents.csv", PARENTS_WITH_EMAIL), user)
+        (home / "syncd").mkdir()
+        syncd = Syncd(home / "syncd", database_url)
+        syncd.configure(sources=[sftp_source(server)])
+        outcome = syncd("run", "--once")
+        assert outcome.exit_code == 1, outcome.stderr
+        assert "pupils_locked.csv: failed: cannot read it" in outcome.stderr
+        listed = {f["name"]: (f["status"], f["reason"]) for f in syncd("files", "--json").json()}
+        assert listed["parents.csv"] == ("applied", None)
+        assert listed["pupils_locked.csv"][0] == "failed"
+        assert "permission denied" in listed["pupils_locked.csv"][1]
+        assert (server.upload / "failed" / "pupils_locked.csv").exists()
+        report = json.loads(
+            (server.upload / "reports" / "pupils_locked.csv.report.json").read_text()
+        )
+        assert report["status"] == "failed"
+        assert not list((server.upload / "processing").iterdir())
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_duplicate_content_is_archived_without_changes(remote: tuple[Syncd, Sshd]) -> None:
