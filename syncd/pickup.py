@@ -185,25 +185,54 @@ class Pickup:
             entries = self._list_entries()
             ready, young = self.ready_entries(entries)
         outcome.waiting = outcome.young = len(young)
-        claimed += self._claim_ready(ready, young, entries, run_id, outcome)
+        held_back: dict[str, Kind] = {}  # later kinds waiting for an earlier one, by name
+        claimed += self._claim_ready(ready, young, entries, run_id, outcome, held_back)
         with tempfile.TemporaryDirectory(prefix="syncd-") as temp:
-            for item in claimed:
-                if item.size > self.config.limits.max_file_size:
-                    continue  # never downloaded: failed with the limit named
-                try:
-                    item.local = self.source.fetch(item.processing_name, Path(temp))
-                except FileUnreadable as error:
-                    item.unreadable = str(error)
-                    continue
-                item.kind = peek_kind(item.local, self.config, item.name)
-            claimed.sort(key=lambda c: (c.kind.rank if c.kind else UNKNOWN_RANK, c.mtime, c.name))
             orphans = OrphanCarry()  # judged at the end of the batch (SPEC §2.4)
-            for index, item in enumerate(claimed):
-                if should_stop():
+            while claimed:
+                self._fetch(claimed, Path(temp))
+                claimed.sort(
+                    key=lambda c: (c.kind.rank if c.kind else UNKNOWN_RANK, c.mtime, c.name)
+                )
+                results_before = len(outcome.results)
+                for index, item in enumerate(claimed):
+                    if should_stop():
+                        break
+                    # With files held back, a further round may follow: its last file (or
+                    # the batch's end) judges the orphans.
+                    defer = index < len(claimed) - 1 or bool(held_back)
+                    self._process(item, run_id, outcome, orphans, defer)
+                latest = max((kind.rank for kind in held_back.values()), default=0)
+                if should_stop() or not any(
+                    result.status is FileStatus.APPLIED and result.kind.rank < latest
+                    for result in outcome.results[results_before:]
+                    if result.kind is not None
+                ):
                     break
-                self._process(item, run_id, outcome, orphans, index < len(claimed) - 1)
+                # A file held back while an earlier kind arrives may apply now that this pass
+                # applied an earlier kind's file (the persons it names may be there): another
+                # round, in the same batch.
+                self._must_wait.clear()
+                entries = self._list_entries()
+                ready, young = self.ready_entries(entries)
+                outcome.waiting = outcome.young = len(young)
+                claimed = self._claim_ready(ready, young, entries, run_id, outcome, held_back)
             self.pipeline.settle_orphans(orphans, self.config.site, self.config.name, run_id)
+        if outcome.applied:
+            self._must_wait.clear()  # the persons a waiting file names may be there now
         return outcome
+
+    def _fetch(self, claimed: list[_Claimed], into: Path) -> None:
+        """Download each claimed file (an SFTP source's) and find its kind."""
+        for item in claimed:
+            if item.size > self.config.limits.max_file_size:
+                continue  # never downloaded: failed with the limit named
+            try:
+                item.local = self.source.fetch(item.processing_name, into)
+            except FileUnreadable as error:
+                item.unreadable = str(error)
+                continue
+            item.kind = peek_kind(item.local, self.config, item.name)
 
     def _wait(self, seconds: float, should_stop: Callable[[], bool]) -> bool:
         """Sleep `seconds` in short steps; return False as soon as `should_stop` says so."""
@@ -221,8 +250,13 @@ class Pickup:
         entries: list[Entry],
         run_id: str,
         outcome: PassResult,
+        held_back: dict[str, Kind] | None = None,
     ) -> list[_Claimed]:
-        """Claim the ready files, except later kinds while an earlier kind is arriving."""
+        """Claim the ready files, except later kinds while an earlier kind is arriving
+        (those go into `held_back` by name, their file.waiting said once a pass)."""
+        held_back = {} if held_back is None else held_back
+        announced = set(held_back)
+        held_back.clear()
         root = None if self.config.is_sftp else Path(self.config.path)
         arriving = {
             kind.rank
@@ -243,15 +277,17 @@ class Pickup:
                 and not self._applies_without_them(entry, kind)
             ):
                 outcome.waiting += 1
-                audit.emit(
-                    audit.FILE_WAITING,
-                    source=self.config.name,
-                    site=self.config.site,
-                    run_id=run_id,
-                    name=entry.name,
-                    kind=kind.value,
-                    reason="an earlier kind of file is still arriving",
-                )
+                held_back[entry.name] = kind
+                if entry.name not in announced:
+                    audit.emit(
+                        audit.FILE_WAITING,
+                        source=self.config.name,
+                        site=self.config.site,
+                        run_id=run_id,
+                        name=entry.name,
+                        kind=kind.value,
+                        reason="an earlier kind of file is still arriving",
+                    )
                 continue
             processing_name = self.source.claim(entry.name)
             if processing_name is not None:

@@ -493,6 +493,24 @@ def test_parents_file_naming_only_known_students_does_not_wait_for_an_upload(
     assert [f["name"] for f in syncd("files", "--json").json()] == ["students.csv", "parents.csv"]
 
 
+def test_a_later_kind_held_back_for_an_upload_applies_once_its_students_do_in_that_pass(
+    syncd: Syncd,
+) -> None:
+    # students.csv is ready, another students upload is under way: the parents file first
+    # waits (it names students not there yet), then applies in the same pass once
+    # students.csv did, and the relationships file after it, one batch, not three passes.
+    syncd.drop("students-next.csv.part", "SyncID,First name,Last name\n")
+    syncd.drop("students.csv", STUDENTS)
+    syncd.drop("parents.csv", "First name;Last name;User name\r\nKatrin;Müller;katrin\r\n")
+    syncd.drop("relationships.csv", "Parent ID,Student ID\nkatrin,S1\nkatrin,S2\n")
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 0, outcome.stderr
+    applied = [e["name"] for e in syncd.events("file.applied")]
+    assert applied == ["students.csv", "parents.csv", "relationships.csv"]
+    assert syncd.links() == {("katrin", "S1", "active"), ("katrin", "S2", "active")}
+    assert len({e["run_id"] for e in syncd.events("file.applied")}) == 1
+
+
 def test_parents_file_stops_waiting_after_dependency_wait(syncd_sqlite: Syncd) -> None:
     syncd_sqlite.configure(dependency_wait="1s")
     syncd_sqlite.drop("students.csv.part", STUDENTS)  # an upload that never ends
