@@ -303,7 +303,10 @@ class Pickup:
             return False
         location = entry.name if self.config.is_sftp else str(Path(self.config.path) / entry.name)
         with tempfile.TemporaryDirectory(prefix="syncd-preview-") as folder:
-            path = self.source.fetch_location(location, Path(folder))
+            try:
+                path = self.source.fetch_location(location, Path(folder))
+            except FileUnreadable:
+                return True  # claimed at once, to fail alone (nothing to wait for)
             job = Job(
                 path=path,
                 name=entry.name,

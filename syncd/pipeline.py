@@ -342,8 +342,17 @@ class Pipeline:
         # The kind the name says, for the report of a file that fails before its header is
         # read (empty, unreadable); the header decides when the name does not.
         result = FileResult(name=job.name, kind=job.kind or kind_by_name(job.name, job.source))
-        size = job.path.stat().st_size
-        result.sha256 = sha256_of(job.path)
+        try:
+            size = job.path.stat().st_size
+            result.sha256 = sha256_of(job.path)
+        except OSError as error:
+            # Its permissions (a local drop folder's upload, not readable by the account
+            # syncd runs as): this file fails, the pass goes on.
+            reason = f"cannot read the file: {error.strerror or error}"
+            if job.dry_run:
+                result.status, result.reason = FileStatus.FAILED, reason
+                return result
+            return self.fail_unread(job, 0, reason)
         if not job.dry_run:
             result.file_id = self.open_ledger(job, result.sha256, size)
         try:
