@@ -209,7 +209,7 @@ class PersonRows:
         self._late: list[str] = []
         self._make_record = _record_maker(
             kind, columns, rules, errors, self.has_children, self._first, self._late,
-            _username_identity(username_keys),
+            _username_identity(username_keys, self._first),
         )  # fmt: skip
 
     @property
@@ -331,18 +331,27 @@ def _identifier_field(columns: Columns) -> str:
     return "sync_key"
 
 
-def _username_identity(username_keys: UsernameKeys) -> Callable[[str], str]:
+def _username_identity(
+    username_keys: UsernameKeys, first: Mapping[str, int]
+) -> Callable[[str], str]:
     """Return the function giving a row keyed by its username (trimmed, not empty) its sync
     key, which is also its username: the key stored for it in another case if there is one,
-    else the file's first spelling of it. A username that only changed case is unchanged, as
-    an email is (compared so, SPEC §2.2), and the key and the username stay one spelling."""
-    known: dict[str, str] = {}  # by the casefolded username
+    else the file's first spelling of it (`first`: the keys of the file's valid rows so far).
+    A username that only changed case is unchanged, as an email is (compared so, SPEC
+    §2.2), and the key and the username stay one spelling."""
+    # Usernames not in lower case, by their casefolded form: few in most files, where a
+    # dict of every username would cost a district's file as much as its keys do.
+    other_case: dict[str, str] = {}
 
     def identity(username: str) -> str:
         folded = username.casefold()
-        found = known.get(folded)
-        if found is None:
-            found = known[folded] = username_keys(username) or username
+        found = other_case.get(folded)
+        if found is not None:
+            return found
+        if folded == username:
+            return username_keys(username) or username
+        found = username_keys(username) or (folded if folded in first else username)
+        other_case[folded] = found
         return found
 
     return identity

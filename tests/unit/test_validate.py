@@ -282,6 +282,16 @@ def test_a_username_as_identifier_compares_case_insensitively_in_the_file() -> N
     ]
 
 
+def test_a_username_first_in_lower_case_then_in_another_is_one_person() -> None:
+    records, errors = students(
+        ("", "asmith", "", "Ann", "Smith"), ("", "ASmith", "", "Ann", "Smith")
+    )
+    assert [(r.fields.sync_key, r.fields.username) for r in records] == [("asmith", "asmith")]
+    assert [(e.row, e.value, e.error) for e in errors.errors] == [
+        (3, "ASmith", "duplicate of row 2")
+    ]
+
+
 def test_a_username_as_identifier_takes_the_key_stored_in_another_case() -> None:
     stored = {"asmith": "ASmith"}
     errors = ErrorList()
