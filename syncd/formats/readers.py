@@ -446,9 +446,11 @@ class _CsvScanner:
                     return
                 except csv.Error as error:
                     raise self._unreadable(error, line) from error
+                # A quote still open at the end of the file took syncd's end marker (even on
+                # the last line itself, where no further line was taken).
+                if self._at_end and any(_END_MARK in cell for cell in cells):
+                    raise _never_closed(line)
                 if taken:  # a quoted field spans lines: the record's bytes are all of them
-                    if self._at_end and any(_END_MARK in cell for cell in cells):
-                        raise _never_closed(line)
                     digest = row_digest(b"".join([raw, *taken]).rstrip(b"\r\n"), seed)
                     self._line = line = line + len(taken)
                     if max(map(len, cells)) > max_field:

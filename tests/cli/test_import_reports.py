@@ -314,3 +314,15 @@ def test_unrecognised_columns_kept_as_attributes_are_listed_in_ignored_columns(
 def test_a_column_named_twice_is_listed_once(syncd: Syncd) -> None:
     imported(syncd, "students.csv", "SyncID,First name,Last name,Phone,Phone\nS1,A,B,1,2\n")
     assert report(syncd, "students.csv")["ignored_columns"] == ["Phone"]
+
+
+def test_a_quote_never_closed_on_the_last_line_fails_the_file_and_stores_nothing(
+    syncd: Syncd,
+) -> None:
+    content = students_csv(STUDENTS[:2]) + 'S9,zoe.x,Zoë,"Nuñez\n'
+    outcome = run_import(syncd, "students.csv", content)
+    assert outcome.exit_code == 1
+    document = report(syncd, "students.csv")
+    assert document["status"] == "failed"
+    assert document["reason"].startswith("line 4: a quoted field is never closed")
+    assert syncd.export() == []

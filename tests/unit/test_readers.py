@@ -233,6 +233,17 @@ def test_unclosed_quote_fails_instead_of_swallowing_the_rest(tmp_path: Path) -> 
     assert "never closed" in reason
 
 
+@pytest.mark.parametrize(
+    "last_line",
+    ['S2,"Müller\n', 'S2,"Müller', 'S2,"Müller,b@x.org\r\n', 'S2,Müller,"4\n'],
+)
+def test_a_quote_never_closed_on_the_last_line_fails_too(tmp_path: Path, last_line: str) -> None:
+    # The csv module ends the field at the end of the file; syncd's end marker was kept in it.
+    data = "SyncID,Name,Grade\nS1,Zoë,5\n" + last_line
+    reason = read_failure(write(tmp_path, data))
+    assert "line 3" in reason and "never closed" in reason
+
+
 def test_quote_inside_unquoted_field_is_literal(tmp_path: Path) -> None:
     _, rows = read(write(tmp_path, "SyncID,Name\nS1,O'Brien 5'11\"\n"))
     assert rows == [RawRow(line=2, values=("S1", "O'Brien 5'11\""))]
