@@ -134,7 +134,7 @@ def _import_source(app: App, source_name: str | None) -> tuple[SourceConfig, str
 
 
 @cli.command("import")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("--kind", type=click.Choice([kind.value for kind in Kind]), help="Force the kind.")
 @click.option("--source", "source_name", metavar="NAME", help="Use this source's settings.")
 @click.option("--dry-run", is_flag=True, help="Validate and plan; change nothing.")

@@ -7,6 +7,8 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -612,3 +614,42 @@ def test_the_report_is_written_before_the_file_moves_on(syncd_sqlite: Syncd) -> 
     assert archived(syncd_sqlite) == ["students.csv"]
     listed = syncd_sqlite("files", "--json").json()
     assert [f["status"] for f in listed] == ["applied"]  # one ledger entry, applied once
+
+
+def _without_root_file_access(syncd: Syncd, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as root without its right to read any file (as a service account would)."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv to take the right to read any file away")
+    dropped = "-dac_override,-dac_read_search"
+    command = [setpriv, f"--bounding-set={dropped}", f"--inh-caps={dropped}", sys.executable]
+    return subprocess.run(
+        [*command, "-m", "syncd", "--config", str(syncd.config_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_file_syncd_may_not_read_fails_alone(syncd_sqlite: Syncd) -> None:
+    # An upload with mode 600 in a local drop folder, syncd running as its own account: that
+    # file fails (failed/, a report), the others apply. It aborted every pass.
+    syncd_sqlite.drop("students.csv", STUDENTS)
+    syncd_sqlite.drop("pupils_locked.csv", STUDENTS.replace("S1", "S7")).chmod(0o000)
+    outcome = _without_root_file_access(syncd_sqlite, "run", "--once")
+    assert outcome.returncode == 1, outcome.stderr
+    assert outcome.stderr.strip().endswith(
+        "pupils_locked.csv: failed: cannot read the file: Permission denied"
+    )
+    assert (syncd_sqlite.drop_dir / "failed" / "pupils_locked.csv").exists()
+    assert archived(syncd_sqlite) == ["students.csv"]
+
+
+def test_import_of_a_file_syncd_may_not_read_fails_with_exit_1(syncd_sqlite: Syncd) -> None:
+    # SPEC §5: exit 1 for "an unreadable ... file given to import" (not a usage error).
+    path = syncd_sqlite.write("students.csv", STUDENTS)
+    path.chmod(0o000)
+    outcome = _without_root_file_access(syncd_sqlite, "import", str(path))
+    assert outcome.returncode == 1, outcome.stderr
+    assert "cannot read the file" in outcome.stderr
+    assert "Traceback" not in outcome.stderr
