@@ -688,11 +688,45 @@ def _unreadable_workbook(error: Exception) -> FileFailed:
     return FileFailed(f"unreadable .xlsx workbook ({type(error).__name__}); {SAVE_AS_HINT}")
 
 
-def _xlsx_records(sheet_rows: Iterable[Sequence[Any]]) -> Iterator[tuple[int, list[str]]]:
+_MERGE_REF = re.compile(rb"<(?:\w+:)?mergeCell\b[^>]*?\bref=\"([A-Z]+[0-9]+):([A-Z]+[0-9]+)\"")
+
+
+def _merged_ranges(binary: BinaryIO) -> list[tuple[int, int, int, int]]:
+    """Return the merged cell ranges of the first worksheet as (first row, first column,
+    last row, last column), 1-based. openpyxl's read-only sheets do not give them, and they
+    come after the cells in the sheet's XML: its bytes are scanned once for them."""
+    from openpyxl.utils.cell import range_boundaries
+
+    binary.seek(0)
+    ranges: list[tuple[int, int, int, int]] = []
+    with zipfile.ZipFile(binary) as archive:
+        part = _first_worksheet_part(archive)
+        if part is None or part not in archive.namelist():
+            return []
+        with archive.open(part) as sheet:
+            carry = b""
+            while chunk := sheet.read(LINE_BLOCK):
+                text = carry + chunk
+                end = 0
+                for match in _MERGE_REF.finditer(text):
+                    first_col, first_row, last_col, last_row = range_boundaries(
+                        f"{match[1].decode()}:{match[2].decode()}"
+                    )
+                    ranges.append((first_row, first_col, last_row, last_col))
+                    end = match.end()
+                carry = text[max(end, len(text) - 200) :]  # a tag cut by the chunk's end
+    return ranges
+
+
+def _xlsx_records(
+    sheet_rows: Iterable[Sequence[Any]], merged: Sequence[tuple[int, int, int, int]] = ()
+) -> Iterator[tuple[int, list[str]]]:
     """Yield (sheet row number, cell texts) for each row of openpyxl's read-only cells,
-    wrapping openpyxl's errors."""
+    wrapping openpyxl's errors. Every cell of a merged range shows its first cell's text,
+    as the user sees it."""
     rows = iter(sheet_rows)
     number = 0
+    shown: dict[int, str] = {}  # a merged range's text, by its index in `merged`
     while True:
         try:
             values = next(rows)
@@ -702,7 +736,15 @@ def _xlsx_records(sheet_rows: Iterable[Sequence[Any]]) -> Iterator[tuple[int, li
             raise _unreadable_workbook(error) from error
         # openpyxl yields one tuple per sheet row from row 1, empty ones included.
         number += 1
-        yield number, [cell_text(cell.value, cell.number_format) for cell in values]
+        texts = [cell_text(cell.value, cell.number_format) for cell in values]
+        for index, (first_row, first_col, last_row, last_col) in enumerate(merged):
+            if first_row <= number <= last_row:
+                if number == first_row:
+                    shown[index] = texts[first_col - 1] if first_col <= len(texts) else ""
+                if len(texts) < last_col:
+                    texts.extend([""] * (last_col - len(texts)))
+                texts[first_col - 1 : last_col] = [shown[index]] * (last_col - first_col + 1)
+        yield number, texts
 
 
 @contextmanager
@@ -725,7 +767,7 @@ def _open_xlsx(binary: BinaryIO, limits: Limits) -> Iterator[Table]:
         # Trust the cells, not the sheet's stated dimensions (often the whole formatted range).
         sheet.reset_dimensions()
         # Cells, not values: what the user sees depends on the number format too.
-        records = _xlsx_records(sheet.iter_rows())
+        records = _xlsx_records(sheet.iter_rows(), _merged_ranges(binary))
         header = _split_header(records, limits)
         if header is None:
             raise FileFailed("no header row")

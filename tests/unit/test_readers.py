@@ -437,6 +437,27 @@ def test_xlsx_reads_first_sheet_with_header_in_first_non_empty_row(tmp_path: Pat
     ]
 
 
+def test_xlsx_merged_cells_read_as_the_user_sees_them(tmp_path: Path) -> None:
+    # SPEC §2.2: every cell of a merged range shows its first cell's value.
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["SyncID", "Name", None, "School"])
+    sheet.append(["S1", "Ann", "Lee", "North"])
+    sheet.append(["S2", "Bob", None, None])
+    sheet.append(["S3", "Cy", "Ray", None])
+    sheet.merge_cells("B1:C1")  # a heading over two columns
+    sheet.merge_cells("D2:D4")
+    sheet.merge_cells("C2:C3")
+    workbook.save(tmp_path / "students.xlsx")
+    table, rows = read(tmp_path / "students.xlsx")
+    assert table.header == ("SyncID", "Name", "Name", "School")
+    assert [row.values for row in rows] == [
+        ("S1", "Ann", "Lee", "North"),
+        ("S2", "Bob", "Lee", "North"),
+        ("S3", "Cy", "Ray", "North"),
+    ]
+
+
 def test_xlsx_whole_number_reads_as_integer_text(tmp_path: Path) -> None:
     path = write_xlsx(tmp_path / "s.xlsx", [["SyncID", "Account #"], ["S1", 1234.0], ["S2", 1234]])
     _, rows = read(path)
