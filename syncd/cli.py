@@ -280,7 +280,7 @@ def _print_results(results: Sequence[FileResult], dry_run: bool, as_json: bool) 
             click.echo(f"  row {error.row}, {error.column}: {error.error}")
         if len(result.errors) > 20:
             where = "--json lists them all" if dry_run else "the errors file lists them all"
-            click.echo(f"  … and {len(result.errors) - 20} more rejected rows ({where})")
+            click.echo(f"  … and {len(result.errors) - 20} more errors ({where})")
         if dry_run:
             for change in result.changes[:50]:
                 click.echo("  " + json.dumps(change, ensure_ascii=False))

@@ -100,10 +100,10 @@ codecs.register_error(CP1252_FALLBACK, _cp1252_fallback)
 _UTF8_CHARACTER = re.compile("[^\x00-\x7f\udc80-\udcff]")
 
 
-def _scan_text(binary: BinaryIO, strict_utf8: bool) -> str:
+def _scan_text(binary: BinaryIO) -> str:
     """Return the encoding of the rest of `binary`: "utf-8" if it is valid UTF-8, else
     "utf-8+cp1252" if it holds UTF-8 characters too, else "cp1252". Raises FileFailed on NUL
-    bytes, and on any byte that is not UTF-8 with `strict_utf8` (after a UTF-8 BOM).
+    bytes.
 
     Reads in chunks so that memory stays bounded whatever the file size.
     """
@@ -137,8 +137,6 @@ def _scan_text(binary: BinaryIO, strict_utf8: bool) -> str:
             fallbacks = True
     else:
         fallbacks = True
-    if fallbacks and strict_utf8:
-        raise FileFailed(f"has a UTF-8 byte order mark but is not valid UTF-8; {SAVE_AS_HINT}")
     if not fallbacks:
         return "utf-8"
     return UTF8_WITH_CP1252 if utf8_characters else "cp1252"
@@ -174,12 +172,25 @@ def detect_format(binary: BinaryIO) -> Detected:
         if head.startswith(bom):
             if encoding == "utf-8-sig":
                 binary.seek(len(bom))
-                _scan_text(binary, strict_utf8=True)
+                if _scan_text(binary) != "utf-8":  # a stray cp1252 byte, as without a BOM
+                    encoding = UTF8_WITH_CP1252
             # UTF-16 text is full of NUL bytes; its decoder reports bad input while reading.
             return Detected(format="csv", encoding=encoding, bom_length=len(bom))
 
     binary.seek(0)
-    return Detected(format="csv", encoding=_scan_text(binary, strict_utf8=False))
+    if _looks_like_utf16(binary.read(4096)):
+        raise FileFailed(
+            "UTF-16 text without a byte order mark; save it as CSV UTF-8, or as Unicode text "
+            "(which has one)"
+        )
+    binary.seek(0)
+    return Detected(format="csv", encoding=_scan_text(binary))
+
+
+def _looks_like_utf16(head: bytes) -> bool:
+    """Whether text starts as UTF-16 does without its BOM: every other byte NUL (ASCII)."""
+    pairs = len(head) // 2
+    return pairs >= 2 and max(head[0::2].count(0), head[1::2].count(0)) > 0.9 * pairs
 
 
 def sniff_delimiter(lines: Iterable[str], max_chars: int = 1024 * 1024) -> str:

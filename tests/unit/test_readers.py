@@ -189,11 +189,6 @@ def test_utf8_character_split_across_read_chunks_stays_utf8(tmp_path: Path) -> N
     assert rows[-1].values == ("S1", "Kim", "Müller")
 
 
-def test_utf8_bom_with_invalid_bytes_fails(tmp_path: Path) -> None:
-    reason = read_failure(write(tmp_path, b"\xef\xbb\xbfName\nM\xfcller\n"))
-    assert "not valid UTF-8" in reason
-
-
 def test_utf16_with_odd_trailing_byte_fails_with_reason(tmp_path: Path) -> None:
     data = b"\xff\xfe" + "Name\nZoë\n".encode("utf-16-le") + b"\x00\xd8"
     assert "utf-16-le" in read_failure(write(tmp_path, data))
@@ -312,10 +307,25 @@ def test_damaged_zip_fails_with_save_as_hint(tmp_path: Path) -> None:
     assert "save it as .xlsx or CSV" in reason
 
 
-def test_nul_bytes_without_utf16_bom_fail_as_binary(tmp_path: Path) -> None:
-    # UTF-16 without a byte order mark cannot be told from binary.
-    reason = read_failure(write(tmp_path, "Name\nZoë\n".encode("utf-16-le")))
-    assert "save it as .xlsx or CSV" in reason
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_bom_fails_saying_so(tmp_path: Path, codec: str) -> None:
+    reason = read_failure(write(tmp_path, "SyncID,Name\nS1,Zoë\n".encode(codec)))
+    assert reason.startswith("UTF-16 text without a byte order mark; save it as CSV UTF-8")
+
+
+def test_nul_bytes_in_a_file_fail_as_binary(tmp_path: Path) -> None:
+    reason = read_failure(write(tmp_path, b"SyncID,Name\nS1,\x00\x01\x02\xff\x00garbage\n"))
+    assert "binary content (NUL bytes)" in reason and "save it as .xlsx or CSV" in reason
+
+
+def test_a_utf8_bom_file_with_a_stray_cp1252_byte_reads_that_byte_as_cp1252(
+    tmp_path: Path,
+) -> None:
+    data = b"\xef\xbb\xbfSyncID,Name\nS1,Zo\xc3\xab\nS2,Ren\xe9\n"
+    table, rows = read(write(tmp_path, data))
+    assert table.encoding == "utf-8+cp1252"
+    assert table.header == ("SyncID", "Name")
+    assert [row.values for row in rows] == [("S1", "Zoë"), ("S2", "René")]
 
 
 def test_pdf_fails_with_save_as_hint(tmp_path: Path) -> None:
