@@ -11,10 +11,10 @@ import sqlalchemy as sa
 
 from syncd import audit
 from syncd.audit import EventBuffer
-from syncd.core.plan import child_lookup_value, link_is_active
+from syncd.core.plan import ExistingPending, child_lookup_value, link_is_active
 from syncd.db import store
 from syncd.db import trail as trail_of
-from syncd.db.apply import Applied, ApplyContext, settle_parents
+from syncd.db.apply import Applied, ApplyContext, drop_pending, settle_parents
 from syncd.db.schema import audit_events, files, links, pending_links, persons
 from syncd.db.trail import TrailEvent
 from syncd.errors import FileFailed, UsageError
@@ -135,28 +135,20 @@ def manual_link(
             previous_type=old_type,
             previous_origin=old_origin,
         )
-    context = ApplyContext(site=site, source=None, file_id=None, now=now, pending_ttl=timedelta(0))
-    settle_parents(connection, context, events, applied)
-    return ManualEdit(
-        changed,
-        parent.sync_key,
-        child.sync_key,
-        parent_deactivated=applied.counts.deactivated > 0,
-        parent_reactivated=applied.counts.reactivated > 0,
-    )
+    deactivated, reactivated = _settle_edit(connection, site, events, applied)
+    return ManualEdit(changed, parent.sync_key, child.sync_key, deactivated, reactivated)
 
 
-def _pending_to(connection: sa.Connection, parent_id: int, child_value: str) -> list[Any]:
+def _pending_to(
+    connection: sa.Connection, parent_id: int, child_value: str
+) -> list[ExistingPending]:
     """Return the parent's pending links whose child value is `child_value`, compared as
     their child field compares (emails and usernames in any case)."""
-    rows = connection.execute(
-        sa.select(pending_links).where(pending_links.c.parent_id == parent_id)
-    )
     return [
-        row
-        for row in rows
-        if child_lookup_value(row.child_field, row.child_value)
-        == child_lookup_value(row.child_field, child_value)
+        pending
+        for pending in store.pending_of_parents(connection, [parent_id])
+        if child_lookup_value(pending.child_field, pending.child_value)
+        == child_lookup_value(pending.child_field, child_value)
     ]
 
 
@@ -165,38 +157,26 @@ def _drop_pending_by_hand(
     site: str,
     parent: Any,
     child_value: str,
-    pending: Sequence[Any],
+    pending: Sequence[ExistingPending],
     events: EventBuffer,
 ) -> ManualEdit:
-    connection.execute(
-        pending_links.delete().where(pending_links.c.id.in_([p.id for p in pending]))
-    )
-    for row in pending:
-        events.add(
-            audit.RELATIONSHIP_REMOVED,
-            person_id=parent.id,
-            parent_id=parent.id,
-            parent=parent.sync_key,
-            child=row.child_value,
-            child_field=row.child_field,
-            type=row.type,
-            origin=row.origin,
-            status="pending",
-            reason="manual",
-        )
+    drop_pending(connection, pending, events, audit.RELATIONSHIP_REMOVED, reason="manual")
     applied = Applied()
     applied.parents_losing_links.add(parent.id)
+    deactivated, _ = _settle_edit(connection, site, events, applied)
+    return ManualEdit(True, parent.sync_key, child_value, deactivated, pending=True)
+
+
+def _settle_edit(
+    connection: sa.Connection, site: str, events: EventBuffer, applied: Applied
+) -> tuple[bool, bool]:
+    """Settle the parent an edit linked or unlinked (SPEC §2.4, at once: an edit is a batch
+    of its own); return whether it was deactivated, reactivated."""
     context = ApplyContext(
         site=site, source=None, file_id=None, now=events.now, pending_ttl=timedelta(0)
     )
     settle_parents(connection, context, events, applied)
-    return ManualEdit(
-        True,
-        parent.sync_key,
-        child_value,
-        parent_deactivated=applied.counts.deactivated > 0,
-        pending=True,
-    )
+    return applied.counts.deactivated > 0, applied.counts.reactivated > 0
 
 
 class Reverted(NamedTuple):

@@ -250,11 +250,10 @@ class Pickup:
         entries: list[Entry],
         run_id: str,
         outcome: PassResult,
-        held_back: dict[str, Kind] | None = None,
+        held_back: dict[str, Kind],
     ) -> list[_Claimed]:
         """Claim the ready files, except later kinds while an earlier kind is arriving
         (those go into `held_back` by name, their file.waiting said once a pass)."""
-        held_back = {} if held_back is None else held_back
         announced = set(held_back)
         held_back.clear()
         root = None if self.config.is_sftp else Path(self.config.path)

@@ -684,6 +684,9 @@ def plan_parent_links(
 # Relationships files
 
 
+_UNKNOWN_PARENT = "unknown parent: import the parent first"
+
+
 @dataclass(frozen=True, slots=True)
 class ParentRef:
     person_id: int
@@ -702,12 +705,12 @@ class ParentIndex:
         """Return (the parent, None) or (None, why not: unknown or ambiguous)."""
         if by is ParentBy.SYNC_KEY:
             found = self.by_sync_key.get(value)
-            return (found, None) if found else (None, "unknown parent: import the parent first")
+            return (found, None) if found else (None, _UNKNOWN_PARENT)
         matches = (self.by_email if by is ParentBy.EMAIL else self.by_username).get(value, ())
         if len(matches) == 1:
             return matches[0], None
         if not matches:
-            return None, "unknown parent: import the parent first"
+            return None, _UNKNOWN_PARENT
         names = ", ".join(sorted(match.sync_key for match in matches))
         return None, f"{value!r} matches {len(matches)} parents ({names}); use a parent key"
 
@@ -788,7 +791,7 @@ def resolve_links(
         identity = link_identity(record)
         if record.parent_by is ParentBy.SYNC_KEY:  # ParentIndex.find, inlined: millions
             parent = by_sync_key.get(record.parent_value)
-            problem = None if parent is not None else "unknown parent: import the parent first"
+            problem = None if parent is not None else _UNKNOWN_PARENT
         else:
             parent, problem = parents.find(record.parent_by, record.parent_value)
         if parent is None:

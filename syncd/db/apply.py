@@ -752,7 +752,7 @@ def _apply_pending(
         for add in plan.pending_adds
     ]
     _add_pending(connection, adds, context, events, applied)
-    _drop_pending(connection, plan.pending_drops, events, audit.RELATIONSHIP_REMOVED)
+    drop_pending(connection, plan.pending_drops, events, audit.RELATIONSHIP_REMOVED)
     for dropped in plan.pending_drops:
         applied.counts.links_removed += 1
         applied.pending_dropped += 1
@@ -802,14 +802,16 @@ def _add_pending(
     _executemany(connection, pending_links.insert(), rows)
 
 
-def _drop_pending(
+def drop_pending(
     connection: sa.Connection,
     dropped: Sequence[ExistingPending],
     events: EventBuffer,
     event: str,
+    reason: str | None = None,
 ) -> None:
     """Drop pending links (one DELETE per chunk), each with its event, which names the
-    parent by id and sync key."""
+    parent by id and sync key (and why, when not a file's: `reason`)."""
+    why = {"reason": reason} if reason is not None else {}
     for chunk in store.chunked([pending.pending_id for pending in dropped]):
         connection.execute(pending_links.delete().where(pending_links.c.id.in_(chunk)))
     parent_keys = _sync_keys(connection, {pending.parent_id for pending in dropped})
@@ -824,6 +826,7 @@ def _drop_pending(
             type=pending.type.value,
             origin=pending.origin.value,
             status="pending",
+            **why,
         )
 
 
@@ -930,7 +933,7 @@ def expire_pending(
         pending_links.c.site == site, pending_links.c.expires_at < now
     )
     expired = [store._existing_pending(row) for row in connection.execute(query)]
-    _drop_pending(connection, expired, events, audit.RELATIONSHIP_EXPIRED)
+    drop_pending(connection, expired, events, audit.RELATIONSHIP_EXPIRED)
     # The parents' rows still name those children: sent again unchanged, they make the
     # links pending again (or links, where the student came) instead of being skipped.
     store.replan_parents(connection, (pending.parent_id for pending in expired))
