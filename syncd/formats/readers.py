@@ -664,8 +664,9 @@ def _first_worksheet_part(archive: zipfile.ZipFile) -> str | None:
     return None
 
 
-def _check_inflated_size(binary: BinaryIO, limits: Limits) -> None:
-    """Raise FileFailed when the first sheet or the shared strings inflate past max_file_size."""
+def _check_inflated_size(binary: BinaryIO, limits: Limits) -> str | None:
+    """Raise FileFailed when the first sheet or the shared strings inflate past max_file_size;
+    return the first sheet's zip path (None when it cannot be told)."""
     binary.seek(0)
     with zipfile.ZipFile(binary) as archive:
         sizes = {info.filename: info.file_size for info in archive.infolist()}
@@ -682,6 +683,7 @@ def _check_inflated_size(binary: BinaryIO, limits: Limits) -> None:
         raise FileFailed(
             f"the workbook's sheet inflates past max_file_size ({limits.max_file_size} bytes)"
         )
+    return first_sheet if first_sheet in sizes else None
 
 
 def _unreadable_workbook(error: Exception) -> FileFailed:
@@ -691,30 +693,28 @@ def _unreadable_workbook(error: Exception) -> FileFailed:
 _MERGE_REF = re.compile(rb"<(?:\w+:)?mergeCell\b[^>]*?\bref=\"([A-Z]+[0-9]+):([A-Z]+[0-9]+)\"")
 
 
-def _merged_ranges(binary: BinaryIO) -> list[tuple[int, int, int, int]]:
-    """Return the merged cell ranges of the first worksheet as (first row, first column,
-    last row, last column), 1-based. openpyxl's read-only sheets do not give them, and they
-    come after the cells in the sheet's XML: its bytes are scanned once for them."""
+def _merged_ranges(binary: BinaryIO, part: str | None) -> list[tuple[int, int, int, int]]:
+    """Return the merged cell ranges of the worksheet at zip path `part` as (first row,
+    first column, last row, last column), 1-based. openpyxl's read-only sheets do not give
+    them, and they come after the cells in the sheet's XML: its bytes are scanned once."""
     from openpyxl.utils.cell import range_boundaries
 
+    if part is None:
+        return []
     binary.seek(0)
     ranges: list[tuple[int, int, int, int]] = []
-    with zipfile.ZipFile(binary) as archive:
-        part = _first_worksheet_part(archive)
-        if part is None or part not in archive.namelist():
-            return []
-        with archive.open(part) as sheet:
-            carry = b""
-            while chunk := sheet.read(LINE_BLOCK):
-                text = carry + chunk
-                end = 0
-                for match in _MERGE_REF.finditer(text):
-                    first_col, first_row, last_col, last_row = range_boundaries(
-                        f"{match[1].decode()}:{match[2].decode()}"
-                    )
-                    ranges.append((first_row, first_col, last_row, last_col))
-                    end = match.end()
-                carry = text[max(end, len(text) - 200) :]  # a tag cut by the chunk's end
+    with zipfile.ZipFile(binary) as archive, archive.open(part) as sheet:
+        carry = b""
+        while chunk := sheet.read(LINE_BLOCK):
+            text = carry + chunk
+            end = 0
+            for match in _MERGE_REF.finditer(text):
+                first_col, first_row, last_col, last_row = range_boundaries(
+                    f"{match[1].decode()}:{match[2].decode()}"
+                )
+                ranges.append((first_row, first_col, last_row, last_col))
+                end = match.end()
+            carry = text[max(end, len(text) - 200) :]  # a tag cut by the chunk's end
     return ranges
 
 
@@ -752,7 +752,7 @@ def _open_xlsx(binary: BinaryIO, limits: Limits) -> Iterator[Table]:
     """Yield the Table of the first worksheet of the workbook in `binary`."""
     import openpyxl  # here: a CSV run need not pay for importing it
 
-    _check_inflated_size(binary, limits)
+    first_sheet = _check_inflated_size(binary, limits)
     binary.seek(0)
     try:
         # A file object, not a path: openpyxl would judge a path by its extension.
@@ -767,7 +767,7 @@ def _open_xlsx(binary: BinaryIO, limits: Limits) -> Iterator[Table]:
         # Trust the cells, not the sheet's stated dimensions (often the whole formatted range).
         sheet.reset_dimensions()
         # Cells, not values: what the user sees depends on the number format too.
-        records = _xlsx_records(sheet.iter_rows(), _merged_ranges(binary))
+        records = _xlsx_records(sheet.iter_rows(), _merged_ranges(binary, first_sheet))
         header = _split_header(records, limits)
         if header is None:
             raise FileFailed("no header row")
