@@ -523,14 +523,21 @@ class EventBuffer:
             self._segment.add_run(run)
 
     def add_row_errors(self, errors: Iterable[Any]) -> None:
-        """Add a row.rejected event for each RowError."""
+        """Add one row.rejected event per rejected row (a row is rejected whole, and the
+        report counts rows): its first error as `column` and `error`, all of them in
+        `errors`. Values stay out (a cell may hold a password)."""
+        by_row: dict[int, list[Any]] = {}
         for error in errors:
+            by_row.setdefault(error.row, []).append(error)
+        for row, row_errors in by_row.items():
+            first = row_errors[0]
             self.add(
                 ROW_REJECTED,
                 level="warning",
-                row=error.row,
-                column=error.column,
-                error=error.error,
+                row=row,
+                column=first.column,
+                error=first.error,
+                errors=[{"column": error.column, "error": error.error} for error in row_errors],
             )
 
     def line_parts(self, event: str, level: str = "info") -> tuple[str, str]:

@@ -851,8 +851,11 @@ def row_errors(connection: sa.Connection, file_id: int) -> list[RowError]:
     )
     found: dict[tuple[int, str, str], RowError] = {}
     for (data,) in connection.execute(query):
-        error = RowError(int(data.get("row") or 0), data.get("column") or "", "", data["error"])
-        found.setdefault((error.row, error.column, error.error), error)
+        row = int(data.get("row") or 0)
+        # One event per row lists its errors; an event older than that holds one error.
+        for item in data.get("errors") or [data]:
+            error = RowError(row, item.get("column") or "", "", item["error"])
+            found.setdefault((error.row, error.column, error.error), error)
     return sorted(found.values(), key=lambda error: error.row)
 
 

@@ -332,3 +332,31 @@ def test_header_only_full_relationships_file_is_held(syncd: Syncd) -> None:
     assert outcome.exit_code == 1
     assert "header-only" in report(syncd, "relationships-2.csv")["reason"]
     assert active_links(syncd) == {("P1", "S1"), ("P1", "S2")}
+
+
+def test_a_row_with_two_errors_is_one_row_rejected_event_listing_both(syncd: Syncd) -> None:
+    """A row is rejected whole (SPEC §3.3): one event per row, so the events match the
+    report's `rejected` count; errors.csv and a report written again keep every error."""
+    imported(syncd, "students.csv", students_csv(TEN))
+    bad = ("K9", "kid9", "Zoë", "", "not-an-email", "2009", "4")  # no last name, bad email
+    outcome = run_import(syncd, "students-2.csv", students_csv(TEN[:7] + (bad,)))
+    assert outcome.exit_code == 1  # held: K7 and K8 would be deactivated (2 of 10)
+    assert report(syncd, "students-2.csv")["counts"]["rejected"] == 1
+    [event] = syncd.events("row.rejected")
+    assert event["row"] == 9
+    assert sorted(error["column"] for error in event["errors"]) == ["E-mail", "Last name"]
+    assert (event["column"], event["error"]) == (
+        event["errors"][0]["column"],
+        event["errors"][0]["error"],
+    )
+    assert sorted(row["column"] for row in errors_rows(syncd, "students-2.csv")) == [
+        "E-mail",
+        "Last name",
+    ]
+    # Rejecting the held file writes its report again from the ledger and the trail.
+    (syncd.root / "students-2.csv.errors.csv").unlink()
+    assert syncd("files", "reject", str(file_id(syncd, "students-2.csv"))).exit_code == 0
+    assert sorted(row["column"] for row in errors_rows(syncd, "students-2.csv")) == [
+        "E-mail",
+        "Last name",
+    ]
