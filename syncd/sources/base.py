@@ -13,7 +13,9 @@ from syncd.formats.detect import CP1252_FALLBACK
 
 # Names that are still being written by the usual upload tools (SPEC §3.2).
 TEMP_SUFFIXES = (".tmp", ".part", ".filepart", ".partial", ".crdownload")
-MARKER_SUFFIXES = (".done", ".ok")
+# `NAME.done` or `NAME.ok` (SPEC §3.2), as the tools that write them spell them (a Windows
+# job writes `NAME.DONE`); the marker keeps its own spelling when archived with its file.
+MARKER_SUFFIXES = (".done", ".ok", ".DONE", ".OK", ".Done", ".Ok")
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,6 +213,15 @@ def test_done_marker_required_and_archived_with_the_file(syncd_sqlite: Syncd) ->
     assert len(syncd_sqlite.export()) == 2
 
 
+def test_done_marker_in_capitals_counts(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.configure(done_marker=True)
+    syncd_sqlite.drop("STUDENTS.CSV", STUDENTS)
+    syncd_sqlite.drop("STUDENTS.CSV.DONE", "")
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    assert sorted(os.listdir(today_archive(syncd_sqlite))) == ["STUDENTS.CSV", "STUDENTS.CSV.DONE"]
+    assert len(syncd_sqlite.export()) == 2
+
+
 def test_file_younger_than_min_age_waits(tmp_path: Path) -> None:
     folder = tmp_path / "drop"
     folder.mkdir()
