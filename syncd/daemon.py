@@ -80,7 +80,10 @@ def _check_local_folder(config: SourceConfig) -> None:
     folder = Path(config.path)
     named = f'source "{config.name}": drop folder {folder}'
     if not folder.exists():
-        raise SourceUnreachable(f"{named} does not exist")
+        raise SourceUnreachable(
+            f"{named} does not exist (run would make it and wait there: "
+            "create it, or correct the path)"
+        )
     if not folder.is_dir():
         raise SourceUnreachable(f"{named} is not a folder")
     if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):

@@ -79,7 +79,8 @@ def test_check_config_names_a_drop_folder_that_is_not_there_and_creates_nothing(
     outcome = syncd_sqlite("check-config")
     assert outcome.exit_code == 3
     assert _one_line(outcome) == (
-        f'syncd: source "district-a": drop folder {syncd_sqlite.root / "dorp"} does not exist'
+        f'syncd: source "district-a": drop folder {syncd_sqlite.root / "dorp"} does not exist '
+        "(run would make it and wait there: create it, or correct the path)"
     )
     assert not (syncd_sqlite.root / "dorp").exists()
     (syncd_sqlite.root / "dorp").write_text("")
