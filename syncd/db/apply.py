@@ -884,10 +884,10 @@ def resolve_pending(
             )
             for pair, (row, child) in this_round.items()
         ]
-        before = applied.counts.links_created
+        # Counted in the file's links_created: the file's arrival made them (its report
+        # says so beside the relationship.resolved events).
         plan = LinkPlan(sets=sets)
         apply_links(connection, plan, context, _Silent(), applied, {}, provenance=False)
-        applied.counts.links_created = before  # counted as resolved, not as created by the file
         rest = later
     parents = _sync_keys(connection, {row.parent_id for row, _ in resolved})
     for row, child in resolved:

@@ -160,6 +160,8 @@ def test_unknown_child_is_pending_and_resolved_when_its_student_arrives(
     assert ("katrin.mueller", "S9", "Guardian", "active") in links
     assert not [link for link in links if link[3] == "pending"]
     assert event_names(syncd).count("relationship.resolved") == 1
+    # The students file's arrival made the link: its report counts it.
+    assert report(syncd, "students-2.csv")["counts"]["links_created"] == 1
     resolved = syncd.events("relationship.resolved")[0]
     assert (resolved["parent"], resolved["child"]) == ("katrin.mueller", "S9")
 
