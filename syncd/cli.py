@@ -27,7 +27,7 @@ from syncd.db.apply import OrphanCarry, expire_pending
 from syncd.db.database import describe, open_database, reader, upgrade_database
 from syncd.db.schema import files, links, pending_links, persons
 from syncd.edits import manual_link, revert_file
-from syncd.errors import FileFailed, SyncdError, UsageError
+from syncd.errors import FileFailed, SyncdError, UsageError, one_line
 from syncd.model import FileStatus, Kind, RelType
 from syncd.pickup import Pickup, archive_folder, ledger_result, peek_kind, write_reports
 from syncd.pipeline import FileResult, Job, Pipeline, sha256_of
@@ -273,7 +273,8 @@ def _print_results(results: Sequence[FileResult], dry_run: bool, as_json: bool) 
         figures = ", ".join(f"{name} {value}" for name, value in counts.items() if value)
         status = "planned" if dry_run and result.status is FileStatus.APPLIED else result.status
         kind = result.kind.value if result.kind else "unknown kind"
-        click.echo(f"{result.name}: {status} ({kind}){': ' + figures if figures else ''}")
+        name = one_line(result.name)
+        click.echo(f"{name}: {status} ({kind}){': ' + figures if figures else ''}")
         if result.reason:
             click.echo(f"  reason: {result.reason}")
         for error in result.errors[:20]:
@@ -553,8 +554,8 @@ def files_group(
     for doc in documents:
         click.echo(
             f"{doc['id']:>6}  {doc['status']:<10} {doc['kind'] or '-':<13} "
-            f"{doc['source'] or '-':<12} {doc['name']}"
-            + (f"  ({doc['reason']})" if doc["reason"] else "")
+            f"{doc['source'] or '-':<12} {one_line(doc['name'])}"
+            + (f"  ({one_line(doc['reason'])})" if doc["reason"] else "")
         )
 
 
@@ -978,7 +979,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     def fail(line: str, code: int) -> NoReturn:
         if debug:
             traceback.print_exc()
-        click.echo(line, err=True)
+        click.echo(one_line(line), err=True)
         sys.exit(code)
 
     try:

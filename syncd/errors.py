@@ -5,6 +5,17 @@ from __future__ import annotations
 from typing import ClassVar
 
 
+def one_line(text: str) -> str:
+    """Return `text` with its control characters escaped (`\\n`, `\\t`, `\\x1b`): a file
+    name may hold them, and what syncd says on a terminal is one line per thing."""
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
 class SyncdError(Exception):
     """Base of syncd's own errors; the message is one line that names the thing and the fix."""
 

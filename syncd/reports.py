@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
+from syncd.errors import one_line
 from syncd.model import FileStatus
 from syncd.pipeline import FileResult
 from syncd.sources.base import SUFFIX_ROOM, fit_name
@@ -37,10 +38,11 @@ def problem_line(result: FileResult) -> str | None:
     (SPEC §5), or that a dry run says would be, None for any other outcome; the report
     holds the details."""
     if result.would is not None:
-        return f"{result.name}: {result.reason}"
+        return one_line(f"{result.name}: {result.reason}")
     if result.status not in (FileStatus.FAILED, FileStatus.HELD, FileStatus.REJECTED):
         return None
-    return f"{result.name}: {report_status(result.status)}: {result.reason or 'see its report'}"
+    reason = result.reason or "see its report"
+    return one_line(f"{result.name}: {report_status(result.status)}: {reason}")
 
 
 def report_document(result: FileResult, errors_file: str | None = None) -> dict[str, Any]:

@@ -401,3 +401,17 @@ def test_newer_schema_says_to_install_a_newer_syncd_not_to_upgrade_the_database(
         assert outcome.exit_code == 2, outcome.stderr
         line = _one_line(outcome)
         assert "newer" in line and "run syncd db upgrade" not in line
+
+
+def test_a_file_name_with_a_line_break_stays_on_one_line(syncd_sqlite: Syncd) -> None:
+    """What syncd prints is one line per thing, whatever an uploader named the file."""
+    name = "students\nfake line.csv"
+    syncd_sqlite.configure(max_reject=0.1)
+    outcome = run_import(syncd_sqlite, name, "SyncID,First name,Last name\nS1,Ana,\n")
+    assert outcome.exit_code == 1
+    assert _one_line(outcome).startswith("syncd: students\\nfake line.csv: failed: ")
+    assert outcome.stdout.startswith("students\\nfake line.csv: failed (students)")
+    table = syncd_sqlite("files").stdout.splitlines()
+    assert len(table) == 1 and "students\\nfake line.csv" in table[0]
+    # The JSON outputs keep the name as it is.
+    assert [f["name"] for f in files(syncd_sqlite)] == [name]
