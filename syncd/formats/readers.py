@@ -691,12 +691,24 @@ def _unreadable_workbook(error: Exception) -> FileFailed:
 
 
 _MERGE_REF = re.compile(rb"<(?:\w+:)?mergeCell\b[^>]*?\bref=\"([A-Z]+[0-9]+):([A-Z]+[0-9]+)\"")
+# A formula cell whose value was never computed: no type (a text result has t="str") and
+# no value or an empty one (a number is never empty). A program that writes workbooks
+# (openpyxl, a report generator) leaves them so; Excel and LibreOffice save the value.
+_UNCOMPUTED_FORMULA = re.compile(
+    rb"<(?:\w+:)?c\b(?![^>]*\bt=\")[^>]*?\br=\"([A-Z]+[0-9]+)\"(?![^>]*\bt=\")[^>]*>\s*"
+    rb"<(?:\w+:)?f\b[^>]*(?:/>|>[^<]*</(?:\w+:)?f>)\s*"
+    rb"(?:<(?:\w+:)?v\s*/>|<(?:\w+:)?v>\s*</(?:\w+:)?v>)?\s*</(?:\w+:)?c>"
+)
 
 
-def _merged_ranges(binary: BinaryIO, part: str | None) -> list[tuple[int, int, int, int]]:
+def _scan_sheet(
+    binary: BinaryIO, part: str | None, block: int = LINE_BLOCK
+) -> list[tuple[int, int, int, int]]:
     """Return the merged cell ranges of the worksheet at zip path `part` as (first row,
-    first column, last row, last column), 1-based. openpyxl's read-only sheets do not give
-    them, and they come after the cells in the sheet's XML: its bytes are scanned once."""
+    first column, last row, last column), 1-based; raise FileFailed at a formula without a
+    computed value. openpyxl's read-only sheets give neither (the ranges come after the
+    cells, and a formula's missing value reads as an empty cell): the sheet's XML is
+    scanned once, in blocks of `block` bytes."""
     from openpyxl.utils.cell import range_boundaries
 
     if part is None:
@@ -705,8 +717,14 @@ def _merged_ranges(binary: BinaryIO, part: str | None) -> list[tuple[int, int, i
     ranges: list[tuple[int, int, int, int]] = []
     with zipfile.ZipFile(binary) as archive, archive.open(part) as sheet:
         carry = b""
-        while chunk := sheet.read(LINE_BLOCK):
+        while chunk := sheet.read(block):
             text = carry + chunk
+            if (formula := _UNCOMPUTED_FORMULA.search(text)) is not None:
+                raise FileFailed(
+                    f"cell {formula[1].decode()} holds a formula whose value was never "
+                    "computed (the workbook was written by a program): open it in a "
+                    "spreadsheet application and save it, or save it as CSV"
+                )
             end = 0
             for match in _MERGE_REF.finditer(text):
                 first_col, first_row, last_col, last_row = range_boundaries(
@@ -714,7 +732,14 @@ def _merged_ranges(binary: BinaryIO, part: str | None) -> list[tuple[int, int, i
                 )
                 ranges.append((first_row, first_col, last_row, last_col))
                 end = match.end()
-            carry = text[max(end, len(text) - 200) :]  # a tag cut by the chunk's end
+            # A tag cut by the chunk's end: a mergeCell, or a cell with its formula (up to
+            # 8,192 characters in Excel).
+            cut = len(text) - 200
+            near = max(0, len(text) - 40_000)
+            cell = max(text.rfind(b"<c ", near), text.rfind(b":c ", near))
+            if cell != -1:
+                cut = min(cut, cell)
+            carry = text[max(end, cut) :]
     return ranges
 
 
@@ -767,7 +792,7 @@ def _open_xlsx(binary: BinaryIO, limits: Limits) -> Iterator[Table]:
         # Trust the cells, not the sheet's stated dimensions (often the whole formatted range).
         sheet.reset_dimensions()
         # Cells, not values: what the user sees depends on the number format too.
-        records = _xlsx_records(sheet.iter_rows(), _merged_ranges(binary, first_sheet))
+        records = _xlsx_records(sheet.iter_rows(), _scan_sheet(binary, first_sheet))
         header = _split_header(records, limits)
         if header is None:
             raise FileFailed("no header row")

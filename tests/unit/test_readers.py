@@ -6,7 +6,7 @@ import csv
 import datetime as dt
 import tracemalloc
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import openpyxl
@@ -14,7 +14,7 @@ import pytest
 
 from syncd.errors import FileFailed
 from syncd.formats.detect import READ_CHUNK_SIZE, sniff_delimiter
-from syncd.formats.readers import Table, cell_text, open_table
+from syncd.formats.readers import Table, _scan_sheet, cell_text, open_table
 from syncd.model import Limits, RawRow
 
 NAMES = ("Müller", "Sørensen", "Nuñez", "O'Brien", "Zoë")
@@ -466,6 +466,57 @@ def test_xlsx_merged_cells_read_as_the_user_sees_them(tmp_path: Path) -> None:
         ("S2", "Bob", "Lee", "North"),
         ("S3", "Cy", "Ray", "North"),
     ]
+
+
+def _with_sheet_xml(path: Path, change: Callable[[str], str]) -> Path:
+    """Rewrite the first sheet's XML of the workbook at `path` (as another program saves it)."""
+    with zipfile.ZipFile(path) as archive:
+        parts = {info.filename: archive.read(info) for info in archive.infolist()}
+    sheet = "xl/worksheets/sheet1.xml"
+    parts[sheet] = change(parts[sheet].decode()).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_xlsx_formula_never_computed_fails_naming_its_cell(tmp_path: Path) -> None:
+    # openpyxl (as any program writing workbooks) saves a formula without its value: read
+    # as an empty cell, a key or an email would silently be missing.
+    rows: list[list[object]] = [["SyncID", "First name", "Last name", "E-mail"]]
+    rows += [[f"S{n}", "Ann", "Lee", f"s{n}@school.example"] for n in range(1, 4)]
+    rows.append(["S4", "Bob", "Ray", '=LOWER(B5)&"@school.example"'])
+    path = write_xlsx(tmp_path / "students.xlsx", rows)
+    assert read_failure(path).startswith("cell D5 holds a formula whose value was never computed")
+    # Saved by a spreadsheet application, the computed value is there and is what is read.
+    _with_sheet_xml(
+        path,
+        lambda xml: xml.replace('<c r="D5"><f>', '<c r="D5" t="str"><f>').replace(
+            "<v />", "<v>bob@school.example</v>"
+        ),
+    )
+    assert read(path)[1][-1].values == ("S4", "Bob", "Ray", "bob@school.example")
+
+
+def test_xlsx_scan_finds_formulas_and_merges_cut_by_its_blocks(tmp_path: Path) -> None:
+    # The sheet's XML is scanned in blocks: a tag across two of them counts too.
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    for n in range(1, 30):
+        sheet.append([f"S{n}", "Ann", "Lee"])
+    sheet.merge_cells("B2:B3")
+    sheet.merge_cells("C4:C9")
+    workbook.save(tmp_path / "merged.xlsx")
+    sheet["D20"] = "=" + "+".join(["A2"] * 40)
+    workbook.save(tmp_path / "formula.xlsx")
+    part = "xl/worksheets/sheet1.xml"
+    for block in range(40, 700, 13):
+        with (tmp_path / "merged.xlsx").open("rb") as binary:
+            assert sorted(_scan_sheet(binary, part, block)) == [(2, 2, 3, 2), (4, 3, 9, 3)]
+        with (tmp_path / "formula.xlsx").open("rb") as binary, pytest.raises(FileFailed) as caught:
+            _scan_sheet(binary, part, block)
+        assert str(caught.value).startswith("cell D20 holds a formula")
 
 
 def test_xlsx_whole_number_reads_as_integer_text(tmp_path: Path) -> None:
