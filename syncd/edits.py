@@ -439,13 +439,27 @@ def _restore_pending(
 def _later_change(connection: sa.Connection, trail: Sequence[TrailEvent]) -> TrailEvent | None:
     """Return the first later audit event that changed a record the file changed, or None.
 
-    A record is a person the file's events name, or a link to a student the file changed
-    (later files link by the parent, so those events carry the student as `child_id`).
-    A later file that was itself reverted cancels out (its revert events carry its id),
-    so reverting files newest first works.
+    A record is a person the file changed (its person.* events), a link the file changed
+    (parent and child), the links of a parent whose pending link it changed (a student may
+    have come for it since), or a link to a student the file changed (later files link by
+    the parent, so those events carry the student as `child_id`). A link event names its
+    parent as its person, but another link of that parent is another record. A later file
+    that was itself reverted cancels out (its revert events carry its id), so reverting
+    files newest first works.
     """
     last_id = max((row.id for row in trail if row.id is not None), default=0)
-    person_ids = sorted({row.person_id for row in trail if row.person_id is not None})
+    pairs = {
+        (row.person_id, row.data.get("child_id"))
+        for row in trail
+        if row.event.startswith("relationship.") and row.data.get("child_id") is not None
+    }
+    person_ids = sorted(
+        {
+            row.person_id
+            for row in trail
+            if row.person_id is not None and (row.person_id, row.data.get("child_id")) not in pairs
+        }
+    )
     students = trail_of.student_ids(trail)
     reverted = sa.select(files.c.id).where(files.c.status == FileStatus.REVERTED.value)
     changes = (
@@ -462,8 +476,14 @@ def _later_change(connection: sa.Connection, trail: Sequence[TrailEvent]) -> Tra
         row = connection.execute(changes.where(audit_events.c.person_id.in_(chunk))).first()
         if row is not None:
             found.append(trail_of.explicit_event(row))
+    links_later = changes.where(audit_events.c.event.like("relationship.%"))
+    for chunk in store.chunked(sorted({parent_id for parent_id, _ in pairs})):
+        streamed = connection.execute(links_later.where(audit_events.c.person_id.in_(chunk)))
+        row = next((r for r in streamed if (r.person_id, _data(r).get("child_id")) in pairs), None)
+        streamed.close()
+        if row is not None:
+            found.append(trail_of.explicit_event(row))
     if students:
-        links_later = changes.where(audit_events.c.event.like("relationship.%"))
         streamed = connection.execute(links_later.execution_options(yield_per=1000))
         row = next((r for r in streamed if _data(r).get("child_id") in students), None)
         streamed.close()

@@ -272,3 +272,23 @@ def test_revert_writes_its_undos_in_trail_order_however_many_at_once(
         ("relationship.removed", "P1→S4"),
         ("person.deactivated", "P3"),
     ]
+
+
+def test_a_later_change_to_another_link_of_the_same_parent_does_not_block_a_revert(
+    syncd: Syncd,
+) -> None:
+    # SPEC §2.4: a revert refuses where a later change touched *the same records*; a link
+    # of the parent to another child is another record.
+    imported(syncd, "students.csv", students_csv())
+    rows = [("P1", "Katrin", "Müller", "katrin@home.example", "S1")]
+    imported(syncd, "parents.csv", parents_csv(rows, HEADER))
+    imported(syncd, "relationships.csv", "Parent ID,Student ID,Relationship\nP1,S2,Guardian\n")
+    assert syncd("link", "--parent", "P1", "--child", "S3").exit_code == 0
+    _revert(syncd, "relationships.csv")
+    assert active_links(syncd) == {("P1", "S1"), ("P1", "S3")}
+    # The same link changed later still blocks it.
+    imported(syncd, "relationships-2.csv", "Parent ID,Student ID,Relationship\nP1,S2,Guardian\n")
+    assert syncd("unlink", "--parent", "P1", "--child", "S2").exit_code == 0
+    outcome = syncd("files", "revert", str(file_id(syncd, "relationships-2.csv")))
+    assert outcome.exit_code == 1
+    assert "link P1 → S2" in outcome.stderr
