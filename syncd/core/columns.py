@@ -129,6 +129,8 @@ def person_columns(
     assert first_names is not None and last_names is not None
     if not all(keys) or not all(first_names) or not all(last_names):
         return None
+    if columns.names["sync_key"].strip().casefold() in map(str.casefold, keys):
+        return None  # the header again, maybe (two tables pasted into one): row by row
     # Each optional field as text ("" when empty or absent: the fingerprint's form) and as
     # stored (None when empty).
     count = len(keys)

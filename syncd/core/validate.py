@@ -87,6 +87,11 @@ def parse_relationship_type(value: str, synonyms: Mapping[str, RelType]) -> RelT
     return _TYPE_NAMES.get(folded)
 
 
+HEADER_AGAIN = (
+    "the header row again: a file has one header (delete this row, or split the file here)"
+)
+
+
 def misaligned_row(row: RawRow, columns: Columns) -> RowError | None:
     """Return the error of a row with more (non-blank) cells than the header, or None.
 
@@ -391,6 +396,9 @@ def _record_maker(
     is_email = EMAIL_PATTERN.match
     synonyms = rules.relationship_types
     make_record_tuple, make_fields = PersonRecord._make, PersonFields._make
+    # The header's own cells, to know it again inside the file (two tables pasted into one).
+    header_cells = {index: columns.label(name).strip().casefold() for name, index in fields.items()}
+    identifier_at = fields.get(_identifier_field(columns))
 
     def make_record(row: RawRow) -> PersonRecord | None:
         values = row.values
@@ -409,6 +417,13 @@ def _record_maker(
         if len(values) < width:
             values = values + padding[len(values) :]
         line = row.line
+        if (
+            identifier_at is not None
+            and values[identifier_at].strip().casefold() == header_cells[identifier_at]
+            and all(values[at].strip().casefold() == cell for at, cell in header_cells.items())
+        ):
+            errors.add(RowError(line, "", "", HEADER_AGAIN))
+            return None
         problems: list[RowError] | None = None
         sync_key = values[key_at].strip() if key_at is not None else ""
         username = (values[user_at].strip() or None) if user_at is not None else None

@@ -66,6 +66,38 @@ def test_one_cell_naming_two_children_equals_one_row_per_child(syncd: Syncd) -> 
     assert not [name for name in later if name.startswith(("person.", "relationship."))]
 
 
+def test_the_seeds_two_files_pasted_into_one_link_both_children(syncd: Syncd) -> None:
+    # The itslearning page's example C, its two files one after the other in one file: the
+    # second header row is rejected as such (no parent "First name Last name" with sync key
+    # "SyncID"), and each parent gets both children (SPEC §2.3: no file has to be split).
+    imported(syncd, "students.csv", "SyncID,First name,Last name\n1,Ann,Dickinson\n2,Bo,D\n")
+    header = "SyncID,User name,First name,Last name,ChildID\n"
+    first = "222,mom,Elizabeth,Dickinson,1\n333,dad,Robert,Dickinson,1\n"
+    second = "222,mom,Elizabeth,Dickinson,2\n333,dad,Robert,Dickinson,2\n"
+    for name, text in (("parents.csv", header + first + header + second),
+                       ("parents-2.csv", header + first + header.upper() + second)):  # fmt: skip
+        imported(syncd, name, text)
+        document = report(syncd, name)
+        assert (document["counts"]["rejected"], document["pending"]) == (1, [])
+        assert [(e["row"], e["error"]) for e in errors_rows(syncd, name)] == [
+            ("4", "the header row again: a file has one header (delete this row, or split the "
+             "file here)")
+        ]  # fmt: skip
+        assert active_links(syncd) == {("222", "1"), ("222", "2"), ("333", "1"), ("333", "2")}
+        assert sorted(p["sync_key"] for p in syncd.export() if p["kind"] == "parent") == [
+            "222",
+            "333",
+        ]
+
+
+def test_a_students_file_with_its_header_again_creates_no_student_of_it(syncd: Syncd) -> None:
+    header = "SyncID,First name,Last name,Grade\n"  # no email: read column by column
+    rows = [f"S{n},Ann,Lee{n},{n}\n" for n in range(1, 5)]
+    imported(syncd, "students.csv", header + "".join(rows[:2]) + header + "".join(rows[2:]))
+    assert report(syncd, "students.csv")["counts"]["rejected"] == 1
+    assert sorted(p["sync_key"] for p in syncd.export()) == ["S1", "S2", "S3", "S4"]
+
+
 @pytest.mark.parametrize("cell", ["S2,S3", "S2|S3", "S2; S3"])
 def test_child_cell_separators_comma_pipe_and_semicolon_all_link_both(
     syncd: Syncd, cell: str
