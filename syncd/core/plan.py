@@ -334,8 +334,17 @@ def resolve_child(
     if len(matches) == 1:
         return matches[0], None
     if not matches:
-        return None, None
+        return None, no_such_child(value, field_name)
     return None, _ambiguous_child(value, field_name, matches)
+
+
+def no_such_child(value: str, field_name: str) -> str | None:
+    """Return the error of a child value that names no student, or None: it is pending,
+    for a student who may come later. An internal id is syncd's own: none comes later
+    (a new student gets the next free one, which a stale value would then name)."""
+    if field_name != "internal_id":
+        return None
+    return f"no student has internal id {value!r} (syncd's own person id; see syncd export)"
 
 
 def _ambiguous_child(value: str, field_name: str, matches: Sequence[StudentRef]) -> str:
@@ -516,7 +525,10 @@ def _resolve_children(
             children[person_id] = rel_type
             child_keys[person_id] = sync_key
         elif not matches:
-            pending[value] = rel_type
+            if (problem := no_such_child(value, field_name)) is not None:
+                problems.append(RowError(record.line, label, value, problem))
+            else:
+                pending[value] = rel_type
         else:
             problems.append(
                 RowError(record.line, label, value, _ambiguous_child(value, field_name, matches))
@@ -822,7 +834,7 @@ def resolve_links(
             if len(matches) == 1:
                 child, problem = matches[0], None
             elif not matches:
-                child, problem = None, None
+                child, problem = None, no_such_child(record.child_value, field_name)
             else:
                 child, problem = None, _ambiguous_child(record.child_value, field_name, matches)
             row_field = field_name

@@ -149,6 +149,30 @@ def test_child_field_internal_id_uses_syncds_own_person_id(syncd: Syncd) -> None
     assert active_links(syncd) == {("katrin.mueller", "S1"), ("katrin.mueller", "S4")}
 
 
+def test_an_internal_id_no_student_has_is_a_row_error_not_a_pending_link(syncd: Syncd) -> None:
+    # syncd gives its own ids: no student comes later with that one, but the next new
+    # student would get it, and a pending link would then name a stranger.
+    syncd.configure(child_field="internal_id")
+    imported(syncd, "students.csv", students_csv())
+    ids = _students_with_ids(syncd)
+    unknown = str(max(map(int, ids.values())) + 50)
+    rows = [
+        ("Katrin", "Müller", "katrin.mueller", ids["S1"], ""),
+        ("Peter", "Sørensen", "peter.sorensen", f"{ids['S2']};{unknown}", ""),
+    ]
+    imported(syncd, "parents.csv", parents_csv(rows))
+    document = report(syncd, "parents.csv")
+    assert (document["counts"]["rejected"], document["pending"]) == (1, [])
+    [error] = errors_rows(syncd, "parents.csv")
+    assert (error["row"], error["value"]) == ("3", unknown)
+    assert error["error"].startswith(f"no student has internal id '{unknown}'")
+    assert active_links(syncd) == {("katrin.mueller", "S1")}
+    relationships = f"Parent ID,Student ID\nkatrin.mueller,{ids['S3']}\nkatrin.mueller,{unknown}\n"
+    imported(syncd, "relationships.csv", relationships)
+    assert report(syncd, "relationships.csv")["counts"]["rejected"] == 1
+    assert [link for link in syncd.links() if link[2] == "pending"] == []
+
+
 def test_child_column_named_per_source(syncd: Syncd) -> None:
     syncd.configure(child_column="Kid")
     imported(syncd, "students.csv", students_csv())
