@@ -22,10 +22,15 @@ from syncd.model import FileStatus, PersonKind, RelType
 
 
 def _person(connection: sa.Connection, site: str, key: str, kind: PersonKind) -> Any:
-    row = store.find_person(connection, site, key, kind)
-    if row is None:
-        raise UsageError(f'no {kind.value} "{key}" in site "{site}" (or the key is ambiguous)')
-    return row
+    rows = store.find_persons(connection, site, key, kind)
+    if not rows:
+        raise UsageError(f'no {kind.value} "{key}" in site "{site}"')
+    if len(rows) > 1:
+        keys = ", ".join(row.sync_key for row in rows)
+        raise UsageError(
+            f'"{key}" matches {len(rows)} {kind.value}s in site "{site}" ({keys}); give a sync key'
+        )
+    return rows[0]
 
 
 class ManualEdit(NamedTuple):

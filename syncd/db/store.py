@@ -553,6 +553,15 @@ def find_person(
     connection: sa.Connection, site: str, key: str, kind: PersonKind | None = None
 ) -> Any:
     """Return the person row a sync key (else username or email) names, or None."""
+    rows = find_persons(connection, site, key, kind)
+    return rows[0] if len(rows) == 1 else None
+
+
+def find_persons(
+    connection: sa.Connection, site: str, key: str, kind: PersonKind | None = None
+) -> list[Any]:
+    """Return the person rows a sync key names, else those a username names, else those an
+    email names (two parents may share one): one row, several (ambiguous), or none."""
     base = sa.select(persons).where(persons.c.site == site)
     if kind is not None:
         base = base.where(persons.c.kind == kind.value)
@@ -561,12 +570,10 @@ def find_person(
         (sa.func.lower(persons.c.username), key.casefold()),
         (persons.c.email, key.casefold()),
     ):
-        rows = connection.execute(base.where(column == value)).all()
-        if len(rows) == 1:
-            return rows[0]
-        if len(rows) > 1:
-            return None
-    return None
+        rows = connection.execute(base.where(column == value).order_by(persons.c.sync_key)).all()
+        if rows:
+            return rows
+    return []
 
 
 def site_counts(

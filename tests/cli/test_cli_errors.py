@@ -239,6 +239,22 @@ def test_manual_link_of_unknown_person_is_one_line_exit_2(syncd_sqlite: Syncd) -
     assert outcome.exit_code == 2
 
 
+def test_manual_link_by_a_shared_email_names_the_parents_it_matches(syncd_sqlite: Syncd) -> None:
+    # SPEC §2.2: two parents may share one email; matching by it is ambiguous and reported.
+    run_import(syncd_sqlite, "students.csv", students_csv())
+    shared = (
+        "SyncID,First name,Last name,E-mail\n"
+        "P2,Ann,Lee,fam@home.example\nP1,Bo,Lee,FAM@home.example\n"
+    )
+    run_import(syncd_sqlite, "parents.csv", shared)
+    outcome = syncd_sqlite("link", "--parent", "fam@home.example", "--child", "S1")
+    assert outcome.exit_code == 2
+    assert _one_line(outcome) == (
+        'syncd: "fam@home.example" matches 2 parents in site "district-a" (P1, P2); give a sync key'
+    )
+    assert syncd_sqlite("link", "--parent", "P1", "--child", "S1").exit_code == 0
+
+
 def test_release_of_an_unknown_or_applied_file_is_a_usage_error(syncd_sqlite: Syncd) -> None:
     run_import(syncd_sqlite, "students.csv", students_csv())
     assert syncd_sqlite("files", "release", "42").exit_code == 2
