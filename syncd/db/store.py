@@ -572,7 +572,7 @@ def find_persons(
     ):
         rows = connection.execute(base.where(column == value).order_by(persons.c.sync_key)).all()
         if rows:
-            return rows
+            return list(rows)
     return []
 
 
