@@ -181,7 +181,7 @@ def _settle_edit(
         site=site, source=None, file_id=None, now=events.now, pending_ttl=timedelta(0)
     )
     settle_parents(connection, context, events, applied)
-    return applied.counts.deactivated > 0, applied.counts.reactivated > 0
+    return applied.counts.orphans_deactivated > 0, applied.counts.orphans_reactivated > 0
 
 
 class Reverted(NamedTuple):

@@ -232,6 +232,11 @@ class Counts:
     unchanged: int = 0
     deactivated: int = 0
     reactivated: int = 0
+    # SPEC §2.4's follow-ons: parents deactivated because their last child left, or
+    # reactivated because a child came back (not counted in deactivated/reactivated, which
+    # are what the file's own rows and listing did; nor against max_deactivate).
+    orphans_deactivated: int = 0
+    orphans_reactivated: int = 0
     links_created: int = 0
     links_removed: int = 0
     pending: int = 0
@@ -245,6 +250,8 @@ class Counts:
             "unchanged": self.unchanged,
             "deactivated": self.deactivated,
             "reactivated": self.reactivated,
+            "orphans_deactivated": self.orphans_deactivated,
+            "orphans_reactivated": self.orphans_reactivated,
             "links_created": self.links_created,
             "links_removed": self.links_removed,
             "pending": self.pending,

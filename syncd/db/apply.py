@@ -971,7 +971,9 @@ def settle_parents(
     if context.defer_orphans:
         applied.orphans_deferred = candidates
         return
-    applied.counts.deactivated += _deactivate_orphans(connection, candidates, context.now, events)
+    applied.counts.orphans_deactivated += _deactivate_orphans(
+        connection, candidates, context.now, events
+    )
 
 
 def carry_orphans(context: ApplyContext, applied: Applied) -> None:
@@ -1091,4 +1093,4 @@ def _reactivate_orphans(
     live = _with_live_links(connection, [person_id for person_id, _ in orphans])
     back = [(person_id, sync_key) for person_id, sync_key in orphans if person_id in live]
     _set_parents_active(connection, back, True, context.now, events)
-    applied.counts.reactivated += len(back)
+    applied.counts.orphans_reactivated += len(back)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.cli.conftest import Syncd
 from tests.cli.rosters import (
     STUDENT_HEADER,
     STUDENTS,
     active_links,
     event_names,
+    file_id,
     imported,
     parents_csv,
     person,
     report,
+    run_import,
     students_csv,
     table,
 )
@@ -162,10 +166,37 @@ def test_dry_run_counts_orphans_as_the_real_run_reports_them(syncd: Syncd) -> No
         real = syncd("import", "--json", *map(str, batch)).json()
         real = real if isinstance(real, list) else [real]
         assert [p["counts"] for p in plans] == [r["counts"] for r in real]
-        # Alone, the students file orphans P1 and P2; with the parents file, only P2.
-        assert sum(r["counts"]["deactivated"] for r in real) == (4 if len(batch) == 1 else 3)
+        # The students file deactivates S4 and S5; alone, it orphans P1 and P2; with the
+        # parents file, only P2 (counted apart: follow-ons, not what the rows did).
+        assert sum(r["counts"]["deactivated"] for r in real) == 2
+        assert sum(r["counts"]["orphans_deactivated"] for r in real) == (
+            2 if len(batch) == 1 else 1
+        )
         imported(syncd, "students-3.csv", students_csv())  # back as before the batch
         imported(syncd, "parents-3.csv", _parents(("P1", "S5"), ("P2", "S4")))
+
+
+def test_a_files_deactivated_count_is_its_own_kind_and_orphans_are_counted_apart(
+    syncd: Syncd,
+) -> None:
+    # A students file that drops one student: "deactivated 1", and the parent it leaves
+    # without a child is a follow-on (SPEC §2.4), counted as such, held or applied alike.
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S5"), ("P2", "S4")))
+    outcome = run_import(syncd, "students-2.csv", students_csv(STUDENTS[:4]))  # S5 leaves
+    assert outcome.exit_code == 1  # held: 1 of 5 students is more than 10 %
+    held = report(syncd, "students-2.csv")["counts"]
+    assert (held["deactivated"], held["orphans_deactivated"]) == (1, 0)  # not judged yet
+    assert syncd("files", "release", str(file_id(syncd, "students-2.csv"))).exit_code == 0
+    # The release writes a second report beside the held one.
+    applied = json.loads((syncd.root / "students-2.csv.report.1.json").read_text())["counts"]
+    assert (applied["deactivated"], applied["orphans_deactivated"]) == (1, 1)
+    assert person(syncd, "P1")["active"] is False
+    # Back again: the student is reactivated, the parent with it (a follow-on too).
+    imported(syncd, "students-3.csv", students_csv())
+    counts = report(syncd, "students-3.csv")["counts"]
+    assert (counts["reactivated"], counts["orphans_reactivated"]) == (1, 1)
+    assert person(syncd, "P1")["active"] is True
 
 
 def test_orphans_of_a_pickup_batch_are_judged_by_its_last_file(syncd: Syncd) -> None:
@@ -178,10 +209,9 @@ def test_orphans_of_a_pickup_batch_are_judged_by_its_last_file(syncd: Syncd) -> 
     assert (person(syncd, "P1")["active"], person(syncd, "P2")["active"]) == (True, False)
     orphaned = [e for e in syncd.events("person.deactivated") if e["kind"] == "parent"]
     assert [(e["sync_key"], e["reason"]) for e in orphaned] == [("P2", "orphan")]
-    # Counted in the report of the file that judged it, with that file's id.
-    assert report(syncd, "parents-2.csv", syncd.root / "drop" / "reports")["counts"][
-        "deactivated"
-    ] == 1  # fmt: skip
+    # Counted in the report of the file that judged it, with that file's id, as a follow-on.
+    counts = report(syncd, "parents-2.csv", syncd.root / "drop" / "reports")["counts"]
+    assert (counts["deactivated"], counts["orphans_deactivated"]) == (0, 1)
     assert (
         orphaned[0]["file_id"]
         == report(syncd, "parents-2.csv", syncd.root / "drop" / "reports")["file_id"]

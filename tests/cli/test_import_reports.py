@@ -22,7 +22,8 @@ from tests.cli.rosters import (
 
 COUNT_KEYS = {
     "rows", "created", "updated", "unchanged", "deactivated", "reactivated",
-    "links_created", "links_removed", "pending", "rejected",
+    "orphans_deactivated", "orphans_reactivated", "links_created", "links_removed",
+    "pending", "rejected",
 }  # fmt: skip
 REPORT_KEYS = {
     "file", "file_id", "kind", "status", "encoding", "delimiter", "counts", "pending",
