@@ -227,6 +227,11 @@ class PersonFile:
         held = None
         if failure is None and read.rows == 0 and self.mode is Mode.FULL and not job.force:
             held = self._hold_reason(connection, read, Counts(), None)
+            if held is not None:
+                # Not planned, but its report says what it would do: deactivate them all.
+                applied.counts.deactivated = store.site_counts(
+                    connection, self.source.site, self.kind, job.source_name, with_links=False
+                ).active_persons
         if failure is None and held is None:
             self._apply_records(connection, read)
             if self.mode is Mode.FULL:

@@ -1016,10 +1016,9 @@ def hold_reason(
     """Return why a planned file must be held (SPEC §2.4 safety threshold), or None."""
     if mode is Mode.FULL and data_rows == 0:
         if kind is Kind.RELATIONSHIPS and site.active_file_links > 0:
-            return (
-                f"header-only full file would remove all {site.active_file_links} "
-                "relationships-file links"
-            )
+            # Those a parents file names too stay (the plan knows): the count it would remove.
+            removed = counts.links_removed or site.active_file_links
+            return f"header-only full file would remove all {removed} relationships-file links"
         if kind is not Kind.RELATIONSHIPS and site.active_persons > 0:
             return f"header-only full file would deactivate all {site.active_persons} {kind}"
     if site.active_persons and counts.deactivated / site.active_persons > thresholds.max_deactivate:

@@ -148,6 +148,9 @@ def test_header_only_full_file_is_held(syncd: Syncd) -> None:
     assert document["status"] == "held"
     assert "header-only" in document["reason"]
     assert all(_student_states(syncd).values())
+    # Its report says what it would do, as its reason does.
+    assert document["counts"]["deactivated"] == len(STUDENTS)
+    assert f"all {len(STUDENTS)} students" in document["reason"]
 
 
 def test_header_only_file_into_an_empty_site_is_fine(syncd: Syncd) -> None:
@@ -330,8 +333,19 @@ def test_header_only_full_relationships_file_is_held(syncd: Syncd) -> None:
     imported(syncd, "relationships.csv", "Parent ID,Student ID\nP1,S1\nP1,S2\n")
     outcome = run_import(syncd, "relationships-2.csv", "Parent ID,Student ID\n")
     assert outcome.exit_code == 1
-    assert "header-only" in report(syncd, "relationships-2.csv")["reason"]
+    document = report(syncd, "relationships-2.csv")
+    assert (
+        "header-only full file would remove all 2 relationships-file links" in (document["reason"])
+    )
+    assert document["counts"]["links_removed"] == 2
     assert active_links(syncd) == {("P1", "S1"), ("P1", "S2")}
+    # A link a parents file names too stays: neither the reason nor the count has it.
+    both = ("SyncID", "First name", "Last name", "Pupil sync key")
+    imported(syncd, "parents-2.csv", parents_csv([("P1", "Ana", "Nuñez", "S1")], both))
+    run_import(syncd, "relationships-3.csv", "Parent ID,Student ID\n")
+    document = report(syncd, "relationships-3.csv")
+    assert document["reason"].startswith("header-only full file would remove all 1 ")
+    assert document["counts"]["links_removed"] == 1
 
 
 def test_a_row_with_two_errors_is_one_row_rejected_event_listing_both(syncd: Syncd) -> None:
