@@ -83,7 +83,7 @@ def open_file(job: Job, result: FileResult) -> Iterator[OpenedFile]:
         # Every column that sets no field (SPEC §2.2: unrecognised columns are "listed once
         # in the report"): those kept as attributes, and those dropped (passwords, a field's
         # second column); attribute_columns tells the kept ones apart.
-        used = set(columns.fields.values())
+        used = set(columns.fields.values()) | set(columns.more_children)
         if not keep_passwords:
             used.discard(columns.fields.get("password"))
         result.ignored_columns = _column_names(
@@ -96,6 +96,7 @@ def open_file(job: Job, result: FileResult) -> Iterator[OpenedFile]:
             fields=columns.fields,
             names={name: columns.column_name(name) for name in columns.fields},
             attributes=columns.attributes,
+            more_children=columns.more_children,
             # A sheet's cells stay under their columns; a text row's may shift (SPEC §3.3).
             width=None if table.format == "xlsx" else len(header),
         )

@@ -87,6 +87,7 @@ def person_columns(
         or width < 2
         or key_at is None
         or "status" in fields  # delete rows
+        or columns.more_children  # children in several columns
         or (rules.keep_passwords and "password" in fields)  # hashed on create
         or "first_name" not in fields
         or "last_name" not in fields

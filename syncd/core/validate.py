@@ -46,6 +46,8 @@ class Columns:
     # The header's cells: a longer row is rejected (misaligned_row). None: rows are not
     # checked (a sheet's cells never shift).
     width: int | None = None
+    # A parents file's child columns after the first (headers.ColumnMap.more_children).
+    more_children: tuple[int, ...] = ()
 
     def get(self, values: Sequence[str], name: str) -> str:
         """Return the trimmed cell of field `name`, or "" when the file has no such column."""
@@ -387,7 +389,8 @@ def _record_maker(
     type_at = fields.get("relationship_type") if has_children else None
     # Sorted by name once, so that each row's attributes come out sorted.
     attributes = tuple(sorted(columns.attributes))
-    width = 1 + max([*fields.values(), *(index for _, index in attributes), 0])
+    more_children = columns.more_children if child_at is not None else ()
+    width = 1 + max([*fields.values(), *(index for _, index in attributes), *more_children, 0])
     padding = ("",) * width
     header_width = columns.width
     email_label, first_label = columns.label("email"), columns.label("first_name")
@@ -489,6 +492,8 @@ def _record_maker(
         child_values = None
         if child_at is not None:
             cell = values[child_at].strip()
+            if more_children:
+                cell = ";".join([cell, *(values[at] for at in more_children)])
             if ";" in cell or "," in cell or "|" in cell:
                 child_values = split_child_values(cell)
             else:

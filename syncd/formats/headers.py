@@ -195,6 +195,9 @@ class ColumnMap:
     fields: Mapping[str, int]
     attributes: tuple[tuple[str, int], ...]
     ignored: tuple[str, ...]
+    # A parents file's further child columns (`Child ID, Child ID`): their children count
+    # too, as a second value in the first one's cell would (SPEC §2.3).
+    more_children: tuple[int, ...] = ()
 
     def column_name(self, field: str) -> str:
         """Return the header text of a mapped field, or "" when the file has no such column."""
@@ -212,8 +215,9 @@ def _field_for(normalized: str, aliases: Mapping[str, frozenset[str]]) -> str | 
 def map_columns(header: Sequence[str], kind: Kind, child_column: str | None = None) -> ColumnMap:
     """Return the ColumnMap of `header` for a file of `kind`.
 
-    The first column that maps to a field wins and later ones are ignored; `child_column`
-    (parents files) names the child column ahead of its aliases.
+    The first column that maps to a field wins and later ones are ignored, but for a
+    parents file's child columns, which all count (`more_children`) unless `child_column`
+    names the one child column ahead of its aliases.
     """
     aliases = _ALIASES_BY_KIND[kind]
     normalized = [normalize_header(name) for name in header]
@@ -229,13 +233,16 @@ def map_columns(header: Sequence[str], kind: Kind, child_column: str | None = No
                 break
 
     duplicates: set[int] = set()
+    more_children: list[int] = []
     for index, name in enumerate(normalized):
         if index in taken:
             continue
         field = _field_for(name, aliases)
         if field is None:
             continue
-        if field in fields:
+        if field == "child_key" and field in fields and child_column is None:
+            more_children.append(index)
+        elif field in fields:
             duplicates.add(index)
         else:
             fields[field] = index
@@ -281,6 +288,7 @@ def map_columns(header: Sequence[str], kind: Kind, child_column: str | None = No
         fields=MappingProxyType(fields),
         attributes=tuple(attributes),
         ignored=tuple(ignored),
+        more_children=tuple(more_children),
     )
 
 

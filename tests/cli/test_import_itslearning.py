@@ -98,6 +98,28 @@ def test_a_students_file_with_its_header_again_creates_no_student_of_it(syncd: S
     assert sorted(p["sync_key"] for p in syncd.export()) == ["S1", "S2", "S3", "S4"]
 
 
+@pytest.mark.parametrize(
+    "header", ["Child ID,Child ID", "Student ID,Pupil sync key", "ChildID,Child ID,ChildID"]
+)
+def test_children_in_several_child_columns_are_all_linked(syncd: Syncd, header: str) -> None:
+    # SPEC §2.3: one parent row may name several children; a column each is one more form
+    # of it (the second column was ignored, its children lost).
+    imported(syncd, "students.csv", students_csv())
+    columns = header.count(",") + 1
+    rows = [
+        "P1,Ann,Lee," + ",".join(["S1", "S2", "S3"][:columns]),
+        "P2,Bo,Lee,S4" + "," * (columns - 1),
+    ]
+    imported(
+        syncd, "parents.csv", f"SyncID,First name,Last name,{header}\n" + "\n".join(rows) + "\n"
+    )
+    expected = {("P1", f"S{n}") for n in range(1, columns + 1)} | {("P2", "S4")}
+    assert active_links(syncd) == expected
+    document = report(syncd, "parents.csv")
+    assert document["ignored_columns"] == []
+    assert document["counts"]["links_created"] == len(expected)
+
+
 @pytest.mark.parametrize("cell", ["S2,S3", "S2|S3", "S2; S3"])
 def test_child_cell_separators_comma_pipe_and_semicolon_all_link_both(
     syncd: Syncd, cell: str

@@ -361,3 +361,13 @@ def test_default_globs_follow_the_spec() -> None:
         "*link*",
         "*association*",
     )
+
+
+def test_a_parents_files_further_child_columns_all_count() -> None:
+    column_map = map_columns(["SyncID", "Child ID", "Email", "ChildID"], Kind.PARENTS)
+    assert (column_map.fields["child_key"], column_map.more_children) == (1, (3,))
+    assert column_map.ignored == ()
+    # A child column named in the config is the one: its aliases' columns are not children.
+    named = map_columns(["SyncID", "Kids", "Child ID"], Kind.PARENTS, child_column="Kids")
+    assert (named.fields["child_key"], named.more_children) == (1, ())
+    assert named.ignored == ("Child ID",)
