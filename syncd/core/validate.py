@@ -33,7 +33,9 @@ EMAIL_PATTERN = re.compile(
     rf"{_LABEL_START}{_ATOM}*+(?<!-)$"
 )
 # Cells naming several children: `1;2`, `1,2` or `1|2` (SPEC §2.3).
-CHILD_SEPARATORS = re.compile(r"[;,|]")
+# Between the child values of one cell: `;` `,` `|` (SPEC §2.3), and a line break (Alt+Enter
+# in a spreadsheet cell, a quoted multi-line CSV cell).
+CHILD_SEPARATORS = re.compile(r"[;,|\r\n]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,7 +496,7 @@ def _record_maker(
             cell = values[child_at].strip()
             if more_children:
                 cell = ";".join([cell, *(values[at] for at in more_children)])
-            if ";" in cell or "," in cell or "|" in cell:
+            if ";" in cell or "," in cell or "|" in cell or "\n" in cell:
                 child_values = split_child_values(cell)
             else:
                 child_values = (cell,) if cell else ()
@@ -616,7 +618,7 @@ def _link_maker(
                 return slow(row)
         else:
             return slow(row)
-        if ";" in child or "," in child or "|" in child:
+        if ";" in child or "," in child or "|" in child or "\n" in child:
             return slow(row)
         rel_type = (
             parse_relationship_type(values[type_at], synonyms)

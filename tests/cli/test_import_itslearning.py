@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import openpyxl
 import pytest
 
 from tests.cli.conftest import Syncd
@@ -118,6 +119,24 @@ def test_children_in_several_child_columns_are_all_linked(syncd: Syncd, header: 
     document = report(syncd, "parents.csv")
     assert document["ignored_columns"] == []
     assert document["counts"]["links_created"] == len(expected)
+
+
+def test_children_on_lines_of_one_spreadsheet_cell_are_all_linked(syncd: Syncd) -> None:
+    # Alt+Enter in a cell: the admin's way to list several children in a spreadsheet.
+    imported(syncd, "students.csv", students_csv())
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["SyncID", "First name", "Last name", "ChildID"])
+    sheet.append(["P1", "Ann", "Lee", "S1\nS2"])
+    path = syncd.root / "parents.xlsx"
+    workbook.save(path)
+    assert syncd("import", str(path)).exit_code == 0
+    assert active_links(syncd) == {("P1", "S1"), ("P1", "S2")}
+    # A quoted CSV cell over two lines, as a spreadsheet saves that cell.
+    csv_text = 'SyncID,First name,Last name,ChildID\nP1,Ann,Lee,S1;S2\nP2,Bo,Lee,"S3\r\nS4"\n'
+    imported(syncd, "parents.csv", csv_text)
+    assert active_links(syncd) == {("P1", "S1"), ("P1", "S2"), ("P2", "S3"), ("P2", "S4")}
 
 
 @pytest.mark.parametrize("cell", ["S2,S3", "S2|S3", "S2; S3"])

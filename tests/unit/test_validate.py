@@ -412,7 +412,9 @@ def test_parent_rows_without_child_column_merge_silently() -> None:
 # --- child cells ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cell", ["S1;S2", "S1,S2", "S1|S2", " S1 ; S2 ", "S1;;S2;", "S1;S2;S1"])
+@pytest.mark.parametrize(
+    "cell", ["S1;S2", "S1,S2", "S1|S2", " S1 ; S2 ", "S1;;S2;", "S1;S2;S1", "S1\nS2", "S1\r\nS2\n"]
+)
 def test_multi_child_cell_splits_on_any_separator(cell: str) -> None:
     assert split_child_values(cell) == ("S1", "S2")
 
