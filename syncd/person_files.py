@@ -268,6 +268,7 @@ class PersonFile:
             # applies them (Pipeline.preview_batch rolls them all back at its end).
             # Its counts then say what the real run's report would (orphan parents included).
             self._settle(connection, events, applied)
+            result.changes += applied.orphan_change_list()
             events.discard()
             keep_preview(transaction)
             writes.carry_orphans(self.context, applied)

@@ -483,6 +483,7 @@ class Pipeline:
                 applied = writes.Applied()
                 writes.apply_links(connection, link_plan, context, events, applied, {}, names)
                 writes.settle_parents(connection, context, events, applied)
+                result.changes += applied.orphan_change_list()
                 events.discard()
                 keep_preview(transaction)
                 writes.carry_orphans(context, applied)

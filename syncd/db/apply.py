@@ -89,6 +89,17 @@ class Applied:
     pending_dropped: int = 0
     # The parents left to judge at the end of the batch, this file's included (deferred).
     orphans_deferred: set[int] | None = None
+    # Parents settle_parents deactivated as orphans or reactivated: ("deactivate" or
+    # "reactivate", sync key), for a dry run's change list.
+    orphan_changes: list[tuple[str, str]] = field(default_factory=list)
+
+    def orphan_change_list(self) -> list[dict[str, str]]:
+        """Return the orphan changes as a dry run lists changes."""
+        return [
+            {"action": action, "kind": PersonKind.PARENT.value, "sync_key": key,
+             "reason": ORPHAN if action == "deactivate" else "link"}
+            for action, key in self.orphan_changes
+        ]  # fmt: skip
 
 
 def _executemany(connection: sa.Connection, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
@@ -971,9 +982,9 @@ def settle_parents(
     if context.defer_orphans:
         applied.orphans_deferred = candidates
         return
-    applied.counts.orphans_deactivated += _deactivate_orphans(
-        connection, candidates, context.now, events
-    )
+    orphans = _deactivate_orphans(connection, candidates, context.now, events)
+    applied.counts.orphans_deactivated += len(orphans)
+    applied.orphan_changes += [("deactivate", sync_key) for _, sync_key in orphans]
 
 
 def carry_orphans(context: ApplyContext, applied: Applied) -> None:
@@ -990,19 +1001,20 @@ def settle_carried_orphans(
     judged (it failed, was held or was a duplicate); return how many."""
     deactivated = _deactivate_orphans(connection, orphans.parents, now, events)
     orphans.parents = set()
-    return deactivated
+    return len(deactivated)
 
 
 def _deactivate_orphans(
     connection: sa.Connection, candidates: Iterable[int], now: datetime, events: EventBuffer
-) -> int:
-    """Deactivate the active parents among `candidates` that are orphans; return how many."""
+) -> list[tuple[int, str]]:
+    """Deactivate the active parents among `candidates` that are orphans; return them (id,
+    sync key)."""
     ids = sorted(set(candidates))
     pending = {link.parent_id for link in store.pending_of_parents(connection, ids)}
     kept = _with_live_links(connection, ids) | pending
     orphans = _active_parents(connection, [pid for pid in ids if pid not in kept])
     _set_parents_active(connection, orphans, False, now, events)
-    return len(orphans)
+    return orphans
 
 
 def _set_parents_active(
@@ -1094,3 +1106,4 @@ def _reactivate_orphans(
     back = [(person_id, sync_key) for person_id, sync_key in orphans if person_id in live]
     _set_parents_active(connection, back, True, context.now, events)
     applied.counts.orphans_reactivated += len(back)
+    applied.orphan_changes += [("reactivate", sync_key) for _, sync_key in back]

@@ -172,6 +172,19 @@ def test_dry_run_counts_orphans_as_the_real_run_reports_them(syncd: Syncd) -> No
         assert sum(r["counts"]["orphans_deactivated"] for r in real) == (
             2 if len(batch) == 1 else 1
         )
+        # The preview lists them as changes too, as the real run's events name them.
+        orphans = [
+            change["sync_key"]
+            for plan in plans
+            for change in plan["changes"]
+            if change.get("reason") == "orphan"
+        ]
+        assert orphans == (["P1", "P2"] if len(batch) == 1 else ["P2"])
+        assert all(
+            change == {"action": "deactivate", "kind": "parent", "sync_key": change["sync_key"],
+                       "reason": "orphan"}
+            for plan in plans for change in plan["changes"] if change.get("sync_key") in orphans
+        )  # fmt: skip
         imported(syncd, "students-3.csv", students_csv())  # back as before the batch
         imported(syncd, "parents-3.csv", _parents(("P1", "S5"), ("P2", "S4")))
 
