@@ -24,7 +24,7 @@ from syncd.errors import ConfigError, SourceUnreachable, SyncdError, Unreachable
 from syncd.locks import SourceLock, source_lock
 from syncd.metrics import Metrics, serve
 from syncd.pickup import PassResult, Pickup
-from syncd.sources.base import Source
+from syncd.sources.base import Source, is_candidate_name
 from syncd.sources.local import LocalSource
 
 if TYPE_CHECKING:
@@ -59,6 +59,22 @@ def open_source(config: SourceConfig) -> Source:
         raise SourceUnreachable(f'source "{config.name}": folder {folder} is not writable')
     _same_filesystem(config, config.folders.processing)
     return LocalSource(config)
+
+
+# The file events that can change what a poll does: a file appeared, was renamed into
+# place, or was written and closed. Not each write of an upload (an SFTP upload of a
+# district's file is thousands of them: a whole poll and preview each), nor anything under an
+# upload's temporary name: the poll, or the recheck once a young file is min_age old, sees
+# those.
+_WORK_EVENTS = frozenset({"created", "moved", "closed"})
+
+
+def _may_start_work(event: Any) -> bool:
+    """Return whether a watchdog event can make a poll find something new."""
+    if event.event_type not in _WORK_EVENTS:
+        return False
+    paths = [event.src_path, event.dest_path] if event.event_type == "moved" else [event.src_path]
+    return any(is_candidate_name(os.path.basename(os.fsdecode(path))) for path in paths if path)
 
 
 def check_source(config: SourceConfig) -> SyncdError | None:
@@ -569,7 +585,7 @@ class Daemon:
             def on_any_event(self, event: FileSystemEvent) -> None:
                 # Events only trigger a listing; the rescan decides (events can be missed).
                 try:
-                    if not event.is_directory:
+                    if not event.is_directory and _may_start_work(event):
                         daemon.run_now(self.name)
                 except Exception:  # noqa: BLE001, S110 - an error here would kill the observer
                     pass

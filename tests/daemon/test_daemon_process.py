@@ -98,6 +98,31 @@ def test_file_dropped_while_running_is_applied_at_once(
     assert [e["event"] for e in events(root)][-1] == "daemon.stopped"
 
 
+def test_an_upload_under_way_does_not_make_a_poll_of_each_write(
+    daemon: tuple[subprocess.Popen[bytes], Path],
+) -> None:
+    # An SFTP upload is thousands of writes under a temporary name: each was a poll (and a
+    # preview of any file waiting for it). Its rename into place is what starts the work.
+    process, root = daemon
+    assert wait_for(lambda: bool(events(root, "source.polled")))
+    before = len(events(root, "source.polled"))
+    part = root / "district-a" / "students.csv.part"
+    rows = "".join(f"S{n},Ann,Lee{n}\n" for n in range(3, 2000))
+    with part.open("w") as upload:
+        upload.write("SyncID,First name,Last name\n")
+        for start in range(0, len(rows), 400):
+            upload.write(rows[start : start + 400])
+            upload.flush()
+            os.fsync(upload.fileno())
+            time.sleep(0.005)
+    time.sleep(1)
+    assert len(events(root, "source.polled")) - before <= 2
+    os.rename(part, part.with_name("students.csv"))
+    assert wait_for(lambda: bool(events(root, "file.applied")), timeout=10)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+
+
 def test_a_drop_folder_replaced_while_running_is_watched_again(
     daemon: tuple[subprocess.Popen[bytes], Path],
 ) -> None:
