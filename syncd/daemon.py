@@ -41,13 +41,22 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def open_source(config: SourceConfig) -> Source:
-    """Return the drop folder of a source; raise SourceUnreachable when it cannot be used."""
+def open_source(config: SourceConfig, make_drop_folder: bool = True) -> Source:
+    """Return the drop folder of a source; raise SourceUnreachable when it cannot be used.
+
+    A local drop folder is made when it is not there, unless `make_drop_folder` is false
+    (a running daemon's folder that went away: a mount that dropped, a folder removed by
+    mistake; made anew on the disk beneath, it would take uploads nobody sees)."""
     if config.is_sftp:
         from syncd.sources.sftp import SftpSource
 
         return SftpSource(config)
     folder = config.path
+    if not make_drop_folder and not os.path.isdir(folder):
+        raise SourceUnreachable(
+            f'source "{config.name}": drop folder {folder} is gone (it was there when syncd '
+            "started): restore it (a mount?), or restart syncd to make it anew"
+        )
     for path in (folder, *_work_folders(config)):
         try:
             os.makedirs(path, exist_ok=True)
@@ -163,6 +172,8 @@ class SourceRunner:
     # Held while a pass runs: a source's poll and cron jobs are two APScheduler jobs, each
     # limited to one instance, but they must not run the same source at once.
     running: threading.Lock = field(default_factory=threading.Lock)
+    # Whether a pass opened the source once: its drop folder is then made no more.
+    opened: bool = False
 
     def poll(self, wait_for_young: bool) -> PassResult:
         """Run one pass; raise UnreachableError (after recording it) when the source fails."""
@@ -170,10 +181,11 @@ class SourceRunner:
         run_id = new_run_id()
         context = {"source": config.name, "site": config.site, "run_id": run_id}
         try:
-            source = open_source(config)
+            source = open_source(config, make_drop_folder=not self.opened)
         except UnreachableError as error:
             self._record_error(error, context)
             raise
+        self.opened = True
         try:
             if self.pickup is None:
                 self.pickup = Pickup(config, source, self.app.pipeline(), self.app.clock)
@@ -594,8 +606,10 @@ class Daemon:
         self._handler_for = Handler
         self._watches = {}
         for config in local:
-            with contextlib.suppress(OSError):
-                os.makedirs(config.path, exist_ok=True)
+            runner = self.runners.get(config.name)
+            if runner is None or not runner.opened:  # a folder gone since: see open_source
+                with contextlib.suppress(OSError):
+                    os.makedirs(config.path, exist_ok=True)
             self._watch(observer, config)
         observer.daemon = True
         try:

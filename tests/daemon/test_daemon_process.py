@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -137,6 +138,29 @@ def test_a_drop_folder_replaced_while_running_is_watched_again(
     assert wait_for(lambda: bool(events(root, "file.applied")), timeout=12)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0
+
+
+def test_a_drop_folder_gone_while_running_is_a_source_error_not_made_anew(
+    tmp_path: Path,
+) -> None:
+    # A mount that dropped: a folder made anew on the disk beneath would take uploads that
+    # nobody sees. The operator sees source.error instead, and source.recovered once back.
+    config = write_config(tmp_path, ["district-a"], poll="1s")
+    folder = tmp_path / "district-a"
+    with running(config) as process:
+        assert wait_for(lambda: bool(events(tmp_path, "source.polled")))
+        shutil.rmtree(folder)
+        assert wait_for(lambda: bool(events(tmp_path, "source.error")), timeout=10)
+        [error] = events(tmp_path, "source.error")[:1]
+        assert "drop folder" in str(error["error"]) and "is gone" in str(error["error"])
+        time.sleep(1.5)
+        assert not folder.exists()
+        folder.mkdir()
+        drop(folder / "students.csv", STUDENTS)
+        assert wait_for(lambda: bool(events(tmp_path, "file.applied")), timeout=15)
+        assert events(tmp_path, "source.recovered")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
 
 
 def test_daemon_started_comes_before_the_first_poll_events(tmp_path: Path) -> None:
