@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from syncd import audit, reports
-from syncd.config import SourceConfig, find_config_path, load_config
+from syncd.config import Config, SourceConfig, find_config_path, load_config
 from syncd.db import store
 from syncd.errors import ConfigError, SourceUnreachable, SyncdError, UnreachableError
 from syncd.locks import SourceLock, source_lock
@@ -68,6 +68,25 @@ def open_source(config: SourceConfig, make_drop_folder: bool = True) -> Source:
         raise SourceUnreachable(f'source "{config.name}": folder {folder} is not writable')
     _same_filesystem(config, config.folders.processing)
     return LocalSource(config)
+
+
+def _check_reloadable(running: Config, new: Config) -> None:
+    """Raise ConfigError when `new` changes what a reload cannot: the database the daemon
+    works on (its engine, its locks) and where it serves metrics (a bound socket). Said so,
+    not taken silently while the old ones stay in use."""
+    changed = [
+        key
+        for key, before, after in (
+            ("[database] url", running.database_url, new.database_url),
+            ("[metrics] listen", running.metrics_listen, new.metrics_listen),
+        )
+        if before != after
+    ]
+    if changed:
+        raise ConfigError(
+            f"{' and '.join(changed)} changed: a reload cannot change "
+            f"{'them' if len(changed) > 1 else 'it'}; restart syncd (systemctl restart syncd)"
+        )
 
 
 # The file events that can change what a poll does: a file appeared, was renamed into
@@ -559,6 +578,7 @@ class Daemon:
     def _reload(self) -> None:
         try:
             config = load_config(find_config_path(self.app.config_option))
+            _check_reloadable(self.app.config, config)
             # Reopens the log (logrotate) or opens a new path; one that cannot be opened
             # refuses the reload as any configuration error does, the old log kept.
             audit.open_log(config.path, config.audit_path)

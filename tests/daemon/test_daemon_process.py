@@ -176,6 +176,27 @@ def test_daemon_started_comes_before_the_first_poll_events(tmp_path: Path) -> No
     assert names[0] == "daemon.started" and names[-1] == "daemon.stopped"
 
 
+def test_sighup_that_changes_the_database_is_refused_saying_restart(
+    daemon: tuple[subprocess.Popen[bytes], Path],
+) -> None:
+    # The engine and its locks stay: taking the new file while applying to the old
+    # database would tell the operator one thing and do another.
+    process, root = daemon
+    config = root / "config.toml"
+    config.write_text(config.read_text().replace("syncd.db", "other.db"))
+    process.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: bool(events(root, "config.reloaded")))
+    [reloaded] = events(root, "config.reloaded")
+    assert reloaded["level"] == "error"
+    assert "[database] url changed" in str(reloaded["error"])
+    assert "restart syncd" in str(reloaded["error"])
+    drop(root / "district-a" / "students.csv", STUDENTS)
+    assert wait_for(lambda: bool(events(root, "file.applied")))
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    assert not (root / "other.db").exists()
+
+
 def test_sighup_reloads_config_and_watches_the_new_source(
     daemon: tuple[subprocess.Popen[bytes], Path],
 ) -> None:
