@@ -462,20 +462,31 @@ class Daemon:
     def _lead(self, runner: SourceRunner) -> bool:
         assert runner.lock is not None
         was_leading = runner.lock.leading
-        leading = runner.lock.acquire()
+        try:
+            leading = runner.lock.acquire()
+        except Exception:
+            # The lock's session was lost and the database cannot be reached to take it
+            # again: the lock is gone all the same (another daemon may take it).
+            if was_leading and not runner.lock.leading:
+                self._say_lock_lost(runner)
+            raise
         if leading and not was_leading:
             audit.emit(audit.SOURCE_ACQUIRED, source=runner.config.name, site=runner.config.site)
         elif was_leading and not leading:
-            # The lock's session was lost (database restart, network) and another daemon
-            # leads now: say so, as a release, so the trail shows who worked the source.
-            audit.emit(
-                audit.SOURCE_RELEASED,
-                level="warning",
-                source=runner.config.name,
-                site=runner.config.site,
-                reason="the lock's database session was lost",
-            )
+            self._say_lock_lost(runner)
         return leading
+
+    @staticmethod
+    def _say_lock_lost(runner: SourceRunner) -> None:
+        # The lock's session was lost (database restart, network): say so, as a release, so
+        # that the trail shows who worked the source.
+        audit.emit(
+            audit.SOURCE_RELEASED,
+            level="warning",
+            source=runner.config.name,
+            site=runner.config.site,
+            reason="the lock's database session was lost",
+        )
 
     def _release(self, runner: SourceRunner) -> None:
         if runner.lock is not None and runner.lock.leading:

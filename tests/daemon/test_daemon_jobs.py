@@ -3,9 +3,14 @@ they must never run one source at once (SPEC §3.4: a slow run is never started 
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
@@ -80,4 +85,76 @@ def test_a_leader_whose_lock_session_is_lost_says_it_released_the_source(
             connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": runner.lock.key})
     finally:
         other.dispose()
+        app.close()
+
+
+class _Proxy:
+    """A loopback TCP relay to PostgreSQL that can be cut (a network gone, a database
+    down): every relayed connection closed, new ones refused."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self.sockets += [client, server]
+            for one, other in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(one, other), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, target: socket.socket) -> None:
+        with suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        with suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+    def cut(self) -> None:
+        with suppress(OSError):  # wakes the accept (a close alone leaves it accepting)
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        for one in self.sockets:
+            with suppress(OSError):
+                one.shutdown(socket.SHUT_RDWR)
+            one.close()
+
+
+@contextmanager
+def _through_proxy(postgres_url: str) -> Iterator[tuple[str, _Proxy]]:
+    url = sa.engine.make_url(postgres_url)
+    proxy = _Proxy(url.host or "127.0.0.1", url.port or 5432)
+    try:
+        yield url.set(host="127.0.0.1", port=proxy.port).render_as_string(False), proxy
+    finally:
+        proxy.cut()
+
+
+def test_a_leader_that_cannot_reach_the_database_says_it_lost_the_source(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # The lock's session is lost with the network: another daemon can take the source, so
+    # the trail says this one let it go (it only said source.error, for ever).
+    with _through_proxy(postgres_url) as (url, proxy):
+        app = _app(tmp_path, url)
+        daemon = Daemon(app, None)
+        [config] = app.config.sources
+        runner = SourceRunner(app, config)
+        runner.lock = AdvisoryLock(app.engine, config.name)
+        with capture_logs() as logged:
+            assert daemon._lead(runner)
+        assert [e["event"] for e in logged] == ["source.acquired"]
+        proxy.cut()
+        with capture_logs() as logged, pytest.raises(sa.exc.OperationalError):
+            daemon._lead(runner)
+        assert [(e["event"], e["log_level"]) for e in logged] == [("source.released", "warning")]
+        assert not runner.lock.leading
         app.close()
