@@ -193,6 +193,9 @@ class SourceRunner:
     running: threading.Lock = field(default_factory=threading.Lock)
     # Whether a pass opened the source once: its drop folder is then made no more.
     opened: bool = False
+    # Whether a failed pass is tried again (the daemon) or not (`run --once`): said in
+    # source.error's retry_in only when it is.
+    retries: bool = True
 
     def poll(self, wait_for_young: bool) -> PassResult:
         """Run one pass; raise UnreachableError (after recording it) when the source fails."""
@@ -245,13 +248,8 @@ class SourceRunner:
                 last_poll=self.app.clock.now(),
                 error=str(error),
             )
-        audit.emit(
-            audit.SOURCE_ERROR,
-            level="error",
-            error=str(error),
-            retry_in=f"{int(self.retry_in().total_seconds())}s",
-            **context,
-        )
+        retry = {"retry_in": f"{int(self.retry_in().total_seconds())}s"} if self.retries else {}
+        audit.emit(audit.SOURCE_ERROR, level="error", error=str(error), **retry, **context)
 
     def _record_success(self, result: PassResult, context: dict[str, Any]) -> None:
         now = self.app.clock.now()
@@ -311,7 +309,7 @@ def run_pass(app: App, source_name: str | None) -> int:
                 )
                 continue
             try:
-                result = SourceRunner(app, config, should_stop=stop.is_set).poll(
+                result = SourceRunner(app, config, should_stop=stop.is_set, retries=False).poll(
                     wait_for_young=True
                 )
             except SyncdError as error:  # unreachable, or its own settings: the others go on
