@@ -483,7 +483,9 @@ def _later_change(connection: sa.Connection, trail: Sequence[TrailEvent]) -> Tra
             found.append(trail_of.explicit_event(row))
     links_later = changes.where(audit_events.c.event.like("relationship.%"))
     for chunk in store.chunked(sorted({parent_id for parent_id, _ in pairs})):
-        streamed = connection.execute(links_later.where(audit_events.c.person_id.in_(chunk)))
+        streamed = connection.execute(
+            links_later.where(audit_events.c.person_id.in_(chunk)).execution_options(yield_per=1000)
+        )
         row = next((r for r in streamed if (r.person_id, _data(r).get("child_id")) in pairs), None)
         streamed.close()
         if row is not None:
