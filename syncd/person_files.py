@@ -26,7 +26,7 @@ audit trail reads in the order of SPEC §2.5: validated, then the changes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING
@@ -149,6 +149,8 @@ class PersonFile:
         self.park_parents = False
         # What the file's rows say about a person: an update leaves the rest as stored.
         self.columns = FileColumns()
+        # A field's column as the file names it (for the errors of a repeated parent).
+        self.field_label: Callable[[str], str] = str
 
     # --- the whole file ------------------------------------------------------------------
 
@@ -337,6 +339,7 @@ class PersonFile:
             person_rows = PersonRows(self.kind, opened.cols, opened.rules, errors)
         read = _Read(errors, RecordSpill(), person_rows.repeated, person_rows.has_children)
         self.label = opened.columns.column_name("child_key") or "child"
+        self.field_label = opened.cols.label
         self.columns = file_columns(self.kind, opened.cols)
         if self.site_had_persons:
             read.snapshot = store.row_digest_snapshot(
@@ -502,7 +505,7 @@ class PersonFile:
                     else:
                         yield record
         for group in groups.values():
-            yield merge_person_records(group, has_children)
+            yield merge_person_records(group, has_children, read.errors, self.field_label)
 
     def _existing(
         self, connection: sa.Connection, keys: Sequence[str]

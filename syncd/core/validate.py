@@ -164,8 +164,8 @@ def validate_persons(
     """Yield a record for each valid students/parents row; add the others' errors to `errors`.
 
     Rows repeating a person merge their child values (a parent on one row per child);
-    a repeated student, or a repeat whose fields differ, is a duplicate error. Parents are
-    yielded after the last row (a later row may add children).
+    a repeated student, or a repeat giving another value for a field, is a duplicate
+    error. Parents are yielded after the last row (a later row may add children).
     """
     person_rows = PersonRows(kind, columns, rules, errors)
     if kind is not Kind.PARENTS:
@@ -175,7 +175,7 @@ def validate_persons(
     for record in person_rows.read(rows):
         groups.setdefault(record.fields.sync_key, []).append(record)
     for group in groups.values():
-        yield merge_person_records(group, person_rows.has_children)
+        yield merge_person_records(group, person_rows.has_children, errors, columns.label)
 
 
 # The sync key stored for the person a username names in another case (SPEC §2.2), or None.
@@ -254,11 +254,7 @@ class PersonRows:
             seen = first.get(key)
             if seen is None:
                 if is_parents:
-                    first[key] = (
-                        row.line
-                        | _TYPE_CODE[record.relationship_type] << 32
-                        | (hash(record.fields) & _HASH_MASK) << 35
-                    )
+                    first[key] = row.line | _TYPE_CODE[record.relationship_type] << 32
                 else:
                     first[key] = row.line
                 yield record
@@ -270,10 +266,9 @@ class PersonRows:
         columns, errors = self.columns, self.errors
         key = record.fields.sync_key
         first_line = seen & 0xFFFFFFFF
-        same_person = self.kind is Kind.PARENTS and (seen >> 35) == (
-            hash(record.fields) & _HASH_MASK
-        )
-        if not same_person:
+        # A parent on several rows is one person (SPEC §2.3): whether its rows agree is
+        # merge_person_records's to judge, with every row at hand. A student is one row.
+        if self.kind is not Kind.PARENTS:
             column, cell = _identifier_cell(columns, row.values)
             errors.add(RowError(row.line, column, cell or key, f"duplicate of row {first_line}"))
             errors.rejected_keys.add(key)
@@ -300,28 +295,92 @@ class PersonRows:
 
 _TYPES: tuple[RelType, ...] = tuple(RelType)
 _TYPE_CODE = {rel_type: code for code, rel_type in enumerate(_TYPES)}
-_HASH_MASK = (1 << 64) - 1
 
 
-def merge_person_records(records: Sequence[PersonRecord], has_children: bool) -> PersonRecord:
+def merge_person_records(
+    records: Sequence[PersonRecord],
+    has_children: bool,
+    errors: ErrorList | None = None,
+    label: Callable[[str], str] = str,
+) -> PersonRecord:
     """Return the one record of a person the file names on `records` (same key, file order).
 
-    The children of all rows, in order; deleted only if every row says so.
+    The rows agree where each gives a value: a cell left empty on one row takes the
+    others' (a phone given once); a row giving another value is rejected (added to
+    `errors`, naming the field by `label`) and its children are not taken. The children of
+    all other rows, in order; deleted only if every such row says so.
     """
     earliest = records[0]
     if len(records) == 1:
         return earliest
-    children: dict[str, None] = {}
-    for record in records:
+    fields = earliest.fields
+    children: dict[str, None] = dict.fromkeys(earliest.child_values or ())
+    deleted = earliest.deleted
+    for record in records[1:]:
+        merged = _agreeing_fields(fields, record.fields)
+        if not isinstance(merged, PersonFields):
+            name, theirs, ours = merged
+            if errors is not None:
+                errors.add(
+                    RowError(
+                        record.line,
+                        label(name),
+                        ours,
+                        f"duplicate of row {earliest.line} with another {label(name)} "
+                        f"({theirs!r} there)",
+                    )
+                )
+                # Listed only in part: a full file keeps the links this row may have named.
+                errors.rejected_keys.add(fields.sync_key)
+            continue
+        fields = merged
         children.update(dict.fromkeys(record.child_values or ()))
+        deleted = deleted and record.deleted
     return PersonRecord(
         line=earliest.line,
-        fields=earliest.fields,
+        fields=fields,
         password=earliest.password,
-        deleted=all(record.deleted for record in records),
+        deleted=deleted,
         child_values=tuple(children) if has_children else None,
         relationship_type=earliest.relationship_type,
         digest=None,  # no one row describes this person
+    )
+
+
+_MERGED_FIELDS = ("username", "email", "first_name", "last_name", "student_number")
+
+
+def _agreeing_fields(
+    first: PersonFields, other: PersonFields
+) -> PersonFields | tuple[str, str, str]:
+    """Return `first` with the values only `other` gives, or (field, first's value,
+    other's value) of the first field where both give different values. Usernames compare
+    case-insensitively (SPEC §2.2); emails are case-folded already."""
+    if first == other:
+        return first
+    values: dict[str, str | None] = {}
+    for name in _MERGED_FIELDS:
+        mine, theirs = getattr(first, name), getattr(other, name)
+        if not theirs or mine == theirs:
+            continue
+        if not mine:
+            values[name] = theirs
+        elif name != "username" or mine.casefold() != theirs.casefold():
+            return name, mine, theirs
+    attributes = dict(first.attributes)
+    for name, theirs in other.attributes:
+        mine = attributes.get(name, "")
+        if not theirs or mine == theirs:
+            continue
+        if mine:
+            return name, mine, theirs
+        attributes[name] = theirs
+    # First and last names are never empty on a valid row: only these can be filled in.
+    return first._replace(
+        username=values.get("username", first.username),
+        email=values.get("email", first.email),
+        student_number=values.get("student_number", first.student_number),
+        attributes=tuple(sorted(attributes.items())),
     )
 
 

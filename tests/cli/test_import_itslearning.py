@@ -303,6 +303,25 @@ def test_parent_rows_with_different_names_for_one_key_are_a_duplicate(syncd: Syn
     assert active_links(syncd) == {("sean.obrien", "S4"), ("ana.nunez", "S3")}
 
 
+def test_a_parent_on_two_rows_with_a_cell_left_empty_on_one_gets_both_children(
+    syncd: Syncd,
+) -> None:
+    # SPEC §2.3: "Both forms give the same result": a phone written on one row only is the
+    # same parent, not a duplicate (its second child was lost).
+    imported(syncd, "students.csv", students_csv())
+    text = "SyncID,First name,Last name,ChildID,Phone\nP9,Rob,Dick,S1,111\nP9,Rob,Dick,S2,\n"
+    imported(syncd, "parents.csv", text)
+    assert report(syncd, "parents.csv")["counts"]["rejected"] == 0
+    assert active_links(syncd) == {("P9", "S1"), ("P9", "S2")}
+    assert person(syncd, "P9")["attributes"] == {"phone": "111"}
+    # Sent again as one row with both children: the same result, nothing changes.
+    imported(
+        syncd, "parents-2.csv", "SyncID,First name,Last name,ChildID,Phone\nP9,Rob,Dick,S1;S2,111\n"
+    )
+    counts = report(syncd, "parents-2.csv")["counts"]
+    assert (counts["unchanged"], counts["updated"], counts["links_created"]) == (1, 0, 0)
+
+
 def test_relationship_column_of_a_parents_file_sets_the_link_type(syncd: Syncd) -> None:
     imported(syncd, "students.csv", students_csv())
     header = (*PARENT_HEADER, "Relationship")

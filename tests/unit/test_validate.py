@@ -379,9 +379,32 @@ def test_parent_on_several_rows_with_different_fields_is_a_duplicate() -> None:
         ("P1", "", "", "Anne", "Smith", "S2", ""),
     )
     assert [record.child_values for record in records] == [("S1",)]
-    assert [(error.row, error.error) for error in errors.errors] == [(3, "duplicate of row 2")]
+    assert [(e.row, e.column, e.value, e.error) for e in errors.errors] == [
+        (3, "First name", "Anne", "duplicate of row 2 with another First name ('Ann' there)")
+    ]
     # The parent is only partly listed: the plan must not take S2's link away for it.
     assert errors.rejected_keys == {"P1"}
+
+
+def test_parent_on_several_rows_fills_a_cell_left_empty_on_one_of_them() -> None:
+    # SPEC §2.3: one row per child gives what one row with both children gives; a phone
+    # (or email) written on one row only is not another person.
+    cols = columns(*PARENT, "relationship_type", attributes=["phone"])
+    [record], errors = persons(
+        Kind.PARENTS,
+        cols,
+        ("P1", "ann", "", "Ann", "Smith", "S1", "", "111"),
+        ("P1", "ANN", "ann@home.example", "Ann", "Smith", "S2", "", ""),
+        ("P1", "", "", "Ann", "Smith", "S3", "", "111"),
+    )
+    assert errors.errors == []
+    fields = record.fields
+    assert (fields.username, fields.email, fields.attributes) == (
+        "ann",
+        "ann@home.example",
+        (("phone", "111"),),
+    )
+    assert record.child_values == ("S1", "S2", "S3")
 
 
 def test_parent_on_several_rows_with_different_relationship_types_is_rejected_not_guessed() -> None:
