@@ -212,7 +212,7 @@ class PersonRows:
         self.errors = errors
         self.has_children = kind is Kind.PARENTS and columns.has("child_key")
         self.repeated: set[str] = set()
-        # Per key: first line | relationship type << 32 | hash of the fields << 35.
+        # Per key: first line | relationship type << 32.
         self._first: dict[str, int] = {}
         # Keys of valid rows that a later row of theirs was rejected for.
         self._late: list[str] = []
