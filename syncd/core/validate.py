@@ -191,7 +191,7 @@ class PersonRows:
 
     Every valid row becomes a record, in file order; a parent named on several rows gives
     one record per row (its keys are in `repeated`), to be merged with
-    `merge_person_records`. What decides a repeat (first line, fields, type) is kept per
+    `merge_person_records`. What decides a repeat (its first line, its type) is kept per
     key in one int, so memory grows with the keys, not with the rows.
 
     A row without a sync key is keyed by its username, which compares case-insensitively:
