@@ -573,6 +573,11 @@ def _build_source(raw: dict[str, Any], key: str, config_dir: Path) -> SourceConf
         changes["child_column"] = _label(raw["child_column"], sub("child_column"))
     if "passwords" in raw:
         changes["passwords"] = _enum(PasswordPolicy, raw["passwords"], sub("passwords"))
+    if changes.get("update_passwords") and changes.get("passwords") is not PasswordPolicy.HASH:
+        # With "drop" no password is kept: the setting would promise what never happens.
+        raise _Invalid(
+            sub("update_passwords"), 'true needs passwords = "hash" (with "drop" none is kept)'
+        )
     changes["limits"] = _limits(raw, key)
     return dataclasses.replace(source, **changes)
 

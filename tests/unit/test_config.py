@@ -373,6 +373,7 @@ def test_unknown_key_close_to_a_known_one_suggests_it(tmp_path: Path) -> None:
         ('mode = "partial"', "mode", "must be one of full, delta"),
         ('mode = { parents = "sometimes" }', "mode.parents", "must be one of full, delta"),
         ("done_marker = 1", "done_marker", "must be true or false, not an integer"),
+        ("update_passwords = true", "update_passwords", 'true needs passwords = "hash"'),
         ("max_columns = 1.5", "max_columns", "must be a whole number, not the number 1.5"),
         ('deactivate_orphan_parents = "yes"', "deactivate_orphan_parents", "true or false"),
         ("max_columns = 0", "max_columns", "must be more than 0"),
