@@ -215,7 +215,7 @@ class Pipeline:
 
     # --- ledger --------------------------------------------------------------------------
 
-    def open_ledger(self, job: Job, sha256: str, size: int) -> int:
+    def open_ledger(self, job: Job, sha256: str | None, size: int) -> int:
         """Return the ledger id for the job, creating the entry (and file.received)."""
         if job.file_id is not None:
             return job.file_id
@@ -342,6 +342,7 @@ class Pipeline:
         # The kind the name says, for the report of a file that fails before its header is
         # read (empty, unreadable); the header decides when the name does not.
         result = FileResult(name=job.name, kind=job.kind or kind_by_name(job.name, job.source))
+        size = 0
         try:
             size = job.path.stat().st_size
             result.sha256 = sha256_of(job.path)
@@ -352,7 +353,7 @@ class Pipeline:
             if job.dry_run:
                 result.status, result.reason = FileStatus.FAILED, reason
                 return result
-            return self.fail_unread(job, 0, reason)
+            return self.fail_unread(job, size, reason)
         if not job.dry_run:
             result.file_id = self.open_ledger(job, result.sha256, size)
         try:
@@ -403,7 +404,7 @@ class Pipeline:
         """Record a file as failed without reading it (e.g. too large to download)."""
         kind = job.kind or kind_by_name(job.name, job.source)  # what the name says
         result = FileResult(name=job.name, kind=kind, status=FileStatus.FAILED, reason=reason)
-        result.file_id = self.open_ledger(job, "", size)
+        result.file_id = self.open_ledger(job, None, size)  # never read: no digest
         self._record_outcome(job, result, audit.FILE_FAILED, level="error")
         return result
 

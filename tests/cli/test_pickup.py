@@ -652,6 +652,12 @@ def test_a_file_syncd_may_not_read_fails_alone(syncd_sqlite: Syncd) -> None:
     )
     assert (syncd_sqlite.drop_dir / "failed" / "pupils_locked.csv").exists()
     assert archived(syncd_sqlite) == ["students.csv"]
+    # Its receipt says its size, and no digest of content never read.
+    [received] = [
+        e for e in syncd_sqlite.events("file.received") if e["name"] == "pupils_locked.csv"
+    ]
+    size = (syncd_sqlite.drop_dir / "failed" / "pupils_locked.csv").stat().st_size
+    assert (received["size"], received.get("sha256")) == (size, None)
 
 
 def test_import_of_a_file_syncd_may_not_read_fails_with_exit_1(syncd_sqlite: Syncd) -> None:
