@@ -469,6 +469,18 @@ def _build_config(path: Path, document: dict[str, Any]) -> Config:
                 raise _Invalid(
                     f"{key}.url", f"same folder as sources[{earlier_index}] ({earlier.name!r})"
                 )
+            # A pass takes up whatever is in its processing folder as its own leftovers.
+            if (earlier.scheme, earlier.host, earlier.port, earlier.folders.processing) == (
+                source.scheme,
+                source.host,
+                source.port,
+                source.folders.processing,
+            ):
+                raise _Invalid(
+                    f"{key}.folders.processing",
+                    f"same folder as sources[{earlier_index}].folders.processing "
+                    f"({earlier.name!r}): each source needs its own",
+                )
         sources.append(source)
 
     return Config(

@@ -9,7 +9,7 @@ import signal
 import stat
 import threading
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +21,7 @@ from syncd import audit, reports
 from syncd.config import Config, SourceConfig, find_config_path, load_config
 from syncd.db import store
 from syncd.errors import ConfigError, SourceUnreachable, SyncdError, UnreachableError
-from syncd.locks import SourceLock, source_lock
+from syncd.locks import SourceLock, folder_pass, source_lock
 from syncd.metrics import Metrics, serve
 from syncd.pickup import PassResult, Pickup
 from syncd.sources.base import Source, is_candidate_name
@@ -68,6 +68,17 @@ def open_source(config: SourceConfig, make_drop_folder: bool = True) -> Source:
         raise SourceUnreachable(f'source "{config.name}": folder {folder} is not writable')
     _same_filesystem(config, config.folders.processing)
     return LocalSource(config)
+
+
+@contextlib.contextmanager
+def _folder_pass(config: SourceConfig) -> Iterator[bool]:
+    """The pass's lock on a local source's processing folder (locks.folder_pass); none for
+    SFTP (its server's folders are not this host's)."""
+    if config.is_sftp:
+        yield True
+        return
+    with folder_pass(Path(config.folders.processing)) as taken:
+        yield taken
 
 
 def _check_reloadable(running: Config, new: Config) -> None:
@@ -212,7 +223,13 @@ class SourceRunner:
             if self.pickup is None:
                 self.pickup = Pickup(config, source, self.app.pipeline(), self.app.clock)
             self.pickup.source = source
-            result = self.pickup.run_once(run_id, wait_for_young, self.should_stop)
+            with _folder_pass(config) as taken:
+                if not taken:
+                    raise SourceUnreachable(
+                        f'source "{config.name}": another syncd process works its folder '
+                        f"{config.path} with another database: one folder, one configuration"
+                    )
+                result = self.pickup.run_once(run_id, wait_for_young, self.should_stop)
         except UnreachableError as error:
             self._record_error(error, context)
             raise

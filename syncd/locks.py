@@ -5,6 +5,8 @@ Its claim (the rename into processing/) keeps two processes off a new file, but 
 already in processing/ is a crash's leftover only when nobody holds the source: whoever
 takes the lock may take those up. On PostgreSQL the lock is a session advisory lock, on
 SQLite (one host) an flock on a file beside the database; either ends with its holder.
+A local folder is also locked for each pass (`folder_pass`), whatever the database: two
+configurations naming one folder with two databases would otherwise both take its files.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -126,3 +129,19 @@ class FileLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the only descriptor releases the flock
             self._fd = None
+
+
+@contextlib.contextmanager
+def folder_pass(folder: Path) -> Iterator[bool]:
+    """Hold an flock on the folder itself for a pass (no file of syncd's left in it);
+    yield whether it was taken (False: another process works the folder)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing the only descriptor releases the flock

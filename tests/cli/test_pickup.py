@@ -20,6 +20,7 @@ import pytest
 from syncd.clock import FixedClock, SystemClock
 from syncd.config import local_source
 from syncd.db.database import open_database
+from syncd.locks import folder_pass
 from syncd.pickup import Pickup
 from syncd.pipeline import Job, Pipeline
 from syncd.sources.local import LocalSource
@@ -668,3 +669,24 @@ def test_import_of_a_file_syncd_may_not_read_fails_with_exit_1(syncd_sqlite: Syn
     assert outcome.returncode == 1, outcome.stderr
     assert "cannot read the file" in outcome.stderr
     assert "Traceback" not in outcome.stderr
+
+
+def test_a_folder_another_syncd_works_with_another_database_is_left_alone(
+    syncd_sqlite: Syncd,
+) -> None:
+    # Two configurations naming one folder with two databases: each database's lock lets
+    # its daemon in, and the second took the first's file from processing/ as a crash's
+    # leftover (applied in both). The folder itself is locked for each pass.
+    syncd_sqlite.drop("students.csv", STUDENTS)
+    processing = syncd_sqlite.drop_dir / "processing"
+    processing.mkdir()
+    with folder_pass(processing) as taken:  # this test is the other process
+        assert taken
+        outcome = syncd_sqlite("run", "--once")
+        assert outcome.exit_code == 3
+        assert "another syncd process works its folder" in outcome.stderr
+        assert (syncd_sqlite.drop_dir / "students.csv").exists()  # not claimed
+        assert syncd_sqlite("files", "--json").json() == []
+    assert syncd_sqlite("run", "--once").exit_code == 0
+    assert archived(syncd_sqlite) == ["students.csv"]
+    assert list(processing.iterdir()) == []  # the lock is on the folder: nothing left in it

@@ -822,3 +822,16 @@ def test_metrics_listen_is_parsed_and_checked(tmp_path: Path) -> None:
     assert config.metrics_listen == ("127.0.0.1", 9464)
     with pytest.raises(ConfigError, match=r"metrics\.listen: not HOST:PORT"):
         load_config(write(tmp_path, '[metrics]\nlisten = "localhost"\n'))
+
+
+def test_two_sources_sharing_a_processing_folder_are_refused(tmp_path: Path) -> None:
+    # Each pass takes up whatever is in its processing folder as its own crash's leftovers.
+    path = write(
+        tmp_path,
+        '[[sources]]\nname = "a"\nurl = "file:///d"\nfolders = { processing = "/work/p" }\n'
+        '[[sources]]\nname = "b"\nurl = "file:///e"\nfolders = { processing = "/work/p" }\n',
+    )
+    assert str(config_error(path)) == (
+        f"{path}: sources[1].folders.processing: same folder as sources[0].folders.processing "
+        "('a'): each source needs its own"
+    )
