@@ -51,10 +51,8 @@ def test_a_job_arriving_while_its_source_runs_leaves_it_a_rescan(tmp_path: Path)
     app.close()
 
 
-def test_a_leader_whose_lock_session_is_lost_says_it_released_the_source(
-    tmp_path: Path, postgres_url: str
-) -> None:
-    app = _app(tmp_path, postgres_url)
+def _leader(app: App) -> tuple[Daemon, SourceRunner]:
+    """A daemon leading the app's one source on its PostgreSQL lock (source.acquired said)."""
     daemon = Daemon(app, None)
     [config] = app.config.sources
     runner = SourceRunner(app, config)
@@ -62,6 +60,14 @@ def test_a_leader_whose_lock_session_is_lost_says_it_released_the_source(
     with capture_logs() as logged:
         assert daemon._lead(runner)
     assert [e["event"] for e in logged] == ["source.acquired"]
+    return daemon, runner
+
+
+def test_a_leader_whose_lock_session_is_lost_says_it_released_the_source(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    app = _app(tmp_path, postgres_url)
+    daemon, runner = _leader(app)
     other = sa.create_engine(postgres_url)
     try:
         with other.connect() as connection:
@@ -145,13 +151,7 @@ def test_a_leader_that_cannot_reach_the_database_says_it_lost_the_source(
     # the trail says this one let it go (it only said source.error, for ever).
     with _through_proxy(postgres_url) as (url, proxy):
         app = _app(tmp_path, url)
-        daemon = Daemon(app, None)
-        [config] = app.config.sources
-        runner = SourceRunner(app, config)
-        runner.lock = AdvisoryLock(app.engine, config.name)
-        with capture_logs() as logged:
-            assert daemon._lead(runner)
-        assert [e["event"] for e in logged] == ["source.acquired"]
+        daemon, runner = _leader(app)
         proxy.cut()
         with capture_logs() as logged, pytest.raises(sa.exc.OperationalError):
             daemon._lead(runner)
