@@ -996,12 +996,12 @@ def carry_orphans(context: ApplyContext, applied: Applied) -> None:
 
 def settle_carried_orphans(
     connection: sa.Connection, orphans: OrphanCarry, now: datetime, events: EventBuffer
-) -> int:
+) -> None:
     """Deactivate the orphans among the parents a batch deferred that no later file of it
-    judged (it failed, was held or was a duplicate); return how many."""
-    deactivated = _deactivate_orphans(connection, orphans.parents, now, events)
+    judged (it failed, was held or was a duplicate): no file's report counts them, their
+    events say so."""
+    _deactivate_orphans(connection, orphans.parents, now, events)
     orphans.parents = set()
-    return len(deactivated)
 
 
 def _deactivate_orphans(
