@@ -26,7 +26,7 @@ audit trail reads in the order of SPEC §2.5: validated, then the changes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING
@@ -450,6 +450,7 @@ class PersonFile:
                 self.source.site,
                 self.person_kind,
                 [record.fields.sync_key for record in batch],
+                with_fields=True,  # the unchanged rows were skipped: these are likely changes
             )
             cache.update(found)
             conflict = conflict or any(
@@ -508,14 +509,18 @@ class PersonFile:
             yield merge_person_records(group, has_children, read.errors, self.field_label)
 
     def _existing(
-        self, connection: sa.Connection, keys: Sequence[str]
+        self, connection: sa.Connection, keys: Sequence[str], skipping: bool
     ) -> dict[str, ExistingPerson]:
+        """The stored persons `keys` name; `skipping`: the file's unchanged rows are skipped
+        unread, so these are likely changes, read with their fields for the update."""
         if self.existing_cache is not None:
             cache = self.existing_cache
             return {key: cache[key] for key in keys if key in cache}
         if not self.site_had_persons:
             return {}
-        return store.persons_by_keys(connection, self.source.site, self.person_kind, keys)
+        return store.persons_by_keys(
+            connection, self.source.site, self.person_kind, keys, with_fields=skipping
+        )
 
     def _apply_chunk(
         self,
@@ -527,7 +532,8 @@ class PersonFile:
         """Plan and write one chunk of records; `unread`: the digests of rows the reading
         still skips, while the file is being read (a person a parsed row names is taken out:
         its unchanged row, if it comes later, is a duplicate to parse)."""
-        existing = self._existing(connection, [record.fields.sync_key for record in records])
+        keys = [record.fields.sync_key for record in records]
+        existing = self._existing(connection, keys, skipping=unread is not None)
         self.matched.update(person.person_id for person in existing.values())
         if unread is not None:
             for person in existing.values():
@@ -555,9 +561,12 @@ class PersonFile:
             self.pipeline.plan_password_changes(connection, plan, records, existing, errors)
         self.unchanged += plan.unchanged
         self.unresolved += plan.unresolved_children
-        self._apply_plan(connection, plan)
+        self._apply_plan(connection, plan, existing)
 
-    def _apply_plan(self, connection: sa.Connection, plan: PersonPlan) -> None:
+    def _apply_plan(
+        self, connection: sa.Connection, plan: PersonPlan, existing: Mapping[str, ExistingPerson]
+    ) -> None:
+        """Write one plan; `existing`: its snapshot (stored fields read there are reused)."""
         link_plan = None
         if plan.link_requests:
             ids = [r.parent_id for r in plan.link_requests if r.parent_id is not None]
@@ -571,7 +580,7 @@ class PersonFile:
             self._describe(connection, plan, link_plan)
         linked = {r.parent_key for r in plan.link_requests if r.parent_id is None and r.children}
         new_ids = writes.apply_persons(
-            connection, plan, self.context, self.events, self.applied, linked
+            connection, plan, self.context, self.events, self.applied, linked, existing
         )
         if self.site_had_persons:  # to tell who a full file left out
             self.created.update(new_ids.values())
@@ -611,7 +620,7 @@ class PersonFile:
             return
         plan = PersonPlan(kind=self.kind)
         plan_unlisted(plan, unlisted)
-        self._apply_plan(connection, plan)
+        self._apply_plan(connection, plan, {})
 
     def _within(self, counts: Counts, fewest: int) -> bool:
         """Whether the file's updates and deactivations stay under the thresholds measured

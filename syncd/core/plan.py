@@ -76,6 +76,8 @@ class ExistingPerson:
     inactive_reason: str | None = None
     # The digest of the file row that last set the person (RawRow.digest), if any.
     row_digest: int | None = None
+    # The stored fields, where the caller read them with the rest (store.persons_by_keys).
+    fields: PersonFields | None = None
 
     @property
     def listing_reactivates(self) -> bool:

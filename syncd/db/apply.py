@@ -21,6 +21,7 @@ from syncd.core.columns import PersonColumns
 from syncd.core.plan import (
     ORPHAN,
     ExistingPending,
+    ExistingPerson,
     LinkClear,
     LinkPlan,
     LinkSet,
@@ -35,7 +36,7 @@ from syncd.core.plan import (
 from syncd.db import store
 from syncd.db.bulk import IdAllocator, insert_rows, json_text, update_rows
 from syncd.db.schema import links, pending_links, persons
-from syncd.model import Counts, FileColumns, Kind, PersonKind, RelType
+from syncd.model import Counts, FileColumns, Kind, PersonFields, PersonKind, RelType
 
 BATCH = 5000
 
@@ -149,10 +150,13 @@ def apply_persons(
     events: EventBuffer,
     applied: Applied,
     linked: Collection[str] = (),
+    existing: Mapping[str, ExistingPerson] | None = None,
 ) -> dict[str, int]:
     """Write the person changes of a plan; return the new persons' ids by sync key.
 
-    `linked` names the new parents that get a link now (they are born with had_link set).
+    `linked` names the new parents that get a link now (they are born with had_link set);
+    `existing`, the plan's snapshot: its persons' stored fields, where read, are not read
+    again.
     """
     kind = plan.kind.person_kind
     creates = [upsert for upsert in plan.upserts if upsert.person_id is None]
@@ -162,7 +166,12 @@ def apply_persons(
     if kind is PersonKind.PARENT:
         applied.new_parents.update(new_ids.values())
     if updates:
-        _apply_updates(connection, updates, kind, context, events, applied, plan.columns)
+        known = {
+            person.person_id: (person.fields, person.inactive_reason)
+            for person in (existing or {}).values()
+            if person.fields is not None
+        }
+        _apply_updates(connection, updates, kind, context, events, applied, plan.columns, known)
     if plan.deactivations:
         ids = [gone.person_id for gone in plan.deactivations]
         _executemany(
@@ -425,10 +434,13 @@ def _apply_updates(
     events: EventBuffer,
     applied: Applied,
     file_columns: FileColumns | None,
+    known: Mapping[int, tuple[PersonFields, str | None]],
 ) -> None:
-    """Write the updates (the fields `file_columns` says: complete_upsert), with events."""
+    """Write the updates (the fields `file_columns` says: complete_upsert), with events;
+    `known`: (stored fields, inactive reason) of persons already read."""
     ids = [upsert.person_id for upsert in updates if upsert.person_id is not None]
-    stored = store.persons_for_update(connection, ids)
+    stored = dict(known)
+    stored.update(store.persons_for_update(connection, [i for i in ids if i not in known]))
     with_passwords = context.hash_passwords and context.update_passwords
     stored_hashes: dict[int, str | None] = {}
     if with_passwords:

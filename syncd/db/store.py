@@ -212,16 +212,28 @@ def persons_with_digests(
 
 
 def persons_by_keys(
-    connection: sa.Connection, site: str, kind: PersonKind, keys: Sequence[str]
+    connection: sa.Connection,
+    site: str,
+    kind: PersonKind,
+    keys: Sequence[str],
+    with_fields: bool = False,
 ) -> dict[str, ExistingPerson]:
-    """Return the given persons of the site (those that exist) by sync key."""
+    """Return the given persons of the site (those that exist) by sync key; `with_fields`:
+    with their stored fields too (ExistingPerson.fields), for rows that are likely changes
+    (a file whose unchanged rows were skipped unread), so that their update reads them once."""
+    columns = "sync_key, id, fingerprint, active, inactive_reason, row_digest"
     rows = driver_rows_in(
         connection,
-        "SELECT sync_key, id, fingerprint, active, inactive_reason, row_digest FROM persons "
+        f"SELECT {columns}{', ' + _FIELD_COLUMNS if with_fields else ''} FROM persons "
         "WHERE site = ? AND kind = ? AND sync_key IN",
         (site, kind.value),
         list(keys),
     )
+    if with_fields:
+        return {
+            row[0]: ExistingPerson(row[1], row[2], bool(row[3]), row[4], row[5], _fields(row[6:]))
+            for row in rows
+        }
     return {
         key: ExistingPerson(person_id, digest, bool(active), reason, row_digest)
         for key, person_id, digest, active, reason, row_digest in rows
@@ -497,26 +509,31 @@ def person_fields(connection: sa.Connection, person_ids: Sequence[int]) -> dict[
     return found
 
 
+# The columns of PersonFields, in its order (_fields).
+_FIELD_COLUMNS = "sync_key, username, email, first_name, last_name, student_number, attributes"
+
+
+def _fields(row: Sequence[Any]) -> PersonFields:
+    """Return the PersonFields of a row of _FIELD_COLUMNS, as the driver returns them."""
+    key, username, email, first, last, number, attributes = row
+    if isinstance(attributes, str):
+        attributes = json.loads(attributes)
+    return PersonFields(
+        key, username, email, first, last, number, tuple(sorted((attributes or {}).items()))
+    )
+
+
 def persons_for_update(
     connection: sa.Connection, person_ids: Sequence[int]
 ) -> dict[int, tuple[PersonFields, str | None]]:
     """Return (stored fields, inactive reason) of the given persons, read in bulk."""
-    found: dict[int, tuple[PersonFields, str | None]] = {}
     rows = driver_rows_in(
         connection,
-        "SELECT id, sync_key, username, email, first_name, last_name, student_number, "
-        "attributes, inactive_reason FROM persons WHERE id IN",
+        f"SELECT id, inactive_reason, {_FIELD_COLUMNS} FROM persons WHERE id IN",
         (),
         sorted(set(person_ids)),
     )
-    for person_id, key, username, email, first, last, number, attributes, reason in rows:
-        if isinstance(attributes, str):
-            attributes = json.loads(attributes)
-        fields = PersonFields(
-            key, username, email, first, last, number, tuple(sorted((attributes or {}).items()))
-        )
-        found[person_id] = (fields, reason)
-    return found
+    return {row[0]: (_fields(row[2:]), row[1]) for row in rows}
 
 
 def row_to_fields(row: Any) -> PersonFields:
