@@ -149,6 +149,10 @@ class FileColumns:
     attributes: frozenset[str] = frozenset()
     # A parents file without a child column: its rows say nothing about links.
     leaves_links: bool = False
+    # A parents file with a child column but no relationship type column: its new links are
+    # Parent links; it leaves the type of an existing link alone (a relationships file may
+    # have made it a Guardian: the nightly parents file must not turn it back every night).
+    leaves_types: bool = False
 
     def describes(self, stored: PersonFields) -> bool:
         """Return whether a row of the file says all there is about a person stored so: no

@@ -298,6 +298,9 @@ class ParentLinks(NamedTuple):
     replace: bool = True
     # The sync keys of `children` (for the change events).
     child_keys: Mapping[int, str] = MappingProxyType({})
+    # Whether the file gives the links' types; if not, `children` says Parent for new links
+    # and an existing link keeps its type (FileColumns.leaves_types).
+    typed: bool = True
 
 
 @dataclass(slots=True)
@@ -437,6 +440,8 @@ def plan_person_chunk(
                 continue
             if mode is not Mode.FULL or partial:
                 links = links._replace(replace=False)
+            if columns is not None and columns.leaves_types:
+                links = links._replace(typed=False)
         if record.deleted:
             if existing is not None and existing.active:
                 plan.deactivations.append(Deactivation(existing.person_id, key))
@@ -651,6 +656,8 @@ def plan_parent_links(
         current = by_parent.get(request.parent_id, {}) if request.parent_id is not None else {}
         for child_id, rel_type in request.children.items():
             named = current.get(child_id)
+            if named is not None and not request.typed:
+                rel_type = named.type
             if _wanted_change(named, Kind.PARENTS, rel_type):
                 plan.sets.append(
                     LinkSet(

@@ -155,6 +155,7 @@ def file_columns(kind: Kind, columns: Columns) -> FileColumns:
         absent=tuple(name for name in OPTIONAL_FIELDS if not columns.has(name)),
         attributes=frozenset(name for name, _ in columns.attributes),
         leaves_links=kind is Kind.PARENTS and not columns.has("child_key"),
+        leaves_types=kind is Kind.PARENTS and not columns.has("relationship_type"),
     )
 
 

@@ -14,6 +14,7 @@ from tests.cli.rosters import (
     active_links,
     errors_rows,
     event_names,
+    file_id,
     imported,
     parents_csv,
     person,
@@ -332,3 +333,26 @@ def test_relationship_column_of_a_parents_file_sets_the_link_type(syncd: Syncd) 
     imported(syncd, "parents.csv", parents_csv(rows, header))
     types = {(link["parent"], link["type"]) for link in syncd.export("relationships")}
     assert types == {("katrin.mueller", "Guardian"), ("oma.mueller", "Relative")}
+
+
+def test_a_parents_file_without_a_type_column_leaves_a_links_type_alone(syncd: Syncd) -> None:
+    # The relationships file says Guardian; the nightly parents file, with no type column,
+    # names the same child: the link stays a Guardian link (no retype each night, and the
+    # next relationships file finds nothing to change back), and is the parents file's too.
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", "SyncID,First name,Last name\nP1,Pat,Lee\n")
+    imported(syncd, "relationships.csv", "Parent ID,Student ID,Relationship\nP1,S1,Guardian\n")
+    imported(syncd, "parents-2.csv", "SyncID,First name,Last name,ChildID\nP1,Pat,Lee,S1;S2\n")
+    types = {(link["child"], link["type"]) for link in syncd.export("relationships")}
+    assert types == {("S1", "Guardian"), ("S2", "Parent")}  # a new link is a Parent link
+    parents_2 = file_id(syncd, "parents-2.csv")
+    created = [e for e in syncd.events("relationship.created") if e["file_id"] == parents_2]
+    assert [event["child"] for event in created] == ["S2"]
+    again = "Parent ID,Student ID,Relationship\nP1,S1,Guardian\n\n"  # new bytes, same rows
+    imported(syncd, "relationships-2.csv", again)
+    counts = report(syncd, "relationships-2.csv")["counts"]
+    assert (counts["updated"], counts["links_created"], counts["unchanged"]) == (0, 0, 1)
+    # Both files named it: the relationships file dropping it leaves the parents file's link.
+    imported(syncd, "relationships-3.csv", "Parent ID,Student ID,Relationship\nP1,S2,Parent\n")
+    types = {(link["child"], link["type"]) for link in syncd.export("relationships")}
+    assert types == {("S1", "Guardian"), ("S2", "Parent")}
