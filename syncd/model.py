@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import repeat
 from typing import NamedTuple
 
 
@@ -197,6 +199,16 @@ class PersonRecord(NamedTuple):
     relationship_type: RelType = RelType.PARENT
     # The digest of the one row this record came from (RawRow.digest), if there is one.
     digest: int | None = None
+    # The type of each of `child_values`, where they differ (a parent on one row per child,
+    # a Parent of one and a Guardian of another: merge_person_records); else None, and
+    # `relationship_type` is every child's.
+    child_types: tuple[RelType, ...] | None = None
+
+    def typed_children(self) -> Iterator[tuple[str, RelType]]:
+        """Yield (child value, its relationship type) for each of `child_values`."""
+        if self.child_types is None:  # strict: the types are as many as the values
+            return zip(self.child_values or (), repeat(self.relationship_type))
+        return zip(self.child_values or (), self.child_types, strict=True)
 
 
 class ParentBy(StrEnum):

@@ -30,10 +30,19 @@ class RecordSpill:
         self.count = 0
 
     def add(self, record: PersonRecord) -> None:
-        line, fields, password, deleted, children, rel_type, digest = record
+        line, fields, password, deleted, children, rel_type, digest, types = record
         # The type's plain value: marshal takes no str subclass, and an Enum hashes slowly.
         self._batch.append(
-            (line, tuple(fields), password, deleted, children, rel_type._value_, digest)
+            (
+                line,
+                tuple(fields),
+                password,
+                deleted,
+                children,
+                rel_type._value_,
+                digest,
+                None if types is None else tuple(t._value_ for t in types),
+            )
         )
         self.count += 1
         if len(self._batch) >= BATCH:
@@ -72,9 +81,11 @@ class RecordSpill:
 
 
 def _record(values: tuple[Any, ...]) -> PersonRecord:
-    line, fields, password, deleted, children, rel_type, digest = values
+    line, fields, password, deleted, children, rel_type, digest, types = values
+    if types is not None:
+        types = tuple(_TYPES[value] for value in types)
     return _make_record(
-        (line, _make_fields(fields), password, deleted, children, _TYPES[rel_type], digest)
+        (line, _make_fields(fields), password, deleted, children, _TYPES[rel_type], digest, types)
     )
 
 

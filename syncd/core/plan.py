@@ -57,6 +57,7 @@ def fingerprint(record: PersonRecord) -> str:
             *map("=".join, fields.attributes),
             "children:" + ("-" if children is None else ";".join(children)),
             record.relationship_type._value_,
+            *(t._value_ for t in record.child_types or ()),
         ]
     )
     return xxh3_128_hexdigest(text.encode("utf-8", "surrogatepass"))
@@ -523,9 +524,8 @@ def _resolve_children(
     # resolve_child inlined: this runs for each of the millions of children of a parents file.
     field_name = child_field.value
     casefold = field_name in ("email", "username")
-    rel_type = record.relationship_type
     find = index.get
-    for value in record.child_values or ():
+    for value, rel_type in record.typed_children():
         matches = find(value.strip().casefold() if casefold else value.strip(), ())
         if len(matches) == 1:
             person_id, sync_key = matches[0]

@@ -246,7 +246,6 @@ class PersonRows:
         """Yield each valid row's record; add the errors of the others (and of repeats)."""
         first = self._first
         make_record = self._make_record
-        is_parents = self.kind is Kind.PARENTS
         for row in rows:
             record = make_record(row)
             if record is None:
@@ -254,48 +253,23 @@ class PersonRows:
             key = record.fields.sync_key
             seen = first.get(key)
             if seen is None:
-                if is_parents:
-                    first[key] = row.line | _TYPE_CODE[record.relationship_type] << 32
-                else:
-                    first[key] = row.line
+                first[key] = row.line
                 yield record
             elif self._repeat_is_valid(row, record, seen):
                 self.repeated.add(key)
                 yield record
 
-    def _repeat_is_valid(self, row: RawRow, record: PersonRecord, seen: int) -> bool:
-        columns, errors = self.columns, self.errors
-        key = record.fields.sync_key
-        first_line = seen & 0xFFFFFFFF
+    def _repeat_is_valid(self, row: RawRow, record: PersonRecord, first_line: int) -> bool:
         # A parent on several rows is one person (SPEC §2.3): whether its rows agree is
         # merge_person_records's to judge, with every row at hand. A student is one row.
-        if self.kind is not Kind.PARENTS:
-            column, cell = _identifier_cell(columns, row.values)
-            errors.add(RowError(row.line, column, cell or key, f"duplicate of row {first_line}"))
-            errors.rejected_keys.add(key)
-            self._late.append(key)
-            return False
-        first_type = _TYPES[(seen >> 32) & 0b111]
-        if self.has_children and record.relationship_type is not first_type:
-            # A record has one type for all its children; taking either would be a guess.
-            errors.add(
-                RowError(
-                    row.line,
-                    columns.label("relationship_type"),
-                    columns.get(row.values, "relationship_type"),
-                    f"relationship type {record.relationship_type.value} differs from "
-                    f"{first_type.value} on row {first_line}: name this child in a "
-                    "relationships file",
-                )
-            )
-            errors.rejected_keys.add(key)
-            self._late.append(key)
-            return False
-        return True
-
-
-_TYPES: tuple[RelType, ...] = tuple(RelType)
-_TYPE_CODE = {rel_type: code for code, rel_type in enumerate(_TYPES)}
+        if self.kind is Kind.PARENTS:
+            return True
+        key = record.fields.sync_key
+        column, cell = _identifier_cell(self.columns, row.values)
+        self.errors.add(RowError(row.line, column, cell or key, f"duplicate of row {first_line}"))
+        self.errors.rejected_keys.add(key)
+        self._late.append(key)
+        return False
 
 
 def merge_person_records(
@@ -307,45 +281,75 @@ def merge_person_records(
     """Return the one record of a person the file names on `records` (same key, file order).
 
     The rows agree where each gives a value: a cell left empty on one row takes the
-    others' (a phone given once); a row giving another value is rejected (added to
-    `errors`, naming the field by `label`) and its children are not taken. The children of
-    all other rows, in order; deleted only if every such row says so.
+    others' (a phone given once); a row giving another value, or another relationship type
+    for a child an earlier row named, is rejected (added to `errors`, naming the field by
+    `label`) and its children are not taken. The children of all other rows, in order, each
+    with its row's type (a Parent of one child and a Guardian of another, one row each);
+    deleted only if every such row says so.
     """
     earliest = records[0]
     if len(records) == 1:
         return earliest
     fields = earliest.fields
-    children: dict[str, None] = dict.fromkeys(earliest.child_values or ())
+    # Each child value: (its type, the row that named it first).
+    children = {value: (rel_type, earliest.line) for value, rel_type in earliest.typed_children()}
     deleted = earliest.deleted
     for record in records[1:]:
-        merged = _agreeing_fields(fields, record.fields)
-        if not isinstance(merged, PersonFields):
-            name, theirs, ours = merged
+        merged = _merged_row(fields, earliest.line, record, children, label)
+        if isinstance(merged, RowError):
             if errors is not None:
-                errors.add(
-                    RowError(
-                        record.line,
-                        label(name),
-                        ours,
-                        f"duplicate of row {earliest.line} with another {label(name)} "
-                        f"({theirs!r} there)",
-                    )
-                )
+                errors.add(merged)
                 # Listed only in part: a full file keeps the links this row may have named.
                 errors.rejected_keys.add(fields.sync_key)
             continue
         fields = merged
-        children.update(dict.fromkeys(record.child_values or ()))
+        for value, rel_type in record.typed_children():
+            children.setdefault(value, (rel_type, record.line))
         deleted = deleted and record.deleted
+    rel_type = earliest.relationship_type
+    types = tuple(rel_type for rel_type, _ in children.values())
     return PersonRecord(
         line=earliest.line,
         fields=fields,
         password=earliest.password,
         deleted=deleted,
         child_values=tuple(children) if has_children else None,
-        relationship_type=earliest.relationship_type,
+        relationship_type=rel_type,
         digest=None,  # no one row describes this person
+        child_types=types if has_children and any(t is not rel_type for t in types) else None,
     )
+
+
+def _merged_row(
+    fields: PersonFields,
+    earliest: int,
+    record: PersonRecord,
+    named: Mapping[str, tuple[RelType, int]],
+    label: Callable[[str], str],
+) -> PersonFields | RowError:
+    """Return `fields` with what a later row of the person adds, or that row's error: it
+    gives another value for a field, or another relationship type for a child an earlier
+    row named (`named`: each child's type and row; taking either would be a guess)."""
+    merged = _agreeing_fields(fields, record.fields)
+    if not isinstance(merged, PersonFields):
+        name, theirs, ours = merged
+        return RowError(
+            record.line,
+            label(name),
+            ours,
+            f"duplicate of row {earliest} with another {label(name)} ({theirs!r} there)",
+        )
+    for value, rel_type in record.typed_children():
+        earlier = named.get(value)
+        if earlier is not None and earlier[0] is not rel_type:
+            return RowError(
+                record.line,
+                label("relationship_type"),
+                rel_type.value,
+                f"relationship type {rel_type.value} differs from {earlier[0].value} for "
+                f"{label('child_key')} {value} on row {earlier[1]}",
+            )
+    return merged
 
 
 _MERGED_FIELDS = ("username", "email", "first_name", "last_name", "student_number")
@@ -580,6 +584,7 @@ def _record_maker(
                 child_values,
                 relationship_type,
                 row.digest,
+                None,  # child_types: one row, one type
             )
         )
 

@@ -335,6 +335,23 @@ def test_relationship_column_of_a_parents_file_sets_the_link_type(syncd: Syncd) 
     assert types == {("katrin.mueller", "Guardian"), ("oma.mueller", "Relative")}
 
 
+def test_a_parent_on_one_row_per_child_has_each_childs_type(syncd: Syncd) -> None:
+    # SPEC §2.3: a mother of her own child and guardian of a niece, one row per child.
+    imported(syncd, "students.csv", students_csv())
+    header = "SyncID,First name,Last name,ChildID,Relationship\n"
+    rows = "P1,Mary,Lee,S1,Parent\nP1,Mary,Lee,S2,Guardian\n"
+    imported(syncd, "parents.csv", header + rows)
+    assert report(syncd, "parents.csv")["counts"]["rejected"] == 0
+    types = {(link["child"], link["type"]) for link in syncd.export("relationships")}
+    assert types == {("S1", "Parent"), ("S2", "Guardian")}
+    imported(syncd, "parents-2.csv", header + rows + "\n")  # the same rows: nothing changes
+    counts = report(syncd, "parents-2.csv")["counts"]
+    assert (counts["unchanged"], counts["updated"], counts["links_created"]) == (1, 0, 0)
+    imported(syncd, "parents-3.csv", header + "P1,Mary,Lee,S1,Parent\nP1,Mary,Lee,S2,Parent\n")
+    types = {(link["child"], link["type"]) for link in syncd.export("relationships")}
+    assert types == {("S1", "Parent"), ("S2", "Parent")}
+
+
 def test_a_parents_file_without_a_type_column_leaves_a_links_type_alone(syncd: Syncd) -> None:
     # The relationships file says Guardian; the nightly parents file, with no type column,
     # names the same child: the link stays a Guardian link (no retype each night, and the

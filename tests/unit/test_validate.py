@@ -407,16 +407,32 @@ def test_parent_on_several_rows_fills_a_cell_left_empty_on_one_of_them() -> None
     assert record.child_values == ("S1", "S2", "S3")
 
 
-def test_parent_on_several_rows_with_different_relationship_types_is_rejected_not_guessed() -> None:
-    """One record has one type for all its children: the second row's type is never dropped."""
-    records, errors = parents(
+def test_parent_on_several_rows_keeps_each_childs_relationship_type() -> None:
+    """SPEC §2.3: one row per child never has to be split: a Parent of one child and a
+    Guardian of another, one row each, is one record with each child's own type."""
+    [record], errors = parents(
         ("P1", "", "", "Ann", "Smith", "S1", "Parent"),
         ("P1", "", "", "Ann", "Smith", "S2", "guardian"),
+        ("P1", "", "", "Ann", "Smith", "S3", ""),
     )
-    assert [record.child_values for record in records] == [("S1",)]
+    assert errors.errors == []
+    assert list(record.typed_children()) == [
+        ("S1", RelType.PARENT),
+        ("S2", RelType.GUARDIAN),
+        ("S3", RelType.PARENT),
+    ]
+
+
+def test_parent_naming_a_child_again_with_another_type_is_rejected_not_guessed() -> None:
+    [record], errors = parents(
+        ("P1", "", "", "Ann", "Smith", "S1;S2", "Parent"),
+        ("P1", "", "", "Ann", "Smith", "S2;S3", "guardian"),
+    )
+    assert record.child_values == ("S1", "S2")  # the rejected row's S3 is not taken either
+    assert record.child_types is None
     [error] = errors.errors
-    assert (error.row, error.column, error.value) == (3, "Relationship Type", "guardian")
-    assert "Guardian" in error.error and "row 2" in error.error
+    assert (error.row, error.column, error.value) == (3, "Relationship Type", "Guardian")
+    assert "differs from Parent" in error.error and "S2 on row 2" in error.error
     assert errors.rejected_keys == {"P1"}
 
 
