@@ -168,6 +168,8 @@ def detect_format(binary: BinaryIO) -> Detected:
         if start.startswith(markup):
             raise FileFailed(f"{what}, not a spreadsheet or CSV file; {SAVE_AS_HINT}")
 
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16's
+        raise FileFailed(f"UTF-32 text, which syncd does not read; {SAVE_AS_HINT}")
     for bom, encoding in _BOMS:
         if head.startswith(bom):
             if encoding == "utf-8-sig":

@@ -313,6 +313,14 @@ def test_utf16_without_a_bom_fails_saying_so(tmp_path: Path, codec: str) -> None
     assert reason.startswith("UTF-16 text without a byte order mark; save it as CSV UTF-8")
 
 
+@pytest.mark.parametrize("codec", ["utf-32", "utf-32-be"])
+def test_utf32_text_fails_with_the_save_as_hint_not_as_utf16(tmp_path: Path, codec: str) -> None:
+    text = "SyncID,Name\nS1,Zoë\n"
+    content = text.encode(codec) if codec == "utf-32" else b"\x00\x00\xfe\xff" + text.encode(codec)
+    reason = read_failure(write(tmp_path, content))
+    assert reason == "UTF-32 text, which syncd does not read; save it as .xlsx or CSV"
+
+
 def test_nul_bytes_in_a_file_fail_as_binary(tmp_path: Path) -> None:
     reason = read_failure(write(tmp_path, b"SyncID,Name\nS1,\x00\x01\x02\xff\x00garbage\n"))
     assert "binary content (NUL bytes)" in reason and "save it as .xlsx or CSV" in reason
