@@ -356,12 +356,22 @@ class _CsvScanner:
                 self._line += len(self._taken)
 
     def header(self) -> tuple[str, ...] | None:
-        """Return the first non-blank record as header cells, or None if there is none."""
+        """Return the first non-blank record as header cells, or None if there is none.
+
+        A first line `sep=;` is Excel's hint of the delimiter (the sniffer took it from that
+        line, as it is its only delimiter), not the header: the header is the next record.
+        """
+        first = True
         for line, cells, _, _ in self._records():
             cells = list(_trimmed(cells, 0))
             _checked(cells, line, self._limits)
-            if not _is_blank(cells):
-                return tuple(_header_cell(cell) for cell in cells)
+            if _is_blank(cells):
+                continue
+            # (Its second, empty cell is trimmed.)
+            if first and len(cells) == 1 and cells[0].strip().casefold() == "sep=":
+                first = False
+                continue
+            return tuple(_header_cell(cell) for cell in cells)
         return None
 
     def line_blocks(self) -> LineBlocks | None:

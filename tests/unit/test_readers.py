@@ -110,6 +110,16 @@ def test_utf8_with_bom_is_read_and_bom_left_out_of_header(tmp_path: Path) -> Non
     assert rows == PEOPLE_ROWS
 
 
+@pytest.mark.parametrize("delimiter", [";", ",", "|", "\t"])
+def test_excels_sep_hint_line_gives_the_delimiter_and_is_not_the_header(
+    tmp_path: Path, delimiter: str
+) -> None:
+    text = f"SEP={delimiter}\r\n" + PEOPLE_CSV.replace(",", delimiter)
+    table, rows = read(write(tmp_path, text))
+    assert (table.delimiter, table.header) == (delimiter, ("SyncID", "First name", "Last name"))
+    assert rows == [row._replace(line=row.line + 1) for row in PEOPLE_ROWS]  # lines as in the file
+
+
 def test_utf16_le_with_bom_is_read(tmp_path: Path) -> None:
     data = b"\xff\xfe" + PEOPLE_CSV.replace(",", "\t").replace("\n", "\r\n").encode("utf-16-le")
     table, rows = read(write(tmp_path, data, "students.txt"))
