@@ -805,7 +805,9 @@ def _open_xlsx(binary: BinaryIO, limits: Limits) -> Iterator[Table]:
         records = _xlsx_records(sheet.iter_rows(), _scan_sheet(binary, first_sheet))
         header = _split_header(records, limits)
         if header is None:
-            raise FileFailed("no header row")
+            # An instructions sheet in front of the data one, say: SPEC §2.2 reads the first.
+            others = " (syncd reads the first sheet only)" if len(sheets) > 1 else ""
+            raise FileFailed(f"no header row in the first sheet, {sheet.title!r}{others}")
         yield Table(
             format="xlsx",
             encoding=None,

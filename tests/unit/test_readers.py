@@ -602,7 +602,14 @@ def test_xlsx_named_csv_is_read_as_xlsx(tmp_path: Path) -> None:
 
 def test_xlsx_with_only_empty_rows_has_no_header_row(tmp_path: Path) -> None:
     path = write_xlsx(tmp_path / "s.xlsx", [[None, None], [None]])
-    assert read_failure(path) == "no header row"
+    assert read_failure(path) == "no header row in the first sheet, 'Sheet'"
+
+
+def test_xlsx_with_an_empty_first_sheet_says_only_the_first_is_read(tmp_path: Path) -> None:
+    # An instructions sheet left empty in front of the data: the reason names where syncd read.
+    path = write_xlsx(tmp_path / "s.xlsx", [], extra_sheet=True)
+    reason = read_failure(path)
+    assert reason == "no header row in the first sheet, 'Sheet' (syncd reads the first sheet only)"
 
 
 def test_xlsx_sheet_inflating_past_max_file_size_fails(tmp_path: Path) -> None:
