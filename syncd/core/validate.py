@@ -294,8 +294,9 @@ def merge_person_records(
     # Each child value: (its type, the row that named it first).
     children = {value: (rel_type, earliest.line) for value, rel_type in earliest.typed_children()}
     deleted = earliest.deleted
+    password = earliest.password
     for record in records[1:]:
-        merged = _merged_row(fields, earliest.line, record, children, label)
+        merged = _merged_row(fields, password, earliest.line, record, children, label)
         if isinstance(merged, RowError):
             if errors is not None:
                 errors.add(merged)
@@ -303,6 +304,7 @@ def merge_person_records(
                 errors.rejected_keys.add(fields.sync_key)
             continue
         fields = merged
+        password = password or record.password
         for value, rel_type in record.typed_children():
             children.setdefault(value, (rel_type, record.line))
         deleted = deleted and record.deleted
@@ -311,7 +313,7 @@ def merge_person_records(
     return PersonRecord(
         line=earliest.line,
         fields=fields,
-        password=earliest.password,
+        password=password,
         deleted=deleted,
         child_values=tuple(children) if has_children else None,
         relationship_type=rel_type,
@@ -322,14 +324,16 @@ def merge_person_records(
 
 def _merged_row(
     fields: PersonFields,
+    password: str | None,
     earliest: int,
     record: PersonRecord,
     named: Mapping[str, tuple[RelType, int]],
     label: Callable[[str], str],
 ) -> PersonFields | RowError:
     """Return `fields` with what a later row of the person adds, or that row's error: it
-    gives another value for a field, or another relationship type for a child an earlier
-    row named (`named`: each child's type and row; taking either would be a guess)."""
+    gives another value for a field or another password than `password` (the password is
+    never shown), or another relationship type for a child an earlier row named (`named`:
+    each child's type and row; taking either would be a guess)."""
     merged = _agreeing_fields(fields, record.fields)
     if not isinstance(merged, PersonFields):
         name, theirs, ours = merged
@@ -338,6 +342,10 @@ def _merged_row(
             label(name),
             ours,
             f"duplicate of row {earliest} with another {label(name)} ({theirs!r} there)",
+        )
+    if password and record.password and record.password != password:
+        return RowError(
+            record.line, label("password"), "", f"duplicate of row {earliest} with another password"
         )
     for value, rel_type in record.typed_children():
         earlier = named.get(value)

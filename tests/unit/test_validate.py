@@ -436,6 +436,23 @@ def test_parent_naming_a_child_again_with_another_type_is_rejected_not_guessed()
     assert errors.rejected_keys == {"P1"}
 
 
+def test_parent_rows_giving_two_passwords_reject_the_later_without_showing_either() -> None:
+    cols = columns(*PARENT, "password")
+    rules = RowRules(keep_passwords=True)
+    [record], errors = persons(
+        Kind.PARENTS,
+        cols,
+        ("P1", "", "", "Ann", "Smith", "S1", ""),
+        ("P1", "", "", "Ann", "Smith", "S2", "Secret-1"),  # given once: taken, as a phone is
+        ("P1", "", "", "Ann", "Smith", "S3", "Secret-2"),
+        rules=rules,
+    )
+    assert (record.password, record.child_values) == ("Secret-1", ("S1", "S2"))
+    [error] = errors.errors
+    assert (error.row, error.value) == (4, "")
+    assert "another password" in error.error and "Secret" not in error.error
+
+
 def test_parent_rows_without_child_column_merge_silently() -> None:
     records, errors = persons(
         Kind.PARENTS,
