@@ -99,6 +99,8 @@ class Pickup:
         # Files a preview found naming someone not there yet (name, size, mtime): the
         # daemon's next polls let them wait without reading them again.
         self._must_wait: set[tuple[str, int, float]] = set()
+        # Files in processing/ that are not this database's claims, said once (file.waiting).
+        self._not_ours: set[str] = set()
 
     def _list_entries(self) -> list[Entry]:
         """List the drop folder, remembering each file's first-seen time across runs."""
@@ -172,10 +174,7 @@ class Pickup:
         """
         outcome = PassResult()
         self._expire(run_id)
-        claimed = [
-            _Claimed(entry.name, entry.name, entry.mtime, entry.size)
-            for entry in self.source.list_processing()
-        ]
+        claimed = self._left_in_processing(run_id)
         entries = self._list_entries()
         ready, young = self.ready_entries(entries)
         if young and wait_for_young and not self.config.done_marker:
@@ -288,9 +287,52 @@ class Pickup:
                         reason="an earlier kind of file is still arriving",
                     )
                 continue
+            # In the ledger first: what this syncd finds in processing/ is its own only if so.
+            claim_id = self.pipeline.register_claim(
+                self.config, entry.name, f"processing/{entry.name}"
+            )
             processing_name = self.source.claim(entry.name)
-            if processing_name is not None:
-                claimed.append(_Claimed(processing_name, entry.name, entry.mtime, entry.size))
+            if processing_name is None:  # another syncd took it first
+                self.pipeline.forget_claim(claim_id)
+                continue
+            if processing_name != entry.name:  # a name already in processing/
+                self.pipeline.set_location(claim_id, f"processing/{processing_name}")
+            claimed.append(_Claimed(processing_name, entry.name, entry.mtime, entry.size))
+        return claimed
+
+    def _left_in_processing(self, run_id: str) -> list[_Claimed]:
+        """Return the files in processing/ that this database's ledger claimed and did not
+        deliver (a crash, a connection lost before the file moved on), to take up again.
+
+        Any other file there is not syncd's to take (SPEC §3.2: claimed by another syncd
+        with its own database, mid-file; or put there by hand): it stays, said once by
+        file.waiting (hidden and temporary names, never picked up anyway, are not).
+        """
+        left = self.source.list_processing()
+        paths = [f"processing/{entry.name}" for entry in left]
+        with self.pipeline.engine.begin() as connection:
+            # A claim whose move never happened (the connection lost during it): forgotten.
+            store.forget_claims_not_at(connection, self.config.name, paths)
+            ours = store.paths_in_processing(connection, self.config.name, paths)
+        claimed = []
+        for entry in left:
+            if f"processing/{entry.name}" in ours:
+                claimed.append(_Claimed(entry.name, entry.name, entry.mtime, entry.size))
+            elif entry.name not in self._not_ours and is_candidate_name(entry.name):
+                self._not_ours.add(entry.name)
+                audit.emit(
+                    audit.FILE_WAITING,
+                    level="warning",
+                    source=self.config.name,
+                    site=self.config.site,
+                    run_id=run_id,
+                    name=entry.name,
+                    reason=(
+                        "in processing/ but not claimed by this syncd's database (another "
+                        "syncd's file, or put there by hand): left alone; move it back to the "
+                        "drop folder to have it picked up"
+                    ),
+                )
         return claimed
 
     def _applies_without_them(self, entry: Entry, kind: Kind) -> bool:
@@ -359,6 +401,9 @@ class Pickup:
                 self._count(result, item.processing_name, outcome)
                 return
             row = None  # an entry whose delivery was cut short later; this is another file
+        claim_id = None
+        if row is not None and row.size is None:  # claimed, not read yet (register_claim)
+            claim_id, item.name, row = row.id, row.name, None
         if row is not None:  # taken up again after a crash: same ledger entry
             file_id = row.id
             item.name = row.name
@@ -369,6 +414,7 @@ class Pickup:
             source_name=self.config.name,
             kind=item.kind,
             file_id=file_id,
+            claim_id=claim_id,
             run_id=run_id,
             location=location,
             orphans=orphans,

@@ -105,6 +105,9 @@ class Job:
     kind: Kind | None = None
     dry_run: bool = False
     file_id: int | None = None  # an existing ledger entry (crash recovery, release)
+    # The entry of a file claimed into processing/ and not read yet (register_claim): it is
+    # received (sha256, size, file.received) by open_ledger.
+    claim_id: int | None = None
     force: bool = False  # released by an operator: skip the safety thresholds
     run_id: str | None = None
     location: str | None = None  # where the file sits while processed, for the ledger
@@ -216,31 +219,70 @@ class Pipeline:
     # --- ledger --------------------------------------------------------------------------
 
     def open_ledger(self, job: Job, sha256: str | None, size: int) -> int:
-        """Return the ledger id for the job, creating the entry (and file.received)."""
+        """Return the ledger id for the job: its entry, received now (sha256, size and
+        file.received) if it is new or only claimed (register_claim)."""
         if job.file_id is not None:
             return job.file_id
         now = self.clock.now()
         with self.engine.begin() as connection:
             store.ensure_site(connection, job.source.site, now)
-            inserted = connection.execute(
-                files.insert().values(
-                    source=job.source_name,
-                    site=job.source.site,
-                    name=job.name,
-                    status=FileStatus.PROCESSING.value,
-                    sha256=sha256,
-                    size=size,
-                    path=job.location,
-                    received_at=now,
+            if job.claim_id is not None:
+                file_id = job.claim_id
+                connection.execute(
+                    files.update()
+                    .where(files.c.id == file_id)
+                    .values(sha256=sha256, size=size, path=job.location)
                 )
-            ).inserted_primary_key
-            assert inserted is not None
-            file_id = int(inserted[0])
+            else:
+                file_id = self._new_entry(
+                    connection, job.source_name, job.source.site, job.name, job.location, now,
+                    sha256=sha256, size=size,
+                )  # fmt: skip
             events = self._events(job, file_id)
             events.add(audit.FILE_RECEIVED, name=job.name, sha256=sha256, size=size)
             events.write(connection)
         events.emit()
         return int(file_id)
+
+    def register_claim(self, source: SourceConfig, name: str, location: str) -> int:
+        """Record in the ledger a file about to be claimed into processing/ `location`
+        (SPEC §3.2), before it is moved: a file found in processing/ is this database's to
+        take up only if its ledger says so, never another syncd's claim in progress or a
+        file put there by hand. Its size stays unset until it is read (open_ledger)."""
+        now = self.clock.now()
+        with self.engine.begin() as connection:
+            store.ensure_site(connection, source.site, now)
+            return self._new_entry(connection, source.name, source.site, name, location, now)
+
+    def forget_claim(self, file_id: int) -> None:
+        """Remove the entry of a claim another syncd won (the file was gone when moved)."""
+        with self.engine.begin() as connection:
+            connection.execute(files.delete().where(files.c.id == file_id, files.c.size.is_(None)))
+
+    @staticmethod
+    def _new_entry(
+        connection: sa.Connection,
+        source_name: str | None,
+        site: str,
+        name: str,
+        location: str | None,
+        now: datetime,
+        **received: Any,
+    ) -> int:
+        """Insert a ledger entry in processing; `received`: its sha256 and size, if read."""
+        inserted = connection.execute(
+            files.insert().values(
+                source=source_name,
+                site=site,
+                name=name,
+                status=FileStatus.PROCESSING.value,
+                path=location,
+                received_at=now,
+                **received,
+            )
+        ).inserted_primary_key
+        assert inserted is not None
+        return int(inserted[0])
 
     def _events(self, job: Job, file_id: int | None) -> EventBuffer:
         return self.events_for(job, file_id, self.clock.now())

@@ -864,6 +864,31 @@ def file_in_processing(connection: sa.Connection, source: str, path: str) -> Any
     return connection.execute(query.order_by(files.c.id.desc()).limit(1)).first()
 
 
+def paths_in_processing(connection: sa.Connection, source: str, paths: Sequence[str]) -> set[str]:
+    """Return those of `paths` (processing/NAME) where a ledger entry of `source` is."""
+    found: set[str] = set()
+    for chunk in chunked(list(paths)):
+        query = sa.select(files.c.path).where(files.c.source == source, files.c.path.in_(chunk))
+        found.update(connection.execute(query).scalars())
+    return found
+
+
+def forget_claims_not_at(connection: sa.Connection, source: str, paths: Sequence[str]) -> None:
+    """Remove the entries of `source`'s claims never read (no size yet) whose file is at none
+    of `paths` (what processing/ holds): a claim cut short before its move."""
+    claims = connection.execute(
+        sa.select(files.c.id, files.c.path).where(
+            files.c.source == source,
+            files.c.status == FileStatus.PROCESSING.value,
+            files.c.size.is_(None),
+        )
+    ).all()
+    present = set(paths)
+    gone = [row.id for row in claims if row.path not in present]
+    for chunk in chunked(gone):
+        connection.execute(files.delete().where(files.c.id.in_(chunk)))
+
+
 def row_errors(connection: sa.Connection, file_id: int) -> list[RowError]:
     """Return the rejected rows of a file as its row.rejected events recorded them, once
     each (a released file was validated twice), without the values the events leave out:

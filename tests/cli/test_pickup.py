@@ -288,6 +288,57 @@ def test_file_left_in_processing_is_taken_up_under_its_ledger_entry(syncd: Syncd
     assert archived(syncd) == ["students.csv"]
 
 
+def test_a_file_claimed_but_not_read_before_a_crash_is_taken_up_as_received_once(
+    syncd: Syncd,
+) -> None:
+    # The claim is in the ledger before the move (register_claim); a crash before the file
+    # was read leaves an entry with no size: the restart receives it under that entry.
+    processing = syncd.drop_dir / "processing"
+    processing.mkdir(parents=True)
+    (processing / "students.csv").write_text(STUDENTS)
+    engine = open_database(syncd.database_url)
+    config = local_source(syncd.drop_dir, name="district-a")
+    pipeline = Pipeline(engine, SystemClock())
+    claim_id = pipeline.register_claim(config, "students.csv", "processing/students.csv")
+    # A claim whose move never happened (the connection lost during it) is forgotten.
+    pipeline.register_claim(config, "parents.csv", "processing/parents.csv")
+    engine.dispose()
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 0, outcome.stderr
+    ledger = syncd("files", "--json").json()
+    assert [(f["id"], f["status"], f["sha256"] is not None) for f in ledger] == [
+        (claim_id, "applied", True)
+    ]
+    assert [e["file_id"] for e in syncd.events("file.received")] == [claim_id]
+    assert archived(syncd) == ["students.csv"]
+
+
+def test_a_file_in_processing_this_database_never_claimed_is_left_alone(
+    syncd_sqlite: Syncd,
+) -> None:
+    # SPEC §3.2: the move into processing/ is the claim, "so two daemons can never take the
+    # same file": another syncd's (another database's) file there, mid-file, is not a crash's
+    # leftover here; nor is a file put there by hand, or an upload's temporary file.
+    processing = syncd_sqlite.drop_dir / "processing"
+    processing.mkdir(parents=True)
+    (processing / "students.csv").write_text(STUDENTS)
+    (processing / "parents.csv.part").write_text("SyncID,First name,Last name\nP1,A,B\n")
+    (processing / ".DS_Store").write_bytes(b"")
+    for _ in range(2):
+        outcome = syncd_sqlite("run", "--once")
+        assert outcome.exit_code == 0, outcome.stderr
+    assert syncd_sqlite("files", "--json").json() == []
+    assert syncd_sqlite.export() == []
+    assert sorted(p.name for p in processing.iterdir()) == [
+        ".DS_Store",
+        "parents.csv.part",
+        "students.csv",
+    ]
+    waiting = syncd_sqlite.events("file.waiting")  # once a process (each `run --once`)
+    assert [(e["name"], e["level"]) for e in waiting] == [("students.csv", "warning")] * 2
+    assert "not claimed by this syncd's database" in waiting[0]["reason"]
+
+
 def test_file_left_in_processing_after_its_commit_is_delivered_under_its_entry(
     syncd: Syncd,
 ) -> None:

@@ -351,3 +351,30 @@ def test_file_over_max_file_size_fails_without_download(remote: tuple[Syncd, Ssh
     report = json.loads((sshd.upload / "reports" / "students.csv.report.json").read_text())
     assert "max_file_size" in report["reason"]
     assert report["kind"] == "students"  # what its name says: it was never read
+
+
+def test_a_file_another_syncd_claimed_into_processing_is_not_taken_again(
+    remote: tuple[Syncd, Sshd], tmp_path: Path
+) -> None:
+    # SPEC §3.2 "two daemons can never take the same file": a syncd with its own database on
+    # the same account finds the first one's claimed file in processing/ mid-file. It is not
+    # a crash's leftover there: only its own ledger's claims are taken up again.
+    first, sshd = remote
+    (tmp_path / "second").mkdir()
+    second = Syncd(tmp_path / "second", f"sqlite:///{tmp_path / 'second.db'}")
+    second.configure(sources=[sftp_source(sshd)])
+    upload(sshd, "students.csv", STUDENTS)
+    processing = sshd.upload / "processing"
+    processing.mkdir()
+    (sshd.upload / "students.csv").rename(processing / "students.csv")  # the first's claim
+    outcome = second("run", "--once")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert second("files", "--json").json() == []
+    assert (processing / "students.csv").read_text(encoding="utf-8") == STUDENTS
+    assert not list(sshd.upload.glob("reports/*"))
+    # The same file claimed by the first through its own pass is applied there, once.
+    (processing / "students.csv").rename(sshd.upload / "students.csv")
+    assert first("run", "--once").exit_code == 0
+    assert second("run", "--once").exit_code == 0
+    assert [f["status"] for f in first("files", "--json").json()] == ["applied"]
+    assert second("files", "--json").json() == []
