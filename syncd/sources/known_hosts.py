@@ -50,11 +50,11 @@ class KnownHosts:
         return known
 
     def verdict(self, host: str, key: Any) -> str:
-        """Return "known", "changed" (the host is listed with other keys only, or the key is
-        revoked) or "unknown" for `key` presented by `host` ("name" on port 22, else
-        "[name]:port", as in the file)."""
+        """Return "known", "revoked" (a @revoked line names the key), "changed" (the host
+        is listed with other keys only) or "unknown" for `key` presented by `host` ("name"
+        on port 22, else "[name]:port", as in the file)."""
         if any(_same_key(line.key, key) for line in self.revoked):
-            return "changed"
+            return "revoked"
         listed = [line for line in self.lines if _names(line.patterns, host)]
         if any(_same_key(line.key, key) for line in listed):
             return "known"

@@ -147,6 +147,10 @@ class _ChangedHostKey(Exception):
     """Raised by the host key policy: known_hosts lists the host with other keys only."""
 
 
+class _RevokedHostKey(Exception):
+    """Raised by the host key policy: a @revoked line of known_hosts names the key."""
+
+
 class _KnownHostsPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
     """Accept the server's key only when the source's known_hosts holds it (the client itself
     holds no keys, so paramiko asks here every time); never adds one."""
@@ -156,6 +160,8 @@ class _KnownHostsPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
 
     def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
         verdict = self.known.verdict(hostname, key)
+        if verdict == "revoked":
+            raise _RevokedHostKey(hostname)
         if verdict == "changed":
             raise _ChangedHostKey(hostname)
         if verdict != "known":
@@ -337,6 +343,11 @@ class SftpSource:
             raise HostKeyRejected(
                 f'source "{self.name}": host key of {self._where} is not in known_hosts '
                 f"{known_hosts}; add it with ssh-keyscan"
+            ) from None
+        except _RevokedHostKey:
+            raise HostKeyRejected(
+                f'source "{self.name}": host key of {self._where} is marked @revoked in '
+                f"known_hosts {known_hosts}"
             ) from None
         except (_ChangedHostKey, paramiko.BadHostKeyException):
             raise HostKeyRejected(

@@ -162,7 +162,7 @@ def test_a_revoked_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
     line = sshd.known_hosts_line(None)
     known_hosts = sshd.write_known_hosts(tmp_path / "known_hosts", extra=f"@revoked {line}")
 
-    with pytest.raises(HostKeyRejected, match="changed"):
+    with pytest.raises(HostKeyRejected, match="is marked @revoked in known_hosts"):
         SftpSource(sshd.source_config(known_hosts=known_hosts), connect_timeout=5)
 
 
