@@ -220,19 +220,41 @@ def upgrade_database(url: str) -> tuple[str | None, str]:
     """Migrate to the newest schema; return (revision before, revision after). Idempotent."""
     engine = create_engine(url)
     try:
-        with engine.begin() as connection:
-            _lock_schema(connection)
-            before = current_revision(connection)
-            if before is not None:
-                _refuse_newer(before)
-            else:
-                _refuse_clash(connection, url)
-            _upgrade(connection)
+        with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite rebuilds a table to alter it (batch mode): dropping the old persons
+                # table with foreign keys on fails while pending_links refers to it. The
+                # pragma works outside a transaction only; the keys are checked before commit.
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            with connection.begin():
+                _lock_schema(connection)
+                before = current_revision(connection)
+                if before is not None:
+                    _refuse_newer(before)
+                else:
+                    _refuse_clash(connection, url)
+                _upgrade(connection)
+                if sqlite:
+                    _check_foreign_keys(connection)
     except sa.exc.DatabaseError as error:
         raise _unusable(url, error) from error
     finally:
         engine.dispose()
     return before, head_revision()
+
+
+def _check_foreign_keys(connection: sa.Connection) -> None:
+    """Raise (rolling the migration back) if a SQLite migration left a row whose foreign key
+    names no row: what SQLite would have refused with its checks on."""
+    violation = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+    if violation is not None:
+        table, rowid, parent, _ = violation
+        raise sa.exc.IntegrityError(
+            "PRAGMA foreign_key_check",
+            None,
+            Exception(f"FOREIGN KEY constraint failed: row {rowid} of {table} names no {parent}"),
+        )
 
 
 def _unusable(url: str, error: sa.exc.DatabaseError) -> DatabaseUnreachable:

@@ -63,6 +63,54 @@ def test_older_schema_is_refused_until_db_upgrade(tmp_path: Path, database_url: 
     assert syncd("export", "persons", "--json").json() == []
 
 
+def test_db_upgrade_keeps_the_roster_of_an_older_schema(tmp_path: Path, database_url: str) -> None:
+    # 0005 rebuilds persons and links without their foreign keys; on SQLite that copies the
+    # tables, which failed ("FOREIGN KEY constraint failed") while a pending link named a
+    # parent: a district with links could not upgrade at all.
+    engine = create_engine(database_url)
+    values = {"now": "2026-01-01 00:00:00", "later": "2099-01-01 00:00:00", "site": "district-a"}
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), "0004")
+        connection.execute(
+            sa.text("INSERT INTO sites (name, created_at) VALUES (:site, :now)"), values
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO persons (id, site, kind, sync_key, first_name, last_name, "
+                "attributes, active, had_link, fingerprint, created_at, updated_at) VALUES "
+                "(1, :site, 'student', 'S1', 'Ann', 'Kid', '{}', TRUE, FALSE, 'f1', :now, :now), "
+                "(2, :site, 'parent', 'P1', 'Pat', 'Lee', '{}', TRUE, TRUE, 'f2', :now, :now)"
+            ),
+            values,
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO links (site, parent_id, child_id, type, by_parents, "
+                "by_relationships, created_at, updated_at) VALUES "
+                "(:site, 2, 1, 'Parent', TRUE, FALSE, :now, :now)"
+            ),
+            values,
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO pending_links (site, parent_id, child_field, child_value, type, "
+                "origin, created_at, expires_at) VALUES "
+                "(:site, 2, 'sync_key', 'S9', 'Parent', 'parents', :now, :later)"
+            ),
+            values,
+        )
+    engine.dispose()
+    syncd = Syncd(tmp_path, database_url)
+    upgraded = syncd("db", "upgrade")
+    assert upgraded.exit_code == 0, upgraded.stderr
+    assert "upgraded from 0004 to" in upgraded.stdout
+    links = {
+        (link["parent"], link["child"], link["status"]) for link in syncd.export("relationships")
+    }
+    assert links == {("P1", "S1", "active"), ("P1", "S9", "pending")}
+    assert syncd("db", "upgrade").exit_code == 0
+
+
 def test_core_imports_no_io() -> None:
     """The pure core (rows in, plan out) touches no database, network, files or logging."""
     forbidden = {"sqlalchemy", "paramiko", "structlog", "watchdog", "apscheduler", "psycopg"}
