@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import posixpath
+import signal
 import sys
 import tempfile
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -27,7 +29,7 @@ from syncd.db.apply import OrphanCarry, expire_pending
 from syncd.db.database import describe, open_database, reader, upgrade_database
 from syncd.db.schema import files, links, pending_links, persons
 from syncd.edits import manual_link, revert_file
-from syncd.errors import FileFailed, SyncdError, UsageError, one_line
+from syncd.errors import FileFailed, Interrupted, SyncdError, UsageError, one_line
 from syncd.model import FileStatus, Kind, RelType
 from syncd.pickup import Pickup, archive_folder, ledger_result, peek_kind, write_reports
 from syncd.pipeline import FileResult, Job, Pipeline, sha256_of
@@ -169,44 +171,83 @@ def import_command(
     events = app.events(site=source.site, source=name, run_id=run_id)
     now = app.clock.now()
     orphans = OrphanCarry()  # judged at the end of the batch (SPEC §2.4)
-    jobs = [
-        replace(
-            _import_job(path, source, name, forced, dry_run, run_id),
-            orphans=orphans,
-            defer_orphans=index < len(ordered) - 1,
-        )
-        for index, path in enumerate(ordered)
-    ]
-    if dry_run:
-        # One batch, rolled back: each file is planned after those before it (students
-        # before their parents), expired pending links included, as a real run applies them.
-        with pipeline.preview_batch() as connection:
-            expire_pending(connection, source.site, now, events, source.deactivate_orphan_parents)
-            results = [_process(pipeline, job) for job in jobs]
-    else:
-        with app.engine.begin() as connection:
-            expire_pending(connection, source.site, now, events, source.deactivate_orphan_parents)
-            events.write(connection)
-        events.emit()
-        results = []
-        for job in jobs:
-            result = _process(pipeline, job)
-            reports.write_reports_with(partial(write_new, report_dir or job.path.parent), result)
-            results.append(result)
-        pipeline.settle_orphans(orphans, source.site, name, run_id)
+    with _stop_on_interrupt() as interrupted:
+        jobs = [
+            replace(
+                _import_job(path, source, name, forced, dry_run, run_id, interrupted),
+                orphans=orphans,
+                defer_orphans=index < len(ordered) - 1,
+            )
+            for index, path in enumerate(ordered)
+        ]
+        results: list[FileResult] = []
+        if dry_run:
+            # One batch, rolled back: each file is planned after those before it (students
+            # before their parents), expired pending links included, as a real run applies
+            # them.
+            with pipeline.preview_batch() as connection:
+                expire_pending(
+                    connection, source.site, now, events, source.deactivate_orphan_parents
+                )
+                for job in jobs:
+                    if interrupted():
+                        break
+                    results.append(_process(pipeline, job))
+        else:
+            with app.engine.begin() as connection:
+                expire_pending(
+                    connection, source.site, now, events, source.deactivate_orphan_parents
+                )
+                events.write(connection)
+            events.emit()
+            for job in jobs:
+                if interrupted():
+                    break
+                result = _process(pipeline, job)
+                write = partial(write_new, report_dir or job.path.parent)
+                reports.write_reports_with(write, result)
+                results.append(result)
+            pipeline.settle_orphans(orphans, source.site, name, run_id)
     _print_results(results, dry_run, as_json)
     for result in results:
         if (line := reports.problem_line(result)) is not None:
             click.echo(f"syncd: {line}", err=True)
+    left = [job.name for job in jobs[len(results) :]]
+    if left:
+        click.echo(f"syncd: interrupted: not started: {', '.join(left)}", err=True)
     # A dry run exits as the real run would: 1 for a file it would fail or hold, so that a
     # script can check a file before it sends it.
-    if any({r.status, r.would} & {FileStatus.FAILED, FileStatus.HELD} for r in results):
+    if left or any({r.status, r.would} & {FileStatus.FAILED, FileStatus.HELD} for r in results):
         sys.exit(1)
+
+
+@contextmanager
+def _stop_on_interrupt() -> Iterator[Callable[[], bool]]:
+    """Within the block, Ctrl-C (SIGINT) asks to stop at the next safe point rather than at
+    once: the file being applied fails whole (errors.Interrupted, at its next progress
+    point), one that committed gets its report and audit lines, no later file starts. A
+    second Ctrl-C stops at once (KeyboardInterrupt: exit 130). Yields "was it asked?"."""
+    asked = False
+
+    def ask(_signum: int, _frame: object) -> None:
+        nonlocal asked
+        if asked:
+            raise KeyboardInterrupt
+        asked = True
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started to ignore it (nohup, &)
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGINT, ask)
+    try:
+        yield lambda: asked
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _process(pipeline: Pipeline, job: Job) -> FileResult:
     result = pipeline.process(job)
-    if job.progress is not None:
+    if _wants_progress(job.path):
         click.echo(err=True)  # end the progress line
     return result
 
@@ -218,6 +259,7 @@ def _import_job(
     forced: Kind | None,
     dry_run: bool,
     run_id: str,
+    interrupted: Callable[[], bool] = lambda: False,
 ) -> Job:
     """Return the job of one file given to `syncd import`: it stays where it is."""
     return Job(
@@ -229,7 +271,7 @@ def _import_job(
         dry_run=dry_run,
         run_id=run_id,
         location=str(path.resolve()),
-        progress=_progress_line(path) if _wants_progress(path) else None,
+        progress=_progress(path, interrupted),
     )
 
 
@@ -241,11 +283,18 @@ def _wants_progress(path: Path) -> bool:
     return sys.stderr.isatty() and path.stat().st_size >= PROGRESS_MIN_BYTES
 
 
-def _progress_line(path: Path) -> Callable[[int], None]:
-    def show(rows: int) -> None:
-        click.echo(f"\r{path.name}: {rows:,} rows read", err=True, nl=False)
+def _progress(path: Path, interrupted: Callable[[], bool]) -> Callable[[int], None]:
+    """Told the rows read now and then: stop there if Ctrl-C asked to, show the count on a
+    terminal."""
+    shows = _wants_progress(path)
 
-    return show
+    def told(rows: int) -> None:
+        if interrupted():
+            raise Interrupted("interrupted (Ctrl-C): nothing of it applied")
+        if shows:
+            click.echo(f"\r{path.name}: {rows:,} rows read", err=True, nl=False)
+
+    return told
 
 
 def _plan_document(result: FileResult) -> dict[str, Any]:

@@ -26,6 +26,11 @@ class FileFailed(SyncdError):
     """A file could not be applied (unreadable, unknown kind, too many rejected rows, limits)."""
 
 
+class Interrupted(FileFailed):
+    """The person running `syncd import` pressed Ctrl-C while a file was being applied: its
+    transaction rolls back, the file fails (nothing of it applied) and no later file starts."""
+
+
 class FileUnreadable(FileFailed):
     """A drop folder's file that the source may not read (its permissions): that file
     fails, the others of the pass go on."""
