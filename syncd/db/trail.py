@@ -315,7 +315,9 @@ def later_links_created(
                 links.c.created_file_id.in_(later_files),
                 column.in_(values[start : start + _CHUNK]),
             )
-            row = connection.execute(query.limit(1)).first()
+            # The earliest (the same one on every database: a bare LIMIT 1 is any row).
+            earliest = query.order_by(links.c.created_file_id, links.c.id).limit(1)
+            row = connection.execute(earliest).first()
             if row is not None:
                 found.append(row)
     return _provenance(connection, [], found)

@@ -202,6 +202,25 @@ def test_revert_of_a_students_file_refuses_when_a_later_file_linked_its_students
     assert person(syncd, "S5")["active"] is True
 
 
+def test_a_refused_revert_names_the_earliest_later_change_on_every_database(
+    syncd: Syncd,
+) -> None:
+    # The later file made several links to the students: the one it made first is named
+    # (it was whichever row the database gave first, another on PostgreSQL than on SQLite).
+    imported(syncd, "students.csv", students_csv(STUDENTS[:4]))
+    imported(syncd, "parents.csv", "SyncID,First name,Last name\nP1,Pat,Lee\nP2,Kim,Lee\n")
+    rows = "P2,S4,Parent\nP1,S3,Guardian\nP1,S4,Parent\nP2,S1,Parent\n"
+    imported(syncd, "relationships.csv", "Parent ID,Student ID,Relationship\n" + rows)
+    outcome = syncd("files", "revert", str(file_id(syncd, "students.csv")))
+    assert outcome.exit_code == 1
+    later = file_id(syncd, "relationships.csv")
+    assert outcome.stderr == (
+        f"syncd: cannot revert file {file_id(syncd, 'students.csv')}: file {later} changed the "
+        "same records later (relationship.created of link P2 → S4); revert file "
+        f"{later} first\n"
+    )
+
+
 def test_revert_restores_a_pending_link_the_file_dropped_and_audits_both_ways(
     syncd: Syncd,
 ) -> None:
