@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -477,25 +477,28 @@ def _later_change(connection: sa.Connection, trail: Sequence[TrailEvent]) -> Tra
         .order_by(audit_events.c.id)
     )
     found: list[TrailEvent] = []
-    for chunk in store.chunked(person_ids):
-        row = connection.execute(changes.where(audit_events.c.person_id.in_(chunk))).first()
+
+    def first(query: sa.Select[Any], named: Callable[[Any], bool] = lambda _: True) -> None:
+        """Add the first event of `query` that `named` and that changed something (a
+        manual unlink of a pair that was not linked only blocks it: no record changed)."""
+        streamed = connection.execute(query.execution_options(yield_per=1000))
+        row = next(
+            (r for r in streamed if named(r) and _data(r).get("was_linked") is not False), None
+        )
+        streamed.close()
         if row is not None:
             found.append(trail_of.explicit_event(row))
+
+    for chunk in store.chunked(person_ids):
+        first(changes.where(audit_events.c.person_id.in_(chunk)))
     links_later = changes.where(audit_events.c.event.like("relationship.%"))
     for chunk in store.chunked(sorted({parent_id for parent_id, _ in pairs})):
-        streamed = connection.execute(
-            links_later.where(audit_events.c.person_id.in_(chunk)).execution_options(yield_per=1000)
+        first(
+            links_later.where(audit_events.c.person_id.in_(chunk)),
+            lambda r: (r.person_id, _data(r).get("child_id")) in pairs,
         )
-        row = next((r for r in streamed if (r.person_id, _data(r).get("child_id")) in pairs), None)
-        streamed.close()
-        if row is not None:
-            found.append(trail_of.explicit_event(row))
     if students:
-        streamed = connection.execute(links_later.execution_options(yield_per=1000))
-        row = next((r for r in streamed if _data(r).get("child_id") in students), None)
-        streamed.close()
-        if row is not None:
-            found.append(trail_of.explicit_event(row))
+        first(links_later, lambda r: _data(r).get("child_id") in students)
     found += trail_of.later_links_created(
         connection, last_id, reverted, person_ids, sorted(students)
     )

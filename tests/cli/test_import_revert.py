@@ -221,6 +221,17 @@ def test_a_refused_revert_names_the_earliest_later_change_on_every_database(
     )
 
 
+def test_a_manual_unlink_of_a_pair_never_linked_does_not_block_a_revert(syncd: Syncd) -> None:
+    # `unlink` of a pair that is not linked only keeps files from linking it: no link
+    # changed, so reverting the file that made the parent is not refused for it.
+    imported(syncd, "students.csv", students_csv(STUDENTS[:4]))
+    imported(syncd, "parents.csv", "SyncID,First name,Last name,ChildID\nP1,Pat,Lee,S1\n")
+    assert syncd("unlink", "--parent", "P1", "--child", "S3").exit_code == 0
+    _revert(syncd, "parents.csv")
+    assert active_links(syncd) == set()
+    assert person(syncd, "P1")["active"] is False
+
+
 def test_revert_restores_a_pending_link_the_file_dropped_and_audits_both_ways(
     syncd: Syncd,
 ) -> None:
