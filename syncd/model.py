@@ -206,9 +206,9 @@ class PersonRecord(NamedTuple):
 
     def typed_children(self) -> Iterator[tuple[str, RelType]]:
         """Yield (child value, its relationship type) for each of `child_values`."""
-        if self.child_types is None:  # strict: the types are as many as the values
+        if self.child_types is None:
             return zip(self.child_values or (), repeat(self.relationship_type))
-        return zip(self.child_values or (), self.child_types, strict=True)
+        return zip(self.child_values or (), self.child_types, strict=True)  # one type a value
 
 
 class ParentBy(StrEnum):
