@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from syncd.core.validate import Columns, RowRules
 from syncd.errors import FileFailed
+from syncd.formats.detect import Detected
 from syncd.formats.headers import ColumnMap, detect_kind, map_columns
 from syncd.formats.readers import Table, open_table
 from syncd.model import Kind, PasswordPolicy, RawRow
@@ -59,13 +60,16 @@ def _column_names(header: tuple[str, ...], indexes: list[int]) -> list[str]:
 
 
 @contextmanager
-def open_file(job: Job, result: FileResult) -> Iterator[OpenedFile]:
-    """Open the job's file, find its kind and columns (noted in `result`).
+def open_file(
+    job: Job, result: FileResult, detected: Detected | None = None
+) -> Iterator[OpenedFile]:
+    """Open the job's file, find its kind and columns (noted in `result`); `detected`: its
+    format, if already found.
 
     Raises FileFailed for what fails the whole file.
     """
     source = job.source
-    with open_table(job.path, source.limits) as table:
+    with open_table(job.path, source.limits, detected) as table:
         result.encoding = table.encoding if table.format == "csv" else "xlsx"
         result.delimiter = table.delimiter
         kind = job.kind or detect_kind(job.name, table.header, source.globs, source.child_column)

@@ -68,8 +68,9 @@ class LineBlocks:
 
 
 @contextmanager
-def open_table(path: Path, limits: Limits) -> Iterator[Table]:
+def open_table(path: Path, limits: Limits, detected: Detected | None = None) -> Iterator[Table]:
     """Yield the Table of the file at `path`; the file is closed when the block ends.
+    `detected`: its format and encoding, if already found (detect_format).
 
     Raises FileFailed (on entry or while iterating rows) for empty, binary, unreadable or
     headerless files and for files beyond `limits`.
@@ -87,7 +88,8 @@ def open_table(path: Path, limits: Limits) -> Iterator[Table]:
     except OSError as error:
         raise FileFailed(f"cannot read the file: {error.strerror or error}") from error
     with binary:
-        detected = detect_format(binary)
+        if detected is None:
+            detected = detect_format(binary)
         if detected.format == "xlsx":
             with _open_xlsx(binary, limits) as table:
                 yield table

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+from syncd import pipeline
 from tests.cli.conftest import Syncd
 from tests.cli.rosters import (
     PARENT_LINKS,
@@ -14,6 +15,7 @@ from tests.cli.rosters import (
     files,
     imported,
     parents_csv,
+    person,
     report,
     run_import,
     students_csv,
@@ -82,6 +84,25 @@ def test_a_utf8_file_with_a_row_in_cp1252_keeps_both_rows_names(syncd: Syncd) ->
         "Sørensen",
         "Nuñez",
     )
+
+
+def test_a_big_files_encoding_and_format_are_found_while_its_digest_is_taken(
+    syncd_sqlite: Syncd,
+) -> None:
+    # From SIDE_BY_SIDE_BYTES the format is found beside the sha256 (pipeline.py): the
+    # same encoding, the same failures, as a small file's.
+    header = "SyncID,First name,Last name\n"
+    rows = "".join(f"S{n},Zoë,Müller-Lüdenscheidt-{n:06d}\n" for n in range(120_000))
+    late = "X9,Zoë,Nuñez\n".encode("cp1252")
+    content = (header + rows).encode() + late
+    assert len(content) > pipeline.SIDE_BY_SIDE_BYTES
+    imported(syncd_sqlite, "students.csv", content)
+    assert report(syncd_sqlite, "students.csv")["encoding"] == "utf-8+cp1252"
+    assert person(syncd_sqlite, "X9")["last_name"] == "Nuñez"
+    binary = bytes(range(256)) * (pipeline.SIDE_BY_SIDE_BYTES // 256 + 1)
+    outcome = syncd_sqlite("import", str(syncd_sqlite.write("pupils.csv", binary)))
+    assert outcome.exit_code == 1
+    assert "binary content (NUL bytes)" in report(syncd_sqlite, "pupils.csv")["reason"]
 
 
 def test_unrecognised_columns_are_attributes_listed_once_and_passwords_ignored(
