@@ -460,21 +460,13 @@ def _build_config(path: Path, document: dict[str, Any]) -> Config:
                     f"{key}.name",
                     f"duplicate source name {source.name!r} (also sources[{earlier_index}])",
                 )
-            if (earlier.scheme, earlier.host, earlier.port, earlier.path) == (
-                source.scheme,
-                source.host,
-                source.port,
-                source.path,
-            ):
+            if _place(earlier, earlier.path) == _place(source, source.path):
                 raise _Invalid(
                     f"{key}.url", f"same folder as sources[{earlier_index}] ({earlier.name!r})"
                 )
-            # A pass takes up whatever is in its processing folder as its own leftovers.
-            if (earlier.scheme, earlier.host, earlier.port, earlier.folders.processing) == (
-                source.scheme,
-                source.host,
-                source.port,
-                source.folders.processing,
+            # Each source's claims are its own (a pass takes up what its ledger claimed there).
+            if _place(earlier, earlier.folders.processing) == _place(
+                source, source.folders.processing
             ):
                 raise _Invalid(
                     f"{key}.folders.processing",
@@ -490,6 +482,16 @@ def _build_config(path: Path, document: dict[str, Any]) -> Config:
         sources=tuple(sources),
         metrics_listen=metrics_listen,
     )
+
+
+def _place(source: SourceConfig, folder: str | PurePath) -> tuple[Any, ...]:
+    """Where a source's folder is, to tell two sources' folders apart: on an SFTP server, in
+    the account of its user (each is often jailed to its own upload folder), a relative work
+    folder under the drop folder; on this host, the path itself."""
+    if source.scheme != "sftp":
+        return (source.scheme, str(folder))
+    where = posixpath.normpath(posixpath.join(source.path, str(folder)))
+    return (source.scheme, source.user, source.host, source.port, where)
 
 
 def _listen_address(value: str, key: str) -> tuple[str, int]:

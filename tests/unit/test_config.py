@@ -520,6 +520,49 @@ def test_two_sources_on_one_folder_are_refused(tmp_path: Path) -> None:
     assert str(config_error(path)).startswith(f"{path}: sources[1].url: same folder as sources[0]")
 
 
+def _sftp_sources(*urls_and_extra: tuple[str, str]) -> str:
+    return "".join(
+        f'[[sources]]\nname = "s{n}"\nurl = "{url}"\nknown_hosts = "/k"\n'
+        f'password_env = "PW"\n{extra}'
+        for n, (url, extra) in enumerate(urls_and_extra)
+    )
+
+
+def test_several_districts_on_one_sftp_server_are_sources_of_their_own(tmp_path: Path) -> None:
+    # One account per district, each jailed to its /upload, or folders side by side: the
+    # default work folders are each source's own (processing/ under its drop folder).
+    text = _sftp_sources(
+        ("sftp://district-a@sftp.example.org:22/upload", ""),
+        ("sftp://district-b@sftp.example.org:22/upload", ""),
+        ("sftp://district-a@sftp.example.org:22/other", ""),
+    )
+    config = load_config(write(tmp_path, text))
+    assert [source.name for source in config.sources] == ["s0", "s1", "s2"]
+
+
+@pytest.mark.parametrize(
+    ("second", "key"),
+    [
+        (("sftp://district-a@sftp.example.org:22/upload/", ""), "url"),
+        (
+            (
+                "sftp://district-a@sftp.example.org:22/other",
+                'folders = { processing = "../upload/processing" }\n',
+            ),
+            "folders.processing",
+        ),
+    ],
+)
+def test_one_sftp_folder_named_by_two_sources_is_refused(
+    tmp_path: Path, second: tuple[str, str], key: str
+) -> None:
+    text = _sftp_sources(("sftp://district-a@sftp.example.org:22/upload", ""), second)
+    path = write(tmp_path, text)
+    assert str(config_error(path)).startswith(
+        f"{path}: sources[1].{key}: same folder as sources[0]"
+    )
+
+
 def test_empty_source_name_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, '[[sources]]\nname = " "\nurl = "file:///d"\n')
     assert str(config_error(path)) == f"{path}: sources[0].name: must not be empty"
