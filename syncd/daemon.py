@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import stat
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -172,6 +173,10 @@ def _unusable_folder(path: str) -> str | None:
         return f"cannot be made: {parent} is not a folder"
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"cannot be made: {parent} is not writable"
+    try:  # root passes os.access everywhere: a folder made and removed says (/proc, a mount)
+        os.rmdir(tempfile.mkdtemp(prefix=".syncd-check-", dir=parent))
+    except OSError as error:
+        return f"cannot be made in {parent}: {error.strerror or error}"
     return None
 
 

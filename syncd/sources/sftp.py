@@ -238,6 +238,7 @@ class SftpSource:
             self._connect()
             if check_only:  # check-config: look, create nothing
                 self._check_root()
+                self._check_folders()
             else:
                 self.ensure_folders()
         except BaseException:
@@ -595,6 +596,26 @@ class SftpSource:
             self._fail(f"drop folder {self.root} does not exist on {self._where}")
         if not stat.S_ISDIR(attrs.st_mode or 0):
             self._fail(f"drop folder {self.root} on {self._where} is not a folder")
+
+    def _check_folders(self) -> None:
+        """Fail unless `run` could use or make each work folder: one there must be a folder;
+        for one missing, a folder is made and removed where it would be made (the server
+        alone knows what its account may do there)."""
+        for name in FOLDER_NAMES:
+            path = self.folder(name)
+            with self._remote(f"looking at {path}"):
+                attrs = self._lstat(path)
+                if attrs is not None:
+                    if not stat.S_ISDIR(attrs.st_mode or 0):
+                        self._fail(f"{path} on {self._where} is not a folder")
+                    continue
+                parent = posixpath.dirname(path)
+                while parent not in {"/", "", "."} and self._lstat(parent) is None:
+                    parent = posixpath.dirname(parent)
+                probe = posixpath.join(parent or ".", f".syncd-check-{os.getpid()}")
+            with self._remote(f"{path} cannot be made: creating a folder in {parent or '.'}"):
+                self.sftp.mkdir(probe)
+                self.sftp.rmdir(probe)
 
     def ensure_folders(self) -> None:
         """Create processing/, held/, archive/, failed/ and reports/ when they are missing."""

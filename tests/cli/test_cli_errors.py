@@ -87,6 +87,22 @@ def test_check_config_names_a_drop_folder_that_is_not_there_and_creates_nothing(
     assert "is not a folder" in _one_line(syncd_sqlite("check-config"))
 
 
+@pytest.mark.parametrize("folder", ["archive", "reports"])
+def test_a_work_folder_no_one_may_make_is_named_by_check_config_even_for_root(
+    syncd_sqlite: Syncd, folder: str
+) -> None:
+    # root passes every permission check; /proc takes no new folder from anyone.
+    where = "/proc/syncd-check/" + folder
+    syncd_sqlite.configure(folders={folder: where})
+    syncd_sqlite.drop_dir.mkdir()
+    checked = syncd_sqlite("check-config")
+    assert checked.exit_code == 3
+    assert _one_line(checked).startswith(
+        f'syncd: source "district-a": folder {where} cannot be made in /proc: '
+    )
+    assert syncd_sqlite("run", "--once").exit_code == 3  # as run finds it
+
+
 def test_a_work_folder_that_cannot_be_made_is_named_by_check_config_and_run(
     syncd_sqlite: Syncd,
 ) -> None:

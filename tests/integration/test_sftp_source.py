@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import socket
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import paramiko
@@ -515,6 +516,20 @@ def test_a_check_looks_at_the_drop_folder_and_creates_nothing(sshd: Sshd) -> Non
     with SftpSource(sshd.source_config(), check_only=True):
         pass
     assert upload_tree(sshd) == []  # no work folders made either
+
+
+def test_a_check_names_a_work_folder_the_account_cannot_make(sshd: Sshd) -> None:
+    config = sshd.source_config()
+    config = dataclasses.replace(
+        config, folders=dataclasses.replace(config.folders, archive=PurePosixPath("/proc/x/arch"))
+    )
+    with pytest.raises(SourceUnreachable) as caught:
+        SftpSource(config, check_only=True)
+    assert str(caught.value).startswith(
+        'source "sftp": /proc/x/arch cannot be made: creating a folder in /proc on '
+    )
+    assert caught.value.exit_code == 3
+    assert upload_tree(sshd) == []
 
 
 def test_a_drop_folder_that_is_a_file_is_named_so(sshd: Sshd) -> None:
