@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -404,9 +405,12 @@ class Daemon:
             try:
                 server = serve(self.metrics, host, port)
             except OSError as error:
-                raise ConfigError(
-                    f"metrics.listen {host}:{port}: cannot listen ({error.strerror})"
-                ) from error
+                problem = f"metrics.listen {host}:{port}: cannot listen ({error.strerror})"
+                if error.errno == errno.EADDRINUSE:
+                    # Often for a moment (the old daemon still stopping): exit 3, which
+                    # systemd restarts, not 2, a configuration error it leaves down.
+                    raise UnreachableError(problem) from error
+                raise ConfigError(problem) from error
         # Jobs added before start() wait for it: daemon.started is the first event of a run,
         # before any poll's (alerts and readers of the log key on it).
         self._schedule_all()

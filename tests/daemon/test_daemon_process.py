@@ -362,6 +362,29 @@ def test_metrics_and_health_are_served_when_configured(tmp_path: Path) -> None:
         assert process.wait(timeout=20) == 0
 
 
+def test_a_metrics_port_in_use_exits_3_which_systemd_restarts(tmp_path: Path) -> None:
+    # Often the old daemon still stopping: exit 2 (a configuration error) would leave the
+    # unit down for good (RestartPreventExitStatus=2).
+    import socket
+
+    config = write_config(tmp_path, ["district-a"])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config.write_text(config.read_text() + f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+        done = subprocess.run(
+            [sys.executable, "-m", "syncd", "--config", str(config), "run"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 3
+    assert done.stderr.decode().strip() == (
+        f"syncd: metrics.listen 127.0.0.1:{port}: cannot listen (Address already in use)"
+    )
+
+
 def test_sigterm_during_run_once_exits_0_leaving_the_files_for_the_next_pass(
     tmp_path: Path,
 ) -> None:
