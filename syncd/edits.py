@@ -256,7 +256,8 @@ def revert_file(
             elif row.event in (audit.RELATIONSHIP_CREATED, audit.RELATIONSHIP_REMOVED):
                 _undo_link(connection, row.event, data, now, events)
             elif row.event == audit.RELATIONSHIP_PENDING:
-                _drop_pending(connection, data, events)
+                if not _drop_pending(connection, data, events):
+                    continue  # gone already (expired after pending_ttl): nothing undone
             elif row.event == audit.RELATIONSHIP_RESOLVED:
                 # The file's student made a pending link; before it the link was pending.
                 _undo_link(connection, audit.RELATIONSHIP_CREATED, data, now, events)
@@ -389,8 +390,9 @@ def _forget_rows(connection: sa.Connection, trail: Sequence[TrailEvent]) -> None
 _PENDING_DETAILS = ("parent_id", "parent", "child", "child_field", "type", "origin")
 
 
-def _drop_pending(connection: sa.Connection, data: dict[str, Any], events: EventBuffer) -> None:
-    """Drop the pending link a relationship.pending event made, audited as removed."""
+def _drop_pending(connection: sa.Connection, data: dict[str, Any], events: EventBuffer) -> bool:
+    """Drop the pending link a relationship.pending event made, audited as removed; return
+    whether it was there."""
     dropped = connection.execute(
         pending_links.delete().where(
             pending_links.c.parent_id == data.get("parent_id"),
@@ -407,6 +409,7 @@ def _drop_pending(connection: sa.Connection, data: dict[str, Any], events: Event
             status="pending",
             reason="revert",
         )
+    return bool(dropped.rowcount)
 
 
 def _restore_pending(
@@ -472,6 +475,9 @@ def _later_change(connection: sa.Connection, trail: Sequence[TrailEvent]) -> Tra
         .where(
             audit_events.c.id > last_id,
             audit_events.c.event.like("person.%") | audit_events.c.event.like("relationship.%"),
+            # A pending link that expired (pending_ttl) went as the revert would take it: no
+            # one's change to undo first (and no command could).
+            audit_events.c.event != audit.RELATIONSHIP_EXPIRED,
             audit_events.c.file_id.is_(None) | audit_events.c.file_id.not_in(reverted),
         )
         .order_by(audit_events.c.id)

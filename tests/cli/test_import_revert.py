@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -230,6 +231,20 @@ def test_a_manual_unlink_of_a_pair_never_linked_does_not_block_a_revert(syncd: S
     _revert(syncd, "parents.csv")
     assert active_links(syncd) == set()
     assert person(syncd, "P1")["active"] is False
+
+
+def test_a_pending_link_that_expired_does_not_block_reverting_its_file(syncd: Syncd) -> None:
+    # An expiry (pending_ttl) is nobody's change to undo first, and no command could.
+    syncd.configure(pending_ttl="1s")
+    imported(syncd, "students.csv", students_csv(STUDENTS[:2]))
+    imported(syncd, "parents.csv", "SyncID,First name,Last name,ChildID\nP1,A,B,S1\nP2,C,D,S99\n")
+    time.sleep(1.2)
+    assert syncd("run", "--once").exit_code == 0
+    assert len(syncd.events("relationship.expired")) == 1
+    outcome = syncd("files", "revert", str(file_id(syncd, "parents.csv")))
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "3 changes undone" in outcome.stdout  # P1, P2 and P1 → S1; the expired one was gone
+    assert syncd.export("relationships") == []
 
 
 def test_revert_restores_a_pending_link_the_file_dropped_and_audits_both_ways(
