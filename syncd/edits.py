@@ -166,6 +166,9 @@ def _drop_pending_by_hand(
     events: EventBuffer,
 ) -> ManualEdit:
     drop_pending(connection, pending, events, audit.RELATIONSHIP_REMOVED, reason="manual")
+    # As the message says, a file naming it again makes it pending again: the parent's next
+    # row is read and its links planned, though the row is unchanged.
+    store.replan_parents(connection, [parent.id])
     applied = Applied()
     applied.parents_losing_links.add(parent.id)
     deactivated, _ = _settle_edit(connection, site, events, applied)

@@ -380,6 +380,10 @@ def test_unlink_cancels_a_pending_link(syncd: Syncd) -> None:
     )
     again = syncd("unlink", "--parent", "P1", "--child", "S44")
     assert again.exit_code == 2 and 'no student "S44"' in again.stderr
+    # As it says: the same row again (new bytes, its row unchanged) makes it pending again.
+    rows = [("P1", "Zoë", "Nuñez", "S2;S44"), ("P2", "Kim", "Lee", "S2")]
+    imported(syncd, "parents-2.csv", parents_csv(rows, header))
+    assert ("P1", "S44", "pending") in syncd.links()
 
 
 def test_manual_link_events_carry_a_run_id(syncd: Syncd) -> None:
