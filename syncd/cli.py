@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
@@ -379,7 +380,7 @@ def export_command(app: App, what: str, site: str | None, fmt: str | None, as_js
             documents = _export_persons(connection, site_name)
             columns = PERSON_FIELDS
         else:
-            documents = _export_links(connection, site_name)
+            documents = _export_links(connection, site_name, app.clock.now())
             columns = LINK_FIELDS
         if fmt == "csv":
             _print_csv(documents, columns)
@@ -432,7 +433,9 @@ def _export_persons(connection: sa.Connection, site: str | None) -> Iterator[dic
     )
 
 
-def _export_links(connection: sa.Connection, site: str | None) -> Iterator[dict[str, Any]]:
+def _export_links(
+    connection: sa.Connection, site: str | None, now: datetime
+) -> Iterator[dict[str, Any]]:
     parent = persons.alias("parent")
     child = persons.alias("child")
     query = (
@@ -456,6 +459,9 @@ def _export_links(connection: sa.Connection, site: str | None) -> Iterator[dict[
     pending_query = (
         sa.select(pending_links, parent.c.sync_key.label("parent_key"))
         .join(parent, parent.c.id == pending_links.c.parent_id)
+        # One past pending_ttl is gone for the reader, though the source's next pass removes
+        # it (relationship.expired): a daily cron's could show for a day.
+        .where(pending_links.c.expires_at >= now)
         .order_by(parent.c.sync_key, pending_links.c.child_value)
     )
     if site is not None:
@@ -874,7 +880,10 @@ def status_command(app: App, as_json: bool) -> None:
                         f"{problem.strerror or problem}"
                     )
             pending = connection.execute(
-                sa.select(sa.func.count()).where(pending_links.c.source == source.name)
+                sa.select(sa.func.count()).where(
+                    pending_links.c.source == source.name,
+                    pending_links.c.expires_at >= app.clock.now(),  # as the export
+                )
             ).scalar_one()
             documents.append(
                 {

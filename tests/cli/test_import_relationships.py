@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -230,10 +231,14 @@ def test_two_parents_sharing_an_email_make_the_email_ambiguous(syncd: Syncd) -> 
 
 
 def test_pending_link_expires_after_pending_ttl(syncd: Syncd) -> None:
-    syncd.configure(pending_ttl="1ms")
+    syncd.configure(pending_ttl="1s")
     _roster(syncd)
     _import_sheet(syncd, "relationships.csv", [("katrin.mueller@home.example", "", "S9", "")])
     assert syncd.links() == {("katrin.mueller", "S9", "pending")}
+    time.sleep(1.1)
+    # Past its time it is no longer shown, though nothing ran since (a daily cron's source).
+    assert syncd.links() == set()
+    assert syncd("status", "--json").json()[0]["pending_links"] == 0
     # The next run (any import or pickup pass) expires it, with an audit event.
     imported(syncd, "students-2.csv", students_csv(STUDENTS[::-1]))
     assert syncd.links() == set()
