@@ -378,3 +378,29 @@ def test_a_file_another_syncd_claimed_into_processing_is_not_taken_again(
     assert second("run", "--once").exit_code == 0
     assert [f["status"] for f in first("files", "--json").json()] == ["applied"]
     assert second("files", "--json").json() == []
+
+
+def test_two_districts_on_one_sftp_server_each_apply_their_own_files(
+    remote: tuple[Syncd, Sshd],
+) -> None:
+    # Two drop folders side by side in one account: each source's work folders are its own.
+    syncd, sshd = remote
+    (sshd.upload / "a").mkdir()
+    (sshd.upload / "b").mkdir()
+    sources = [
+        {**sftp_source(sshd), "name": "district-a", "url": f"{sftp_source(sshd)['url']}/a"},
+        {**sftp_source(sshd), "name": "district-b", "url": f"{sftp_source(sshd)['url']}/b"},
+    ]
+    syncd.configure(sources=sources)
+    upload(sshd, "a/students.csv", STUDENTS)
+    upload(sshd, "b/students.csv", STUDENTS.replace("S1,", "T1,").replace("S2,", "T2,"))
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 0, outcome.stderr
+    ledger = syncd("files", "--json").json()
+    assert sorted((f["source"], f["status"]) for f in ledger) == [
+        ("district-a", "applied"),
+        ("district-b", "applied"),
+    ]
+    for folder in ("a", "b"):
+        assert list((sshd.upload / folder / "processing").iterdir()) == []
+        assert (sshd.upload / folder / "reports" / "students.csv.report.json").exists()
