@@ -627,7 +627,8 @@ class Pipeline:
             return failure, None  # nothing a threshold weighs: skip counting the site
         thresholds = Thresholds(source.max_deactivate, source.max_update, source.max_reject)
         site = store.site_counts(connection, source.site, kind, job.source_name)
-        return failure, hold_reason(kind, mode, counts.rows, judged, site, thresholds)
+        dropped = len(link_plan.pending_drops)
+        return failure, hold_reason(kind, mode, counts.rows, judged, site, thresholds, dropped)
 
     def _plan_links(
         self,

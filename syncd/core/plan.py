@@ -1021,8 +1021,11 @@ def hold_reason(
     counts: Counts,
     site: SiteCounts,
     thresholds: Thresholds,
+    pending_removed: int = 0,
 ) -> str | None:
-    """Return why a planned file must be held (SPEC §2.4 safety threshold), or None."""
+    """Return why a planned file must be held (SPEC §2.4 safety threshold), or None.
+    `pending_removed`: pending links the file would drop besides, not weighed but named (its
+    report's links_removed counts them too)."""
     if mode is Mode.FULL and data_rows == 0:
         if kind is Kind.RELATIONSHIPS and site.active_file_links > 0:
             # Those a parents file names too stay (the plan knows): the count it would remove.
@@ -1036,9 +1039,14 @@ def hold_reason(
             f"(more than max_deactivate {thresholds.max_deactivate:.0%})"
         )
     if site.active_links and counts.links_removed / site.active_links > thresholds.max_deactivate:
+        besides = (
+            f", and {pending_removed} pending link{'s' if pending_removed > 1 else ''}"
+            if pending_removed
+            else ""
+        )
         return (
             f"would remove {counts.links_removed} of {site.active_links} active links "
-            f"(more than max_deactivate {thresholds.max_deactivate:.0%})"
+            f"(more than max_deactivate {thresholds.max_deactivate:.0%}){besides}"
         )
     if site.existing_persons and counts.updated / site.existing_persons > thresholds.max_update:
         return (

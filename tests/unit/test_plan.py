@@ -1129,6 +1129,12 @@ def test_removing_more_than_max_deactivate_of_active_links_holds() -> None:
     assert hold_reason(Kind.RELATIONSHIPS, FULL, 5, at_limit, site, Thresholds()) is None
     reason = hold_reason(Kind.RELATIONSHIPS, FULL, 5, Counts(links_removed=3), site, Thresholds())
     assert reason is not None and "3 of 20 active links" in reason
+    # Pending links dropped besides are not weighed, but named: the report counts them too.
+    three = Counts(links_removed=3)
+    reason = hold_reason(Kind.RELATIONSHIPS, FULL, 5, three, site, Thresholds(), 1)
+    assert reason == (
+        "would remove 3 of 20 active links (more than max_deactivate 10%), and 1 pending link"
+    )
 
     stored = [link(n, 101, n, by_relationships=True) for n in (1, 2, 3)]
     plan, _, _ = plan_relationships(
