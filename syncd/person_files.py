@@ -575,6 +575,7 @@ class PersonFile:
                 store.links_of_parents(connection, ids),
                 store.pending_of_parents(connection, ids),
                 self.source.child_field,
+                keep_types=self.columns.leaves_types,
             )
         if self.job.dry_run:
             self._describe(connection, plan, link_plan)

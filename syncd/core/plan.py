@@ -57,10 +57,16 @@ def fingerprint(record: PersonRecord) -> str:
             *map("=".join, fields.attributes),
             "children:" + ("-" if children is None else ";".join(children)),
             record.relationship_type._value_,
-            *(t._value_ for t in record.child_types or ()),
+            # Per-child types only where they differ (the text, and so every stored
+            # fingerprint, is as before for all other records).
+            *(_type_values(record.child_types) if record.child_types else ()),
         ]
     )
     return xxh3_128_hexdigest(text.encode("utf-8", "surrogatepass"))
+
+
+def _type_values(types: Sequence[RelType]) -> list[str]:
+    return [rel_type._value_ for rel_type in types]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,9 +305,6 @@ class ParentLinks(NamedTuple):
     replace: bool = True
     # The sync keys of `children` (for the change events).
     child_keys: Mapping[int, str] = MappingProxyType({})
-    # Whether the file gives the links' types; if not, `children` says Parent for new links
-    # and an existing link keeps its type (FileColumns.leaves_types).
-    typed: bool = True
 
 
 @dataclass(slots=True)
@@ -441,8 +444,6 @@ def plan_person_chunk(
                 continue
             if mode is not Mode.FULL or partial:
                 links = links._replace(replace=False)
-            if columns is not None and columns.leaves_types:
-                links = links._replace(typed=False)
         if record.deleted:
             if existing is not None and existing.active:
                 plan.deactivations.append(Deactivation(existing.person_id, key))
@@ -642,8 +643,13 @@ def plan_parent_links(
     existing_links: Iterable[ExistingLink],
     existing_pending: Iterable[ExistingPending],
     child_field: ChildField,
+    keep_types: bool = False,
 ) -> LinkPlan:
-    """Return the link changes that make each requested parent's parents-file links match."""
+    """Return the link changes that make each requested parent's parents-file links match.
+
+    `keep_types`: the file gives no types (FileColumns.leaves_types): its new links are
+    Parent links, an existing link keeps its type.
+    """
     plan = LinkPlan()
     by_parent: dict[int, dict[int, ExistingLink]] = {}
     for link in existing_links:
@@ -656,7 +662,7 @@ def plan_parent_links(
         current = by_parent.get(request.parent_id, {}) if request.parent_id is not None else {}
         for child_id, rel_type in request.children.items():
             named = current.get(child_id)
-            if named is not None and not request.typed:
+            if named is not None and keep_types:
                 rel_type = named.type
             if _wanted_change(named, Kind.PARENTS, rel_type):
                 plan.sets.append(
