@@ -1,12 +1,14 @@
 """One active worker per source (SPEC §3.4): the lock a process holds while it works a
 source's folder, so that no other daemon or `run --once` takes a file it has in hand.
 
-Its claim (the rename into processing/) keeps two processes off a new file, but a file
-already in processing/ is a crash's leftover only when nobody holds the source: whoever
-takes the lock may take those up. On PostgreSQL the lock is a session advisory lock, on
-SQLite (one host) an flock on a file beside the database; either ends with its holder.
-A local folder is also locked for each pass (`folder_pass`), whatever the database: two
-configurations naming one folder with two databases would otherwise both take its files.
+Its claim (the rename into processing/, recorded in the ledger first) keeps two processes
+off a new file, but a file already in processing/ is a crash's leftover only when nobody
+holds the source: whoever takes the lock may take up those its database's ledger claimed.
+On PostgreSQL the lock is a session advisory lock, on SQLite (one host) an flock on a file
+beside the database; either ends with its holder. A local folder is also locked for each
+pass (`folder_pass`), whatever the database: a second configuration naming the folder
+with another database is told so (source.error), rather than quietly applying part of the
+folder's files to another roster.
 """
 
 from __future__ import annotations
