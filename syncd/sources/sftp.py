@@ -471,13 +471,7 @@ class SftpSource:
             attrs = self._lstat(path)
             if attrs is not None and stat.S_ISDIR(attrs.st_mode or 0):
                 return
-            missing: list[str] = []
-            current = path
-            while attrs is None and current not in {"/", "", "."}:
-                missing.append(current)
-                current = posixpath.dirname(current)
-                attrs = self._lstat(current) if current not in {"/", "", "."} else None
-            for folder in reversed(missing):
+            for folder in reversed(self._missing_folders(path)):
                 try:
                     self.sftp.mkdir(folder)
                 except OSError:
@@ -488,6 +482,15 @@ class SftpSource:
             final = self._lstat(path)
             if final is None or not stat.S_ISDIR(final.st_mode or 0):
                 self._fail(f"{path} on {self._where} is not a folder")
+
+    def _missing_folders(self, path: str) -> list[str]:
+        """Return `path` and the folders above it that are not on the server, nearest first
+        (empty if `path` is there)."""
+        missing: list[str] = []
+        while path not in {"/", "", "."} and self._lstat(path) is None:
+            missing.append(path)
+            path = posixpath.dirname(path)
+        return missing
 
     def _move(self, source: str | bytes, folder: str, name: str) -> str | None:
         """Rename `source` into `folder` as `name` (suffixed if taken), never overwriting.
@@ -609,9 +612,7 @@ class SftpSource:
                     if not stat.S_ISDIR(attrs.st_mode or 0):
                         self._fail(f"{path} on {self._where} is not a folder")
                     continue
-                parent = posixpath.dirname(path)
-                while parent not in {"/", "", "."} and self._lstat(parent) is None:
-                    parent = posixpath.dirname(parent)
+                parent = posixpath.dirname(self._missing_folders(path)[-1])
                 probe = posixpath.join(parent or ".", f".syncd-check-{os.getpid()}")
             with self._remote(f"{path} cannot be made: creating a folder in {parent or '.'}"):
                 self.sftp.mkdir(probe)
