@@ -192,8 +192,8 @@ class PersonRows:
 
     Every valid row becomes a record, in file order; a parent named on several rows gives
     one record per row (its keys are in `repeated`), to be merged with
-    `merge_person_records`. What decides a repeat (its first line, its type) is kept per
-    key in one int, so memory grows with the keys, not with the rows.
+    `merge_person_records`. Per key only its first line is kept (one int), so memory
+    grows with the keys, not with the rows.
 
     A row without a sync key is keyed by its username, which compares case-insensitively:
     its key and username are the key `username_keys` says the person has in another case,
@@ -213,7 +213,7 @@ class PersonRows:
         self.errors = errors
         self.has_children = kind is Kind.PARENTS and columns.has("child_key")
         self.repeated: set[str] = set()
-        # Per key: first line | relationship type << 32.
+        # Per key: the line of its first valid row.
         self._first: dict[str, int] = {}
         # Keys of valid rows that a later row of theirs was rejected for.
         self._late: list[str] = []
