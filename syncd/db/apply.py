@@ -39,6 +39,9 @@ from syncd.db.schema import links, pending_links, persons
 from syncd.model import Counts, FileColumns, Kind, PersonFields, PersonKind, RelType
 
 BATCH = 5000
+# Students a file's new links name, kept by id up to this many (a first load names a million:
+# past it, one read of the site's inactive students costs less than a set of them all).
+CHILDREN_KEPT = 100_000
 
 
 @dataclass(slots=True)
@@ -86,6 +89,9 @@ class Applied:
     # Parents created by this file: born with had_link set where they got a link, and no
     # orphans to bring back.
     new_parents: set[int] = field(default_factory=set)
+    # Students the file linked (new or active again), to find the parents it linked only to
+    # inactive ones; None when too many to keep (then the site's inactive students are read).
+    children_linked: set[int] | None = field(default_factory=set)
     # Pending links a file dropped (counted in links_removed, but no active link went).
     pending_dropped: int = 0
     # The parents left to judge at the end of the batch, this file's included (deferred).
@@ -93,6 +99,14 @@ class Applied:
     # Parents settle_parents deactivated as orphans or reactivated: ("deactivate" or
     # "reactivate", sync key), for a dry run's change list.
     orphan_changes: list[tuple[str, str]] = field(default_factory=list)
+
+    def link_children(self, child_ids: Iterable[int]) -> None:
+        """Note students the file linked (see children_linked)."""
+        if self.children_linked is None:
+            return
+        self.children_linked.update(child_ids)
+        if len(self.children_linked) > CHILDREN_KEPT:
+            self.children_linked = None
 
     def orphan_change_list(self) -> list[dict[str, str]]:
         """Return the orphan changes as a dry run lists changes."""
@@ -364,6 +378,7 @@ def create_plain_persons(
         ),
     )
     applied.counts.links_created += len(child_ids)
+    applied.link_children(child_ids)
     _add_pending(connection, pending, context, events, applied)
 
 
@@ -570,6 +585,7 @@ def apply_links(
     updates: list[dict[str, Any]] = []
     start, end = events.line_parts(audit.RELATIONSHIP_CREATED)
     lines: list[str] = []
+    linked: list[int] = []  # students of links that became active
     for change in plan.sets:
         new_parent = change.parent_id is None
         parent_id = parent_ids[change.parent_key] if new_parent else change.parent_id
@@ -594,6 +610,7 @@ def apply_links(
             )
             if not new_parent:  # a new parent is born with had_link set (apply_persons)
                 applied.parents_gaining_links.add(parent_id)
+            linked.append(change.child_id)
             if not provenance:
                 continue
             parent = change.parent_key if new_parent else names.get(parent_id, change.parent_key)
@@ -634,6 +651,7 @@ def apply_links(
             else:
                 applied.counts.links_created += 1
                 applied.parents_gaining_links.add(parent_id)
+                linked.append(change.child_id)
             events.add(
                 audit.RELATIONSHIP_CREATED,
                 person_id=parent_id,
@@ -648,6 +666,7 @@ def apply_links(
             )
     events.add_members(start, end, lines)
     applied.counts.links_created += len(new_links)
+    applied.link_children(linked)
     _insert_links(connection, new_links, context, provenance)
     _executemany(
         connection,
@@ -986,7 +1005,9 @@ def settle_parents(
 
     if not context.deactivate_orphan_parents:
         return
-    candidates = set(applied.parents_losing_links)
+    candidates = set(applied.parents_losing_links) | _linked_to_inactive(
+        connection, context, applied
+    )
     if context.orphans is not None:
         candidates |= context.orphans.parents
     if applied.deactivated_students:
@@ -1054,6 +1075,20 @@ def _set_parents_active(
             sync_key=sync_key,
             reason=reason,
         )
+
+
+def _linked_to_inactive(
+    connection: sa.Connection, context: ApplyContext, applied: Applied
+) -> set[int]:
+    """Return the parents the file linked to a student who is not active: a parent whose
+    only child left is an orphan from the start (SPEC §2.4), a new parent included."""
+    if applied.children_linked is not None and not applied.children_linked:
+        return set()
+    inactive = store.inactive_students(connection, context.site, applied.children_linked)
+    if not inactive:
+        return set()
+    linked = applied.parents_gaining_links | applied.new_parents
+    return {parent for parent in _parents_of(connection, inactive) if parent in linked}
 
 
 def _parents_of(connection: sa.Connection, child_ids: Iterable[int]) -> set[int]:

@@ -142,6 +142,24 @@ def has_persons(connection: sa.Connection, site: str, kind: PersonKind) -> bool:
     return connection.execute(query.limit(1)).first() is not None
 
 
+def inactive_students(
+    connection: sa.Connection, site: str, among: Collection[int] | None = None
+) -> list[int]:
+    """Return the ids of the site's inactive students; of those in `among` only, if given."""
+    if among is None:
+        return integer_array(
+            connection,
+            "id",
+            "FROM persons WHERE site = ? AND kind = ? AND active = ?",
+            (site, PersonKind.STUDENT.value, False),
+        )
+    sql = "SELECT id FROM persons WHERE kind = ? AND active = ? AND id IN"
+    values = sorted(among)
+    return [
+        pid for (pid,) in driver_rows_in(connection, sql, (PersonKind.STUDENT.value, False), values)
+    ]
+
+
 def row_digest_snapshot(connection: sa.Connection, site: str, kind: PersonKind) -> set[int]:
     """Return the row digests of the site's persons whose row, sent again, changes nothing
     (the digest is NULL for any other: schema.py), and -id of its active persons without a

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from syncd.db import apply
 from tests.cli.conftest import Syncd
 from tests.cli.rosters import (
     STUDENT_HEADER,
@@ -458,6 +461,57 @@ def test_orphan_parent_listed_again_with_only_a_departed_child_stays_inactive(
     # When S5 comes back, P1 is reactivated by the link.
     imported(syncd, "students-3.csv", students_csv(STUDENTS[::-1]))
     assert person(syncd, "P1")["active"] is True
+
+
+@pytest.fixture(params=["by-id", "whole-site"])
+def inactive_read(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The students a file linked are checked by id, or (a district's first load names too
+    many to keep) against all of the site's inactive students: both must judge alike."""
+    if request.param == "whole-site":
+        monkeypatch.setattr(apply, "CHILDREN_KEPT", 0)
+    return str(request.param)
+
+
+def test_new_parent_linked_only_to_a_departed_child_is_an_orphan_from_the_start(
+    syncd: Syncd, inactive_read: str
+) -> None:
+    syncd.configure(max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))  # S5 leaves
+    # A site's first parents file (read column by column), then a later one (row by row).
+    imported(syncd, "parents.csv", _parents(("P1", "S5"), ("P2", "S4;S5"), ("P3", "")))
+    imported(
+        syncd,
+        "parents-2.csv",
+        _parents(("P1", "S5"), ("P2", "S4;S5"), ("P3", ""), ("P4", "S5")),
+    )
+    assert syncd.links() >= {("P1", "S5", "active"), ("P4", "S5", "active")}
+    assert [person(syncd, key)["active"] for key in ("P1", "P2", "P3", "P4")] == [
+        False,  # its only child is not a current student
+        True,  # S4 is
+        True,  # never had a link
+        False,
+    ]
+    assert report(syncd, "parents.csv")["counts"]["orphans_deactivated"] == 1
+    assert report(syncd, "parents-2.csv")["counts"]["orphans_deactivated"] == 1
+    orphaned = [e for e in syncd.events("person.deactivated") if e.get("reason") == "orphan"]
+    assert [e["sync_key"] for e in orphaned] == ["P1", "P4"]
+    # S5 comes back: its parents with it.
+    imported(syncd, "students-3.csv", students_csv(STUDENTS[::-1]))
+    assert person(syncd, "P1")["active"] is True
+    assert person(syncd, "P4")["active"] is True
+
+
+def test_relationships_file_linking_a_parent_only_to_a_departed_child_orphans_it(
+    syncd: Syncd, inactive_read: str
+) -> None:
+    syncd.configure(max_deactivate=0.5, mode={"relationships": "delta"})
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", ""), ("P2", ""), ("P3", "")))
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))  # S5 leaves
+    imported(syncd, "relationships.csv", _relationships(("P1", "S5"), ("P2", "S5"), ("P2", "S1")))
+    assert [person(syncd, key)["active"] for key in ("P1", "P2", "P3")] == [False, True, True]
+    assert report(syncd, "relationships.csv")["counts"]["orphans_deactivated"] == 1
 
 
 def test_parent_left_only_a_departed_child_when_a_file_drops_its_pending_link_is_orphaned(
