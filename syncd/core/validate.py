@@ -101,8 +101,10 @@ def misaligned_row(row: RawRow, columns: Columns) -> RowError | None:
 
     A value holding the delimiter unquoted moves every later cell under another column:
     none of the row can be trusted, and a password may now stand under E-mail or Last
-    name. So the row is rejected whole, its values never shown. (A short row is taken as
-    padded: Excel leaves out the empty cells at the end of rows.)"""
+    name. So the row is rejected whole, its values never shown. The other cause is a last
+    column without a header (a header's blank cells at its end are no columns: exports end
+    lines with the delimiter), so the message names both. (A short row is taken as padded:
+    Excel leaves out the empty cells at the end of rows.)"""
     width = columns.width
     cells = len(row.values)
     if width is None or cells <= width:
@@ -111,8 +113,8 @@ def misaligned_row(row: RawRow, columns: Columns) -> RowError | None:
         row.line,
         "",
         "",
-        f"{cells} cells where the header has {width}: "
-        "a value with the delimiter in it must be quoted",
+        f"{cells} cells where the header has {width}: quote a value that holds the "
+        "delimiter, or give every column a header",
     )
 
 

@@ -121,7 +121,8 @@ def test_a_row_with_an_unquoted_delimiter_is_rejected_without_its_values(syncd: 
     assert applied.json()["counts"]["rejected"] == 1
     errors = (syncd.root / "students.csv.errors.csv").read_text("utf-8").splitlines()
     assert errors[1:] == [
-        "3,,,6 cells where the header has 5: a value with the delimiter in it must be quoted"
+        '3,,,"6 cells where the header has 5: quote a value that holds the delimiter, or give '
+        'every column a header"'
     ]
     assert [p["sync_key"] for p in syncd.export()] == ["S1", "S3"]
     for text in (plan.stdout, applied.stdout, "\n".join(errors), _database_dump(syncd)):
