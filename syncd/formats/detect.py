@@ -60,6 +60,9 @@ _MARKUP_START: tuple[tuple[bytes, str], ...] = (
     (b"<?xml", "an XML document"),
 )
 _MARKUP_PEEK = 1024
+# A JSON export (an API's users list, say): an object, or an array of objects, strings or
+# arrays. No header row starts so.
+_JSON_START = re.compile(rb'(\{\s*["}]|\[\s*[\[{"\]])')
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +170,8 @@ def detect_format(binary: BinaryIO) -> Detected:
     for markup, what in _MARKUP_START:
         if start.startswith(markup):
             raise FileFailed(f"{what}, not a spreadsheet or CSV file; {SAVE_AS_HINT}")
+    if _JSON_START.match(start):
+        raise FileFailed(f"JSON, not a spreadsheet or CSV file; {SAVE_AS_HINT}")
 
     if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16's
         raise FileFailed(f"UTF-32 text, which syncd does not read; {SAVE_AS_HINT}")

@@ -203,6 +203,18 @@ def test_html_or_xml_saved_as_xls_fails_saying_save_as_xlsx_or_csv(syncd_sqlite:
     assert syncd_sqlite.export() == []
 
 
+def test_json_export_fails_saying_save_as_xlsx_or_csv(syncd_sqlite: Syncd) -> None:
+    # An API's users list saved as a file: read as CSV it would fail for "no identifier
+    # column", as if a header cell were misspelt.
+    users = '[{"sourcedId": "S1", "givenName": "Lena"}]\n'
+    for name, content in (("students.json", users), ("students-2.csv", '\ufeff {"users": []}')):
+        outcome = run_import(syncd_sqlite, name, content)
+        assert outcome.exit_code == 1
+        reason = report(syncd_sqlite, name)["reason"]
+        assert reason == "JSON, not a spreadsheet or CSV file; save it as .xlsx or CSV", reason
+    assert syncd_sqlite.export() == []
+
+
 def test_kind_option_overrides_the_name(syncd_sqlite: Syncd) -> None:
     outcome = run_import(syncd_sqlite, "export.csv", students_csv(), "--kind", "students")
     assert outcome.exit_code == 0, outcome.stderr
