@@ -325,6 +325,8 @@ def parse_duration(text: str) -> timedelta:
         match = _DURATION_PART.match(stripped, position)
         if match is None or match.group(2).lower() not in _DURATION_UNITS:
             raise ValueError(f"not a duration: {text!r}")
+        if match.group(2) == "M":  # units are read in any case, but "1M" may mean a month
+            raise ValueError(f'not a duration: {text!r} ("M" could be months: write "min")')
         seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
         position = match.end()
     try:

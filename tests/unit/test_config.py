@@ -363,6 +363,7 @@ def test_unknown_key_close_to_a_known_one_suggests_it(tmp_path: Path) -> None:
         ("min_age = 10", "min_age", "must be a duration string"),
         ('poll = "0s"', "poll", "must be longer than 0s"),
         ('pending_ttl = "-1d"', "pending_ttl", "not a duration"),
+        ('pending_ttl = "1M"', "pending_ttl", '"M" could be months: write "min"'),
         ("max_deactivate = -0.1", "max_deactivate", "from 0 to 1, not -0.1"),
         ("max_update = 1.5", "max_update", "from 0 to 1, not 1.5"),
         ("max_reject = 2", "max_reject", "from 0 to 1, not 2"),
