@@ -30,7 +30,14 @@ from syncd.db.apply import OrphanCarry, expire_pending
 from syncd.db.database import describe, open_database, reader, upgrade_database
 from syncd.db.schema import files, links, pending_links, persons
 from syncd.edits import manual_link, revert_file
-from syncd.errors import FileFailed, Interrupted, SyncdError, UsageError, one_line
+from syncd.errors import (
+    DatabaseUnreachable,
+    FileFailed,
+    Interrupted,
+    SyncdError,
+    UsageError,
+    one_line,
+)
 from syncd.model import FileStatus, Kind, RelType
 from syncd.pickup import Pickup, archive_folder, ledger_result, peek_kind, write_reports
 from syncd.pipeline import FileResult, Job, Pipeline, sha256_of
@@ -971,15 +978,19 @@ def check_config_command(app: App, as_json: bool) -> None:
     from syncd.daemon import check_source
 
     config = app.config
-    with app.reader.connect() as connection:
-        connection.execute(sa.text("SELECT 1"))
+    # The sources are checked whatever the database says: an operator (or a monitor reading
+    # --json) learns everything that is wrong in one run.
+    database_error = _database_problem(app)
     errors = {source.name: check_source(source) for source in config.sources}
     problems = {name: str(error) if error else None for name, error in errors.items()}
+    database = describe(config.database_url)
     if as_json:
         print_json(
             {
                 "config": str(config.path),
-                "database": describe(config.database_url),
+                "database": database,
+                "database_ok": database_error is None,
+                "database_error": str(database_error) if database_error else None,
                 "sources": [
                     {
                         "source": source.name,
@@ -993,7 +1004,10 @@ def check_config_command(app: App, as_json: bool) -> None:
         )
     else:
         click.echo(f"config {config.path}: ok")
-        click.echo(f"database {describe(config.database_url)}: ok")
+        if database_error is None:
+            click.echo(f"database {database}: ok")
+        else:
+            click.echo(f"syncd: {database_error}", err=True)
         for source in config.sources:
             problem = problems[source.name]
             if problem:
@@ -1004,9 +1018,21 @@ def check_config_command(app: App, as_json: bool) -> None:
                 click.echo(f"syncd: {problem}", err=True)
             else:
                 click.echo(f'source "{source.name}" ({source.url}): ok')
-    codes = {error.exit_code for error in errors.values() if error is not None}
+    codes = {error.exit_code for error in [database_error, *errors.values()] if error is not None}
     if codes:
-        sys.exit(min(codes))  # 2: a source's settings (a secret not set); else 3
+        sys.exit(min(codes))  # 2: settings (a secret not set, an old schema); else 3
+
+
+def _database_problem(app: App) -> SyncdError | None:
+    """Return why the database cannot be used (the error `main` would print), or None."""
+    try:
+        with app.reader.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except SyncdError as error:
+        return error
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
+        return DatabaseUnreachable(f"database error: {str(error.orig).splitlines()[0]}")
+    return None
 
 
 @cli.group("db")

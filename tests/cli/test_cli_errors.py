@@ -299,6 +299,26 @@ def test_unreachable_database_exits_3(syncd_sqlite: Syncd) -> None:
     _one_line(outcome)
 
 
+def test_check_config_with_the_database_down_still_checks_the_sources(
+    syncd_sqlite: Syncd,
+) -> None:
+    # A monitor reading --json gets its document exactly when the database is down.
+    syncd_sqlite.database_url = "postgresql+psycopg://syncd:S3cret-db@127.0.0.1:1/none"
+    syncd_sqlite.configure()
+    syncd_sqlite.drop_dir.mkdir(exist_ok=True)
+    checked = syncd_sqlite("check-config", "--json")
+    assert checked.exit_code == 3
+    document = checked.json()
+    assert document["database_ok"] is False
+    assert "127.0.0.1" in document["database_error"]
+    assert [source["ok"] for source in document["sources"]] == [True]
+    assert "S3cret-db" not in checked.stdout + checked.stderr
+    text = syncd_sqlite("check-config")
+    assert text.exit_code == 3
+    assert "database" in _one_line(text)
+    assert 'source "district-a" (file:drop): ok' in text.stdout
+
+
 def test_a_sqlite_path_holding_another_file_exits_3_saying_so(syncd_sqlite: Syncd) -> None:
     (syncd_sqlite.root / "junk.sqlite").write_text("not a database\n")
     syncd_sqlite.database_url = f"sqlite:///{syncd_sqlite.root / 'junk.sqlite'}"
@@ -406,6 +426,7 @@ def test_database_password_in_the_url_query_is_never_shown(syncd_sqlite: Syncd) 
         "postgresql+psycopg://postgres@127.0.0.1:1/none?password=DbSecret9&sslpassword=KeySecret8"
     )
     syncd_sqlite.configure()
+    syncd_sqlite.drop_dir.mkdir(exist_ok=True)  # the database's line is the only error
     outcome = syncd_sqlite("check-config")
     assert outcome.exit_code == 3
     line = _one_line(outcome)
