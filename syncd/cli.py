@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import posixpath
 import signal
 import sys
@@ -166,6 +167,10 @@ def import_command(
         if path.is_dir():
             raise UsageError(f"{path}: a folder, not a file; give the files in it")
         if not path.is_file():
+            if path.is_symlink():
+                raise UsageError(f"{path}: a link to {os.readlink(path)}, which is not there")
+            if path.exists():  # a FIFO or a device: reading it could wait forever
+                raise UsageError(f"{path}: not a regular file")
             raise UsageError(f"{path}: no such file")
     forced = Kind(kind) if kind else None
 

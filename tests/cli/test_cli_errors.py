@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -165,6 +166,18 @@ def test_import_of_a_folder_says_it_is_a_folder(syncd_sqlite: Syncd) -> None:
     outcome = syncd_sqlite("import", str(syncd_sqlite.root))
     assert outcome.exit_code == 2
     assert "a folder, not a file" in _one_line(outcome)
+
+
+def test_import_of_a_fifo_or_a_dangling_link_says_what_it_is(syncd_sqlite: Syncd) -> None:
+    fifo = syncd_sqlite.root / "students-fifo.csv"
+    os.mkfifo(fifo)  # reading it would wait for a writer forever
+    dangling = syncd_sqlite.root / "students-link.csv"
+    dangling.symlink_to(syncd_sqlite.root / "gone.csv")
+    for path, said in ((fifo, "not a regular file"), (dangling, "gone.csv, which is not there")):
+        outcome = syncd_sqlite("import", str(path))
+        assert outcome.exit_code == 2
+        assert said in _one_line(outcome)
+    assert files(syncd_sqlite) == []
 
 
 def test_unknown_kind_file_fails_with_exit_1_and_a_report(syncd: Syncd) -> None:
