@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -340,7 +340,8 @@ def _print_results(results: Sequence[FileResult], dry_run: bool, as_json: bool) 
         if result.reason:
             click.echo(f"  reason: {result.reason}")
         for error in result.errors[:20]:
-            click.echo(f"  row {error.row}, {error.column}: {error.error}")
+            column = f", {error.column}" if error.column else ""  # a row of shifted cells has none
+            click.echo(f"  row {error.row}{column}: {error.error}")
         if len(result.errors) > 20:
             where = "--json lists them all" if dry_run else "the errors file lists them all"
             click.echo(f"  … and {len(result.errors) - 20} more errors ({where})")
@@ -367,6 +368,24 @@ def run_command(app: App, once: bool, source_name: str | None) -> None:
 
 # --- export ----------------------------------------------------------------------------------
 
+
+def reader_may_leave(command: Callable[..., None]) -> Callable[..., None]:
+    """For a command that only prints what it read: a reader that stops early (`syncd
+    export … | head`) wanted no more, so it ends quietly with exit 0 (click's own answer to a
+    closed pipe is exit 1: an error code for nothing wrong)."""
+
+    @wraps(command)
+    def printing(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except BrokenPipeError:
+            # stdout now leads nowhere, so that its flush at exit cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(0) from None
+
+    return printing
+
+
 PERSON_FIELDS = (
     "site", "kind", "sync_key", "username", "first_name", "last_name", "email", "active",
     "attributes",
@@ -380,6 +399,7 @@ LINK_FIELDS = ("site", "parent", "child", "type", "status", "origin")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default=None)
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
+@reader_may_leave
 def export_command(app: App, what: str, site: str | None, fmt: str | None, as_json: bool) -> None:
     """Print the current persons or relationships (never a password)."""
     if fmt == "csv" and as_json:
@@ -935,6 +955,7 @@ def _iso(moment: Any) -> str | None:
 @click.option("--site", metavar="SITE")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
+@reader_may_leave
 def history_command(
     app: App, person_key: str | None, file_id: int | None, site: str | None, as_json: bool
 ) -> None:

@@ -251,6 +251,23 @@ def test_rows_rejected_still_exit_0(syncd_sqlite: Syncd) -> None:
     assert report(syncd_sqlite, "students.csv")["counts"]["rejected"] == 1
 
 
+def test_row_errors_are_printed_with_their_column_when_they_have_one(
+    syncd_sqlite: Syncd,
+) -> None:
+    content = (
+        "SyncID,First name,Last name\nS1,Lena,Müller\nS2,,Martin\nS3,Zoë,Martin,Jr\n"
+        "S4,Ann,Lee\nS5,Bo,Ray\n"
+    )
+    outcome = run_import(syncd_sqlite, "students.csv", content)
+    assert outcome.exit_code == 0, outcome.stderr
+    rows = [line for line in outcome.stdout.splitlines() if line.startswith("  row ")]
+    assert rows == [
+        "  row 3, First name: missing first name",
+        "  row 4: 4 cells where the header has 3: quote a value that holds the delimiter, or "
+        "give every column a header",
+    ]
+
+
 def test_several_sources_need_source_and_site(syncd_sqlite: Syncd) -> None:
     syncd_sqlite.configure(
         sources=[
@@ -393,6 +410,25 @@ def _run_real_cli(syncd: Syncd, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+def test_export_into_a_reader_that_stops_early_ends_quietly(syncd_sqlite: Syncd) -> None:
+    # `syncd export persons --format csv | head`: more than a pipe holds, read one line.
+    rows = "".join(f"S{n},Lena,Müller-{n}\n" for n in range(4000))
+    run_import(syncd_sqlite, "students.csv", "SyncID,First name,Last name\n" + rows)
+    code = "import sys; from syncd.cli import main; main(sys.argv[1:])"
+    argv = [sys.executable, "-c", code, "--config", str(syncd_sqlite.config_path)]
+    with subprocess.Popen(
+        [*argv, "export", "persons", "--format", "csv"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as export:
+        assert export.stdout is not None and export.stderr is not None
+        assert export.stdout.readline().startswith(b"site,kind,sync_key")
+        export.stdout.close()
+        stderr = export.stderr.read()
+        assert export.wait(timeout=60) == 0
+    assert stderr == b""
 
 
 @pytest.mark.parametrize(
