@@ -25,7 +25,13 @@ from sqlalchemy.engine import Engine
 
 from syncd import audit, reports
 from syncd.clock import Clock, SystemClock
-from syncd.config import Config, SourceConfig, find_config_path, load_config, local_source
+from syncd.config import (
+    Config,
+    SourceConfig,
+    find_config_path,
+    load_config,
+    local_source,
+)
 from syncd.db import store, trail
 from syncd.db.apply import OrphanCarry, expire_pending
 from syncd.db.database import describe, open_database, reader, upgrade_database
@@ -1000,10 +1006,26 @@ def history_command(
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def check_config_command(app: App, as_json: bool) -> None:
-    """Validate the config, reach the database and every source."""
+    """Validate the config, reach the database and every source. Each problem is one line on
+    stderr, with --json too (stdout then holds the whole document, problems included)."""
     from syncd.daemon import check_source
 
-    config = app.config
+    try:
+        config = app.config
+    except SyncdError as error:  # no config, or one that cannot be read: nothing else to check
+        if as_json:
+            print_json(
+                {
+                    "config": _config_path_or_none(app),
+                    "config_ok": False,
+                    "config_error": str(error),
+                    "database": None,
+                    "database_ok": None,
+                    "database_error": None,
+                    "sources": [],
+                }
+            )
+        raise
     # The sources are checked whatever the database says: an operator (or a monitor reading
     # --json) learns everything that is wrong in one run.
     database_error = _database_problem(app)
@@ -1014,6 +1036,8 @@ def check_config_command(app: App, as_json: bool) -> None:
         print_json(
             {
                 "config": str(config.path),
+                "config_ok": True,
+                "config_error": None,
                 "database": database,
                 "database_ok": database_error is None,
                 "database_error": str(database_error) if database_error else None,
@@ -1032,21 +1056,29 @@ def check_config_command(app: App, as_json: bool) -> None:
         click.echo(f"config {config.path}: ok")
         if database_error is None:
             click.echo(f"database {database}: ok")
-        else:
-            click.echo(f"syncd: {database_error}", err=True)
-        for source in config.sources:
-            problem = problems[source.name]
-            if problem:
-                # A source's errors already name it; say so once, in the `syncd: ` error form.
-                named = f'source "{source.name}"'
-                if not problem.startswith(named):
-                    problem = f"{named}: {problem}"
-                click.echo(f"syncd: {problem}", err=True)
-            else:
-                click.echo(f'source "{source.name}" ({source.url}): ok')
+    if database_error is not None:
+        click.echo(f"syncd: {database_error}", err=True)
+    for source in config.sources:
+        problem = problems[source.name]
+        if problem:
+            # A source's errors already name it; say so once, in the `syncd: ` error form.
+            named = f'source "{source.name}"'
+            if not problem.startswith(named):
+                problem = f"{named}: {problem}"
+            click.echo(f"syncd: {problem}", err=True)
+        elif not as_json:
+            click.echo(f'source "{source.name}" ({source.url}): ok')
     codes = {error.exit_code for error in [database_error, *errors.values()] if error is not None}
     if codes:
         sys.exit(min(codes))  # 2: settings (a secret not set, an old schema); else 3
+
+
+def _config_path_or_none(app: App) -> str | None:
+    """Return the config file a command would read, or None when there is none."""
+    try:
+        return str(find_config_path(app.config_option))
+    except SyncdError:
+        return None
 
 
 def _database_problem(app: App) -> SyncdError | None:

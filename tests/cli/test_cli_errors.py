@@ -338,6 +338,7 @@ def test_check_config_with_the_database_down_still_checks_the_sources(
     syncd_sqlite.drop_dir.mkdir(exist_ok=True)
     checked = syncd_sqlite("check-config", "--json")
     assert checked.exit_code == 3
+    assert "127.0.0.1" in _one_line(checked)  # the error line, as without --json
     document = checked.json()
     assert document["database_ok"] is False
     assert "127.0.0.1" in document["database_error"]
@@ -347,6 +348,19 @@ def test_check_config_with_the_database_down_still_checks_the_sources(
     assert text.exit_code == 3
     assert "database" in _one_line(text)
     assert 'source "district-a" (file:drop): ok' in text.stdout
+
+
+def test_check_config_json_of_a_bad_config_is_a_document_and_the_one_line(
+    syncd_sqlite: Syncd,
+) -> None:
+    syncd_sqlite.configure(max_deactivte=0.2)
+    checked = syncd_sqlite("check-config", "--json")
+    assert checked.exit_code == 2
+    assert "max_deactivte" in _one_line(checked)
+    document = checked.json()
+    assert (document["config"], document["config_ok"]) == (str(syncd_sqlite.config_path), False)
+    assert "max_deactivte" in document["config_error"]
+    assert document["sources"] == []
 
 
 def test_a_sqlite_path_holding_another_file_exits_3_saying_so(syncd_sqlite: Syncd) -> None:
