@@ -648,7 +648,7 @@ def plan_parent_links(
     """Return the link changes that make each requested parent's parents-file links match.
 
     `keep_types`: the file gives no types (FileColumns.leaves_types): its new links are
-    Parent links, an existing link keeps its type.
+    Parent links, a live link keeps its type (one a file removed is made anew: Parent).
     """
     plan = LinkPlan()
     by_parent: dict[int, dict[int, ExistingLink]] = {}
@@ -662,7 +662,7 @@ def plan_parent_links(
         current = by_parent.get(request.parent_id, {}) if request.parent_id is not None else {}
         for child_id, rel_type in request.children.items():
             named = current.get(child_id)
-            if named is not None and keep_types:
+            if named is not None and keep_types and named.active:
                 rel_type = named.type
             if _wanted_change(named, Kind.PARENTS, rel_type):
                 plan.sets.append(

@@ -352,6 +352,24 @@ def test_a_parent_on_one_row_per_child_has_each_childs_type(syncd: Syncd) -> Non
     assert types == {("S1", "Parent"), ("S2", "Parent")}
 
 
+def test_a_link_a_file_removed_is_made_anew_by_a_parents_file_without_types(
+    syncd: Syncd,
+) -> None:
+    # The relationships file's Guardian link goes with its next file; a parents file naming
+    # the child later makes a new link: a Parent link, not the removed one's type come back.
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", "SyncID,First name,Last name\nP1,Pat,Lee\n")
+    imported(syncd, "relationships.csv", "Parent ID,Student ID,Relationship\nP1,S1,Guardian\n")
+    imported(syncd, "relationships-2.csv", "Parent ID,Student ID,Relationship\nP1,S2,Aide\n")
+    assert {(link["child"], link["type"]) for link in syncd.export("relationships")} == {
+        ("S2", "Aide")
+    }
+    imported(syncd, "parents-2.csv", "SyncID,First name,Last name,ChildID\nP1,Pat,Lee,S1;S2\n")
+    types = {(link["child"], link["type"]) for link in syncd.export("relationships")}
+    assert types == {("S1", "Parent"), ("S2", "Aide")}  # S2's link is live: its type stays
+
+
 def test_a_parents_file_without_a_type_column_leaves_a_links_type_alone(syncd: Syncd) -> None:
     # The relationships file says Guardian; the nightly parents file, with no type column,
     # names the same child: the link stays a Guardian link (no retype each night, and the
