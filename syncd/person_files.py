@@ -40,6 +40,7 @@ from syncd.core.columns import person_columns
 from syncd.core.plan import (
     ExistingPerson,
     LinkPlan,
+    ParentLinks,
     PersonPlan,
     SiteCounts,
     Thresholds,
@@ -615,12 +616,33 @@ class PersonFile:
         ids = [-digest for digest in left if digest < 0]
         site, kind = self.source.site, self.person_kind
         ids += store.persons_with_digests(connection, site, kind, [d for d in left if d >= 0])
-        candidates = store.active_keys(connection, (pid for pid in ids if pid not in listed))
-        unlisted = sorted(candidates)
+        unlisted, dropped = store.keys_by_state(connection, (i for i in ids if i not in listed))
+        if self.kind is Kind.PARENTS and dropped:
+            # Parents deactivated as orphans keep their row digest (their row sent again changes
+            # nothing), so they are in the snapshot: left out, the SIS dropped them, and their
+            # parents-file links go as those of the parents the file deactivates do.
+            self._drop_links_of_inactive(connection, dropped)
         if not unlisted:
             return
         plan = PersonPlan(kind=self.kind)
-        plan_unlisted(plan, unlisted)
+        plan_unlisted(plan, sorted(unlisted))
+        self._apply_plan(connection, plan, {})
+
+    def _drop_links_of_inactive(
+        self, connection: sa.Connection, parents: Sequence[tuple[int, str]]
+    ) -> None:
+        """Remove the parents-file links and pending links of inactive parents a full file
+        left out. They are now inactive because the file left them out, not as orphans: a
+        child's return does not revive them; their row listed again does (read, not skipped)
+        and makes their links anew."""
+        plan = PersonPlan(kind=self.kind)
+        plan.link_requests.extend(ParentLinks(key, pid, {}, {}) for pid, key in parents)
+        store.driver_execute_in(
+            connection,
+            "UPDATE persons SET row_digest = NULL, inactive_reason = 'file' WHERE id IN",
+            (),
+            [pid for pid, _ in parents],
+        )
         self._apply_plan(connection, plan, {})
 
     def _within(self, counts: Counts, fewest: int) -> bool:

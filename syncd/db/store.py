@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from syncd.audit import ROW_REJECTED
 from syncd.core.plan import (
+    ORPHAN,
     ExistingLink,
     ExistingPending,
     ExistingPerson,
@@ -162,8 +163,8 @@ def inactive_students(
 
 def row_digest_snapshot(connection: sa.Connection, site: str, kind: PersonKind) -> set[int]:
     """Return the row digests of the site's persons whose row, sent again, changes nothing
-    (the digest is NULL for any other: schema.py), and -id of its active persons without a
-    digest: the snapshot a file is read against.
+    (the digest is NULL for any other: schema.py), and -id of its active persons and orphaned
+    parents without a digest: the snapshot a file is read against.
 
     Digests are never negative, so no line matches the second kind; what a full file leaves
     in the snapshot is whom it did not list (persons_with_digests finds them). Digests only,
@@ -173,8 +174,9 @@ def row_digest_snapshot(connection: sa.Connection, site: str, kind: PersonKind) 
         integer_array(
             connection,
             "coalesce(row_digest, -id)",
-            "FROM persons WHERE site = ? AND kind = ? AND (row_digest IS NOT NULL OR active = ?)",
-            (site, kind.value, True),
+            "FROM persons WHERE site = ? AND kind = ? "
+            "AND (row_digest IS NOT NULL OR active = ? OR inactive_reason = ?)",
+            (site, kind.value, True, ORPHAN),
         )
     )
 
@@ -312,15 +314,19 @@ class UsernameKeys:
         return found is not None and (found[0] or "").casefold() == key
 
 
-def active_keys(connection: sa.Connection, person_ids: Iterable[int]) -> list[tuple[int, str]]:
-    """Return (id, sync key) of those of the given persons that are active, by id."""
-    found: list[tuple[int, str]] = []
+def keys_by_state(
+    connection: sa.Connection, person_ids: Iterable[int]
+) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """Return (id, sync key) of the given persons, by id: the active ones, the others."""
+    active: list[tuple[int, str]] = []
+    inactive: list[tuple[int, str]] = []
     for chunk in chunked(sorted(set(person_ids))):
-        query = sa.select(persons.c.id, persons.c.sync_key).where(
-            persons.c.id.in_(chunk), persons.c.active.is_(True)
+        query = sa.select(persons.c.id, persons.c.sync_key, persons.c.active).where(
+            persons.c.id.in_(chunk)
         )
-        found.extend((row.id, row.sync_key) for row in connection.execute(query))
-    return found
+        for row in connection.execute(query):
+            (active if row.active else inactive).append((row.id, row.sync_key))
+    return active, inactive
 
 
 # The persons column behind each child field (ChildField's values).

@@ -514,6 +514,27 @@ def test_relationships_file_linking_a_parent_only_to_a_departed_child_orphans_it
     assert report(syncd, "relationships.csv")["counts"]["orphans_deactivated"] == 1
 
 
+def test_orphan_parent_a_full_parents_file_leaves_out_loses_its_links_and_stays_inactive(
+    syncd: Syncd,
+) -> None:
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S5"), ("P2", "S4")))
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))  # S5 leaves: P1 an orphan
+    assert person(syncd, "P1")["active"] is False
+    # The SIS drops P1 too: its parents-file link goes, as a deactivated parent's would.
+    imported(syncd, "parents-2.csv", _parents(("P2", "S4")))
+    assert syncd.links() == {("P2", "S4", "active")}
+    assert report(syncd, "parents-2.csv")["counts"]["links_removed"] == 1
+    # S5 comes back: no file names P1 as its parent any more, so P1 stays inactive.
+    imported(syncd, "students-3.csv", students_csv(STUDENTS[::-1]))
+    assert person(syncd, "P1")["active"] is False
+    # Listed again with S5 (the same row as before): the link is made anew, P1 is back.
+    imported(syncd, "parents-3.csv", _parents(("P1", "S5"), ("P2", "S4")))
+    assert ("P1", "S5", "active") in syncd.links()
+    assert person(syncd, "P1")["active"] is True
+
+
 def test_parent_left_only_a_departed_child_when_a_file_drops_its_pending_link_is_orphaned(
     syncd: Syncd,
 ) -> None:
