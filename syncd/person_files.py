@@ -271,7 +271,9 @@ class PersonFile:
             # applies them (Pipeline.preview_batch rolls them all back at its end).
             # Its counts then say what the real run's report would (orphan parents included).
             self._settle(connection, events, applied)
-            result.changes += applied.orphan_change_list()
+            result.changes += applied.resolved_changes + applied.orphan_change_list()
+            if self.mode is Mode.FULL and self.kind is Kind.PARENTS:  # as the real run reports
+                self.pipeline.report_waiting(connection, job, result, Kind.PARENTS)
             events.discard()
             keep_preview(transaction)
             writes.carry_orphans(self.context, applied)

@@ -352,6 +352,7 @@ class Pipeline:
             child_field=source.child_field.value,
             orphans=job.orphans,
             defer_orphans=job.defer_orphans,
+            dry_run=job.dry_run,
         )
 
     @staticmethod
@@ -553,6 +554,8 @@ class Pipeline:
                 writes.apply_links(connection, link_plan, context, events, applied, {}, names)
                 writes.settle_parents(connection, context, events, applied)
                 result.changes += applied.orphan_change_list()
+                if source.mode_for(Kind.RELATIONSHIPS) is Mode.FULL:  # as the real run reports
+                    self.report_waiting(connection, job, result, Kind.RELATIONSHIPS)
                 events.discard()
                 keep_preview(transaction)
                 writes.carry_orphans(context, applied)
@@ -779,7 +782,8 @@ class Pipeline:
             connection,
             [change.child_id for change in sets + retypes]
             + [link.parent_id for link in clears]
-            + [link.child_id for link in clears],
+            + [link.child_id for link in clears]
+            + [pending.parent_id for pending in link_plan.pending_drops],
         )
         changes: list[dict[str, Any]] = [
             {
@@ -811,5 +815,16 @@ class Pipeline:
         changes += [
             {"action": "pending", "parent": add.parent_key, "child": add.child_value}
             for add in link_plan.pending_adds
+        ]
+        # A pending link the file no longer names goes (counted in links_removed): the child
+        # as written, as the pending entry named it.
+        changes += [
+            {
+                "action": "unlink",
+                "parent": keys.get(pending.parent_id),
+                "child": pending.child_value,
+                "pending": True,
+            }
+            for pending in link_plan.pending_drops
         ]
         return changes

@@ -69,6 +69,8 @@ class ApplyContext:
     # this file's are added to them instead of judged.
     orphans: OrphanCarry | None = None
     defer_orphans: bool = False
+    # A preview: what is applied is also listed as changes (Applied.resolved_changes).
+    dry_run: bool = False
 
 
 @dataclass(slots=True)
@@ -99,6 +101,8 @@ class Applied:
     # Parents settle_parents deactivated as orphans or reactivated: ("deactivate" or
     # "reactivate", sync key), for a dry run's change list.
     orphan_changes: list[tuple[str, str]] = field(default_factory=list)
+    # Pending links a students file resolved, as a dry run lists them (only then).
+    resolved_changes: list[dict[str, str]] = field(default_factory=list)
 
     def link_children(self, child_ids: Iterable[int]) -> None:
         """Note students the file linked (see children_linked)."""
@@ -933,6 +937,16 @@ def resolve_pending(
         rest = later
     parents = _sync_keys(connection, {row.parent_id for row, _ in resolved})
     for row, child in resolved:
+        if context.dry_run:
+            applied.resolved_changes.append(
+                {
+                    "action": "link",
+                    "parent": parents.get(row.parent_id, ""),
+                    "child": child.sync_key,
+                    "type": row.type,
+                    "resolved": row.child_value,
+                }
+            )
         events.add(
             audit.RELATIONSHIP_RESOLVED,
             person_id=row.parent_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -190,6 +191,34 @@ def test_dry_run_counts_orphans_as_the_real_run_reports_them(syncd: Syncd) -> No
         )  # fmt: skip
         imported(syncd, "students-3.csv", students_csv())  # back as before the batch
         imported(syncd, "parents-3.csv", _parents(("P1", "S5"), ("P2", "S4")))
+
+
+def test_dry_run_of_pending_links_says_what_the_real_run_does(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=0.5)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S1"), ("P3", "S9")))  # S9: pending
+
+    def preview_then_apply(name: str, content: str) -> dict[str, Any]:
+        path = syncd.write(name, content)
+        plan = syncd("import", "--dry-run", "--json", str(path)).json()
+        real = syncd("import", "--json", str(path)).json()
+        assert plan["counts"] == real["counts"]
+        return dict(plan)
+
+    # The report counts every pending link the full file names, S9's from before included.
+    plan = preview_then_apply("parents-2.csv", _parents(("P1", "S1"), ("P3", "S9"), ("P7", "NEW1")))
+    assert plan["counts"]["pending"] == 2
+    assert {"action": "pending", "parent": "P7", "child": "NEW1"} in plan["changes"]
+    # A pending link the file no longer names goes, listed as such.
+    plan = preview_then_apply("parents-3.csv", _parents(("P1", "S1"), ("P3", ""), ("P7", "NEW1")))
+    assert plan["counts"]["links_removed"] == 1
+    assert {"action": "unlink", "parent": "P3", "child": "S9", "pending": True} in plan["changes"]
+    # A students file resolving one lists the link it makes.
+    new_pupil = ("NEW1", "n.one", "Nia", "One", "nia.one@school.example", "1010", "2")
+    plan = preview_then_apply("students-2.csv", students_csv([*STUDENTS, new_pupil]))
+    assert plan["counts"]["links_created"] == 1
+    link = {"action": "link", "parent": "P7", "child": "NEW1", "type": "Parent"}
+    assert {**link, "resolved": "NEW1"} in plan["changes"]
 
 
 def test_a_files_deactivated_count_is_its_own_kind_and_orphans_are_counted_apart(
