@@ -353,7 +353,10 @@ def no_such_child(value: str, field_name: str) -> str | None:
     (a new student gets the next free one, which a stale value would then name)."""
     if field_name != "internal_id":
         return None
-    return f"no student has internal id {value!r} (syncd's own person id; see syncd export)"
+    return (
+        f"no student has internal id {value!r} (syncd's own person id: the person_id of the "
+        "student's events in syncd history --person KEY --json)"
+    )
 
 
 def _ambiguous_child(value: str, field_name: str, matches: Sequence[StudentRef]) -> str:
