@@ -41,6 +41,7 @@ from syncd.errors import (
     DatabaseUnreachable,
     FileFailed,
     Interrupted,
+    SourceUnreachable,
     SyncdError,
     UsageError,
     one_line,
@@ -707,6 +708,12 @@ def _source_of(app: App, row: Any) -> tuple[SourceConfig, str | None]:
 @pass_app
 def release_command(app: App, file_id: int, as_json: bool) -> None:
     """Apply a held file despite its safety threshold."""
+    finished = _finish_decided(app, file_id, (FileStatus.APPLIED, FileStatus.FAILED))
+    if finished is not None:  # released before, but the source failed before it moved on
+        _print_results([finished], False, as_json)
+        if finished.status is not FileStatus.APPLIED:
+            sys.exit(1)
+        return
     row = _held_file(app, file_id)
     _refuse_stale_release(app, row)
     source_config, source_name = _source_of(app, row)
@@ -725,6 +732,28 @@ def release_command(app: App, file_id: int, as_json: bool) -> None:
     _print_results([result], False, as_json)
     if result.status is not FileStatus.APPLIED:
         sys.exit(1)
+
+
+def _finish_decided(app: App, file_id: int, decided: tuple[FileStatus, ...]) -> FileResult | None:
+    """Move on a file that a release or reject decided (its status one of `decided`) but
+    that still lies in held/ because its source failed before the move; return what the
+    ledger says of it, or None when there is no such file (the command then goes on)."""
+    with app.reader.connect() as connection:
+        row = _ledger_row(connection, file_id)
+        if row.status not in {status.value for status in decided}:
+            return None
+        result = ledger_result(row, store.row_errors(connection, file_id))
+    source_config, source_name = _source_of(app, row)
+    source = _open_held_source(row, source_name, source_config)
+    if source is None:
+        return None
+    try:
+        if not source.holds(row.path):
+            return None
+        _finish_held(app, row, source, result, archive_folder(app.clock.now(), result.status))
+    finally:
+        source.close()
+    return result
 
 
 def _apply_released(
@@ -796,7 +825,19 @@ def _fetch_held(row: Any, source: Source | None, source_config: SourceConfig, in
 
 def _finish_held(app: App, row: Any, source: Source, result: FileResult, folder: str) -> None:
     """Move a released/rejected file on in its source and write its reports, as the pickup."""
-    where = source.take_back(row.path, folder, row.name)
+    try:
+        where = source.take_back(row.path, folder, row.name)
+    except (SyncdError, OSError) as error:  # decided already: the same command again moves it on
+        command = "reject" if result.status is FileStatus.REJECTED else "release"
+        hint = (
+            f"file {row.id} is {result.status}; `syncd files {command} {row.id}` again moves it on"
+        )
+        if isinstance(error, SyncdError):
+            raise type(error)(f"{error} ({hint})") from error
+        raise SourceUnreachable(
+            f'source "{row.source}": cannot move {row.name} from held/ to {folder}: '
+            f"{error.strerror or error} ({hint})"
+        ) from error
     # The pickup moved the file's done marker into held/ beside it; it goes on with the file.
     # Only a marker named after the held file itself: never another upload's.
     for suffix in MARKER_SUFFIXES:
@@ -819,6 +860,12 @@ def _report_beside(row: Any, result: FileResult) -> None:
 @pass_app
 def reject_command(app: App, file_id: int, as_json: bool) -> None:
     """Drop a held file: nothing applies, it moves to failed/."""
+    if _finish_decided(app, file_id, (FileStatus.REJECTED,)) is not None:
+        if as_json:
+            _print_ledger_entry(app, file_id)
+        else:
+            click.echo(f"file {file_id} rejected")
+        return
     row = _held_file(app, file_id)
     source_config, source_name = _source_of(app, row)
     # The report keeps what the held report said of the file (format, counts), now failed.

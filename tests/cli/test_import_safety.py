@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from tests.cli.conftest import Syncd
 from tests.cli.rosters import (
@@ -265,6 +266,32 @@ def test_held_drop_file_waits_in_held_and_release_archives_it(syncd: Syncd) -> N
     assert not (syncd.drop_dir / "held" / "students-2.csv").exists()
     assert list((syncd.drop_dir / "archive").rglob("students-2.csv"))
     assert _student_states(syncd)["K9"] is False
+
+
+def test_a_released_file_its_archive_refused_moves_on_when_released_again(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv(TEN))
+    syncd.drop("students-2.csv", students_csv(TEN[:8]))
+    assert syncd("run", "--once").exit_code == 1
+    held = syncd.drop_dir / "held" / "students-2.csv"
+    year = syncd.drop_dir / "archive" / f"{datetime.now(UTC):%Y}"
+    year.write_text("a file where the day's folder goes\n")  # the move cannot be made
+    number = str(file_id(syncd, "students-2.csv"))
+    outcome = syncd("files", "release", number)
+    assert outcome.exit_code == 3
+    line = outcome.stderr.strip()
+    assert len(line.splitlines()) == 1
+    assert f"file {number} is applied; `syncd files release {number}` again moves it on" in line
+    assert held.is_file()  # applied, but still where it was
+    year.unlink()
+    again = syncd("files", "release", number)
+    assert again.exit_code == 0, again.stderr
+    assert not held.exists()
+    assert list((syncd.drop_dir / "archive").rglob("students-2.csv"))
+    report = syncd.drop_dir / "reports" / "students-2.csv.report.1.json"  # after the held one
+    assert json.loads(report.read_text(encoding="utf-8"))["status"] == "applied"
+    assert _student_states(syncd)["K9"] is False
+    assert len(syncd.events("file.released")) == 1  # applied once
+    assert syncd("files", "release", number).exit_code == 2  # nothing left to do
 
 
 def test_a_held_file_changed_before_its_release_is_not_released(syncd: Syncd) -> None:
