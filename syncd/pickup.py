@@ -101,6 +101,9 @@ class Pickup:
         self._must_wait: set[tuple[str, int, float]] = set()
         # Files in processing/ that are not this database's claims, said once (file.waiting).
         self._not_ours: set[str] = set()
+        # Files waiting for an earlier kind (name, size, mtime): file.waiting is said once
+        # while they wait, not at each of the daemon's polls (a line a second at poll = 1s).
+        self._waiting_said: set[tuple[str, int, float]] = set()
 
     def _list_entries(self) -> list[Entry]:
         """List the drop folder, remembering each file's first-seen time across runs."""
@@ -217,6 +220,8 @@ class Pickup:
                 outcome.waiting = outcome.young = len(young)
                 claimed = self._claim_ready(ready, young, entries, run_id, outcome, held_back)
             self.pipeline.settle_orphans(orphans, self.config.site, self.config.name, run_id)
+        # Those no longer waiting are forgotten: should they wait again, it is said again.
+        self._waiting_said = {key for key in self._waiting_said if key[0] in held_back}
         if outcome.applied:
             self._must_wait.clear()  # the persons a waiting file names may be there now
         return outcome
@@ -252,8 +257,7 @@ class Pickup:
         held_back: dict[str, Kind],
     ) -> list[_Claimed]:
         """Claim the ready files, except later kinds while an earlier kind is arriving
-        (those go into `held_back` by name, their file.waiting said once a pass)."""
-        announced = set(held_back)
+        (those go into `held_back` by name, their file.waiting said once while they wait)."""
         held_back.clear()
         root = None if self.config.is_sftp else Path(self.config.path)
         arriving = {
@@ -276,7 +280,8 @@ class Pickup:
             ):
                 outcome.waiting += 1
                 held_back[entry.name] = kind
-                if entry.name not in announced:
+                if (said := (entry.name, entry.size, entry.mtime)) not in self._waiting_said:
+                    self._waiting_said.add(said)
                     audit.emit(
                         audit.FILE_WAITING,
                         source=self.config.name,

@@ -3,6 +3,7 @@ they must never run one source at once (SPEC §3.4: a slow run is never started 
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -158,3 +159,32 @@ def test_a_leader_that_cannot_reach_the_database_says_it_lost_the_source(
         assert [(e["event"], e["log_level"]) for e in logged] == [("source.released", "warning")]
         assert not runner.lock.leading
         app.close()
+
+
+def test_a_file_waiting_for_an_earlier_kind_is_said_once_while_it_waits(tmp_path: Path) -> None:
+    # The daemon polls every few seconds; an alert on file.waiting must not fire at each.
+    app = _app(tmp_path)
+    [config] = app.config.sources
+    runner = SourceRunner(app, config)
+    drop = tmp_path / "drop"
+    (drop / "students.csv.part").write_text(STUDENTS, encoding="utf-8")  # still uploading
+    (drop / "parents.csv").write_text("SyncID,First name,Last name,ChildID\nP1,A,B,S1\n")
+
+    def waiting() -> list[str]:
+        lines = (tmp_path / "audit.jsonl").read_text(encoding="utf-8").splitlines()
+        return [json.loads(line)["name"] for line in lines if '"file.waiting"' in line]
+
+    for _ in range(3):
+        assert runner.poll(False).waiting == 1
+    assert waiting() == ["parents.csv"]
+    # The upload ends: the parents file applies after the students file.
+    (drop / "students.csv.part").rename(drop / "students.csv")
+    runner.poll(False)
+    assert list((drop / "archive").rglob("parents.csv"))
+    # A new parents file waiting later is said again.
+    (drop / "students-2.csv.part").write_text(STUDENTS, encoding="utf-8")
+    (drop / "parents-2.csv").write_text("SyncID,First name,Last name,ChildID\nP2,A,B,S1\n")
+    runner.poll(False)
+    runner.poll(False)
+    assert waiting() == ["parents.csv", "parents-2.csv"]
+    app.close()
