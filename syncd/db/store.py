@@ -913,6 +913,23 @@ def forget_claims_not_at(connection: sa.Connection, source: str, paths: Sequence
         connection.execute(files.delete().where(files.c.id.in_(chunk)))
 
 
+def claims_gone_from(connection: sa.Connection, source: str, paths: Sequence[str]) -> list[Any]:
+    """Return the ledger entries of `source` still processing a file read from processing/
+    that is at none of `paths` (what processing/ holds now). syncd moves a file on only
+    after its outcome is committed, so such a file was taken away by hand before its
+    transaction ended: nothing of it was applied."""
+    rows = connection.execute(
+        sa.select(files).where(
+            files.c.source == source,
+            files.c.status == FileStatus.PROCESSING.value,
+            files.c.size.is_not(None),
+            files.c.path.like("processing/%"),
+        )
+    ).all()
+    present = set(paths)
+    return [row for row in rows if row.path not in present]
+
+
 def row_errors(connection: sa.Connection, file_id: int) -> list[RowError]:
     """Return the rejected rows of a file as its row.rejected events recorded them, once
     each (a released file was validated twice), without the values the events leave out:

@@ -288,6 +288,42 @@ def test_file_left_in_processing_is_taken_up_under_its_ledger_entry(syncd: Syncd
     assert archived(syncd) == ["students.csv"]
 
 
+def test_a_crash_leftover_taken_away_by_hand_is_failed_not_left_processing(
+    syncd: Syncd,
+) -> None:
+    # A crash left the file in processing/, and an operator moved it away before the restart:
+    # its entry must not say `processing` for ever (nothing of it was applied).
+    processing = syncd.drop_dir / "processing"
+    processing.mkdir(parents=True)
+    path = processing / "students.csv"
+    path.write_text(STUDENTS)
+    engine = open_database(syncd.database_url)
+    pipeline = Pipeline(engine, SystemClock())
+    job = Job(
+        path=path,
+        name="students.csv",
+        source=local_source(syncd.drop_dir, name="district-a"),
+        source_name="district-a",
+        location="processing/students.csv",
+    )
+    file_id = pipeline.open_ledger(job, "0" * 64, path.stat().st_size)
+    engine.dispose()
+    path.unlink()
+    for _ in range(2):  # said once: the entry is closed
+        outcome = syncd("run", "--once")
+        assert outcome.exit_code == 0, outcome.stderr
+    ledger = syncd("files", "--json").json()
+    assert [(f["id"], f["status"]) for f in ledger] == [(file_id, "failed")]
+    assert "taken away" in ledger[0]["reason"]
+    [failed] = syncd.events("file.failed")
+    assert (failed["file_id"], failed["level"]) == (file_id, "error")
+    report = json.loads(
+        (syncd.drop_dir / "reports" / "students.csv.report.json").read_text(encoding="utf-8")
+    )
+    assert (report["file_id"], report["status"]) == (file_id, "failed")
+    assert syncd.export() == []
+
+
 def test_a_file_claimed_but_not_read_before_a_crash_is_taken_up_as_received_once(
     syncd: Syncd,
 ) -> None:
