@@ -104,13 +104,14 @@ class Applied:
     # Pending links a students file resolved, as a dry run lists them (only then).
     resolved_changes: list[dict[str, str]] = field(default_factory=list)
 
-    def link_children(self, child_ids: Iterable[int]) -> None:
+    def link_children(self, child_ids: Sequence[int]) -> None:
         """Note students the file linked (see children_linked)."""
         if self.children_linked is None:
             return
+        if len(self.children_linked) + len(child_ids) > CHILDREN_KEPT:
+            self.children_linked = None  # never a set of a first load's million students
+            return
         self.children_linked.update(child_ids)
-        if len(self.children_linked) > CHILDREN_KEPT:
-            self.children_linked = None
 
     def orphan_change_list(self) -> list[dict[str, str]]:
         """Return the orphan changes as a dry run lists changes."""
