@@ -318,8 +318,11 @@ class _UndoBatch:
         if not self.queued:
             return
         queued, self.queued = self.queued, []
+        # A person undone twice (created, then deactivated as an orphan, by the same file)
+        # ends as its last undo in trail order leaves it, as its last event says.
+        final = {op[1]: op[3] for op in queued if op[0] == "person"}
         for active in (False, True):
-            ids = sorted({op[1] for op in queued if op[0] == "person" and op[3] is active})
+            ids = sorted(person_id for person_id, state in final.items() if state is active)
             for chunk in store.chunked(ids):
                 self.connection.execute(
                     persons.update()

@@ -83,6 +83,24 @@ def _parents_then_changed(
     return before
 
 
+def test_revert_of_a_file_that_created_a_parent_and_orphaned_it_leaves_it_inactive(
+    syncd: Syncd,
+) -> None:
+    # parents-3.csv creates P9, linked only to a student who left: an orphan from the start.
+    # Its undos, last first: active again (the orphan step), then not (the creation).
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", parents_csv(PARENTS, HEADER))
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))  # S5 leaves
+    nine = ("P9", "Nora", "Neun", "nora@home.example", "S5")
+    imported(syncd, "parents-3.csv", parents_csv([*PARENTS, nine], HEADER))
+    assert person(syncd, "P9")["active"] is False
+    _revert(syncd, "parents-3.csv")
+    assert person(syncd, "P9")["active"] is False
+    last = [e["event"] for e in syncd.events() if e.get("sync_key") == "P9"][-1]
+    assert last == "person.deactivated"  # the trail's last word is the stored state
+
+
 def test_revert_restores_links_a_parents_file_changed(syncd: Syncd) -> None:
     before = _parents_then_changed(syncd)
     assert active_links(syncd) == {("P1", "S1"), ("P1", "S4"), ("P2", "S2")}
