@@ -38,6 +38,7 @@ from syncd import audit
 from syncd.audit import EventBuffer, EventSegment
 from syncd.core.columns import person_columns
 from syncd.core.plan import (
+    UNLINKED_MARK,
     ExistingPerson,
     LinkPlan,
     ParentLinks,
@@ -620,9 +621,9 @@ class PersonFile:
         ids += store.persons_with_digests(connection, site, kind, [d for d in left if d >= 0])
         unlisted, dropped = store.keys_by_state(connection, (i for i in ids if i not in listed))
         if self.kind is Kind.PARENTS and dropped:
-            # Parents deactivated as orphans keep their row digest (their row sent again changes
-            # nothing), so they are in the snapshot: left out, the SIS dropped them, and their
-            # parents-file links go as those of the parents the file deactivates do.
+            # Parents deactivated as orphans are in the snapshot (their row sent again changes
+            # nothing): left out, the SIS dropped them, and their parents-file links go as
+            # those of the parents the file deactivates do.
             self._drop_links_of_inactive(connection, dropped)
         if not unlisted:
             return
@@ -634,15 +635,17 @@ class PersonFile:
         self, connection: sa.Connection, parents: Sequence[tuple[int, str]]
     ) -> None:
         """Remove the parents-file links and pending links of inactive parents a full file
-        left out. They are now inactive because the file left them out, not as orphans: a
-        child's return does not revive them; their row listed again does (read, not skipped)
-        and makes their links anew."""
+        left out. They stay orphans (a revert puts their links back as they were): without a
+        link, a child's return does not revive them. Their stored fingerprint becomes one no
+        row has, so that their row listed again is planned and makes its links anew (and,
+        with a live link, brings them back)."""
         plan = PersonPlan(kind=self.kind)
         plan.link_requests.extend(ParentLinks(key, pid, {}, {}) for pid, key in parents)
         store.driver_execute_in(
             connection,
-            "UPDATE persons SET row_digest = NULL, inactive_reason = 'file' WHERE id IN",
-            (),
+            "UPDATE persons SET row_digest = NULL, fingerprint = ? "
+            "WHERE fingerprint <> ? AND id IN",
+            (UNLINKED_MARK, UNLINKED_MARK),
             [pid for pid, _ in parents],
         )
         self._apply_plan(connection, plan, {})

@@ -36,6 +36,9 @@ UNIT_SEPARATOR = "\x1f"
 # Appended to the fingerprint stored for a parent a full file listed only in part (one of its
 # rows was rejected), so that the next file re-plans its links in full.
 PARTIAL_MARK = "~partial"
+# The fingerprint stored for an orphaned parent a full file left out (its links removed): no
+# row's fingerprint, so that the parent's row listed again re-plans its links.
+UNLINKED_MARK = "~unlinked"
 ORPHAN = "orphan"
 
 

@@ -564,6 +564,23 @@ def test_orphan_parent_a_full_parents_file_leaves_out_loses_its_links_and_stays_
     assert person(syncd, "P1")["active"] is True
 
 
+def test_revert_of_the_file_that_dropped_an_orphans_links_makes_it_an_orphan_again(
+    syncd: Syncd,
+) -> None:
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S5"), ("P2", "S4")))
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))  # S5 leaves: P1 an orphan
+    imported(syncd, "parents-2.csv", _parents(("P2", "S4")))  # P1 left out: its link goes
+    reverted = syncd("files", "revert", str(file_id(syncd, "parents-2.csv")))
+    assert reverted.exit_code == 0, reverted.stderr
+    assert ("P1", "S5", "active") in syncd.links()
+    # As before parents-2.csv: S5's return brings its orphaned parent back.
+    imported(syncd, "students-3.csv", students_csv(STUDENTS[::-1]))
+    assert person(syncd, "P1")["active"] is True
+    assert report(syncd, "students-3.csv")["counts"]["orphans_reactivated"] == 1
+
+
 def test_parent_left_only_a_departed_child_when_a_file_drops_its_pending_link_is_orphaned(
     syncd: Syncd,
 ) -> None:
