@@ -159,8 +159,8 @@ def _data_rows(
         _checked(kept, line, limits)
         if _is_blank(kept):
             continue
-        # A sheet's cells never shift: a row is its header's columns, a cell past them (a
-        # note beside the table) under no column.
+        # A sheet's cells never shift: a row is its header's columns (those past its last
+        # heading with a value anywhere included, _open_xlsx).
         values = tuple(kept[:width])
         if len(values) < width:
             values += ("",) * (width - len(values))
@@ -706,6 +706,9 @@ _MERGE_REF = re.compile(rb"<(?:\w+:)?mergeCell\b[^>]*?\bref=\"([A-Z]+[0-9]+):([A
 # A formula cell whose value was never computed: no type (a text result has t="str") and
 # no value or an empty one (a number is never empty). A program that writes workbooks
 # (openpyxl, a report generator) leaves them so; Excel and LibreOffice save the value.
+# A cell element with content (a value, an inline string or a formula), not an empty styled
+# one (`<c r="Z9" s="3"/>`): its column's letters. (A cell without `r` is not counted.)
+_VALUE_CELL = re.compile(rb"<(?:\w+:)?c\b[^>]*?\br=\"([A-Z]{1,3})[0-9]+\"[^>]*?(?<!/)>")
 _UNCOMPUTED_FORMULA = re.compile(
     rb"<(?:\w+:)?c\b(?![^>]*\bt=\")[^>]*?\br=\"([A-Z]+[0-9]+)\"(?![^>]*\bt=\")[^>]*>\s*"
     rb"<(?:\w+:)?f\b[^>]*(?:/>|>[^<]*</(?:\w+:)?f>)\s*"
@@ -715,22 +718,25 @@ _UNCOMPUTED_FORMULA = re.compile(
 
 def _scan_sheet(
     binary: BinaryIO, part: str | None, block: int = LINE_BLOCK
-) -> list[tuple[int, int, int, int]]:
+) -> tuple[list[tuple[int, int, int, int]], int]:
     """Return the merged cell ranges of the worksheet at zip path `part` as (first row,
-    first column, last row, last column), 1-based; raise FileFailed at a formula without a
-    computed value. openpyxl's read-only sheets give neither (the ranges come after the
-    cells, and a formula's missing value reads as an empty cell): the sheet's XML is
-    scanned once, in blocks of `block` bytes."""
-    from openpyxl.utils.cell import range_boundaries
+    first column, last row, last column), 1-based, and the last column (1-based) holding a
+    cell with a value; raise FileFailed at a formula without a computed value. openpyxl's
+    read-only sheets give neither (the ranges come after the cells, a formula's missing
+    value reads as an empty cell, and a sheet's stated dimensions are often the whole
+    formatted range): the sheet's XML is scanned once, in blocks of `block` bytes."""
+    from openpyxl.utils.cell import column_index_from_string, range_boundaries
 
     if part is None:
-        return []
+        return [], 0
     binary.seek(0)
     ranges: list[tuple[int, int, int, int]] = []
+    columns: set[bytes] = set()  # the letters of columns with a value somewhere
     with zipfile.ZipFile(binary) as archive, archive.open(part) as sheet:
         carry = b""
         while chunk := sheet.read(block):
             text = carry + chunk
+            columns.update(_VALUE_CELL.findall(text))
             if (formula := _UNCOMPUTED_FORMULA.search(text)) is not None:
                 raise FileFailed(
                     f"cell {formula[1].decode()} holds a formula whose value was never "
@@ -752,7 +758,8 @@ def _scan_sheet(
             if cell != -1:
                 cut = min(cut, cell)
             carry = text[max(end, cut) :]
-    return ranges
+    widest = max((column_index_from_string(letters.decode()) for letters in columns), default=0)
+    return ranges, widest
 
 
 def _xlsx_records(
@@ -804,12 +811,18 @@ def _open_xlsx(binary: BinaryIO, limits: Limits) -> Iterator[Table]:
         # Trust the cells, not the sheet's stated dimensions (often the whole formatted range).
         sheet.reset_dimensions()
         # Cells, not values: what the user sees depends on the number format too.
-        records = _xlsx_records(sheet.iter_rows(), _scan_sheet(binary, first_sheet))
+        merged, widest = _scan_sheet(binary, first_sheet)
+        records = _xlsx_records(sheet.iter_rows(), merged)
         header = _split_header(records, limits)
         if header is None:
             # An instructions sheet in front of the data one, say: SPEC §2.2 reads the first.
             others = " (syncd reads the first sheet only)" if len(sheets) > 1 else ""
             raise FileFailed(f"no header row in the first sheet, {sheet.title!r}{others}")
+        if len(header) < widest <= limits.max_columns:
+            # Values past the last named column (a notes column without a heading): columns
+            # without a header, kept as attributes as one in the middle is (SPEC §2.2: "not
+            # dropped"). The header is the first row with a value: none are above it.
+            header += ("",) * (widest - len(header))
         yield Table(
             format="xlsx",
             encoding=None,

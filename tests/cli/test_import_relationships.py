@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -285,6 +286,27 @@ def test_students_xlsx_keeps_what_the_user_sees(syncd: Syncd) -> None:
     assert zoe["sync_key"] == "1001"
     assert zoe["attributes"] == {"birthday": "2012-05-13", "locker": "42"}
     assert report(syncd, "students.xlsx")["encoding"] == "xlsx"
+
+
+def test_students_xlsx_keeps_values_in_a_last_column_without_a_heading(syncd: Syncd) -> None:
+    # An admin's notes column with no title: kept as a column without a header (SPEC §2.2:
+    # "not dropped"), as one in the middle of the sheet is; formatting alone is no column.
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["SyncID", "First name", "Last name"])
+    sheet.append(["S1", "Zoë", "Martin", "allergic to nuts"])
+    sheet.append(["S2", "Liam", "O'Brien"])
+    sheet["H3"].font = Font(bold=True)  # a styled, empty cell far to the right
+    buffer = io.BytesIO()
+    book.save(buffer)
+    imported(syncd, "students.xlsx", buffer.getvalue())
+    attributes = {p["sync_key"]: p["attributes"] for p in syncd.export()}
+    assert attributes == {"S1": {"column": "allergic to nuts"}, "S2": {}}
+    document = report(syncd, "students.xlsx")
+    assert document["attribute_columns"] == ["(column 4, no header)"]
 
 
 def test_duplicate_relationship_rows_in_one_file_are_reported(syncd: Syncd) -> None:
