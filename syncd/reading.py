@@ -83,7 +83,10 @@ def open_file(
         check_required_columns(kind, columns)
         keep_passwords = source.passwords is PasswordPolicy.HASH
         header = columns.header
-        result.attribute_columns = _column_names(header, [i for _, i in columns.attributes])
+        empty = table.empty_columns  # a sheet's columns with nothing in them: not reported
+        result.attribute_columns = _column_names(
+            header, [i for _, i in columns.attributes if i not in empty]
+        )
         # Every column that sets no field (SPEC §2.2: unrecognised columns are "listed once
         # in the report"): those kept as attributes, and those dropped (passwords, a field's
         # second column); attribute_columns tells the kept ones apart.
@@ -91,7 +94,7 @@ def open_file(
         if not keep_passwords:
             used.discard(columns.fields.get("password"))
         result.ignored_columns = _column_names(
-            header, [index for index in range(len(header)) if index not in used]
+            header, [index for index in range(len(header)) if index not in used | empty]
         )
         rules = RowRules(
             keep_passwords=keep_passwords, relationship_types=source.relationship_types

@@ -48,6 +48,9 @@ class Table:
     # The same rows as whole lines of bytes, for a caller that reads plain lines itself
     # (syncd.core.columns): read first, then `rows` from where `lines.rows_after` says.
     lines: LineBlocks | None = None
+    # Columns (0-based) known to hold no value at all, heading included (XLSX only: a
+    # sheet's table that starts in column B leaves column A empty): no column to report.
+    empty_columns: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -718,9 +721,9 @@ _UNCOMPUTED_FORMULA = re.compile(
 
 def _scan_sheet(
     binary: BinaryIO, part: str | None, block: int = LINE_BLOCK
-) -> tuple[list[tuple[int, int, int, int]], int]:
+) -> tuple[list[tuple[int, int, int, int]], set[int]]:
     """Return the merged cell ranges of the worksheet at zip path `part` as (first row,
-    first column, last row, last column), 1-based, and the last column (1-based) holding a
+    first column, last row, last column), 1-based, and the columns (1-based) holding a
     cell with a value; raise FileFailed at a formula without a computed value. openpyxl's
     read-only sheets give neither (the ranges come after the cells, a formula's missing
     value reads as an empty cell, and a sheet's stated dimensions are often the whole
@@ -728,7 +731,7 @@ def _scan_sheet(
     from openpyxl.utils.cell import column_index_from_string, range_boundaries
 
     if part is None:
-        return [], 0
+        return [], set()
     binary.seek(0)
     ranges: list[tuple[int, int, int, int]] = []
     columns: set[bytes] = set()  # the letters of columns with a value somewhere
@@ -758,8 +761,7 @@ def _scan_sheet(
             if cell != -1:
                 cut = min(cut, cell)
             carry = text[max(end, cut) :]
-    widest = max((column_index_from_string(letters.decode()) for letters in columns), default=0)
-    return ranges, widest
+    return ranges, {column_index_from_string(letters.decode()) for letters in columns}
 
 
 def _xlsx_records(
@@ -811,7 +813,8 @@ def _open_xlsx(binary: BinaryIO, limits: Limits) -> Iterator[Table]:
         # Trust the cells, not the sheet's stated dimensions (often the whole formatted range).
         sheet.reset_dimensions()
         # Cells, not values: what the user sees depends on the number format too.
-        merged, widest = _scan_sheet(binary, first_sheet)
+        merged, valued = _scan_sheet(binary, first_sheet)
+        widest = max(valued, default=0)
         records = _xlsx_records(sheet.iter_rows(), merged)
         header = _split_header(records, limits)
         if header is None:
@@ -829,6 +832,10 @@ def _open_xlsx(binary: BinaryIO, limits: Limits) -> Iterator[Table]:
             delimiter=None,
             header=header,
             rows=_data_rows(records, len(header), limits),
+            # Known only where the scan saw the cells (a sheet without `r` says nothing).
+            empty_columns=frozenset(
+                index for index in range(len(header)) if valued and index + 1 not in valued
+            ),
         )
     finally:
         workbook.close()

@@ -309,6 +309,26 @@ def test_students_xlsx_keeps_values_in_a_last_column_without_a_heading(syncd: Sy
     assert document["attribute_columns"] == ["(column 4, no header)"]
 
 
+def test_students_xlsx_whose_table_starts_in_column_b_reports_no_empty_column(
+    syncd: Syncd,
+) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    for row, values in enumerate([("SyncID", "First name", "Last name", "Grade"),
+                                  ("S1", "Zoë", "Martin", "5")], start=1):  # fmt: skip
+        for column, value in enumerate(values, start=2):
+            sheet.cell(row=row, column=column, value=value)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    imported(syncd, "students.xlsx", buffer.getvalue())
+    [zoe] = syncd.export()
+    assert (zoe["sync_key"], zoe["attributes"]) == ("S1", {"grade": "5"})
+    document = report(syncd, "students.xlsx")
+    assert (document["ignored_columns"], document["attribute_columns"]) == (["Grade"], ["Grade"])
+
+
 def test_duplicate_relationship_rows_in_one_file_are_reported(syncd: Syncd) -> None:
     _roster(syncd)
     rows = [
