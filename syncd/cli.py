@@ -25,13 +25,7 @@ from sqlalchemy.engine import Engine
 
 from syncd import audit, reports
 from syncd.clock import Clock, SystemClock
-from syncd.config import (
-    Config,
-    SourceConfig,
-    find_config_path,
-    load_config,
-    local_source,
-)
+from syncd.config import Config, SourceConfig, find_config_path, load_config, local_source
 from syncd.db import store, trail
 from syncd.db.apply import OrphanCarry, expire_pending
 from syncd.db.database import describe, open_database, reader, upgrade_database

@@ -93,8 +93,9 @@ def open_file(
         used = set(columns.fields.values()) | set(columns.more_children)
         if not keep_passwords:
             used.discard(columns.fields.get("password"))
+        unreported = used | empty
         result.ignored_columns = _column_names(
-            header, [index for index in range(len(header)) if index not in used | empty]
+            header, [index for index in range(len(header)) if index not in unreported]
         )
         rules = RowRules(
             keep_passwords=keep_passwords, relationship_types=source.relationship_types

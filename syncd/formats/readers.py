@@ -706,12 +706,12 @@ def _unreadable_workbook(error: Exception) -> FileFailed:
 
 
 _MERGE_REF = re.compile(rb"<(?:\w+:)?mergeCell\b[^>]*?\bref=\"([A-Z]+[0-9]+):([A-Z]+[0-9]+)\"")
-# A formula cell whose value was never computed: no type (a text result has t="str") and
-# no value or an empty one (a number is never empty). A program that writes workbooks
-# (openpyxl, a report generator) leaves them so; Excel and LibreOffice save the value.
 # A cell element with content (a value, an inline string or a formula), not an empty styled
 # one (`<c r="Z9" s="3"/>`): its column's letters. (A cell without `r` is not counted.)
 _VALUE_CELL = re.compile(rb"<(?:\w+:)?c\b[^>]*?\br=\"([A-Z]{1,3})[0-9]+\"[^>]*?(?<!/)>")
+# A formula cell whose value was never computed: no type (a text result has t="str") and
+# no value or an empty one (a number is never empty). A program that writes workbooks
+# (openpyxl, a report generator) leaves them so; Excel and LibreOffice save the value.
 _UNCOMPUTED_FORMULA = re.compile(
     rb"<(?:\w+:)?c\b(?![^>]*\bt=\")[^>]*?\br=\"([A-Z]+[0-9]+)\"(?![^>]*\bt=\")[^>]*>\s*"
     rb"<(?:\w+:)?f\b[^>]*(?:/>|>[^<]*</(?:\w+:)?f>)\s*"
