@@ -40,6 +40,7 @@ from syncd.errors import (
     UsageError,
     one_line,
 )
+from syncd.locks import run_marked
 from syncd.model import FileStatus, Kind, RelType
 from syncd.pickup import Pickup, archive_folder, ledger_result, peek_kind, write_reports
 from syncd.pipeline import FileResult, Job, Pipeline, sha256_of
@@ -204,24 +205,27 @@ def import_command(
                     connection, source.site, now, events, source.deactivate_orphan_parents
                 )
                 for job in jobs:
-                    if interrupted():
+                    if interrupted() is not None:
                         break
                     results.append(_process(pipeline, job))
         else:
+            for row in pipeline.fail_abandoned_imports(own_run=run_id):
+                click.echo(f"syncd: file {row.id} ({row.name}): failed: {row.reason}", err=True)
             with app.engine.begin() as connection:
                 expire_pending(
                     connection, source.site, now, events, source.deactivate_orphan_parents
                 )
                 events.write(connection)
             events.emit()
-            for job in jobs:
-                if interrupted():
-                    break
-                result = _process(pipeline, job)
-                write = partial(write_new, report_dir or job.path.parent)
-                reports.write_reports_with(write, result)
-                results.append(result)
-            pipeline.settle_orphans(orphans, source.site, name, run_id)
+            with run_marked(app.engine, run_id):
+                for job in jobs:
+                    if interrupted() is not None:
+                        break
+                    result = _process(pipeline, job)
+                    write = partial(write_new, report_dir or job.path.parent)
+                    reports.write_reports_with(write, result)
+                    results.append(result)
+                pipeline.settle_orphans(orphans, source.site, name, run_id)
     _print_results(results, dry_run, as_json)
     for result in results:
         if (line := reports.problem_line(result)) is not None:
@@ -235,28 +239,41 @@ def import_command(
         sys.exit(1)
 
 
+# The signals that ask `syncd import` to stop at the next safe point, and how its reports
+# name them: Ctrl-C, a `kill` or systemd's stop, the terminal closing under it.
+_STOP_SIGNALS = {
+    signal.SIGINT: "Ctrl-C",
+    signal.SIGTERM: "SIGTERM",
+    signal.SIGHUP: "SIGHUP: its terminal closed",
+}
+
+
 @contextmanager
-def _stop_on_interrupt() -> Iterator[Callable[[], bool]]:
-    """Within the block, Ctrl-C (SIGINT) asks to stop at the next safe point rather than at
-    once: the file being applied fails whole (errors.Interrupted, at its next progress
-    point), one that committed gets its report and audit lines, no later file starts. A
-    second Ctrl-C stops at once (KeyboardInterrupt: exit 130). Yields "was it asked?"."""
-    asked = False
+def _stop_on_interrupt() -> Iterator[Callable[[], str | None]]:
+    """Within the block, Ctrl-C (SIGINT), SIGTERM or SIGHUP asks to stop at the next safe
+    point rather than at once: the file being applied fails whole (errors.Interrupted, at
+    its next progress point), one that committed gets its report and audit lines, no later
+    file starts, so that no ledger entry is left `processing`. A second signal stops at
+    once (KeyboardInterrupt: exit 130). Yields "which signal asked, if any?". A signal the
+    process was started ignoring (nohup, a background job's Ctrl-C) stays ignored."""
+    asked: str | None = None
 
-    def ask(_signum: int, _frame: object) -> None:
+    def ask(signum: int, _frame: object) -> None:
         nonlocal asked
-        if asked:
+        if asked is not None:
             raise KeyboardInterrupt
-        asked = True
+        asked = _STOP_SIGNALS[signal.Signals(signum)]
 
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started to ignore it (nohup, &)
-        yield lambda: False
-        return
-    previous = signal.signal(signal.SIGINT, ask)
+    previous = {
+        number: signal.signal(number, ask)
+        for number in _STOP_SIGNALS
+        if signal.getsignal(number) is not signal.SIG_IGN
+    }
     try:
         yield lambda: asked
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _process(pipeline: Pipeline, job: Job) -> FileResult:
@@ -273,7 +290,7 @@ def _import_job(
     forced: Kind | None,
     dry_run: bool,
     run_id: str,
-    interrupted: Callable[[], bool] = lambda: False,
+    interrupted: Callable[[], str | None] = lambda: None,
 ) -> Job:
     """Return the job of one file given to `syncd import`: it stays where it is."""
     return Job(
@@ -297,14 +314,14 @@ def _wants_progress(path: Path) -> bool:
     return sys.stderr.isatty() and path.stat().st_size >= PROGRESS_MIN_BYTES
 
 
-def _progress(path: Path, interrupted: Callable[[], bool]) -> Callable[[int], None]:
-    """Told the rows read now and then: stop there if Ctrl-C asked to, show the count on a
-    terminal."""
+def _progress(path: Path, interrupted: Callable[[], str | None]) -> Callable[[int], None]:
+    """Told the rows read now and then: stop there if a signal asked to (_stop_on_interrupt),
+    show the count on a terminal."""
     shows = _wants_progress(path)
 
     def told(rows: int) -> None:
-        if interrupted():
-            raise Interrupted("interrupted (Ctrl-C): nothing of it applied")
+        if (signal_name := interrupted()) is not None:
+            raise Interrupted(f"interrupted ({signal_name}): nothing of it applied")
         if shows:
             click.echo(f"\r{path.name}: {rows:,} rows read", err=True, nl=False)
 
@@ -1016,15 +1033,14 @@ def history_command(
         else:
             assert person_key is not None
             site_name = app.config.site(site)
-            query = sa.select(persons.c.id).where(
-                persons.c.site == site_name,
-                sa.or_(
-                    persons.c.sync_key == person_key,
-                    sa.func.lower(persons.c.username) == person_key.casefold(),
-                    persons.c.email == person_key.casefold(),
-                ),
+            in_site = sa.select(persons.c.id, persons.c.username).where(persons.c.site == site_name)
+            query = in_site.where(
+                sa.or_(persons.c.sync_key == person_key, persons.c.email == person_key.casefold())
             )
-            ids = [row.id for row in connection.execute(query)]
+            ids = sorted(
+                {row.id for row in connection.execute(query)}
+                | {row.id for row in store.persons_by_username(connection, in_site, person_key)}
+            )
             if not ids:
                 raise UsageError(f'no person "{person_key}" in site "{site_name}"')
             rows = trail.events_of_person(connection, ids)

@@ -147,3 +147,70 @@ def folder_pass(folder: Path) -> Iterator[bool]:
         yield True
     finally:
         os.close(fd)  # closing the only descriptor releases the flock
+
+
+class RunMark:
+    """Marks a `syncd import` run alive while it works, so that its ledger entries left
+    `processing` can later be told apart: a run that holds its mark is still at work, one
+    that does not was killed (kill -9, a power cut) before it finished them. On PostgreSQL
+    the mark is an advisory lock; on SQLite one byte of `DATABASE.runs.lock`, locked with
+    fcntl (POSIX record locks end with their process, and one file serves every run)."""
+
+    def __init__(self, engine: Engine, run_id: str) -> None:
+        self._lock: SourceLock | None = None
+        self._fd: int | None = None
+        database = engine.url.database
+        if engine.dialect.name == "postgresql":
+            self._lock = AdvisoryLock(engine, f"run {run_id}")
+            self.path: Path | None = None
+        elif engine.dialect.name == "sqlite" and database and database != ":memory:":
+            resolved = Path(database).resolve()
+            self.path = resolved.with_name(f"{resolved.name}.runs.lock")
+        else:
+            self.path = None
+        self.offset = int.from_bytes(_key(f"run {run_id}")[:5], "big")
+
+    def acquire(self) -> bool:
+        """Take the mark; False if a live process holds it."""
+        if self._lock is not None:
+            return self._lock.acquire()
+        if self.path is None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self.offset)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+        if self._fd is not None:
+            # Closing any descriptor of the file ends all of this process's record locks on
+            # it: a process holds one mark at most, and tests others' only before taking it.
+            os.close(self._fd)
+            self._fd = None
+
+    def alive(self) -> bool:
+        """Whether the run that made this mark still holds it (False: it ended or died);
+        True where no other process can reach the database (nothing to tell)."""
+        if self._lock is None and self.path is None:
+            return True
+        if not self.acquire():
+            return True
+        self.release()
+        return False
+
+
+@contextlib.contextmanager
+def run_marked(engine: Engine, run_id: str) -> Iterator[None]:
+    """Hold the run's mark (RunMark) within the block."""
+    mark = RunMark(engine, run_id)
+    mark.acquire()
+    try:
+        yield
+    finally:
+        mark.release()

@@ -77,6 +77,10 @@ class PasswordPolicy(StrEnum):
     HASH = "hash"
 
 
+# The longest name, key, email, username, student number or child value syncd keeps: the
+# width of their columns (db/schema.py). A longer cell is a row error (core/validate.py).
+STORED_TEXT_MAX = 500
+
 # Values of a `status`/`action` column that mean "remove this person or link" (SPEC §2.4).
 DELETE_WORDS = frozenset({"delete", "deleted", "inactive", "tobedeleted"})
 

@@ -326,6 +326,7 @@ class Pickup:
             gone = store.claims_gone_from(connection, self.config.name, paths)
         for row in gone:
             self._fail_gone(row, run_id)
+        self.pipeline.fail_abandoned_imports()  # by hand, but no entry stays processing
         claimed = []
         for entry in left:
             if f"processing/{entry.name}" in ours:

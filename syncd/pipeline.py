@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import gc
 import hashlib
+import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +50,7 @@ from syncd.db.schema import files
 from syncd.errors import FileFailed
 from syncd.formats.detect import Detected, detect_format
 from syncd.formats.headers import detect_kind
+from syncd.locks import RunMark
 from syncd.model import (
     Counts,
     ErrorList,
@@ -182,6 +185,30 @@ def _digest_and_detect(path: Path, size: int, limits: Limits) -> tuple[str, Dete
         return digest.result(), detected
 
 
+def _failure_reason(error: Exception) -> str | None:
+    """Return why a file failed: a FileFailed's reason, or a database's refusal of what the
+    file held (a value or key its rules do not take). The refusal fails that file alone,
+    rather than leave it in processing/ to be retried at every pass; None for any other
+    error (the database unreachable: the file is taken up again later)."""
+    if isinstance(error, FileFailed):
+        return str(error)
+    refusals: tuple[type[Exception], ...] = (
+        sa.exc.DataError, sa.exc.IntegrityError, sqlite3.DataError, sqlite3.IntegrityError,
+    )  # fmt: skip
+    if (psycopg := sys.modules.get("psycopg")) is not None:  # COPY's errors come unwrapped
+        refusals += (psycopg.DataError, psycopg.IntegrityError)
+    if not isinstance(error, refusals):
+        return None
+    cause = getattr(error, "orig", None) or error
+    said = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    why = f"the database refused it: {said}; nothing of it applied"
+    if isinstance(error, (sa.exc.IntegrityError, sqlite3.IntegrityError)) or (
+        psycopg is not None and isinstance(error, psycopg.IntegrityError)
+    ):
+        why += " (another syncd applying the same rows at the same time? send it again)"
+    return why
+
+
 def _unchanged_link_rows(counts: Counts, removed_by_rows: bool) -> int:
     """Return the rows of a relationships file that changed nothing: each other valid row
     made, retyped or left pending one link, or (a delta file's delete row) removed one; a
@@ -260,9 +287,10 @@ class Pipeline:
                     .values(sha256=sha256, size=size, path=job.location)
                 )
             else:
+                # An import's entry names its run from the start (fail_abandoned_imports).
                 file_id = self._new_entry(
                     connection, job.source_name, job.source.site, job.name, job.location, now,
-                    sha256=sha256, size=size,
+                    sha256=sha256, size=size, run_id=job.run_id,
                 )  # fmt: skip
             events = self._events(job, file_id)
             events.add(audit.FILE_RECEIVED, name=job.name, sha256=sha256, size=size)
@@ -279,6 +307,45 @@ class Pipeline:
         with self.engine.begin() as connection:
             store.ensure_site(connection, source.site, now)
             return self._new_entry(connection, source.name, source.site, name, location, now)
+
+    def fail_abandoned_imports(self, own_run: str | None = None) -> list[Any]:
+        """Fail the ledger entries that `syncd import` runs left `processing` when they were
+        killed (kill -9, a power cut: no signal to stop at a safe point), so that no entry
+        stays `processing` for ever. Its run's mark (locks.RunMark) tells a dead run from one
+        still at work. An entry is finished in its file's own transaction, so nothing of
+        such a file was applied. Return the entries failed, as the ledger now has them."""
+        with self.engine.connect() as connection:
+            left = store.imports_in_processing(connection)
+        runs = {row.run_id for row in left if row.run_id != own_run}
+        dead = {run for run in runs if not RunMark(self.engine, run).alive()}
+        failed = []
+        for row in left:
+            if row.run_id not in dead:
+                continue
+            now = self.clock.now()
+            reason = (
+                "the import that read it stopped before it finished (killed?); nothing of it "
+                "was applied: import it again"
+            )
+            context = {"source": row.source, "site": row.site, "run_id": row.run_id}
+            events = EventBuffer(context={**context, "file_id": row.id}, now=now)
+            events.add(
+                audit.FILE_FAILED, level="error", name=row.name, kind=row.kind, reason=reason
+            )
+            with self.engine.begin() as connection:
+                changed = connection.execute(
+                    files.update()
+                    .where(files.c.id == row.id, files.c.status == FileStatus.PROCESSING.value)
+                    .values(status=FileStatus.FAILED.value, reason=reason, finished_at=now)
+                ).rowcount
+                if changed:  # not failed by another process meanwhile
+                    events.write(connection)
+                    failed.append(
+                        connection.execute(sa.select(files).where(files.c.id == row.id)).one()
+                    )
+            if changed:
+                events.emit()
+        return failed
 
     def forget_claim(self, file_id: int) -> None:
         """Remove the entry of a claim another syncd won (the file was gone when moved)."""
@@ -442,9 +509,12 @@ class Pipeline:
                 else:
                     PersonFile(self, job, result).run(opened)
             self._refresh_statistics(job, result)
-        except FileFailed as failure:
+        except Exception as error:
+            why = _failure_reason(error)
+            if why is None:
+                raise
             result.status = FileStatus.FAILED
-            result.reason = str(failure)
+            result.reason = why
             # Nothing of a failed file applies: its counts say what was read, not what its
             # rolled-back plan would have changed.
             read = result.counts

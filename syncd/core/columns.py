@@ -32,7 +32,7 @@ from syncd.core.validate import (
     parse_relationship_type,
     split_child_values,
 )
-from syncd.model import Kind, RelType
+from syncd.model import STORED_TEXT_MAX, Kind, RelType
 
 __all__ = ["PersonColumns", "person_columns"]
 
@@ -144,6 +144,13 @@ def person_columns(
         if not all(map(EMAIL_PATTERN.match, filter(None, email_texts))):
             return None
     number_texts = (column("student_number") if kind is Kind.STUDENTS else None) or [""] * count
+    child_cells = column("child_key") if kind is Kind.PARENTS else None
+    if longest > STORED_TEXT_MAX and any(
+        max(map(len, texts)) > STORED_TEXT_MAX
+        for texts in (keys, first_names, last_names, username_texts, email_texts, number_texts)
+        + ((child_cells,) if child_cells else ())
+    ):
+        return None  # the row reader rejects the row (core.validate.too_long)
     usernames, emails, numbers = (
         _or_none(username_texts),
         _or_none(email_texts),
@@ -152,7 +159,6 @@ def person_columns(
     attributes, attribute_texts = _attributes(cells, width, columns.attributes, count)
     children = types = None
     tails: Iterable[str] = repeat(_NO_CHILDREN)
-    child_cells = column("child_key") if kind is Kind.PARENTS else None
     if child_cells is not None:
         children = _children(child_cells)
         types = _types(column("relationship_type"), rules, count)

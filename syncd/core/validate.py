@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from syncd.model import (
     DELETE_WORDS,
+    STORED_TEXT_MAX,
     ChildBy,
     ErrorList,
     FileColumns,
@@ -440,6 +441,14 @@ def _username_identity(
     return identity
 
 
+TOO_LONG = f"longer than {STORED_TEXT_MAX} characters, the most syncd keeps in this column"
+
+
+def too_long(line: int, label: str, value: str) -> RowError:
+    """The error of a cell longer than its column holds (the value shortened to show)."""
+    return RowError(line, label, f"{value[:40]}…", TOO_LONG)
+
+
 def _record_maker(
     kind: Kind,
     columns: Columns,
@@ -510,10 +519,25 @@ def _record_maker(
         email = email_cell.casefold() if email_cell else None
         first_name = values[first_at].strip() if first_at is not None else ""
         last_name = values[last_at].strip() if last_at is not None else ""
+        number = values[number_at].strip() if number_at is not None else ""
 
         if email is not None and not is_email(email):
             problems = [RowError(line, email_label, email_cell, "invalid email")]
             email = None
+        if (
+            len(sync_key) + len(first_name) + len(last_name) + len(email_cell) + len(number)
+            + (len(username) if username else 0)
+            > STORED_TEXT_MAX
+        ):  # fmt: skip
+            cells = (
+                ("sync_key", sync_key), ("username", username or ""), ("email", email_cell),
+                ("first_name", first_name), ("last_name", last_name),
+                ("student_number", number),
+            )  # fmt: skip
+            long = [too_long(line, columns.label(name), value)
+                    for name, value in cells if len(value) > STORED_TEXT_MAX]  # fmt: skip
+            if long:
+                problems = [*(problems or []), *long]
         # SPEC §9: "its username, else its lower-cased email": the username as first written.
         if sync_key:
             identifier: str | None = sync_key
@@ -574,6 +598,16 @@ def _record_maker(
                 child_values = split_child_values(cell)
             else:
                 child_values = (cell,) if cell else ()
+            if len(cell) > STORED_TEXT_MAX and any(
+                len(value) > STORED_TEXT_MAX for value in child_values
+            ):
+                label = columns.label("child_key")
+                errors.add(too_long(line, label, max(child_values, key=len)))
+                if identifier:
+                    errors.rejected_keys.add(identifier)
+                    if identifier in first:
+                        late.append(identifier)
+                return None
         # _make: tuple.__new__ itself, a third of the NamedTuple constructor's time.
         return make_record_tuple(
             (
@@ -585,7 +619,7 @@ def _record_maker(
                         email,
                         first_name,
                         last_name,
-                        (values[number_at].strip() or None) if number_at is not None else None,
+                        number or None,
                         tuple(pair for pair in kept if pair[1]),
                     )
                 ),
@@ -695,6 +729,8 @@ def _link_maker(
             return slow(row)
         if ";" in child or "," in child or "|" in child or "\n" in child:
             return slow(row)
+        if len(child) > STORED_TEXT_MAX:
+            return slow(row)
         rel_type = (
             parse_relationship_type(values[type_at], synonyms)
             if type_at is not None
@@ -762,6 +798,11 @@ def _link_records(
         problems.append(
             RowError(row.line, columns.label(_child_field(columns)), "", "missing child")
         )
+    problems.extend(
+        too_long(row.line, columns.label(_child_field(columns)), value)
+        for _, value in children
+        if len(value) > STORED_TEXT_MAX
+    )
 
     rel_type = _relationship_type(row, columns, rules, problems)
 

@@ -19,6 +19,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from syncd.model import STORED_TEXT_MAX
+
 # Stable constraint names so Alembic batch migrations can find them on SQLite.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -48,12 +50,12 @@ persons = Table(
     # PostgreSQL would run a trigger per inserted person.
     Column("site", String(200), nullable=False),
     Column("kind", String(10), nullable=False),  # student | parent
-    Column("sync_key", String(500), nullable=False),
-    Column("username", String(500)),
-    Column("email", String(500)),
-    Column("first_name", String(500), nullable=False),
-    Column("last_name", String(500), nullable=False),
-    Column("student_number", String(500)),
+    Column("sync_key", String(STORED_TEXT_MAX), nullable=False),
+    Column("username", String(STORED_TEXT_MAX)),
+    Column("email", String(STORED_TEXT_MAX)),
+    Column("first_name", String(STORED_TEXT_MAX), nullable=False),
+    Column("last_name", String(STORED_TEXT_MAX), nullable=False),
+    Column("student_number", String(STORED_TEXT_MAX)),
     Column("attributes", JSON, nullable=False),
     Column("password_hash", String(200)),
     Column("active", Boolean, nullable=False),
@@ -117,7 +119,7 @@ pending_links = Table(
     Column("source", String(200)),
     Column("parent_id", Id, ForeignKey("persons.id"), nullable=False),
     Column("child_field", String(20), nullable=False),
-    Column("child_value", String(500), nullable=False),
+    Column("child_value", String(STORED_TEXT_MAX), nullable=False),
     Column("type", String(20), nullable=False),
     Column("origin", String(20), nullable=False),  # parents | relationships
     Column("file_id", Id),

@@ -10,6 +10,7 @@ from itertools import repeat
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from syncd.audit import ROW_REJECTED
 from syncd.core.plan import (
@@ -65,7 +66,10 @@ def aware(moment: datetime | None) -> datetime | None:
 def ensure_site(connection: sa.Connection, site: str, now: datetime) -> None:
     exists = connection.execute(sa.select(sites.c.name).where(sites.c.name == site)).first()
     if exists is None:
-        connection.execute(sites.insert().values(name=site, created_at=now))
+        # Two syncd processes may make the same new site at once (ON CONFLICT: both dialects).
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        insert = dialect.insert(sites).values(name=site, created_at=now)
+        connection.execute(insert.on_conflict_do_nothing())
 
 
 # --- persons -------------------------------------------------------------------------------
@@ -606,15 +610,30 @@ def find_persons(
     base = sa.select(persons).where(persons.c.site == site)
     if kind is not None:
         base = base.where(persons.c.kind == kind.value)
-    for column, value in (
-        (persons.c.sync_key, key),
-        (sa.func.lower(persons.c.username), key.casefold()),
-        (persons.c.email, key.casefold()),
+    base = base.order_by(persons.c.sync_key)
+    for found in (
+        lambda: connection.execute(base.where(persons.c.sync_key == key)).all(),
+        lambda: persons_by_username(connection, base, key),
+        lambda: connection.execute(base.where(persons.c.email == key.casefold())).all(),
     ):
-        rows = connection.execute(base.where(column == value).order_by(persons.c.sync_key)).all()
-        if rows:
+        if rows := found():
             return list(rows)
     return []
+
+
+def persons_by_username(connection: sa.Connection, query: sa.Select[Any], key: str) -> list[Any]:
+    """Return the rows of `query` (of persons) whose username is `key` in any case (SPEC
+    §2.2), compared casefolded as files' usernames are. SQLite's lower() folds ASCII only:
+    usernames with other characters are read and folded here."""
+    folded = key.casefold()
+    username = persons.c.username
+    other_letters = (
+        username.op("GLOB")("*[^ -~]*")
+        if connection.dialect.name == "sqlite"
+        else username.op("~")("[^ -~]")
+    )
+    rows = connection.execute(query.where(sa.or_(sa.func.lower(username) == folded, other_letters)))
+    return [row for row in rows if row.username.casefold() == folded]
 
 
 def site_counts(
@@ -928,6 +947,17 @@ def claims_gone_from(connection: sa.Connection, source: str, paths: Sequence[str
     ).all()
     present = set(paths)
     return [row for row in rows if row.path not in present]
+
+
+def imports_in_processing(connection: sa.Connection) -> list[Any]:
+    """Return the ledger entries of `syncd import` runs still processing: those naming
+    their run outside processing/ (a drop folder's claims lie in it)."""
+    query = sa.select(files).where(
+        files.c.status == FileStatus.PROCESSING.value,
+        files.c.run_id.is_not(None),
+        sa.not_(files.c.path.like("processing/%")),
+    )
+    return list(connection.execute(query.order_by(files.c.id)))
 
 
 def row_errors(connection: sa.Connection, file_id: int) -> list[RowError]:

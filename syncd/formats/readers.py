@@ -132,6 +132,21 @@ def _checked(cells: Sequence[str], line: int, limits: Limits) -> None:
         raise _field_too_long(line, limits)
 
 
+def _cells_at_least(line: str, delimiter: str, count: int) -> bool:
+    """Whether the record that starts with `line` has at least `count` cells (later lines
+    only add cells): its delimiters outside quoted sections, counted until there are
+    enough, so that a line of millions of cells costs a few thousand steps and no memory."""
+    # A quoted section (closed, or running on to the next line), or a delimiter.
+    edges = re.compile(f'("[^"]*(?:"|$))|({re.escape(delimiter)})')
+    cells = 1
+    for edge in edges.finditer(line):
+        if edge.lastindex == 2:
+            cells += 1
+            if cells >= count:
+                return True
+    return False
+
+
 def _is_blank(cells: Iterable[str]) -> bool:
     # \x1a is the end-of-file mark some DOS-era exports still append.
     return all(not cell.strip().strip("\x1a") for cell in cells)
@@ -260,6 +275,7 @@ class _CsvScanner:
         # without line breaks from filling memory.
         self._max_line_chars = limits.max_columns * (2 * limits.max_field_chars + 3) + 2
         self._max_line_bytes = 4 * self._max_line_chars
+        self._delimiter = delimiter
         self._pending: list[str] = []  # text the csv reader reads next (the current line)
         self._taken: list[bytes] = []  # lines the csv reader pulled beyond the current one
         self._at_end = False
@@ -318,9 +334,22 @@ class _CsvScanner:
                 pending.extend(reversed(pieces[1:]))
                 yield pieces[0]
 
+    def _refuse_wide(self, text: str, line: int) -> None:
+        """Fail a record whose first line alone has more than max_columns cells before the
+        csv module makes a list of them all (a hostile 200 MB line of `A,A,…`: 100M
+        cells, gigabytes). The first test is all an ordinary line costs."""
+        most = self._limits.max_columns
+        if (
+            len(text) > most
+            and text.count(self._delimiter) >= most
+            and _cells_at_least(text, self._delimiter, most + 1)
+        ):
+            raise _too_many_columns(line, self._limits)
+
     def _parse(self, text: str, start: int) -> list[str] | None:
         """Return the cells of the record that starts with `text` on line `start`, or None
         at the end of the file. Lines the record spans beyond the first are in `_taken`."""
+        self._refuse_wide(text, start)
         pieces = _lone_cr_pieces(text)
         if pieces is None:
             self._pending.append(text)
@@ -453,6 +482,7 @@ class _CsvScanner:
                     line = self._line
                     continue
                 # The common case: one line, one record, parsed by the csv module.
+                self._refuse_wide(text, line)
                 pending.append(text)
                 taken.clear()
                 try:

@@ -1,5 +1,7 @@
-"""Ctrl-C during `syncd import`: the file being applied fails whole (its report says so), no
-later file starts, and nothing is left half done or unreported (SPEC §2.5, §5)."""
+"""Ctrl-C, SIGTERM or a closed terminal during `syncd import`: the file being applied fails
+whole (its report says so), no later file starts, and nothing is left half done or
+unreported (SPEC §2.5, §5). An import killed outright (kill -9) leaves its entry
+`processing` only until the next import or pickup pass fails it."""
 
 from __future__ import annotations
 
@@ -11,6 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+import sqlalchemy as sa
+
+from syncd.locks import RunMark
+
 ROWS = 400_000
 
 
@@ -21,18 +28,44 @@ def _write(path: Path, header: str, line: str) -> Path:
     return path
 
 
-def _received(database: Path) -> bool:
-    """Whether the import has read its first file's digest (its ledger entry has a size)."""
-    if not database.exists():
-        return False
+def _entries(url: str) -> list[tuple[int, str, str | None]]:
+    engine = sa.create_engine(url)
     try:
-        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
-            return connection.execute("SELECT 1 FROM files WHERE size IS NOT NULL").fetchone()
-    except sqlite3.Error:
+        with engine.connect() as connection:
+            query = sa.text("SELECT id, status, reason FROM files ORDER BY id")
+            return [tuple(row) for row in connection.execute(query)]  # type: ignore[misc]
+    except sa.exc.DBAPIError:  # the schema not made yet
+        return []
+    finally:
+        engine.dispose()
+
+
+def _started(url: str) -> bool:
+    """Whether the import has read its file's digest (its ledger entry has a size)."""
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return False  # not made here: syncd makes it
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            query = sa.text("SELECT 1 FROM files WHERE size IS NOT NULL")
+            return connection.execute(query).first() is not None
+    except sa.exc.DBAPIError:
         return False
+    finally:
+        engine.dispose()
 
 
-def test_ctrl_c_fails_the_file_being_applied_whole_and_starts_no_other(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "said"),
+    [
+        (signal.SIGINT, "Ctrl-C"),
+        (signal.SIGTERM, "SIGTERM"),
+        (signal.SIGHUP, "SIGHUP: its terminal closed"),
+    ],
+)
+def test_a_stop_signal_fails_the_file_being_applied_whole_and_starts_no_other(
+    tmp_path: Path, signum: signal.Signals, said: str
+) -> None:
     database = tmp_path / "syncd.db"
     config = tmp_path / "config.toml"
     config.write_text(f'[database]\nurl = "sqlite:///{database}"\n')
@@ -45,19 +78,23 @@ def test_ctrl_c_fails_the_file_being_applied_whole_and_starts_no_other(tmp_path:
         [*command, str(students), str(parents)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 60
-    while not _received(database) and process.poll() is None and time.monotonic() < deadline:
+    while (
+        not _started(f"sqlite:///{database}")
+        and process.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.01)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=120)
     errors = stderr.decode()
     assert process.returncode == 1, errors
     assert "Traceback" not in errors
-    assert "syncd: students.csv: failed: interrupted (Ctrl-C): nothing of it applied" in errors
+    assert f"syncd: students.csv: failed: interrupted ({said}): nothing of it applied" in errors
     assert "syncd: interrupted: not started: parents.csv" in errors
     report = json.loads((tmp_path / "students.csv.report.json").read_text())
     assert (report["status"], report["reason"]) == (
         "failed",
-        "interrupted (Ctrl-C): nothing of it applied",
+        f"interrupted ({said}): nothing of it applied",
     )
     assert not (tmp_path / "parents.csv.report.json").exists()
     with sqlite3.connect(database) as connection:
@@ -65,3 +102,77 @@ def test_ctrl_c_fails_the_file_being_applied_whole_and_starts_no_other(tmp_path:
         assert connection.execute("SELECT name, status FROM files").fetchall() == [
             ("students.csv", "failed")
         ]
+
+
+@pytest.mark.parametrize("then", ["import", "run --once"])
+def test_an_import_killed_outright_has_its_entry_failed_by_the_next_command(
+    tmp_path: Path, database_url: str, then: str
+) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    audit_log = tmp_path / "audit.jsonl"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[database]\nurl = "{database_url}"\n[audit]\npath = "{audit_log}"\n'
+        f'[[sources]]\nname = "district"\nurl = "file://{drop}"\nmin_age = "0s"\n'
+    )
+    students = _write(tmp_path / "students.csv", "SyncID,First name,Last name", "S{n},F{n},L{n}")
+    command = [sys.executable, "-m", "syncd", "--config", str(config)]
+    process = subprocess.Popen([*command, "import", str(students)])
+    deadline = time.monotonic() + 60
+    while not _started(database_url) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.kill()
+    process.wait(timeout=30)
+    assert [status for _, status, _ in _entries(database_url)] == ["processing"]
+
+    small = tmp_path / "small.csv"
+    small.write_text("SyncID,First name,Last name\nS1,Ann,Lee\n")
+    if then == "import":
+        after = subprocess.run([*command, "import", str(small)], capture_output=True, text=True)
+    else:
+        (drop / "students.csv").write_bytes(small.read_bytes())
+        after = subprocess.run([*command, "run", "--once"], capture_output=True, text=True)
+    assert after.returncode == 0, after.stderr
+    reason = (
+        "the import that read it stopped before it finished (killed?); nothing of it was "
+        "applied: import it again"
+    )
+    assert _entries(database_url) == [(1, "failed", reason), (2, "applied", None)]
+    if then == "import":
+        assert f"syncd: file 1 (students.csv): failed: {reason}" in after.stderr
+    failed = [
+        event
+        for event in map(json.loads, audit_log.read_text().splitlines())
+        if event["event"] == "file.failed"
+    ]
+    assert [(e["file_id"], e["level"], e["reason"]) for e in failed] == [(1, "error", reason)]
+
+
+def test_a_live_import_is_never_taken_for_a_killed_one(tmp_path: Path, database_url: str) -> None:
+    """The mark an import holds while it works tells it from a killed one, across
+    processes, on either database; it ends with its process."""
+    code = (
+        "import sys, time, sqlalchemy as sa\n"
+        "from syncd.locks import RunMark\n"
+        "mark = RunMark(sa.create_engine(sys.argv[1]), 'run-1')\n"
+        "assert mark.acquire()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, database_url], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        engine = sa.create_engine(database_url)
+        assert RunMark(engine, "run-1").alive()
+        assert not RunMark(engine, "run-2").alive()
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while RunMark(engine, "run-1").alive() and time.monotonic() < deadline:
+        time.sleep(0.05)  # PostgreSQL ends the session of a dead client a moment later
+    assert not RunMark(engine, "run-1").alive()
+    engine.dispose()

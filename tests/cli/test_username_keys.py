@@ -142,3 +142,27 @@ def test_a_sync_key_is_still_compared_exactly(syncd: Syncd) -> None:
         ("AB1", False),
         ("ab1", True),
     }
+
+
+def test_link_unlink_and_history_find_a_username_beyond_ascii_in_any_case(syncd: Syncd) -> None:
+    """SQLite's lower() folds ASCII only: the commands that look a person up by username
+    fold it as files do, so Ørsted is found as ØRSTED, ørsted, or Ørsted itself."""
+    header = ("SyncID", "Username", "First name", "Last name")
+    imported(
+        syncd,
+        "students.csv",
+        table(header, [("S1", "Ärger.A", "Ä", "One"), ("S2", "b", "B", "Two")]),
+    )
+    imported(syncd, "parents.csv", table((*header, "Child ID"), [("P1", "ÖLAF.K", "Ö", "K", "S1")]))
+
+    linked = syncd("link", "--parent", "ölaf.k", "--child", "S2")
+    assert linked.exit_code == 0, linked.stderr
+    unlinked = syncd("unlink", "--parent", "ÖLAF.K", "--child", "ärger.a")
+    assert unlinked.exit_code == 0, unlinked.stderr
+    assert active_links(syncd) == {("P1", "S2")}
+    history = syncd("history", "--person", "Ärger.A", "--json")
+    assert history.exit_code == 0, history.stderr
+    assert {event["event"] for event in history.json()} >= {
+        "person.created",
+        "relationship.removed",
+    }

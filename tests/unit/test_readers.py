@@ -384,6 +384,27 @@ def test_row_over_max_columns_fails(tmp_path: Path) -> None:
     assert "line 3" in reason
 
 
+@pytest.mark.parametrize("quoted", [False, True])
+def test_a_hostile_wide_row_fails_before_its_cells_are_made(tmp_path: Path, quoted: bool) -> None:
+    """2M cells on one 4-6 MB line: a list of them all would take over 100 MB."""
+    cell = '"x"' if quoted else "x"
+    path = write(tmp_path, "A,B,C\n1,2,3\n" + ",".join([cell] * 2_000_000) + "\n")
+    tracemalloc.start()
+    try:
+        reason = read_failure(path, Limits())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert reason == "line 3: row has more than max_columns (1000) cells"
+    assert peak < 40_000_000
+
+
+def test_delimiters_inside_quotes_are_no_cells_of_a_wide_row(tmp_path: Path) -> None:
+    notes = '"' + "," * 2_000 + '"'
+    table, rows = read(write(tmp_path, f"A,B\n1,{notes}\n"))
+    assert rows[0].values == ("1", "," * 2_000)
+
+
 def test_header_over_max_columns_fails_on_open(tmp_path: Path) -> None:
     path = write(tmp_path, ",".join(f"C{number}" for number in range(6)) + "\n")
     with pytest.raises(FileFailed, match="max_columns"):
