@@ -176,10 +176,21 @@ _OWN_PERSON_FIELDS = ("sync_key", "username", "email", "first_name", "last_name"
 _BARE_NAME = normalize_header("Name")
 
 # Other columns that hold secrets (Initial password, OneRoster vendor extensions such as
-# ext_imagineLearning_studentPassword, Passwort): never kept as clear-text attributes (SPEC
-# §2.2), so dropped as read and listed as ignored. Matched within the normalized name.
-_SECRET_HEADER_PARTS = ("password", "passwort", "passwd", "kennwort", "motdepasse")
-_SECRET_HEADERS = frozenset({"pwd"})
+# ext_imagineLearning_studentPassword, Passwort, Initial Pwd, Passord, Contraseña): never
+# kept as clear-text attributes (SPEC §2.2), so dropped as read and listed as ignored.
+# Matched within the normalized name, in the languages of the districts syncd serves; the
+# short words (PIN, Pass, Secret) only whole, as they sit inside others (Passport, Secretary).
+_SECRET_HEADER_PARTS = (
+    "password", "passwd", "pwd", "passphrase", "passcode",
+    "passwort", "kennwort",  # German
+    "motdepasse",  # French
+    "passord", "adgangskode", "lösenord", "losenord",  # Norwegian, Danish, Swedish
+    "wachtwoord",  # Dutch
+    "salasana",  # Finnish
+    "contraseña", "contrasena", "senha",  # Spanish, Portuguese
+    "hasło", "haslo",  # Polish
+)  # fmt: skip
+_SECRET_HEADERS = frozenset({"pw", "pass", "pin", "pincode", "pinnumber", "secret"})
 
 
 def _is_secret_header(normalized: str) -> bool:

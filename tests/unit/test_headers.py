@@ -371,3 +371,23 @@ def test_a_parents_files_further_child_columns_all_count() -> None:
     named = map_columns(["SyncID", "Kids", "Child ID"], Kind.PARENTS, child_column="Kids")
     assert (named.fields["child_key"], named.more_children) == (1, ())
     assert named.ignored == ("Child ID",)
+
+
+SECRET_HEADERS = (
+    "Initial Pwd", "Passord", "Passphrase", "Contraseña", "Pw", "Pass", "PIN", "PIN code",
+    "Secret", "Lösenord", "Wachtwoord", "Hasło", "Senha", "Salasana", "Passcode",
+    "Mot de passe", "Kennwort", "Parent Password", "TempPassword",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("header", SECRET_HEADERS)
+def test_a_secret_column_in_any_language_is_dropped_never_an_attribute(header: str) -> None:
+    column_map = map_columns(["SyncID", "First name", "Last name", header], Kind.PARENTS)
+    assert column_map.attributes == ()
+    assert column_map.ignored == (header,)
+
+
+@pytest.mark.parametrize("header", ["Passport", "Secretary", "Shipping", "Spinning club"])
+def test_words_holding_a_short_secret_word_stay_attributes(header: str) -> None:
+    column_map = map_columns(["SyncID", "First name", "Last name", header], Kind.STUDENTS)
+    assert [name for name, _ in column_map.attributes] == [attribute_name(header)]
