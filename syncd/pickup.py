@@ -86,6 +86,20 @@ class _Claimed:
     unreadable: str | None = None
 
 
+# A file syncd died with in hand (killed while applying it: out of memory, say) is taken
+# up again at each restart (SPEC §3.2), up to this many times; then it fails, so that a
+# file that kills its worker does not stop its source for good.
+MAX_TAKE_UPS = 2
+
+
+def _died_with_it(taken_up: int) -> str:
+    return (
+        f"syncd stopped {taken_up} times while applying it (killed: out of memory?); nothing "
+        "of it was applied, and it is failed so that it no longer holds up its source: check "
+        "it, then send it again"
+    )
+
+
 class Pickup:
     """Runs pickup passes for one source; remembers what it saw between passes."""
 
@@ -264,8 +278,8 @@ class Pickup:
         (those go into `held_back` by name, their file.waiting said once while they wait)."""
         held_back.clear()
         root = None if self.config.is_sftp else Path(self.config.path)
-        arriving = {
-            kind.rank
+        arriving: dict[str, int] = {  # by name: the operator is told which file it is
+            entry.name: kind.rank
             for entry in young + [e for e in entries if is_upload_name(e.name)]
             if (kind := kind_by_name(entry.name, self.config)) is not None
         }
@@ -274,9 +288,14 @@ class Pickup:
             kind = kind_by_name(entry.name, self.config)
             if kind is None and root is not None:
                 kind = peek_kind(root / entry.name, self.config, entry.name)
+            earlier = (
+                sorted(name for name, rank in arriving.items() if rank < kind.rank)
+                if kind is not None
+                else []
+            )
             if (
                 kind is not None
-                and any(rank < kind.rank for rank in arriving)
+                and earlier
                 # Counted from when syncd first saw the file, not from its mtime: a client
                 # that keeps a file's old timestamp (sftp -p, WinSCP) must wait too.
                 and self._listed_for(entry) < self.config.dependency_wait.total_seconds()
@@ -293,7 +312,8 @@ class Pickup:
                         run_id=run_id,
                         name=entry.name,
                         kind=kind.value,
-                        reason="an earlier kind of file is still arriving",
+                        reason=f"an earlier kind of file is still arriving: {', '.join(earlier)}",
+                        waiting_for=earlier,
                     )
                 continue
             # In the ledger first: what this syncd finds in processing/ is its own only if so.
@@ -440,9 +460,11 @@ class Pickup:
         claim_id = None
         if row is not None and row.size is None:  # claimed, not read yet (register_claim)
             claim_id, item.name, row = row.id, row.name, None
+        taken_up = 0
         if row is not None:  # taken up again after a crash: same ledger entry
             file_id = row.id
             item.name = row.name
+            taken_up = self.pipeline.take_up_again(file_id)
         job = Job(
             path=item.local or Path(item.processing_name),
             name=item.name,
@@ -459,6 +481,8 @@ class Pickup:
         limit = self.config.limits.max_file_size
         if item.unreadable is not None:
             result = self.pipeline.fail_unread(job, item.size, item.unreadable)
+        elif taken_up > MAX_TAKE_UPS:
+            result = self.pipeline.fail_unread(job, item.size, _died_with_it(taken_up))
         elif item.local is None:
             result = self.pipeline.fail_unread(
                 job, item.size, f"file is larger than max_file_size ({limit} bytes)"

@@ -186,12 +186,17 @@ def _digest_and_detect(path: Path, size: int, limits: Limits) -> tuple[str, Dete
 
 
 def _failure_reason(error: Exception) -> str | None:
-    """Return why a file failed: a FileFailed's reason, or a database's refusal of what the
-    file held (a value or key its rules do not take). The refusal fails that file alone,
-    rather than leave it in processing/ to be retried at every pass; None for any other
-    error (the database unreachable: the file is taken up again later)."""
+    """Return why a file failed: a FileFailed's reason, memory run out, or a database's
+    refusal of what the file held (a value or key its rules do not take). These fail that
+    file alone, rather than leave it in processing/ to be retried at every pass; None for
+    any other error (the database unreachable: the file is taken up again later)."""
     if isinstance(error, FileFailed):
         return str(error)
+    if isinstance(error, MemoryError):  # its memory is given back as the error unwinds
+        return (
+            "ran out of memory reading it; nothing of it applied: check the file "
+            "(max_field_chars and max_columns bound what one row may hold)"
+        )
     refusals: tuple[type[Exception], ...] = (
         sa.exc.DataError, sa.exc.IntegrityError, sqlite3.DataError, sqlite3.IntegrityError,
     )  # fmt: skip
@@ -346,6 +351,20 @@ class Pipeline:
             if changed:
                 events.emit()
         return failed
+
+    def take_up_again(self, file_id: int) -> int:
+        """Count one more take-up of a file syncd died with in hand; return the count."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                files.update()
+                .where(files.c.id == file_id)
+                .values(attempts=sa.func.coalesce(files.c.attempts, 0) + 1)
+            )
+            return int(
+                connection.execute(
+                    sa.select(files.c.attempts).where(files.c.id == file_id)
+                ).scalar_one()
+            )
 
     def forget_claim(self, file_id: int) -> None:
         """Remove the entry of a claim another syncd won (the file was gone when moved)."""

@@ -150,6 +150,8 @@ files = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
     Column("run_id", String(40)),  # the run that applied it
+    # Times taken up again after syncd died with it in hand (pickup.MAX_TAKE_UPS).
+    Column("attempts", Integer),
 )
 Index("ix_files_source_sha256", files.c.source, files.c.sha256)
 Index("ix_files_status", files.c.status)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -176,3 +177,55 @@ def test_a_live_import_is_never_taken_for_a_killed_one(tmp_path: Path, database_
         time.sleep(0.05)  # PostgreSQL ends the session of a dead client a moment later
     assert not RunMark(engine, "run-1").alive()
     engine.dispose()
+
+
+def _ledger_value(url: str, query: str) -> Any:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sa.text(query)).scalar()
+    except sa.exc.DBAPIError:
+        return None
+    finally:
+        engine.dispose()
+
+
+def test_a_file_syncd_keeps_dying_with_is_failed_after_two_take_ups(tmp_path: Path) -> None:
+    """SPEC §3.2 takes a crash's leftover up again; a file that kills its worker each time
+    (out of memory) would stop its source for good: the third take-up fails it instead."""
+    url = f"sqlite:///{tmp_path / 'syncd.db'}"
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[database]\nurl = "{url}"\n'
+        f'[[sources]]\nname = "district"\nurl = "file://{drop}"\nmin_age = "0s"\n'
+    )
+    _write(drop / "students.csv", "SyncID,First name,Last name", "S{n},F{n},L{n}")
+    command = [sys.executable, "-m", "syncd", "--config", str(config), "run", "--once"]
+    for attempts in (None, 1, 2):  # the first read, then two take-ups, each killed
+        process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            if _ledger_value(url, "SELECT count(*) FROM files WHERE size IS NOT NULL") and (
+                _ledger_value(url, "SELECT attempts FROM files") == attempts
+            ):
+                break
+            time.sleep(0.01)
+        process.kill()
+        process.wait(timeout=30)
+        assert _ledger_value(url, "SELECT status FROM files") == "processing"
+
+    last = subprocess.run(command, capture_output=True, text=True)
+    reason = (
+        "syncd stopped 3 times while applying it (killed: out of memory?); nothing of it was "
+        "applied, and it is failed so that it no longer holds up its source: check it, then "
+        "send it again"
+    )
+    assert last.returncode == 1, last.stderr
+    assert reason in last.stderr
+    assert _ledger_value(url, "SELECT status FROM files") == "failed"
+    assert _ledger_value(url, "SELECT count(*) FROM persons") == 0
+    assert [path.name for path in (drop / "failed").iterdir()] == ["students.csv"]
+    report = json.loads((drop / "reports" / "students.csv.report.json").read_text())
+    assert (report["status"], report["reason"]) == ("failed", reason)
