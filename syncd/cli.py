@@ -464,7 +464,10 @@ EXPORT_BATCH = 2000
 
 
 def _export_persons(connection: sa.Connection, site: str | None) -> Iterator[dict[str, Any]]:
-    query = sa.select(persons).order_by(persons.c.site, persons.c.kind.desc(), persons.c.sync_key)
+    in_order = partial(store.in_code_point_order, connection)
+    query = sa.select(persons).order_by(
+        in_order(persons.c.site), persons.c.kind.desc(), in_order(persons.c.sync_key)
+    )
     if site is not None:
         query = query.where(persons.c.site == site)
     return (
@@ -488,12 +491,13 @@ def _export_links(
 ) -> Iterator[dict[str, Any]]:
     parent = persons.alias("parent")
     child = persons.alias("child")
+    in_order = partial(store.in_code_point_order, connection)
     query = (
         sa.select(links, parent.c.sync_key.label("parent_key"), child.c.sync_key.label("child_key"))
         .join(parent, parent.c.id == links.c.parent_id)
         .join(child, child.c.id == links.c.child_id)
         .where(store.active_link_clause())
-        .order_by(parent.c.sync_key, child.c.sync_key)
+        .order_by(in_order(parent.c.sync_key), in_order(child.c.sync_key))
     )
     if site is not None:
         query = query.where(links.c.site == site)
@@ -512,7 +516,7 @@ def _export_links(
         # One past pending_ttl is gone for the reader, though the source's next pass removes
         # it (relationship.expired): a daily cron's could show for a day.
         .where(pending_links.c.expires_at >= now)
-        .order_by(parent.c.sync_key, pending_links.c.child_value)
+        .order_by(in_order(parent.c.sync_key), in_order(pending_links.c.child_value))
     )
     if site is not None:
         pending_query = pending_query.where(pending_links.c.site == site)

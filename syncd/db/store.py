@@ -594,6 +594,13 @@ def password_hashes(connection: sa.Connection, person_ids: Sequence[int]) -> dic
     return found
 
 
+def in_code_point_order(connection: sa.Connection, column: Any) -> Any:
+    """`column` to sort by code point, as SQLite does, whatever the PostgreSQL database's
+    collation (en_US would put "_5" before "10", "ä0" before "Ab"): an export reads alike
+    from either database and from any server."""
+    return column.collate("C") if connection.dialect.name == "postgresql" else column
+
+
 def find_person(
     connection: sa.Connection, site: str, key: str, kind: PersonKind | None = None
 ) -> Any:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
+from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from syncd.cli import print_json_array
 from tests.cli.conftest import Syncd
@@ -492,3 +496,55 @@ def test_a_streamed_json_array_is_printed_as_its_list_would_be(
     for case in (documents, [], documents[:1]):
         print_json_array(iter(case))
         assert capsys.readouterr().out == json.dumps(case, ensure_ascii=False, indent=2) + "\n"
+
+
+@pytest.fixture
+def postgres_in_en_us(postgres_url: str) -> Iterator[str]:
+    """A PostgreSQL database whose collation sorts as people read (ICU en-US), as many
+    production servers are set up."""
+    from tests.conftest import PG_URL
+
+    name = f"syncd_test_icu_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(
+            sa.text(
+                f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu "
+                "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+            )
+        )
+    yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+def test_exports_sort_keys_by_code_point_whatever_the_database_collation(
+    tmp_path: Path, postgres_in_en_us: str
+) -> None:
+    """The same roster exports in the same order from SQLite and from a PostgreSQL server
+    whose collation would put "_5" before "10" and "ä0" before "Ab" (nightly exports are
+    diffed)."""
+    keys = ["a1", "B2", "é3", "Z4", "_5", "10", "9", "aa", "Ab", "ä0"]
+    students = "SyncID,First name,Last name\n" + "".join(f"{key},F,L\n" for key in keys)
+    parents = "SyncID,First name,Last name,ChildID\n" + "".join(
+        f"P{key},F,L,{key}\n" for key in keys
+    )
+    exported = []
+    for backend, url in (
+        ("sqlite", f"sqlite:///{tmp_path / 'syncd.db'}"),
+        ("postgresql", postgres_in_en_us),
+    ):
+        root = tmp_path / backend
+        root.mkdir()
+        syncd = Syncd(root, url)
+        imported(syncd, "students.csv", students)
+        imported(syncd, "parents.csv", parents)
+        exported.append(
+            (
+                [p["sync_key"] for p in syncd.export()],
+                [link["child"] for link in syncd.export("relationships")],
+            )
+        )
+    assert exported[0] == exported[1]
+    assert exported[0][1] == sorted(keys)

@@ -558,7 +558,11 @@ def test_parents_file_waits_while_its_students_file_is_still_uploading(syncd: Sy
     outcome = syncd("run", "--once")
     assert outcome.exit_code == 0, outcome.stderr  # waiting is not a failure
     assert parents.exists()
-    assert [e["name"] for e in syncd.events("file.waiting")] == ["parents.csv"]
+    [waiting] = syncd.events("file.waiting")
+    assert waiting["name"] == "parents.csv"
+    # The operator is told which file it waits for (a stale upload, maybe).
+    assert waiting["reason"] == "an earlier kind of file is still arriving: students.csv.part"
+    assert waiting["waiting_for"] == ["students.csv.part"]
     (syncd.drop_dir / "students.csv.part").rename(syncd.drop_dir / "students.csv")
     assert syncd("run", "--once").exit_code == 0
     assert syncd.links() == {
