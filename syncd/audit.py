@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import marshal
 import os
+import stat
 import struct
 import sys
 import tempfile
@@ -149,8 +151,49 @@ class _ReopenableFile:
             return
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open on purpose
+        self._mend_tail()
         self._unadvised = 0
         self._advise_from = self._last_end = self._file.tell()
+
+    def _mend_tail(self) -> None:
+        """End a line that a writer killed mid-write left unfinished, so that this
+        process's first event starts a line of its own rather than being glued onto it
+        (SPEC §6: one object a line). The unfinished line stays, ended: a log shipper
+        tailing the file would read a truncated one again from its start."""
+        assert self._file is not None
+        with self._flocked():
+            descriptor = self._file.fileno()
+            info = os.fstat(descriptor)
+            if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+                return
+            try:
+                with open(self.path, "rb") as reader:  # the log is opened to append only
+                    reader.seek(info.st_size - 1)
+                    unfinished = reader.read(1) != b"\n"
+            except OSError:  # not readable by this account: nothing to mend by
+                return
+            if unfinished:
+                os.write(descriptor, b"\n")  # appended: the file is opened so
+
+    @contextmanager
+    def _flocked(self) -> Iterator[None]:
+        """Hold an flock on the log file while appending or mending: each syncd process
+        writes whole lines under it, so a line another process finds unfinished is a dead
+        writer's (_mend_tail), never one being written. Where the file system has no
+        flock, lines are written all the same."""
+        descriptor = self._file.fileno() if self._file is not None else None
+        locked = False
+        if descriptor is not None:
+            with suppress(OSError):
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+                locked = True
+        try:
+            yield
+        finally:
+            if locked:
+                assert descriptor is not None
+                with suppress(OSError):
+                    fcntl.flock(descriptor, fcntl.LOCK_UN)
 
     def _write(self, text: str) -> None:
         if self._file is None:
@@ -189,17 +232,17 @@ class _ReopenableFile:
         self._advise_from, self._last_end = self._last_end, self._file.tell()
 
     def write_line(self, line: str) -> None:
-        with self._lock:
+        with self._lock, self._flocked():
             self._write(line + "\n")
 
     def write_text(self, text: str) -> None:
         """Append `text` (whole lines, each ending in a newline)."""
-        with self._lock:
+        with self._lock, self._flocked():
             self._write(text)
 
     def write_all(self, texts: Iterable[bytes]) -> None:
         """Append each of `texts` (UTF-8, whole lines) in turn."""
-        with self._lock:
+        with self._lock, self._flocked():
             for text in texts:
                 self._write_bytes(text)
 

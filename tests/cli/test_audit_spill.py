@@ -4,6 +4,8 @@ order."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from syncd import audit
@@ -57,3 +59,20 @@ def test_a_log_written_out_as_it_grows_keeps_every_line(
     assert len(offsets) >= 3 and offsets[:2] == [0, 0] and offsets == sorted(offsets)
     assert len(set(offsets)) == len(offsets) - 1
     assert all(length == 0 for _, length in advised)  # to the end of the file
+
+
+def test_a_line_left_unfinished_by_a_killed_writer_is_ended_before_new_events(
+    syncd_sqlite: Syncd,
+) -> None:
+    """kill -9 mid-write leaves half a line; the next process's events start lines of their
+    own (SPEC §6: one object a line), the half line kept as it was, ended."""
+    half = '{"source":"district-a","event":"person.crea'
+    syncd_sqlite.audit_path.write_text('{"event":"daemon.started"}\n' + half)
+    path = syncd_sqlite.write("students.csv", "SyncID,First name,Last name\nS1,Ann,Lee\n")
+    assert syncd_sqlite("import", str(path)).exit_code == 0
+    lines = syncd_sqlite.audit_path.read_text().splitlines()
+    assert lines[:2] == ['{"event":"daemon.started"}', half]
+    assert [json.loads(line)["event"] for line in lines[2:]][:2] == [
+        "file.received",
+        "file.validated",
+    ]
