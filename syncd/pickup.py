@@ -10,15 +10,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from syncd import audit, reports
-from syncd.audit import EventBuffer
 from syncd.clock import Clock
 from syncd.config import SourceConfig
 from syncd.db import store
 from syncd.db.apply import OrphanCarry, expire_pending
-from syncd.db.schema import files
 from syncd.errors import FileFailed, FileUnreadable
 from syncd.formats.headers import detect_kind
 from syncd.formats.readers import open_table
@@ -372,24 +368,13 @@ class Pickup:
         """Close the ledger entry of a file a crash left in processing/ that someone took
         away before it was taken up again: failed (nothing of it was applied), said by
         file.failed and a report, so that no entry stays `processing` for ever."""
-        now = self.clock.now()
         reason = (
             f"{row.path} was taken away (by hand?) before it was applied after an interruption; "
             "nothing of it was applied: send it again"
         )
-        context = {"source": self.config.name, "site": self.config.site, "run_id": run_id}
-        events = EventBuffer(context={**context, "file_id": row.id}, now=now)
-        events.add(audit.FILE_FAILED, level="error", name=row.name, kind=row.kind, reason=reason)
-        with self.pipeline.engine.begin() as connection:
-            connection.execute(
-                files.update()
-                .where(files.c.id == row.id, files.c.status == FileStatus.PROCESSING.value)
-                .values(status=FileStatus.FAILED.value, reason=reason, finished_at=now)
-            )
-            events.write(connection)
-            failed = connection.execute(sa.select(files).where(files.c.id == row.id)).one()
-        events.emit()
-        write_reports(self.source, ledger_result(failed, []))
+        failed = self.pipeline.fail_left(row, reason, run_id)
+        if failed is not None:
+            write_reports(self.source, ledger_result(failed, []))
 
     def _applies_without_them(self, entry: Entry, kind: Kind) -> bool:
         """Whether a later kind's file applies whole while an earlier kind is still arriving

@@ -323,33 +323,32 @@ class Pipeline:
             left = store.imports_in_processing(connection)
         runs = {row.run_id for row in left if row.run_id != own_run}
         dead = {run for run in runs if not RunMark(self.engine, run).alive()}
-        failed = []
-        for row in left:
-            if row.run_id not in dead:
-                continue
-            now = self.clock.now()
-            reason = (
-                "the import that read it stopped before it finished (killed?); nothing of it "
-                "was applied: import it again"
-            )
-            context = {"source": row.source, "site": row.site, "run_id": row.run_id}
-            events = EventBuffer(context={**context, "file_id": row.id}, now=now)
-            events.add(
-                audit.FILE_FAILED, level="error", name=row.name, kind=row.kind, reason=reason
-            )
-            with self.engine.begin() as connection:
-                changed = connection.execute(
-                    files.update()
-                    .where(files.c.id == row.id, files.c.status == FileStatus.PROCESSING.value)
-                    .values(status=FileStatus.FAILED.value, reason=reason, finished_at=now)
-                ).rowcount
-                if changed:  # not failed by another process meanwhile
-                    events.write(connection)
-                    failed.append(
-                        connection.execute(sa.select(files).where(files.c.id == row.id)).one()
-                    )
-            if changed:
-                events.emit()
+        reason = (
+            "the import that read it stopped before it finished (killed?); nothing of it was "
+            "applied: import it again"
+        )
+        failed = (self.fail_left(row, reason, row.run_id) for row in left if row.run_id in dead)
+        return [row for row in failed if row is not None]
+
+    def fail_left(self, row: Any, reason: str, run_id: str) -> Any:
+        """Fail a ledger entry left `processing` by a process that is gone (nothing of its
+        file was applied), with file.failed; return the entry as the ledger now has it, or
+        None when another process decided it meanwhile."""
+        now = self.clock.now()
+        context = {"source": row.source, "site": row.site, "run_id": run_id, "file_id": row.id}
+        events = EventBuffer(context=context, now=now)
+        events.add(audit.FILE_FAILED, level="error", name=row.name, kind=row.kind, reason=reason)
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                files.update()
+                .where(files.c.id == row.id, files.c.status == FileStatus.PROCESSING.value)
+                .values(status=FileStatus.FAILED.value, reason=reason, finished_at=now)
+            ).rowcount
+            if not changed:
+                return None
+            events.write(connection)
+            failed = connection.execute(sa.select(files).where(files.c.id == row.id)).one()
+        events.emit()
         return failed
 
     def take_up_again(self, file_id: int) -> int:
