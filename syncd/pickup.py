@@ -5,6 +5,7 @@ from __future__ import annotations
 import posixpath
 import tempfile
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from syncd.formats.headers import detect_kind
 from syncd.formats.readers import open_table
 from syncd.model import Counts, FileStatus, Kind, RowError
 from syncd.pipeline import FileResult, Job, Pipeline, kind_by_name, sha256_of
+from syncd.reading import open_file
 from syncd.sources.base import MARKER_SUFFIXES, Entry, Source, is_candidate_name, is_upload_name
 
 UNKNOWN_RANK = len(Kind)
@@ -439,6 +441,7 @@ class Pickup:
                 # in the ledger. Deliver that under its entry, never as a "duplicate" of itself.
                 with self.pipeline.engine.connect() as connection:
                     result = ledger_result(row, store.row_errors(connection, row.id))
+                self._note_columns(item, result)
                 self._count(result, item.processing_name, outcome)
                 return
             row = None  # an entry whose delivery was cut short later; this is another file
@@ -475,6 +478,24 @@ class Pickup:
         else:
             result = self.pipeline.process(job)
         self._count(result, item.processing_name, outcome)
+
+    def _note_columns(self, item: _Claimed, result: FileResult) -> None:
+        """Note in `result` the columns its report lists (ignored, kept as attributes),
+        which the ledger does not keep, from the file's header read again."""
+        assert item.local is not None
+        job = Job(
+            path=item.local,
+            name=result.name,
+            source=self.config,
+            source_name=self.config.name,
+            kind=result.kind,
+            dry_run=True,
+        )
+        noted = FileResult(name=result.name)
+        with suppress(FileFailed, OSError), open_file(job, noted):
+            pass  # the header is read on opening
+        result.ignored_columns = noted.ignored_columns
+        result.attribute_columns = noted.attribute_columns
 
     def _count(self, result: FileResult, processing_name: str, outcome: PassResult) -> None:
         """Deliver a processed file and count it in the pass's outcome."""

@@ -378,7 +378,9 @@ def test_a_file_in_processing_this_database_never_claimed_is_left_alone(
 def test_file_left_in_processing_after_its_commit_is_delivered_under_its_entry(
     syncd: Syncd,
 ) -> None:
-    syncd.drop("students.csv", STUDENTS)
+    syncd.drop(
+        "students.csv", STUDENTS.replace("E-mail\n", "E-mail,Grade\n").replace(".edu\n", ".edu,5\n")
+    )
     # The archive move fails once the transaction has committed (as a crash there would):
     # the file stays in processing/ with its ledger entry already applied.
     blocker = syncd.drop_dir / "archive" / datetime.now(UTC).strftime("%Y")
@@ -394,6 +396,10 @@ def test_file_left_in_processing_after_its_commit_is_delivered_under_its_entry(
     assert archived(syncd) == ["students.csv"]
     report = json.loads((syncd.drop_dir / "reports" / "students.csv.report.json").read_text())
     assert (report["file_id"], report["status"], report["counts"]["created"]) == (1, "applied", 2)
+    # The report delivered again names its columns, which the ledger does not keep: they
+    # are read again from the file (SPEC §3.3).
+    again = json.loads((syncd.drop_dir / "reports" / "students.csv.report.1.json").read_text())
+    assert (again["ignored_columns"], again["attribute_columns"]) == (["Grade"], ["Grade"])
     assert len(syncd.events("file.applied")) == 1 and not syncd.events("file.duplicate")
 
 
