@@ -1189,7 +1189,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         cli.main(args=args, prog_name="syncd", standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
-    except click.Abort:
+    except click.Abort as aborted:
+        if isinstance(aborted.__cause__, KeyboardInterrupt):  # click's answer to Ctrl-C
+            sys.exit(130)
         fail("syncd: aborted", 1)
     except click.exceptions.NoArgsIsHelpError as error:
         error.show()  # `syncd` alone: the help text, not an error line

@@ -525,12 +525,14 @@ def _record_maker(
             problems = [RowError(line, email_label, email_cell, "invalid email")]
             email = None
         if (
-            len(sync_key) + len(first_name) + len(last_name) + len(email_cell) + len(number)
+            # An email is stored casefolded, up to 3 times as long (İ, ß).
+            len(sync_key) + len(first_name) + len(last_name) + 3 * len(email_cell) + len(number)
             + (len(username) if username else 0)
             > STORED_TEXT_MAX
         ):  # fmt: skip
             cells = (
-                ("sync_key", sync_key), ("username", username or ""), ("email", email_cell),
+                ("sync_key", sync_key), ("username", username or ""),
+                ("email", email_cell.casefold()),
                 ("first_name", first_name), ("last_name", last_name),
                 ("student_number", number),
             )  # fmt: skip

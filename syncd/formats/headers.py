@@ -176,25 +176,52 @@ _OWN_PERSON_FIELDS = ("sync_key", "username", "email", "first_name", "last_name"
 _BARE_NAME = normalize_header("Name")
 
 # Other columns that hold secrets (Initial password, OneRoster vendor extensions such as
-# ext_imagineLearning_studentPassword, Passwort, Initial Pwd, Passord, Contraseña): never
-# kept as clear-text attributes (SPEC §2.2), so dropped as read and listed as ignored.
-# Matched within the normalized name, in the languages of the districts syncd serves; the
-# short words (PIN, Pass, Secret) only whole, as they sit inside others (Passport, Secretary).
-_SECRET_HEADER_PARTS = (
-    "password", "passwd", "pwd", "passphrase", "passcode",
+# ext_imagineLearning_studentPassword, Passwort, Initial Pwd, Passord, Contraseña, Lunch
+# PIN): never kept as clear-text attributes (SPEC §2.2), so dropped as read and listed as
+# ignored. The header is read as its words (split at spaces, punctuation, digits and
+# camelCase: studentPassword is "student password"). A word naming a secret in the
+# languages of the districts syncd serves counts wherever it stands in a word; the short
+# ones only as whole words, as they sit inside others (Passport, Secretary, Resenha),
+# "pass" only last (Web Pass, not Pass/Fail), and the phrases (mot de passe) in the
+# header's letters run together.
+_SECRET_WORD_PARTS = (
+    "password", "passwd", "passphrase", "passcode",
     "passwort", "kennwort",  # German
-    "motdepasse",  # French
     "passord", "adgangskode", "lösenord", "losenord",  # Norwegian, Danish, Swedish
     "wachtwoord",  # Dutch
     "salasana",  # Finnish
-    "contraseña", "contrasena", "senha",  # Spanish, Portuguese
+    "contraseña", "contrasena",  # Spanish
     "hasło", "haslo",  # Polish
+    "jelszó", "jelszo",  # Hungarian
+    "пароль",  # Russian, Ukrainian
+    "密码", "密碼", "パスワード",  # Chinese, Japanese
 )  # fmt: skip
-_SECRET_HEADERS = frozenset({"pw", "pass", "pin", "pincode", "pinnumber", "secret"})
+_SECRET_WORDS = frozenset(
+    {"pw", "pwd", "pin", "pincode", "pinnumber", "secret", "passkey", "senha", "heslo"}
+)
+# Secret only as the header's last word: Web Pass, not Pass/Fail.
+_SECRET_LAST_WORDS = frozenset({"pass"})
+_SECRET_PHRASES = ("motdepasse", "palavrapasse")  # French, Portuguese
+_WORD_SEPARATORS = re.compile(r"[\W\d_]+")
 
 
-def _is_secret_header(normalized: str) -> bool:
-    return normalized in _SECRET_HEADERS or any(part in normalized for part in _SECRET_HEADER_PARTS)
+def _words(header: str) -> list[str]:
+    """Return a header's words, casefolded: `ext_vendor_studentPIN2` → ext vendor student pin."""
+    spaced = "".join(
+        f" {char}" if index and char.isupper() and header[index - 1].islower() else char
+        for index, char in enumerate(header)
+    )
+    return [word for word in _WORD_SEPARATORS.split(spaced.casefold()) if word]
+
+
+def _is_secret_header(header: str) -> bool:
+    words = _words(header)
+    return (
+        any(word in _SECRET_WORDS for word in words)
+        or (bool(words) and words[-1] in _SECRET_LAST_WORDS)
+        or any(part in word for word in words for part in _SECRET_WORD_PARTS)
+        or any(phrase in "".join(words) for phrase in _SECRET_PHRASES)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +305,7 @@ def map_columns(header: Sequence[str], kind: Kind, child_column: str | None = No
     ignored: list[str] = []
     used_names: set[str] = set()
     for index, text in enumerate(header):
-        if index in duplicates or (index not in taken and _is_secret_header(normalized[index])):
+        if index in duplicates or (index not in taken and _is_secret_header(header[index])):
             ignored.append(text)
         elif index in taken:
             continue

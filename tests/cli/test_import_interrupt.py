@@ -105,6 +105,24 @@ def test_a_stop_signal_fails_the_file_being_applied_whole_and_starts_no_other(
         ]
 
 
+def test_a_second_signal_stops_the_import_at_once_with_exit_130(tmp_path: Path) -> None:
+    database = tmp_path / "syncd.db"
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{database}"\n')
+    students = _write(tmp_path / "students.csv", "SyncID,First name,Last name", "S{n},F{n},L{n}")
+    command = [sys.executable, "-m", "syncd", "--config", str(config), "import", str(students)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not _started(f"sqlite:///{database}") and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)  # two kinds: the same signal twice may come as one
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr.decode()
+    assert "Traceback" not in stderr.decode()
+
+
 @pytest.mark.parametrize("then", ["import", "run --once"])
 def test_an_import_killed_outright_has_its_entry_failed_by_the_next_command(
     tmp_path: Path, database_url: str, then: str

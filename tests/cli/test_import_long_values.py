@@ -100,3 +100,17 @@ def test_two_imports_of_the_same_rows_at_once_each_end_with_an_outcome(
     engine.dispose()
     assert statuses in (["applied", "applied"], ["applied", "duplicate"], ["applied", "failed"])
     assert (persons, creators) == (40_000, 1)
+
+
+def test_an_email_longer_than_syncd_keeps_once_casefolded_is_a_row_error(syncd: Syncd) -> None:
+    """Emails are stored casefolded: "İ" is two characters then (SPEC §2.2)."""
+    email = "İ" * 490 + "@x.org"  # 496 characters as written, 986 stored
+    students = syncd.write(
+        "students.csv",
+        "SyncID,First name,Last name,E-mail\n"
+        f"S1,Ann,Lee,{email}\nS2,Bo,Lee,bo@x.org\nS3,Cy,Lee,cy@x.org\n",
+    )
+    outcome = syncd("import", str(students))
+    assert outcome.exit_code == 0, outcome.stderr
+    assert _errors(syncd, "students.csv") == [("2", "E-mail", SAID)]
+    assert sorted(p["sync_key"] for p in syncd.export()) == ["S2", "S3"]
