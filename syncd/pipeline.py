@@ -653,6 +653,15 @@ class Pipeline:
             if held:
                 result.status = FileStatus.HELD
                 result.reason = held
+                # The report lists the pending links it counts, as a held parents file's does.
+                result.pending = [
+                    {
+                        "parent": add.parent_key,
+                        "child": add.child_value,
+                        "child_field": add.child_field,
+                    }
+                    for add in link_plan.pending_adds
+                ]
                 events.add(
                     audit.FILE_HELD,
                     level="warning",

@@ -401,3 +401,20 @@ def test_a_row_with_two_errors_is_one_row_rejected_event_listing_both(syncd: Syn
         "E-mail",
         "Last name",
     ]
+
+
+def test_a_held_relationships_file_lists_the_pending_links_it_counts(syncd: Syncd) -> None:
+    """SPEC §3.3: the report has the pending links; a held file's says what releasing it
+    would leave waiting, as a held parents file's does."""
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name", "Pupil sync key")
+    rows = [(f"P{n}", "Sean", "O'Brien", f"S{n}") for n in range(1, 6)]
+    imported(syncd, "parents.csv", parents_csv(rows, header))
+    syncd.configure(max_deactivate=0.0)
+    first = "Parent ID,Student ID\nP1,S2\n"
+    imported(syncd, "relationships.csv", first)
+    outcome = run_import(syncd, "relationships-2.csv", "Parent ID,Student ID\nP2,S99\n")
+    assert outcome.exit_code == 1  # it removes P1 → S2: more than max_deactivate 0
+    held = report(syncd, "relationships-2.csv")
+    assert held["status"] == "held"
+    assert (held["counts"]["pending"], [p["child"] for p in held["pending"]]) == (1, ["S99"])
