@@ -176,8 +176,8 @@ _OWN_PERSON_FIELDS = ("sync_key", "username", "email", "first_name", "last_name"
 _BARE_NAME = normalize_header("Name")
 
 # Other columns that hold secrets (Initial password, OneRoster vendor extensions such as
-# ext_imagineLearning_studentPassword, Passwort, Initial Pwd, Passord, Contraseña, Lunch
-# PIN): never kept as clear-text attributes (SPEC §2.2), so dropped as read and listed as
+# ext_imagineLearning_studentPassword, Passwort, Initial Pwd, Passord, Contraseña, Web
+# Pass): never kept as clear-text attributes (SPEC §2.2), so dropped as read and listed as
 # ignored. The header is read as its words (split at spaces, punctuation, digits and
 # camelCase: studentPassword is "student password"). A word naming a secret in the
 # languages of the districts syncd serves counts wherever it stands in a word; the short
@@ -196,9 +196,9 @@ _SECRET_WORD_PARTS = (
     "пароль",  # Russian, Ukrainian
     "密码", "密碼", "パスワード",  # Chinese, Japanese
 )  # fmt: skip
-_SECRET_WORDS = frozenset(
-    {"pw", "pwd", "pin", "pincode", "pinnumber", "secret", "passkey", "senha", "heslo"}
-)
+# Not PIN: SIS exports use it for ids as much as for secrets (RosarioSIS's student PIN is
+# kept as an attribute, as the real samples' README says such files end).
+_SECRET_WORDS = frozenset({"pw", "pwd", "secret", "passkey", "senha", "heslo"})
 # Secret only as the header's last word: Web Pass, not Pass/Fail.
 _SECRET_LAST_WORDS = frozenset({"pass"})
 _SECRET_PHRASES = ("motdepasse", "palavrapasse")  # French, Portuguese

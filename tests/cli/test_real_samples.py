@@ -104,6 +104,8 @@ def test_rosariosis_students_keyed_by_lowercased_email(
         "no@accountnumber.com", "no@pin.com",
     }  # fmt: skip
     assert persons["john@smith.com"]["attributes"]["account"] == "1234"
+    # "Account # and the rest as attributes" (the samples' README): PIN is no password.
+    assert persons["john@smith.com"]["attributes"]["pin"] == "letterpin"
     if name.endswith(".xlsx"):
         assert persons["no@pin.com"]["attributes"]["birthdate"] == "2012-05-13"
 
