@@ -536,8 +536,11 @@ def _record_maker(
                 ("first_name", first_name), ("last_name", last_name),
                 ("student_number", number),
             )  # fmt: skip
-            long = [too_long(line, columns.label(name), value)
-                    for name, value in cells if len(value) > STORED_TEXT_MAX]  # fmt: skip
+            long = [
+                too_long(line, columns.label(name), value)
+                for name, value in cells
+                if len(value) > STORED_TEXT_MAX
+            ]
             if long:
                 problems = [*(problems or []), *long]
         # SPEC §9: "its username, else its lower-cased email": the username as first written.
