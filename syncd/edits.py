@@ -210,9 +210,13 @@ def revert_file(
     trail = trail_of.events_of_file(connection, file_id)
     later = _later_change(connection, trail)
     if later is not None:
+        if later.file_id:
+            by, then = f"file {later.file_id}", f"revert file {later.file_id} first"
+        else:  # a manual edit has no revert of its own: the opposite edit undoes it
+            by, then = "a manual edit", "undo it first with syncd link or unlink"
         raise FileFailed(
-            f"cannot revert file {file_id}: file {later.file_id} changed the same records "
-            f"later ({later.event} of {_what(later)}); revert file {later.file_id} first"
+            f"cannot revert file {file_id}: {by} changed the same records later "
+            f"({later.event} of {_what(later)}); {then}"
         )
     undone = passwords_kept = 0
     now = events.now
@@ -353,7 +357,7 @@ class _UndoBatch:
 
     def _unmark(self, created: list[dict[str, Any]]) -> set[tuple[Any, Any]]:
         """Clear the flag of the file's kind (or the manual mark) on each link; return the
-        (parent, child) pairs whose link that ends (a link an operator marked stays)."""
+        (parent, child) pairs that had a link row."""
         wanted: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
         for data in created:
             wanted.setdefault((data.get("parent_id"), data.get("child_id")), []).append(data)
@@ -363,29 +367,14 @@ class _UndoBatch:
         for link in store.links_of_parents(self.connection, parents):
             pair = (link.parent_id, link.child_id)
             for data in wanted.get(pair, ()):
+                found.add(pair)
                 flag = _LINK_FLAGS.get(data.get("origin") or "")
                 link_ids.setdefault(flag, []).append(link.link_id)
-                if link.active and not _active_without(link, flag):
-                    found.add(pair)  # an operator's link stays: no event
         for flag, ids in link_ids.items():
             values: dict[str, Any] = {"manual": None} if flag is None else {flag: False}
             for chunk in store.chunked(sorted(ids)):
                 self.connection.execute(links.update().where(links.c.id.in_(chunk)).values(values))
         return found
-
-
-def _is_active(row: Any) -> bool:
-    return link_is_active(row.by_parents, row.by_relationships, row.manual)
-
-
-def _active_without(link: Any, flag: str | None) -> bool:
-    """Whether `link` (a links row or an ExistingLink) stays active without the file's
-    mark `flag` (None: the manual mark)."""
-    return link_is_active(
-        link.by_parents and flag != "by_parents",
-        link.by_relationships and flag != "by_relationships",
-        None if flag is None else link.manual,
-    )
 
 
 def _forget_rows(connection: sa.Connection, trail: Sequence[TrailEvent]) -> None:
@@ -492,12 +481,10 @@ def _later_change(connection: sa.Connection, trail: Sequence[TrailEvent]) -> Tra
         .where(
             audit_events.c.id > last_id,
             audit_events.c.event.like("person.%") | audit_events.c.event.like("relationship.%"),
-            # Only a later file blocks a revert (SPEC §2.4). An operator's edit (link, unlink
-            # and the orphans they settle) is not undone by one: the revert leaves a link an
-            # operator marked as the operator left it. An expiry (pending_ttl) took a pending
-            # link as the revert would. Neither has a file; a reverted file cancels out.
-            audit_events.c.file_id.is_not(None),
-            audit_events.c.file_id.not_in(reverted),
+            # A pending link that expired (pending_ttl) went as the revert would take it: no
+            # one's change to undo first (and no command could).
+            audit_events.c.event != audit.RELATIONSHIP_EXPIRED,
+            audit_events.c.file_id.is_(None) | audit_events.c.file_id.not_in(reverted),
         )
         .order_by(audit_events.c.id)
     )
@@ -591,9 +578,7 @@ def _undo_link(
         else:
             connection.execute(links.update().where(links.c.id == row.id).values({flag: False}))
         # The row stays (unmarked, inactive): it may carry a creation event (db/trail.py).
-        # A link an operator marked since stays as the operator left it: no event.
-        if _is_active(row) and not _active_without(row, flag):
-            events.add(audit.RELATIONSHIP_REMOVED, person_id=parent_id, **details, reason="revert")
+        events.add(audit.RELATIONSHIP_REMOVED, person_id=parent_id, **details, reason="revert")
         return
     if row is None:
         connection.execute(
@@ -609,11 +594,8 @@ def _undo_link(
                 updated_at=now,
             )
         )
-    else:
-        if flag is not None:
-            connection.execute(links.update().where(links.c.id == row.id).values({flag: True}))
-        if _is_active(row) or row.manual == "unlink":
-            return  # active still, or unlinked by an operator since: as the operator left it
+    elif flag is not None:
+        connection.execute(links.update().where(links.c.id == row.id).values({flag: True}))
     events.add(audit.RELATIONSHIP_CREATED, person_id=parent_id, **details, reason="revert")
 
 
