@@ -212,8 +212,15 @@ def revert_file(
     if later is not None:
         if later.file_id:
             by, then = f"file {later.file_id}", f"revert file {later.file_id} first"
-        else:  # a manual edit has no revert of its own: the opposite edit undoes it
-            by, then = "a manual edit", "undo it first with syncd link or unlink"
+        else:
+            # An operator's edit is not undone by a file's revert, nor is it undone by the
+            # opposite edit (which is an edit too, with its own mark): the file's changes
+            # are then the operator's to make by hand.
+            by, then = (
+                "a manual edit",
+                "a file whose records an operator edited since is not reverted: make the "
+                "change by hand with syncd link or unlink, or send a corrected file",
+            )
         raise FileFailed(
             f"cannot revert file {file_id}: {by} changed the same records later "
             f"({later.event} of {_what(later)}); {then}"

@@ -128,13 +128,15 @@ def test_revert_of_a_file_whose_records_a_later_file_changed_is_refused(syncd: S
     assert person(syncd, "S1")["attributes"]["grade"] == "5"
 
 
-def test_revert_refused_for_a_later_manual_edit_says_how_to_undo_it(syncd: Syncd) -> None:
+def test_revert_refused_for_a_later_manual_edit_says_what_to_do_instead(syncd: Syncd) -> None:
     imported(syncd, "students.csv", students_csv())
     imported(syncd, "parents.csv", parents_csv())
     assert syncd("link", "--parent", "katrin.mueller", "--child", "S3").exit_code == 0
     outcome = syncd("files", "revert", str(file_id(syncd, "parents.csv")))
     assert outcome.exit_code == 1
-    assert outcome.stderr.strip().endswith("undo it first with syncd link or unlink")
+    assert outcome.stderr.strip().endswith(
+        "make the change by hand with syncd link or unlink, or send a corrected file"
+    )
     assert "a manual edit" in outcome.stderr
 
 
