@@ -25,6 +25,11 @@ class SyncdError(Exception):
 class FileFailed(SyncdError):
     """A file could not be applied (unreadable, unknown kind, too many rejected rows, limits)."""
 
+    # How the file was read when it failed before its table was open (its header): the
+    # report says so all the same.
+    encoding: str | None = None
+    delimiter: str | None = None
+
 
 class Interrupted(FileFailed):
     """The person running `syncd import` pressed Ctrl-C while a file was being applied: its

@@ -533,6 +533,8 @@ class Pipeline:
                 raise
             result.status = FileStatus.FAILED
             result.reason = why
+            if isinstance(error, FileFailed) and result.encoding is None:
+                result.encoding, result.delimiter = error.encoding, error.delimiter
             # Nothing of a failed file applies: its counts say what was read, not what its
             # rolled-back plan would have changed.
             read = result.counts

@@ -601,9 +601,13 @@ def _open_csv(binary: BinaryIO, detected: Detected, limits: Limits) -> Iterator[
 
     readline, decode, lines_file = _line_source(binary, detected)
     scanner = _CsvScanner(readline, decode, delimiter, detected.encoding, limits, lines_file)
-    header = scanner.header()
-    if header is None:
-        raise FileFailed("no header row")
+    try:
+        header = scanner.header()
+        if header is None:
+            raise FileFailed("no header row")
+    except FileFailed as failure:
+        failure.encoding, failure.delimiter = detected.encoding, delimiter
+        raise
     digests = RowDigests()
     yield Table(
         format="csv",

@@ -60,6 +60,16 @@ def test_report_of_a_failed_file_says_why(syncd: Syncd) -> None:
     assert document["kind"] == "students"  # from the name: the file has no header to read
 
 
+def test_a_file_failed_at_its_header_reports_how_it_was_read(syncd: Syncd) -> None:
+    syncd.configure(max_columns=5)
+    header = ";".join(f"Column {n}" for n in range(8))
+    outcome = run_import(syncd, "students.csv", f"{header}\nS1;Ann;Lee\n")
+    assert outcome.exit_code == 1
+    document = report(syncd, "students.csv")
+    assert document["reason"] == "line 1: row has more than max_columns (5) cells"
+    assert (document["encoding"], document["delimiter"]) == ("utf-8", ";")
+
+
 def test_report_names_the_encoding_found(syncd: Syncd) -> None:
     syncd.configure(mode={"students": "delta"})
     content = students_csv(STUDENTS[:2])
