@@ -38,6 +38,15 @@ def _relationships(*rows: tuple[str, ...]) -> str:
     return table(REL_HEADER, [(*row, "Parent")[:3] for row in rows])
 
 
+def _p1_orphaned(syncd: Syncd, max_deactivate: float = 0.5) -> None:
+    """P1 (parent of S5) and P2 (of S4) linked, then the students file drops S5: P1 is an
+    orphan (SPEC §2.4)."""
+    syncd.configure(max_deactivate=max_deactivate)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S5"), ("P2", "S4")))
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))
+
+
 def test_full_students_file_deactivates_missing_students_never_deletes(syncd: Syncd) -> None:
     syncd.configure(max_deactivate=0.5)
     imported(syncd, "students.csv", students_csv())
@@ -130,10 +139,7 @@ def test_orphan_parent_is_deactivated_when_its_last_child_goes(syncd: Syncd) -> 
 def test_orphan_parent_is_reactivated_when_a_link_to_an_active_child_appears(
     syncd: Syncd,
 ) -> None:
-    syncd.configure(max_deactivate=0.5)
-    imported(syncd, "students.csv", students_csv())
-    imported(syncd, "parents.csv", _parents(("P1", "S5"), ("P2", "S4")))
-    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))
+    _p1_orphaned(syncd)
     assert person(syncd, "P1")["active"] is False
     imported(syncd, "students-3.csv", students_csv(STUDENTS[::-1]))
     assert person(syncd, "S5")["active"] is True
@@ -477,10 +483,7 @@ def test_reactivation_by_delta_upsert(syncd: Syncd) -> None:
 def test_orphan_parent_listed_again_with_only_a_departed_child_stays_inactive(
     syncd: Syncd,
 ) -> None:
-    syncd.configure(max_deactivate=0.5)
-    imported(syncd, "students.csv", students_csv())
-    imported(syncd, "parents.csv", _parents(("P1", "S5"), ("P2", "S4")))
-    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))
+    _p1_orphaned(syncd)
     assert person(syncd, "P1")["active"] is False
     before = len(event_names(syncd))
     # The SIS still lists P1 with S5 the next night: P1 is no parent of a current student.
@@ -546,10 +549,7 @@ def test_relationships_file_linking_a_parent_only_to_a_departed_child_orphans_it
 def test_orphan_parent_a_full_parents_file_leaves_out_loses_its_links_and_stays_inactive(
     syncd: Syncd,
 ) -> None:
-    syncd.configure(max_deactivate=1.0)
-    imported(syncd, "students.csv", students_csv())
-    imported(syncd, "parents.csv", _parents(("P1", "S5"), ("P2", "S4")))
-    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))  # S5 leaves: P1 an orphan
+    _p1_orphaned(syncd, max_deactivate=1.0)
     assert person(syncd, "P1")["active"] is False
     # The SIS drops P1 too: its parents-file link goes, as a deactivated parent's would.
     imported(syncd, "parents-2.csv", _parents(("P2", "S4")))
@@ -567,10 +567,7 @@ def test_orphan_parent_a_full_parents_file_leaves_out_loses_its_links_and_stays_
 def test_revert_of_the_file_that_dropped_an_orphans_links_makes_it_an_orphan_again(
     syncd: Syncd,
 ) -> None:
-    syncd.configure(max_deactivate=1.0)
-    imported(syncd, "students.csv", students_csv())
-    imported(syncd, "parents.csv", _parents(("P1", "S5"), ("P2", "S4")))
-    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))  # S5 leaves: P1 an orphan
+    _p1_orphaned(syncd, max_deactivate=1.0)
     imported(syncd, "parents-2.csv", _parents(("P2", "S4")))  # P1 left out: its link goes
     reverted = syncd("files", "revert", str(file_id(syncd, "parents-2.csv")))
     assert reverted.exit_code == 0, reverted.stderr
