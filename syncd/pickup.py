@@ -344,7 +344,8 @@ class Pickup:
             gone = store.claims_gone_from(connection, self.config.name, paths)
         for row in gone:
             self._fail_gone(row, run_id)
-        self.pipeline.fail_abandoned_imports()  # by hand, but no entry stays processing
+        # Imports are run by hand, but no entry of this source stays processing either.
+        self.pipeline.fail_abandoned_imports(source=self.config.name)
         claimed = []
         for entry in left:
             if f"processing/{entry.name}" in ours:

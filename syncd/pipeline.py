@@ -313,14 +313,17 @@ class Pipeline:
             store.ensure_site(connection, source.site, now)
             return self._new_entry(connection, source.name, source.site, name, location, now)
 
-    def fail_abandoned_imports(self, own_run: str | None = None) -> list[Any]:
+    def fail_abandoned_imports(
+        self, own_run: str | None = None, source: str | None = None
+    ) -> list[Any]:
         """Fail the ledger entries that `syncd import` runs left `processing` when they were
         killed (kill -9, a power cut: no signal to stop at a safe point), so that no entry
         stays `processing` for ever. Its run's mark (locks.RunMark) tells a dead run from one
         still at work. An entry is finished in its file's own transaction, so nothing of
-        such a file was applied. Return the entries failed, as the ledger now has them."""
+        such a file was applied. Those of `source` only, if given (each source's pass
+        looks at its own). Return the entries failed, as the ledger now has them."""
         with self.engine.connect() as connection:
-            left = store.imports_in_processing(connection)
+            left = store.imports_in_processing(connection, source)
         runs = {row.run_id for row in left if row.run_id != own_run}
         dead = {run for run in runs if not RunMark(self.engine, run).alive()}
         reason = (

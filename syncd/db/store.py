@@ -956,14 +956,16 @@ def claims_gone_from(connection: sa.Connection, source: str, paths: Sequence[str
     return [row for row in rows if row.path not in present]
 
 
-def imports_in_processing(connection: sa.Connection) -> list[Any]:
-    """Return the ledger entries of `syncd import` runs still processing: those naming
-    their run outside processing/ (a drop folder's claims lie in it)."""
+def imports_in_processing(connection: sa.Connection, source: str | None = None) -> list[Any]:
+    """Return the ledger entries of `syncd import` runs still processing (of `source`, if
+    given): those naming their run outside processing/ (a drop folder's claims lie in it)."""
     query = sa.select(files).where(
         files.c.status == FileStatus.PROCESSING.value,
         files.c.run_id.is_not(None),
         sa.not_(files.c.path.like("processing/%")),
     )
+    if source is not None:
+        query = query.where(files.c.source == source)
     return list(connection.execute(query.order_by(files.c.id)))
 
 
