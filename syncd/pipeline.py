@@ -197,19 +197,17 @@ def _failure_reason(error: Exception) -> str | None:
             "ran out of memory reading it; nothing of it applied: check the file "
             "(max_field_chars and max_columns bound what one row may hold)"
         )
-    refusals: tuple[type[Exception], ...] = (
-        sa.exc.DataError, sa.exc.IntegrityError, sqlite3.DataError, sqlite3.IntegrityError,
-    )  # fmt: skip
-    if (psycopg := sys.modules.get("psycopg")) is not None:  # COPY's errors come unwrapped
-        refusals += (psycopg.DataError, psycopg.IntegrityError)
-    if not isinstance(error, refusals):
+    # SQLAlchemy's wrappers, and the drivers' own (COPY's errors come unwrapped).
+    modules: list[Any] = [sa.exc, sqlite3]
+    if (psycopg := sys.modules.get("psycopg")) is not None:
+        modules.append(psycopg)
+    conflicts = tuple(module.IntegrityError for module in modules)
+    if not isinstance(error, (*conflicts, *(module.DataError for module in modules))):
         return None
     cause = getattr(error, "orig", None) or error
     said = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
     why = f"the database refused it: {said}; nothing of it applied"
-    if isinstance(error, (sa.exc.IntegrityError, sqlite3.IntegrityError)) or (
-        psycopg is not None and isinstance(error, psycopg.IntegrityError)
-    ):
+    if isinstance(error, conflicts):
         why += " (another syncd applying the same rows at the same time? send it again)"
     return why
 
