@@ -572,9 +572,10 @@ def _link(
         )
         return
     note = " (already so)" if not edit.changed else "; no file will link them" if unlink else ""
-    if edit.pending:
+    if edit.pending and edit.changed:
         note = (
-            " (pending: no student has that value); a file naming it again makes it pending again"
+            " (pending: no student has that value); no file will link them, now or when the "
+            "student arrives"
         )
     if edit.parent_deactivated:
         note += f"; {edit.parent} has no active child left and was deactivated"

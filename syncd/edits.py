@@ -59,10 +59,17 @@ def manual_link(
     """Link (or unlink) a parent and a child by hand; files never undo it. Unlinking a
     child value no student has drops the parent's pending links to it."""
     parent = _person(connection, site, parent_key, PersonKind.PARENT)
-    if unlink and store.find_person(connection, site, child_key, PersonKind.STUDENT) is None:
+    if not store.find_persons(connection, site, child_key, PersonKind.STUDENT):
         pending = _pending_to(connection, parent.id, child_key)
-        if pending:
+        if unlink and pending:
             return _drop_pending_by_hand(connection, site, parent, child_key, pending, events)
+        if _unlinked_before(connection, site, parent.id, child_key):
+            if unlink:
+                return ManualEdit(False, parent.sync_key, child_key, pending=True)
+            raise UsageError(
+                f'no student "{child_key}" in site "{site}" yet: {parent.sync_key} stays '
+                "unlinked from it (syncd unlink); link them once the student has arrived"
+            )
     child = _person(connection, site, child_key, PersonKind.STUDENT)
     now = events.now
     row = connection.execute(
@@ -157,6 +164,17 @@ def _pending_to(
     ]
 
 
+def _unlinked_before(
+    connection: sa.Connection, site: str, parent_id: int, child_value: str
+) -> bool:
+    """Return whether an operator unlinked the parent from `child_value` while no student
+    had it (compared as each mark's child field compares)."""
+    return any(
+        parent == parent_id and value == child_lookup_value(field, child_value)
+        for parent, field, value in store.unlinked_values(connection, site)
+    )
+
+
 def _drop_pending_by_hand(
     connection: sa.Connection,
     site: str,
@@ -166,9 +184,14 @@ def _drop_pending_by_hand(
     events: EventBuffer,
 ) -> ManualEdit:
     drop_pending(connection, pending, events, audit.RELATIONSHIP_REMOVED, reason="manual")
-    # As the message says, a file naming it again makes it pending again: the parent's next
-    # row is read and its links planned, though the row is unchanged.
-    store.replan_parents(connection, [parent.id])
+    # No file makes it pending again, nor links the pair when the student arrives.
+    store.mark_unlinked(
+        connection,
+        site,
+        parent.id,
+        ((link.child_field, link.child_value) for link in pending),
+        events.now,
+    )
     applied = Applied()
     applied.parents_losing_links.add(parent.id)
     deactivated, _ = _settle_edit(connection, site, events, applied)
@@ -437,9 +460,12 @@ def _restore_pending(
     )
     if connection.execute(sa.select(pending_links.c.id).where(*key)).first() is not None:
         return
+    site = events.context.get("site") or ""
+    if _unlinked_before(connection, site, data["parent_id"], str(data.get("child"))):
+        return  # an operator unlinked them since: that edit stays (SPEC §1)
     connection.execute(
         pending_links.insert().values(
-            site=events.context.get("site") or "",
+            site=site,
             source=events.context.get("source"),
             parent_id=data.get("parent_id"),
             child_field=data.get("child_field"),

@@ -574,12 +574,14 @@ class PersonFile:
         link_plan = None
         if plan.link_requests:
             ids = [r.parent_id for r in plan.link_requests if r.parent_id is not None]
+            unknown = any(request.pending_values for request in plan.link_requests)
             link_plan = plan_parent_links(
                 plan.link_requests,
                 store.links_of_parents(connection, ids),
                 store.pending_of_parents(connection, ids),
                 self.source.child_field,
                 keep_types=self.columns.leaves_types,
+                kept_apart=store.unlinked_values(connection, self.source.site) if unknown else (),
             )
         if self.job.dry_run:
             self._describe(connection, plan, link_plan)

@@ -784,7 +784,12 @@ class Pipeline:
             connection, source.site, parent_ids, job.source_name if full else None
         )
         return plan_relationship_links(
-            _drained(resolved), mode, job.source_name or "", existing, pending
+            _drained(resolved),
+            mode,
+            job.source_name or "",
+            existing,
+            pending,
+            store.unlinked_values(connection, source.site),
         )
 
     @staticmethod

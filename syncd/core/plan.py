@@ -650,11 +650,14 @@ def plan_parent_links(
     existing_pending: Iterable[ExistingPending],
     child_field: ChildField,
     keep_types: bool = False,
+    kept_apart: Container[tuple[int, str, str]] = frozenset(),
 ) -> LinkPlan:
     """Return the link changes that make each requested parent's parents-file links match.
 
     `keep_types`: the file gives no types (FileColumns.leaves_types): its new links are
     Parent links, a live link keeps its type (one a file removed is made anew: Parent).
+    `kept_apart`: (parent id, child field, lookup value) an operator unlinked while no
+    student had the value: no pending link for them.
     """
     plan = LinkPlan()
     by_parent: dict[int, dict[int, ExistingLink]] = {}
@@ -695,7 +698,10 @@ def plan_parent_links(
         current_pending = {child_lookup_value(child_field, v): p for v, p in stored.items()}
         wanted = {child_lookup_value(child_field, v) for v in request.pending_values}
         for value, rel_type in request.pending_values.items():
-            if child_lookup_value(child_field, value) not in current_pending:
+            lookup = child_lookup_value(child_field, value)
+            if lookup not in current_pending and (
+                (request.parent_id, child_field.value, lookup) not in kept_apart
+            ):
                 plan.pending_adds.append(
                     PendingAdd(
                         request.parent_key,
@@ -944,11 +950,13 @@ def plan_relationship_links(
     source: str,
     links: LinkTable,
     existing_pending: Iterable[ExistingPending],
+    kept_apart: Container[tuple[int, str, str]] = frozenset(),
 ) -> LinkPlan:
     """Return the changes a relationships file makes.
 
     `links` must hold every link of the parents the file names and, for a full file, every
-    relationships-file link of `source`; `existing_pending` likewise.
+    relationships-file link of `source`; `existing_pending` likewise. `kept_apart` as for
+    plan_parent_links.
     """
     plan = LinkPlan()
     # Pending links keep the value as written; a value is the same link in any case where
@@ -978,7 +986,7 @@ def plan_relationship_links(
             if item.deleted:
                 if existing_pending_link is not None:
                     plan.pending_drops.append(existing_pending_link)
-            elif existing_pending_link is None:
+            elif existing_pending_link is None and pending_key not in kept_apart:
                 plan.pending_adds.append(
                     PendingAdd(
                         parent.sync_key,

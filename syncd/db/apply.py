@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 import os
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -35,7 +35,7 @@ from syncd.core.plan import (
 )
 from syncd.db import store
 from syncd.db.bulk import IdAllocator, insert_rows, json_text, update_rows
-from syncd.db.schema import links, pending_links, persons
+from syncd.db.schema import links, pending_links, pending_unlinks, persons
 from syncd.model import Counts, FileColumns, Kind, PersonFields, PersonKind, RelType
 
 BATCH = 5000
@@ -888,20 +888,26 @@ def resolve_pending(
     applied: Applied,
 ) -> None:
     """Turn pending links whose child now exists into links (after a students file)."""
+    indexes: dict[str, dict[str, tuple[StudentRef, ...]]] = {}
+
+    def student(child_field: str, child_value: str) -> StudentRef | None:
+        if child_field not in indexes:
+            indexes[child_field] = store.student_index(connection, context.site, child_field)
+        matches = indexes[child_field].get(child_lookup_value(child_field, child_value))
+        return matches[0] if matches and len(matches) == 1 else None
+
+    # First the operator's unlinks of such values, so that a pending link of the same pair
+    # meets a link already marked "unlink" (and stays inactive).
+    _settle_unlinks(connection, context, student)
     query = sa.select(pending_links).where(pending_links.c.site == context.site)
     waiting = list(connection.execute(query))
     if not waiting:
         return
-    indexes: dict[str, dict[str, tuple[StudentRef, ...]]] = {}
     resolved: list[tuple[Any, StudentRef]] = []
     for row in waiting:
-        if row.child_field not in indexes:
-            indexes[row.child_field] = store.student_index(
-                connection, context.site, row.child_field
-            )
-        matches = indexes[row.child_field].get(child_lookup_value(row.child_field, row.child_value))
-        if matches and len(matches) == 1:
-            resolved.append((row, matches[0]))
+        child = student(row.child_field, row.child_value)
+        if child is not None:
+            resolved.append((row, child))
     for chunk in store.chunked([row.id for row, _ in resolved]):
         connection.execute(pending_links.delete().where(pending_links.c.id.in_(chunk)))
     # The links in rounds of one per parent and child: a second pending link of the same
@@ -960,6 +966,47 @@ def resolve_pending(
             type=row.type,
             origin=row.origin,
         )
+
+
+def _settle_unlinks(
+    connection: sa.Connection,
+    context: ApplyContext,
+    student: Callable[[str, str], StudentRef | None],
+) -> None:
+    """Turn the manual unlinks of values a student now has into link rows marked "unlink",
+    as `syncd unlink` of a present student makes them: no file links the pair."""
+    query = sa.select(pending_unlinks).where(pending_unlinks.c.site == context.site)
+    arrived = [
+        (row, child)
+        for row in connection.execute(query)
+        if (child := student(row.child_field, row.child_value)) is not None
+    ]
+    if not arrived:
+        return
+    existing = {
+        (link.parent_id, link.child_id)
+        for link in store.links_of_parents(connection, {row.parent_id for row, _ in arrived})
+    }
+    rows = {}
+    for row, child in arrived:
+        pair = (row.parent_id, child.person_id)
+        if pair not in existing:
+            rows[pair] = {
+                "site": context.site,
+                "parent_id": row.parent_id,
+                "child_id": child.person_id,
+                "type": RelType.PARENT.value,
+                "by_parents": False,
+                "by_relationships": False,
+                "manual": "unlink",
+                "source": None,
+                "file_id": None,
+                "created_at": context.now,
+                "updated_at": context.now,
+            }
+    _executemany(connection, links.insert(), list(rows.values()))
+    for chunk in store.chunked([row.id for row, _ in arrived]):
+        connection.execute(pending_unlinks.delete().where(pending_unlinks.c.id.in_(chunk)))
 
 
 class _Silent(EventBuffer):

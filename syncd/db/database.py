@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration in migrations/versions (tests/integration/test_schema.py checks it
 # against Alembic's head): every command checks it, Alembic is imported only to migrate.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 SQLITE_CACHE_KIB = 128 * 1024  # per connection, allocated only as pages are used
 
 

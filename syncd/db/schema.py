@@ -131,6 +131,23 @@ pending_links = Table(
 )
 Index("ix_pending_links_site_value", pending_links.c.site, pending_links.c.child_value)
 
+# Manual unlinks of a child value no student has yet (`syncd unlink` of a pending link): no
+# file makes that link pending again, and when the student arrives the pair becomes a link
+# row marked "unlink", as an unlink of a present student makes it (SPEC §1, §5).
+pending_unlinks = Table(
+    "pending_unlinks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("site", String(200), nullable=False),
+    Column("parent_id", Id, nullable=False),
+    Column("child_field", String(20), nullable=False),
+    Column("child_value", String(STORED_TEXT_MAX), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint(
+        "parent_id", "child_field", "child_value", name="uq_pending_unlinks_parent_id"
+    ),
+)
+
 files = Table(
     "files",
     metadata,

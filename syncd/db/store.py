@@ -31,6 +31,7 @@ from syncd.db.schema import (
     files,
     links,
     pending_links,
+    pending_unlinks,
     persons,
     seen_files,
     sites,
@@ -860,6 +861,49 @@ def waiting_links(
         {"parent": parent, "child": child, "child_field": field}
         for parent, child, field in connection.execute(query)
     ]
+
+
+def unlinked_values(connection: sa.Connection, site: str) -> set[tuple[int, str, str]]:
+    """Return the site's manual unlinks of child values no student had: (parent id, child
+    field, the value as its field compares it)."""
+    query = sa.select(
+        pending_unlinks.c.parent_id, pending_unlinks.c.child_field, pending_unlinks.c.child_value
+    ).where(pending_unlinks.c.site == site)
+    return {
+        (parent_id, field, child_lookup_value(field, value))
+        for parent_id, field, value in connection.execute(query)
+    }
+
+
+def mark_unlinked(
+    connection: sa.Connection,
+    site: str,
+    parent_id: int,
+    values: Iterable[tuple[str, str]],
+    now: datetime,
+) -> None:
+    """Keep `parent_id` apart from each (child field, value) no student has yet."""
+    marked = {
+        (field, value)
+        for pid, field, value in unlinked_values(connection, site)
+        if pid == parent_id
+    }
+    rows = []
+    for field, value in values:
+        if (field, child_lookup_value(field, value)) in marked:
+            continue
+        marked.add((field, child_lookup_value(field, value)))
+        rows.append(
+            {
+                "site": site,
+                "parent_id": parent_id,
+                "child_field": field,
+                "child_value": value,
+                "created_at": now,
+            }
+        )
+    if rows:
+        connection.execute(pending_unlinks.insert(), rows)
 
 
 def count_pending(connection: sa.Connection, site: str | None = None) -> int:

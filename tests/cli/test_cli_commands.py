@@ -23,6 +23,8 @@ from tests.cli.rosters import (
     imported,
     parents_csv,
     person,
+    report,
+    run_import,
     students_csv,
     table,
 )
@@ -361,33 +363,74 @@ def test_unlinking_a_parents_last_child_says_the_parent_was_deactivated(syncd: S
     assert person(syncd, "P1")["active"] is True
 
 
-def test_unlink_cancels_a_pending_link(syncd: Syncd) -> None:
-    # A child value no student has (yet): the admin can drop it by hand; a file that names
-    # it again makes it pending again (nothing to protect: no student to keep apart).
-    imported(syncd, "students.csv", students_csv())
+def test_unlink_of_a_pending_link_is_not_undone_by_files(syncd: Syncd) -> None:
+    # SPEC §1/§5: manual unlinks that nightly syncs do not undo, also of a child value no
+    # student has yet: no file makes it pending again, nor links the pair when it arrives.
+    imported(syncd, "students.csv", students_csv(STUDENTS[:4]))
     header = ("SyncID", "First name", "Last name", "Pupil sync key")
-    imported(syncd, "parents.csv", parents_csv([("P1", "Zoë", "Nuñez", "S2;S44")], header))
-    assert ("P1", "S44", "pending") in syncd.links()
-    outcome = syncd("unlink", "--parent", "P1", "--child", "S44")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Zoë", "Nuñez", "S2;S5")], header))
+    assert ("P1", "S5", "pending") in syncd.links()
+    outcome = syncd("unlink", "--parent", "P1", "--child", "S5")
     assert outcome.exit_code == 0, outcome.stderr
     assert outcome.stdout.strip() == (
-        "unlinked P1 → S44 (pending: no student has that value); a file naming it again "
-        "makes it pending again"
+        "unlinked P1 → S5 (pending: no student has that value); no file will link them, now "
+        "or when the student arrives"
     )
     assert syncd.links() == {("P1", "S2", "active")}
     [removed] = syncd.events("relationship.removed")
     assert (removed["parent"], removed["child"], removed["status"], removed["reason"]) == (
         "P1",
-        "S44",
+        "S5",
         "pending",
         "manual",
     )
-    again = syncd("unlink", "--parent", "P1", "--child", "S44")
-    assert again.exit_code == 2 and 'no student "S44"' in again.stderr
-    # As it says: the same row again (new bytes, its row unchanged) makes it pending again.
-    rows = [("P1", "Zoë", "Nuñez", "S2;S44"), ("P2", "Kim", "Lee", "S2")]
+    again = syncd("unlink", "--parent", "P1", "--child", "S5")
+    assert (again.exit_code, again.stdout.strip()) == (0, "unlinked P1 → S5 (already so)")
+    early = syncd("link", "--parent", "P1", "--child", "S5")
+    assert early.exit_code == 2
+    assert early.stderr.strip() == (
+        'syncd: no student "S5" in site "district-a" yet: P1 stays unlinked from it '
+        "(syncd unlink); link them once the student has arrived"
+    )
+    # The parents file again, P1's row read anew (its children in another order): not
+    # pending again.
+    rows = [("P1", "Zoë", "Nuñez", "S5;S2"), ("P2", "Kim", "Lee", "S2")]
+    preview = run_import(syncd, "parents-2.csv", parents_csv(rows, header), "--dry-run", "--json")
+    assert preview.json()["counts"]["pending"] == 0
+    assert [c for c in preview.json()["changes"] if c["action"] == "pending"] == []
     imported(syncd, "parents-2.csv", parents_csv(rows, header))
-    assert ("P1", "S44", "pending") in syncd.links()
+    assert report(syncd, "parents-2.csv")["pending"] == []
+    assert syncd.links() == {("P1", "S2", "active"), ("P2", "S2", "active")}
+    # S5 arrives, and a parents file names it for P1 again: still apart.
+    imported(syncd, "students-2.csv", students_csv())
+    rows = [("P1", "Zoë", "Nuñez", "S2;S5"), ("P2", "Kim", "Lee", "S2")]
+    imported(syncd, "parents-3.csv", parents_csv(rows, header))
+    assert syncd.links() == {("P1", "S2", "active"), ("P2", "S2", "active")}
+    assert [e["child"] for e in syncd.events("relationship.resolved")] == []
+    # Until an operator links them.
+    linked = syncd("link", "--parent", "P1", "--child", "S5")
+    assert linked.exit_code == 0, linked.stderr
+    assert ("P1", "S5", "active") in syncd.links()
+
+
+def test_unlink_of_a_relationships_files_pending_link_is_not_undone(syncd: Syncd) -> None:
+    imported(syncd, "students.csv", students_csv(STUDENTS[:4]))
+    imported(
+        syncd,
+        "parents.csv",
+        parents_csv([("P1", "Zoë", "Nuñez")], ("SyncID", "First name", "Last name")),
+    )
+    rels = table(("Parent ID", "Student Email"), [("P1", "Zoe.Martin@school.example")])
+    imported(syncd, "relationships.csv", rels)
+    assert syncd.links() == {("P1", "Zoe.Martin@school.example", "pending")}
+    outcome = syncd("unlink", "--parent", "P1", "--child", "zoe.martin@school.example")
+    assert outcome.exit_code == 0, outcome.stderr
+    imported(syncd, "relationships-2.csv", rels + "\n")
+    assert syncd.links() == set()
+    # The student arrives in the same batch as the file naming her: still apart.
+    imported(syncd, "students-2.csv", students_csv())
+    imported(syncd, "relationships-3.csv", rels + "\n\n")
+    assert syncd.links() == set()
 
 
 def test_manual_link_events_carry_a_run_id(syncd: Syncd) -> None:
