@@ -735,6 +735,58 @@ def _check_inflated_size(binary: BinaryIO, limits: Limits) -> str | None:
     return first_sheet if first_sheet in sizes else None
 
 
+# The XML bytes one cell's text may take: a character escaped as `&quot;` takes six, so a
+# run of text without markup longer than this is past max_field_chars whatever it holds.
+_XML_BYTES_PER_CHAR = 8
+
+
+class _TextRuns:
+    """Fails a workbook part holding a run of text (bytes without `<`) past max_field_chars,
+    fed in blocks, before openpyxl reads it: openpyxl builds each text whole, so one
+    shared string or one stretch of whitespace of a small zip could take gigabytes."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.max_chars = limits.max_field_chars
+        self.longest = _XML_BYTES_PER_CHAR * limits.max_field_chars
+        self.run = 0  # bytes since the last `<` (a tag's name, then the text after it)
+
+    def feed(self, block: bytes) -> None:
+        first = block.find(b"<")
+        if first == -1:
+            self.run += len(block)
+            self._check(self.run)
+            return
+        self._check(self.run + first)
+        # A run inside the block at least `longest` long holds a whole window of half that
+        # without a `<`: a few searches a block find it, not one per tag.
+        last = block.rfind(b"<")
+        half = max(1, self.longest // 2)
+        for start in range(first, last, half):
+            if block.find(b"<", start, start + half) == -1:
+                begin = block.rfind(b"<", 0, start)
+                self._check(block.find(b"<", start + half) - begin - 1)
+        self.run = len(block) - last - 1
+
+    def _check(self, run: int) -> None:
+        if run > self.longest:
+            raise FileFailed(
+                "the workbook holds a text longer than max_field_chars "
+                f"({self.max_chars} characters)"
+            )
+
+
+def _check_text_runs(binary: BinaryIO, part: str, limits: Limits, block: int) -> None:
+    """Fail the workbook when its part `part` (if it has one) holds a text past the limit."""
+    binary.seek(0)
+    runs = _TextRuns(limits)
+    with zipfile.ZipFile(binary) as archive:
+        if part not in archive.NameToInfo:
+            return
+        with archive.open(part) as stream:
+            while chunk := stream.read(block):
+                runs.feed(chunk)
+
+
 def _unreadable_workbook(error: Exception) -> FileFailed:
     return FileFailed(f"unreadable .xlsx workbook ({type(error).__name__}); {SAVE_AS_HINT}")
 
@@ -754,14 +806,15 @@ _UNCOMPUTED_FORMULA = re.compile(
 
 
 def _scan_sheet(
-    binary: BinaryIO, part: str | None, block: int = LINE_BLOCK
+    binary: BinaryIO, part: str | None, limits: Limits, block: int = LINE_BLOCK
 ) -> tuple[list[tuple[int, int, int, int]], set[int]]:
     """Return the merged cell ranges of the worksheet at zip path `part` as (first row,
     first column, last row, last column), 1-based, and the columns (1-based) holding a
     cell with a value; raise FileFailed at a formula without a computed value. openpyxl's
     read-only sheets give neither (the ranges come after the cells, a formula's missing
     value reads as an empty cell, and a sheet's stated dimensions are often the whole
-    formatted range): the sheet's XML is scanned once, in blocks of `block` bytes."""
+    formatted range): the sheet's XML is scanned once, in blocks of `block` bytes, which
+    also bounds its texts (_TextRuns)."""
     from openpyxl.utils.cell import column_index_from_string, range_boundaries
 
     if part is None:
@@ -769,9 +822,11 @@ def _scan_sheet(
     binary.seek(0)
     ranges: list[tuple[int, int, int, int]] = []
     columns: set[bytes] = set()  # the letters of columns with a value somewhere
+    runs = _TextRuns(limits)
     with zipfile.ZipFile(binary) as archive, archive.open(part) as sheet:
         carry = b""
         while chunk := sheet.read(block):
+            runs.feed(chunk)
             text = carry + chunk
             columns.update(_VALUE_CELL.findall(text))
             if (formula := _UNCOMPUTED_FORMULA.search(text)) is not None:
@@ -833,6 +888,8 @@ def _open_xlsx(binary: BinaryIO, limits: Limits) -> Iterator[Table]:
     import openpyxl  # here: a CSV run need not pay for importing it
 
     first_sheet = _check_inflated_size(binary, limits)
+    # openpyxl reads the shared strings whole as it opens the workbook.
+    _check_text_runs(binary, _SHARED_STRINGS_PART, limits, LINE_BLOCK)
     binary.seek(0)
     try:
         # A file object, not a path: openpyxl would judge a path by its extension.
@@ -847,7 +904,7 @@ def _open_xlsx(binary: BinaryIO, limits: Limits) -> Iterator[Table]:
         # Trust the cells, not the sheet's stated dimensions (often the whole formatted range).
         sheet.reset_dimensions()
         # Cells, not values: what the user sees depends on the number format too.
-        merged, valued = _scan_sheet(binary, first_sheet)
+        merged, valued = _scan_sheet(binary, first_sheet, limits)
         widest = max(valued, default=0)
         records = _xlsx_records(sheet.iter_rows(), merged)
         header = _split_header(records, limits)

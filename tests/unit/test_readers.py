@@ -14,7 +14,7 @@ import pytest
 
 from syncd.errors import FileFailed
 from syncd.formats.detect import READ_CHUNK_SIZE, sniff_delimiter
-from syncd.formats.readers import Table, _scan_sheet, cell_text, open_table
+from syncd.formats.readers import Table, _scan_sheet, _TextRuns, cell_text, open_table
 from syncd.model import Limits, RawRow
 
 NAMES = ("Müller", "Sørensen", "Nuñez", "O'Brien", "Zoë")
@@ -552,9 +552,12 @@ def test_xlsx_scan_finds_formulas_and_merges_cut_by_its_blocks(tmp_path: Path) -
     part = "xl/worksheets/sheet1.xml"
     for block in range(40, 700, 13):
         with (tmp_path / "merged.xlsx").open("rb") as binary:
-            assert sorted(_scan_sheet(binary, part, block)[0]) == [(2, 2, 3, 2), (4, 3, 9, 3)]
+            assert sorted(_scan_sheet(binary, part, Limits(), block)[0]) == [
+                (2, 2, 3, 2),
+                (4, 3, 9, 3),
+            ]
         with (tmp_path / "formula.xlsx").open("rb") as binary, pytest.raises(FileFailed) as caught:
-            _scan_sheet(binary, part, block)
+            _scan_sheet(binary, part, Limits(), block)
         assert str(caught.value).startswith("cell D20 holds a formula")
 
 
@@ -741,3 +744,83 @@ def test_lines_split_at_lone_carriage_returns_get_no_digest(tmp_path: Path) -> N
     rows = digested(write(tmp_path, "SyncID,Name\nS1,Ana\rS2,Ben\n"))
     assert [row.values for row in rows] == [("S1", "Ana"), ("S2", "Ben")]
     assert [row.digest for row in rows] == [None, None]
+
+
+def _bomb(tmp_path: Path, part: str, change: Callable[[bytes], bytes]) -> Path:
+    """A small workbook whose `part` inflates to what `change` makes of it (deflated)."""
+    path = tmp_path / "students.xlsx"
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["SyncID", "First name", "Last name"])
+    sheet.append(["S1", "Ann", "Lee"])
+    workbook.save(path)
+    with zipfile.ZipFile(path) as archive:
+        parts = {info.filename: archive.read(info) for info in archive.infolist()}
+    parts[part] = change(parts.get(part, b""))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    return path
+
+
+SHARED_STRINGS = (
+    b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="1" '
+    b'uniqueCount="1"><si><t>%s</t></si></sst>'
+)
+
+
+@pytest.mark.parametrize(
+    ("part", "change"),
+    [
+        # One shared string of 30 MB (openpyxl reads them all as it opens the workbook).
+        ("xl/sharedStrings.xml", lambda _: SHARED_STRINGS % (b"A" * 30_000_000)),
+        # 30 MB of whitespace between the sheet's cells.
+        (
+            "xl/worksheets/sheet1.xml",
+            lambda xml: xml.replace(b"<row ", b" " * 30_000_000 + b"<row ", 1),
+        ),
+    ],
+)
+def test_an_xlsx_text_past_max_field_chars_fails_before_it_is_read_whole(
+    tmp_path: Path, part: str, change: Callable[[bytes], bytes]
+) -> None:
+    # SPEC §3.2: limits bound memory on hostile input. A zip of a few tens of KB whose one
+    # text inflates past max_file_size's reach of memory fails on max_field_chars first.
+    path = _bomb(tmp_path, part, change)
+    assert path.stat().st_size < 100_000
+    tracemalloc.start()
+    try:
+        reason = read_failure(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert reason == "the workbook holds a text longer than max_field_chars (100000 characters)"
+    assert peak < 10_000_000
+
+
+def test_an_xlsx_text_within_max_field_chars_is_read_whole(tmp_path: Path) -> None:
+    # Escaped as &quot; (six bytes a character), a text at the limit is still within it.
+    text = b"&quot;" * 100
+    path = _bomb(
+        tmp_path, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(b">Ann<", b">" + text + b"<")
+    )
+    _, rows = read(path, Limits(max_field_chars=100))
+    assert rows[0].values == ("S1", '"' * 100, "Lee")
+
+
+def test_xml_text_runs_are_measured_across_blocks() -> None:
+    # max_field_chars 10: a run of 80 bytes without a `<` (eight a character) passes, 81
+    # fails, wherever the blocks cut it. (It counts from the `<` before: "t>" and the text.)
+    for size in range(1, 120):
+        for run, fails in ((80, False), (81, True)):
+            data = b"<c><t>" + b"A" * (run - 2) + b"</t></c>" + b"<v>1</v>" * 30
+            runs = _TextRuns(Limits(max_field_chars=10))
+            blocks = [data[start : start + size] for start in range(0, len(data), size)]
+            if fails:
+                with pytest.raises(FileFailed):
+                    for block in blocks:
+                        runs.feed(block)
+            else:
+                for block in blocks:
+                    runs.feed(block)
