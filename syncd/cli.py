@@ -594,7 +594,10 @@ def _link(
 def link_command(
     app: App, parent: str, child: str, rel_type: str | None, site: str | None, as_json: bool
 ) -> None:
-    """Link a parent to a child by hand; file syncs never remove it."""
+    """Link a parent to a child by hand; file syncs never remove it.
+
+    Each KEY is a sync key, username or email; a child's may be its student number too.
+    """
     _link(app, parent, child, rel_type, site, unlink=False, as_json=as_json)
 
 
@@ -608,7 +611,11 @@ def link_command(
 def unlink_command(
     app: App, parent: str, child: str, rel_type: str | None, site: str | None, as_json: bool
 ) -> None:
-    """Unlink a parent from a child by hand; file syncs never bring it back."""
+    """Unlink a parent from a child by hand; file syncs never bring it back.
+
+    Keys as for link; a child value no student has yet drops its pending link and keeps
+    the pair apart when that student arrives.
+    """
     _link(app, parent, child, rel_type, site, unlink=True, as_json=as_json)
 
 

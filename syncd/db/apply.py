@@ -910,6 +910,32 @@ def resolve_pending(
             resolved.append((row, child))
     for chunk in store.chunked([row.id for row, _ in resolved]):
         connection.execute(pending_links.delete().where(pending_links.c.id.in_(chunk)))
+    parents = _sync_keys(connection, {row.parent_id for row, _ in resolved})
+    # A pair an operator unlinked (by this value or another naming the same student) stays
+    # apart: its pending link is dropped as the unlink's, not resolved into a link.
+    apart = {
+        (link.parent_id, link.child_id)
+        for link in store.links_of_parents(connection, {row.parent_id for row, _ in resolved})
+        if link.manual == "unlink"
+    }
+    if apart:
+        for row, child in resolved:
+            if (row.parent_id, child.person_id) in apart:
+                events.add(
+                    audit.RELATIONSHIP_REMOVED,
+                    person_id=row.parent_id,
+                    parent_id=row.parent_id,
+                    parent=parents.get(row.parent_id),
+                    child=row.child_value,
+                    child_field=row.child_field,
+                    type=row.type,
+                    origin=row.origin,
+                    status="pending",
+                    reason="manual",
+                )
+        resolved = [
+            pair for pair in resolved if (pair[0].parent_id, pair[1].person_id) not in apart
+        ]
     # The links in rounds of one per parent and child: a second pending link of the same
     # pair (the other kind of file named it too) marks the link the first one made.
     rest = resolved
@@ -942,7 +968,6 @@ def resolve_pending(
         plan = LinkPlan(sets=sets)
         apply_links(connection, plan, context, _Silent(), applied, {}, provenance=False)
         rest = later
-    parents = _sync_keys(connection, {row.parent_id for row, _ in resolved})
     for row, child in resolved:
         if context.dry_run:
             applied.resolved_changes.append(

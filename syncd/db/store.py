@@ -614,7 +614,8 @@ def find_persons(
     connection: sa.Connection, site: str, key: str, kind: PersonKind | None = None
 ) -> list[Any]:
     """Return the person rows a sync key names, else those a username names, else those an
-    email names (two parents may share one): one row, several (ambiguous), or none."""
+    email names (two parents may share one), else, for students, those a student number
+    names (a source's child_field may be it): one row, several (ambiguous), or none."""
     base = sa.select(persons).where(persons.c.site == site)
     if kind is not None:
         base = base.where(persons.c.kind == kind.value)
@@ -623,6 +624,11 @@ def find_persons(
         lambda: connection.execute(base.where(persons.c.sync_key == key)).all(),
         lambda: persons_by_username(connection, base, key),
         lambda: connection.execute(base.where(persons.c.email == key.casefold())).all(),
+        lambda: (
+            connection.execute(base.where(persons.c.student_number == key)).all()
+            if kind is PersonKind.STUDENT
+            else []
+        ),
     ):
         if rows := found():
             return list(rows)

@@ -433,6 +433,50 @@ def test_unlink_of_a_relationships_files_pending_link_is_not_undone(syncd: Syncd
     assert syncd.links() == set()
 
 
+def test_link_and_unlink_take_a_childs_student_number(syncd: Syncd) -> None:
+    # A source matching children by student number (SPEC §2.3 child_field): the admin uses
+    # the value of the SIS file, before and after the student arrives.
+    syncd.configure(child_field="student_number")
+    imported(syncd, "students.csv", students_csv(STUDENTS[:4]))
+    header = ("SyncID", "First name", "Last name", "Child ID")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Zoë", "Nuñez", "1001;1005")], header))
+    assert syncd.links() == {("P1", "S1", "active"), ("P1", "1005", "pending")}
+    for child in ("1001", "1005"):
+        outcome = syncd("unlink", "--parent", "P1", "--child", child)
+        assert outcome.exit_code == 0, outcome.stderr
+    assert syncd.links() == set()
+    imported(syncd, "students-2.csv", students_csv())
+    linked = syncd("link", "--parent", "P1", "--child", "1005", "--json")
+    assert linked.exit_code == 0, linked.stderr
+    assert (linked.json()["child"], linked.json()["changed"]) == ("S5", True)
+    assert syncd.links() == {("P1", "S5", "active")}
+
+
+def test_a_pending_link_to_a_child_an_operator_unlinked_is_not_resolved(syncd: Syncd) -> None:
+    # Two pending links of one parent name the same coming student by two values (a parents
+    # file's key, a relationships file's email); the operator unlinked one. When she
+    # arrives the pair stays apart, and the trail says so: no relationship.resolved for a
+    # link that is not there, no link in the preview.
+    imported(syncd, "students.csv", students_csv(STUDENTS[:4]))
+    header = ("SyncID", "First name", "Last name", "Pupil sync key")
+    imported(syncd, "parents.csv", parents_csv([("P1", "Zoë", "Nuñez", "S1;S5")], header))
+    rels = table(("Parent ID", "Student Email"), [("P1", "Zoe.Martin@school.example")])
+    imported(syncd, "relationships.csv", rels)
+    assert syncd("unlink", "--parent", "P1", "--child", "S5").exit_code == 0
+    assert syncd.links() == {("P1", "S1", "active"), ("P1", "Zoe.Martin@school.example", "pending")}
+    preview = run_import(syncd, "students-2.csv", students_csv(), "--dry-run", "--json")
+    assert [c for c in preview.json()["changes"] if c["action"] == "link"] == []
+    imported(syncd, "students-2.csv", students_csv())
+    assert syncd.links() == {("P1", "S1", "active")}
+    assert syncd.events("relationship.resolved") == []
+    dropped = syncd.events("relationship.removed")[-1]
+    assert (dropped["child"], dropped["status"], dropped["reason"]) == (
+        "Zoe.Martin@school.example",
+        "pending",
+        "manual",
+    )
+
+
 def test_manual_link_events_carry_a_run_id(syncd: Syncd) -> None:
     imported(syncd, "students.csv", students_csv())
     header = ("SyncID", "First name", "Last name")
