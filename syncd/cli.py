@@ -572,6 +572,8 @@ def _link(
         )
         return
     note = " (already so)" if not edit.changed else "; no file will link them" if unlink else ""
+    if edit.kept_apart:
+        note = " (they were not linked); no file will link them"
     if edit.pending and edit.changed:
         note = (
             " (pending: no student has that value); no file will link them, now or when the "

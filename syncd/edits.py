@@ -45,6 +45,8 @@ class ManualEdit(NamedTuple):
     parent_reactivated: bool = False
     # An unlink that dropped a pending link (no student has the child value).
     pending: bool = False
+    # An unlink of a pair that was not linked: from now on no file links them.
+    kept_apart: bool = False
 
 
 def manual_link(
@@ -62,6 +64,12 @@ def manual_link(
     if not store.find_persons(connection, site, child_key, PersonKind.STUDENT):
         pending = _pending_to(connection, parent.id, child_key)
         if unlink and pending:
+            types = sorted({link.type.value for link in pending})
+            if rel_type is not None and rel_type.value not in types:
+                raise UsageError(
+                    f"{parent.sync_key} → {child_key} is a pending {' and '.join(types)} link, "
+                    f"not {rel_type.value}; leave out --type or give its type"
+                )
             return _drop_pending_by_hand(connection, site, parent, child_key, pending, events)
         if _unlinked_before(connection, site, parent.id, child_key):
             if unlink:
@@ -125,6 +133,7 @@ def manual_link(
     }
     applied = Applied()
     changed = is_active != was_active
+    kept_apart = False
     if is_active and not was_active:
         events.add(audit.RELATIONSHIP_CREATED, **details)
         applied.parents_gaining_links.add(parent.id)
@@ -135,7 +144,7 @@ def manual_link(
     elif unlink and (row is None or row.manual != "unlink"):
         # Not linked now, but from now on no file links them either: a change of its own,
         # in the trail, so that whoever wonders why a file's link never appears finds it.
-        changed = True
+        changed = kept_apart = True
         events.add(audit.RELATIONSHIP_REMOVED, **details, was_linked=False)
     elif is_active and (old_type != current_type or old_origin != "manual"):
         # A link that was there already: now of another type, or a file's link now manual
@@ -148,7 +157,14 @@ def manual_link(
             previous_origin=old_origin,
         )
     deactivated, reactivated = _settle_edit(connection, site, events, applied)
-    return ManualEdit(changed, parent.sync_key, child.sync_key, deactivated, reactivated)
+    return ManualEdit(
+        changed,
+        parent.sync_key,
+        child.sync_key,
+        deactivated,
+        reactivated,
+        kept_apart=kept_apart if unlink else False,
+    )
 
 
 def _pending_to(

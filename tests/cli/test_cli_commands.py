@@ -370,6 +370,12 @@ def test_unlink_of_a_pending_link_is_not_undone_by_files(syncd: Syncd) -> None:
     header = ("SyncID", "First name", "Last name", "Pupil sync key")
     imported(syncd, "parents.csv", parents_csv([("P1", "Zoë", "Nuñez", "S2;S5")], header))
     assert ("P1", "S5", "pending") in syncd.links()
+    # --type is checked as for a live link.
+    typed = syncd("unlink", "--parent", "P1", "--child", "S5", "--type", "Guardian")
+    assert (typed.exit_code, typed.stderr.strip()) == (
+        2,
+        "syncd: P1 → S5 is a pending Parent link, not Guardian; leave out --type or give its type",
+    )
     outcome = syncd("unlink", "--parent", "P1", "--child", "S5")
     assert outcome.exit_code == 0, outcome.stderr
     assert outcome.stdout.strip() == (

@@ -348,7 +348,9 @@ def test_manual_unlink_of_a_pair_never_linked_is_audited_and_keeps_files_off(
     imported(syncd, "parents.csv", _parents(("P1", ""), ("P2", "")))
     outcome = syncd("unlink", "--parent", "P1", "--child", "S1")
     assert outcome.exit_code == 0
-    assert "no file will link them" in outcome.stdout
+    assert (
+        outcome.stdout.strip() == "unlinked P1 → S1 (they were not linked); no file will link them"
+    )
     [blocked] = syncd.events("relationship.removed")
     assert (blocked["parent"], blocked["child"], blocked["was_linked"]) == ("P1", "S1", False)
     imported(syncd, "relationships.csv", _relationships(("P1", "S1"), ("P2", "S2")))
