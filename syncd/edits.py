@@ -59,7 +59,9 @@ def manual_link(
     events: EventBuffer,
 ) -> ManualEdit:
     """Link (or unlink) a parent and a child by hand; files never undo it. Unlinking a
-    child value no student has drops the parent's pending links to it."""
+    child value no student has drops the parent's pending links to it and keeps the two
+    apart (store.mark_unlinked): no file makes the link pending again, and the student's
+    arrival makes it a link marked "unlink" (apply.resolve_pending)."""
     parent = _person(connection, site, parent_key, PersonKind.PARENT)
     if not store.find_persons(connection, site, child_key, PersonKind.STUDENT):
         pending = _pending_to(connection, parent.id, child_key)
@@ -163,7 +165,7 @@ def manual_link(
         child.sync_key,
         deactivated,
         reactivated,
-        kept_apart=kept_apart if unlink else False,
+        kept_apart=kept_apart,
     )
 
 
