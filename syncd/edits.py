@@ -525,7 +525,19 @@ def _later_change(connection: sa.Connection, trail: Sequence[TrailEvent]) -> Tra
             if row.person_id is not None and (row.person_id, row.data.get("child_id")) not in pairs
         }
     )
-    students = trail_of.student_ids(trail)
+    # A person the file only updated (names, email, attributes) is the record of its fields:
+    # a later link of that parent is another record. One the file created or whose status it
+    # changed is not: its links and its status go together (orphans, SPEC §2.4); nor is a
+    # parent whose pending link it changed.
+    whole = {
+        row.person_id
+        for row in trail
+        if (row.event.startswith("person.") and row.event != audit.PERSON_UPDATED)
+        or (row.event.startswith("relationship.") and row.data.get("child_id") is None)
+    }
+    fields_only = [person_id for person_id in person_ids if person_id not in whole]
+    person_ids = [person_id for person_id in person_ids if person_id in whole]
+    students = trail_of.student_ids(row for row in trail if row.person_id in whole)
     reverted = sa.select(files.c.id).where(files.c.status == FileStatus.REVERTED.value)
     changes = (
         sa.select(audit_events)
@@ -554,6 +566,9 @@ def _later_change(connection: sa.Connection, trail: Sequence[TrailEvent]) -> Tra
 
     for chunk in store.chunked(person_ids):
         first(changes.where(audit_events.c.person_id.in_(chunk)))
+    persons_later = changes.where(audit_events.c.event.like("person.%"))
+    for chunk in store.chunked(fields_only):
+        first(persons_later.where(audit_events.c.person_id.in_(chunk)))
     links_later = changes.where(audit_events.c.event.like("relationship.%"))
     for chunk in store.chunked(sorted({parent_id for parent_id, _ in pairs})):
         first(

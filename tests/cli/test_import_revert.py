@@ -357,3 +357,58 @@ def test_a_later_change_to_another_link_of_the_same_parent_does_not_block_a_reve
     outcome = syncd("files", "revert", str(file_id(syncd, "relationships-2.csv")))
     assert outcome.exit_code == 1
     assert "link P1 → S2" in outcome.stderr
+
+
+def test_a_later_link_of_a_person_the_file_only_updated_does_not_block_a_revert(
+    syncd: Syncd,
+) -> None:
+    # A file that only renamed a parent and a student: the later links of either are other
+    # records (SPEC §2.4 refuses only where a later change touched the same records).
+    syncd.configure(max_update=1.0)
+    imported(syncd, "students.csv", students_csv())
+    rows = [("P1", "Katrin", "Müller", "katrin@home.example", "S1")]
+    imported(syncd, "parents.csv", parents_csv(rows, HEADER))
+    renamed = [("P1", "Katrin", "Mueller", "katrin@home.example", "S1")]
+    imported(syncd, "parents-2.csv", parents_csv(renamed, HEADER))
+    imported(
+        syncd,
+        "students-2.csv",
+        students_csv(
+            [("S2", *STUDENTS[1][1:3], "Sorensen", *STUDENTS[1][4:]), *STUDENTS[2:], STUDENTS[0]]
+        ),
+    )
+    imported(syncd, "relationships.csv", "Parent ID,Student ID\nP1,S2\n")
+    _revert(syncd, "parents-2.csv")
+    _revert(syncd, "students-2.csv")
+    assert (person(syncd, "P1")["last_name"], person(syncd, "S2")["last_name"]) == (
+        "Müller",
+        "Sørensen",
+    )
+    assert active_links(syncd) == {("P1", "S1"), ("P1", "S2")}
+    # A later change of the same person still blocks it.
+    imported(syncd, "parents-3.csv", parents_csv(renamed, HEADER))
+    imported(
+        syncd,
+        "parents-4.csv",
+        parents_csv([("P1", "Kat", "Mueller", "katrin@home.example", "S1")], HEADER),
+    )
+    outcome = syncd("files", "revert", str(file_id(syncd, "parents-3.csv")))
+    assert outcome.exit_code == 1
+    assert f"file {file_id(syncd, 'parents-4.csv')}" in outcome.stderr
+
+
+def test_a_link_resolved_from_a_files_pending_link_blocks_reverting_that_file(
+    syncd: Syncd,
+) -> None:
+    # The parents file asked for S5 before she came; her students file made the link. The
+    # revert cannot take that link back as the file's (it is the students file's now).
+    imported(syncd, "students.csv", students_csv(STUDENTS[:4]))
+    rows = [("P1", "Katrin", "Müller", "katrin@home.example", "S1")]
+    imported(syncd, "parents.csv", parents_csv(rows, HEADER))
+    rows = [("P1", "Katrin", "Müller", "katrin@home.example", "S1;S5")]
+    imported(syncd, "parents-2.csv", parents_csv(rows, HEADER))
+    imported(syncd, "students-2.csv", students_csv())
+    assert ("P1", "S5") in active_links(syncd)
+    outcome = syncd("files", "revert", str(file_id(syncd, "parents-2.csv")))
+    assert outcome.exit_code == 1
+    assert f"file {file_id(syncd, 'students-2.csv')} changed the same records" in outcome.stderr
