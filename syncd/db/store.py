@@ -615,7 +615,8 @@ def find_persons(
 ) -> list[Any]:
     """Return the person rows a sync key names, else those a username names, else those an
     email names (two parents may share one), else, for students, those a student number
-    names (a source's child_field may be it): one row, several (ambiguous), or none."""
+    or syncd's own id names (a source's child_field may be either): one row, several
+    (ambiguous), or none."""
     base = sa.select(persons).where(persons.c.site == site)
     if kind is not None:
         base = base.where(persons.c.kind == kind.value)
@@ -627,6 +628,11 @@ def find_persons(
         lambda: (
             connection.execute(base.where(persons.c.student_number == key)).all()
             if kind is PersonKind.STUDENT
+            else []
+        ),
+        lambda: (
+            connection.execute(base.where(persons.c.id == int(key))).all()
+            if kind is PersonKind.STUDENT and key.isascii() and key.isdigit() and len(key) < 19
             else []
         ),
     ):

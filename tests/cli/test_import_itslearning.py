@@ -189,6 +189,10 @@ def test_child_field_internal_id_uses_syncds_own_person_id(syncd: Syncd) -> None
     rows = [("Katrin", "Müller", "katrin.mueller", f"{ids['S1']};{ids['S4']}", "")]
     imported(syncd, "parents.csv", parents_csv(rows))
     assert active_links(syncd) == {("katrin.mueller", "S1"), ("katrin.mueller", "S4")}
+    # The admin may name the child by the same id (syncd unlink/link).
+    outcome = syncd("unlink", "--parent", "katrin.mueller", "--child", str(ids["S4"]), "--json")
+    assert (outcome.exit_code, outcome.json()["child"]) == (0, "S4"), outcome.stderr
+    assert active_links(syncd) == {("katrin.mueller", "S1")}
 
 
 def test_an_internal_id_no_student_has_is_a_row_error_not_a_pending_link(syncd: Syncd) -> None:
