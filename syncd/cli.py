@@ -574,6 +574,10 @@ def _link(
     note = " (already so)" if not edit.changed else "; no file will link them" if unlink else ""
     if edit.kept_apart:
         note = " (they were not linked); no file will link them"
+    if edit.retyped is not None:
+        note = f" (now {edit.retyped[1]}, was {edit.retyped[0]})"
+    if edit.child_inactive and not unlink:
+        note += f"; {edit.child} is an inactive student"
     if edit.pending and edit.changed:
         note = (
             " (pending: no student has that value); no file will link them, now or when the "

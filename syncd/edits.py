@@ -47,6 +47,10 @@ class ManualEdit(NamedTuple):
     pending: bool = False
     # An unlink of a pair that was not linked: from now on no file links them.
     kept_apart: bool = False
+    # A link that was there already and is now of another type: its type before and now.
+    retyped: tuple[str, str] | None = None
+    # The child is an inactive student (a link to it keeps no parent active).
+    child_inactive: bool = False
 
 
 def manual_link(
@@ -166,6 +170,10 @@ def manual_link(
         deactivated,
         reactivated,
         kept_apart=kept_apart,
+        retyped=(str(old_type), current_type)
+        if was_active and is_active and old_type != current_type
+        else None,
+        child_inactive=not child.active,
     )
 
 

@@ -300,6 +300,7 @@ def test_manual_link_and_unlink_are_audited_and_exported_as_manual(syncd: Syncd)
 
 
 def test_link_by_username_or_email_names_the_sync_keys_it_linked(syncd: Syncd) -> None:
+    syncd.configure(max_deactivate=1.0)
     imported(syncd, "students.csv", students_csv())
     header = ("SyncID", "First name", "Last name", "E-mail")
     zoe = ("P1", "Zoë", "Nuñez", "zoe@home.example")
@@ -307,6 +308,11 @@ def test_link_by_username_or_email_names_the_sync_keys_it_linked(syncd: Syncd) -
     outcome = syncd("link", "--parent", "ZOE@home.example", "--child", "Jonas.Sorensen")
     assert outcome.exit_code == 0, outcome.stderr
     assert outcome.stdout.strip() == "linked P1 → S2"
+    retyped = syncd("link", "--parent", "P1", "--child", "S2", "--type", "Aide")
+    assert retyped.stdout.strip() == "linked P1 → S2 (now Aide, was Parent)"
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[:4]))  # S5 leaves
+    to_inactive = syncd("link", "--parent", "P1", "--child", "S5")
+    assert to_inactive.stdout.strip() == "linked P1 → S5; S5 is an inactive student"
     unlinked = syncd("unlink", "--parent", "zoe@home.example", "--child", "S2", "--json")
     assert (unlinked.json()["parent"], unlinked.json()["child"]) == ("P1", "S2")
 
