@@ -313,7 +313,8 @@ def revert_file(
                 # A dropped pending link has no child row to link again: it is pending again.
                 _restore_pending(connection, data, now + pending_ttl, events)
             elif row.event in (audit.RELATIONSHIP_CREATED, audit.RELATIONSHIP_REMOVED):
-                _undo_link(connection, row.event, data, now, events)
+                if not _undo_link(connection, row.event, data, now, events):
+                    continue
             elif row.event == audit.RELATIONSHIP_PENDING:
                 if not _drop_pending(connection, data, events):
                     continue  # gone already (expired after pending_ttl): nothing undone
@@ -331,6 +332,7 @@ def revert_file(
                 continue
         undone += 1
     batch.flush()
+    undone -= batch.unseen
     _forget_rows(connection, trail)
     connection.execute(
         files.update().where(files.c.id == file_id).values(status=FileStatus.REVERTED.value)
@@ -356,6 +358,9 @@ class _UndoBatch:
         self.events = events
         # ("person", person_id, data, active) or ("link", data), in trail order.
         self.queued: list[tuple[Any, ...]] = []
+        # Link undos that changed nothing one sees: the link was gone already, or another
+        # kind of file (or an operator) still keeps it (not counted as undone).
+        self.unseen = 0
 
     def set_active(self, person_id: int | None, data: dict[str, Any], active: bool) -> None:
         self._queue(("person", person_id, data, active))
@@ -390,7 +395,7 @@ class _UndoBatch:
                         updated_at=self.now,
                     )
                 )
-        found = self._unmark([op[1] for op in queued if op[0] == "link"])
+        removed = self._unmark([op[1] for op in queued if op[0] == "link"])
         for op in queued:
             if op[0] == "person":
                 _, person_id, data, active = op
@@ -401,7 +406,9 @@ class _UndoBatch:
                     kind=data.get("kind"),
                     reason="revert",
                 )
-            elif (op[1].get("parent_id"), op[1].get("child_id")) in found:
+            elif (op[1].get("parent_id"), op[1].get("child_id")) not in removed:
+                self.unseen += 1
+            else:
                 data = op[1]
                 details = {key: data.get(key) for key in _LINK_DETAILS}
                 self.events.add(
@@ -413,24 +420,32 @@ class _UndoBatch:
 
     def _unmark(self, created: list[dict[str, Any]]) -> set[tuple[Any, Any]]:
         """Clear the flag of the file's kind (or the manual mark) on each link; return the
-        (parent, child) pairs that had a link row."""
+        (parent, child) pairs whose link this ends (a link another kind of file still names
+        stays, SPEC §2.4: no removal to say)."""
         wanted: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
         for data in created:
             wanted.setdefault((data.get("parent_id"), data.get("child_id")), []).append(data)
         link_ids: dict[str | None, list[int]] = {}
-        found: set[tuple[Any, Any]] = set()
+        removed: set[tuple[Any, Any]] = set()
         parents = sorted({parent for parent, _ in wanted if parent is not None})
         for link in store.links_of_parents(self.connection, parents):
             pair = (link.parent_id, link.child_id)
-            for data in wanted.get(pair, ()):
-                found.add(pair)
-                flag = _LINK_FLAGS.get(data.get("origin") or "")
+            flags = {_LINK_FLAGS.get(data.get("origin") or "") for data in wanted.get(pair, ())}
+            for flag in flags:
                 link_ids.setdefault(flag, []).append(link.link_id)
+            if flags and link.active:
+                after = link_is_active(
+                    link.by_parents and "by_parents" not in flags,
+                    link.by_relationships and "by_relationships" not in flags,
+                    None if None in flags else link.manual,
+                )
+                if not after:
+                    removed.add(pair)
         for flag, ids in link_ids.items():
             values: dict[str, Any] = {"manual": None} if flag is None else {flag: False}
             for chunk in store.chunked(sorted(ids)):
                 self.connection.execute(links.update().where(links.c.id.in_(chunk)).values(values))
-        return found
+        return removed
 
 
 def _forget_rows(connection: sa.Connection, trail: Sequence[TrailEvent]) -> None:
@@ -633,7 +648,9 @@ def _restore_fields(
 
 def _undo_link(
     connection: sa.Connection, event: str, data: dict[str, Any], now: Any, events: EventBuffer
-) -> None:
+) -> bool:
+    """Undo a link event of the file; return whether one sees a change (a link the file
+    made that another kind of file still names stays, and says nothing)."""
     parent_id, child_id = data.get("parent_id"), data.get("child_id")
     origin = data.get("origin")
     flag = {"parents": "by_parents", "relationships": "by_relationships"}.get(origin or "")
@@ -643,17 +660,24 @@ def _undo_link(
     details: dict[str, Any] = {key: data.get(key) for key in _LINK_DETAILS}
     if event == audit.RELATIONSHIP_CREATED and data.get("retyped"):
         _undo_retype(connection, row, data, now, events)
-        return
+        return True
     if event == audit.RELATIONSHIP_CREATED:
         if row is None:
-            return
+            return False
         if flag is None:
             connection.execute(links.update().where(links.c.id == row.id).values(manual=None))
         else:
             connection.execute(links.update().where(links.c.id == row.id).values({flag: False}))
+        after = link_is_active(
+            row.by_parents and flag != "by_parents",
+            row.by_relationships and flag != "by_relationships",
+            None if flag is None else row.manual,
+        )
+        if after or not link_is_active(row.by_parents, row.by_relationships, row.manual):
+            return False
         # The row stays (unmarked, inactive): it may carry a creation event (db/trail.py).
         events.add(audit.RELATIONSHIP_REMOVED, person_id=parent_id, **details, reason="revert")
-        return
+        return True
     if row is None:
         connection.execute(
             links.insert().values(
@@ -671,6 +695,7 @@ def _undo_link(
     elif flag is not None:
         connection.execute(links.update().where(links.c.id == row.id).values({flag: True}))
     events.add(audit.RELATIONSHIP_CREATED, person_id=parent_id, **details, reason="revert")
+    return True
 
 
 def _undo_retype(

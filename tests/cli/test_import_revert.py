@@ -412,3 +412,25 @@ def test_a_link_resolved_from_a_files_pending_link_blocks_reverting_that_file(
     outcome = syncd("files", "revert", str(file_id(syncd, "parents-2.csv")))
     assert outcome.exit_code == 1
     assert f"file {file_id(syncd, 'students-2.csv')} changed the same records" in outcome.stderr
+
+
+def test_a_reverted_link_that_a_relationships_file_still_names_stays_and_says_nothing(
+    syncd: Syncd,
+) -> None:
+    # SPEC §2.4: a link both kinds name stays while either names it. Reverting the parents
+    # file that made it takes back that file's mark only: no relationship.removed for a
+    # link that is still there, and not counted among the changes undone.
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    rows = [("P1", "Katrin", "Müller", "katrin@home.example", "S1")]
+    imported(syncd, "parents.csv", parents_csv(rows, HEADER))
+    rows = [("P1", "Katrin", "Müller", "katrin@home.example", "S2")]
+    imported(syncd, "parents-2.csv", parents_csv(rows, HEADER))
+    imported(syncd, "relationships.csv", "Parent ID,Student ID\nP1,S2\n")
+    removed_before = len(syncd.events("relationship.removed"))
+    outcome = syncd("files", "revert", str(file_id(syncd, "parents-2.csv")))
+    assert outcome.exit_code == 0, outcome.stderr
+    assert active_links(syncd) == {("P1", "S1"), ("P1", "S2")}
+    assert len(syncd.events("relationship.removed")) == removed_before
+    [reverted] = syncd.events("file.reverted")
+    assert reverted["changes"] == 1
