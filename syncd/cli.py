@@ -552,7 +552,12 @@ def _link(
     with app.engine.begin() as connection:
         # A manual edit is a run of its own: its events carry a run_id, as a revert's do.
         events = app.events(site=site_name, run_id=new_run_id())
-        edit = manual_link(connection, site_name, parent, child, chosen, unlink, events)
+        child_fields = {
+            source.child_field.value for source in app.config.sources if source.site == site_name
+        }
+        edit = manual_link(
+            connection, site_name, parent, child, chosen, unlink, events, child_fields
+        )
         events.write(connection)
     events.emit()
     verb = "unlinked" if unlink else "linked"
@@ -602,7 +607,9 @@ def link_command(
 ) -> None:
     """Link a parent to a child by hand; file syncs never remove it.
 
-    Each KEY is a sync key, username or email; a child's may be its student number too.
+    Each KEY is a sync key, username or email; a child's may also be its student number
+    or syncd's internal id where a source of the site matches children by it (child_field).
+    A value that names two students is refused, naming both.
     """
     _link(app, parent, child, rel_type, site, unlink=False, as_json=as_json)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -31,6 +31,21 @@ def _person(connection: sa.Connection, site: str, key: str, kind: PersonKind) ->
             f'"{key}" matches {len(rows)} {kind.value}s in site "{site}" ({keys}); give a sync key'
         )
     return rows[0]
+
+
+def _student(connection: sa.Connection, site: str, key: str, child_fields: Collection[str]) -> Any:
+    """Return the one student `key` names by any field it may be given as; never a guess
+    when it names several (SPEC §2.3), one by one field and another by another."""
+    named = store.students_named(connection, site, key, child_fields)
+    if not named:
+        raise UsageError(f'no student "{key}" in site "{site}"')
+    if len(named) > 1:
+        which = ", ".join(f"{row.sync_key} (by {how})" for row, how in named)
+        raise UsageError(
+            f'"{key}" names {len(named)} students in site "{site}": {which}; '
+            "name the child by a key only it has"
+        )
+    return named[0][0]
 
 
 class ManualEdit(NamedTuple):
@@ -61,13 +76,16 @@ def manual_link(
     rel_type: RelType | None,
     unlink: bool,
     events: EventBuffer,
+    child_fields: Collection[str] = (),
 ) -> ManualEdit:
     """Link (or unlink) a parent and a child by hand; files never undo it. Unlinking a
     child value no student has drops the parent's pending links to it and keeps the two
     apart (store.mark_unlinked): no file makes the link pending again, and the student's
-    arrival makes it a link marked "unlink" (apply.resolve_pending)."""
+    arrival makes it a link marked "unlink" (apply.resolve_pending). `child_fields`: the
+    site's sources' child fields; a child is named by its sync key, username or email, or
+    by a student number or internal id where a source matches children so."""
     parent = _person(connection, site, parent_key, PersonKind.PARENT)
-    if not store.find_persons(connection, site, child_key, PersonKind.STUDENT):
+    if not store.students_named(connection, site, child_key, child_fields):
         pending = _pending_to(connection, parent.id, child_key)
         if unlink and pending:
             types = sorted({link.type.value for link in pending})
@@ -84,7 +102,7 @@ def manual_link(
                 f'no student "{child_key}" in site "{site}" yet: {parent.sync_key} stays '
                 "unlinked from it (syncd unlink); link them once the student has arrived"
             )
-    child = _person(connection, site, child_key, PersonKind.STUDENT)
+    child = _student(connection, site, child_key, child_fields)
     now = events.now
     row = connection.execute(
         sa.select(links).where(links.c.parent_id == parent.id, links.c.child_id == child.id)

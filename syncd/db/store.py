@@ -614,9 +614,7 @@ def find_persons(
     connection: sa.Connection, site: str, key: str, kind: PersonKind | None = None
 ) -> list[Any]:
     """Return the person rows a sync key names, else those a username names, else those an
-    email names (two parents may share one), else, for students, those a student number
-    or syncd's own id names (a source's child_field may be either): one row, several
-    (ambiguous), or none."""
+    email names (two parents may share one): one row, several (ambiguous), or none."""
     base = sa.select(persons).where(persons.c.site == site)
     if kind is not None:
         base = base.where(persons.c.kind == kind.value)
@@ -625,20 +623,39 @@ def find_persons(
         lambda: connection.execute(base.where(persons.c.sync_key == key)).all(),
         lambda: persons_by_username(connection, base, key),
         lambda: connection.execute(base.where(persons.c.email == key.casefold())).all(),
-        lambda: (
-            connection.execute(base.where(persons.c.student_number == key)).all()
-            if kind is PersonKind.STUDENT
-            else []
-        ),
-        lambda: (
-            connection.execute(base.where(persons.c.id == int(key))).all()
-            if kind is PersonKind.STUDENT and key.isascii() and key.isdigit() and len(key) < 19
-            else []
-        ),
     ):
         if rows := found():
             return list(rows)
     return []
+
+
+def students_named(
+    connection: sa.Connection, site: str, key: str, child_fields: Collection[str]
+) -> list[tuple[Any, str]]:
+    """Return each student `key` names, with how: by sync key, username or email, and by
+    the child fields of `child_fields` among student_number and internal_id (the site's
+    sources' own): a value may name one student by one field and another by another."""
+    base = (
+        sa.select(persons)
+        .where(persons.c.site == site, persons.c.kind == PersonKind.STUDENT.value)
+        .order_by(persons.c.sync_key)
+    )
+    found: dict[int, tuple[Any, str]] = {}
+
+    def add(how: str, rows: Iterable[Any]) -> None:
+        for row in rows:
+            found.setdefault(row.id, (row, how))
+
+    add("sync key", connection.execute(base.where(persons.c.sync_key == key)))
+    add("username", persons_by_username(connection, base, key))
+    add("email", connection.execute(base.where(persons.c.email == key.casefold())))
+    if ChildField.STUDENT_NUMBER.value in child_fields:
+        add("student number", connection.execute(base.where(persons.c.student_number == key)))
+    # An id is a BIGINT: ASCII digits, fewer than 19.
+    is_id = key.isascii() and key.isdigit() and len(key) < 19
+    if ChildField.INTERNAL_ID.value in child_fields and is_id:
+        add("internal id", connection.execute(base.where(persons.c.id == int(key))))
+    return list(found.values())
 
 
 def persons_by_username(connection: sa.Connection, query: sa.Select[Any], key: str) -> list[Any]:

@@ -464,6 +464,33 @@ def test_link_and_unlink_take_a_childs_student_number(syncd: Syncd) -> None:
     assert syncd.links() == {("P1", "S5", "active")}
 
 
+def test_a_child_value_naming_two_students_by_two_fields_is_refused_naming_both(
+    syncd: Syncd,
+) -> None:
+    # SPEC §2.3 "never a guess": "1002" is one student's sync key and another's student
+    # number, in a site whose source matches children by student number.
+    syncd.configure(child_field="student_number")
+    rows = [*STUDENTS[:2], ("1002", "ann.lee", "Ann", "Lee", "ann@school.example", "7", "5")]
+    imported(syncd, "students.csv", students_csv(rows))
+    imported(
+        syncd,
+        "parents.csv",
+        parents_csv(
+            [("P1", "Zoë", "Nuñez", "1001")], ("SyncID", "First name", "Last name", "Child ID")
+        ),
+    )
+    outcome = syncd("link", "--parent", "P1", "--child", "1002")
+    assert (outcome.exit_code, outcome.stderr.strip()) == (
+        2,
+        'syncd: "1002" names 2 students in site "district-a": 1002 (by sync key), S2 (by '
+        "student number); name the child by a key only it has",
+    )
+    assert syncd("link", "--parent", "P1", "--child", "jonas.sorensen").exit_code == 0
+    # Where no source matches children by student number, a student number names no one.
+    syncd.configure()
+    assert syncd("link", "--parent", "P1", "--child", "1001").exit_code == 2
+
+
 def test_a_pending_link_to_a_child_an_operator_unlinked_is_not_resolved(syncd: Syncd) -> None:
     # Two pending links of one parent name the same coming student by two values (a parents
     # file's key, a relationships file's email); the operator unlinked one. When she
