@@ -738,25 +738,41 @@ def _check_inflated_size(binary: BinaryIO, limits: Limits) -> str | None:
 # The XML bytes one cell's text may take: a character escaped as `&quot;` takes six, so a
 # run of text without markup longer than this is past max_field_chars whatever it holds.
 _XML_BYTES_PER_CHAR = 8
+# Besides, the markup of a rich-text string's runs (fonts, colours: a few hundred bytes a
+# run) within one shared or inline string.
+_RICH_TEXT_MARKUP = 64 * 1024
+# Where a shared (`si`) or inline (`is`) string starts or ends, any namespace prefix.
+_STRING_TAG = re.compile(rb"<(/?)(?:[A-Za-z_][\w.-]*:)?(?:si|is)(?=[\s/>])")
+# A rich-text run (`<r>`): a string then is the sum of its runs' texts.
+_RICH_RUNS = (b"<r>", b"<r ", b":r>", b":r ")
 
 
 class _TextRuns:
-    """Fails a workbook part holding a run of text (bytes without `<`) past max_field_chars,
-    fed in blocks, before openpyxl reads it: openpyxl builds each text whole, so one
-    shared string or one stretch of whitespace of a small zip could take gigabytes."""
+    """Fails a workbook part holding a text past max_field_chars, fed in blocks, before
+    openpyxl reads it: openpyxl builds each text whole, so one shared string, one stretch of
+    whitespace or one attribute of a small zip could take gigabytes. A text is a run of
+    bytes without `<`, or a shared or inline string whose rich-text runs add up."""
 
     def __init__(self, limits: Limits) -> None:
         self.max_chars = limits.max_field_chars
         self.longest = _XML_BYTES_PER_CHAR * limits.max_field_chars
+        self.longest_string = self.longest + _RICH_TEXT_MARKUP
         self.run = 0  # bytes since the last `<` (a tag's name, then the text after it)
+        self.offset = 0  # bytes fed before this block
+        self.string_at: int | None = None  # where the string we are in started
 
     def feed(self, block: bytes) -> None:
+        self._runs(block)
+        self._strings(block)
+        self.offset += len(block)
+
+    def _runs(self, block: bytes) -> None:
         first = block.find(b"<")
         if first == -1:
             self.run += len(block)
-            self._check(self.run)
+            self._check(self.run, self.longest)
             return
-        self._check(self.run + first)
+        self._check(self.run + first, self.longest)
         # A run inside the block at least `longest` long holds a whole window of half that
         # without a `<`: a few searches a block find it, not one per tag.
         last = block.rfind(b"<")
@@ -764,11 +780,34 @@ class _TextRuns:
         for start in range(first, last, half):
             if block.find(b"<", start, start + half) == -1:
                 begin = block.rfind(b"<", 0, start)
-                self._check(block.find(b"<", start + half) - begin - 1)
+                self._check(block.find(b"<", start + half) - begin - 1, self.longest)
         self.run = len(block) - last - 1
 
-    def _check(self, run: int) -> None:
-        if run > self.longest:
+    def _strings(self, block: bytes) -> None:
+        if any(tag in block for tag in _RICH_RUNS):
+            # Each string of the block measured (a block of rich text is rare).
+            for tag in _STRING_TAG.finditer(block):
+                where = self.offset + tag.start()
+                if block.startswith(b"/>", tag.end()):
+                    continue  # an empty string, <si/>
+                if not tag[1]:
+                    self.string_at = where
+                elif self.string_at is not None:
+                    self._check(where - self.string_at, self.longest_string)
+                    self.string_at = None
+        else:
+            # Only where the block's last string starts or ends matters to the next block.
+            started = max(block.rfind(b"<si>"), block.rfind(b"<is>"))
+            ended = max(block.rfind(b"</si>"), block.rfind(b"</is>"))
+            if started > ended:
+                self.string_at = self.offset + started
+            elif ended != -1:
+                self.string_at = None
+        if self.string_at is not None:
+            self._check(self.offset + len(block) - self.string_at, self.longest_string)
+
+    def _check(self, size: int, most: int) -> None:
+        if size > most:
             raise FileFailed(
                 "the workbook holds a text longer than max_field_chars "
                 f"({self.max_chars} characters)"
@@ -888,8 +927,10 @@ def _open_xlsx(binary: BinaryIO, limits: Limits) -> Iterator[Table]:
     import openpyxl  # here: a CSV run need not pay for importing it
 
     first_sheet = _check_inflated_size(binary, limits)
-    # openpyxl reads the shared strings whole as it opens the workbook.
+    # Both before openpyxl opens the workbook: it reads the shared strings whole then, and
+    # parses the sheet's start (a huge attribute there took expat minutes).
     _check_text_runs(binary, _SHARED_STRINGS_PART, limits, LINE_BLOCK)
+    merged, valued = _scan_sheet(binary, first_sheet, limits)
     binary.seek(0)
     try:
         # A file object, not a path: openpyxl would judge a path by its extension.
@@ -904,7 +945,6 @@ def _open_xlsx(binary: BinaryIO, limits: Limits) -> Iterator[Table]:
         # Trust the cells, not the sheet's stated dimensions (often the whole formatted range).
         sheet.reset_dimensions()
         # Cells, not values: what the user sees depends on the number format too.
-        merged, valued = _scan_sheet(binary, first_sheet, limits)
         widest = max(valued, default=0)
         records = _xlsx_records(sheet.iter_rows(), merged)
         header = _split_header(records, limits)

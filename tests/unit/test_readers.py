@@ -768,6 +768,8 @@ SHARED_STRINGS = (
     b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="1" '
     b'uniqueCount="1"><si><t>%s</t></si></sst>'
 )
+RICH_RUNS = b"<r><t>abcdefghij</t></r>" * 3_000_000
+RICH_SHARED_STRING = SHARED_STRINGS.replace(b"<t>%s</t>", RICH_RUNS)
 
 
 @pytest.mark.parametrize(
@@ -780,6 +782,18 @@ SHARED_STRINGS = (
             "xl/worksheets/sheet1.xml",
             lambda xml: xml.replace(b"<row ", b" " * 30_000_000 + b"<row ", 1),
         ),
+        # One shared string of 3M short rich-text runs (openpyxl joins them: 30 MB).
+        ("xl/sharedStrings.xml", lambda _: RICH_SHARED_STRING),
+        # The same as an inline string of the sheet.
+        (
+            "xl/worksheets/sheet1.xml",
+            lambda xml: xml.replace(b"<is><t>Ann</t></is>", b"<is>" + RICH_RUNS + b"</is>"),
+        ),
+        # One attribute of 30 MB (expat took minutes over such a token).
+        (
+            "xl/worksheets/sheet1.xml",
+            lambda xml: xml.replace(b'<c r="B2"', b'<c x="' + b"a" * 30_000_000 + b'" r="B2"'),
+        ),
     ],
 )
 def test_an_xlsx_text_past_max_field_chars_fails_before_it_is_read_whole(
@@ -788,7 +802,7 @@ def test_an_xlsx_text_past_max_field_chars_fails_before_it_is_read_whole(
     # SPEC §3.2: limits bound memory on hostile input. A zip of a few tens of KB whose one
     # text inflates past max_file_size's reach of memory fails on max_field_chars first.
     path = _bomb(tmp_path, part, change)
-    assert path.stat().st_size < 100_000
+    assert path.stat().st_size < 300_000
     tracemalloc.start()
     try:
         reason = read_failure(path)
@@ -824,3 +838,16 @@ def test_xml_text_runs_are_measured_across_blocks() -> None:
             else:
                 for block in blocks:
                     runs.feed(block)
+
+
+def test_rich_text_within_max_field_chars_is_read_whole(tmp_path: Path) -> None:
+    # A cell formatted run by run (fonts, colours) carries markup besides its text.
+    run = b'<r><rPr><b/><sz val="11"/><color rgb="FFFF0000"/><rFont val="Calibri"/></rPr>'
+    inline = b"<is>" + (run + b"<t>abc</t></r>") * 30 + b"</is>"
+    path = _bomb(
+        tmp_path,
+        "xl/worksheets/sheet1.xml",
+        lambda xml: xml.replace(b"<is><t>Ann</t></is>", inline),
+    )
+    _, rows = read(path, Limits(max_field_chars=100))
+    assert rows[0].values == ("S1", "abc" * 30, "Lee")
