@@ -573,6 +573,11 @@ def _link(
                 "parent_deactivated": edit.parent_deactivated,
                 "parent_reactivated": edit.parent_reactivated,
                 "pending": edit.pending,
+                "type": edit.type,
+                "previous_type": edit.retyped[0] if edit.retyped else None,
+                # An unlink of a pair that was not linked: kept apart from now on.
+                "was_linked": not edit.kept_apart,
+                "child_active": not edit.child_inactive,
             }
         )
         return

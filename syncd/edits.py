@@ -66,6 +66,8 @@ class ManualEdit(NamedTuple):
     retyped: tuple[str, str] | None = None
     # The child is an inactive student (a link to it keeps no parent active).
     child_inactive: bool = False
+    # The link's type now (None for a pending link's child value).
+    type: str | None = None
 
 
 def manual_link(
@@ -192,6 +194,7 @@ def manual_link(
         if was_active and is_active and old_type != current_type
         else None,
         child_inactive=not child.active,
+        type=current_type,
     )
 
 

@@ -538,9 +538,18 @@ def test_commands_that_print_data_take_json(syncd: Syncd) -> None:
     assert linked.json() == {
         "site": "district-a", "parent": "P1", "child": "S2", "action": "link", "changed": True,
         "parent_deactivated": False, "parent_reactivated": False, "pending": False,
+        "type": "Parent", "previous_type": None, "was_linked": True, "child_active": True,
     }  # fmt: skip
+    retyped = syncd("link", "--parent", "P1", "--child", "S2", "--type", "Aide", "--json").json()
+    assert (retyped["type"], retyped["previous_type"]) == ("Aide", "Parent")
     unlinked = syncd("unlink", "--parent", "P1", "--child", "S2", "--json").json()
-    assert (unlinked["action"], unlinked["changed"]) == ("unlink", True)
+    assert (unlinked["action"], unlinked["changed"], unlinked["was_linked"]) == (
+        "unlink",
+        True,
+        True,
+    )
+    apart = syncd("unlink", "--parent", "P1", "--child", "S3", "--json").json()
+    assert (apart["changed"], apart["was_linked"]) == (True, False)
     syncd.drop_dir.mkdir(exist_ok=True)
     checked = syncd("check-config", "--json")
     assert checked.exit_code == 0, checked.stderr
