@@ -336,6 +336,9 @@ def revert_file(
             elif row.event in (audit.RELATIONSHIP_CREATED, audit.RELATIONSHIP_REMOVED):
                 if not _undo_link(connection, row.event, data, now, events):
                     continue
+            elif row.event == audit.RELATIONSHIP_PENDING and data.get("previous_type"):
+                if not _retype_pending_back(connection, data, events):
+                    continue  # gone already (expired after pending_ttl): nothing undone
             elif row.event == audit.RELATIONSHIP_PENDING:
                 if not _drop_pending(connection, data, events):
                     continue  # gone already (expired after pending_ttl): nothing undone
@@ -508,6 +511,29 @@ def _drop_pending(connection: sa.Connection, data: dict[str, Any], events: Event
             reason="revert",
         )
     return bool(dropped.rowcount)
+
+
+def _retype_pending_back(
+    connection: sa.Connection, data: dict[str, Any], events: EventBuffer
+) -> bool:
+    """Give back a pending link the type a file's relationship.pending event (with its
+    previous_type) changed; return whether the link was there."""
+    changed = connection.execute(
+        pending_links.update()
+        .where(
+            pending_links.c.parent_id == data.get("parent_id"),
+            pending_links.c.child_value == data.get("child"),
+            pending_links.c.origin == data.get("origin"),
+        )
+        .values(type=data["previous_type"])
+    )
+    if changed.rowcount:
+        details: dict[str, Any] = {key: data.get(key) for key in _PENDING_DETAILS}
+        details.update(type=data["previous_type"], previous_type=data.get("type"))
+        events.add(
+            audit.RELATIONSHIP_PENDING, person_id=data.get("parent_id"), **details, reason="revert"
+        )
+    return bool(changed.rowcount)
 
 
 def _restore_pending(

@@ -615,7 +615,9 @@ class Pipeline:
             names = link_plan.names
             result.errors = sorted(errors.errors, key=lambda error: error.row)
             counts.rejected = len(errors.rejected_lines)
-            counts.updated = sum(1 for change in link_plan.sets if writes.is_retype(change))
+            counts.updated = sum(1 for change in link_plan.sets if writes.is_retype(change)) + len(
+                link_plan.pending_retypes
+            )
             counts.links_created = link_plan.created
             counts.links_removed = link_plan.removed + len(link_plan.pending_drops)
             counts.pending = len(link_plan.pending_adds)
@@ -888,7 +890,8 @@ class Pipeline:
             [change.child_id for change in sets + retypes]
             + [link.parent_id for link in clears]
             + [link.child_id for link in clears]
-            + [pending.parent_id for pending in link_plan.pending_drops],
+            + [pending.parent_id for pending in link_plan.pending_drops]
+            + [pending.parent_id for pending, _ in link_plan.pending_retypes],
         )
         changes: list[dict[str, Any]] = [
             {
@@ -920,6 +923,16 @@ class Pipeline:
         changes += [
             {"action": "pending", "parent": add.parent_key, "child": add.child_value}
             for add in link_plan.pending_adds
+        ]
+        changes += [
+            {
+                "action": "pending",
+                "parent": keys.get(pending.parent_id),
+                "child": pending.child_value,
+                "type": rel_type.value,
+                "previous_type": pending.type.value,
+            }
+            for pending, rel_type in link_plan.pending_retypes
         ]
         # A pending link the file no longer names goes (counted in links_removed): the child
         # as written, as the pending entry named it.

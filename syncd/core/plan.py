@@ -620,6 +620,8 @@ class LinkPlan:
     clears: list[LinkClear] = field(default_factory=list)
     pending_adds: list[PendingAdd] = field(default_factory=list)
     pending_drops: list[ExistingPending] = field(default_factory=list)
+    # Pending links a relationships file names with another type: (the link, its new type).
+    pending_retypes: list[tuple[ExistingPending, RelType]] = field(default_factory=list)
     # Sync keys by person id of the persons in the changes whose rows named them (their
     # audit lines name them; the others' are read).
     names: dict[int, str] = field(default_factory=dict)
@@ -633,7 +635,10 @@ class LinkPlan:
         return sum(1 for change in self.clears if change.becomes_inactive)
 
     def is_empty(self) -> bool:
-        return not (self.sets or self.clears or self.pending_adds or self.pending_drops)
+        return (
+            not (self.sets or self.clears or self.pending_adds or self.pending_drops)
+            and not self.pending_retypes
+        )
 
 
 def _wanted_change(existing: ExistingLink | None, origin: Kind, rel_type: RelType) -> bool:
@@ -986,7 +991,10 @@ def plan_relationship_links(
             if item.deleted:
                 if existing_pending_link is not None:
                     plan.pending_drops.append(existing_pending_link)
-            elif existing_pending_link is None and pending_key not in kept_apart:
+            elif existing_pending_link is not None:
+                if existing_pending_link.type is not item.type:  # as a live link's retype
+                    plan.pending_retypes.append((existing_pending_link, item.type))
+            elif pending_key not in kept_apart:
                 plan.pending_adds.append(
                     PendingAdd(
                         parent.sync_key,

@@ -799,6 +799,7 @@ def _apply_pending(
         for add in plan.pending_adds
     ]
     _add_pending(connection, adds, context, events, applied)
+    _retype_pending(connection, plan.pending_retypes, events, applied)
     drop_pending(connection, plan.pending_drops, events, audit.RELATIONSHIP_REMOVED)
     for dropped in plan.pending_drops:
         applied.counts.links_removed += 1
@@ -847,6 +848,37 @@ def _add_pending(
             origin=add.origin.value,
         )
     _executemany(connection, pending_links.insert(), rows)
+
+
+def _retype_pending(
+    connection: sa.Connection,
+    retypes: Sequence[tuple[ExistingPending, RelType]],
+    events: EventBuffer,
+    applied: Applied,
+) -> None:
+    """Give pending links the type a relationships file names them with now: said as a
+    pending link with its previous type, counted as an update (as a live link's retype)."""
+    if not retypes:
+        return
+    parent_keys = _sync_keys(connection, {pending.parent_id for pending, _ in retypes})
+    for pending, rel_type in retypes:
+        connection.execute(
+            pending_links.update()
+            .where(pending_links.c.id == pending.pending_id)
+            .values(type=rel_type.value)
+        )
+        applied.links_retyped += 1
+        events.add(
+            audit.RELATIONSHIP_PENDING,
+            person_id=pending.parent_id,
+            parent_id=pending.parent_id,
+            parent=parent_keys.get(pending.parent_id),
+            child=pending.child_value,
+            child_field=pending.child_field,
+            type=rel_type.value,
+            origin=pending.origin.value,
+            previous_type=pending.type.value,
+        )
 
 
 def drop_pending(

@@ -16,10 +16,12 @@ from tests.cli.rosters import (
     active_links,
     errors_rows,
     event_names,
+    file_id,
     files,
     imported,
     parents_csv,
     report,
+    run_import,
     students_csv,
     table,
     xlsx,
@@ -525,3 +527,27 @@ def test_a_file_that_cannot_be_read_to_its_end_applies_none_of_its_rows(syncd: S
     assert document["status"] == "failed"
     assert [f["status"] for f in files(syncd) if f["name"] == "relationships.csv"] == ["failed"]
     assert "relationship.created" not in event_names(syncd)
+
+
+def test_a_relationships_file_retypes_a_pending_link_as_a_live_one(syncd: Syncd) -> None:
+    # The SIS says Relative now for a child not there yet: the link waits with that type, is
+    # made so, and the change is counted and said (as a live link's retype is).
+    imported(syncd, "students.csv", students_csv(STUDENTS[:4]))
+    imported(syncd, "parents.csv", parents_csv())
+    header = ("Parent Email", "Student ID", "Relationship")
+    rows = [("katrin.mueller@home.example", "S9", "Aide")]
+    imported(syncd, "relationships.csv", table(header, rows))
+    rows = [("katrin.mueller@home.example", "S9", "Relative")]
+    preview = run_import(syncd, "relationships-2.csv", table(header, rows), "--dry-run", "--json")
+    assert preview.json()["counts"]["updated"] == 1
+    imported(syncd, "relationships-2.csv", table(header, rows))
+    counts = report(syncd, "relationships-2.csv")["counts"]  # (pending: still waiting)
+    assert (counts["updated"], counts["unchanged"], counts["pending"]) == (1, 0, 1)
+    [pending] = [e for e in syncd.events("relationship.pending") if e.get("previous_type")]
+    assert (pending["type"], pending["previous_type"]) == ("Relative", "Aide")
+    exported = [link for link in syncd.export("relationships") if link["child"] == "S9"]
+    assert [link["type"] for link in exported] == ["Relative"]
+    # Reverted, it waits as Aide again.
+    assert syncd("files", "revert", str(file_id(syncd, "relationships-2.csv"))).exit_code == 0
+    exported = [link for link in syncd.export("relationships") if link["child"] == "S9"]
+    assert [link["type"] for link in exported] == ["Aide"]
