@@ -86,9 +86,14 @@ def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # as scans while the site held 200 persons, scanned the 100,000 the same file was adding
     # (100k students onto a site of 200: 250 s; planned each time, 19 s). A plan per run
     # costs a fraction of a millisecond.
-    with dbapi_connection.cursor() as cursor:
-        cursor.execute("SET plan_cache_mode = force_custom_plan")
-    dbapi_connection.commit()
+    # (PostgreSQL 12 and later; an older server plans as it always did.)
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET plan_cache_mode = force_custom_plan")
+    except dbapi_connection.DatabaseError:
+        dbapi_connection.rollback()
+    else:
+        dbapi_connection.commit()
 
 
 # PostgreSQL plans each query from its tables' statistics, which autovacuum refreshes a
