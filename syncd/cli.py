@@ -575,14 +575,13 @@ def _link(
                 "pending": edit.pending,
                 "type": edit.type,
                 "previous_type": edit.retyped[0] if edit.retyped else None,
-                # An unlink of a pair that was not linked: kept apart from now on.
-                "was_linked": not edit.kept_apart,
+                "was_linked": edit.was_linked,
                 "child_active": not edit.child_inactive,
             }
         )
         return
     note = " (already so)" if not edit.changed else "; no file will link them" if unlink else ""
-    if edit.kept_apart:
+    if unlink and edit.changed and not edit.was_linked:
         note = " (they were not linked); no file will link them"
     if edit.retyped is not None:
         note = f" (now {edit.retyped[1]}, was {edit.retyped[0]})"

@@ -60,8 +60,8 @@ class ManualEdit(NamedTuple):
     parent_reactivated: bool = False
     # An unlink that dropped a pending link (no student has the child value).
     pending: bool = False
-    # An unlink of a pair that was not linked: from now on no file links them.
-    kept_apart: bool = False
+    # Whether the pair was linked (or its link pending) before the edit.
+    was_linked: bool = True
     # A link that was there already and is now of another type: its type before and now.
     retyped: tuple[str, str] | None = None
     # The child is an inactive student (a link to it keeps no parent active).
@@ -99,7 +99,7 @@ def manual_link(
             return _drop_pending_by_hand(connection, site, parent, child_key, pending, events)
         if _unlinked_before(connection, site, parent.id, child_key):
             if unlink:
-                return ManualEdit(False, parent.sync_key, child_key, pending=True)
+                return ManualEdit(False, parent.sync_key, child_key, pending=True, was_linked=False)
             raise UsageError(
                 f'no student "{child_key}" in site "{site}" yet: {parent.sync_key} stays '
                 "unlinked from it (syncd unlink); link them once the student has arrived"
@@ -159,7 +159,6 @@ def manual_link(
     }
     applied = Applied()
     changed = is_active != was_active
-    kept_apart = False
     if is_active and not was_active:
         events.add(audit.RELATIONSHIP_CREATED, **details)
         applied.parents_gaining_links.add(parent.id)
@@ -170,7 +169,7 @@ def manual_link(
     elif unlink and (row is None or row.manual != "unlink"):
         # Not linked now, but from now on no file links them either: a change of its own,
         # in the trail, so that whoever wonders why a file's link never appears finds it.
-        changed = kept_apart = True
+        changed = True
         events.add(audit.RELATIONSHIP_REMOVED, **details, was_linked=False)
     elif is_active and (old_type != current_type or old_origin != "manual"):
         # A link that was there already: now of another type, or a file's link now manual
@@ -189,7 +188,7 @@ def manual_link(
         child.sync_key,
         deactivated,
         reactivated,
-        kept_apart=kept_apart,
+        was_linked=was_active,
         retyped=(str(old_type), current_type)
         if was_active and is_active and old_type != current_type
         else None,

@@ -538,7 +538,7 @@ def test_commands_that_print_data_take_json(syncd: Syncd) -> None:
     assert linked.json() == {
         "site": "district-a", "parent": "P1", "child": "S2", "action": "link", "changed": True,
         "parent_deactivated": False, "parent_reactivated": False, "pending": False,
-        "type": "Parent", "previous_type": None, "was_linked": True, "child_active": True,
+        "type": "Parent", "previous_type": None, "was_linked": False, "child_active": True,
     }  # fmt: skip
     retyped = syncd("link", "--parent", "P1", "--child", "S2", "--type", "Aide", "--json").json()
     assert (retyped["type"], retyped["previous_type"]) == ("Aide", "Parent")
@@ -550,6 +550,8 @@ def test_commands_that_print_data_take_json(syncd: Syncd) -> None:
     )
     apart = syncd("unlink", "--parent", "P1", "--child", "S3", "--json").json()
     assert (apart["changed"], apart["was_linked"]) == (True, False)
+    again = syncd("unlink", "--parent", "P1", "--child", "S3", "--json").json()
+    assert (again["changed"], again["was_linked"]) == (False, False)
     syncd.drop_dir.mkdir(exist_ok=True)
     checked = syncd("check-config", "--json")
     assert checked.exit_code == 0, checked.stderr
