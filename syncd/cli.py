@@ -547,8 +547,19 @@ def _link(
     chosen = None
     if rel_type is not None:
         chosen = next((t for t in RelType if t.value.casefold() == rel_type.casefold()), None)
+        # Else as the site's files say it (`[sources.relationship_types] Mother = "Parent"`).
+        mapped = {
+            written: mapped_type
+            for source in app.config.sources
+            if source.site == site_name
+            for written, mapped_type in source.relationship_types.items()
+        }
+        chosen = chosen or mapped.get(rel_type.strip().casefold())
         if chosen is None:
-            raise UsageError(f"--type {rel_type}: one of Parent, Aide, Guardian, Relative, Other")
+            also = f", or as the site's sources map: {', '.join(sorted(mapped))}" if mapped else ""
+            raise UsageError(
+                f"--type {rel_type}: one of Parent, Aide, Guardian, Relative, Other{also}"
+            )
     with app.engine.begin() as connection:
         # A manual edit is a run of its own: its events carry a run_id, as a revert's do.
         events = app.events(site=site_name, run_id=new_run_id())

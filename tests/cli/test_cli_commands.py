@@ -299,6 +299,24 @@ def test_manual_link_and_unlink_are_audited_and_exported_as_manual(syncd: Syncd)
     assert [(e["parent"], e["child"]) for e in removed] == [("P1", "S2")]
 
 
+def test_link_type_may_be_given_as_the_sites_files_write_it(syncd: Syncd) -> None:
+    syncd.configure(relationship_types={"Grandma": "Relative"})
+    imported(syncd, "students.csv", students_csv())
+    imported(
+        syncd,
+        "parents.csv",
+        parents_csv([("P1", "Zoë", "Nuñez")], ("SyncID", "First name", "Last name")),
+    )
+    linked = syncd("link", "--parent", "P1", "--child", "S2", "--type", "grandma", "--json")
+    assert (linked.exit_code, linked.json()["type"]) == (0, "Relative"), linked.stderr
+    wrong = syncd("link", "--parent", "P1", "--child", "S2", "--type", "Aunt")
+    assert (wrong.exit_code, wrong.stderr.strip()) == (
+        2,
+        "syncd: --type Aunt: one of Parent, Aide, Guardian, Relative, Other, or as the "
+        "site's sources map: grandma",
+    )
+
+
 def test_link_by_username_or_email_names_the_sync_keys_it_linked(syncd: Syncd) -> None:
     syncd.configure(max_deactivate=1.0)
     imported(syncd, "students.csv", students_csv())
