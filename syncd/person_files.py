@@ -55,6 +55,7 @@ from syncd.core.validate import PersonRows, file_columns, merge_person_records
 from syncd.db import apply as writes
 from syncd.db import store
 from syncd.db.bulk import finish_copy
+from syncd.db.database import ANALYZE_AFTER_ROWS
 from syncd.db.preview import keep_preview
 from syncd.errors import FileFailed
 from syncd.model import (
@@ -141,6 +142,8 @@ class PersonFile:
         self.applied = writes.Applied()
         self.unchanged = 0
         self.unresolved = 0
+        # Persons and links the file had added when PostgreSQL last took their statistics.
+        self.analyzed_at = (0, 0)
         # Existing persons the file's records name (they are listed, whatever their fate).
         self.matched: set[int] = set()
         self.created: set[int] = set()
@@ -326,6 +329,7 @@ class PersonFile:
         """Forget what an abandoned first reading of the file applied (rolled back)."""
         self.applied = writes.Applied()
         self.unchanged = self.unresolved = 0
+        self.analyzed_at = (0, 0)
         self.matched.clear()
         self.created.clear()
         self.existing_cache = None
@@ -566,6 +570,30 @@ class PersonFile:
         self.unchanged += plan.unchanged
         self.unresolved += plan.unresolved_children
         self._apply_plan(connection, plan, existing)
+        self._keep_statistics(connection)
+
+    def _keep_statistics(self, connection: sa.Connection) -> None:
+        """On PostgreSQL, take the statistics of persons and links again, in the file's own
+        transaction (ANALYZE counts its rows), each time the file has doubled what they had
+        when last taken: the next chunks' lookups by key are planned from them. Planned
+        for the 200 persons of a site before the file, they filtered every row the file
+        had added (1M students onto 200: 168 s)."""
+        if connection.dialect.name != "postgresql":
+            return
+        counts = self.applied.counts
+        now = (counts.created, counts.links_created)
+        grown = [
+            table
+            for table, added, before in zip(
+                ("persons", "links"), now, self.analyzed_at, strict=True
+            )
+            if added - before >= max(ANALYZE_AFTER_ROWS, before)
+        ]
+        for table in grown:
+            finish_copy(connection)
+            connection.exec_driver_sql(f"ANALYZE {table}")
+        if grown:
+            self.analyzed_at = now
 
     def _apply_plan(
         self, connection: sa.Connection, plan: PersonPlan, existing: Mapping[str, ExistingPerson]
