@@ -137,6 +137,8 @@ class State:
                 add.origin,
                 source,
             )
+        for pending, rel_type in plan.pending_retypes:
+            self.pending[pending.pending_id] = dataclasses.replace(pending, type=rel_type)
         for drop in plan.pending_drops:
             assert self.pending.pop(drop.pending_id, None) is not None, "a pending dropped twice"
 
