@@ -241,7 +241,10 @@ def _drop_pending_by_hand(
     applied = Applied()
     applied.parents_losing_links.add(parent.id)
     deactivated, _ = _settle_edit(connection, site, events, applied)
-    return ManualEdit(True, parent.sync_key, child_value, deactivated, pending=True)
+    types = sorted({link.type.value for link in pending})
+    return ManualEdit(
+        True, parent.sync_key, child_value, deactivated, pending=True, type=" and ".join(types)
+    )
 
 
 def _settle_edit(
@@ -747,13 +750,17 @@ def _undo_link(
 def _undo_retype(
     connection: sa.Connection, row: Any, data: dict[str, Any], now: Any, events: EventBuffer
 ) -> None:
-    """Give a link the type it had before a file changed it (the link stays active)."""
+    """Give a link the type it had before a file changed it (the link stays active: another
+    kind of file or an operator keeps it), and take back the file's mark where the file
+    made it (`marked`): the link then lasts only while what kept it before does."""
     previous = data.get("previous_type")
     if row is None or previous is None:
         return
-    connection.execute(
-        links.update().where(links.c.id == row.id).values(type=previous, updated_at=now)
-    )
+    values: dict[str, Any] = {"type": previous, "updated_at": now}
+    flag = _LINK_FLAGS.get(data.get("origin") or "")
+    if data.get("marked") and flag is not None:
+        values[flag] = False
+    connection.execute(links.update().where(links.c.id == row.id).values(values))
     details: dict[str, Any] = {
         k: data.get(k) for k in ("parent_id", "child_id", "parent", "child", "origin")
     }

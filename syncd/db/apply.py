@@ -648,8 +648,11 @@ def apply_links(
             }
         )
         retyped = is_retype(change)
-        # A new type on a link that stays active (revert restores the old type).
+        # A new type on a link that stays active (revert restores the old type, and takes
+        # back this kind's mark where the file made it: `marked`).
         marks: dict[str, Any] = {"retyped": True} if retyped else {}
+        if retyped and not (existing.by_parents if by_parents else existing.by_relationships):
+            marks["marked"] = True
         if change.becomes_active or retyped:
             if retyped:
                 applied.links_retyped += 1

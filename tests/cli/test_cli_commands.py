@@ -453,8 +453,8 @@ def test_unlink_of_a_relationships_files_pending_link_is_not_undone(syncd: Syncd
     rels = table(("Parent ID", "Student Email"), [("P1", "Zoe.Martin@school.example")])
     imported(syncd, "relationships.csv", rels)
     assert syncd.links() == {("P1", "Zoe.Martin@school.example", "pending")}
-    outcome = syncd("unlink", "--parent", "P1", "--child", "zoe.martin@school.example")
-    assert outcome.exit_code == 0, outcome.stderr
+    outcome = syncd("unlink", "--parent", "P1", "--child", "zoe.martin@school.example", "--json")
+    assert (outcome.exit_code, outcome.json()["type"]) == (0, "Parent"), outcome.stderr
     imported(syncd, "relationships-2.csv", rels + "\n")
     assert syncd.links() == set()
     # The student arrives in the same batch as the file naming her: still apart.

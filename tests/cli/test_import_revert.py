@@ -434,3 +434,18 @@ def test_a_reverted_link_that_a_relationships_file_still_names_stays_and_says_no
     assert len(syncd.events("relationship.removed")) == removed_before
     [reverted] = syncd.events("file.reverted")
     assert reverted["changes"] == 1
+
+
+def test_reverting_a_retype_takes_back_the_files_mark_on_the_link(syncd: Syncd) -> None:
+    # The relationships file both named the parents file's link and retyped it; reverted,
+    # the link is the parents file's alone again, and goes with that file's revert.
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    rows = [("P1", "Katrin", "Müller", "katrin@home.example", "S1;S2")]
+    imported(syncd, "parents.csv", parents_csv(rows, HEADER))
+    imported(syncd, "relationships.csv", "Parent ID,Student ID,Relationship\nP1,S1,Guardian\n")
+    _revert(syncd, "relationships.csv")
+    [link] = [x for x in syncd.export("relationships") if x["child"] == "S1"]
+    assert link["type"] == "Parent"
+    _revert(syncd, "parents.csv")
+    assert active_links(syncd) == set()
