@@ -581,19 +581,19 @@ class PersonFile:
         if connection.dialect.name != "postgresql":
             return
         counts = self.applied.counts
-        now = (counts.created, counts.links_created)
-        grown = [
-            table
-            for table, added, before in zip(
-                ("persons", "links"), now, self.analyzed_at, strict=True
-            )
-            if added - before >= max(ANALYZE_AFTER_ROWS, before)
-        ]
-        for table in grown:
-            finish_copy(connection)
-            connection.exec_driver_sql(f"ANALYZE {table}")
-        if grown:
-            self.analyzed_at = now
+        persons_then, links_then = self.analyzed_at
+        if counts.created - persons_then >= max(ANALYZE_AFTER_ROWS, persons_then):
+            self._analyze(connection, "persons")
+            persons_then = counts.created
+        if counts.links_created - links_then >= max(ANALYZE_AFTER_ROWS, links_then):
+            self._analyze(connection, "links")
+            links_then = counts.links_created
+        self.analyzed_at = (persons_then, links_then)
+
+    @staticmethod
+    def _analyze(connection: sa.Connection, table: str) -> None:
+        finish_copy(connection)
+        connection.exec_driver_sql(f"ANALYZE {table}")
 
     def _apply_plan(
         self, connection: sa.Connection, plan: PersonPlan, existing: Mapping[str, ExistingPerson]

@@ -615,9 +615,8 @@ class Pipeline:
             names = link_plan.names
             result.errors = sorted(errors.errors, key=lambda error: error.row)
             counts.rejected = len(errors.rejected_lines)
-            counts.updated = sum(1 for change in link_plan.sets if writes.is_retype(change)) + len(
-                link_plan.pending_retypes
-            )
+            retyped = sum(1 for change in link_plan.sets if writes.is_retype(change))
+            counts.updated = retyped + len(link_plan.pending_retypes)
             counts.links_created = link_plan.created
             counts.links_removed = link_plan.removed + len(link_plan.pending_drops)
             counts.pending = len(link_plan.pending_adds)

@@ -635,10 +635,10 @@ class LinkPlan:
         return sum(1 for change in self.clears if change.becomes_inactive)
 
     def is_empty(self) -> bool:
-        return (
-            not (self.sets or self.clears or self.pending_adds or self.pending_drops)
-            and not self.pending_retypes
-        )
+        return not (
+            self.sets or self.clears or self.pending_adds or self.pending_drops
+            or self.pending_retypes
+        )  # fmt: skip
 
 
 def _wanted_change(existing: ExistingLink | None, origin: Kind, rel_type: RelType) -> bool:
