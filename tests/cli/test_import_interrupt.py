@@ -56,6 +56,11 @@ def _started(url: str) -> bool:
         engine.dispose()
 
 
+def _signals_as_from_a_terminal() -> None:
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(
     ("signum", "said"),
     [
@@ -76,7 +81,12 @@ def test_a_stop_signal_fails_the_file_being_applied_whole_and_starts_no_other(
     )
     command = [sys.executable, "-m", "syncd", "--config", str(config), "import"]
     process = subprocess.Popen(
-        [*command, str(students), str(parents)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*command, str(students), str(parents)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # As from a terminal: under nohup the tests inherit SIGHUP ignored, and syncd keeps
+        # an ignored signal ignored (so the import would rightly finish).
+        preexec_fn=_signals_as_from_a_terminal,
     )
     deadline = time.monotonic() + 60
     while (
@@ -111,7 +121,12 @@ def test_a_second_signal_stops_the_import_at_once_with_exit_130(tmp_path: Path) 
     config.write_text(f'[database]\nurl = "sqlite:///{database}"\n')
     students = _write(tmp_path / "students.csv", "SyncID,First name,Last name", "S{n},F{n},L{n}")
     command = [sys.executable, "-m", "syncd", "--config", str(config), "import", str(students)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_signals_as_from_a_terminal,
+    )
     deadline = time.monotonic() + 60
     while not _started(f"sqlite:///{database}") and process.poll() is None:
         assert time.monotonic() < deadline
