@@ -41,7 +41,7 @@ from syncd.errors import (
     one_line,
 )
 from syncd.locks import run_marked
-from syncd.model import FileStatus, Kind, RelType
+from syncd.model import Counts, FileStatus, Kind, RelType
 from syncd.pickup import Pickup, archive_folder, ledger_result, peek_kind, write_reports
 from syncd.pipeline import FileResult, Job, Pipeline, sha256_of
 from syncd.sources.base import MARKER_SUFFIXES, Source
@@ -919,10 +919,14 @@ def reject_command(app: App, file_id: int, as_json: bool) -> None:
         return
     row = _held_file(app, file_id)
     source_config, source_name = _source_of(app, row)
-    # The report keeps what the held report said of the file (format, counts), now failed.
+    # The report keeps what the held report said of the file (format, rows, rejected rows),
+    # now failed; of its changes none applied, as a failed file's report counts them.
     with app.reader.connect() as connection:
         held = ledger_result(row, store.row_errors(connection, file_id))
-    result = replace(held, status=FileStatus.REJECTED, reason="rejected by an operator")
+    counts = Counts(rows=held.counts.rows, rejected=held.counts.rejected)
+    result = replace(
+        held, status=FileStatus.REJECTED, reason="rejected by an operator", counts=counts
+    )
     source = _open_held_source(row, source_name, source_config)
     try:
         events = app.events(source=source_name, site=row.site, file_id=file_id, run_id=new_run_id())
@@ -934,6 +938,7 @@ def reject_command(app: App, file_id: int, as_json: bool) -> None:
                 .values(
                     status=FileStatus.REJECTED.value,
                     reason=result.reason,
+                    counts=counts.as_dict(),
                     finished_at=app.clock.now(),
                 )
             )

@@ -78,6 +78,9 @@ def test_rejected_file_changes_nothing_with_file_rejected_event(syncd: Syncd) ->
     assert all(_student_states(syncd).values())
     assert [f["status"] for f in files(syncd) if f["id"] == held_id] == ["rejected"]
     assert [e["file_id"] for e in syncd.events("file.rejected")] == [held_id]
+    # Its report and ledger entry count its rows, and nothing it would have changed.
+    [entry] = [f for f in files(syncd) if f["id"] == held_id]
+    assert (entry["counts"]["rows"], entry["counts"]["deactivated"]) == (8, 0)
     # A rejected file cannot be released afterwards.
     assert syncd("files", "release", str(held_id)).exit_code == 2
     # It sits in failed/: `files --status failed` lists it (as rejected), `held` no more.
@@ -318,7 +321,8 @@ def test_rejected_drop_file_moves_to_failed(syncd: Syncd) -> None:
     assert syncd("files", "reject", str(file_id(syncd, "students-2.csv"))).exit_code == 0
     assert (syncd.drop_dir / "failed" / "students-2.csv").is_file()
     assert all(_student_states(syncd).values())
-    # The rejection's report says what the held one said of the file, now failed.
+    # The rejection's report says what the held one said of the file, now failed: its
+    # rows, and none of the changes it would have made (as a failed file's report).
     reports = syncd.drop_dir / "reports"
     held, rejected = (
         json.loads((reports / name).read_text(encoding="utf-8"))
@@ -326,8 +330,14 @@ def test_rejected_drop_file_moves_to_failed(syncd: Syncd) -> None:
     )
     assert (held["status"], rejected["status"]) == ("held", "failed")
     assert rejected["reason"] == "rejected by an operator"
-    for key in ("kind", "encoding", "delimiter", "counts", "sha256"):
+    for key in ("kind", "encoding", "delimiter", "sha256"):
         assert rejected[key] == held[key], key
+    assert (held["counts"]["deactivated"], held["counts"]["unchanged"]) == (2, 8)
+    assert rejected["counts"] == {
+        **{name: 0 for name in held["counts"]},
+        "rows": held["counts"]["rows"],
+        "rejected": held["counts"]["rejected"],
+    }
     [event] = syncd.events("file.rejected")
     assert event["run_id"]
 
