@@ -871,15 +871,12 @@ def _retype_pending(
             .values(type=rel_type.value)
         )
         applied.links_retyped += 1
-        events.add(
+        _say_pending(
+            events,
             audit.RELATIONSHIP_PENDING,
-            person_id=pending.parent_id,
-            parent_id=pending.parent_id,
-            parent=parent_keys.get(pending.parent_id),
-            child=pending.child_value,
-            child_field=pending.child_field,
+            pending,
+            parent_keys.get(pending.parent_id),
             type=rel_type.value,
-            origin=pending.origin.value,
             previous_type=pending.type.value,
         )
 
@@ -898,18 +895,25 @@ def drop_pending(
         connection.execute(pending_links.delete().where(pending_links.c.id.in_(chunk)))
     parent_keys = _sync_keys(connection, {pending.parent_id for pending in dropped})
     for pending in dropped:
-        events.add(
-            event,
-            person_id=pending.parent_id,
-            parent_id=pending.parent_id,
-            parent=parent_keys.get(pending.parent_id),
-            child=pending.child_value,
-            child_field=pending.child_field,
-            type=pending.type.value,
-            origin=pending.origin.value,
-            status="pending",
-            **why,
+        _say_pending(
+            events, event, pending, parent_keys.get(pending.parent_id), status="pending", **why
         )
+
+
+def _say_pending(
+    events: EventBuffer, event: str, pending: ExistingPending, parent_key: str | None, **more: Any
+) -> None:
+    """Add `event` for a pending link, naming its parent by id and sync key; `more` adds
+    to its details (or replaces its type)."""
+    events.add(
+        event,
+        person_id=pending.parent_id,
+        parent_id=pending.parent_id,
+        parent=parent_key,
+        child=pending.child_value,
+        child_field=pending.child_field,
+        **{"type": pending.type.value, "origin": pending.origin.value, **more},
+    )
 
 
 def _sync_keys(connection: sa.Connection, person_ids: Iterable[int]) -> dict[int, str]:
@@ -956,15 +960,11 @@ def resolve_pending(
     if apart:
         for row, child in resolved:
             if (row.parent_id, child.person_id) in apart:
-                events.add(
+                _say_pending(
+                    events,
                     audit.RELATIONSHIP_REMOVED,
-                    person_id=row.parent_id,
-                    parent_id=row.parent_id,
-                    parent=parents.get(row.parent_id),
-                    child=row.child_value,
-                    child_field=row.child_field,
-                    type=row.type,
-                    origin=row.origin,
+                    store._existing_pending(row),
+                    parents.get(row.parent_id),
                     status="pending",
                     reason="manual",
                 )
