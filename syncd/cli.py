@@ -41,7 +41,7 @@ from syncd.errors import (
     one_line,
 )
 from syncd.locks import run_marked
-from syncd.model import Counts, FileStatus, Kind, RelType
+from syncd.model import FileStatus, Kind, RelType
 from syncd.pickup import Pickup, archive_folder, ledger_result, peek_kind, write_reports
 from syncd.pipeline import FileResult, Job, Pipeline, sha256_of
 from syncd.sources.base import MARKER_SUFFIXES, Source
@@ -923,7 +923,7 @@ def reject_command(app: App, file_id: int, as_json: bool) -> None:
     # now failed; of its changes none applied, as a failed file's report counts them.
     with app.reader.connect() as connection:
         held = ledger_result(row, store.row_errors(connection, file_id))
-    counts = Counts(rows=held.counts.rows, rejected=held.counts.rejected)
+    counts = held.counts.read_only()
     result = replace(
         held, status=FileStatus.REJECTED, reason="rejected by an operator", counts=counts
     )

@@ -262,6 +262,11 @@ class Counts:
     pending: int = 0
     rejected: int = 0
 
+    def read_only(self) -> Counts:
+        """Return what a file that applied nothing counts: its rows read and rejected, none
+        of the changes its plan would have made (a failed or rejected file)."""
+        return Counts(rows=self.rows, rejected=self.rejected)
+
     def as_dict(self) -> dict[str, int]:
         return {
             "rows": self.rows,

@@ -538,8 +538,7 @@ class Pipeline:
                 result.encoding, result.delimiter = error.encoding, error.delimiter
             # Nothing of a failed file applies: its counts say what was read, not what its
             # rolled-back plan would have changed.
-            read = result.counts
-            result.counts = Counts(rows=read.rows, rejected=read.rejected)
+            result.counts = result.counts.read_only()
             if not job.dry_run:
                 self._record_outcome(job, result, audit.FILE_FAILED, level="error")
         finally:
@@ -658,14 +657,7 @@ class Pipeline:
                 result.status = FileStatus.HELD
                 result.reason = held
                 # The report lists the pending links it counts, as a held parents file's does.
-                result.pending = [
-                    {
-                        "parent": add.parent_key,
-                        "child": add.child_value,
-                        "child_field": add.child_field,
-                    }
-                    for add in link_plan.pending_adds
-                ]
+                result.pending = [add.report_line() for add in link_plan.pending_adds]
                 events.add(
                     audit.FILE_HELD,
                     level="warning",

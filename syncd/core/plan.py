@@ -613,6 +613,14 @@ class PendingAdd:
     type: RelType
     origin: Kind
 
+    def report_line(self) -> dict[str, str]:
+        """The link as a report's `pending` list names it."""
+        return {
+            "parent": self.parent_key,
+            "child": self.child_value,
+            "child_field": self.child_field,
+        }
+
 
 @dataclass(slots=True)
 class LinkPlan:

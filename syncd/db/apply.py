@@ -836,9 +836,7 @@ def _add_pending(
                 "expires_at": context.now + context.pending_ttl,
             }
         )
-        applied.pending.append(
-            {"parent": add.parent_key, "child": add.child_value, "child_field": add.child_field}
-        )
+        applied.pending.append(add.report_line())
         applied.counts.pending += 1
         events.add(
             audit.RELATIONSHIP_PENDING,
