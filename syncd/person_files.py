@@ -55,7 +55,7 @@ from syncd.core.validate import PersonRows, file_columns, merge_person_records
 from syncd.db import apply as writes
 from syncd.db import store
 from syncd.db.bulk import finish_copy
-from syncd.db.database import ANALYZE_AFTER_ROWS
+from syncd.db.database import ANALYZE_AFTER_ROWS, analyze
 from syncd.db.preview import keep_preview
 from syncd.errors import FileFailed
 from syncd.model import (
@@ -582,18 +582,15 @@ class PersonFile:
             return
         counts = self.applied.counts
         persons_then, links_then = self.analyzed_at
+        grown = []
         if counts.created - persons_then >= max(ANALYZE_AFTER_ROWS, persons_then):
-            self._analyze(connection, "persons")
+            grown.append("persons")
             persons_then = counts.created
         if counts.links_created - links_then >= max(ANALYZE_AFTER_ROWS, links_then):
-            self._analyze(connection, "links")
+            grown.append("links")
             links_then = counts.links_created
+        analyze(connection, grown)  # (a COPY left open ends first: database.create_engine)
         self.analyzed_at = (persons_then, links_then)
-
-    @staticmethod
-    def _analyze(connection: sa.Connection, table: str) -> None:
-        finish_copy(connection)
-        connection.exec_driver_sql(f"ANALYZE {table}")
 
     def _apply_plan(
         self, connection: sa.Connection, plan: PersonPlan, existing: Mapping[str, ExistingPerson]

@@ -110,8 +110,16 @@ def refresh_statistics(engine: Engine, tables: Sequence[str]) -> None:
     if engine.dialect.name != "postgresql" or not tables:
         return
     with engine.begin() as connection:
-        for table in tables:
-            connection.exec_driver_sql(f"ANALYZE {table}")
+        analyze(connection, tables)
+
+
+def analyze(connection: sa.Connection, tables: Sequence[str]) -> None:
+    """Take PostgreSQL's statistics of `tables` on `connection`; inside a transaction they
+    count its own new rows (SQLite needs none)."""
+    if connection.dialect.name != "postgresql":
+        return
+    for table in tables:
+        connection.exec_driver_sql(f"ANALYZE {table}")
 
 
 # The execution option of a connection that only reads (`reader`).
