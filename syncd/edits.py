@@ -90,13 +90,9 @@ def manual_link(
     if not store.students_named(connection, site, child_key, child_fields):
         pending = _pending_to(connection, parent.id, child_key)
         if unlink and pending:
-            types = sorted({link.type.value for link in pending})
-            if rel_type is not None and rel_type.value not in types:
-                raise UsageError(
-                    f"{parent.sync_key} → {child_key} is a pending {' and '.join(types)} link, "
-                    f"not {rel_type.value}; leave out --type or give its type"
-                )
-            return _drop_pending_by_hand(connection, site, parent, child_key, pending, events)
+            return _drop_pending_by_hand(
+                connection, site, parent, child_key, rel_type, pending, events
+            )
         if _unlinked_before(connection, site, parent.id, child_key):
             if unlink:
                 return ManualEdit(False, parent.sync_key, child_key, pending=True, was_linked=False)
@@ -226,9 +222,18 @@ def _drop_pending_by_hand(
     site: str,
     parent: Any,
     child_value: str,
+    rel_type: RelType | None,
     pending: Sequence[ExistingPending],
     events: EventBuffer,
 ) -> ManualEdit:
+    """Drop the parent's pending links to `child_value` (of type `rel_type`, if given, as for
+    a live link) and keep the two apart."""
+    types = sorted({link.type.value for link in pending})
+    if rel_type is not None and rel_type.value not in types:
+        raise UsageError(
+            f"{parent.sync_key} → {child_value} is a pending {' and '.join(types)} link, "
+            f"not {rel_type.value}; leave out --type or give its type"
+        )
     drop_pending(connection, pending, events, audit.RELATIONSHIP_REMOVED, reason="manual")
     # No file makes it pending again, nor links the pair when the student arrives.
     store.mark_unlinked(
@@ -241,7 +246,6 @@ def _drop_pending_by_hand(
     applied = Applied()
     applied.parents_losing_links.add(parent.id)
     deactivated, _ = _settle_edit(connection, site, events, applied)
-    types = sorted({link.type.value for link in pending})
     return ManualEdit(
         True, parent.sync_key, child_value, deactivated, pending=True, type=" and ".join(types)
     )
@@ -459,19 +463,32 @@ class _UndoBatch:
             flags = {_LINK_FLAGS.get(data.get("origin") or "") for data in wanted.get(pair, ())}
             for flag in flags:
                 link_ids.setdefault(flag, []).append(link.link_id)
-            if flags and link.active:
-                after = link_is_active(
-                    link.by_parents and "by_parents" not in flags,
-                    link.by_relationships and "by_relationships" not in flags,
-                    None if None in flags else link.manual,
-                )
-                if not after:
-                    removed.add(pair)
+            if flags and _ends_link(link, flags):
+                removed.add(pair)
         for flag, ids in link_ids.items():
-            values: dict[str, Any] = {"manual": None} if flag is None else {flag: False}
             for chunk in store.chunked(sorted(ids)):
-                self.connection.execute(links.update().where(links.c.id.in_(chunk)).values(values))
+                self.connection.execute(
+                    links.update().where(links.c.id.in_(chunk)).values(_unmarked(flag))
+                )
         return removed
+
+
+def _unmarked(flag: str | None) -> dict[str, Any]:
+    """The values that take a mark back from a link: a kind of file's flag, or (None) the
+    operator's."""
+    return {"manual": None} if flag is None else {flag: False}
+
+
+def _ends_link(link: Any, flags: Collection[str | None]) -> bool:
+    """Return whether taking back the marks `flags` (None: the operator's) ends the active
+    `link` (not when another kind of file or the operator still keeps it)."""
+    return link_is_active(link.by_parents, link.by_relationships, link.manual) and (
+        not link_is_active(
+            link.by_parents and "by_parents" not in flags,
+            link.by_relationships and "by_relationships" not in flags,
+            None if None in flags else link.manual,
+        )
+    )
 
 
 def _forget_rows(connection: sa.Connection, trail: Sequence[TrailEvent]) -> None:
@@ -493,16 +510,19 @@ def _forget_rows(connection: sa.Connection, trail: Sequence[TrailEvent]) -> None
 _PENDING_DETAILS = ("parent_id", "parent", "child", "child_field", "type", "origin")
 
 
+def _pending_named(data: dict[str, Any]) -> tuple[sa.ColumnElement[bool], ...]:
+    """The conditions that find the pending link a relationship.* event of a file names."""
+    return (
+        pending_links.c.parent_id == data.get("parent_id"),
+        pending_links.c.child_value == data.get("child"),
+        pending_links.c.origin == data.get("origin"),
+    )
+
+
 def _drop_pending(connection: sa.Connection, data: dict[str, Any], events: EventBuffer) -> bool:
     """Drop the pending link a relationship.pending event made, audited as removed; return
     whether it was there."""
-    dropped = connection.execute(
-        pending_links.delete().where(
-            pending_links.c.parent_id == data.get("parent_id"),
-            pending_links.c.child_value == data.get("child"),
-            pending_links.c.origin == data.get("origin"),
-        )
-    )
+    dropped = connection.execute(pending_links.delete().where(*_pending_named(data)))
     if dropped.rowcount:
         details: dict[str, Any] = {key: data.get(key) for key in _PENDING_DETAILS}
         events.add(
@@ -521,13 +541,7 @@ def _retype_pending_back(
     """Give back a pending link the type a file's relationship.pending event (with its
     previous_type) changed; return whether the link was there."""
     changed = connection.execute(
-        pending_links.update()
-        .where(
-            pending_links.c.parent_id == data.get("parent_id"),
-            pending_links.c.child_value == data.get("child"),
-            pending_links.c.origin == data.get("origin"),
-        )
-        .values(type=data["previous_type"])
+        pending_links.update().where(*_pending_named(data)).values(type=data["previous_type"])
     )
     if changed.rowcount:
         details: dict[str, Any] = {key: data.get(key) for key in _PENDING_DETAILS}
@@ -542,12 +556,7 @@ def _restore_pending(
     connection: sa.Connection, data: dict[str, Any], expires_at: datetime, events: EventBuffer
 ) -> None:
     """Make the pending link a relationship.removed (status pending) event dropped again."""
-    key = (
-        pending_links.c.parent_id == data.get("parent_id"),
-        pending_links.c.child_field == data.get("child_field"),
-        pending_links.c.child_value == data.get("child"),
-        pending_links.c.origin == data.get("origin"),
-    )
+    key = (*_pending_named(data), pending_links.c.child_field == data.get("child_field"))
     if connection.execute(sa.select(pending_links.c.id).where(*key)).first() is not None:
         return
     site = events.context.get("site") or ""
@@ -713,16 +722,8 @@ def _undo_link(
     if event == audit.RELATIONSHIP_CREATED:
         if row is None:
             return False
-        if flag is None:
-            connection.execute(links.update().where(links.c.id == row.id).values(manual=None))
-        else:
-            connection.execute(links.update().where(links.c.id == row.id).values({flag: False}))
-        after = link_is_active(
-            row.by_parents and flag != "by_parents",
-            row.by_relationships and flag != "by_relationships",
-            None if flag is None else row.manual,
-        )
-        if after or not link_is_active(row.by_parents, row.by_relationships, row.manual):
+        connection.execute(links.update().where(links.c.id == row.id).values(_unmarked(flag)))
+        if not _ends_link(row, {flag}):
             return False
         # The row stays (unmarked, inactive): it may carry a creation event (db/trail.py).
         events.add(audit.RELATIONSHIP_REMOVED, person_id=parent_id, **details, reason="revert")
