@@ -14,7 +14,7 @@ from syncd.audit import EventBuffer
 from syncd.core.plan import ExistingPending, child_lookup_value, link_is_active
 from syncd.db import store
 from syncd.db import trail as trail_of
-from syncd.db.apply import Applied, ApplyContext, drop_pending, settle_parents
+from syncd.db.apply import Applied, ApplyContext, drop_pending, manual_link_row, settle_parents
 from syncd.db.schema import audit_events, files, links, pending_links, persons
 from syncd.db.trail import TrailEvent
 from syncd.errors import FileFailed, UsageError
@@ -120,16 +120,7 @@ def manual_link(
     if row is None:
         connection.execute(
             links.insert().values(
-                site=site,
-                parent_id=parent.id,
-                child_id=child.id,
-                type=(rel_type or RelType.PARENT).value,
-                by_parents=False,
-                by_relationships=False,
-                manual=manual,
-                source=None,
-                created_at=now,
-                updated_at=now,
+                manual_link_row(site, parent.id, child.id, rel_type or RelType.PARENT, manual, now)
             )
         )
         current_type = (rel_type or RelType.PARENT).value

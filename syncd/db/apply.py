@@ -1026,6 +1026,24 @@ def resolve_pending(
         )
 
 
+def manual_link_row(
+    site: str, parent_id: int, child_id: int, rel_type: RelType, manual: str, now: datetime
+) -> dict[str, Any]:
+    """Return a new link row that only an operator's edit marks ("link" or "unlink")."""
+    return {
+        "site": site,
+        "parent_id": parent_id,
+        "child_id": child_id,
+        "type": rel_type.value,
+        "by_parents": False,
+        "by_relationships": False,
+        "manual": manual,
+        "source": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def _settle_unlinks(
     connection: sa.Connection,
     context: ApplyContext,
@@ -1045,23 +1063,13 @@ def _settle_unlinks(
         (link.parent_id, link.child_id)
         for link in store.links_of_parents(connection, {row.parent_id for row, _ in arrived})
     }
-    rows = {}
-    for row, child in arrived:
-        pair = (row.parent_id, child.person_id)
-        if pair not in existing:
-            rows[pair] = {
-                "site": context.site,
-                "parent_id": row.parent_id,
-                "child_id": child.person_id,
-                "type": RelType.PARENT.value,
-                "by_parents": False,
-                "by_relationships": False,
-                "manual": "unlink",
-                "source": None,
-                "file_id": None,
-                "created_at": context.now,
-                "updated_at": context.now,
-            }
+    rows = {
+        (row.parent_id, child.person_id): manual_link_row(
+            context.site, row.parent_id, child.person_id, RelType.PARENT, "unlink", context.now
+        )
+        for row, child in arrived
+        if (row.parent_id, child.person_id) not in existing
+    }
     _executemany(connection, links.insert(), list(rows.values()))
     for chunk in store.chunked([row.id for row, _ in arrived]):
         connection.execute(pending_unlinks.delete().where(pending_unlinks.c.id.in_(chunk)))

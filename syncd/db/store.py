@@ -919,9 +919,10 @@ def mark_unlinked(
     }
     rows = []
     for field, value in values:
-        if (field, child_lookup_value(field, value)) in marked:
+        lookup = (field, child_lookup_value(field, value))
+        if lookup in marked:
             continue
-        marked.add((field, child_lookup_value(field, value)))
+        marked.add(lookup)
         rows.append(
             {
                 "site": site,
