@@ -1054,6 +1054,17 @@ def scenario_postgres(bench: Bench, sets: dict[str, dict[str, Path]]) -> None:
     postgres_both(bench, sets)
 
 
+def fill_info_row(
+    row: Row, measured: Measured, documents: list[dict[str, Any]], anchor: Measured, name: str
+) -> None:
+    """Fill a row without a goal: syncd's time beside its anchor's (`name`), its peak RSS
+    and what its ledger counted."""
+    row.value = secs(measured.wall_s)
+    row.anchor = f"{secs(anchor.wall_s)} ({name})"
+    row.ratio = f"{measured.wall_s / anchor.wall_s:.1f}×"
+    row.details = f"peak RSS {measured.rss_mib:.0f} MiB; {describe_counts(counts_of(documents))}"
+
+
 def postgres_onto_small_site(bench: Bench, students: Path, anchor: Measured) -> None:
     r"""The students file onto a site that holds 200 of them already (a district's trial
     file first): each row is looked up by key, not loaded as a first load. No goal; it
@@ -1072,12 +1083,7 @@ def postgres_onto_small_site(bench: Bench, students: Path, anchor: Measured) -> 
             syncd_import(bench, config, [trial])
             log(f"syncd import {n} students onto a site of 200 in PostgreSQL ...")
             measured, documents = syncd_import(bench, config, [students])
-            row.value = secs(measured.wall_s)
-            row.anchor = f"{secs(anchor.wall_s)} (psql \\copy of the file)"
-            row.ratio = f"{measured.wall_s / anchor.wall_s:.1f}×"
-            row.details = (
-                f"peak RSS {measured.rss_mib:.0f} MiB; {describe_counts(counts_of(documents))}"
-            )
+            fill_info_row(row, measured, documents, anchor, "psql \\copy of the file")
             shutil.rmtree(folder, ignore_errors=True)
     except Exception as error:  # noqa: BLE001
         bench.fail(row, error)
@@ -1116,12 +1122,7 @@ def postgres_both(bench: Bench, sets: dict[str, dict[str, Path]]) -> None:
             config = write_config(folder, with_search_path(url, schema))
             log(f"syncd import {n} students + {p} parents into PostgreSQL ...")
             measured, documents = syncd_import(bench, config, files)
-            row.value = secs(measured.wall_s)
-            row.anchor = f"{secs(anchor.wall_s)} (psql \\copy of both)"
-            row.ratio = f"{measured.wall_s / anchor.wall_s:.1f}×"
-            row.details = (
-                f"peak RSS {measured.rss_mib:.0f} MiB; {describe_counts(counts_of(documents))}"
-            )
+            fill_info_row(row, measured, documents, anchor, "psql \\copy of both")
             shutil.rmtree(folder, ignore_errors=True)
     except Exception as error:  # noqa: BLE001
         bench.fail(row, error)

@@ -67,6 +67,17 @@ def test_rows_the_server_refuses_fail_where_the_copy_is_ended(engine: sa.Engine)
         assert _names(connection) == []
 
 
+def _persons_estimate(postgres_url: str) -> float:
+    """Return how many persons PostgreSQL's statistics say there are."""
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as connection:
+        estimate = connection.execute(
+            sa.text("SELECT reltuples FROM pg_class WHERE oid = 'persons'::regclass")
+        ).scalar_one()
+    engine.dispose()
+    return float(estimate)
+
+
 def test_postgresql_statistics_are_taken_after_a_bulk_load(
     tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -77,13 +88,7 @@ def test_postgresql_statistics_are_taken_after_a_bulk_load(
     rows = "".join(f"S{n},First{n},Last{n}\n" for n in range(5))
     syncd.write("students.csv", "SyncID,First name,Last name\n" + rows)
     assert syncd("import", str(tmp_path / "students.csv")).exit_code == 0
-    engine = sa.create_engine(postgres_url)
-    with engine.connect() as connection:
-        estimate = connection.execute(
-            sa.text("SELECT reltuples FROM pg_class WHERE oid = 'persons'::regclass")
-        ).scalar_one()
-    engine.dispose()
-    assert estimate == 5
+    assert _persons_estimate(postgres_url) == 5
 
 
 def test_postgresql_plans_each_query_for_the_table_as_it_is_now(postgres_url: str) -> None:
@@ -115,10 +120,4 @@ def test_postgresql_statistics_follow_a_file_that_grows_a_small_site(
     rows = "".join(f"S{n},First{n},Last{n}\n" for n in range(20))
     syncd.write("students-2.csv", header + rows)
     assert syncd("import", str(tmp_path / "students-2.csv")).exit_code == 0
-    engine = sa.create_engine(postgres_url)
-    with engine.connect() as connection:
-        estimate = connection.execute(
-            sa.text("SELECT reltuples FROM pg_class WHERE oid = 'persons'::regclass")
-        ).scalar_one()
-    engine.dispose()
-    assert estimate == 20
+    assert _persons_estimate(postgres_url) == 20
