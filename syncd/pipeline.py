@@ -32,10 +32,10 @@ from syncd.core.plan import (
     LinkPlan,
     PersonPlan,
     PersonUpsert,
-    ResolvedLink,
     Thresholds,
     changed_fields,
     complete_upsert,
+    drained,
     hold_reason,
     plan_relationship_links,
     resolve_links,
@@ -227,15 +227,6 @@ _PARENT_COLUMNS = {
     ParentBy.USERNAME: "parent_username",
     ParentBy.EMAIL: "parent_email",
 }
-
-
-def _drained(items: list[ResolvedLink]) -> Iterator[ResolvedLink]:
-    """Yield the items of `items` in order, each dropped from the list as it is taken: the
-    plan's changes replace a district's millions of resolved rows, not add to them."""
-    items.reverse()
-    take = items.pop
-    while items:
-        yield take()
 
 
 def _password_only(upsert: PersonUpsert) -> bool:
@@ -777,7 +768,7 @@ class Pipeline:
             connection, source.site, parent_ids, job.source_name if full else None
         )
         return plan_relationship_links(
-            _drained(resolved),
+            drained(resolved),
             mode,
             job.source_name or "",
             existing,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from xxhash import xxh3_128_hexdigest
 
@@ -647,6 +647,18 @@ class LinkPlan:
             self.sets or self.clears or self.pending_adds or self.pending_drops
             or self.pending_retypes
         )  # fmt: skip
+
+
+_Item = TypeVar("_Item")
+
+
+def drained(items: list[_Item]) -> Iterator[_Item]:
+    """Yield the items of `items` in order, each dropped from the list as it is taken: what
+    is made of a district's millions of rows replaces them in memory, not adds to them."""
+    items.reverse()
+    take = items.pop
+    while items:
+        yield take()
 
 
 def _wanted_change(existing: ExistingLink | None, origin: Kind, rel_type: RelType) -> bool:

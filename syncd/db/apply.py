@@ -32,6 +32,7 @@ from syncd.core.plan import (
     changed_fields,
     child_lookup_value,
     complete_upsert,
+    drained,
 )
 from syncd.db import store
 from syncd.db.bulk import IdAllocator, insert_rows, json_text, update_rows
@@ -587,11 +588,14 @@ def apply_links(
     # Not a copy of `known` when it names them all (a first load's millions).
     names = {**known, **_sync_keys(connection, unknown)} if unknown else known
     new_links: list[tuple[int, int, str, int, int, str | None, str | None]] = []
+    created = 0
     updates: list[dict[str, Any]] = []
     start, end = events.line_parts(audit.RELATIONSHIP_CREATED)
     lines: list[str] = []
     linked: list[int] = []  # students of links that became active
-    for change in plan.sets:
+    # Each change is dropped from the plan once taken, and new links are written as they
+    # come: a district's relationships file makes millions, each a LinkSet and a row tuple.
+    for change in drained(plan.sets):
         new_parent = change.parent_id is None
         parent_id = parent_ids[change.parent_key] if new_parent else change.parent_id
         assert parent_id is not None
@@ -613,6 +617,10 @@ def apply_links(
                     origin._value_ if provenance else None,
                 )
             )
+            if len(new_links) >= LINK_WRITE_ROWS:
+                created += len(new_links)
+                _insert_links(connection, new_links, context, provenance)
+                new_links.clear()
             if not new_parent:  # a new parent is born with had_link set (apply_persons)
                 applied.parents_gaining_links.add(parent_id)
             linked.append(change.child_id)
@@ -673,7 +681,7 @@ def apply_links(
                 **marks,
             )
     events.add_members(start, end, lines)
-    applied.counts.links_created += len(new_links)
+    applied.counts.links_created += created + len(new_links)
     applied.link_children(linked)
     _insert_links(connection, new_links, context, provenance)
     _executemany(
@@ -684,6 +692,9 @@ def apply_links(
     _apply_clears(connection, plan.clears, context, events, applied, names)
     _apply_pending(connection, plan, context, events, applied, parent_ids)
 
+
+# New links a file makes are written in batches of this many as its plan is taken.
+LINK_WRITE_ROWS = 50_000
 
 LINK_INSERT_COLUMNS = (
     "parent_id", "child_id", "type", "by_parents", "by_relationships", "created_type",

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from syncd.db import apply as writes
 from syncd.db import store
 from tests.cli.conftest import Syncd
 from tests.cli.rosters import (
@@ -551,3 +552,30 @@ def test_a_relationships_file_retypes_a_pending_link_as_a_live_one(syncd: Syncd)
     assert syncd("files", "revert", str(file_id(syncd, "relationships-2.csv"))).exit_code == 0
     exported = [link for link in syncd.export("relationships") if link["child"] == "S9"]
     assert [link["type"] for link in exported] == ["Aide"]
+
+
+def test_new_links_are_written_in_batches_as_the_plan_is_taken(
+    syncd: Syncd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A district's file makes millions of links: they are written a batch at a time (here
+    # three) while its retypes write their events between, and every one lands with its
+    # relationship.created line and goes again with a revert.
+    monkeypatch.setattr(writes, "LINK_WRITE_ROWS", 3)
+    _roster(syncd)
+    header = ("Parent Email", "Student ID", "Relationship")
+    parents = [row[3].lower() for row in PARENTS_ONLY[1]]
+    imported(syncd, "relationships.csv", table(header, [(parents[0], "S1", "Parent")]))
+    rows = [(email, f"S{n}", "Parent") for email in parents for n in range(1, 6)]
+    rows[0] = (parents[0], "S1", "Guardian")  # the one link there is: retyped
+    imported(syncd, "relationships-2.csv", table(header, rows))
+    counts = report(syncd, "relationships-2.csv")["counts"]
+    assert (counts["links_created"], counts["updated"]) == (14, 1)
+    keys = ("katrin.mueller", "peter.sorensen", "sean.obrien")
+    assert active_links(syncd) == {(key, f"S{n}") for key in keys for n in range(1, 6)}
+    second = file_id(syncd, "relationships-2.csv")
+    created = [e for e in syncd.events("relationship.created") if e["file_id"] == second]
+    assert sorted((e["parent"], e["child"]) for e in created) == sorted(
+        (key, f"S{n}") for key in keys for n in range(1, 6)
+    )  # 14 new links and the retype
+    assert syncd("files", "revert", str(second)).exit_code == 0
+    assert active_links(syncd) == {("katrin.mueller", "S1")}
