@@ -43,23 +43,26 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def open_source(config: SourceConfig, make_drop_folder: bool = True) -> Source:
+def open_source(config: SourceConfig, first_open: bool = True) -> Source:
     """Return the drop folder of a source; raise SourceUnreachable when it cannot be used.
 
-    A local drop folder is made when it is not there, unless `make_drop_folder` is false
-    (a running daemon's folder that went away: a mount that dropped, a folder removed by
-    mistake; made anew on the disk beneath, it would take uploads nobody sees)."""
+    The drop folder itself must be there: a mistyped path made and polled, empty, would
+    look healthy while the sender's files wait elsewhere. Its work folders are made.
+    `first_open` false: the folder was there when the daemon started (a mount that
+    dropped, a folder removed by mistake), which the error says."""
     if config.is_sftp:
         from syncd.sources.sftp import SftpSource
 
         return SftpSource(config)
     folder = config.path
-    if not make_drop_folder and not os.path.isdir(folder):
-        raise SourceUnreachable(
-            f'source "{config.name}": drop folder {folder} is gone (it was there when syncd '
-            "started): restore it (a mount?), or restart syncd to make it anew"
-        )
-    for path in (folder, *_work_folders(config)):
+    if not os.path.isdir(folder):
+        if not first_open:
+            raise SourceUnreachable(
+                f'source "{config.name}": drop folder {folder} is gone (it was there when '
+                "syncd started): restore it (a mount?), or correct the path"
+            )
+        _check_local_folder(config)  # says whether it is missing or not a folder
+    for path in _work_folders(config):
         try:
             os.makedirs(path, exist_ok=True)
         except OSError as error:
@@ -119,8 +122,8 @@ def _may_start_work(event: Any) -> bool:
 
 
 def check_source(config: SourceConfig) -> SyncdError | None:
-    """Return why a source cannot be reached (host key included), or None. Creates nothing:
-    a drop folder that is not there is named (`run` would create it and poll it, empty)."""
+    """Return why a source cannot be reached (host key included), or None. Creates nothing
+    (`run` makes the work folders a drop folder lacks)."""
     try:
         if config.is_sftp:
             from syncd.sources.sftp import SftpSource
@@ -137,10 +140,7 @@ def _check_local_folder(config: SourceConfig) -> None:
     folder = Path(config.path)
     named = f'source "{config.name}": drop folder {folder}'
     if not folder.exists():
-        raise SourceUnreachable(
-            f"{named} does not exist (run would make it and wait there: "
-            "create it, or correct the path)"
-        )
+        raise SourceUnreachable(f"{named} does not exist: create it, or correct the path")
     if not folder.is_dir():
         raise SourceUnreachable(f"{named} is not a folder")
     if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
@@ -220,7 +220,7 @@ class SourceRunner:
         run_id = new_run_id()
         context = {"source": config.name, "site": config.site, "run_id": run_id}
         try:
-            source = open_source(config, make_drop_folder=not self.opened)
+            source = open_source(config, first_open=not self.opened)
         except UnreachableError as error:
             self._record_error(error, context)
             raise

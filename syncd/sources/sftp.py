@@ -587,15 +587,12 @@ class SftpSource:
 
     # ----------------------------------------------------------------- Source
 
-    def _check_root(self, missing_ok: bool = False) -> None:
+    def _check_root(self) -> None:
         """Fail unless the drop folder is a folder on the server (a mistyped path would
-        otherwise be created and polled, empty, for ever), or with `missing_ok` is not
-        there yet."""
+        otherwise be created and polled, empty, for ever)."""
         with self._remote(f"looking at {self.root}"):
             attrs = self._lstat(self.root)
         if attrs is None:
-            if missing_ok:
-                return
             self._fail(f"drop folder {self.root} does not exist on {self._where}")
         if not stat.S_ISDIR(attrs.st_mode or 0):
             self._fail(f"drop folder {self.root} on {self._where} is not a folder")
@@ -619,8 +616,9 @@ class SftpSource:
                 self.sftp.rmdir(probe)
 
     def ensure_folders(self) -> None:
-        """Create processing/, held/, archive/, failed/ and reports/ when they are missing."""
-        self._check_root(missing_ok=True)  # a file there: say so, not "cannot create"
+        """Create processing/, held/, archive/, failed/ and reports/ when they are missing
+        (the drop folder itself must be there)."""
+        self._check_root()
         for name in FOLDER_NAMES:
             self._makedirs(self.folder(name))
 

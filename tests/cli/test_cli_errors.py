@@ -72,20 +72,24 @@ def test_check_config_names_an_unreachable_source_once(
     assert line.startswith('syncd: source "district-b": ') and line.count("district-b") == 1
 
 
-def test_check_config_names_a_drop_folder_that_is_not_there_and_creates_nothing(
-    syncd_sqlite: Syncd,
-) -> None:
-    # A mistyped path: `run` would make it and poll it, empty, for ever.
+def test_a_drop_folder_that_is_not_there_is_named_and_never_made(syncd_sqlite: Syncd) -> None:
+    # A mistyped path: made and polled, empty, it would look healthy while the SIS's files
+    # wait in the real folder. check-config and run both say so (exit 3) and make nothing.
     syncd_sqlite.configure(url="file:dorp")
-    outcome = syncd_sqlite("check-config")
-    assert outcome.exit_code == 3
-    assert _one_line(outcome) == (
-        f'syncd: source "district-a": drop folder {syncd_sqlite.root / "dorp"} does not exist '
-        "(run would make it and wait there: create it, or correct the path)"
+    missing = (
+        f'syncd: source "district-a": drop folder {syncd_sqlite.root / "dorp"} does not exist: '
+        "create it, or correct the path"
     )
+    for command in (["check-config"], ["run", "--once"]):
+        outcome = syncd_sqlite(*command)
+        assert outcome.exit_code == 3
+        assert _one_line(outcome) == missing
     assert not (syncd_sqlite.root / "dorp").exists()
+    [error] = syncd_sqlite.events("source.error")
+    assert error["error"] == missing.removeprefix("syncd: ")
     (syncd_sqlite.root / "dorp").write_text("")
     assert "is not a folder" in _one_line(syncd_sqlite("check-config"))
+    assert "is not a folder" in _one_line(syncd_sqlite("run", "--once"))
 
 
 @pytest.mark.parametrize("folder", ["archive", "reports"])

@@ -605,6 +605,7 @@ def test_parent_left_only_a_departed_child_when_its_pending_link_expires_is_orph
     imported(syncd, "parents.csv", _parents(("P1", "S5;S9"), ("P2", "S4")))
     assert person(syncd, "P1")["active"] is True  # kept by its pending link to S9
     # The next run expires the pending link to S9: P1 keeps only its departed S5.
+    syncd.drop_dir.mkdir()
     assert syncd("run", "--once").exit_code == 0
     assert [e["child"] for e in syncd.events("relationship.expired")] == ["S9"]
     assert person(syncd, "P1")["active"] is False

@@ -259,6 +259,7 @@ def test_a_pending_link_that_expired_does_not_block_reverting_its_file(syncd: Sy
     imported(syncd, "students.csv", students_csv(STUDENTS[:2]))
     imported(syncd, "parents.csv", "SyncID,First name,Last name,ChildID\nP1,A,B,S1\nP2,C,D,S99\n")
     time.sleep(1.2)
+    syncd.drop_dir.mkdir()
     assert syncd("run", "--once").exit_code == 0
     assert len(syncd.events("relationship.expired")) == 1
     outcome = syncd("files", "revert", str(file_id(syncd, "parents.csv")))

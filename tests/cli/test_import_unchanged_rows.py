@@ -230,6 +230,7 @@ def test_an_unchanged_parent_row_names_a_child_again_after_its_pending_link_expi
     imported(syncd, "students.csv", students_csv(STUDENTS[:4]))
     katrin = ("Katrin", "Müller", "katrin.mueller", "S1;S5", "katrin.mueller@home.example")
     imported(syncd, "parents.csv", parents_csv([katrin]))
+    syncd.drop_dir.mkdir()
     assert syncd("run", "--once").exit_code == 0
     assert [e["child"] for e in syncd.events("relationship.expired")] == ["S5"]
     # The same row again, S5 still unknown: the file names it, so it is pending again.

@@ -698,6 +698,7 @@ def test_a_source_with_broken_settings_does_not_stop_the_others(
             {"name": "b", "url": "file:drop", "min_age": "0s"},
         ]
     )
+    (syncd_sqlite.root / "broken").mkdir()
     syncd_sqlite.drop("students.csv", STUDENTS)
     outcome = syncd_sqlite("run", "--once")
     assert outcome.exit_code == 2  # the settings to fix

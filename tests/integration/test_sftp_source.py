@@ -489,9 +489,18 @@ def test_relative_and_absolute_work_folders(sshd: Sshd, tmp_path: Path) -> None:
     assert Path(where) == elsewhere / "students.csv.report.json"
 
 
-def test_missing_drop_folder_and_work_folders_are_created(sshd: Sshd) -> None:
+def test_the_work_folders_are_created_but_never_the_drop_folder(sshd: Sshd) -> None:
+    # A mistyped path, made and polled, would look healthy while the files wait elsewhere.
     drop = sshd.upload / "district-a" / "upload"
+    with pytest.raises(SourceUnreachable) as caught:
+        SftpSource(sshd.source_config(path=drop))
+    assert str(caught.value) == (
+        f'source "sftp": drop folder {drop} does not exist on 127.0.0.1:{sshd.port}'
+    )
+    assert caught.value.exit_code == 3
+    assert not (sshd.upload / "district-a").exists()
 
+    drop.mkdir(parents=True)
     with SftpSource(sshd.source_config(path=drop)) as source:
         assert source.list_entries() == []
 
