@@ -146,6 +146,18 @@ def _import_source(app: App, source_name: str | None) -> tuple[SourceConfig, str
     return source, source.name
 
 
+def _check_report_dir(folder: Path) -> None:
+    """Make --report-dir when it is not there; refuse one that cannot be made or written
+    before any file is taken in (a report that cannot be written would leave its file
+    applied or held, unsaid)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--report-dir {folder}: cannot be made ({error.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--report-dir {folder}: not writable")
+
+
 @cli.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("--kind", type=click.Choice([kind.value for kind in Kind]), help="Force the kind.")
@@ -174,6 +186,8 @@ def import_command(
             if path.exists():  # a FIFO or a device: reading it could wait forever
                 raise UsageError(f"{path}: not a regular file")
             raise UsageError(f"{path}: no such file")
+    if report_dir is not None and not dry_run:
+        _check_report_dir(report_dir)
     forced = Kind(kind) if kind else None
 
     def order(path: Path) -> tuple[int, float, str]:

@@ -547,3 +547,19 @@ def test_a_file_name_with_a_line_break_stays_on_one_line(syncd_sqlite: Syncd) ->
     assert len(table) == 1 and "students\\nfake line.csv" in table[0]
     # The JSON outputs keep the name as it is.
     assert [f["name"] for f in files(syncd_sqlite)] == [name]
+
+
+def test_a_report_dir_that_cannot_be_made_is_refused_before_any_file_is_taken_in(
+    syncd_sqlite: Syncd,
+) -> None:
+    # /proc takes no new folder, even from root: the import stops before the ledger.
+    outcome = run_import(syncd_sqlite, "students.csv", students_csv(), "--report-dir", "/proc/x")
+    assert outcome.exit_code == 2
+    assert (
+        _one_line(outcome)
+        == "syncd: --report-dir /proc/x: cannot be made (No such file or directory)"
+    )
+    assert files(syncd_sqlite) == []
+    made = syncd_sqlite.root / "reports" / "nightly"  # one that can be made is
+    outcome = run_import(syncd_sqlite, "students.csv", students_csv(), "--report-dir", str(made))
+    assert outcome.exit_code == 0 and (made / "students.csv.report.json").exists()
