@@ -88,8 +88,8 @@ def open_file(
             header, [i for _, i in columns.attributes if i not in empty]
         )
         # Every column that sets no field (SPEC §2.2: unrecognised columns are "listed once
-        # in the report"): those kept as attributes, and those dropped (passwords, a field's
-        # second column); attribute_columns tells the kept ones apart.
+        # in the report"): those kept as attributes (a field's second column too), and those
+        # dropped (passwords; a relationships file's); attribute_columns tells them apart.
         used = set(columns.fields.values()) | set(columns.more_children)
         if not keep_passwords:
             used.discard(columns.fields.get("password"))

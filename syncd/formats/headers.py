@@ -253,9 +253,11 @@ def _field_for(normalized: str, aliases: Mapping[str, frozenset[str]]) -> str | 
 def map_columns(header: Sequence[str], kind: Kind, child_column: str | None = None) -> ColumnMap:
     """Return the ColumnMap of `header` for a file of `kind`.
 
-    The first column that maps to a field wins and later ones are ignored, but for a
-    parents file's child columns, which all count (`more_children`) unless `child_column`
-    names the one child column ahead of its aliases.
+    The first column that maps to a field wins, but for a parents file's child columns,
+    which all count (`more_children`) unless `child_column` names the one child column
+    ahead of its aliases. A field's later column (`Email, E-mail`) is kept as an attribute,
+    as an unrecognised one is: its values are not lost unsaid (a second password column
+    is dropped, as the first is unless hashed).
     """
     aliases = _ALIASES_BY_KIND[kind]
     normalized = [normalize_header(name) for name in header]
@@ -281,7 +283,10 @@ def map_columns(header: Sequence[str], kind: Kind, child_column: str | None = No
         if field == "child_key" and field in fields and child_column is None:
             more_children.append(index)
         elif field in fields:
-            duplicates.add(index)
+            if field == "password" or kind is Kind.RELATIONSHIPS:
+                duplicates.add(index)
+            else:
+                continue  # an attribute (below)
         else:
             fields[field] = index
         taken.add(index)

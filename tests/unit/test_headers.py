@@ -218,8 +218,23 @@ def test_named_child_column_is_the_child_key_ahead_of_aliases() -> None:
     header = ["Student ID", "Parent's kids", "Email"]
     column_map = map_columns(header, Kind.PARENTS, child_column="parent's KIDS")
     assert dict(column_map.fields) == {"child_key": 1, "email": 2}
-    assert column_map.ignored == ("Student ID",)
+    assert column_map.attributes == (("student_id", 0),)  # kept, not lost unsaid
+    assert column_map.ignored == ()
     assert column_map.column_name("child_key") == "Parent's kids"
+
+
+def test_first_column_of_a_field_wins_and_a_later_one_is_kept_as_an_attribute() -> None:
+    # `Email, E-mail`: the first sets the field; the second's values are kept, as any
+    # unrecognised column's are, where dropping them would lose an address unsaid.
+    header = ["Sync ID", "SIS ID", "First name", "Email", "E-mail", "Password", "Pwd", "Last name"]
+    column_map = map_columns(header, Kind.STUDENTS)
+    assert dict(column_map.fields) == {
+        "sync_key": 0, "first_name": 2, "email": 3, "password": 5, "last_name": 7,
+    }  # fmt: skip
+    assert column_map.attributes == (("sis_id", 1), ("e_mail", 4))
+    assert column_map.ignored == ("Pwd",)
+    relationships = map_columns(["Parent ID", "Guardian ID", "Student ID"], Kind.RELATIONSHIPS)
+    assert relationships.ignored == ("Guardian ID",)  # no attributes there
 
 
 def test_named_child_column_missing_from_header_falls_back_to_aliases() -> None:
@@ -230,13 +245,6 @@ def test_named_child_column_missing_from_header_falls_back_to_aliases() -> None:
 def test_child_column_is_not_used_outside_parents_files() -> None:
     column_map = map_columns(["SyncID", "Kids"], Kind.STUDENTS, child_column="Kids")
     assert column_map.attributes == (("kids", 1),)
-
-
-def test_first_column_of_a_field_wins_and_duplicates_are_ignored() -> None:
-    column_map = map_columns(["Email", "SyncID", "E-mail", "Sync key"], Kind.STUDENTS)
-    assert dict(column_map.fields) == {"email": 0, "sync_key": 1}
-    assert column_map.ignored == ("E-mail", "Sync key")
-    assert column_map.attributes == ()
 
 
 def test_attribute_names_are_deduplicated_with_numbers() -> None:
@@ -370,7 +378,7 @@ def test_a_parents_files_further_child_columns_all_count() -> None:
     # A child column named in the config is the one: its aliases' columns are not children.
     named = map_columns(["SyncID", "Kids", "Child ID"], Kind.PARENTS, child_column="Kids")
     assert (named.fields["child_key"], named.more_children) == (1, ())
-    assert named.ignored == ("Child ID",)
+    assert named.attributes == (("child_id", 2),)
 
 
 SECRET_HEADERS = (
