@@ -490,6 +490,8 @@ def student_index(
         while batch := cursor.fetchmany(50_000):
             for value, person_id, sync_key in batch:
                 lookup = child_lookup_value(child_field, str(value))
+                if lookup == sync_key:  # child_field = "sync_key": one string, not two
+                    sync_key = lookup
                 index[lookup] = (*get(lookup, ()), _student_ref((person_id, sync_key)))
     finally:
         cursor.close()
