@@ -11,8 +11,10 @@ target exists; the `posix-rename@openssh.com` extension would overwrite and is n
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
+import hashlib
 import io
 import logging
 import os
@@ -161,11 +163,18 @@ class _KnownHostsPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
     def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
         verdict = self.known.verdict(hostname, key)
         if verdict == "revoked":
-            raise _RevokedHostKey(hostname)
+            raise _RevokedHostKey(key)
         if verdict == "changed":
-            raise _ChangedHostKey(hostname)
+            raise _ChangedHostKey(key)
         if verdict != "known":
-            raise _UnknownHostKey(hostname)
+            raise _UnknownHostKey(key)
+
+
+def offered_key(key: Any) -> str:
+    """Return a server's host key as OpenSSH shows it (`ssh-ed25519 SHA256:…`): what the
+    operator checks with the server's administrator before trusting it."""
+    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+    return f"{key.get_name()} SHA256:{digest}"
 
 
 def _one_line(text: str) -> str:
@@ -317,8 +326,9 @@ class SftpSource:
             known = KnownHosts.read(Path(known_hosts))
         except FileNotFoundError:
             self._fail(
-                f"known_hosts {known_hosts} does not exist; "
-                f"create it with ssh-keyscan -p {self.port} {self.host}",
+                f"known_hosts {known_hosts} does not exist; create it with ssh-keyscan -p "
+                f"{self.port} {self.host}, and check the fingerprints with the server's "
+                "administrator",
                 SourceSetupError,
             )
         except OSError as error:
@@ -340,20 +350,23 @@ class SftpSource:
                 look_for_keys=False,
                 transport_factory=_transport_factory(known.key_types(self._known_as)),
             )
-        except _UnknownHostKey:
+        except _UnknownHostKey as error:
             raise HostKeyRejected(
                 f'source "{self.name}": host key of {self._where} is not in known_hosts '
-                f"{known_hosts}; add it with ssh-keyscan"
+                f"{known_hosts} (the server offers {offered_key(error.args[0])}); add it once "
+                "the server's administrator has confirmed that fingerprint"
             ) from None
-        except _RevokedHostKey:
+        except _RevokedHostKey as error:
             raise HostKeyRejected(
-                f'source "{self.name}": host key of {self._where} is marked @revoked in '
-                f"known_hosts {known_hosts}"
+                f'source "{self.name}": host key of {self._where} '
+                f"({offered_key(error.args[0])}) is marked @revoked in known_hosts {known_hosts}"
             ) from None
-        except (_ChangedHostKey, paramiko.BadHostKeyException):
+        except (_ChangedHostKey, paramiko.BadHostKeyException) as error:
+            key = error.key if isinstance(error, paramiko.BadHostKeyException) else error.args[0]
             raise HostKeyRejected(
-                f'source "{self.name}": host key of {self._where} changed; '
-                "update known_hosts if that is expected"
+                f'source "{self.name}": host key of {self._where} changed (the server now '
+                f"offers {offered_key(key)}); update known_hosts only once the server's "
+                "administrator has confirmed that fingerprint"
             ) from None
         except paramiko.AuthenticationException as error:
             methods = (

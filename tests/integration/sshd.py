@@ -53,6 +53,18 @@ def keygen(
     return path
 
 
+def offered(path: Path) -> str:
+    """Return the key beside private key `path` as an operator sees it: its type and the
+    SHA256 fingerprint OpenSSH's ssh-keygen prints (`ssh-ed25519 SHA256:…`)."""
+    listed = subprocess.run(
+        [SSH_KEYGEN, "-l", "-E", "sha256", "-f", str(path) + ".pub"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return f"{public_key(path).split()[0]} {listed[1]}"
+
+
 def public_key(path: Path) -> str:
     """Return "TYPE BASE64" of the public key beside private key `path` (or of a .pub)."""
     pub = path if path.suffix == ".pub" else path.with_name(path.name + ".pub")

@@ -15,7 +15,7 @@ import pytest
 
 from syncd.errors import HostKeyRejected, SourceSetupError, SourceUnreachable, UnreachableError
 from syncd.sources.sftp import SftpSource, _reason
-from tests.integration.sshd import Sshd, keygen, public_key
+from tests.integration.sshd import Sshd, keygen, offered, public_key
 
 CONTENT = b"Sync key,First name,Last name\n1,Ada,Lovelace\n"
 SECRET = "correct-horse-battery-staple-42"
@@ -69,9 +69,11 @@ def test_unknown_host_key_is_refused_and_nothing_moves(sshd: Sshd, tmp_path: Pat
     with pytest.raises(HostKeyRejected) as caught:
         SftpSource(sshd.source_config(known_hosts=known_hosts), connect_timeout=5)
 
+    # The fingerprint the operator checks with the server's administrator, as OpenSSH shows it.
     assert str(caught.value) == (
         f'source "sftp": host key of 127.0.0.1:{sshd.port} is not in known_hosts '
-        f"{known_hosts}; add it with ssh-keyscan"
+        f"{known_hosts} (the server offers {offered(sshd.host_key)}); add it once the "
+        "server's administrator has confirmed that fingerprint"
     )
     assert caught.value.exit_code == 3
     assert isinstance(caught.value, UnreachableError)
@@ -98,8 +100,9 @@ def test_changed_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
         SftpSource(sshd.source_config(known_hosts=known_hosts), connect_timeout=5)
 
     assert str(caught.value) == (
-        f'source "sftp": host key of 127.0.0.1:{sshd.port} changed; '
-        "update known_hosts if that is expected"
+        f'source "sftp": host key of 127.0.0.1:{sshd.port} changed (the server now offers '
+        f"{offered(sshd.host_key)}); update known_hosts only once the server's "
+        "administrator has confirmed that fingerprint"
     )
     assert caught.value.exit_code == 3
     assert upload_tree(sshd) == ["students.csv"]
