@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -112,13 +112,37 @@ def open_file(
 
 
 def check_required_columns(kind: Kind, columns: ColumnMap) -> None:
+    """Fail a file whose header lacks what its kind needs (a title row above the header, in
+    a hand-made sheet, is read as the header: the failure says so)."""
     if kind is Kind.RELATIONSHIPS:
         if not any(
             name in columns.fields for name in ("parent_email", "parent_key", "parent_username")
         ):
-            raise FileFailed("no parent column (Parent Email, Parent ID or Parent username)")
+            raise FileFailed(
+                "no parent column (Parent Email, Parent ID or Parent username)"
+                + _header_read(columns.header)
+            )
         if not any(name in columns.fields for name in ("student_email", "student_id")):
-            raise FileFailed("no child column (Student Email or Student ID)")
+            raise FileFailed(
+                "no child column (Student Email or Student ID)" + _header_read(columns.header)
+            )
         return
     if not any(name in columns.fields for name in PERSON_IDENTIFIERS):
-        raise FileFailed("no identifier column: needs a sync key, username or email column")
+        raise FileFailed(
+            "no identifier column: needs a sync key, username or email column"
+            + _header_read(columns.header)
+        )
+
+
+_TITLE_SHOWN = 80  # characters of a title row a failure quotes
+
+
+def _header_read(header: Sequence[str]) -> str:
+    """Return what a failure adds about a header of one cell: a title above the header (a
+    hand-made sheet's). Other headers are not quoted: a file without a header row would
+    show its first row of data, a password perhaps."""
+    cells = [cell.strip() for cell in header if cell.strip()]
+    if len(cells) != 1:
+        return ""
+    title = cells[0] if len(cells[0]) <= _TITLE_SHOWN else cells[0][: _TITLE_SHOWN - 1] + "…"
+    return f"; the header row is one cell, {title!r}: a title? the header must come first"

@@ -20,6 +20,7 @@ from tests.cli.rosters import (
     run_import,
     students_csv,
     table,
+    xlsx,
 )
 
 COUNT_KEYS = {
@@ -358,3 +359,18 @@ def test_a_quote_never_closed_on_the_last_line_fails_the_file_and_stores_nothing
     assert document["status"] == "failed"
     assert document["reason"].startswith("line 4: a quoted field is never closed")
     assert syncd.export() == []
+
+
+def test_a_sheet_with_a_title_above_its_header_fails_saying_so(syncd: Syncd) -> None:
+    # A hand-made sheet's first non-empty row is its header (SPEC §2.2): a title there is
+    # named, so the admin sees why no column was found.
+    content = xlsx(["Students of Lincoln, 2026"], [STUDENT_HEADER, *STUDENTS[:1]])
+    assert run_import(syncd, "students.xlsx", content).exit_code == 1
+    assert report(syncd, "students.xlsx")["reason"] == (
+        "no identifier column: needs a sync key, username or email column; the header row "
+        "is one cell, 'Students of Lincoln, 2026': a title? the header must come first"
+    )
+    # A file without a header row is not quoted: its first row is data, a password perhaps.
+    assert run_import(syncd, "parents.csv", "Katrin,Müller,Secret-Pass-42\n").exit_code == 1
+    reason = report(syncd, "parents.csv")["reason"]
+    assert reason.startswith("no identifier column") and "Secret" not in reason
