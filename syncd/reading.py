@@ -81,6 +81,13 @@ def open_file(
         result.kind = kind
         columns = map_columns(table.header, kind, source.child_column)
         check_required_columns(kind, columns)
+        if kind is Kind.PARENTS and source.child_column and "child_key" not in columns.fields:
+            # Named in the config, the column is expected: a misspelt header would link no
+            # child, unsaid, night after night.
+            raise FileFailed(
+                f"no child column: the source's child_column {source.child_column!r} is not "
+                "in the header, nor any of its aliases (ChildID, Child ID, Student ID, ...)"
+            )
         keep_passwords = source.passwords is PasswordPolicy.HASH
         header = columns.header
         empty = table.empty_columns  # a sheet's columns with nothing in them: not reported

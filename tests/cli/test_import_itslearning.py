@@ -19,6 +19,7 @@ from tests.cli.rosters import (
     parents_csv,
     person,
     report,
+    run_import,
     students_csv,
 )
 
@@ -227,6 +228,14 @@ def test_child_column_named_per_source(syncd: Syncd) -> None:
     imported(syncd, "guardians.csv", parents_csv(rows, header))
     assert active_links(syncd) == {("zoe.parent", "S5")}
     assert "Kid" not in report(syncd, "guardians.csv")["ignored_columns"]
+    # Misspelt in a later file: the file fails, where it would link no child, unsaid.
+    header = ("First name", "Last name", "User name", "Kidz", "E-mail")
+    assert run_import(syncd, "guardians-2.csv", parents_csv(rows, header)).exit_code == 1
+    assert report(syncd, "guardians-2.csv")["reason"] == (
+        "no child column: the source's child_column 'Kid' is not in the header, nor any of "
+        "its aliases (ChildID, Child ID, Student ID, ...)"
+    )
+    assert active_links(syncd) == {("zoe.parent", "S5")}
 
 
 def test_child_value_matching_two_students_is_a_row_error_naming_both(syncd: Syncd) -> None:
