@@ -567,12 +567,14 @@ def _resolve_children(
 class LinkSet(NamedTuple):
     """Make (or keep) the link parent→child named by a file of kind `origin`."""
 
-    parent_key: str
+    parent_key: str  # the parent's sync key ("": read by its id)
     parent_id: int | None
     child_id: int
     type: RelType
     origin: Kind
     existing: ExistingLink | None
+    # The child's sync key when the plan knows it ("": read or given by the caller).
+    child_key: str = ""
 
     @property
     def becomes_active(self) -> bool:
@@ -811,7 +813,9 @@ class ResolvedLink(NamedTuple):
     """A valid relationships row with its parent and (if known) child: what planning needs
     of it, and no more (a district's file holds millions; its LinkRecords are not kept)."""
 
-    line: int
+    # The row's line, with the hash of its identifiers above it (resolve_links: which of a
+    # duplicate's two messages a later row naming the same link gets). One int, not two.
+    marked_line: int
     parent: ParentRef
     child: StudentRef | None
     child_field: str
@@ -819,6 +823,10 @@ class ResolvedLink(NamedTuple):
     deleted: bool
     # The child value as written, for a pending link (no student yet); "" when resolved.
     child_value: str
+
+    @property
+    def line(self) -> int:
+        return self.marked_line & _LINE_MASK
 
 
 def resolve_links(
@@ -838,12 +846,12 @@ def resolve_links(
     N" when it names them by the same identifiers (reported in `duplicate_label`'s column),
     "... (same parent and child)" when by others.
     """
-    resolved: list[ResolvedLink] = []
-    # (parent, child id) for a known child, (parent, field, value) for a pending one; a
-    # known pair packed into one int (a district's file names millions). Its value packs the
-    # first row's line with the hash of its identifiers, which tells the two messages apart
-    # (rows with the same identifiers resolve alike, so the hash only picks the wording).
-    first_of: dict[int | tuple[int, str, str], int] = {}
+    # The first row of each link, by (parent, child id) for a known child, (parent, field,
+    # value) for a pending one; a known pair packed into one int (a district's file names
+    # millions). Its marked_line holds the hash of its identifiers, which tells a later
+    # duplicate's two messages apart (rows with the same identifiers resolve alike, so the
+    # hash only picks the wording). In the order the rows came: the resolved rows.
+    first_of: dict[int | tuple[int, str, str], ResolvedLink] = {}
     # Rows that did not resolve, and rows rejected as another's duplicate by other
     # identifiers, by their identifiers: a repeat is that row's duplicate (few rows).
     unresolved: dict[str, int] = {}
@@ -915,8 +923,8 @@ def resolve_links(
             # The first row with the same identifiers, if any: the pair's first row, or one
             # rejected as its duplicate by other identifiers.
             same = repeated.get(identity)
-            if same is None and first >> _LINE_BITS == identity_hash:
-                same = first & _LINE_MASK
+            if same is None and first.marked_line >> _LINE_BITS == identity_hash:
+                same = first.line
             if same is not None:
                 error = RowError(
                     record.line, duplicate_label, record.child_value, f"duplicate of row {same}"
@@ -929,26 +937,23 @@ def resolve_links(
                     record.line,
                     column,
                     record.child_value,
-                    f"duplicate of row {first & _LINE_MASK} (same parent and child)",
+                    f"duplicate of row {first.line} (same parent and child)",
                 )
                 repeated[identity] = record.line
             errors.add(error)
             continue
-        first_of[pair] = (identity_hash << _LINE_BITS) | record.line
-        resolved.append(
-            make(
-                (
-                    record.line,
-                    parent,
-                    child,
-                    row_field,
-                    record.type,
-                    record.deleted,
-                    "" if child is not None else record.child_value,
-                )
+        first_of[pair] = make(
+            (
+                (identity_hash << _LINE_BITS) | record.line,
+                parent,
+                child,
+                row_field,
+                record.type,
+                record.deleted,
+                "" if child is not None else record.child_value,
             )
         )
-    return resolved
+    return list(first_of.values())
 
 
 _LINE_BITS = 40
@@ -995,7 +1000,9 @@ def plan_relationship_links(
         for pending in existing_pending
         if pending.origin is Kind.RELATIONSHIPS
     }
-    listed: set[int] = set()  # the pairs the file names, to keep or to clear
+    # The links the file names, of those there are: to keep, or to clear (a first load's
+    # millions of new pairs need no place here).
+    listed: set[int] = set()
     named_pending: set[tuple[int, str, str]] = set()
     names = plan.names
     for item in resolved:
@@ -1035,17 +1042,30 @@ def plan_relationship_links(
                 listed.add(pair)
                 names[parent.person_id], names[child.person_id] = parent.sync_key, child.sync_key
             continue
-        listed.add(pair)
-        if marked != (True, item.type):  # as _wanted_change, without making the link
-            names[parent.person_id], names[child.person_id] = parent.sync_key, child.sync_key
+        if marked is None:
             plan.sets.append(
                 LinkSet(
                     parent.sync_key,
                     parent.person_id,
-                    item.child.person_id,
+                    child.person_id,
                     item.type,
                     Kind.RELATIONSHIPS,
-                    None if marked is None else links[pair],
+                    None,
+                    child.sync_key,
+                )
+            )
+            continue
+        listed.add(pair)
+        if marked != (True, item.type):  # as _wanted_change, without making the link
+            plan.sets.append(
+                LinkSet(
+                    parent.sync_key,
+                    parent.person_id,
+                    child.person_id,
+                    item.type,
+                    Kind.RELATIONSHIPS,
+                    links[pair],
+                    child.sync_key,
                 )
             )
     if mode is Mode.FULL:

@@ -578,10 +578,14 @@ def apply_links(
     unknown = [
         person_id
         for person_id in (
-            [change.child_id for change in plan.sets]
+            [change.child_id for change in plan.sets if not change.child_key]
             + [change.link.child_id for change in plan.clears]
             + [change.link.parent_id for change in plan.clears]
-            + [change.parent_id for change in plan.sets if change.parent_id is not None]
+            + [
+                change.parent_id
+                for change in plan.sets
+                if change.parent_id is not None and not change.parent_key
+            ]
         )
         if person_id not in known
     ]
@@ -632,7 +636,7 @@ def apply_links(
                     parent_id,
                     change.child_id,
                     json_string(parent),
-                    json_string(names.get(change.child_id, "")),
+                    json_string(change.child_key or names.get(change.child_id, "")),
                     rel_type,
                     origin._value_,
                 )
@@ -674,7 +678,7 @@ def apply_links(
                 parent_id=parent_id,
                 child_id=change.child_id,
                 parent=names.get(parent_id, change.parent_key),
-                child=names.get(change.child_id),
+                child=change.child_key or names.get(change.child_id),
                 type=_link_type(change).value,
                 origin=change.origin.value,
                 previous_type=existing.type.value,
