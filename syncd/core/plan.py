@@ -127,8 +127,8 @@ def link_pair(parent_id: int, child_id: int) -> int:
 
 
 # A LinkTable link's int, from the lowest bit: the type (3 bits, an index into _TYPES), by
-# parents (1), by relationships (1), the manual edit (2, an index into _MANUAL), the source
-# (24, an index into the table's names), the link id (the rest).
+# parents (1), by relationships (1), the manual edit (2, an index into _MANUAL), listed (1),
+# the source (24, an index into the table's names), the link id (the rest).
 _TYPES = tuple(RelType)
 _TYPE_BITS = {rel_type: index for index, rel_type in enumerate(_TYPES)}
 _TYPE_MASK = 0b111
@@ -137,6 +137,7 @@ _BY_RELATIONSHIPS = 1 << 4
 _MANUAL = (None, "link", "unlink")
 _MANUAL_SHIFT = 5
 _MANUAL_BITS = {manual: index << _MANUAL_SHIFT for index, manual in enumerate(_MANUAL)}
+_LISTED = 1 << 7  # the full file being planned names the link (LinkTable.list_pair)
 _SOURCE_SHIFT = 8
 _SOURCE_MASK = (1 << 24) - 1
 _ID_SHIFT = 32
@@ -209,16 +210,22 @@ class LinkTable:
             return None
         return bool(code & _BY_RELATIONSHIPS), _TYPES[code & _TYPE_MASK]
 
-    def file_links_of(self, source: str, besides: Container[int]) -> Iterator[ExistingLink]:
-        """Yield each link a relationships file of `source` marks, but for the pairs in
-        `besides` (a full file's: it lists them; no link is made for those)."""
+    def list_pair(self, pair: int) -> None:
+        """Note that the full file being planned names the link `pair` (one in the table):
+        file_links_of leaves it out. A bit of its int, not a set of the pairs beside the
+        table (a district's millions)."""
+        self._codes[pair] |= _LISTED
+
+    def file_links_of(self, source: str) -> Iterator[ExistingLink]:
+        """Yield each link a relationships file of `source` marks that the file being planned
+        does not list (list_pair)."""
         source_index = self._source_index.get(source)
         if source_index is None:
             return
-        mask = (_SOURCE_MASK << _SOURCE_SHIFT) | _BY_RELATIONSHIPS
+        mask = (_SOURCE_MASK << _SOURCE_SHIFT) | _BY_RELATIONSHIPS | _LISTED
         wanted = (source_index << _SOURCE_SHIFT) | _BY_RELATIONSHIPS
         for pair, code in self._codes.items():
-            if code & mask == wanted and pair not in besides:
+            if code & mask == wanted:
                 yield self._link(pair, code)
 
     def _link(self, pair: int, code: int) -> ExistingLink:
@@ -985,8 +992,8 @@ def plan_relationship_links(
     """Return the changes a relationships file makes.
 
     `links` must hold every link of the parents the file names and, for a full file, every
-    relationships-file link of `source`; `existing_pending` likewise. `kept_apart` as for
-    plan_parent_links.
+    relationships-file link of `source` (the plan notes in it the links the full file
+    lists); `existing_pending` likewise. `kept_apart` as for plan_parent_links.
     """
     plan = LinkPlan()
     # Pending links keep the value as written; a value is the same link in any case where
@@ -1000,9 +1007,7 @@ def plan_relationship_links(
         for pending in existing_pending
         if pending.origin is Kind.RELATIONSHIPS
     }
-    # The links the file names, of those there are: to keep, or to clear (a first load's
-    # millions of new pairs need no place here).
-    listed: set[int] = set()
+    full = mode is Mode.FULL
     named_pending: set[tuple[int, str, str]] = set()
     names = plan.names
     for item in resolved:
@@ -1039,7 +1044,8 @@ def plan_relationship_links(
         if item.deleted:
             if marked is not None and marked[0]:
                 plan.clears.append(LinkClear(links[pair], Kind.RELATIONSHIPS))
-                listed.add(pair)
+                if full:
+                    links.list_pair(pair)
                 names[parent.person_id], names[child.person_id] = parent.sync_key, child.sync_key
             continue
         if marked is None:
@@ -1055,7 +1061,8 @@ def plan_relationship_links(
                 )
             )
             continue
-        listed.add(pair)
+        if full:
+            links.list_pair(pair)
         if marked != (True, item.type):  # as _wanted_change, without making the link
             plan.sets.append(
                 LinkSet(
@@ -1068,10 +1075,8 @@ def plan_relationship_links(
                     child.sync_key,
                 )
             )
-    if mode is Mode.FULL:
-        plan.clears += (
-            LinkClear(link, Kind.RELATIONSHIPS) for link in links.file_links_of(source, listed)
-        )
+    if full:
+        plan.clears += (LinkClear(link, Kind.RELATIONSHIPS) for link in links.file_links_of(source))
         for key, pending in pendings.items():
             if key not in named_pending and pending.source in (None, source):
                 plan.pending_drops.append(pending)
