@@ -1048,21 +1048,8 @@ def plan_relationship_links(
                     links.list_pair(pair)
                 names[parent.person_id], names[child.person_id] = parent.sync_key, child.sync_key
             continue
-        if marked is None:
-            plan.sets.append(
-                LinkSet(
-                    parent.sync_key,
-                    parent.person_id,
-                    child.person_id,
-                    item.type,
-                    Kind.RELATIONSHIPS,
-                    None,
-                    child.sync_key,
-                )
-            )
-            continue
-        if full:
-            links.list_pair(pair)
+        if marked is not None and full:
+            links.list_pair(pair)  # (a new link needs no place there: a first load's millions)
         if marked != (True, item.type):  # as _wanted_change, without making the link
             plan.sets.append(
                 LinkSet(
@@ -1071,7 +1058,7 @@ def plan_relationship_links(
                     child.person_id,
                     item.type,
                     Kind.RELATIONSHIPS,
-                    links[pair],
+                    None if marked is None else links[pair],
                     child.sync_key,
                 )
             )
