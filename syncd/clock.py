@@ -44,7 +44,10 @@ class FixedClock:
         return self._mono
 
     def sleep(self, seconds: float) -> None:
-        self.advance(timedelta(seconds=seconds))
+        # Not through timedelta alone: it rounds to microseconds, and a loop sleeping what
+        # is left (a few ulps at the end) would never get there.
+        self._now += timedelta(seconds=seconds)
+        self._mono += seconds
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta

@@ -160,6 +160,12 @@ class Pickup:
         min_age = self.config.min_age.total_seconds()
         return self._age(entry) >= min_age if min_age > 0 else True
 
+    def _until_complete(self, young: list[Entry]) -> float:
+        """Return how long until every young file may be min_age old, if unchanged: what is
+        left of min_age after its age so far (a local file's mtime counts), not all of it."""
+        min_age = self.config.min_age.total_seconds()
+        return max(0.0, min(min_age, max(min_age - self._age(entry) for entry in young)))
+
     def ready_entries(self, entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
         """Split candidate files into (ready, not yet ready)."""
         names = {entry.name for entry in entries}
@@ -197,7 +203,7 @@ class Pickup:
         entries = self._list_entries()
         ready, young = self.ready_entries(entries)
         if young and wait_for_young and not self.config.done_marker:
-            if not self._wait(self.config.min_age.total_seconds(), should_stop):
+            if not self._wait(self._until_complete(young), should_stop):
                 outcome.waiting = outcome.young = len(young)
                 return outcome  # stopped: nothing claimed yet but what a crash left
             entries = self._list_entries()

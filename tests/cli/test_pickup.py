@@ -242,6 +242,24 @@ def test_file_younger_than_min_age_waits(tmp_path: Path) -> None:
     assert [e.name for e in ready] == ["students.csv"] and young == []
 
 
+def test_run_once_waits_only_what_is_left_of_min_age(tmp_path: Path) -> None:
+    # A local file 7 s old (its mtime on this host's clock) with min_age 10 s: the pass
+    # lists again 3 s later, not 10 (with min_age = "1h", not an hour for a file 59 min old).
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "students.csv").write_text(STUDENTS)
+    clock = FixedClock(datetime.now(UTC))
+    seven_ago = clock.now().timestamp() - 7
+    os.utime(folder / "students.csv", (seven_ago, seven_ago))
+    config = local_source(folder, min_age=__import__("datetime").timedelta(seconds=10))
+    engine = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    pickup = Pickup(config, LocalSource(config), Pipeline(engine, clock), clock)
+    start = clock.monotonic()
+    outcome = pickup.run_once("run-1")
+    assert 3 <= clock.monotonic() - start < 4
+    assert (outcome.applied, outcome.waiting) == (1, 0)
+
+
 def test_run_once_waits_for_a_file_to_reach_min_age(syncd_sqlite: Syncd) -> None:
     syncd_sqlite.configure(min_age="1s")
     (syncd_sqlite.drop_dir).mkdir()
