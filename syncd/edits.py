@@ -751,7 +751,7 @@ def _undo_retype(
     values: dict[str, Any] = {"type": previous, "updated_at": now}
     flag = _LINK_FLAGS.get(data.get("origin") or "")
     if data.get("marked") and flag is not None:
-        values[flag] = False
+        values.update(_unmarked(flag))
     connection.execute(links.update().where(links.c.id == row.id).values(values))
     details: dict[str, Any] = {
         k: data.get(k) for k in ("parent_id", "child_id", "parent", "child", "origin")

@@ -141,16 +141,25 @@ def _listdir_attr_escaped(sftp: paramiko.SFTPClient, folder: str) -> list[Any]:
     return found
 
 
-class _UnknownHostKey(Exception):
-    """Raised by the host key policy: the server's key is not in known_hosts."""
+class _RefusedHostKey(Exception):
+    """Raised by the host key policy with the key the server offered (`key`, as paramiko's
+    BadHostKeyException has it)."""
+
+    def __init__(self, key: Any) -> None:
+        super().__init__(key)
+        self.key = key
 
 
-class _ChangedHostKey(Exception):
-    """Raised by the host key policy: known_hosts lists the host with other keys only."""
+class _UnknownHostKey(_RefusedHostKey):
+    """The server's key is not in known_hosts."""
 
 
-class _RevokedHostKey(Exception):
-    """Raised by the host key policy: a @revoked line of known_hosts names the key."""
+class _ChangedHostKey(_RefusedHostKey):
+    """known_hosts lists the host with other keys only."""
+
+
+class _RevokedHostKey(_RefusedHostKey):
+    """A @revoked line of known_hosts names the key."""
 
 
 class _KnownHostsPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
@@ -353,19 +362,18 @@ class SftpSource:
         except _UnknownHostKey as error:
             raise HostKeyRejected(
                 f'source "{self.name}": host key of {self._where} is not in known_hosts '
-                f"{known_hosts} (the server offers {offered_key(error.args[0])}); add it once "
+                f"{known_hosts} (the server offers {offered_key(error.key)}); add it once "
                 "the server's administrator has confirmed that fingerprint"
             ) from None
         except _RevokedHostKey as error:
             raise HostKeyRejected(
                 f'source "{self.name}": host key of {self._where} '
-                f"({offered_key(error.args[0])}) is marked @revoked in known_hosts {known_hosts}"
+                f"({offered_key(error.key)}) is marked @revoked in known_hosts {known_hosts}"
             ) from None
         except (_ChangedHostKey, paramiko.BadHostKeyException) as error:
-            key = error.key if isinstance(error, paramiko.BadHostKeyException) else error.args[0]
             raise HostKeyRejected(
                 f'source "{self.name}": host key of {self._where} changed (the server now '
-                f"offers {offered_key(key)}); update known_hosts only once the server's "
+                f"offers {offered_key(error.key)}); update known_hosts only once the server's "
                 "administrator has confirmed that fingerprint"
             ) from None
         except paramiko.AuthenticationException as error:

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -228,7 +228,7 @@ def test_file_younger_than_min_age_waits(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "students.csv").write_text(STUDENTS)
     clock = FixedClock(datetime.now(UTC))
-    config = local_source(folder, min_age=__import__("datetime").timedelta(seconds=10))
+    config = local_source(folder, min_age=timedelta(seconds=10))
     pickup = Pickup(
         config,
         LocalSource(config),
@@ -251,7 +251,7 @@ def test_run_once_waits_only_what_is_left_of_min_age(tmp_path: Path) -> None:
     clock = FixedClock(datetime.now(UTC))
     seven_ago = clock.now().timestamp() - 7
     os.utime(folder / "students.csv", (seven_ago, seven_ago))
-    config = local_source(folder, min_age=__import__("datetime").timedelta(seconds=10))
+    config = local_source(folder, min_age=timedelta(seconds=10))
     engine = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
     pickup = Pickup(config, LocalSource(config), Pipeline(engine, clock), clock)
     start = clock.monotonic()
