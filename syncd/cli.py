@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import posixpath
 import signal
@@ -132,6 +133,26 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     """Keep a school's roster in step with the files its SIS drops."""
     ctx.obj = App(config_option=config_path, debug=debug)
     ctx.call_on_close(ctx.obj.close)
+    if debug:
+        _show_ssh_log(ctx)
+
+
+def _show_ssh_log(ctx: click.Context) -> None:
+    """--debug: paramiko's own log on stderr, what `ssh -v` would show of a connection
+    (versions, algorithms, authentication methods tried; never a secret), for SFTP
+    failures whose one line cannot say everything."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("paramiko: %(message)s"))
+    log = logging.getLogger("paramiko")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+
+    def restore() -> None:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+    ctx.call_on_close(restore)
 
 
 # --- import ----------------------------------------------------------------------------------

@@ -8,8 +8,10 @@ import logging
 import os
 import signal
 import stat
+import sys
 import tempfile
 import threading
+import traceback
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ import click
 from syncd import audit, reports
 from syncd.config import Config, SourceConfig, find_config_path, load_config
 from syncd.db import store
-from syncd.errors import ConfigError, SourceUnreachable, SyncdError, UnreachableError
+from syncd.errors import ConfigError, SourceUnreachable, SyncdError, UnreachableError, one_line
 from syncd.locks import SourceLock, folder_pass, source_lock
 from syncd.metrics import Metrics, serve
 from syncd.pickup import PassResult, Pickup
@@ -338,6 +340,8 @@ def run_pass(app: App, source_name: str | None) -> int:
             except SyncdError as error:  # unreachable, or its own settings: the others go on
                 unreachable += 1
                 codes.add(error.exit_code)
+                if app.debug:
+                    traceback.print_exc()  # with what paramiko or the OS said underneath
                 click.echo(f"syncd: {error}", err=True)
                 continue
             finally:
@@ -460,8 +464,11 @@ class Daemon:
         try:
             if runner.lock is not None and not self._lead(runner):
                 return
+            failing = runner.failures > 0
             runner.rescan.clear()
             result = runner.poll(wait_for_young=False)
+            if failing:
+                self._say(f'syncd: source "{name}": reachable again')
             while runner.rescan.is_set() and not self.stop.is_set():
                 runner.rescan.clear()
                 result = runner.poll(wait_for_young=False)
@@ -469,9 +476,14 @@ class Daemon:
                 # A file not yet min_age old is looked at again once it may be, not at the
                 # next poll or cron run (an SFTP file is never old at its first listing).
                 self._poll_by(name, max(runner.config.min_age, MIN_RECHECK))
-        except UnreachableError:
+        except UnreachableError as error:
+            if runner.failures == 1:
+                # The journal shows the start of an outage (the audit log has every retry).
+                retry = int(runner.retry_in().total_seconds())
+                self._say(f"syncd: {error} (retrying, first in {retry}s)")
             self._poll_at(name, runner.retry_in())
         except Exception as error:  # noqa: BLE001 - a job error must never kill the daemon
+            self._say(f'syncd: source "{name}": unexpected error: {one_line(str(error))}')
             runner.failures += 1
             audit.emit(
                 audit.SOURCE_ERROR,
@@ -482,6 +494,13 @@ class Daemon:
                 retry_in=f"{int(runner.retry_in().total_seconds())}s",
             )
             self._poll_at(name, runner.retry_in())
+
+    def _say(self, line: str) -> None:
+        """One line on stderr (the journal under systemd), after the traceback of the
+        exception in hand with --debug; the audit log has the event."""
+        if self.app.debug and sys.exc_info()[0] is not None:
+            traceback.print_exc()
+        click.echo(one_line(line), err=True)
 
     def _lead(self, runner: SourceRunner) -> bool:
         assert runner.lock is not None

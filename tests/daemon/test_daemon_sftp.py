@@ -55,6 +55,13 @@ def test_cron_only_sftp_source_is_retried_with_backoff(sshd: Sshd, tmp_path: Pat
         assert wait_for(lambda: bool(events(tmp_path, "source.recovered")), timeout=30)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+        # The journal (stderr) has the outage's start and end, not every retry.
+        assert process.stderr is not None
+        journal = process.stderr.read().decode().splitlines()
+    assert len(journal) == 2, journal
+    assert journal[0].startswith('syncd: source "district-a": ')
+    assert journal[0].endswith("(retrying, first in 5s)")
+    assert journal[1] == 'syncd: source "district-a": reachable again'
 
 
 def test_sigterm_while_a_server_never_answers_still_exits_0(sshd: Sshd, tmp_path: Path) -> None:

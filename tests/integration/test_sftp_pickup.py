@@ -404,3 +404,36 @@ def test_two_districts_on_one_sftp_server_each_apply_their_own_files(
     for folder in ("a", "b"):
         assert list((sshd.upload / folder / "processing").iterdir()) == []
         assert (sshd.upload / folder / "reports" / "students.csv.report.json").exists()
+
+
+def test_debug_shows_the_ssh_conversation_and_the_traceback_but_never_a_secret(
+    remote: tuple[Syncd, Sshd], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syncd, sshd = remote
+    secret = "correct horse battery staple"
+    key = keygen(tmp_path / "id_encrypted", passphrase=secret)
+    sshd.authorize(key)
+    monkeypatch.setenv("SYNCD_TEST_PASSPHRASE", secret)
+    syncd.configure(
+        sources=[
+            sftp_source(
+                sshd, private_key=str(key), private_key_passphrase_env="SYNCD_TEST_PASSPHRASE"
+            )
+        ]
+    )
+    upload(sshd, "students.csv", STUDENTS)
+    loud = syncd("--debug", "run", "--once")
+    assert loud.exit_code == 0
+    assert "paramiko: Connected (version 2.0, client OpenSSH" in loud.stderr
+    assert "paramiko: Authentication (publickey) successful!" in loud.stderr
+    assert secret not in loud.stderr
+
+    sshd.write_known_hosts(sshd.known_hosts, key=keygen(tmp_path / "other_host_key"))
+    quiet = syncd("run", "--once")
+    loud = syncd("--debug", "run", "--once")
+    assert quiet.exit_code == loud.exit_code == 3
+    assert "paramiko" not in quiet.stderr and "Traceback" not in quiet.stderr
+    assert "Traceback" in loud.stderr and "paramiko: Connected" in loud.stderr
+    assert loud.stderr.strip().splitlines()[-1] == quiet.stderr.strip()
+    assert secret not in loud.stderr
+
