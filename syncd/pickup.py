@@ -16,7 +16,7 @@ from syncd.clock import Clock
 from syncd.config import SourceConfig
 from syncd.db import store
 from syncd.db.apply import OrphanCarry, expire_pending
-from syncd.errors import FileFailed, FileUnreadable
+from syncd.errors import FileFailed, FileUnreadable, SyncdError
 from syncd.formats.headers import detect_kind
 from syncd.formats.readers import open_table
 from syncd.model import Counts, FileStatus, Kind, RowError
@@ -324,7 +324,11 @@ class Pickup:
             claim_id = self.pipeline.register_claim(
                 self.config, entry.name, f"processing/{entry.name}"
             )
-            processing_name = self.source.claim(entry.name)
+            try:
+                processing_name = self.source.claim(entry.name)
+            except (SyncdError, OSError):
+                self._forget_claim_not_made(claim_id, entry.name)
+                raise
             if processing_name is None:  # another syncd took it first
                 self.pipeline.forget_claim(claim_id)
                 continue
@@ -332,6 +336,14 @@ class Pickup:
                 self.pipeline.set_location(claim_id, f"processing/{processing_name}")
             claimed.append(_Claimed(processing_name, entry.name, entry.mtime, entry.size))
         return claimed
+
+    def _forget_claim_not_made(self, claim_id: int, name: str) -> None:
+        """Forget the ledger entry of a claim the server refused (a read-only account): the
+        file still in the drop folder was never moved. When that cannot be seen (the
+        connection is gone), the next pass finds out (`forget_claims_not_at`)."""
+        with suppress(SyncdError, OSError):
+            if self.source.holds(name):
+                self.pipeline.forget_claim(claim_id)
 
     def _left_in_processing(self, run_id: str) -> list[_Claimed]:
         """Return the files in processing/ that this database's ledger claimed and did not

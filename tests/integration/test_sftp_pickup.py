@@ -437,3 +437,24 @@ def test_debug_shows_the_ssh_conversation_and_the_traceback_but_never_a_secret(
     assert loud.stderr.strip().splitlines()[-1] == quiet.stderr.strip()
     assert secret not in loud.stderr
 
+
+def test_a_read_only_account_leaves_the_file_and_no_ledger_entry(
+    remote: tuple[Syncd, Sshd],
+) -> None:
+    # The SIS's account was made read-only by mistake: the claim (a rename) is refused.
+    syncd, sshd = remote
+    assert syncd("run", "--once").exit_code == 0  # the work folders are made
+    sshd.stop()
+    sshd.sftp_subsystem = "internal-sftp -R"
+    sshd.start()
+    upload(sshd, "students.csv", STUDENTS)
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 3
+    assert "moving /" in outcome.stderr and "students.csv" in outcome.stderr
+    assert (sshd.upload / "students.csv").exists()
+    assert syncd("files", "--json").json() == []  # not "processing": it never was
+    sshd.stop()
+    sshd.sftp_subsystem = "internal-sftp"
+    sshd.start()
+    assert syncd("run", "--once").exit_code == 0
+    assert [f["status"] for f in syncd("files", "--json").json()] == ["applied"]
