@@ -953,7 +953,7 @@ def reject_command(app: App, file_id: int, as_json: bool) -> None:
             click.echo(f"file {file_id} rejected")
         return
     row = _held_file(app, file_id)
-    source_config, source_name = _source_of(app, row)
+    stranded = row.source is not None and all(s.name != row.source for s in app.config.sources)
     # The report keeps what the held report said of the file (format, rows, rejected rows),
     # now failed; of its changes none applied, as a failed file's report counts them.
     with app.reader.connect() as connection:
@@ -962,7 +962,11 @@ def reject_command(app: App, file_id: int, as_json: bool) -> None:
     result = replace(
         held, status=FileStatus.REJECTED, reason="rejected by an operator", counts=counts
     )
-    source = _open_held_source(row, source_name, source_config)
+    if stranded:  # its source was taken out of the config: the ledger only, the file stays
+        source_name, source = row.source, None
+    else:
+        source_config, source_name = _source_of(app, row)
+        source = _open_held_source(row, source_name, source_config)
     try:
         events = app.events(source=source_name, site=row.site, file_id=file_id, run_id=new_run_id())
         events.add(audit.FILE_REJECTED, name=row.name)
@@ -979,15 +983,22 @@ def reject_command(app: App, file_id: int, as_json: bool) -> None:
             )
             events.write(connection)
         events.emit()
-        if source is None:
+        if source is not None:
+            if source.holds(row.path):  # else someone removed it already: nothing to move
+                _finish_held(app, row, source, result, "failed")
+        elif not stranded:
             _report_beside(row, result)
-        elif source.holds(row.path):  # else someone removed it already: nothing to move
-            _finish_held(app, row, source, result, "failed")
     finally:
         if source is not None:
             source.close()
     if as_json:
         _print_ledger_entry(app, file_id)
+        return
+    if stranded:
+        click.echo(
+            f'file {file_id} ({row.name}) rejected; its source "{row.source}" is no longer '
+            f"configured, so {row.path} was left where it is"
+        )
         return
     click.echo(f"file {file_id} ({row.name}) rejected")
 

@@ -314,6 +314,30 @@ def test_a_held_file_changed_before_its_release_is_not_released(syncd: Syncd) ->
     assert syncd.events("file.released") == []
 
 
+def test_a_held_file_of_a_source_taken_out_of_the_config_can_still_be_rejected(
+    syncd: Syncd,
+) -> None:
+    imported(syncd, "students.csv", students_csv(TEN))
+    syncd.drop("students-2.csv", students_csv(TEN[:8]))
+    assert syncd("run", "--once").exit_code == 1
+    number = str(file_id(syncd, "students-2.csv"))
+    syncd.configure(sources=[{"name": "district-b", "url": "file:drop-b", "site": "b"}])
+    release = syncd("files", "release", number)
+    assert release.exit_code == 2
+    assert "its source is no longer configured" in release.stderr
+    outcome = syncd("files", "reject", number)
+    assert outcome.exit_code == 0, outcome.stderr
+    assert outcome.stdout.strip() == (
+        f'file {number} (students-2.csv) rejected; its source "district-a" is no longer '
+        f"configured, so {syncd.drop_dir / 'held' / 'students-2.csv'} was left where it is"
+    )
+    assert (syncd.drop_dir / "held" / "students-2.csv").is_file()
+    assert [f["status"] for f in files(syncd) if f["name"] == "students-2.csv"] == ["rejected"]
+    assert [(e["source"], e["file_id"]) for e in syncd.events("file.rejected")] == [
+        ("district-a", int(number))
+    ]
+
+
 def test_rejected_drop_file_moves_to_failed(syncd: Syncd) -> None:
     imported(syncd, "students.csv", students_csv(TEN))
     syncd.drop("students-2.csv", students_csv(TEN[:8]))
