@@ -42,7 +42,7 @@ from syncd.errors import (
     one_line,
 )
 from syncd.locks import run_marked
-from syncd.model import FileStatus, Kind, RelType
+from syncd.model import Counts, FileStatus, Kind, RelType
 from syncd.pickup import Pickup, archive_folder, ledger_result, peek_kind, write_reports
 from syncd.pipeline import FileResult, Job, Pipeline, sha256_of
 from syncd.sources.base import MARKER_SUFFIXES, Source
@@ -779,6 +779,45 @@ def _refuse_stale_release(app: App, row: Any) -> None:
         )
 
 
+# What a release approves, as the held report counted it.
+APPROVED_COUNTS = {
+    "deactivated": "deactivate {now} {kind}",
+    "updated": "update {now} {kind}",
+    "links_removed": "remove {now} links",
+}
+
+
+def _refuse_grown_release(
+    app: App, row: Any, local: Path, source_config: SourceConfig, source_name: str | None
+) -> None:
+    """Raise UsageError when the held file would now change more than its held report said
+    (a revert or a manual edit since): the operator approved those numbers, not these."""
+    held = Counts(**row.counts) if row.counts else Counts()
+    preview = app.pipeline().process(
+        Job(
+            path=local,
+            name=row.name,
+            source=source_config,
+            source_name=source_name,
+            kind=Kind(row.kind) if row.kind else None,
+            dry_run=True,
+            force=True,
+        )
+    )
+    if preview.status is FileStatus.FAILED:
+        return  # the release fails the file the same way, and says why
+    for count, change in APPROVED_COUNTS.items():
+        now, then = getattr(preview.counts, count), getattr(held, count)
+        if now > then:
+            would = change.format(now=now, kind=row.kind)
+            raise UsageError(
+                f"file {row.id} ({row.name}): the roster changed since it was held: released "
+                f"now, it would {would}, where its report said {then}. "
+                f"Reject it (syncd files reject {row.id}), or send its content again to have "
+                "it judged against today's roster"
+            )
+
+
 def _source_of(app: App, row: Any) -> tuple[SourceConfig, str | None]:
     if row.source is None:
         return local_source(Path.cwd(), name="import", site=row.site), None
@@ -807,6 +846,7 @@ def release_command(app: App, file_id: int, as_json: bool) -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="syncd-") as temp:
             local = _fetch_held(row, source, source_config, Path(temp))
+            _refuse_grown_release(app, row, local, source_config, source_name)
             result = _apply_released(app, row, local, source_config, source_name)
         if source is None:
             _report_beside(row, result)

@@ -120,6 +120,37 @@ def test_a_held_file_older_than_an_applied_file_of_its_kind_is_not_released(
     assert report(syncd, "students-4.csv")["counts"]["deactivated"] == 3
 
 
+def test_a_held_file_that_would_now_change_more_than_its_report_said_is_not_released(
+    syncd: Syncd,
+) -> None:
+    # Thirty students; a file cuts them to twenty (released). The next, of fifteen, is held
+    # for five more. A revert of the cut brings ten back: released now, that file would
+    # deactivate fifteen, ten of them just brought back, not the five its report showed.
+    thirty = tuple(
+        (f"K{n}", f"kid{n}", "Zoë", f"Nuñez{n}", f"kid{n}@school.example", f"20{n:02}", "4")
+        for n in range(30)
+    )
+    imported(syncd, "students.csv", students_csv(thirty))
+    run_import(syncd, "students-2.csv", students_csv(thirty[:20]))
+    cut = file_id(syncd, "students-2.csv")
+    assert syncd("files", "release", str(cut)).exit_code == 0
+    run_import(syncd, "students-3.csv", students_csv(thirty[:15]))
+    held = file_id(syncd, "students-3.csv")
+    assert report(syncd, "students-3.csv")["counts"]["deactivated"] == 5
+    assert syncd("files", "revert", str(cut)).exit_code == 0
+    outcome = syncd("files", "release", str(held))
+    assert outcome.exit_code == 2
+    assert outcome.stderr.strip() == (
+        f"syncd: file {held} (students-3.csv): the roster changed since it was held: released "
+        "now, it would deactivate 15 students, where its report said 5. Reject it (syncd "
+        f"files reject {held}), or send its content again to have it judged against today's "
+        "roster"
+    )
+    assert sum(_student_states(syncd).values()) == 30  # nothing applied
+    assert [f["status"] for f in files(syncd) if f["id"] == held] == ["held"]
+    assert len(syncd.events("file.released")) == 1  # the cut's only
+
+
 def test_a_held_file_is_released_after_a_newer_file_of_another_kind(syncd: Syncd) -> None:
     imported(syncd, "students.csv", students_csv(TEN))
     run_import(syncd, "students-2.csv", students_csv(TEN[:8]))
