@@ -122,6 +122,7 @@ pass_app = click.make_pass_decorator(App)
 
 # A ledger id: the database's integers are 64-bit (a larger one is a usage error, exit 2).
 FILE_ID = click.IntRange(1, 2**63 - 1)
+FILE_ID.name = "file id"  # "'abc' is not a valid file id", not "… integer range"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -1061,14 +1062,22 @@ def revert_command(app: App, file_id: int, as_json: bool) -> None:
     events.emit()
     if reverted.passwords_kept:
         click.echo(
-            f"syncd: the new passwords of {reverted.passwords_kept} persons stay: syncd keeps "
-            "no earlier password to put back",
+            f"syncd: {_counted(reverted.passwords_kept, 'new password')} "
+            f"{'stays' if reverted.passwords_kept == 1 else 'stay'}: syncd keeps no earlier "
+            "password to put back",
             err=True,
         )
     if as_json:
         _print_ledger_entry(app, file_id, undone=reverted.undone)
         return
-    click.echo(f"file {file_id} ({row.name}) reverted: {reverted.undone} changes undone")
+    click.echo(
+        f"file {file_id} ({row.name}) reverted: {_counted(reverted.undone, 'change')} undone"
+    )
+
+
+def _counted(number: int, noun: str) -> str:
+    """ "1 change", "3 changes"."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _print_ledger_entry(app: App, file_id: int, **extra: Any) -> None:

@@ -39,7 +39,7 @@ def test_usage_errors_are_one_line_naming_the_problem(syncd_sqlite: Syncd) -> No
         (("import",), "PATHS"),
         (("export",), "persons, relationships"),
         (("export", "persons", "--format", "xml"), "xml"),
-        (("files", "release", "abc"), "abc"),
+        (("files", "release", "abc"), "'abc' is not a valid file id"),
         (("files", "--status", "bogus"), "bogus"),
         (("link", "--parent", "P1"), "--child"),
         (("frobnicate",), "frobnicate"),
