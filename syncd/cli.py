@@ -732,9 +732,11 @@ def files_group(
     if as_json:
         print_json(documents)
         return
-    for doc in documents:
+    for doc, row in zip(documents, rows, strict=True):
+        received = store.aware(row.received_at)
+        when = f"{received:%Y-%m-%d %H:%M}Z" if received else "-"
         click.echo(
-            f"{doc['id']:>6}  {doc['status']:<10} {doc['kind'] or '-':<13} "
+            f"{doc['id']:>6}  {when:<17} {doc['status']:<10} {doc['kind'] or '-':<13} "
             f"{doc['source'] or '-':<12} {one_line(doc['name'])}"
             + (f"  ({one_line(doc['reason'])})" if doc["reason"] else "")
         )

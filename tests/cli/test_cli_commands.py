@@ -146,7 +146,14 @@ def test_files_plain_listing_is_one_line_each(syncd: Syncd) -> None:
     _roster(syncd)
     outcome = syncd("files")
     assert outcome.exit_code == 0
-    assert len(outcome.stdout.strip().splitlines()) == 3
+    lines = outcome.stdout.strip().splitlines()
+    assert len(lines) == 3
+    # id, when it came (UTC, to the minute: nightly files of one name told apart), status…
+    received = [f["received_at"][:16].replace("T", " ") + "Z" for f in files(syncd)]
+    assert [line.split()[1:5] for line in lines] == [
+        [*when.split(), "applied", kind]
+        for when, kind in zip(received, ("students", "parents", "relationships"), strict=True)
+    ]
 
 
 def test_files_of_an_unknown_source_is_a_usage_error(syncd: Syncd) -> None:
