@@ -42,7 +42,7 @@ from syncd.errors import (
     one_line,
 )
 from syncd.locks import run_marked
-from syncd.model import Counts, FileStatus, Kind, RelType
+from syncd.model import Counts, FileStatus, Kind, PersonKind, RelType
 from syncd.pickup import Pickup, archive_folder, ledger_result, peek_kind, write_reports
 from syncd.pipeline import FileResult, Job, Pipeline, sha256_of
 from syncd.sources.base import MARKER_SUFFIXES, Source
@@ -1159,15 +1159,27 @@ def _iso(moment: Any) -> str | None:
 @click.option("--person", "person_key", metavar="KEY")
 @click.option("--file", "file_id", type=FILE_ID, metavar="ID")
 @click.option("--site", metavar="SITE")
+@click.option(
+    "--kind",
+    type=click.Choice([kind.value for kind in PersonKind]),
+    help="With --person: only the student or only the parent of that key.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 @reader_may_leave
 def history_command(
-    app: App, person_key: str | None, file_id: int | None, site: str | None, as_json: bool
+    app: App,
+    person_key: str | None,
+    file_id: int | None,
+    site: str | None,
+    kind: str | None,
+    as_json: bool,
 ) -> None:
     """The audit trail of a person or a file, from the database."""
     if (person_key is None) == (file_id is None):
         raise UsageError("pass exactly one of --person KEY or --file ID")
+    if kind is not None and person_key is None:
+        raise UsageError("--kind goes with --person KEY")
     with app.reader.connect() as connection:
         if file_id is not None:
             _ledger_row(connection, file_id)  # an unknown id is a mistake, as for a person
@@ -1176,6 +1188,8 @@ def history_command(
             assert person_key is not None
             site_name = app.config.site(site)
             in_site = sa.select(persons.c.id, persons.c.username).where(persons.c.site == site_name)
+            if kind is not None:  # a student and a parent may share a key (two SIS tables)
+                in_site = in_site.where(persons.c.kind == kind)
             query = in_site.where(
                 sa.or_(persons.c.sync_key == person_key, persons.c.email == person_key.casefold())
             )
@@ -1184,7 +1198,8 @@ def history_command(
                 | {row.id for row in store.persons_by_username(connection, in_site, person_key)}
             )
             if not ids:
-                raise UsageError(f'no person "{person_key}" in site "{site_name}"')
+                who = f"{kind} " if kind else "person "
+                raise UsageError(f'no {who}"{person_key}" in site "{site_name}"')
             rows = trail.events_of_person(connection, ids)
     # One document at a time: a district's first load is millions of events.
     documents = (audit.event_as_dict(row) for row in rows)

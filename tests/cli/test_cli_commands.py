@@ -253,6 +253,24 @@ def test_history_of_a_child_lists_the_links_that_concern_it(syncd: Syncd) -> Non
     assert parent.count("relationship.created") == 2  # S1 by the file, S2 by hand
 
 
+def test_history_kind_tells_a_student_and_a_parent_of_one_key_apart(syncd: Syncd) -> None:
+    # Two SIS tables, two numberings: student S1 and a parent whose key is also S1.
+    imported(syncd, "students.csv", students_csv(STUDENTS[:2]))
+    header = ("SyncID", "First name", "Last name", "Pupil sync key")
+    imported(syncd, "parents.csv", parents_csv([("S1", "Ada", "Berg", "S2")], header))
+    both = syncd("history", "--person", "S1", "--json").json()
+    assert sorted(e["kind"] for e in both if e["event"] == "person.created") == [
+        "parent",
+        "student",
+    ]
+    student = syncd("history", "--person", "S1", "--kind", "student", "--json").json()
+    assert [(e["event"], e.get("kind")) for e in student] == [("person.created", "student")]
+    parent = syncd("history", "--person", "S1", "--kind", "parent", "--json").json()
+    assert [e["event"] for e in parent] == ["person.created", "relationship.created"]
+    assert syncd("history", "--person", "S2", "--kind", "parent").exit_code == 2
+    assert syncd("history", "--file", "1", "--kind", "parent").exit_code == 2
+
+
 def test_history_of_a_file_lists_its_audit_events(syncd: Syncd) -> None:
     imported(syncd, "students.csv", students_csv())
     outcome = syncd("history", "--file", str(file_id(syncd, "students.csv")), "--json")
