@@ -46,6 +46,7 @@ from syncd.core.plan import (
     SiteCounts,
     Thresholds,
     hold_reason,
+    may_be_pending,
     plan_parent_links,
     plan_person_chunk,
     plan_unlisted,
@@ -426,6 +427,8 @@ class PersonFile:
                 named = self.students.students_named(values)
                 if named is None:  # a child value naming several students: a row error
                     break
+                if None in named[0] and not may_be_pending(self.source.child_field.value):
+                    break  # an internal id naming no student: a row error too
                 children = writes.PlainChildren(values, *named, self.source.child_field.value)
             # The header is line 1 and every plain row one line.
             if not person_rows.take_plain(people.sync_keys, rows + 2):

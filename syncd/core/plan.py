@@ -357,11 +357,16 @@ def resolve_child(
     return None, _ambiguous_child(value, field_name, matches)
 
 
+def may_be_pending(field_name: str) -> bool:
+    """Whether a child value of `field_name` that names no student is a pending link (for a
+    student who may come later). An internal id is syncd's own: none comes later (a new
+    student gets the next free one, which a stale or mistyped value would then name)."""
+    return field_name != "internal_id"
+
+
 def no_such_child(value: str, field_name: str) -> str | None:
-    """Return the error of a child value that names no student, or None: it is pending,
-    for a student who may come later. An internal id is syncd's own: none comes later
-    (a new student gets the next free one, which a stale value would then name)."""
-    if field_name != "internal_id":
+    """Return the error of a child value that names no student, or None: it is pending."""
+    if may_be_pending(field_name):
         return None
     return (
         f"no student has internal id {value!r} (syncd's own person id: the person_id of the "

@@ -220,6 +220,30 @@ def test_an_internal_id_no_student_has_is_a_row_error_not_a_pending_link(syncd: 
     assert [link for link in syncd.links() if link[2] == "pending"] == []
 
 
+def test_an_internal_id_no_student_has_is_a_row_error_in_a_sites_first_keyed_parents_file(
+    syncd: Syncd,
+) -> None:
+    # A site's first parents file with a sync-key column is read column by column: the
+    # same rule (found by black-box testing: it was a pending link the next new student,
+    # given that id, would have resolved).
+    syncd.configure(child_field="internal_id")
+    imported(syncd, "students.csv", students_csv())
+    ids = _students_with_ids(syncd)
+    unknown = str(max(map(int, ids.values())) + 1)  # the next new person's id
+    header = ("SyncID", "First name", "Last name", "Pupil sync key")
+    rows = [("P1", "Ada", "Berg", str(ids["S1"])), ("P2", "Bo", "Lund", unknown)]
+    imported(syncd, "parents.csv", parents_csv(rows, header))
+    document = report(syncd, "parents.csv")
+    assert (document["counts"]["rejected"], document["pending"]) == (1, [])
+    [error] = errors_rows(syncd, "parents.csv")
+    assert (error["row"], error["value"]) == ("3", unknown)
+    assert [link for link in syncd.links() if link[2] == "pending"] == []
+    imported(
+        syncd, "students-2.csv", students_csv([*STUDENTS, ("S9", "", "Ny", "Elev", "", "", "")])
+    )
+    assert active_links(syncd) == {("P1", "S1")}
+
+
 def test_child_column_named_per_source(syncd: Syncd) -> None:
     syncd.configure(child_column="Kid")
     imported(syncd, "students.csv", students_csv())
