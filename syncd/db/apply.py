@@ -33,6 +33,7 @@ from syncd.core.plan import (
     child_lookup_value,
     complete_upsert,
     drained,
+    may_be_pending,
 )
 from syncd.db import store
 from syncd.db.bulk import IdAllocator, insert_rows, json_text, update_rows
@@ -943,6 +944,8 @@ def resolve_pending(
     indexes: dict[str, dict[str, tuple[StudentRef, ...]]] = {}
 
     def student(child_field: str, child_value: str) -> StudentRef | None:
+        if not may_be_pending(child_field):
+            return None  # an internal id an earlier syncd left pending: it would name a stranger
         if child_field not in indexes:
             indexes[child_field] = store.student_index(connection, context.site, child_field)
         matches = indexes[child_field].get(child_lookup_value(child_field, child_value))

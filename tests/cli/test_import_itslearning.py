@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
 import openpyxl
 import pytest
+import sqlalchemy as sa
 
+from syncd.db.schema import pending_links
 from tests.cli.conftest import Syncd
 from tests.cli.rosters import (
     PARENT_HEADER,
@@ -150,10 +155,13 @@ def test_child_cell_separators_comma_pipe_and_semicolon_all_link_both(
     assert active_links(syncd) == {("ana.nunez", "S2"), ("ana.nunez", "S3")}
 
 
-def _students_with_ids(syncd: Syncd) -> dict[str, int]:
+STUDENT_KEYS = [row[0] for row in STUDENTS]
+
+
+def _students_with_ids(syncd: Syncd, keys: Iterable[str] = STUDENT_KEYS) -> dict[str, int]:
     """Return the internal person id of each student (from the audit trail)."""
     ids = {}
-    for key, *_ in STUDENTS:
+    for key in keys:
         outcome = syncd("history", "--person", key, "--json")
         assert outcome.exit_code == 0, outcome.stderr
         created = [e for e in outcome.json() if e["event"] == "person.created"]
@@ -241,6 +249,41 @@ def test_an_internal_id_no_student_has_is_a_row_error_in_a_sites_first_keyed_par
     imported(
         syncd, "students-2.csv", students_csv([*STUDENTS, ("S9", "", "Ny", "Elev", "", "", "")])
     )
+    assert active_links(syncd) == {("P1", "S1")}
+
+
+def test_a_pending_internal_id_an_earlier_syncd_left_never_resolves_to_a_new_student(
+    syncd: Syncd,
+) -> None:
+    syncd.configure(child_field="internal_id")
+    imported(syncd, "students.csv", students_csv())
+    header = ("SyncID", "First name", "Last name", "Pupil sync key")
+    ids = _students_with_ids(syncd)
+    imported(syncd, "parents.csv", parents_csv([("P1", "Ada", "Berg", str(ids["S1"]))], header))
+    engine = sa.create_engine(syncd.database_url)
+    with engine.begin() as connection:
+        parent_id = connection.execute(
+            sa.text("SELECT id FROM persons WHERE sync_key = 'P1'")
+        ).scalar_one()
+        now = datetime.now(UTC)
+        connection.execute(
+            pending_links.insert().values(
+                site="district-a",
+                source="district-a",
+                parent_id=parent_id,
+                child_field="internal_id",
+                child_value=str(parent_id + 1),
+                type="Parent",
+                origin="parents",
+                created_at=now,
+                expires_at=now + timedelta(days=14),
+            )  # fmt: skip
+        )
+    engine.dispose()
+    imported(
+        syncd, "students-2.csv", students_csv([*STUDENTS, ("S9", "", "Ny", "Elev", "", "", "")])
+    )
+    assert _students_with_ids(syncd, ["S9"]) == {"S9": parent_id + 1}
     assert active_links(syncd) == {("P1", "S1")}
 
 
