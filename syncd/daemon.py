@@ -680,10 +680,8 @@ class Daemon:
         self._handler_for = Handler
         self._watches = {}
         for config in local:
-            runner = self.runners.get(config.name)
-            if runner is None or not runner.opened:  # a folder gone since: see open_source
-                with contextlib.suppress(OSError):
-                    os.makedirs(config.path, exist_ok=True)
+            # A drop folder that is not there is never made (open_source): it is watched
+            # once it is (_check_watches).
             self._watch(observer, config)
         observer.daemon = True
         try:

@@ -19,7 +19,9 @@ import pytest
 STUDENTS = "SyncID,First name,Last name\nS1,Lena,Müller\nS2,Zoë,Martin\n"
 
 
-def write_config(root: Path, sources: list[str], poll: str = "60s") -> Path:
+def write_config(root: Path, sources: list[str], poll: str = "60s", make: bool = True) -> Path:
+    """Write a config of local sources on root/NAME, the folders made unless `make` is
+    false (syncd never makes a drop folder)."""
     lines = [
         "[database]",
         f'url = "sqlite:///{root / "syncd.db"}"',
@@ -27,6 +29,8 @@ def write_config(root: Path, sources: list[str], poll: str = "60s") -> Path:
         f'path = "{root / "audit.jsonl"}"',
     ]
     for name in sources:
+        if make:
+            (root / name).mkdir(exist_ok=True)
         lines += ["[[sources]]", f'name = "{name}"', f'url = "file:{name}"', f'poll = "{poll}"',
                   'min_age = "0s"']  # fmt: skip
     path = root / "config.toml"
@@ -164,10 +168,31 @@ def test_a_drop_folder_gone_while_running_is_a_source_error_not_made_anew(
         assert process.wait(timeout=20) == 0
 
 
+def test_a_drop_folder_missing_at_start_is_a_source_error_never_made(tmp_path: Path) -> None:
+    # A mistyped path: the SIS uploads elsewhere while an empty folder would be polled,
+    # healthy-looking, for ever. Said in the audit log and the journal; watched once made.
+    config = write_config(tmp_path, ["district-a"], poll="1s", make=False)
+    folder = tmp_path / "district-a"
+    with running(config) as process:
+        assert wait_for(lambda: bool(events(tmp_path, "source.error")), timeout=10)
+        [error] = events(tmp_path, "source.error")[:1]
+        assert "drop folder" in str(error["error"]) and "does not exist" in str(error["error"])
+        time.sleep(1.5)
+        assert not folder.exists()
+        folder.mkdir()
+        drop(folder / "students.csv", STUDENTS)
+        assert wait_for(lambda: bool(events(tmp_path, "file.applied")), timeout=15)
+        assert wait_for(lambda: bool(events(tmp_path, "source.recovered")), timeout=10)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        assert process.stderr is not None
+        journal = process.stderr.read().decode()
+    assert f"drop folder {folder} does not exist" in journal
+
+
 def test_daemon_started_comes_before_the_first_poll_events(tmp_path: Path) -> None:
     config = write_config(tmp_path, [f"district-{letter}" for letter in "abcdef"])
     for letter in "abcdef":
-        (tmp_path / f"district-{letter}").mkdir()
         (tmp_path / f"district-{letter}" / "students.csv").write_text(STUDENTS)
     with running(config) as process:
         assert wait_for(lambda: len(events(tmp_path, "file.applied")) == 6)
@@ -391,7 +416,6 @@ def test_sigterm_during_run_once_exits_0_leaving_the_files_for_the_next_pass(
     config = write_config(tmp_path, ["district-a"])
     config.write_text(config.read_text().replace('min_age = "0s"', 'min_age = "120s"'))
     drop = tmp_path / "district-a"
-    drop.mkdir()
     (drop / "students.csv").write_text(STUDENTS)  # young: the pass waits min_age for it
     with running(config, "--once") as process:
         assert wait_for(lambda: (drop / "processing").is_dir())  # the pass is under way
