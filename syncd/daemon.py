@@ -374,6 +374,10 @@ class Daemon:
         self._watches: dict[str, tuple[Any, tuple[int, int] | None]] = {}
         self._handler_for: Callable[[str], Any] = lambda name: None
         self.metrics = Metrics()
+        # SQLite has one writer, and a file holds it for its whole transaction: another
+        # source's pass would wait busy_timeout (30 s) behind a big file and then fail as
+        # "database is locked", a source.error for a healthy source. Passes take turns.
+        self._sqlite_turn = threading.Lock()
 
     def install_signal_handlers(self) -> None:
         def on_term(*_: object) -> None:
@@ -456,9 +460,17 @@ class Daemon:
             runner.rescan.set()  # the pass in hand lists the folder once more instead
             return
         try:
-            self._run_source(name, runner)
+            with self._database_turn():
+                if not self.stop.is_set():
+                    self._run_source(name, runner)
         finally:
             runner.running.release()
+
+    def _database_turn(self) -> contextlib.AbstractContextManager[object]:
+        """One source's pass at a time on SQLite; on PostgreSQL each source runs freely."""
+        if self.app.engine.dialect.name == "sqlite":
+            return self._sqlite_turn
+        return contextlib.nullcontext()
 
     def _run_source(self, name: str, runner: SourceRunner) -> None:
         try:

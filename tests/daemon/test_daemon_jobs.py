@@ -7,9 +7,10 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ from structlog.testing import capture_logs
 from syncd.cli import App
 from syncd.daemon import Daemon, SourceRunner
 from syncd.locks import AdvisoryLock
+from syncd.pickup import PassResult
 
 STUDENTS = "SyncID,First name,Last name\nS1,Lena,Müller\n"
 
@@ -188,3 +190,70 @@ def test_a_file_waiting_for_an_earlier_kind_is_said_once_while_it_waits(tmp_path
     runner.poll(False)
     assert waiting() == ["parents.csv", "parents-2.csv"]
     app.close()
+
+
+def _two_sources(root: Path, database_url: str) -> App:
+    config = root / "config.toml"
+    sources = "".join(
+        f'[[sources]]\nname = "{name}"\nurl = "file:{name}"\nmin_age = "0s"\n' for name in "ab"
+    )
+    for name in "ab":
+        (root / name).mkdir()
+    config.write_text(
+        f'[database]\nurl = "{database_url}"\n[audit]\npath = "{root / "audit.jsonl"}"\n' + sources,
+        encoding="utf-8",
+    )
+    return App(config_option=str(config), debug=False)
+
+
+class _TimedRunner(SourceRunner):
+    """A runner that notes when each of its passes began and ended (spans[name])."""
+
+    spans: ClassVar[dict[str, list[float]]] = {}
+
+    def poll(self, wait_for_young: bool) -> PassResult:
+        self.spans[self.config.name] = [time.monotonic()]
+        try:
+            return super().poll(wait_for_young)
+        finally:
+            self.spans[self.config.name].append(time.monotonic())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_on_sqlite_one_sources_pass_waits_for_anothers_big_file(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    # SQLite has one writer, held for a file's whole transaction: a second source's pass
+    # beside it would wait 30 s and fail ("database is locked"), paging for a healthy source.
+    sqlite = backend == "sqlite"
+    url = (
+        f"sqlite:///{tmp_path / 'syncd.db'}" if sqlite else request.getfixturevalue("postgres_url")
+    )
+    app = _two_sources(tmp_path, url)
+    daemon = Daemon(app, None)
+    spans = _TimedRunner.spans
+    spans.clear()
+    for config in app.config.sources:
+        daemon.runners[config.name] = _TimedRunner(app, config)
+    rows = "".join(f"S{n},Ann,Lee{n}\n" for n in range(60_000))
+    (tmp_path / "a" / "students.csv").write_text("SyncID,First name,Last name\n" + rows)
+    first = threading.Thread(target=daemon._job, args=["a"])
+    first.start()
+    assert _until(lambda: "a" in spans)
+    second = threading.Thread(target=daemon._job, args=["b"])
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert list((tmp_path / "a" / "archive").rglob("students.csv"))
+    a_ended, b_began = spans["a"][1], spans["b"][0]
+    assert (b_began >= a_ended) is sqlite  # on PostgreSQL the two run side by side
+    app.close()
+
+
+def _until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
