@@ -215,6 +215,8 @@ class SourceRunner:
     # Whether a failed pass is tried again (the daemon) or not (`run --once`): said in
     # source.error's retry_in only when it is.
     retries: bool = True
+    # Taken out of the configuration by a reload: the pass in hand stops after its file.
+    retired: bool = False
 
     def poll(self, wait_for_young: bool) -> PassResult:
         """Run one pass; raise UnreachableError (after recording it) when the source fails."""
@@ -237,7 +239,7 @@ class SourceRunner:
                         f'source "{config.name}": another syncd process works its folder '
                         f"{config.path} with another database: one folder, one configuration"
                     )
-                result = self.pickup.run_once(run_id, wait_for_young, self.should_stop)
+                result = self.pickup.run_once(run_id, wait_for_young, self._stopping)
         except UnreachableError as error:
             self._record_error(error, context)
             raise
@@ -255,6 +257,9 @@ class SourceRunner:
             source.close()
         self._record_success(result, context)
         return result
+
+    def _stopping(self) -> bool:
+        return self.retired or self.should_stop()
 
     def retry_in(self) -> timedelta:
         poll = self.config.poll or timedelta(seconds=60)
@@ -461,7 +466,7 @@ class Daemon:
             return
         try:
             with self._database_turn():
-                if not self.stop.is_set():
+                if not (self.stop.is_set() or runner.retired):
                     self._run_source(name, runner)
         finally:
             runner.running.release()
@@ -630,6 +635,14 @@ class Daemon:
         `staying` (a reload keeps leading them: releasing would let a standby daemon take
         over for a moment, and log source.released/acquired at every SIGHUP)."""
         self._stop_observer()
+        for name, runner in self.runners.items():
+            runner.retired = name not in staying  # its pass stops after the file in hand
+        for runner in self.runners.values():
+            # The pass in hand ends first (the scheduler is paused: no new one starts): a
+            # new runner must not work its source beside it, and a source's lock is released
+            # (source.released) only once its work is done.
+            with runner.running:
+                pass
         for job in self.scheduler.get_jobs():
             job.remove()
         kept: dict[str, SourceLock] = {}
@@ -657,7 +670,7 @@ class Daemon:
             click.echo(f"syncd: reload refused, the old configuration stays: {error}", err=True)
             return
         self.app._config = config  # later commands of this App see the new file
-        # Wait for running jobs of the old configuration before replacing them.
+        # No new runs while the old configuration's passes end (_unschedule_all waits).
         self.scheduler.pause()
         staying = {source.name for source in _selected(self.app, self.source_name)}
         held = self._unschedule_all(staying)

@@ -239,6 +239,34 @@ def test_sighup_reloads_config_and_watches_the_new_source(
     assert process.wait(timeout=20) == 0
 
 
+def test_sighup_taking_out_a_source_releases_it_once_its_file_in_hand_is_done(
+    tmp_path: Path,
+) -> None:
+    # source.released tells the operator the source may be pointed elsewhere: not while
+    # this daemon still applies its file. A source that stays is not run twice meanwhile.
+    config = write_config(tmp_path, ["district-a", "district-b"])
+    rows = "".join(f"S{n},Ann,Lee{n}\n" for n in range(150_000))
+    with running(config) as process:
+        assert wait_for(lambda: len(events(tmp_path, "source.polled")) >= 2)
+        drop(tmp_path / "district-a" / "students.csv", "SyncID,First name,Last name\n" + rows)
+        assert wait_for(lambda: bool(events(tmp_path, "file.received")))
+        write_config(tmp_path, ["district-b"])
+        process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: bool(events(tmp_path, "config.reloaded")), timeout=60)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    order = [
+        (e["event"], e.get("source"))
+        for e in events(tmp_path)
+        if e["event"] in ("file.applied", "source.released", "config.reloaded")
+    ]
+    assert order[:3] == [
+        ("file.applied", "district-a"),
+        ("source.released", "district-a"),
+        ("config.reloaded", None),
+    ]
+
+
 def test_sighup_with_a_broken_config_still_reopens_the_rotated_audit_log(
     daemon: tuple[subprocess.Popen[bytes], Path],
 ) -> None:
