@@ -237,7 +237,8 @@ class SourceRunner:
                 if not taken:
                     raise SourceUnreachable(
                         f'source "{config.name}": another syncd process works its folder '
-                        f"{config.path} with another database: one folder, one configuration"
+                        f"{config.path}: one with another database (one folder, one "
+                        "configuration), or one finishing a file after it lost the source's lock"
                     )
                 result = self.pickup.run_once(run_id, wait_for_young, self._stopping)
         except UnreachableError as error:
