@@ -217,6 +217,8 @@ class SourceRunner:
     retries: bool = True
     # Taken out of the configuration by a reload: the pass in hand stops after its file.
     retired: bool = False
+    # Another daemon leads the source (said once on stderr until this one takes it).
+    standing_by: bool = False
 
     def poll(self, wait_for_young: bool) -> PassResult:
         """Run one pass; raise UnreachableError (after recording it) when the source fails."""
@@ -535,6 +537,13 @@ class Daemon:
             audit.emit(audit.SOURCE_ACQUIRED, source=runner.config.name, site=runner.config.site)
         elif was_leading and not leading:
             self._say_lock_lost(runner)
+        if not leading and not runner.standing_by:
+            # The journal says why this daemon's log has no source.polled for the source.
+            self._say(
+                f'syncd: source "{runner.config.name}": another syncd process works it; '
+                "standing by to take over"
+            )
+        runner.standing_by = not leading
         return leading
 
     @staticmethod

@@ -80,6 +80,11 @@ def test_one_daemon_leads_a_source_and_another_takes_over(
     processes[other].send_signal(signal.SIGTERM)
     assert processes[other].wait(timeout=20) == 0
     assert events(homes[other], "source.released")
+    # Its journal said once why it polled nothing while it stood by.
+    journal = processes[other].stderr.read().decode()  # type: ignore[union-attr]
+    assert journal.splitlines() == [
+        'syncd: source "district-a": another syncd process works it; standing by to take over'
+    ]
 
 
 def test_a_reload_keeps_the_lock_of_a_source_the_leader_still_works(
