@@ -372,6 +372,7 @@ def _plan_document(result: FileResult) -> dict[str, Any]:
         "reason": result.reason,
         "counts": result.counts.as_dict(),
         "changes": result.changes,
+        **({"links_kept": result.links_kept} if result.links_kept else {}),
         "errors": [
             {"row": e.row, "column": e.column, "value": e.value, "error": e.error}
             for e in result.errors

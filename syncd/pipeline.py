@@ -86,6 +86,8 @@ class FileResult:
     ignored_columns: list[str] = field(default_factory=list)
     attribute_columns: list[str] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)
+    # Delete rows of a relationships file whose link stays (core.plan.LinkPlan.kept).
+    links_kept: list[dict[str, Any]] = field(default_factory=list)
     unresolved_children: int = 0
     duration_s: float = 0.0
     # A dry run's file is planned, never failed or held: what the real run would do then.
@@ -602,6 +604,7 @@ class Pipeline:
             store.ensure_site(connection, source.site, now)
             errors = ErrorList()
             link_plan = self._plan_links(connection, job, opened, errors, result)
+            result.links_kept = link_plan.kept
             names = link_plan.names
             result.errors = sorted(errors.errors, key=lambda error: error.row)
             counts.rejected = len(errors.rejected_lines)

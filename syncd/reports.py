@@ -64,6 +64,8 @@ def report_document(result: FileResult, errors_file: str | None = None) -> dict[
     }
     if result.reason:
         document["reason"] = result.reason
+    if result.links_kept:
+        document["links_kept"] = result.links_kept
     if result.errors:
         document["errors_file"] = errors_file or errors_name(result.name)
     return document

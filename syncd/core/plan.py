@@ -647,6 +647,9 @@ class LinkPlan:
     # Sync keys by person id of the persons in the changes whose rows named them (their
     # audit lines name them; the others' are read).
     names: dict[int, str] = field(default_factory=dict)
+    # Delete rows naming a link that stays: another kind of file or `syncd link` made it
+    # (SPEC §2.4). Said in the report, so that the admin who asked knows why.
+    kept: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def created(self) -> int:
@@ -1052,6 +1055,11 @@ def plan_relationship_links(
                 if full:
                     links.list_pair(pair)
                 names[parent.person_id], names[child.person_id] = parent.sync_key, child.sync_key
+            if marked is not None and (why := _kept_by(links[pair])) is not None:
+                plan.kept.append(
+                    {"row": item.line, "parent": parent.sync_key, "child": child.sync_key,
+                     "kept": why}
+                )  # fmt: skip
             continue
         if marked is not None and full:
             links.list_pair(pair)  # (a new link needs no place there: a first load's millions)
@@ -1077,6 +1085,15 @@ def plan_relationship_links(
 
 # ---------------------------------------------------------------------------------------------
 # Safety
+
+
+def _kept_by(link: ExistingLink) -> str | None:
+    """Why a relationships file's delete row leaves `link` active, or None if it does not."""
+    if link.by_parents:
+        return "a parents file names this link; it stays while that file names it"
+    if link.manual == "link":
+        return "linked by hand (syncd link); only syncd unlink removes it"
+    return None
 
 
 def hold_reason(

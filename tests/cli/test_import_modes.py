@@ -114,6 +114,48 @@ def test_delta_relationships_row_marked_delete_removes_the_link(syncd: Syncd) ->
     assert report(syncd, "relationships-2.csv")["counts"]["links_removed"] == 1
 
 
+def test_a_delete_row_whose_link_another_kind_or_an_operator_made_says_why_it_stays(
+    syncd: Syncd,
+) -> None:
+    # SPEC §2.4 keeps these links; the admin who asked for their removal is told why.
+    syncd.configure(
+        mode={"students": "full", "parents": "full", "relationships": "delta"},
+        max_deactivate=0.5,
+    )
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", "S1"), ("P2", "")))
+    imported(syncd, "relationships.csv", _relationships(("P1", "S2"), ("P2", "S3")))
+    assert syncd("link", "--parent", "P2", "--child", "S4").exit_code == 0
+    header = (*REL_HEADER, "Status")
+    rows = [
+        ("P1", "S1", "Parent", "Delete"),  # the parents file's
+        ("P1", "S2", "Parent", "Delete"),  # this kind's: removed
+        ("P2", "S4", "Parent", "Delete"),  # by hand
+    ]
+    imported(syncd, "relationships-2.csv", table(header, rows))
+    assert active_links(syncd) == {("P1", "S1"), ("P2", "S3"), ("P2", "S4")}
+    document = report(syncd, "relationships-2.csv")
+    assert document["counts"]["links_removed"] == 1
+    assert document["links_kept"] == [
+        {
+            "row": 2,
+            "parent": "P1",
+            "child": "S1",
+            "kept": "a parents file names this link; it stays while that file names it",
+        },
+        {
+            "row": 4,
+            "parent": "P2",
+            "child": "S4",
+            "kept": "linked by hand (syncd link); only syncd unlink removes it",
+        },
+    ]
+    preview = syncd("import", "--dry-run", "--json", str(syncd.root / "relationships-2.csv"))
+    assert [kept["row"] for kept in preview.json()["links_kept"]] == [2, 4]
+    # A file without such rows has no such key.
+    assert "links_kept" not in report(syncd, "relationships.csv")
+
+
 def test_full_relationships_file_removes_the_links_it_no_longer_lists(syncd: Syncd) -> None:
     syncd.configure(max_deactivate=0.9)
     imported(syncd, "students.csv", students_csv())
