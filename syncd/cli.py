@@ -339,6 +339,7 @@ def _import_job(
         run_id=run_id,
         location=str(path.resolve()),
         progress=_progress(path, interrupted),
+        checkpoint=partial(_interrupt_if_asked, interrupted),
     )
 
 
@@ -350,14 +351,19 @@ def _wants_progress(path: Path) -> bool:
     return sys.stderr.isatty() and path.stat().st_size >= PROGRESS_MIN_BYTES
 
 
+def _interrupt_if_asked(interrupted: Callable[[], str | None]) -> None:
+    """Stop the file here if a signal asked to (_stop_on_interrupt): it fails whole."""
+    if (signal_name := interrupted()) is not None:
+        raise Interrupted(f"interrupted ({signal_name}): nothing of it applied")
+
+
 def _progress(path: Path, interrupted: Callable[[], str | None]) -> Callable[[int], None]:
     """Told the rows read now and then: stop there if a signal asked to (_stop_on_interrupt),
     show the count on a terminal."""
     shows = _wants_progress(path)
 
     def told(rows: int) -> None:
-        if (signal_name := interrupted()) is not None:
-            raise Interrupted(f"interrupted ({signal_name}): nothing of it applied")
+        _interrupt_if_asked(interrupted)
         if shows:
             click.echo(f"\r{path.name}: {rows:,} rows read", err=True, nl=False)
 

@@ -36,6 +36,12 @@ class Interrupted(FileFailed):
     transaction rolls back, the file fails (nothing of it applied) and no later file starts."""
 
 
+class Stopped(Exception):  # noqa: N818 - not an error: what was asked
+    """The daemon (or `run --once`) was asked to stop while a file was being applied and
+    the rest would take long (passwords to hash): its transaction rolls back and the file
+    stays in processing/, taken up at the next start as if never begun."""
+
+
 class FileUnreadable(FileFailed):
     """A drop folder's file that the source may not read (its permissions): that file
     fails, the others of the pass go on."""

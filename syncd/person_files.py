@@ -569,7 +569,9 @@ class PersonFile:
             self.columns,
         )
         if self.context.hash_passwords and self.source.update_passwords:
-            self.pipeline.plan_password_changes(connection, plan, records, existing, errors)
+            self.pipeline.plan_password_changes(
+                connection, plan, records, existing, errors, self.job.checkpoint
+            )
         self.unchanged += plan.unchanged
         self.unresolved += plan.unresolved_children
         self._apply_plan(connection, plan, existing)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from syncd.clock import Clock
 from syncd.config import SourceConfig
 from syncd.db import store
 from syncd.db.apply import OrphanCarry, expire_pending
-from syncd.errors import FileFailed, FileUnreadable, SyncdError
+from syncd.errors import FileFailed, FileUnreadable, Stopped, SyncdError
 from syncd.formats.headers import detect_kind
 from syncd.formats.readers import open_table
 from syncd.model import Counts, FileStatus, Kind, RowError
@@ -225,7 +226,10 @@ class Pickup:
                     # With files held back, a further round may follow: its last file (or
                     # the batch's end) judges the orphans.
                     defer = index < len(claimed) - 1 or bool(held_back)
-                    self._process(item, run_id, outcome, orphans, defer)
+                    try:
+                        self._process(item, run_id, outcome, orphans, defer, should_stop)
+                    except Stopped:  # rolled back mid-file: it waits in processing/
+                        break
                 latest = max((kind.rank for kind in held_back.values()), default=0)
                 if should_stop() or not any(
                     result.status is FileStatus.APPLIED and result.kind.rank < latest
@@ -449,6 +453,7 @@ class Pickup:
         outcome: PassResult,
         orphans: OrphanCarry | None = None,
         defer_orphans: bool = False,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         location = f"processing/{item.processing_name}"
         file_id = None
@@ -484,6 +489,7 @@ class Pickup:
             location=location,
             orphans=orphans,
             defer_orphans=defer_orphans,
+            checkpoint=partial(_stop_if_asked, should_stop),
         )
         limit = self.config.limits.max_file_size
         if item.unreadable is not None:
@@ -563,6 +569,13 @@ def ledger_result(row: Any, errors: list[RowError]) -> FileResult:
         errors=errors,
         duration_s=round(took.total_seconds(), 3) if took is not None else 0.0,
     )
+
+
+def _stop_if_asked(should_stop: Callable[[], bool]) -> None:
+    """A file's checkpoint in a pass: a stop asked while its passwords are hashed (hours for
+    a district's first parents file) rolls it back rather than keep systemd waiting."""
+    if should_stop():
+        raise Stopped("asked to stop: the file rolls back and waits in processing/")
 
 
 def write_reports(source: Source, result: FileResult) -> None:

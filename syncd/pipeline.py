@@ -47,7 +47,7 @@ from syncd.db import store
 from syncd.db.database import ANALYZE_AFTER_ROWS, refresh_statistics
 from syncd.db.preview import PreviewConnection, keep_preview
 from syncd.db.schema import files
-from syncd.errors import FileFailed
+from syncd.errors import FileFailed, Stopped
 from syncd.formats.detect import Detected, detect_format
 from syncd.formats.headers import detect_kind
 from syncd.locks import RunMark
@@ -120,6 +120,9 @@ class Job:
     run_id: str | None = None
     location: str | None = None  # where the file sits while processed, for the ledger
     progress: Callable[[int], None] | None = None  # told the rows read so far, now and then
+    # Called between slices of long work (passwords to hash); raises to stop there
+    # (errors.Stopped: rolled back, left for the next pass; errors.Interrupted: failed).
+    checkpoint: Callable[[], None] | None = None
     # The batch's parents left to judge as orphans, and whether a later file of the batch
     # comes (then they are judged by that file, or by settle_orphans after the batch).
     orphans: writes.OrphanCarry | None = None
@@ -359,6 +362,16 @@ class Pipeline:
                 ).scalar_one()
             )
 
+    def _give_back_take_up(self, file_id: int) -> None:
+        """A file rolled back because syncd was asked to stop is taken up again at the next
+        start as if never begun: its take-ups count only the times syncd died with it."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                files.update()
+                .where(files.c.id == file_id)
+                .values(attempts=sa.func.coalesce(files.c.attempts, 0) - 1)
+            )
+
     def forget_claim(self, file_id: int) -> None:
         """Remove the entry of a claim another syncd won (the file was gone when moved)."""
         with self.engine.begin() as connection:
@@ -432,6 +445,7 @@ class Pipeline:
             orphans=job.orphans,
             defer_orphans=job.defer_orphans,
             dry_run=job.dry_run,
+            **({"checkpoint": job.checkpoint} if job.checkpoint else {}),
         )
 
     @staticmethod
@@ -521,6 +535,10 @@ class Pipeline:
                 else:
                     PersonFile(self, job, result).run(opened)
             self._refresh_statistics(job, result)
+        except Stopped:
+            if result.file_id is not None and not job.dry_run:
+                self._give_back_take_up(result.file_id)
+            raise
         except Exception as error:
             why = _failure_reason(error)
             if why is None:
@@ -786,6 +804,7 @@ class Pipeline:
         records: Sequence[PersonRecord],
         snapshot: Mapping[str, ExistingPerson],
         errors: ErrorList,
+        checkpoint: Callable[[], None] | None = None,
     ) -> None:
         """Add the rows whose only change is a new password (`update_passwords = true`).
 
@@ -809,6 +828,7 @@ class Pipeline:
         differ = writes.passwords_differ(
             [stored.get(person.person_id) for person, _ in candidates],
             [record.password or "" for _, record in candidates],
+            *([checkpoint] if checkpoint else []),
         )
         for (person, record), changed in zip(candidates, differ, strict=True):
             if changed:

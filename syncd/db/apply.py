@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import chain, compress, islice, repeat
 from json.encoder import encode_basestring as _encode_json_string
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 
@@ -55,6 +55,10 @@ class OrphanCarry:
     parents: set[int] = field(default_factory=set)
 
 
+def _no_checkpoint() -> None:
+    pass
+
+
 @dataclass(frozen=True, slots=True)
 class ApplyContext:
     site: str
@@ -73,6 +77,8 @@ class ApplyContext:
     defer_orphans: bool = False
     # A preview: what is applied is also listed as changes (Applied.resolved_changes).
     dry_run: bool = False
+    # Called between slices of long work (passwords to hash); raises to stop there.
+    checkpoint: Callable[[], None] = _no_checkpoint
 
 
 @dataclass(slots=True)
@@ -129,27 +135,54 @@ def _executemany(connection: sa.Connection, statement: Any, rows: Sequence[dict[
         connection.execute(statement, list(rows[start : start + BATCH]))
 
 
-def hash_passwords(passwords: Sequence[str]) -> list[str]:
-    """Return argon2id hashes of `passwords`, spread over all cores (argon2 drops the GIL)."""
+def hash_passwords(
+    passwords: Sequence[str], checkpoint: Callable[[], None] = _no_checkpoint
+) -> list[str]:
+    """Return argon2id hashes of `passwords`, spread over all cores (argon2 drops the GIL);
+    `checkpoint` is called between slices of a few seconds' work (it raises to stop)."""
     from argon2 import PasswordHasher
 
     hasher = PasswordHasher()
-    if len(passwords) < 4:
-        return [hasher.hash(password) for password in passwords]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return list(pool.map(hasher.hash, passwords, chunksize=16))
+    return _on_all_cores(hasher.hash, passwords, checkpoint)
 
 
-def passwords_differ(stored_hashes: Sequence[str | None], passwords: Sequence[str]) -> list[bool]:
+def passwords_differ(
+    stored_hashes: Sequence[str | None],
+    passwords: Sequence[str],
+    checkpoint: Callable[[], None] = _no_checkpoint,
+) -> list[bool]:
     """Return, for each pair, whether `password` differs from its stored argon2 hash.
 
     Spread over all cores like hashing: each check costs as much as a hash.
     """
     pairs = list(zip(stored_hashes, passwords, strict=True))
-    if len(pairs) < 4:
-        return [_password_changed(stored, password) for stored, password in pairs]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return list(pool.map(lambda pair: _password_changed(*pair), pairs, chunksize=16))
+    return _on_all_cores(lambda pair: _password_changed(*pair), pairs, checkpoint)
+
+
+_Item = TypeVar("_Item")
+_Done = TypeVar("_Done")
+# argon2 work per core between checkpoints: a few seconds (a core idles at most half a
+# hash of each slice, waiting for the other).
+SLICE_PER_CORE = 32
+
+
+def _on_all_cores(
+    work: Callable[[_Item], _Done], items: Sequence[_Item], checkpoint: Callable[[], None]
+) -> list[_Done]:
+    """Return `work` of each item, spread over all cores a slice at a time, `checkpoint`
+    called before each slice: a stop asked meanwhile is heard within seconds, not after
+    hours of a district's first passwords."""
+    if len(items) < 4:
+        checkpoint()
+        return [work(item) for item in items]
+    cores = os.cpu_count() or 1
+    step = cores * SLICE_PER_CORE
+    done: list[_Done] = []
+    with ThreadPoolExecutor(max_workers=cores) as pool:
+        for start in range(0, len(items), step):
+            checkpoint()
+            done += pool.map(work, items[start : start + step])
+    return done
 
 
 def _password_changed(stored_hash: str | None, password: str) -> bool:
@@ -266,7 +299,9 @@ def _create_persons(
         with_password = [i for i, upsert in enumerate(creates) if upsert.record.password]
         for i, hashed in zip(
             with_password,
-            hash_passwords([creates[i].record.password or "" for i in with_password]),
+            hash_passwords(
+                [creates[i].record.password or "" for i in with_password], context.checkpoint
+            ),
             strict=True,
         ):
             hashes[i] = hashed
@@ -481,6 +516,8 @@ def _apply_updates(
         fields = upsert.record.fields
         new_hash: str | None = None
         password = upsert.record.password
+        if password and with_passwords:
+            context.checkpoint()  # each check and hash is a tenth of a second or more
         if (
             password
             and with_passwords

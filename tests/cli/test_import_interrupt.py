@@ -262,3 +262,42 @@ def test_a_file_syncd_keeps_dying_with_is_failed_after_two_take_ups(tmp_path: Pa
     assert [path.name for path in (drop / "failed").iterdir()] == ["students.csv"]
     report = json.loads((drop / "reports" / "students.csv.report.json").read_text())
     assert (report["status"], report["reason"]) == ("failed", reason)
+
+
+def test_ctrl_c_while_passwords_are_hashed_stops_within_seconds(tmp_path: Path) -> None:
+    # argon2 runs for minutes over a few thousand parents: the stop is heard between slices.
+    database = tmp_path / "syncd.db"
+    config = tmp_path / "config.toml"
+    (tmp_path / "drop").mkdir()
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{database}"\n'
+        '[[sources]]\nname = "a"\nurl = "file:drop"\npasswords = "hash"\n'
+    )
+    students = tmp_path / "students.csv"
+    students.write_text("SyncID,First name,Last name\nS1,Ann,Lee\n")
+    parents = tmp_path / "parents.csv"
+    parents.write_text(
+        "SyncID,First name,Last name,Password,ChildID\n"
+        + "".join(f"P{n},Ann,Lee{n},Pass-{n}-word,S1\n" for n in range(2000))
+    )
+    command = [sys.executable, "-m", "syncd", "--config", str(config), "import"]
+    assert subprocess.run([*command, str(students)], capture_output=True).returncode == 0
+    process = subprocess.Popen(
+        [*command, str(parents)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_signals_as_from_a_terminal,
+    )
+    deadline = time.monotonic() + 30
+    while len(_entries(f"sqlite:///{database}")) < 2 and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(2)  # hashing
+    stopping = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - stopping < 10  # 2,000 hashes take minutes
+    assert process.returncode == 1, stderr.decode()
+    assert "parents.csv: failed: interrupted (Ctrl-C): nothing of it applied" in stderr.decode()
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT count(*) FROM persons").fetchone() == (1,)

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -341,6 +342,36 @@ def test_sigterm_during_apply_leaves_database_and_file_consistent(
             capture_output=True, check=True,
         )  # fmt: skip
         assert json.loads(persons.stdout) == []
+
+
+def test_sigterm_while_passwords_are_hashed_rolls_the_file_back_at_once(tmp_path: Path) -> None:
+    # argon2 takes hours for a district's first parents file: systemd's stop must not wait
+    # for it (and then kill -9 it, which three times over would fail a good file). Rolled
+    # back, the file waits in processing/ for the next start, which counts no take-up.
+    config = write_config(tmp_path, ["district-a"])
+    config.write_text(config.read_text() + 'passwords = "hash"\n')
+    folder = tmp_path / "district-a"
+    drop(folder / "students.csv", STUDENTS)
+    rows = "".join(f"P{n},Ann,Lee{n},Pass-{n}-word,S1\n" for n in range(2000))
+    drop(folder / "parents.csv", "SyncID,First name,Last name,Password,ChildID\n" + rows)
+    for _ in range(3):  # each would be a take-up, were it counted
+        with running(config) as process:
+            assert wait_for(lambda: len(events(tmp_path, "file.received")) >= 2, timeout=30)
+            time.sleep(2)  # hashing
+            stopping, asked_at = time.monotonic(), datetime.now(UTC)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+            assert time.monotonic() - stopping < 10  # 2,000 hashes take minutes
+        # The pass ended after the SIGTERM: it was hashing the parents file then.
+        last_pass = events(tmp_path, "source.polled")[-1]
+        assert datetime.fromisoformat(str(last_pass["ts"])) > asked_at
+        assert (folder / "processing" / "parents.csv").is_file()
+        assert not events(tmp_path, "file.failed")
+        assert [e["event"] for e in events(tmp_path)][-1] == "daemon.stopped"
+    config.write_text(config.read_text().replace('passwords = "hash"', 'passwords = "drop"'))
+    with running(config, "--once") as process:
+        assert process.wait(timeout=60) == 0
+    assert [e["name"] for e in events(tmp_path, "file.applied")] == ["students.csv", "parents.csv"]
 
 
 def test_files_dropped_while_a_file_is_processed_are_all_applied_once(
