@@ -93,9 +93,9 @@ MAX_TAKE_UPS = 2
 
 def _died_with_it(taken_up: int) -> str:
     return (
-        f"syncd stopped {taken_up} times while applying it (killed: out of memory?); nothing "
-        "of it was applied, and it is failed so that it no longer holds up its source: check "
-        "it, then send it again"
+        f"syncd stopped {taken_up} times while applying it (killed: out of memory, or a stop "
+        "that timed out?); nothing of it was applied, and it is failed so that it no longer "
+        "holds up its source: check it, then send it again"
     )
 
 

@@ -251,9 +251,9 @@ def test_a_file_syncd_keeps_dying_with_is_failed_after_two_take_ups(tmp_path: Pa
 
     last = subprocess.run(command, capture_output=True, text=True)
     reason = (
-        "syncd stopped 3 times while applying it (killed: out of memory?); nothing of it was "
-        "applied, and it is failed so that it no longer holds up its source: check it, then "
-        "send it again"
+        "syncd stopped 3 times while applying it (killed: out of memory, or a stop that timed "
+        "out?); nothing of it was applied, and it is failed so that it no longer holds up its "
+        "source: check it, then send it again"
     )
     assert last.returncode == 1, last.stderr
     assert reason in last.stderr
