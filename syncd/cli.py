@@ -1085,7 +1085,7 @@ def revert_command(app: App, file_id: int, as_json: bool) -> None:
 
 
 def _counted(number: int, noun: str) -> str:
-    """ "1 change", "3 changes"."""
+    """Return `number` with `noun`, plural unless one: 1 change, 3 changes."""
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
