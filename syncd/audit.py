@@ -600,6 +600,14 @@ class EventBuffer:
         """Insert the events not yet written as audit rows (in the caller's transaction)."""
         self._insert(connection, self._segment.take_rows())
 
+    def stamp(self, connection: sa.Connection, now: datetime) -> None:
+        """Write the events so far, and give the ones added after this `now`: a file's
+        outcome (file.applied, file.held) says when it was decided, not when the file's
+        transaction began (its changes all keep that one time)."""
+        assert self._held is None, "not while events are held back"
+        self.write(connection)
+        self.now, self._ts = now, iso_utc(now)
+
     def _insert(
         self, connection: sa.Connection, rows: Iterable[tuple[str, str, int | None, str]]
     ) -> None:

@@ -294,6 +294,7 @@ class PersonFile:
         if self.mode is Mode.FULL and self.kind is Kind.PARENTS:
             self.pipeline.report_waiting(connection, job, result, Kind.PARENTS)
         result.status = FileStatus.APPLIED
+        events.stamp(connection, self.pipeline.clock.now())
         events.add(audit.FILE_APPLIED, name=job.name, kind=self.kind.value, counts=counts.as_dict())
         assert result.file_id is not None
         self.pipeline.finish_ledger(connection, result.file_id, result, run_id=job.run_id)
@@ -317,10 +318,11 @@ class PersonFile:
         result.reason = reason
         events = self.pipeline.events_for(job, result.file_id, self.context.now)
         _add_validation_events(events, job, self.kind, result.errors, read.rows, rejected)
-        events.add(
-            audit.FILE_HELD, level="warning", name=job.name, kind=self.kind.value, reason=reason
-        )
         with self.pipeline.engine.begin() as connection:
+            events.stamp(connection, self.pipeline.clock.now())
+            events.add(
+                audit.FILE_HELD, level="warning", name=job.name, kind=self.kind.value, reason=reason
+            )
             assert result.file_id is not None
             self.pipeline.finish_ledger(connection, result.file_id, result)
             events.write(connection)

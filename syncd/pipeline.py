@@ -670,6 +670,7 @@ class Pipeline:
                 result.reason = held
                 # The report lists the pending links it counts, as a held parents file's does.
                 result.pending = [add.report_line() for add in link_plan.pending_adds]
+                events.stamp(connection, self.clock.now())
                 events.add(
                     audit.FILE_HELD,
                     level="warning",
@@ -696,6 +697,7 @@ class Pipeline:
             if source.mode_for(Kind.RELATIONSHIPS) is Mode.FULL:
                 self.report_waiting(connection, job, result, Kind.RELATIONSHIPS)
             result.status = FileStatus.APPLIED
+            events.stamp(connection, self.clock.now())
             events.add(
                 audit.FILE_APPLIED,
                 name=job.name,

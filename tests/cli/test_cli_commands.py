@@ -298,6 +298,24 @@ def test_history_of_each_file_is_its_audit_lines_event_for_event(syncd: Syncd) -
         assert history == logged, name
 
 
+def test_a_files_outcome_is_stamped_when_it_was_decided(syncd: Syncd) -> None:
+    # Its changes keep the time its transaction began; file.applied (or file.held) is when
+    # it was decided, so a log reader measures how long the file took, in time order.
+    rows = [(f"S{n}", f"kid{n}", "Ann", f"Lee{n}", "", "", "") for n in range(20_000)]
+    imported(syncd, "students.csv", students_csv(rows))
+    run_import(syncd, "students-2.csv", students_csv(rows[:100]))  # held: 19,900 to go
+    for name, outcome in (("students.csv", "file.applied"), ("students-2.csv", "file.held")):
+        number = file_id(syncd, name)
+        logged = [event for event in syncd.events() if event.get("file_id") == number]
+        times = {event["event"]: event["ts"] for event in logged}
+        assert times["file.received"] <= times["file.validated"] < times[outcome], name
+        if outcome == "file.applied":
+            created = {event["ts"] for event in logged if event["event"] == "person.created"}
+            assert created == {times["file.validated"]}
+        history = syncd("history", "--file", str(number), "--json").json()
+        assert history == logged, name
+
+
 def test_audit_lines_carry_the_documented_fields(syncd: Syncd) -> None:
     imported(syncd, "students.csv", students_csv())
     for event in syncd.events():
