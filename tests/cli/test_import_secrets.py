@@ -170,6 +170,32 @@ def test_passwords_hash_stores_argon2id_never_the_clear_text(syncd: Syncd) -> No
         assert not [key for key in person["attributes"] if "password" in key.casefold()]
 
 
+def test_a_dry_run_hashes_no_password(syncd: Syncd, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its transaction rolls back: argon2 there would make the preview of a district's
+    # parents file take hours for nothing.
+    hashed: list[str] = []
+    cheap = argon2.PasswordHasher
+
+    class CountingHasher(cheap):  # type: ignore[misc,valid-type]
+        def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+            hashed.append(str(password))
+            return super().hash(password, salt=salt)
+
+    monkeypatch.setattr(argon2, "PasswordHasher", CountingHasher)
+    syncd.configure(passwords="hash", update_passwords=True, max_update=1.0)
+    imported(syncd, "students.csv", students_csv())
+    parents = syncd.write("parents.csv", _parents())
+    preview = syncd("import", "--dry-run", "--json", str(parents))
+    assert (preview.exit_code, preview.json()["counts"]["created"]) == (0, 4)
+    assert hashed == []
+    assert syncd("import", str(parents)).exit_code == 0
+    assert len(hashed) == 4
+    changed = syncd.write("parents-2.csv", _parents().replace(PASSWORDS[0], "Spring-2027-kc"))
+    preview = syncd("import", "--dry-run", "--json", str(changed))
+    assert preview.json()["counts"]["updated"] == 1  # a changed password is still seen
+    assert len(hashed) == 4
+
+
 def test_hashed_password_verifies_against_the_file_value(syncd: Syncd) -> None:
     syncd.configure(passwords="hash")
     imported(syncd, "students.csv", students_csv())
