@@ -406,6 +406,12 @@ def _print_results(results: Sequence[FileResult], dry_run: bool, as_json: bool) 
         if len(result.errors) > 20:
             where = "--json lists them all" if dry_run else "the errors file lists them all"
             click.echo(f"  … and {len(result.errors) - 20} more errors ({where})")
+        for kept in result.links_kept[:20]:
+            link = f"{one_line(kept['parent'])} → {one_line(kept['child'])}"
+            click.echo(f"  row {kept['row']}: link {link} stays: {kept['kept']}")
+        if len(result.links_kept) > 20:
+            where = "--json lists them all" if dry_run else "the report lists them all"
+            click.echo(f"  … and {len(result.links_kept) - 20} more links kept ({where})")
         if dry_run:
             for change in result.changes[:50]:
                 click.echo("  " + json.dumps(change, ensure_ascii=False))

@@ -60,8 +60,8 @@ def open_source(config: SourceConfig, first_open: bool = True) -> Source:
     if not os.path.isdir(folder):
         if not first_open:
             raise SourceUnreachable(
-                f'source "{config.name}": drop folder {folder} is gone (it was there when '
-                "syncd started): restore it (a mount?), or correct the path"
+                f'source "{config.name}": drop folder {folder} is gone (syncd worked it '
+                "before): restore it (a mount?), or correct the path"
             )
         _check_local_folder(config)  # says whether it is missing or not a folder
     for path in _work_folders(config):

@@ -292,7 +292,9 @@ class Pickup:
             if (kind := kind_by_name(entry.name, self.config)) is not None
         }
         claimed: list[_Claimed] = []
-        for entry in ready:
+        # Oldest first, as they are applied within a kind: the ledger's ids and times then
+        # follow the files' age, not the order the folder happened to list them in.
+        for entry in sorted(ready, key=lambda entry: (entry.mtime, entry.name)):
             kind = kind_by_name(entry.name, self.config)
             if kind is None and root is not None:
                 kind = peek_kind(root / entry.name, self.config, entry.name)

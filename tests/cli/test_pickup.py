@@ -98,6 +98,21 @@ def test_kinds_apply_in_order_whatever_order_they_arrived(syncd: Syncd) -> None:
     assert applied == ["students.csv", "parents.csv"]
 
 
+def test_the_ledger_numbers_a_passs_files_oldest_first(syncd_sqlite: Syncd) -> None:
+    # Not in the order the folder lists them (a hash order on ext4): files of one kind are
+    # applied oldest first, and `files` shows them so.
+    syncd = syncd_sqlite
+    syncd.configure(mode={"students": "delta"})
+    names = [f"students-{letter}.csv" for letter in "kdwbqmazfh"]
+    for age, name in enumerate(names):  # k oldest, h newest
+        path = syncd.drop(name, f"SyncID,First name,Last name\nS{age},Ann,Lee\n")
+        os.utime(path, (time.time() - 600 + age, time.time() - 600 + age))
+    assert syncd("run", "--once").exit_code == 0
+    ledger = sorted(syncd("files", "--json").json(), key=lambda entry: entry["id"])
+    assert [entry["name"] for entry in ledger] == names
+    assert [e["name"] for e in syncd.events("file.applied")] == names
+
+
 def test_reports_are_written_to_reports_folder(syncd_sqlite: Syncd) -> None:
     syncd_sqlite.drop("students.csv", STUDENTS + "S3,,Nobody,bad-email\n")
     outcome = syncd_sqlite("run", "--once")
