@@ -309,9 +309,7 @@ def _create_persons(
     if context.hash_passwords:
         with_password = [i for i, upsert in enumerate(creates) if upsert.record.password]
         passwords = [creates[i].record.password or "" for i in with_password]
-        for i, hashed in zip(
-            with_password, _new_hashes(passwords, context), strict=True
-        ):  # fmt: skip
+        for i, hashed in zip(with_password, _new_hashes(passwords, context), strict=True):
             hashes[i] = hashed
     ids = IdAllocator(connection, persons).take(len(creates))
     rows = []
