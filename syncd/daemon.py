@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import signal
 import stat
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -219,6 +221,8 @@ class SourceRunner:
     retired: bool = False
     # Another daemon leads the source (said once on stderr until this one takes it).
     standing_by: bool = False
+    # Told how long a pass waits for young files (Pickup.tell_wait).
+    tell_wait: Callable[[float, list[str]], None] | None = None
 
     def poll(self, wait_for_young: bool) -> PassResult:
         """Run one pass; raise UnreachableError (after recording it) when the source fails."""
@@ -234,6 +238,7 @@ class SourceRunner:
         try:
             if self.pickup is None:
                 self.pickup = Pickup(config, source, self.app.pipeline(), self.app.clock)
+                self.pickup.tell_wait = self.tell_wait
             self.pickup.source = source
             with _folder_pass(config) as taken:
                 if not taken:
@@ -342,9 +347,10 @@ def run_pass(app: App, source_name: str | None) -> int:
                 )
                 continue
             try:
-                result = SourceRunner(app, config, should_stop=stop.is_set, retries=False).poll(
-                    wait_for_young=True
-                )
+                runner = SourceRunner(app, config, should_stop=stop.is_set, retries=False)
+                if sys.stderr.isatty():  # a person waiting at a terminal, not a cron job
+                    runner.tell_wait = partial(_say_waiting, config.name)
+                result = runner.poll(wait_for_young=True)
             except SyncdError as error:  # unreachable, or its own settings: the others go on
                 unreachable += 1
                 codes.add(error.exit_code)
@@ -364,6 +370,16 @@ def run_pass(app: App, source_name: str | None) -> int:
     if unreachable:
         return min(codes)  # 2 (fix the settings) before 3 (the network)
     return 1 if failed else 0
+
+
+def _say_waiting(source: str, seconds: float, names: list[str]) -> None:
+    shown = ", ".join(one_line(name) for name in names[:3])
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    click.echo(
+        f'syncd: source "{source}": waiting {math.ceil(seconds)}s for {shown}{more} to be '
+        "min_age old, unchanged",
+        err=True,
+    )
 
 
 class Daemon:

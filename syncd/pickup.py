@@ -118,6 +118,9 @@ class Pickup:
         self._must_wait: set[tuple[str, int, float]] = set()
         # Files in processing/ that are not this database's claims, said once (file.waiting).
         self._not_ours: set[str] = set()
+        # Told how long a pass that waits for its young files waits, and for which (`run
+        # --once` on a terminal says so, where it would sit silent for min_age).
+        self.tell_wait: Callable[[float, list[str]], None] | None = None
         # Files waiting for an earlier kind (name, size, mtime): file.waiting is said once
         # while they wait, not at each of the daemon's polls (a line a second at poll = 1s).
         self._waiting_said: set[tuple[str, int, float]] = set()
@@ -204,7 +207,10 @@ class Pickup:
         entries = self._list_entries()
         ready, young = self.ready_entries(entries)
         if young and wait_for_young and not self.config.done_marker:
-            if not self._wait(self._until_complete(young), should_stop):
+            seconds = self._until_complete(young)
+            if self.tell_wait is not None and seconds > 0:
+                self.tell_wait(seconds, [entry.name for entry in young])
+            if not self._wait(seconds, should_stop):
                 outcome.waiting = outcome.young = len(young)
                 return outcome  # stopped: nothing claimed yet but what a crash left
             entries = self._list_entries()

@@ -269,10 +269,34 @@ def test_run_once_waits_only_what_is_left_of_min_age(tmp_path: Path) -> None:
     config = local_source(folder, min_age=timedelta(seconds=10))
     engine = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
     pickup = Pickup(config, LocalSource(config), Pipeline(engine, clock), clock)
+    told: list[tuple[float, list[str]]] = []
+    pickup.tell_wait = lambda seconds, names: told.append((seconds, names))
     start = clock.monotonic()
     outcome = pickup.run_once("run-1")
     assert 3 <= clock.monotonic() - start < 4
     assert (outcome.applied, outcome.waiting) == (1, 0)
+    # `run --once` on a terminal says so, where it sat silent for min_age.
+    [(seconds, names)] = told
+    assert (round(seconds), names) == (3, ["students.csv"])
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) (util-linux)")
+def test_run_once_on_a_terminal_says_what_it_waits_for(syncd_sqlite: Syncd) -> None:
+    syncd_sqlite.configure(min_age="2s")
+    syncd_sqlite.drop_dir.mkdir()
+    (syncd_sqlite.drop_dir / "students.csv").write_text(STUDENTS)  # mtime: now
+    # A pseudo-terminal, as an admin at a shell: `script` gives the command one.
+    command = f"{sys.executable} -m syncd --config {syncd_sqlite.config_path} run --once"
+    shown = subprocess.run(
+        ["script", "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stdout
+    said = [line for line in shown.stdout.splitlines() if "waiting" in line]
+    assert len(said) == 1 and said[0].startswith('syncd: source "district-a": waiting ')
+    assert said[0].endswith("s for students.csv to be min_age old, unchanged")
+    # Not in a pipe (cron mails whatever a job prints).
+    piped = subprocess.run(command.split(), capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and "waiting" not in piped.stderr
 
 
 def test_run_once_waits_for_a_file_to_reach_min_age(syncd_sqlite: Syncd) -> None:
