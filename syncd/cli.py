@@ -1130,6 +1130,9 @@ def status_command(app: App, as_json: bool) -> None:
                         f'source "{source.name}": cannot list {source.path}: '
                         f"{problem.strerror or problem}"
                     )
+            # And the files claimed into processing/ and not yet applied: the one in hand,
+            # or those a stop or a crash left there for the next pass to take up.
+            waiting += store.count_files(connection, source.name, FileStatus.PROCESSING.value)
             pending = connection.execute(
                 sa.select(sa.func.count()).where(
                     pending_links.c.source == source.name,

@@ -338,11 +338,14 @@ def test_file_left_in_processing_is_taken_up_under_its_ledger_entry(syncd: Syncd
     )
     file_id = pipeline.open_ledger(job, "0" * 64, path.stat().st_size)
     engine.dispose()
+    [state] = syncd("status", "--json").json()
+    assert state["waiting"] == 1  # not applied yet: it waits for the next pass
     outcome = syncd("run", "--once")  # the daemon "restarts" after a crash
     assert outcome.exit_code == 0, outcome.stderr
     ledger = syncd("files", "--json").json()
     assert [(f["id"], f["status"]) for f in ledger] == [(file_id, "applied")]
     assert archived(syncd) == ["students.csv"]
+    assert syncd("status", "--json").json()[0]["waiting"] == 0
 
 
 def test_a_crash_leftover_taken_away_by_hand_is_failed_not_left_processing(
