@@ -238,7 +238,12 @@ def import_command(
             # them.
             with pipeline.preview_batch() as connection:
                 expire_pending(
-                    connection, source.site, now, events, source.deactivate_orphan_parents
+                    connection,
+                    source.site,
+                    now,
+                    events,
+                    source.deactivate_orphan_parents,
+                    ttl=(name, source.pending_ttl),
                 )
                 for job in jobs:
                     if interrupted() is not None:
@@ -249,7 +254,12 @@ def import_command(
                 click.echo(f"syncd: file {row.id} ({row.name}): failed: {row.reason}", err=True)
             with app.engine.begin() as connection:
                 expire_pending(
-                    connection, source.site, now, events, source.deactivate_orphan_parents
+                    connection,
+                    source.site,
+                    now,
+                    events,
+                    source.deactivate_orphan_parents,
+                    ttl=(name, source.pending_ttl),
                 )
                 events.write(connection)
             events.emit()

@@ -449,7 +449,12 @@ class Pickup:
         )
         with self.pipeline.engine.begin() as connection:
             expire_pending(
-                connection, self.config.site, now, events, self.config.deactivate_orphan_parents
+                connection,
+                self.config.site,
+                now,
+                events,
+                self.config.deactivate_orphan_parents,
+                ttl=(self.config.name, self.config.pending_ttl),
             )
             events.write(connection)
         events.emit()

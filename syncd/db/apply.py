@@ -1157,9 +1157,16 @@ def expire_pending(
     now: datetime,
     events: EventBuffer,
     deactivate_orphan_parents: bool = True,
+    ttl: tuple[str | None, timedelta] | None = None,
 ) -> int:
     """Drop pending links past their TTL, each with a relationship.expired event, and
-    deactivate the parents that this leaves orphaned; return how many expired."""
+    deactivate the parents that this leaves orphaned; return how many expired.
+
+    `ttl`: (a source, its pending_ttl now). Its pending links made under a longer one
+    expire by the shorter (an operator lowering it to clear them out); a longer one
+    applies to the links made from then on."""
+    if ttl is not None:
+        _shorten_pending(connection, site, now, *ttl)
     query = sa.select(pending_links).where(
         pending_links.c.site == site, pending_links.c.expires_at < now
     )
@@ -1172,6 +1179,33 @@ def expire_pending(
     if deactivate_orphan_parents and expired:
         _deactivate_orphans(connection, {pending.parent_id for pending in expired}, now, events)
     return len(expired)
+
+
+def _shorten_pending(
+    connection: sa.Connection, site: str, now: datetime, source: str | None, length: timedelta
+) -> None:
+    """Bring the expiry of `source`'s pending links made under a longer TTL to `length`
+    after their making (in Python: SQLite has no date arithmetic on these columns). Only
+    links due later than `length` from now can be such: none while the TTL is unchanged."""
+    columns = (pending_links.c.id, pending_links.c.created_at, pending_links.c.expires_at)
+    same_source = (
+        pending_links.c.source.is_(None) if source is None else pending_links.c.source == source
+    )
+    query = sa.select(*columns).where(
+        pending_links.c.site == site, same_source, pending_links.c.expires_at > now + length
+    )
+    shorter = []
+    for pending_id, created_at, expires_at in connection.execute(query):
+        due = created_at.replace(tzinfo=created_at.tzinfo or UTC) + length
+        if expires_at.replace(tzinfo=expires_at.tzinfo or UTC) > due:
+            shorter.append({"pending_id": pending_id, "expires_at": due})
+    if shorter:
+        connection.execute(
+            pending_links.update()
+            .where(pending_links.c.id == sa.bindparam("pending_id"))
+            .values(expires_at=sa.bindparam("expires_at")),
+            shorter,
+        )
 
 
 def settle_parents(

@@ -250,6 +250,26 @@ def test_pending_link_expires_after_pending_ttl(syncd: Syncd) -> None:
     assert (expired["parent"], expired["child"]) == ("katrin.mueller", "S9")
 
 
+def test_a_lowered_pending_ttl_applies_to_the_pending_links_already_there(
+    syncd: Syncd,
+) -> None:
+    # An operator lowers it to clear out links waiting for students who will not come.
+    _roster(syncd)
+    _import_sheet(syncd, "relationships.csv", [("katrin.mueller@home.example", "", "S9", "")])
+    assert syncd.links() == {("katrin.mueller", "S9", "pending")}
+    syncd.configure(pending_ttl="1s")
+    time.sleep(1.1)
+    imported(syncd, "students-2.csv", students_csv(STUDENTS[::-1]))  # the next run
+    assert syncd.links() == set()
+    [expired] = syncd.events("relationship.expired")
+    assert (expired["parent"], expired["child"]) == ("katrin.mueller", "S9")
+    # A longer one again keeps a new pending link that long.
+    syncd.configure(pending_ttl="14d")
+    _import_sheet(syncd, "relationships-2.csv", [("katrin.mueller@home.example", "", "S8", "")])
+    imported(syncd, "students-3.csv", students_csv(STUDENTS))
+    assert syncd.links() == {("katrin.mueller", "S8", "pending")}
+
+
 def test_xlsx_numbers_match_student_numbers_as_written(syncd: Syncd) -> None:
     syncd.configure(child_field="student_number")
     _roster(syncd)
