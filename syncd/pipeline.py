@@ -657,6 +657,9 @@ class Pipeline:
                 writes.apply_links(connection, link_plan, context, events, applied, {}, names)
                 writes.settle_parents(connection, context, events, applied)
                 result.changes += applied.orphan_change_list()
+                # Counted as the real run's report counts them (its changes list them).
+                counts.orphans_deactivated = applied.counts.orphans_deactivated
+                counts.orphans_reactivated = applied.counts.orphans_reactivated
                 if source.mode_for(Kind.RELATIONSHIPS) is Mode.FULL:  # as the real run reports
                     self.report_waiting(connection, job, result, Kind.RELATIONSHIPS)
                 events.discard()

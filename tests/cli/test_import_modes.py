@@ -161,6 +161,22 @@ def test_a_delete_row_whose_link_another_kind_or_an_operator_made_says_why_it_st
     assert "links_kept" not in report(syncd, "relationships.csv")
 
 
+def test_a_relationships_files_preview_counts_the_parents_it_orphans(syncd: Syncd) -> None:
+    # SPEC §2.5: the preview is the plan; the orphans a file leaves are in its counts, as
+    # in the real run's report, not only in its change list.
+    syncd.configure(max_deactivate=1.0)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents(("P1", ""), ("P2", ""), ("P3", "")))
+    imported(syncd, "relationships.csv", _relationships(("P1", "S1"), ("P2", "S2"), ("P3", "S3")))
+    smaller = syncd.write("relationships-2.csv", _relationships(("P1", "S1")))
+    preview = syncd("import", "--dry-run", "--json", str(smaller)).json()
+    orphaned = [c["sync_key"] for c in preview["changes"] if c.get("reason") == "orphan"]
+    assert orphaned == ["P2", "P3"]
+    assert preview["counts"]["orphans_deactivated"] == 2
+    assert syncd("import", str(smaller)).exit_code == 0
+    assert report(syncd, "relationships-2.csv")["counts"] == preview["counts"]
+
+
 def test_full_relationships_file_removes_the_links_it_no_longer_lists(syncd: Syncd) -> None:
     syncd.configure(max_deactivate=0.9)
     imported(syncd, "students.csv", students_csv())
