@@ -41,7 +41,7 @@ from syncd.core.plan import (
     resolve_links,
     too_many_rejected,
 )
-from syncd.core.validate import link_child_label, validate_links
+from syncd.core.validate import link_child_label, validate_links, without_empty_links
 from syncd.db import apply as writes
 from syncd.db import store
 from syncd.db.database import ANALYZE_AFTER_ROWS, refresh_statistics
@@ -768,7 +768,7 @@ class Pipeline:
         fields = columns.fields
         parents_by = [by for by, name in _PARENT_COLUMNS.items() if name in fields]
         counter = [0]
-        rows = counting(opened.table.rows, counter, job.progress)
+        rows = counting(without_empty_links(opened.table.rows, opened.cols), counter, job.progress)
         resolved = resolve_links(
             validate_links(rows, opened.cols, opened.rules, errors),
             store.parent_index(connection, source.site, parents_by),

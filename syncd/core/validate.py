@@ -754,6 +754,25 @@ def _link_maker(
     return fast
 
 
+# The cells that say which parent and which child a relationships row links.
+_LINK_IDENTIFIERS = ("parent_key", "parent_username", "parent_email", "student_id", "student_email")
+
+
+def without_empty_links(rows: Iterable[RawRow], columns: Columns) -> Iterator[RawRow]:
+    """Leave out the relationships rows that name no parent and no child: a template's rows
+    left with only a type (a dropdown dragged down) are empty, as blank rows are, not two
+    errors each (enough of them failed the file by max_reject)."""
+    at = [columns.fields[name] for name in _LINK_IDENTIFIERS if name in columns.fields]
+    for row in rows:
+        values = row.values
+        width = len(values)
+        # The first identifier is there in almost every row: one look, then on.
+        if any(i < width and values[i].strip() for i in at):
+            yield row
+        elif misaligned_row(row, columns) is not None:
+            yield row  # its own error: its cells are not where the header says
+
+
 def _link_records(
     row: RawRow, columns: Columns, rules: RowRules, errors: ErrorList
 ) -> list[LinkRecord]:

@@ -103,6 +103,27 @@ def test_unknown_parent_is_a_row_error(syncd: Syncd, name: str) -> None:
     assert "unknown parent" in errors[0]["error"]
 
 
+def test_template_rows_left_with_only_a_type_are_empty_rows(syncd: Syncd, name: str) -> None:
+    # A downloaded template's Relationship Type dropdown dragged down past the filled rows:
+    # no parent, no child. Empty rows, not errors (seven of them failed a two-link file by
+    # max_reject); a row with a child and no parent is still one.
+    _roster(syncd)
+    rows = [
+        ("katrin.mueller@home.example", "", "S1", "Parent"),
+        *[("", "", "", "Parent")] * 7,
+        ("", "", "S3", "Parent"),
+        ("peter.sorensen@home.example", "", "S2", "Guardian"),
+    ]
+    _import_sheet(syncd, name, rows)
+    assert syncd.links() == {
+        ("katrin.mueller", "S1", "active"),
+        ("peter.sorensen", "S2", "active"),
+    }
+    counts = report(syncd, name)["counts"]
+    assert (counts["rows"], counts["rejected"], counts["links_created"]) == (3, 1, 2)
+    assert [(e["row"], e["error"]) for e in errors_rows(syncd, name)] == [("10", "missing parent")]
+
+
 def test_a_cell_naming_several_children_links_each_as_rows_would(syncd: Syncd, name: str) -> None:
     # SPEC §2.3: `1;2`, `1,2` or `1|2` name both children, so no file has to be split.
     _roster(syncd)
