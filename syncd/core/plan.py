@@ -1126,9 +1126,16 @@ def hold_reason(
             if pending_removed
             else ""
         )
+        # A hand-made sheet of new links, sent as the default full file, removes the rest.
+        hint = (
+            ": a full relationships file removes the links it does not list (a file of "
+            'additions only wants mode = { relationships = "delta" })'
+            if kind is Kind.RELATIONSHIPS and mode is Mode.FULL
+            else ""
+        )
         return (
             f"would remove {counts.links_removed} of {site.active_links} active links "
-            f"(more than max_deactivate {thresholds.max_deactivate:.0%}){besides}"
+            f"(more than max_deactivate {thresholds.max_deactivate:.0%}){besides}{hint}"
         )
     if site.existing_persons and counts.updated / site.existing_persons > thresholds.max_update:
         return (

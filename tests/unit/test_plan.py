@@ -1133,8 +1133,13 @@ def test_removing_more_than_max_deactivate_of_active_links_holds() -> None:
     three = Counts(links_removed=3)
     reason = hold_reason(Kind.RELATIONSHIPS, FULL, 5, three, site, Thresholds(), 1)
     assert reason == (
-        "would remove 3 of 20 active links (more than max_deactivate 10%), and 1 pending link"
+        "would remove 3 of 20 active links (more than max_deactivate 10%), and 1 pending link: "
+        "a full relationships file removes the links it does not list (a file of additions "
+        'only wants mode = { relationships = "delta" })'
     )
+    # A parents file's links, or a delta file's delete rows: no such hint.
+    reason = hold_reason(Kind.PARENTS, FULL, 5, three, site, Thresholds())
+    assert reason == "would remove 3 of 20 active links (more than max_deactivate 10%)"
 
     stored = [link(n, 101, n, by_relationships=True) for n in (1, 2, 3)]
     plan, _, _ = plan_relationships(
