@@ -25,8 +25,15 @@ _GLOB_ORDER: tuple[Kind, ...] = (Kind.RELATIONSHIPS, Kind.PARENTS, Kind.STUDENTS
 _IGNORED_HEADER_CHARS = frozenset(" _-.\ufeff\u200b\xa0")
 
 
+# A template's mark of a required (or optional) column: `Parent Email*`, `Student ID
+# (required)`. It says nothing of what the column holds.
+_REQUIRED_MARK = re.compile(r"\s*(?:\*+|\((?:required|optional)\))\s*$", re.IGNORECASE)
+
+
 def normalize_header(name: str) -> str:
-    """Return `name` casefolded without whitespace, `_`, `-`, `.`, BOM or NBSP."""
+    """Return `name` casefolded without whitespace, `_`, `-`, `.`, BOM or NBSP, and without
+    a template's trailing required mark (`*`, `(required)`, `(optional)`)."""
+    name = _REQUIRED_MARK.sub("", name)
     return "".join(
         char for char in name.casefold() if char not in _IGNORED_HEADER_CHARS and not char.isspace()
     )

@@ -103,6 +103,15 @@ def test_unknown_parent_is_a_row_error(syncd: Syncd, name: str) -> None:
     assert "unknown parent" in errors[0]["error"]
 
 
+def test_a_templates_required_marks_in_the_header_are_read_past(syncd: Syncd) -> None:
+    _roster(syncd)
+    header = ("Parent Email*", "Student ID (required)", "Relationship Type *")
+    rows = [("katrin.mueller@home.example", "S1", "Guardian")]
+    imported(syncd, "relationships.csv", table(header, rows))
+    assert syncd.links() == {("katrin.mueller", "S1", "active")}
+    assert report(syncd, "relationships.csv")["ignored_columns"] == []
+
+
 def test_template_rows_left_with_only_a_type_are_empty_rows(syncd: Syncd, name: str) -> None:
     # A downloaded template's Relationship Type dropdown dragged down past the filled rows:
     # no parent, no child. Empty rows, not errors (seven of them failed a two-link file by

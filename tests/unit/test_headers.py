@@ -27,6 +27,12 @@ from syncd.model import Kind
         ("First\xa0name", "firstname"),
         ("  LAST NAME\t", "lastname"),
         ("Straße", "strasse"),
+        # A template's required marks (the school app's own relationship template).
+        ("Parent Email*", "parentemail"),
+        ("Student ID *", "studentid"),
+        ("Relationship Type (Required)", "relationshiptype"),
+        ("E-mail (optional)", "email"),
+        ("Notes (required by law)", "notes(requiredbylaw)"),
     ],
 )
 def test_normalize_header_ignores_case_and_separators(header: str, normalized: str) -> None:
