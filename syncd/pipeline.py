@@ -122,7 +122,7 @@ class Job:
     progress: Callable[[int], None] | None = None  # told the rows read so far, now and then
     # Called between slices of long work (passwords to hash); raises to stop there
     # (errors.Stopped: rolled back, left for the next pass; errors.Interrupted: failed).
-    checkpoint: Callable[[], None] | None = None
+    checkpoint: Callable[[], None] = writes.no_checkpoint
     # The batch's parents left to judge as orphans, and whether a later file of the batch
     # comes (then they are judged by that file, or by settle_orphans after the batch).
     orphans: writes.OrphanCarry | None = None
@@ -445,7 +445,7 @@ class Pipeline:
             orphans=job.orphans,
             defer_orphans=job.defer_orphans,
             dry_run=job.dry_run,
-            **({"checkpoint": job.checkpoint} if job.checkpoint else {}),
+            checkpoint=job.checkpoint,
         )
 
     @staticmethod
@@ -809,7 +809,7 @@ class Pipeline:
         records: Sequence[PersonRecord],
         snapshot: Mapping[str, ExistingPerson],
         errors: ErrorList,
-        checkpoint: Callable[[], None] | None = None,
+        checkpoint: Callable[[], None] = writes.no_checkpoint,
     ) -> None:
         """Add the rows whose only change is a new password (`update_passwords = true`).
 
@@ -833,7 +833,7 @@ class Pipeline:
         differ = writes.passwords_differ(
             [stored.get(person.person_id) for person, _ in candidates],
             [record.password or "" for _, record in candidates],
-            *([checkpoint] if checkpoint else []),
+            checkpoint,
         )
         for (person, record), changed in zip(candidates, differ, strict=True):
             if changed:

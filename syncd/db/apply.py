@@ -55,8 +55,8 @@ class OrphanCarry:
     parents: set[int] = field(default_factory=set)
 
 
-def _no_checkpoint() -> None:
-    pass
+def no_checkpoint() -> None:
+    """The checkpoint of work no stop interrupts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,7 @@ class ApplyContext:
     # A preview: what is applied is also listed as changes (Applied.resolved_changes).
     dry_run: bool = False
     # Called between slices of long work (passwords to hash); raises to stop there.
-    checkpoint: Callable[[], None] = _no_checkpoint
+    checkpoint: Callable[[], None] = no_checkpoint
 
 
 @dataclass(slots=True)
@@ -136,7 +136,7 @@ def _executemany(connection: sa.Connection, statement: Any, rows: Sequence[dict[
 
 
 def hash_passwords(
-    passwords: Sequence[str], checkpoint: Callable[[], None] = _no_checkpoint
+    passwords: Sequence[str], checkpoint: Callable[[], None] = no_checkpoint
 ) -> list[str]:
     """Return argon2id hashes of `passwords`, spread over all cores (argon2 drops the GIL);
     `checkpoint` is called between slices of a few seconds' work (it raises to stop)."""
@@ -160,7 +160,7 @@ def _new_hashes(passwords: Sequence[str], context: ApplyContext) -> list[str]:
 def passwords_differ(
     stored_hashes: Sequence[str | None],
     passwords: Sequence[str],
-    checkpoint: Callable[[], None] = _no_checkpoint,
+    checkpoint: Callable[[], None] = no_checkpoint,
 ) -> list[bool]:
     """Return, for each pair, whether `password` differs from its stored argon2 hash.
 
