@@ -28,7 +28,7 @@ from syncd import audit, reports
 from syncd.clock import Clock, SystemClock
 from syncd.config import Config, SourceConfig, find_config_path, load_config, local_source
 from syncd.db import store, trail
-from syncd.db.apply import OrphanCarry, expire_pending
+from syncd.db.apply import OrphanCarry
 from syncd.db.database import describe, open_database, reader, upgrade_database
 from syncd.db.schema import files, links, pending_links, persons
 from syncd.edits import manual_link, revert_file
@@ -43,7 +43,14 @@ from syncd.errors import (
 )
 from syncd.locks import run_marked
 from syncd.model import Counts, FileStatus, Kind, PersonKind, RelType
-from syncd.pickup import Pickup, archive_folder, ledger_result, peek_kind, write_reports
+from syncd.pickup import (
+    Pickup,
+    archive_folder,
+    expire_pending_of,
+    ledger_result,
+    peek_kind,
+    write_reports,
+)
 from syncd.pipeline import FileResult, Job, Pipeline, sha256_of
 from syncd.sources.base import MARKER_SUFFIXES, Source
 from syncd.sources.local import LocalSource, write_new
@@ -237,14 +244,7 @@ def import_command(
             # before their parents), expired pending links included, as a real run applies
             # them.
             with pipeline.preview_batch() as connection:
-                expire_pending(
-                    connection,
-                    source.site,
-                    now,
-                    events,
-                    source.deactivate_orphan_parents,
-                    ttl=(name, source.pending_ttl),
-                )
+                expire_pending_of(connection, source, name, now, events)
                 for job in jobs:
                     if interrupted() is not None:
                         break
@@ -253,14 +253,7 @@ def import_command(
             for row in pipeline.fail_abandoned_imports(own_run=run_id):
                 click.echo(f"syncd: file {row.id} ({row.name}): failed: {row.reason}", err=True)
             with app.engine.begin() as connection:
-                expire_pending(
-                    connection,
-                    source.site,
-                    now,
-                    events,
-                    source.deactivate_orphan_parents,
-                    ttl=(name, source.pending_ttl),
-                )
+                expire_pending_of(connection, source, name, now, events)
                 events.write(connection)
             events.emit()
             with run_marked(app.engine, run_id):

@@ -12,6 +12,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from syncd import audit, reports
 from syncd.clock import Clock
 from syncd.config import SourceConfig
@@ -448,14 +450,7 @@ class Pickup:
             now=now,
         )
         with self.pipeline.engine.begin() as connection:
-            expire_pending(
-                connection,
-                self.config.site,
-                now,
-                events,
-                self.config.deactivate_orphan_parents,
-                ttl=(self.config.name, self.config.pending_ttl),
-            )
+            expire_pending_of(connection, self.config, self.config.name, now, events)
             events.write(connection)
         events.emit()
 
@@ -581,6 +576,26 @@ def ledger_result(row: Any, errors: list[RowError]) -> FileResult:
         counts=Counts(**row.counts) if row.counts else Counts(),
         errors=errors,
         duration_s=round(took.total_seconds(), 3) if took is not None else 0.0,
+    )
+
+
+def expire_pending_of(
+    connection: sa.Connection,
+    source: SourceConfig,
+    source_name: str | None,
+    now: datetime,
+    events: audit.EventBuffer,
+) -> None:
+    """Expire the pending links of `source`'s site past their time, by its settings (its
+    pending_ttl for its own links, whether an orphaned parent is deactivated): what every
+    pass and every import does first."""
+    expire_pending(
+        connection,
+        source.site,
+        now,
+        events,
+        source.deactivate_orphan_parents,
+        ttl=(source_name, source.pending_ttl),
     )
 
 
