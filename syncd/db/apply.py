@@ -1196,8 +1196,8 @@ def _shorten_pending(
     )
     shorter = []
     for pending_id, created_at, expires_at in connection.execute(query):
-        due = created_at.replace(tzinfo=created_at.tzinfo or UTC) + length
-        if expires_at.replace(tzinfo=expires_at.tzinfo or UTC) > due:
+        due = store.aware(created_at) + length
+        if store.aware(expires_at) > due:
             shorter.append({"pending_id": pending_id, "expires_at": due})
     if shorter:
         connection.execute(
