@@ -12,7 +12,7 @@ import sys
 import tempfile
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -187,6 +187,20 @@ def _check_report_dir(folder: Path) -> None:
         raise UsageError(f"--report-dir {folder}: not writable")
 
 
+def _check_beside(paths: Sequence[Path]) -> None:
+    """Refuse, before any file is taken in, a file whose folder its reports cannot be
+    written to (a read-only share or mount): applied or held, it would leave no report.
+    A nameless file is made and dropped there, as permission bits do not stop root."""
+    for folder in dict.fromkeys(path.resolve().parent for path in paths):
+        try:
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as error:
+            raise UsageError(
+                f"{folder}: reports cannot be written next to the files there "
+                f"({error.strerror or error}); give --report-dir DIR"
+            ) from None
+
+
 @cli.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("--kind", type=click.Choice([kind.value for kind in Kind]), help="Force the kind.")
@@ -215,8 +229,11 @@ def import_command(
             if path.exists():  # a FIFO or a device: reading it could wait forever
                 raise UsageError(f"{path}: not a regular file")
             raise UsageError(f"{path}: no such file")
-    if report_dir is not None and not dry_run:
-        _check_report_dir(report_dir)
+    if not dry_run:
+        if report_dir is not None:
+            _check_report_dir(report_dir)
+        else:
+            _check_beside(paths)
     forced = Kind(kind) if kind else None
 
     def order(path: Path) -> tuple[int, float, str]:
@@ -239,6 +256,8 @@ def import_command(
             for index, path in enumerate(ordered)
         ]
         results: list[FileResult] = []
+        written: dict[int, dict[str, str]] = {}  # by id(result): where its reports went
+        unwritten: list[str] = []
         if dry_run:
             # One batch, rolled back: each file is planned after those before it (students
             # before their parents), expired pending links included, as a real run applies
@@ -261,20 +280,35 @@ def import_command(
                     if interrupted() is not None:
                         break
                     result = _process(pipeline, job)
-                    write = partial(write_new, report_dir or job.path.parent)
-                    reports.write_reports_with(write, result)
+                    folder = report_dir or job.path.parent
+                    try:
+                        written[id(result)] = reports.write_reports_with(
+                            partial(write_new, folder), result
+                        )
+                    except OSError as error:  # the file's outcome stands: say so, exit 1
+                        unwritten.append(
+                            f"{one_line(result.name)}: {reports.report_status(result.status)}, "
+                            f"but its report could not be written in {folder}: "
+                            f"{error.strerror or error}"
+                        )
                     results.append(result)
                 pipeline.settle_orphans(orphans, source.site, name, run_id)
-    _print_results(results, dry_run, as_json)
+    _print_results(results, dry_run, as_json, written)
     for result in results:
         if (line := reports.problem_line(result)) is not None:
             click.echo(f"syncd: {line}", err=True)
+    for line in unwritten:
+        click.echo(f"syncd: {line}", err=True)
     left = [job.name for job in jobs[len(results) :]]
     if left:
         click.echo(f"syncd: interrupted: not started: {', '.join(left)}", err=True)
     # A dry run exits as the real run would: 1 for a file it would fail or hold, so that a
     # script can check a file before it sends it.
-    if left or any({r.status, r.would} & {FileStatus.FAILED, FileStatus.HELD} for r in results):
+    if (
+        left
+        or unwritten
+        or any({r.status, r.would} & {FileStatus.FAILED, FileStatus.HELD} for r in results)
+    ):
         sys.exit(1)
 
 
@@ -389,7 +423,13 @@ def _plan_document(result: FileResult) -> dict[str, Any]:
     }
 
 
-def _print_results(results: Sequence[FileResult], dry_run: bool, as_json: bool) -> None:
+def _print_results(
+    results: Sequence[FileResult],
+    dry_run: bool,
+    as_json: bool,
+    written: Mapping[int, Mapping[str, str]] | None = None,
+) -> None:
+    """Print each file's outcome; `written`: by id(result), where its reports went."""
     if as_json:
         documents = [_plan_document(r) if dry_run else reports.report_document(r) for r in results]
         print_json(documents[0] if len(documents) == 1 else documents)
@@ -418,6 +458,9 @@ def _print_results(results: Sequence[FileResult], dry_run: bool, as_json: bool) 
         if dry_run:
             for change in result.changes[:50]:
                 click.echo("  " + json.dumps(change, ensure_ascii=False))
+        # Where the reports went: a name already taken got a numeric suffix.
+        for name, path in (written or {}).get(id(result), {}).items():
+            click.echo(f"  {name}: {one_line(path)}")
 
 
 # --- run -----------------------------------------------------------------------------------

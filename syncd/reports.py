@@ -76,18 +76,20 @@ def report_json(result: FileResult, errors_file: str | None = None) -> bytes:
     return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode()
 
 
-def write_reports_with(write: Callable[[str, bytes], object], result: FileResult) -> None:
-    """Write a file's errors.csv (if any rows were rejected), then its report.json, by `write`.
+def write_reports_with(write: Callable[[str, bytes], object], result: FileResult) -> dict[str, str]:
+    """Write a file's errors.csv (if any rows were rejected), then its report.json, by `write`;
+    return where they went: {"errors": …, "report": …}.
 
     `write(name, content)` stores a report without overwriting and returns where it went: a
     name already taken gets a numeric suffix, so the errors file is written first and the
     report names the file it really got, not an earlier upload's.
     """
-    errors_file = None
+    written: dict[str, str] = {}
     if result.errors:
-        written = write(errors_name(result.name), errors_csv(result))
-        errors_file = PurePosixPath(str(written)).name
-    write(report_name(result.name), report_json(result, errors_file))
+        written["errors"] = str(write(errors_name(result.name), errors_csv(result)))
+    errors_file = PurePosixPath(written["errors"]).name if result.errors else None
+    written["report"] = str(write(report_name(result.name), report_json(result, errors_file)))
+    return written
 
 
 def report_name(file_name: str) -> str:

@@ -137,6 +137,7 @@ def test_a_delete_row_whose_link_another_kind_or_an_operator_made_says_why_it_st
         "  row 2: link P1 → S1 stays: a parents file names this link; it stays while that "
         "file names it",
         "  row 4: link P2 → S4 stays: linked by hand (syncd link); only syncd unlink removes it",
+        f"  report: {syncd.root / 'relationships-2.csv.report.json'}",
     ]
     assert active_links(syncd) == {("P1", "S1"), ("P2", "S3"), ("P2", "S4")}
     document = report(syncd, "relationships-2.csv")

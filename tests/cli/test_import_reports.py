@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from syncd import pipeline
 from tests.cli.conftest import Syncd
@@ -195,6 +202,75 @@ def test_report_dir_option_puts_reports_there(syncd: Syncd) -> None:
     ]
     assert not (syncd.root / "students.csv.report.json").exists()
     assert report(syncd, "students.csv", target)["status"] == "applied"
+
+
+def test_import_says_where_each_report_went(syncd: Syncd) -> None:
+    # A name already taken gets a numeric suffix (SPEC §3.2): the admin who runs a fixed
+    # file again is told which report is the new one, not left reading the old.
+    rows = [*STUDENTS, ("S6", "x", "", "", "", "", "")]
+    first = run_import(syncd, "students.csv", table(STUDENT_HEADER, rows))
+    assert f"  errors: {syncd.root / 'students.csv.errors.csv'}\n" in first.stdout
+    assert f"  report: {syncd.root / 'students.csv.report.json'}\n" in first.stdout
+    again = run_import(syncd, "students.csv", students_csv())
+    assert f"  report: {syncd.root / 'students.csv.report.1.json'}\n" in again.stdout
+    assert "errors:" not in again.stdout
+    newer = json.loads((syncd.root / "students.csv.report.1.json").read_text(encoding="utf-8"))
+    assert (newer["status"], newer["errors"]) == ("applied", 0)
+    assert report(syncd, "students.csv")["errors"] == 2  # the first run's, left as it was
+
+
+@contextlib.contextmanager
+def _mounted_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A real small file system at `folder` (root only: skipped elsewhere, saying why)."""
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_file_whose_reports_cannot_be_written_beside_it_is_refused_before_it_applies(
+    syncd: Syncd,
+) -> None:
+    with _mounted_tmpfs(syncd.root / "share", "1m") as share:
+        path = share / "students.csv"
+        path.write_text(students_csv(), encoding="utf-8")
+        subprocess.run(["mount", "-o", "remount,ro", str(share)], check=True)
+        outcome = syncd("import", str(path))
+        assert outcome.exit_code == 2
+        assert outcome.stderr == (
+            f"syncd: {share}: reports cannot be written next to the files there (Read-only "
+            "file system); give --report-dir DIR\n"
+        )
+        assert files(syncd) == []  # nothing taken in
+        given = syncd("import", "--report-dir", str(syncd.root / "out"), str(path))
+        assert given.exit_code == 0, given.stderr
+
+
+def test_a_report_that_cannot_be_written_after_the_file_applied_is_said_so(
+    syncd: Syncd,
+) -> None:
+    # The folder takes the check's empty file, not the report: a disk that is full.
+    with _mounted_tmpfs(syncd.root / "full", "64k") as full:
+        path = full / "students.csv"
+        path.write_text(students_csv(), encoding="utf-8")
+        filler = full / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as handle:
+            handle.write(b"x" * 1024 * 1024)
+        outcome = syncd("import", str(path))
+        assert outcome.exit_code == 1
+        assert "students.csv: applied (students): rows 5, created 5" in outcome.stdout
+        assert outcome.stderr == (
+            f"syncd: students.csv: applied, but its report could not be written in {full}: "
+            "No space left on device\n"
+        )
+        assert [entry["status"] for entry in files(syncd)] == ["applied"]
 
 
 def test_import_leaves_the_file_where_it_is(syncd: Syncd) -> None:
