@@ -407,11 +407,19 @@ def _progress(path: Path, interrupted: Callable[[], str | None]) -> Callable[[in
     return told
 
 
+def _previewed_status(result: FileResult) -> str:
+    """A dry run's status: what the real run would end in (held, failed), else planned;
+    the reason says "would be held: …" or "would fail: …"."""
+    if result.would is not None:
+        return result.would.value
+    return "planned" if result.status is FileStatus.APPLIED else result.status.value
+
+
 def _plan_document(result: FileResult) -> dict[str, Any]:
     return {
         "file": result.name,
         "kind": result.kind.value if result.kind else None,
-        "status": "planned" if result.status is FileStatus.APPLIED else result.status.value,
+        "status": _previewed_status(result),
         "reason": result.reason,
         "counts": result.counts.as_dict(),
         "changes": result.changes,
@@ -437,7 +445,7 @@ def _print_results(
     for result in results:
         counts = result.counts.as_dict()
         figures = ", ".join(f"{name} {value}" for name, value in counts.items() if value)
-        status = "planned" if dry_run and result.status is FileStatus.APPLIED else result.status
+        status = _previewed_status(result) if dry_run else result.status
         kind = result.kind.value if result.kind else "unknown kind"
         name = one_line(result.name)
         click.echo(f"{name}: {status} ({kind}){': ' + figures if figures else ''}")

@@ -379,12 +379,15 @@ def test_dry_run_says_when_the_file_would_be_held_or_fail(syncd: Syncd) -> None:
     imported(syncd, "students.csv", students_csv())
     held = run_import(syncd, "students-2.csv", students_csv(STUDENTS[:2]), "--dry-run", "--json")
     assert held.exit_code == 1, held.stderr
+    # Its status is the real run's, as a file that would fail at its header says "failed".
+    assert held.json()["status"] == "held"
     assert "would be held" in held.json()["reason"]
     assert "max_deactivate" in held.json()["reason"]
     assert held.stderr.strip().splitlines() == [f"syncd: students-2.csv: {held.json()['reason']}"]
     rows = [*STUDENTS, *[(f"X{n}", "", "", "", "", "", "") for n in range(6)]]
     failing = run_import(syncd, "students-3.csv", table(STUDENT_HEADER, rows), "--dry-run")
     assert failing.exit_code == 1, failing.stderr
+    assert failing.stdout.startswith("students-3.csv: failed (students): ")
     assert "would fail" in failing.stdout and "max_reject" in failing.stdout
     assert "would fail" in failing.stderr and "Traceback" not in failing.stderr
     assert files(syncd) == files(syncd, "--status", "applied")
