@@ -206,8 +206,12 @@ def _check_beside(paths: Sequence[Path]) -> None:
 @click.option("--kind", type=click.Choice([kind.value for kind in Kind]), help="Force the kind.")
 @click.option("--source", "source_name", metavar="NAME", help="Use this source's settings.")
 @click.option("--dry-run", is_flag=True, help="Validate and plan; change nothing.")
-@click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--report-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write the reports here (made if missing), not next to each file.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print each file's report (or plan) as JSON.")
 @pass_app
 def import_command(
     app: App,
@@ -476,7 +480,7 @@ def _print_results(
 
 @cli.command("run")
 @click.option("--once", is_flag=True, help="One pickup pass over the sources, then exit.")
-@click.option("--source", "source_name", metavar="NAME")
+@click.option("--source", "source_name", metavar="NAME", help="Only this source (default: all).")
 @pass_app
 def run_command(app: App, once: bool, source_name: str | None) -> None:
     """Pick files up from the drop folders (foreground daemon, or one pass)."""
@@ -516,9 +520,13 @@ LINK_FIELDS = ("site", "parent", "child", "type", "status", "origin")
 
 @cli.command("export")
 @click.argument("what", type=click.Choice(["persons", "relationships"]))
-@click.option("--site", metavar="SITE")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default=None)
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--site", metavar="SITE", help="The site (tenant); needed when the config has several."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "csv"]), default=None, help="Default: json."
+)
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
 @pass_app
 @reader_may_leave
 def export_command(app: App, what: str, site: str | None, fmt: str | None, as_json: bool) -> None:
@@ -714,11 +722,13 @@ def _link(
 
 
 @cli.command("link")
-@click.option("--parent", required=True, metavar="KEY")
-@click.option("--child", required=True, metavar="KEY")
-@click.option("--type", "rel_type", metavar="T")
-@click.option("--site", metavar="SITE")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--parent", required=True, metavar="KEY", help="The parent's key (see above).")
+@click.option("--child", required=True, metavar="KEY", help="The child's key (see above).")
+@click.option("--type", "rel_type", metavar="T", help="Parent, Aide, Guardian, Relative or Other.")
+@click.option(
+    "--site", metavar="SITE", help="The site (tenant); needed when the config has several."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @pass_app
 def link_command(
     app: App, parent: str, child: str, rel_type: str | None, site: str | None, as_json: bool
@@ -733,11 +743,13 @@ def link_command(
 
 
 @cli.command("unlink")
-@click.option("--parent", required=True, metavar="KEY")
-@click.option("--child", required=True, metavar="KEY")
-@click.option("--type", "rel_type", metavar="T")
-@click.option("--site", metavar="SITE")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--parent", required=True, metavar="KEY", help="The parent's key (see above).")
+@click.option("--child", required=True, metavar="KEY", help="The child's key (see above).")
+@click.option("--type", "rel_type", metavar="T", help="Parent, Aide, Guardian, Relative or Other.")
+@click.option(
+    "--site", metavar="SITE", help="The site (tenant); needed when the config has several."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @pass_app
 def unlink_command(
     app: App, parent: str, child: str, rel_type: str | None, site: str | None, as_json: bool
@@ -777,8 +789,8 @@ def _file_document(row: Any) -> dict[str, Any]:
     # ledger: `syncd status` counts them.
     help="Only files in this ledger state.",
 )
-@click.option("--source", "source_name", metavar="NAME")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--source", "source_name", metavar="NAME", help="Only this source's files.")
+@click.option("--json", "as_json", is_flag=True, help="Print the ledger as JSON.")
 @click.pass_context
 def files_group(
     ctx: click.Context, status: str | None, source_name: str | None, as_json: bool
@@ -1160,7 +1172,7 @@ def _print_ledger_entry(app: App, file_id: int, **extra: Any) -> None:
 
 
 @cli.command("status")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the sources' state as JSON.")
 @pass_app
 def status_command(app: App, as_json: bool) -> None:
     """Per source: last poll, last success, files waiting, held, failed, pending links."""
@@ -1226,15 +1238,19 @@ def _iso(moment: Any) -> str | None:
 
 
 @cli.command("history")
-@click.option("--person", "person_key", metavar="KEY")
-@click.option("--file", "file_id", type=FILE_ID, metavar="ID")
-@click.option("--site", metavar="SITE")
+@click.option(
+    "--person", "person_key", metavar="KEY", help="A person's sync key, username or email."
+)
+@click.option("--file", "file_id", type=FILE_ID, metavar="ID", help="A file's id (syncd files).")
+@click.option(
+    "--site", metavar="SITE", help="The site (tenant); needed when the config has several."
+)
 @click.option(
     "--kind",
     type=click.Choice([kind.value for kind in PersonKind]),
     help="With --person: only the student or only the parent of that key.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the events as JSON.")
 @pass_app
 @reader_may_leave
 def history_command(
@@ -1287,7 +1303,7 @@ def history_command(
 
 
 @cli.command("check-config")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print each check's outcome as JSON.")
 @pass_app
 def check_config_command(app: App, as_json: bool) -> None:
     """Validate the config, reach the database and every source. Each problem is one line on
