@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import click
 import pytest
 import sqlalchemy as sa
 
-from syncd.cli import print_json_array
+from syncd.cli import cli, print_json_array
 from tests.cli.conftest import Syncd
 from tests.cli.rosters import (
     STUDENTS,
@@ -746,3 +747,16 @@ def test_exports_sort_keys_by_code_point_whatever_the_database_collation(
         )
     assert exported[0] == exported[1]
     assert exported[0][1] == sorted(keys)
+
+
+def test_every_option_of_every_command_says_what_it_does_in_help(syncd: Syncd) -> None:
+    def silent(command: click.Command, path: str) -> Iterator[str]:
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.help and not param.hidden:
+                yield f"{path} {param.opts[0]}"
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                yield from silent(sub, f"{path} {name}")
+
+    assert list(silent(cli, "syncd")) == []
+    assert "Write the reports here" in syncd("import", "--help").stdout
