@@ -510,7 +510,7 @@ class Pickup:
             )
         else:
             result = self.pipeline.process(job)
-        self._count(result, item.processing_name, outcome)
+        self._count(result, item.processing_name, outcome, listed=item, run_id=run_id)
 
     def _note_columns(self, item: _Claimed, result: FileResult) -> None:
         """Note in `result` the columns its report lists (ignored, kept as attributes),
@@ -530,9 +530,18 @@ class Pickup:
         result.ignored_columns = noted.ignored_columns
         result.attribute_columns = noted.attribute_columns
 
-    def _count(self, result: FileResult, processing_name: str, outcome: PassResult) -> None:
-        """Deliver a processed file and count it in the pass's outcome."""
-        self.deliver(result, processing_name)
+    def _count(
+        self,
+        result: FileResult,
+        processing_name: str,
+        outcome: PassResult,
+        listed: _Claimed | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        """Deliver a processed file and count it in the pass's outcome; `listed`: the file
+        as it was when claimed, to see whether it changed since."""
+        if listed is None or not self._put_back_if_changed(result, listed, run_id):
+            self.deliver(result, processing_name)
         outcome.results.append(result)
         if result.status is FileStatus.APPLIED:
             outcome.applied += 1
@@ -542,6 +551,56 @@ class Pickup:
             outcome.duplicate += 1
         else:
             outcome.failed += 1
+
+    def _put_back_if_changed(
+        self, result: FileResult, claimed: _Claimed, run_id: str | None
+    ) -> bool:
+        """Put an applied file that changed since it was claimed back into the drop folder,
+        and say so (file.waiting, its report's reason); return whether it was.
+
+        Such a file was still being written: its sender paused longer than min_age (SPEC
+        §3.2), and what syncd read was only part of it. Archived, it would hold rows that
+        were never applied (a full file's missing rows deactivated). Put back, it is taken
+        again once unchanged for min_age, and applied whole. A held or failed file goes
+        where it would (a release compares its content with what was held).
+        """
+        if (
+            self.config.done_marker  # its sender said it was whole
+            or result.status not in (FileStatus.APPLIED, FileStatus.DUPLICATE)
+        ):
+            return False
+        now = next(
+            (e for e in self.source.list_processing() if e.name == claimed.processing_name), None
+        )
+        if now is None or (now.size, now.mtime) == (claimed.size, claimed.mtime):
+            return False
+        change = (
+            f"{claimed.size:,} bytes when it was taken, {now.size:,} now"
+            if now.size != claimed.size
+            else "written again at the same size"
+        )
+        reason = (
+            f"it changed after syncd took it ({change}): its upload was still under way. "
+            f"What was read is {result.status.value}; the file is back in the drop folder and "
+            "is taken again once unchanged for min_age (a sender that pauses during an "
+            "upload needs a longer min_age, or done markers)"
+        )
+        result.reason = f"{result.reason}; {reason}" if result.reason else reason
+        write_reports(self.source, result)  # first, as deliver does
+        where = self.source.put_back(claimed.processing_name, result.name)
+        if result.file_id is not None:
+            self.pipeline.set_location(result.file_id, where)
+        audit.emit(
+            audit.FILE_WAITING,
+            level="warning",
+            source=self.config.name,
+            site=self.config.site,
+            run_id=run_id,
+            file_id=result.file_id,
+            name=result.name,
+            reason=reason,
+        )
+        return True
 
     def deliver(self, result: FileResult, processing_name: str) -> None:
         """Write the file's reports, then move it where its outcome says, with its marker.

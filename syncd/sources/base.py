@@ -126,6 +126,11 @@ class Source(Protocol):
         """Move a processing file to `folder` (archive/…, failed, held); return where it went."""
         ...
 
+    def put_back(self, processing_name: str, name: str) -> str:
+        """Move processing/`processing_name` back into the drop folder as `name` (suffixed
+        if taken); return where it went."""
+        ...
+
     def take_back(self, location: str, folder: str, final_name: str) -> str:
         """Move a file from `location` (e.g. held/) to `folder`; return where it went."""
         ...

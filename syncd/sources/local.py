@@ -149,6 +149,9 @@ class LocalSource:
     def finish(self, processing_name: str, folder: str, final_name: str) -> str:
         return self.take_back(str(self.processing_path(processing_name)), folder, final_name)
 
+    def put_back(self, processing_name: str, name: str) -> str:
+        return str(move_no_clobber(self.processing_path(processing_name), self.root, name))
+
     def take_back(self, location: str, folder: str, final_name: str) -> str:
         target_folder = self._target(folder)
         return str(move_no_clobber(Path(location), target_folder, final_name))

@@ -672,6 +672,13 @@ class SftpSource:
     def finish(self, processing_name: str, folder: str, final_name: str) -> str:
         return self.take_back(self.processing_path(processing_name), folder, final_name)
 
+    def put_back(self, processing_name: str, name: str) -> str:
+        source = self.processing_path(processing_name)
+        target = self._move(source, self.root, name)
+        if target is None:
+            self._fail(f"cannot move {source}: it is no longer on {self._where}")
+        return target
+
     def take_back(self, location: str, folder: str, final_name: str) -> str:
         source = self._path(location)
         target_folder = self._target(folder)

@@ -848,3 +848,34 @@ def test_a_folder_another_syncd_works_with_another_database_is_left_alone(
     assert syncd_sqlite("run", "--once").exit_code == 0
     assert archived(syncd_sqlite) == ["students.csv"]
     assert list(processing.iterdir()) == []  # the lock is on the folder: nothing left in it
+
+
+def test_a_local_file_written_on_after_it_was_taken_goes_back_then_is_archived(
+    tmp_path: Path,
+) -> None:
+    # A local file is read where it lies in processing/: what the sender wrote before the
+    # read is applied, and the file, changed since it was taken, goes back to the drop
+    # folder; taken again, the same content is a duplicate, archived.
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    header, lena, zoe = STUDENTS.splitlines(keepends=True)
+    (folder / "students.csv").write_text(header + lena, encoding="utf-8")
+    clock = SystemClock()
+    config = local_source(folder, min_age=timedelta(0))
+    engine = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    pickup = Pickup(config, LocalSource(config), Pipeline(engine, clock), clock)
+    with (folder / "students.csv").open("a", encoding="utf-8") as sender:
+
+        def writes_on() -> bool:
+            if not sender.closed:
+                sender.write(zoe)
+                sender.close()
+            return False
+
+        first = pickup.run_once("run-1", should_stop=writes_on)
+    assert (first.applied, first.results[0].counts.created) == (1, 2)
+    assert "the file is back in the drop folder" in (first.results[0].reason or "")
+    assert (folder / "students.csv").read_text(encoding="utf-8") == STUDENTS
+    again = pickup.run_once("run-2")
+    assert again.duplicate == 1
+    assert [p.name for p in (folder / "archive").rglob("*.csv")] == ["students.csv"]

@@ -205,6 +205,20 @@ def test_take_back_and_fetch_location(drop: Drop, tmp_path: Path) -> None:
     assert not Path(held).exists()
 
 
+def test_put_back_returns_a_file_to_the_drop_folder_never_overwriting(drop: Drop) -> None:
+    drop.put("students.csv")
+    claimed = drop.source.claim("students.csv")
+    assert claimed is not None
+    drop.put("students.csv", b"a newer upload of the same name")
+
+    where = drop.source.put_back(claimed, "students.csv")
+
+    assert Path(where) == drop.root / "students.1.csv"
+    assert Path(where).read_bytes() == CONTENT
+    assert (drop.root / "students.csv").read_bytes() == b"a newer upload of the same name"
+    assert drop.source.list_processing() == []
+
+
 def test_write_report_never_overwrites(drop: Drop) -> None:
     first = drop.source.write_report("students.csv.report.json", b'{"n": 1}')
     second = drop.source.write_report("students.csv.report.json", b'{"n": 2}')

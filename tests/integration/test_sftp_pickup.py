@@ -11,11 +11,18 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from syncd import audit
+from syncd.clock import SystemClock
+from syncd.db.database import open_database
+from syncd.pickup import Pickup
+from syncd.pipeline import Pipeline
+from syncd.sources.sftp import SftpSource
 from tests.cli.conftest import Syncd
 from tests.integration.sshd import Sshd, keygen
 
@@ -458,3 +465,53 @@ def test_a_read_only_account_leaves_the_file_and_no_ledger_entry(
     sshd.start()
     assert syncd("run", "--once").exit_code == 0
     assert [f["status"] for f in syncd("files", "--json").json()] == ["applied"]
+
+
+def test_a_file_still_written_after_it_was_taken_goes_back_and_is_applied_whole(
+    sshd: Sshd, tmp_path: Path, database_url: str
+) -> None:
+    # Its sender paused longer than min_age mid-upload, then wrote on into the file syncd
+    # had moved (an open handle follows a rename): syncd read only the first rows. Archived,
+    # the file would hold rows never applied, their students deactivated by a full file.
+    audit.configure(str(tmp_path / "audit.jsonl"))
+    clock = SystemClock()
+    config = sshd.source_config(name="district-a", min_age=timedelta(0))
+    source = SftpSource(config, connect_timeout=5, io_timeout=10)
+    pickup = Pickup(config, source, Pipeline(open_database(database_url), clock), clock)
+    header, lena, zoe = STUDENTS.splitlines(keepends=True)
+    upload(sshd, "students.csv", header + lena)
+    sender = (sshd.upload / "students.csv").open("a", encoding="utf-8")  # still uploading
+
+    def writes_on() -> bool:  # asked after the download, before the file applies
+        if not sender.closed:
+            sender.write(zoe)
+            sender.close()
+        return False
+
+    try:
+        outcome = pickup.run_once("run-1", should_stop=writes_on)
+        assert outcome.applied == 1
+        assert not (sshd.upload / "processing" / "students.csv").exists()
+        assert (sshd.upload / "students.csv").read_text(encoding="utf-8") == STUDENTS
+        assert [p for p in (sshd.upload / "archive").rglob("*") if p.is_file()] == []
+        [report] = [json.loads(p.read_text()) for p in (sshd.upload / "reports").iterdir()]
+        assert (report["status"], report["counts"]["created"]) == ("applied", 1)
+        assert report["reason"].startswith("it changed after syncd took it (")
+        assert "the file is back in the drop folder" in report["reason"]
+        [said] = [
+            event
+            for line in (tmp_path / "audit.jsonl").read_text().splitlines()
+            if (event := json.loads(line))["event"] == "file.waiting"
+        ]
+        assert (said["level"], said["name"], said["file_id"]) == (
+            "warning", "students.csv", report["file_id"]
+        )  # fmt: skip
+        # Taken again, now whole: Zoë is applied too, and the file archived.
+        again = pickup.run_once("run-2")
+        assert again.applied == 1
+        assert not (sshd.upload / "students.csv").exists()
+        [archived] = (sshd.upload / "archive").rglob("students.csv")
+        assert archived.read_text(encoding="utf-8") == STUDENTS
+    finally:
+        sender.close()
+        source.close()
