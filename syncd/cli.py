@@ -10,6 +10,7 @@ import posixpath
 import signal
 import sys
 import tempfile
+import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -1424,6 +1425,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         click.echo(one_line(line), err=True)
         sys.exit(code)
 
+    previous_hook = threading.excepthook
+    threading.excepthook = partial(_thread_failed, debug)
     try:
         cli.main(args=args, prog_name="syncd", standalone_mode=False)
     except click.exceptions.Exit as done:
@@ -1456,6 +1459,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as error:  # noqa: BLE001 - the promise is one line, never a traceback
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         fail(f"syncd: unexpected error: {message} (run with --debug for details)", 1)
+    finally:
+        threading.excepthook = previous_hook
+
+
+def _thread_failed(debug: bool, args: threading.ExceptHookArgs) -> None:
+    """An error no thread caught: one line, the traceback only with --debug. paramiko's
+    prefetch thread dies with a dropped connection, which the download it served then
+    names in its own line: nothing more is said of it."""
+    if debug:
+        threading.__excepthook__(args)
+        return
+    if args.exc_type is SystemExit:
+        return
+    frame = args.exc_traceback
+    while frame is not None:
+        if str(frame.tb_frame.f_globals.get("__name__", "")).startswith("paramiko."):
+            return
+        frame = frame.tb_next
+    name = args.thread.name if args.thread is not None else "a thread"
+    problem = str(args.exc_value) or args.exc_type.__name__
+    click.echo(one_line(f"syncd: {name} stopped: {problem}"), err=True)
 
 
 GLOBAL_OPTIONS = ("--debug", "--config")

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -515,3 +517,37 @@ def test_a_file_still_written_after_it_was_taken_goes_back_and_is_applied_whole(
     finally:
         sender.close()
         source.close()
+
+
+def test_a_connection_dropped_mid_download_is_one_line_without_a_traceback(
+    remote: tuple[Syncd, Sshd],
+) -> None:
+    # paramiko's prefetch thread dies with the connection; its traceback was printed beside
+    # the one line that names the failure (SPEC §5: never a traceback without --debug).
+    syncd, sshd = remote
+    rows = "".join(f"S{n},First,Last,s{n}@example.edu\n" for n in range(3, 1_500_000))
+    upload(sshd, "students.csv", STUDENTS + rows)  # 50 MB: a download that takes a while
+    processing = sshd.upload / "processing" / "students.csv"
+
+    def drop_the_connection() -> None:
+        deadline = time.monotonic() + 30
+        while not processing.exists() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        # The download under way (50 MB take ~0.3 s here), its prefetch thread sending
+        # read requests: the session dies under it.
+        time.sleep(0.1)
+        for pid in sshd.session_pids():
+            os.kill(pid, signal.SIGKILL)
+
+    dropper = threading.Thread(target=drop_the_connection)
+    dropper.start()
+    # In a process of its own: the thread's traceback is printed on the process's stderr.
+    ran = subprocess.run(
+        [sys.executable, "-m", "syncd", "--config", str(syncd.config_path), "run", "--once"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    dropper.join()
+    assert ran.returncode == 3, ran.stderr
+    [line] = ran.stderr.splitlines()
+    assert line.startswith('syncd: source "district-a": downloading ')
+    assert processing.exists()  # taken up again at the next pass
