@@ -220,6 +220,7 @@ class Pickup:
         outcome.waiting = outcome.young = len(young)
         held_back: dict[str, Kind] = {}  # later kinds waiting for an earlier one, by name
         claimed += self._claim_ready(ready, young, entries, run_id, outcome, held_back)
+        self._record_waiting(outcome.waiting)
         with tempfile.TemporaryDirectory(prefix="syncd-") as temp:
             orphans = OrphanCarry()  # judged at the end of the batch (SPEC §2.4)
             while claimed:
@@ -253,12 +254,24 @@ class Pickup:
                 ready, young = self.ready_entries(entries)
                 outcome.waiting = outcome.young = len(young)
                 claimed = self._claim_ready(ready, young, entries, run_id, outcome, held_back)
+                self._record_waiting(outcome.waiting)
             self.pipeline.settle_orphans(orphans, self.config.site, self.config.name, run_id)
         # Those no longer waiting are forgotten: should they wait again, it is said again.
         self._waiting_said = {key for key in self._waiting_said if key[0] in held_back}
         if outcome.applied:
             self._must_wait.clear()  # the persons a waiting file names may be there now
         return outcome
+
+    def _record_waiting(self, waiting: int) -> None:
+        """Record how many of an SFTP folder's files wait unclaimed, as soon as the pass has
+        claimed the others: `status` does not list the folder, and adds the claimed files
+        from the ledger (a count left from the last pass, while that pass's file was still
+        young, counted the file in hand twice)."""
+        if self.config.is_sftp:
+            with self.pipeline.engine.begin() as connection:
+                store.set_source_state(
+                    connection, self.config.name, self.config.site, waiting=waiting
+                )
 
     def _fetch(self, claimed: list[_Claimed], into: Path) -> None:
         """Download each claimed file (an SFTP source's) and find its kind."""

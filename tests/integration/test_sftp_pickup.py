@@ -3,6 +3,7 @@ uploads, done markers, duplicates, host keys, a server that goes away and comes 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import pytest
 
 from syncd import audit
 from syncd.clock import SystemClock
+from syncd.config import load_config
 from syncd.db.database import open_database
 from syncd.pickup import Pickup
 from syncd.pipeline import Pipeline
@@ -551,3 +553,30 @@ def test_a_connection_dropped_mid_download_is_one_line_without_a_traceback(
     [line] = ran.stderr.splitlines()
     assert line.startswith('syncd: source "district-a": downloading ')
     assert processing.exists()  # taken up again at the next pass
+
+
+def test_status_counts_the_file_in_hand_once(remote: tuple[Syncd, Sshd], tmp_path: Path) -> None:
+    # `status` does not list an SFTP folder: it takes the count the last pass recorded and
+    # adds the files claimed into processing/. A pass that saw the file still young had
+    # recorded it as waiting, and the next pass's claim counted it again.
+    syncd, sshd = remote
+    syncd.configure(sources=[sftp_source(sshd, done_marker=True)])
+    upload(sshd, "students.csv", STUDENTS)
+    assert syncd("run", "--once").exit_code == 0  # no marker yet: it waits
+    assert syncd("status", "--json").json()[0]["waiting"] == 1
+    config = load_config(syncd.config_path).source("district-a")
+    config = dataclasses.replace(config, done_marker=False)  # then: taken
+    clock = SystemClock()
+    source = SftpSource(config, connect_timeout=5, io_timeout=10)
+    pickup = Pickup(config, source, Pipeline(open_database(syncd.database_url), clock), clock)
+    seen: list[int] = []
+
+    def look() -> bool:  # asked when the file is claimed, before it applies
+        seen.append(syncd("status", "--json").json()[0]["waiting"])
+        return False
+
+    try:
+        assert pickup.run_once("run-2", should_stop=look).applied == 1
+    finally:
+        source.close()
+    assert seen[0] == 1
