@@ -149,6 +149,8 @@ def _check_local_folder(config: SourceConfig) -> None:
         raise SourceUnreachable(f"{named} is not a folder")
     if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
         raise SourceUnreachable(f"{named} is not writable")
+    if (refused := _write_refused(folder)) is not None:
+        raise SourceUnreachable(f"{named} is not writable ({refused})")
     for path in _work_folders(config):
         if (problem := _unusable_folder(path)) is not None:
             raise SourceUnreachable(f'source "{config.name}": folder {path} {problem}')
@@ -172,16 +174,26 @@ def _unusable_folder(path: str) -> str | None:
     if folder.exists():
         if not folder.is_dir():
             return "is not a folder"
-        return None if os.access(folder, os.W_OK | os.X_OK) else "is not writable"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return "is not writable"
+        refused = _write_refused(folder)
+        return None if refused is None else f"is not writable ({refused})"
     parent = _nearest_existing(folder.parent)
     if not parent.is_dir():
         return f"cannot be made: {parent} is not a folder"
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"cannot be made: {parent} is not writable"
-    try:  # root passes os.access everywhere: a folder made and removed says (/proc, a mount)
-        os.rmdir(tempfile.mkdtemp(prefix=".syncd-check-", dir=parent))
+    refused = _write_refused(parent)
+    return None if refused is None else f"cannot be made in {parent}: {refused}"
+
+
+def _write_refused(folder: Path) -> str | None:
+    """Return why a hidden folder cannot be made and removed in `folder`, or None: root
+    passes os.access everywhere, not a read-only mount or /proc."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".syncd-check-", dir=folder))
     except OSError as error:
-        return f"cannot be made in {parent}: {error.strerror or error}"
+        return str(error.strerror or error)
     return None
 
 

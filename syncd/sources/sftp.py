@@ -619,9 +619,12 @@ class SftpSource:
             self._fail(f"drop folder {self.root} on {self._where} is not a folder")
 
     def _check_folders(self) -> None:
-        """Fail unless `run` could use or make each work folder: one there must be a folder;
-        for one missing, a folder is made and removed where it would be made (the server
-        alone knows what its account may do there)."""
+        """Fail unless `run` could use or make each work folder, and move files out of the
+        drop folder: one there must be a folder it may write in; for one missing, a folder
+        is made and removed where it would be made. A hidden folder is made and removed to
+        find out: the server alone knows what its account may do (a read-only account lists
+        and reads everything)."""
+        self._probe_writing(self.root, f"the drop folder {self.root} is not writable")
         for name in FOLDER_NAMES:
             path = self.folder(name)
             with self._remote(f"looking at {path}"):
@@ -629,12 +632,18 @@ class SftpSource:
                 if attrs is not None:
                     if not stat.S_ISDIR(attrs.st_mode or 0):
                         self._fail(f"{path} on {self._where} is not a folder")
+                    self._probe_writing(path, f"{path} is not writable")
                     continue
                 parent = posixpath.dirname(self._missing_folders(path)[-1])
-                probe = posixpath.join(parent or ".", f".syncd-check-{os.getpid()}")
-            with self._remote(f"{path} cannot be made: creating a folder in {parent or '.'}"):
-                self.sftp.mkdir(probe)
-                self.sftp.rmdir(probe)
+            self._probe_writing(
+                parent or ".", f"{path} cannot be made: creating a folder in {parent or '.'}"
+            )
+
+    def _probe_writing(self, folder: str, problem: str) -> None:
+        probe = posixpath.join(folder, f".syncd-check-{os.getpid()}")
+        with self._remote(problem):
+            self.sftp.mkdir(probe)
+            self.sftp.rmdir(probe)
 
     def ensure_folders(self) -> None:
         """Create processing/, held/, archive/, failed/ and reports/ when they are missing

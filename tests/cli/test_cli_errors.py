@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.cli.conftest import Outcome, Syncd
+from tests.cli.mounts import mounted_tmpfs
 from tests.cli.rosters import files, report, run_import, students_csv
 
 
@@ -90,6 +91,22 @@ def test_a_drop_folder_that_is_not_there_is_named_and_never_made(syncd_sqlite: S
     (syncd_sqlite.root / "dorp").write_text("")
     assert "is not a folder" in _one_line(syncd_sqlite("check-config"))
     assert "is not a folder" in _one_line(syncd_sqlite("run", "--once"))
+
+
+def test_a_drop_folder_on_a_read_only_mount_is_named_by_check_config_even_for_root(
+    syncd_sqlite: Syncd,
+) -> None:
+    # Its work folders there and all: root passes every permission check, not the mount.
+    with mounted_tmpfs(syncd_sqlite.root / "share", "1m") as share:
+        syncd_sqlite.configure(url=f"file://{share}")
+        assert syncd_sqlite("check-config").exit_code == 0
+        assert syncd_sqlite("run", "--once").exit_code == 0  # makes the work folders
+        subprocess.run(["mount", "-o", "remount,ro", str(share)], check=True)
+        checked = syncd_sqlite("check-config")
+        assert checked.exit_code == 3
+        assert _one_line(checked) == (
+            f'syncd: source "district-a": drop folder {share} is not writable'
+        )
 
 
 @pytest.mark.parametrize("folder", ["archive", "reports"])

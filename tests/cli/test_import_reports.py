@@ -7,13 +7,10 @@ import csv
 import io
 import json
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from syncd import pipeline
 from tests.cli.conftest import Syncd
+from tests.cli.mounts import mounted_tmpfs
 from tests.cli.rosters import (
     PARENT_LINKS,
     STUDENT_HEADER,
@@ -219,26 +216,10 @@ def test_import_says_where_each_report_went(syncd: Syncd) -> None:
     assert report(syncd, "students.csv")["errors"] == 2  # the first run's, left as it was
 
 
-@contextlib.contextmanager
-def _mounted_tmpfs(folder: Path, size: str) -> Iterator[Path]:
-    """A real small file system at `folder` (root only: skipped elsewhere, saying why)."""
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-        capture_output=True, check=False,
-    )  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
 def test_a_file_whose_reports_cannot_be_written_beside_it_is_refused_before_it_applies(
     syncd: Syncd,
 ) -> None:
-    with _mounted_tmpfs(syncd.root / "share", "1m") as share:
+    with mounted_tmpfs(syncd.root / "share", "1m") as share:
         path = share / "students.csv"
         path.write_text(students_csv(), encoding="utf-8")
         subprocess.run(["mount", "-o", "remount,ro", str(share)], check=True)
@@ -257,7 +238,7 @@ def test_a_report_that_cannot_be_written_after_the_file_applied_is_said_so(
     syncd: Syncd,
 ) -> None:
     # The folder takes the check's empty file, not the report: a disk that is full.
-    with _mounted_tmpfs(syncd.root / "full", "64k") as full:
+    with mounted_tmpfs(syncd.root / "full", "64k") as full:
         path = full / "students.csv"
         path.write_text(students_csv(), encoding="utf-8")
         filler = full / "filler"

@@ -458,6 +458,13 @@ def test_a_read_only_account_leaves_the_file_and_no_ledger_entry(
     sshd.stop()
     sshd.sftp_subsystem = "internal-sftp -R"
     sshd.start()
+    # check-config finds it, work folders there or not: it tries to write.
+    checked = syncd("check-config")
+    assert checked.exit_code == 3
+    assert checked.stderr.startswith(
+        f'syncd: source "district-a": the drop folder {sshd.upload} is not writable on '
+    )
+    assert checked.stderr.rstrip().endswith("failed: Permission denied")
     upload(sshd, "students.csv", STUDENTS)
     outcome = syncd("run", "--once")
     assert outcome.exit_code == 3
