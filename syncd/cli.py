@@ -722,15 +722,34 @@ def _link(
     click.echo(f"{verb} {edit.parent} → {edit.child}{note}")
 
 
+def _edit_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options of `link` and `unlink`."""
+    for option in reversed(
+        (
+            click.option(
+                "--parent", required=True, metavar="KEY", help="The parent's key (see above)."
+            ),
+            click.option(
+                "--child", required=True, metavar="KEY", help="The child's key (see above)."
+            ),
+            click.option(
+                "--type", "rel_type", metavar="T", help="Parent, Aide, Guardian, Relative or Other."
+            ),
+            click.option(
+                "--site",
+                metavar="SITE",
+                help="The site (tenant); needed when the config has several.",
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON."),
+            pass_app,
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @cli.command("link")
-@click.option("--parent", required=True, metavar="KEY", help="The parent's key (see above).")
-@click.option("--child", required=True, metavar="KEY", help="The child's key (see above).")
-@click.option("--type", "rel_type", metavar="T", help="Parent, Aide, Guardian, Relative or Other.")
-@click.option(
-    "--site", metavar="SITE", help="The site (tenant); needed when the config has several."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@pass_app
+@_edit_options
 def link_command(
     app: App, parent: str, child: str, rel_type: str | None, site: str | None, as_json: bool
 ) -> None:
@@ -744,14 +763,7 @@ def link_command(
 
 
 @cli.command("unlink")
-@click.option("--parent", required=True, metavar="KEY", help="The parent's key (see above).")
-@click.option("--child", required=True, metavar="KEY", help="The child's key (see above).")
-@click.option("--type", "rel_type", metavar="T", help="Parent, Aide, Guardian, Relative or Other.")
-@click.option(
-    "--site", metavar="SITE", help="The site (tenant); needed when the config has several."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@pass_app
+@_edit_options
 def unlink_command(
     app: App, parent: str, child: str, rel_type: str | None, site: str | None, as_json: bool
 ) -> None:

@@ -367,7 +367,7 @@ class Pickup:
     def _forget_claim_not_made(self, claim_id: int, name: str) -> None:
         """Forget the ledger entry of a claim the server refused (a read-only account): the
         file still in the drop folder was never moved. When that cannot be seen (the
-        connection is gone), the next pass finds out (`forget_claims_not_at`)."""
+        connection is gone), the next pass finds out (`_left_in_processing`)."""
         with suppress(SyncdError, OSError):
             if self.source.holds(name):
                 self.pipeline.forget_claim(claim_id)
@@ -383,10 +383,16 @@ class Pickup:
         left = self.source.list_processing()
         paths = [f"processing/{entry.name}" for entry in left]
         with self.pipeline.engine.begin() as connection:
-            # A claim whose move never happened (the connection lost during it): forgotten.
-            store.forget_claims_not_at(connection, self.config.name, paths)
+            unread = store.unread_claims_not_at(connection, self.config.name, paths)
             ours = store.paths_in_processing(connection, self.config.name, paths)
             gone = store.claims_gone_from(connection, self.config.name, paths)
+        if unread:
+            waiting = {entry.name for entry in self.source.list_entries()}
+            for row in unread:
+                if row.name in waiting:  # its move never happened (the connection lost)
+                    self.pipeline.forget_claim(row.id)
+                else:  # moved, then taken away before it was read (its download failed)
+                    gone.append(row)
         for row in gone:
             self._fail_gone(row, run_id)
         # Imports are run by hand, but no entry of this source stays processing either.
@@ -397,18 +403,12 @@ class Pickup:
                 claimed.append(_Claimed(entry.name, entry.name, entry.mtime, entry.size))
             elif entry.name not in self._not_ours and is_candidate_name(entry.name):
                 self._not_ours.add(entry.name)
-                audit.emit(
-                    audit.FILE_WAITING,
-                    level="warning",
-                    source=self.config.name,
-                    site=self.config.site,
-                    run_id=run_id,
-                    name=entry.name,
-                    reason=(
-                        "in processing/ but not claimed by this syncd's database (another "
-                        "syncd's file, or put there by hand): left alone; move it back to the "
-                        "drop folder to have it picked up"
-                    ),
+                self._warn_waiting(
+                    run_id,
+                    entry.name,
+                    "in processing/ but not claimed by this syncd's database (another syncd's "
+                    "file, or put there by hand): left alone; move it back to the drop folder "
+                    "to have it picked up",
                 )
         return claimed
 
@@ -603,17 +603,23 @@ class Pickup:
         where = self.source.put_back(claimed.processing_name, result.name)
         if result.file_id is not None:
             self.pipeline.set_location(result.file_id, where)
+        self._warn_waiting(run_id, result.name, reason, result.file_id)
+        return True
+
+    def _warn_waiting(
+        self, run_id: str | None, name: str, reason: str, file_id: int | None = None
+    ) -> None:
+        """Say that a file waits for something an operator should know of (file.waiting)."""
         audit.emit(
             audit.FILE_WAITING,
             level="warning",
             source=self.config.name,
             site=self.config.site,
             run_id=run_id,
-            file_id=result.file_id,
-            name=result.name,
+            file_id=file_id,
+            name=name,
             reason=reason,
         )
-        return True
 
     def deliver(self, result: FileResult, processing_name: str) -> None:
         """Write the file's reports, then move it where its outcome says, with its marker.

@@ -1005,20 +1005,19 @@ def paths_in_processing(connection: sa.Connection, source: str, paths: Sequence[
     return found
 
 
-def forget_claims_not_at(connection: sa.Connection, source: str, paths: Sequence[str]) -> None:
-    """Remove the entries of `source`'s claims never read (no size yet) whose file is at none
-    of `paths` (what processing/ holds): a claim cut short before its move."""
+def unread_claims_not_at(connection: sa.Connection, source: str, paths: Sequence[str]) -> list[Any]:
+    """Return the entries of `source`'s claims never read (no size yet) whose file is at
+    none of `paths` (what processing/ holds): a claim cut short before its move, or a file
+    taken away after it (its download failed, say)."""
     claims = connection.execute(
-        sa.select(files.c.id, files.c.path).where(
+        sa.select(files).where(
             files.c.source == source,
             files.c.status == FileStatus.PROCESSING.value,
             files.c.size.is_(None),
         )
     ).all()
     present = set(paths)
-    gone = [row.id for row in claims if row.path not in present]
-    for chunk in chunked(gone):
-        connection.execute(files.delete().where(files.c.id.in_(chunk)))
+    return [row for row in claims if row.path not in present]
 
 
 def claims_gone_from(connection: sa.Connection, source: str, paths: Sequence[str]) -> list[Any]:

@@ -624,7 +624,7 @@ class SftpSource:
         is made and removed where it would be made. A hidden folder is made and removed to
         find out: the server alone knows what its account may do (a read-only account lists
         and reads everything)."""
-        self._probe_writing(self.root, f"the drop folder {self.root} is not writable")
+        self._probe_writing(self.root, f"writing in the drop folder {self.root}")
         for name in FOLDER_NAMES:
             path = self.folder(name)
             with self._remote(f"looking at {path}"):
@@ -632,7 +632,7 @@ class SftpSource:
                 if attrs is not None:
                     if not stat.S_ISDIR(attrs.st_mode or 0):
                         self._fail(f"{path} on {self._where} is not a folder")
-                    self._probe_writing(path, f"{path} is not writable")
+                    self._probe_writing(path, f"writing in {path}")
                     continue
                 parent = posixpath.dirname(self._missing_folders(path)[-1])
             self._probe_writing(

@@ -396,8 +396,6 @@ def test_a_file_claimed_but_not_read_before_a_crash_is_taken_up_as_received_once
     config = local_source(syncd.drop_dir, name="district-a")
     pipeline = Pipeline(engine, SystemClock())
     claim_id = pipeline.register_claim(config, "students.csv", "processing/students.csv")
-    # A claim whose move never happened (the connection lost during it) is forgotten.
-    pipeline.register_claim(config, "parents.csv", "processing/parents.csv")
     engine.dispose()
     outcome = syncd("run", "--once")
     assert outcome.exit_code == 0, outcome.stderr
@@ -879,3 +877,35 @@ def test_a_local_file_written_on_after_it_was_taken_goes_back_then_is_archived(
     again = pickup.run_once("run-2")
     assert again.duplicate == 1
     assert [p.name for p in (folder / "archive").rglob("*.csv")] == ["students.csv"]
+
+
+def test_a_claim_taken_away_before_it_was_read_is_failed_one_never_moved_is_forgotten(
+    syncd: Syncd,
+) -> None:
+    # A claim is in the ledger before its move, its size only once read: a download cut
+    # short leaves an entry `files` lists as processing. Taken away by hand then, it is
+    # failed as any leftover; a claim whose move never happened (its file is still in the
+    # drop folder) is no file syncd took, and is forgotten.
+    syncd.drop_dir.mkdir()
+    (syncd.drop_dir / "processing").mkdir()
+    config = local_source(syncd.drop_dir, name="district-a")
+    engine = open_database(syncd.database_url)
+    pipeline = Pipeline(engine, SystemClock())
+    taken = pipeline.register_claim(config, "students.csv", "processing/students.csv")
+    pipeline.register_claim(config, "parents.csv", "processing/parents.csv")  # never moved
+    engine.dispose()
+    syncd.drop("parents.csv", PARENTS)  # still where it was: the move never happened
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 0, outcome.stderr
+    ledger = {f["id"]: f for f in syncd("files", "--json").json()}
+    assert ledger[taken]["status"] == "failed" and "taken away" in ledger[taken]["reason"]
+    [failed] = syncd.events("file.failed")
+    assert failed["file_id"] == taken
+    # The parents file has one entry, its own claim's (SQLite may give it the forgotten id).
+    assert sorted((f["name"], f["status"]) for f in ledger.values()) == [
+        ("parents.csv", "applied"),
+        ("students.csv", "failed"),
+    ]
+    assert [e["file_id"] for e in syncd.events("file.received")] == [
+        f["id"] for f in ledger.values() if f["name"] == "parents.csv"
+    ]

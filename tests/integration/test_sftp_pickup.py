@@ -462,7 +462,7 @@ def test_a_read_only_account_leaves_the_file_and_no_ledger_entry(
     checked = syncd("check-config")
     assert checked.exit_code == 3
     assert checked.stderr.startswith(
-        f'syncd: source "district-a": the drop folder {sshd.upload} is not writable on '
+        f'syncd: source "district-a": writing in the drop folder {sshd.upload} on '
     )
     assert checked.stderr.rstrip().endswith("failed: Permission denied")
     upload(sshd, "students.csv", STUDENTS)
