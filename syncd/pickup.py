@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,11 @@ class _Claimed:
     kind: Kind | None = None
     # Why it could not be read from the source (its permissions), if so: it fails alone.
     unreadable: str | None = None
+
+
+# How long after a file was applied syncd still looks whether its archived copy grew (its
+# sender wrote on after a pause longer than min_age): Pickup._recall_grown.
+RECALL_WINDOW = timedelta(days=1)
 
 
 # A file syncd died with in hand (killed while applying it: out of memory, say) is taken
@@ -205,6 +210,7 @@ class Pickup:
         """
         outcome = PassResult()
         self._expire(run_id)
+        self._recall_grown(run_id)
         claimed = self._left_in_processing(run_id)
         entries = self._list_entries()
         ready, young = self.ready_entries(entries)
@@ -605,6 +611,41 @@ class Pickup:
             self.pipeline.set_location(result.file_id, where)
         self._warn_waiting(run_id, result.name, reason, result.file_id)
         return True
+
+    def _recall_grown(self, run_id: str) -> None:
+        """Put back into the drop folder each file applied in the last RECALL_WINDOW whose
+        archived copy has grown since it was read, and say so (file.waiting).
+
+        Its sender paused longer than min_age mid-upload, and wrote on after syncd had
+        applied and archived what was there (an open handle follows a rename): a small file
+        is read, applied and archived in milliseconds. What was read stays applied; taken
+        again, the whole file applies (a full file's late rows reactivated). Only the size
+        is compared: the ledger keeps no mtime, and an upload that resumes appends.
+        """
+        if self.config.done_marker:  # its sender said it was whole
+            return
+        since = self.clock.now() - RECALL_WINDOW
+        with self.pipeline.engine.connect() as connection:
+            rows = store.archived_since(
+                connection, self.config.name, self.source.work_folder("archive"), since
+            )
+        for row in rows:
+            size = self.source.size_at(row.path)
+            if size is None or row.size is None or size == row.size:
+                continue
+            where = self.source.restore(row.path, row.name)
+            self.pipeline.set_location(row.id, where)
+            self._warn_waiting(
+                run_id,
+                row.name,
+                f"it grew after syncd had read and archived it ({row.size:,} bytes then, "
+                f"{size:,} now): its upload was still under way. What was read stays in "
+                "effect; the file is back in the drop folder, from the archive, and is taken "
+                "again once "
+                "unchanged for min_age (a sender that pauses during an upload needs a longer "
+                "min_age, or done markers)",
+                row.id,
+            )
 
     def _warn_waiting(
         self, run_id: str | None, name: str, reason: str, file_id: int | None = None

@@ -986,6 +986,23 @@ def applied_sha256(connection: sa.Connection, source: str | None, site: str, sha
     return earlier if newer is None else None
 
 
+def archived_since(
+    connection: sa.Connection, source: str, archive: str, since: datetime
+) -> list[Any]:
+    """Return the entries of `source` applied (or found duplicate) since `since` whose file
+    is in the folder `archive`, where syncd put it."""
+    return list(
+        connection.execute(
+            sa.select(files.c.id, files.c.name, files.c.path, files.c.size, files.c.status).where(
+                files.c.source == source,
+                files.c.status.in_([FileStatus.APPLIED.value, FileStatus.DUPLICATE.value]),
+                files.c.finished_at >= since,
+                files.c.path.startswith(archive.rstrip("/") + "/", autoescape=True),
+            )
+        )
+    )
+
+
 def file_in_processing(connection: sa.Connection, source: str, path: str) -> Any:
     """Return the newest ledger entry still located at processing/ `path`, or None.
 

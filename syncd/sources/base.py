@@ -126,6 +126,20 @@ class Source(Protocol):
         """Move a processing file to `folder` (archive/…, failed, held); return where it went."""
         ...
 
+    def work_folder(self, name: str) -> str:
+        """Return where the work folder `name` (archive, held, ...) is, as the locations
+        finish() returns start."""
+        ...
+
+    def size_at(self, location: str) -> int | None:
+        """Return the size of the regular file at `location`, None if there is none."""
+        ...
+
+    def restore(self, location: str, name: str) -> str:
+        """Move the file at `location` (as finish() returned it) into the drop folder as
+        `name` (suffixed if taken); return where it went."""
+        ...
+
     def put_back(self, processing_name: str, name: str) -> str:
         """Move processing/`processing_name` back into the drop folder as `name` (suffixed
         if taken); return where it went."""

@@ -149,8 +149,21 @@ class LocalSource:
     def finish(self, processing_name: str, folder: str, final_name: str) -> str:
         return self.take_back(str(self.processing_path(processing_name)), folder, final_name)
 
+    def work_folder(self, name: str) -> str:
+        return str(self._folder(name))
+
+    def size_at(self, location: str) -> int | None:
+        try:
+            info = os.lstat(self.root / location)  # an absolute location stays as it is
+        except OSError:
+            return None
+        return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+    def restore(self, location: str, name: str) -> str:
+        return str(move_no_clobber(self.root / location, self.root, name))
+
     def put_back(self, processing_name: str, name: str) -> str:
-        return str(move_no_clobber(self.processing_path(processing_name), self.root, name))
+        return self.restore(str(self.processing_path(processing_name)), name)
 
     def take_back(self, location: str, folder: str, final_name: str) -> str:
         target_folder = self._target(folder)

@@ -681,12 +681,26 @@ class SftpSource:
     def finish(self, processing_name: str, folder: str, final_name: str) -> str:
         return self.take_back(self.processing_path(processing_name), folder, final_name)
 
-    def put_back(self, processing_name: str, name: str) -> str:
-        source = self.processing_path(processing_name)
+    def work_folder(self, name: str) -> str:
+        return self.folder(name)
+
+    def size_at(self, location: str) -> int | None:
+        path = self._path(location)
+        with self._remote(f"looking at {path}"):
+            attrs = self._lstat(path)
+        if attrs is None or not stat.S_ISREG(attrs.st_mode or 0):
+            return None
+        return int(attrs.st_size or 0)
+
+    def restore(self, location: str, name: str) -> str:
+        source = self._path(location)
         target = self._move(source, self.root, name)
         if target is None:
             self._fail(f"cannot move {source}: it is no longer on {self._where}")
         return target
+
+    def put_back(self, processing_name: str, name: str) -> str:
+        return self.restore(self.processing_path(processing_name), name)
 
     def take_back(self, location: str, folder: str, final_name: str) -> str:
         source = self._path(location)

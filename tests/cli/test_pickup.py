@@ -909,3 +909,34 @@ def test_a_claim_taken_away_before_it_was_read_is_failed_one_never_moved_is_forg
     assert [e["file_id"] for e in syncd.events("file.received")] == [
         f["id"] for f in ledger.values() if f["name"] == "parents.csv"
     ]
+
+
+def test_a_file_that_grew_after_it_was_archived_is_taken_again_whole(syncd: Syncd) -> None:
+    # Its sender paused longer than min_age mid-upload; syncd read, applied and archived
+    # the first rows in milliseconds, and the sender wrote on into the archived file (an open
+    # handle follows a rename). A full file's late rows were deactivated.
+    syncd.configure(max_deactivate=0.5)
+    syncd.drop("students.csv", STUDENTS + "S3,Ada,Lovelace,ada@example.edu\n")
+    assert syncd("run", "--once").exit_code == 0
+    syncd.drop("students.csv", STUDENTS)  # the same upload, paused before its last row
+    assert syncd("run", "--once").exit_code == 0
+    assert {p["sync_key"]: p["active"] for p in syncd.export()}["S3"] is False
+    [partial] = [p for p in today_archive(syncd).iterdir() if p.read_text() == STUDENTS]
+    with partial.open("a", encoding="utf-8") as sender:  # it writes on
+        sender.write("S3,Ada,Lovelace,ada@example.edu\n")
+    outcome = syncd("run", "--once")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert all(p["active"] for p in syncd.export())  # S3 back
+    [said] = syncd.events("file.waiting")
+    assert said["level"] == "warning" and said["reason"].startswith("it grew after syncd had ")
+    ledger = syncd("files", "--json").json()
+    assert [f["status"] for f in ledger] == ["applied", "applied", "applied"]
+    assert said["file_id"] == ledger[1]["id"]
+    # Archived again, whole, under the name it had (free again when it was taken back).
+    assert sorted(p.name for p in today_archive(syncd).iterdir()) == [
+        "students.1.csv",
+        "students.csv",
+    ]
+    assert partial.read_text() == STUDENTS + "S3,Ada,Lovelace,ada@example.edu\n"
+    assert syncd("run", "--once").exit_code == 0  # said once: nothing more to recall
+    assert len(syncd.events("file.waiting")) == 1

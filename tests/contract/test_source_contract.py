@@ -219,6 +219,24 @@ def test_put_back_returns_a_file_to_the_drop_folder_never_overwriting(drop: Drop
     assert drop.source.list_processing() == []
 
 
+def test_an_archived_file_s_size_is_seen_and_it_can_be_restored_to_the_drop_folder(
+    drop: Drop,
+) -> None:
+    drop.put("students.csv")
+    claimed = drop.source.claim("students.csv")
+    assert claimed is not None
+    where = drop.source.finish(claimed, "archive/2026/12/06", "students.csv")
+    assert where.startswith(drop.source.work_folder("archive") + "/")
+    assert drop.source.size_at(where) == len(CONTENT)
+    assert drop.source.size_at(where + ".gone") is None
+
+    restored = drop.source.restore(where, "students.csv")
+
+    assert Path(restored) == drop.root / "students.csv"
+    assert Path(restored).read_bytes() == CONTENT
+    assert drop.source.size_at(where) is None
+
+
 def test_write_report_never_overwrites(drop: Drop) -> None:
     first = drop.source.write_report("students.csv.report.json", b'{"n": 1}')
     second = drop.source.write_report("students.csv.report.json", b'{"n": 2}')
