@@ -285,8 +285,9 @@ def revert_file(
             # are then the operator's to make by hand.
             by, then = (
                 "a manual edit",
-                "a file whose records an operator edited since is not reverted: make the "
-                "change by hand with syncd link or unlink, or send a corrected file",
+                "a file whose records an operator edited since is not reverted: send a "
+                "corrected file (its links can also be mended by hand, with syncd link or "
+                "unlink)",
             )
         raise FileFailed(
             f"cannot revert file {file_id}: {by} changed the same records later "
