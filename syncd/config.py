@@ -697,6 +697,58 @@ def _enum(enum: type[_E], value: object, key: str) -> _E:
     raise _Invalid(key, f"must be one of {choices}, not {value!r}")
 
 
+# crontab(5)'s day-of-week numbers: 0 (and 7) is Sunday. APScheduler 3.x counts from
+# Monday (its from_crontab says so), so the field is handed to it as day names.
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def cron_trigger(expression: str, timezone: str) -> Any:
+    """Return the APScheduler trigger of a 5-field crontab `expression` (minute hour day
+    month weekday), its weekdays read as crontab reads them; ValueError if it is not one."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    minute, hour, day, month, weekday = expression.split()
+    return CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=crontab_weekdays(weekday),
+        timezone=timezone,
+    )
+
+
+def crontab_weekdays(field: str) -> str:
+    """Return crontab's day-of-week field (numbers 0-7, 0 and 7 Sunday; names; ranges,
+    lists and steps) as a list of day names, or "*"; ValueError if it is not one."""
+    if field == "*":
+        return field
+    days: set[int] = set()
+    for part in field.casefold().split(","):
+        span, slash, step_text = part.partition("/")
+        step = int(step_text) if slash else 1
+        if step < 1:
+            raise ValueError(f"step {step_text} in the weekday field")
+        if span == "*":
+            first, last = 0, 6
+        else:
+            start, dash, end = span.partition("-")
+            first = _weekday(start)
+            last = _weekday(end) if dash else (7 if slash else first)
+        if first > last:
+            raise ValueError(f"weekday range {span} runs backwards")
+        days.update(day % 7 for day in range(first, last + 1, step))
+    return ",".join(_DAY_NAMES[day] for day in sorted(days))
+
+
+def _weekday(token: str) -> int:
+    if token.isdigit() and int(token) <= 7:
+        return int(token)
+    if token in _DAY_NAMES:
+        return _DAY_NAMES.index(token)
+    raise ValueError(f"{token!r} is not a weekday (0-7, 0 and 7 Sunday, or sun-sat)")
+
+
 def _cron(value: object, key: str, timezone: str) -> str:
     expression = _string(value, key)
     fields = expression.split()
@@ -706,10 +758,8 @@ def _cron(value: object, key: str, timezone: str) -> str:
             f"a cron expression has 5 fields (minute hour day month weekday), "
             f"{expression!r} has {len(fields)}",
         )
-    from apscheduler.triggers.cron import CronTrigger
-
     try:
-        CronTrigger.from_crontab(" ".join(fields), timezone=timezone)
+        cron_trigger(" ".join(fields), timezone)
     except ValueError as error:
         raise _Invalid(key, f"not a cron expression: {expression!r} ({error})") from None
     return " ".join(fields)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from syncd import audit, reports
-from syncd.config import Config, SourceConfig, find_config_path, load_config
+from syncd.config import Config, SourceConfig, cron_trigger, find_config_path, load_config
 from syncd.db import store
 from syncd.errors import ConfigError, SourceUnreachable, SyncdError, UnreachableError, one_line
 from syncd.locks import SourceLock, folder_pass, source_lock
@@ -632,7 +632,6 @@ class Daemon:
     def _schedule_all(self, held: Mapping[str, SourceLock] | None = None) -> None:
         """Add a runner and its jobs for each selected source; `held`: locks kept from
         before a reload."""
-        from apscheduler.triggers.cron import CronTrigger
         from apscheduler.triggers.interval import IntervalTrigger
 
         held = held or {}
@@ -654,7 +653,7 @@ class Daemon:
             if config.cron:
                 self.scheduler.add_job(
                     self._job,
-                    CronTrigger.from_crontab(config.cron, timezone=config.timezone),
+                    cron_trigger(config.cron, config.timezone),
                     args=[config.name],
                     id=f"{config.name}:cron",
                 )

@@ -135,8 +135,7 @@ def test_revert_refused_for_a_later_manual_edit_says_what_to_do_instead(syncd: S
     outcome = syncd("files", "revert", str(file_id(syncd, "parents.csv")))
     assert outcome.exit_code == 1
     assert outcome.stderr.strip().endswith(
-        "send a corrected file (its links can also be mended by hand, with syncd link or "
-        "unlink)"
+        "send a corrected file (its links can also be mended by hand, with syncd link or unlink)"
     )
     assert "a manual edit" in outcome.stderr
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -17,6 +17,8 @@ from syncd.config import (
     SOURCE_KEYS,
     TOP_LEVEL_KEYS,
     Config,
+    cron_trigger,
+    crontab_weekdays,
     find_config_path,
     load_config,
     local_source,
@@ -384,6 +386,8 @@ def test_unknown_key_close_to_a_known_one_suggests_it(tmp_path: Path) -> None:
         ("max_file_size = 0", "max_file_size", "must be more than 0 bytes"),
         ('cron = "0 2 * *"', "cron", "5 fields"),
         ('cron = "61 2 * * *"', "cron", "not a cron expression: '61 2 * * *'"),
+        ('cron = "0 2 * * 8"', "cron", "'8' is not a weekday (0-7, 0 and 7 Sunday, or sun-sat)"),
+        ('cron = "0 2 * * 5-1"', "cron", "weekday range 5-1 runs backwards"),
         ('timezone = "Mars/Olympus"', "timezone", "unknown time zone 'Mars/Olympus'"),
         ('site = " padded "', "site", "no leading or trailing spaces"),
         ('child_column = ""', "child_column", "must not be empty"),
@@ -879,3 +883,36 @@ def test_two_sources_sharing_a_processing_folder_are_refused(tmp_path: Path) -> 
         f"{path}: sources[1].folders.processing: same folder as sources[0].folders.processing "
         "('a'): each source needs its own"
     )
+
+
+@pytest.mark.parametrize(
+    ("weekday", "days"),
+    [
+        ("0", "sun"),
+        ("7", "sun"),
+        ("1-5", "mon,tue,wed,thu,fri"),
+        ("mon-fri", "mon,tue,wed,thu,fri"),
+        ("0,6", "sun,sat"),
+        ("*/2", "sun,tue,thu,sat"),
+        ("1-7/3", "sun,mon,thu"),
+        ("5/1", "sun,fri,sat"),
+        ("SUN", "sun"),
+        ("*", "*"),
+    ],
+)
+def test_cron_weekdays_are_crontab_s_zero_and_seven_sunday(weekday: str, days: str) -> None:
+    # APScheduler 3.x counts weekday numbers from Monday; an operator writes crontab's.
+    assert crontab_weekdays(weekday) == days
+
+
+def test_a_cron_schedule_fires_on_crontab_s_days(tmp_path: Path) -> None:
+    saturday = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    for expression, fires in (
+        ("0 2 * * 0", datetime(2026, 12, 6, 2, 0, tzinfo=UTC)),  # Sunday
+        ("0 2 * * 1-5", datetime(2026, 12, 7, 2, 0, tzinfo=UTC)),  # Monday night
+        ("0 2 * * 6", datetime(2026, 12, 12, 2, 0, tzinfo=UTC)),  # next Saturday
+    ):
+        source = source_config(tmp_path, f'cron = "{expression}"').sources[0]
+        assert source.cron is not None
+        trigger = cron_trigger(source.cron, source.timezone)
+        assert trigger.get_next_fire_time(None, saturday) == fires, expression
