@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+import sqlalchemy as sa
 
 from syncd import audit, reports
 from syncd.config import Config, SourceConfig, cron_trigger, find_config_path, load_config
@@ -384,6 +385,15 @@ def run_pass(app: App, source_name: str | None) -> int:
     return 1 if failed else 0
 
 
+def _pass_problem(name: str, error: Exception) -> str:
+    """Return the one line that says why a pass failed other than by its source."""
+    if isinstance(error, sa.exc.DBAPIError):
+        cause = str(error.orig).strip().splitlines() or [type(error.orig).__name__]
+        return f'source "{name}": database error: {cause[0]}'
+    text = str(error).strip().splitlines()
+    return f'source "{name}": unexpected error: {text[0] if text else type(error).__name__}'
+
+
 def _say_waiting(source: str, seconds: float, names: list[str]) -> None:
     shown = ", ".join(one_line(name) for name in names[:3])
     more = f" and {len(names) - 3} more" if len(names) > 3 else ""
@@ -531,15 +541,21 @@ class Daemon:
                 self._say(f"syncd: {error} (retrying, first in {retry}s)")
             self._poll_at(name, runner.retry_in())
         except Exception as error:  # noqa: BLE001 - a job error must never kill the daemon
-            self._say(f'syncd: source "{name}": unexpected error: {one_line(str(error))}')
+            # The database gone (a restart, the network), or a bug: a failed poll as any
+            # other, for /healthz and the journal too (the start of the outage, not each retry).
+            problem = _pass_problem(name, error)
             runner.failures += 1
+            retry = int(runner.retry_in().total_seconds())
+            self.metrics.failed(name, problem)
+            if runner.failures == 1:
+                self._say(f"syncd: {problem} (retrying, first in {retry}s)")
             audit.emit(
                 audit.SOURCE_ERROR,
                 level="error",
                 source=name,
                 site=runner.config.site,
-                error=str(error).splitlines()[0] if str(error) else type(error).__name__,
-                retry_in=f"{int(runner.retry_in().total_seconds())}s",
+                error=problem,
+                retry_in=f"{retry}s",
             )
             self._poll_at(name, runner.retry_in())
 
@@ -710,7 +726,10 @@ class Daemon:
         # No new runs while the old configuration's passes end (_unschedule_all waits).
         self.scheduler.pause()
         staying = {source.name for source in _selected(self.app, self.source_name)}
+        removed = set(self.runners) - staying
         held = self._unschedule_all(staying)
+        for name in removed:  # a removed failing source must not keep /healthz at 503
+            self.metrics.forget(name)
         self._schedule_all(held)
         self.scheduler.resume()
         audit.emit(audit.CONFIG_RELOADED, sources=sorted(self.runners))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,6 +68,15 @@ class Metrics:
         self.up.labels(source).set(0)
         with self._lock:
             self._errors[source] = error
+
+    def forget(self, source: str) -> None:
+        """Drop a source taken out of the configuration: its gauges and its error (a
+        failing source removed by a reload must not keep /healthz at 503)."""
+        for gauge in (self.up, self.last_success, self.waiting):
+            with contextlib.suppress(KeyError):  # never polled
+                gauge.remove(source)
+        with self._lock:
+            self._errors.pop(source, None)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Return (healthy, document): healthy while no source's last poll failed."""

@@ -474,3 +474,97 @@ def test_sigterm_during_run_once_exits_0_leaving_the_files_for_the_next_pass(
     )
     assert again.returncode == 0, again.stderr
     assert len(events(tmp_path, "file.applied")) == 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _health(port: int) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except urllib.error.URLError:
+        return 0  # not listening yet
+
+
+def test_a_database_outage_fails_health_and_is_said_once_in_the_journal(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # The database gone for a while (a restart, the network): every poll fails, as a
+    # source's outage does (/healthz 503, a source.error a retry), and the journal says
+    # its start and its end once each, not a line per retry.
+    import re
+
+    import sqlalchemy as sa
+
+    from tests.conftest import PG_URL
+
+    port = _free_port()
+    config = write_config(tmp_path, ["district-a"], poll="1s")
+    pattern = r'url = "sqlite:///[^"]*"'
+    text = re.sub(pattern, f'url = "{postgres_url}"', config.read_text(), count=1)
+    config.write_text(text + f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    schema = re.search(r"syncd_test_[0-9a-f]+", postgres_url)
+    assert schema is not None
+    admin = sa.create_engine(PG_URL)
+    away = f'ALTER SCHEMA "{schema[0]}" RENAME TO "{schema[0]}_away"'
+    back = f'ALTER SCHEMA "{schema[0]}_away" RENAME TO "{schema[0]}"'
+    try:
+        with running(config) as process:
+            assert wait_for(lambda: len(events(tmp_path, "source.polled")) >= 1)
+            assert _health(port) == 200
+            with admin.begin() as connection:
+                connection.execute(sa.text(away))
+            try:
+                assert wait_for(lambda: len(events(tmp_path, "source.error")) >= 3)
+                assert _health(port) == 503
+            finally:
+                with admin.begin() as connection:
+                    connection.execute(sa.text(back))
+            assert wait_for(lambda: bool(events(tmp_path, "source.recovered")))
+            assert _health(port) == 200
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=20)
+    finally:
+        admin.dispose()
+    lines = stderr.decode().splitlines()
+    [outage] = [line for line in lines if "database error" in line]
+    assert outage.startswith('syncd: source "district-a": database error: ')
+    assert outage.endswith("(retrying, first in 1s)") and "\\n" not in outage
+    assert lines.count('syncd: source "district-a": reachable again') == 1
+    error = events(tmp_path, "source.error")[0]["error"]
+    assert isinstance(error, str) and error.startswith('source "district-a": database error: ')
+
+
+def test_a_failing_source_taken_out_by_a_reload_leaves_health_and_metrics(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()
+    config = write_config(tmp_path, ["district-a"], poll="1s")
+    base = config.read_text()
+    gone = '[[sources]]\nname = "gone"\nurl = "file:nowhere"\npoll = "1s"\n'
+    metrics = f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+    config.write_text(base + gone + metrics)
+    with running(config) as process:
+        assert wait_for(lambda: _health(port) == 503)  # "gone": no such folder
+        config.write_text(base + metrics)
+        process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: _health(port) == 200)
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            scraped = reply.read().decode()
+        assert 'source="gone"' not in scraped
+        assert 'syncd_source_up{source="district-a"} 1.0' in scraped
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
