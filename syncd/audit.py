@@ -23,7 +23,7 @@ import structlog
 
 from syncd.db.bulk import insert_rows
 from syncd.db.schema import audit_events
-from syncd.errors import ConfigError
+from syncd.errors import AuditUnwritable, ConfigError
 
 DAEMON_STARTED = "daemon.started"
 DAEMON_STOPPED = "daemon.stopped"
@@ -232,19 +232,36 @@ class _ReopenableFile:
         self._advise_from, self._last_end = self._last_end, self._file.tell()
 
     def write_line(self, line: str) -> None:
-        with self._lock, self._flocked():
+        with self._lock, self._flocked(), self._unwritable_said():
             self._write(line + "\n")
 
     def write_text(self, text: str) -> None:
         """Append `text` (whole lines, each ending in a newline)."""
-        with self._lock, self._flocked():
+        with self._lock, self._flocked(), self._unwritable_said():
             self._write(text)
 
     def write_all(self, texts: Iterable[bytes]) -> None:
         """Append each of `texts` (UTF-8, whole lines) in turn."""
-        with self._lock, self._flocked():
+        with self._lock, self._flocked(), self._unwritable_said():
             for text in texts:
                 self._write_bytes(text)
+
+    @contextmanager
+    def _unwritable_said(self) -> Iterator[None]:
+        """Turn a failed write (a full disk) into an error that names the log, the lines
+        written in part taken back: the next write starts a line of its own."""
+        descriptor = self._file.fileno() if self._file is not None else None
+        end = os.fstat(descriptor).st_size if descriptor is not None else 0
+        try:
+            yield
+        except OSError as error:
+            if descriptor is not None:
+                with suppress(OSError):
+                    os.ftruncate(descriptor, end)
+            where = "standard output" if self.path == "-" else self.path
+            raise AuditUnwritable(
+                f"audit log {where} cannot be written: {error.strerror or error}"
+            ) from error
 
     def reopen(self) -> None:
         with self._lock:

@@ -27,7 +27,14 @@ import sqlalchemy as sa
 from syncd import audit, reports
 from syncd.config import Config, SourceConfig, cron_trigger, find_config_path, load_config
 from syncd.db import store
-from syncd.errors import ConfigError, SourceUnreachable, SyncdError, UnreachableError, one_line
+from syncd.errors import (
+    AuditUnwritable,
+    ConfigError,
+    SourceUnreachable,
+    SyncdError,
+    UnreachableError,
+    one_line,
+)
 from syncd.locks import SourceLock, folder_pass, source_lock
 from syncd.metrics import Metrics, serve
 from syncd.pickup import PassResult, Pickup
@@ -390,6 +397,8 @@ def _pass_problem(name: str, error: Exception) -> str:
     if isinstance(error, sa.exc.DBAPIError):
         cause = str(error.orig).strip().splitlines() or [type(error.orig).__name__]
         return f'source "{name}": database error: {cause[0]}'
+    if isinstance(error, SyncdError):  # the audit log cannot be written, say
+        return f'source "{name}": {one_line(str(error))}'
     text = str(error).strip().splitlines()
     return f'source "{name}": unexpected error: {text[0] if text else type(error).__name__}'
 
@@ -549,14 +558,15 @@ class Daemon:
             self.metrics.failed(name, problem)
             if runner.failures == 1:
                 self._say(f"syncd: {problem} (retrying, first in {retry}s)")
-            audit.emit(
-                audit.SOURCE_ERROR,
-                level="error",
-                source=name,
-                site=runner.config.site,
-                error=problem,
-                retry_in=f"{retry}s",
-            )
+            with contextlib.suppress(AuditUnwritable):  # said above, and by /healthz
+                audit.emit(
+                    audit.SOURCE_ERROR,
+                    level="error",
+                    source=name,
+                    site=runner.config.site,
+                    error=problem,
+                    retry_in=f"{retry}s",
+                )
             self._poll_at(name, runner.retry_in())
 
     def _say(self, line: str) -> None:

@@ -93,3 +93,11 @@ class HostKeyRejected(UnreachableError):
 
 class DatabaseUnreachable(UnreachableError):
     pass
+
+
+class AuditUnwritable(SyncdError):
+    """The audit log cannot be written (a full disk): the daemon stops rather than work on
+    unheard, and a command exits 3, as for a database it cannot reach. The events are in
+    the database all the same (SPEC §6)."""
+
+    exit_code = 3

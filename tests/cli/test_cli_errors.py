@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -144,6 +145,28 @@ def test_a_work_folder_that_cannot_be_made_is_named_by_check_config_and_run(
     assert ran.exit_code == 3
     assert f"cannot use folder {failed}:" in _one_line(ran)  # that folder, not the drop folder
     assert (syncd_sqlite.drop_dir / "students.csv").exists()  # left where it was
+
+
+def test_an_audit_log_that_cannot_be_written_is_named_exit_3(tmp_path: Path) -> None:
+    # A full disk (/dev/full answers every write so): one line naming the log, exit 3 as
+    # for a database that cannot be reached; not "unexpected error", exit 1 (a failed file).
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "students.csv").write_text(students_csv())
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "syncd.db"}"\n[audit]\npath = "/dev/full"\n'
+        '[[sources]]\nname = "district-a"\nurl = "file:drop"\nmin_age = "0s"\n'
+    )
+    for command in (["run", "--once"], ["run"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "syncd", "--config", str(config), *command],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 3, done.stderr
+        assert done.stderr == (
+            "syncd: audit log /dev/full cannot be written: No space left on device\n"
+        )
 
 
 def test_unknown_config_key_exits_2_naming_the_key(syncd_sqlite: Syncd) -> None:

@@ -3,6 +3,7 @@ configuration (a new source starts being watched); SIGTERM stops it cleanly with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -493,8 +494,8 @@ def _health(port: int) -> int:
             return int(reply.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
-    except urllib.error.URLError:
-        return 0  # not listening yet
+    except (urllib.error.URLError, ConnectionError):
+        return 0  # not listening (yet)
 
 
 def test_a_database_outage_fails_health_and_is_said_once_in_the_journal(
@@ -568,3 +569,34 @@ def test_a_failing_source_taken_out_by_a_reload_leaves_health_and_metrics(
         assert 'syncd_source_up{source="district-a"} 1.0' in scraped
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+
+
+def test_a_full_disk_under_the_audit_log_fails_polls_until_there_is_room(
+    tmp_path: Path,
+) -> None:
+    # The daemon works on, its polls failed (/healthz 503, one journal line naming the log)
+    # while its log cannot be written, and takes the file up once there is room again.
+    from tests.cli.mounts import mounted_tmpfs
+
+    port = _free_port()
+    with mounted_tmpfs(tmp_path / "logs", "64k") as logs:
+        config = write_config(tmp_path, ["district-a"], poll="1s")
+        text = config.read_text().replace(str(tmp_path / "audit.jsonl"), str(logs / "audit.jsonl"))
+        config.write_text(text + f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+        with running(config) as process:
+            assert wait_for(lambda: _health(port) == 200)
+            filler = logs / "filler"
+            with contextlib.suppress(OSError), filler.open("wb") as handle:
+                handle.write(b"x" * (1 << 20))
+            drop(tmp_path / "district-a" / "students.csv", STUDENTS)
+            assert wait_for(lambda: _health(port) == 503), process.communicate(timeout=20)
+            filler.unlink()
+            assert wait_for(lambda: _health(port) == 200)
+            assert wait_for(lambda: bool(events(logs, "file.applied")))
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=20)
+    said = [line for line in stderr.decode().splitlines() if "audit log" in line]
+    assert said == [
+        f'syncd: source "district-a": audit log {logs / "audit.jsonl"} cannot be written: '
+        "No space left on device (retrying, first in 1s)"
+    ]
