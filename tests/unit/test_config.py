@@ -839,7 +839,7 @@ def test_example_config_loads_as_shipped(tmp_path: Path) -> None:
     assert source.scheme == "file"
     assert source.path == str(tmp_path / "drop")
     assert source.poll == timedelta(seconds=60)
-    assert source.min_age == timedelta(0)
+    assert source.min_age == timedelta(seconds=10)  # the default: copied to production as is
 
 
 def test_example_config_with_every_optional_line_enabled_loads(tmp_path: Path) -> None:
