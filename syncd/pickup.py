@@ -92,6 +92,13 @@ class _Claimed:
 RECALL_WINDOW = timedelta(days=1)
 
 
+# How a file put back into the drop folder (its upload still under way) goes on.
+_TAKEN_AGAIN = (
+    ", and is taken again once unchanged for min_age (a sender that pauses during an upload "
+    "needs a longer min_age, or done markers)"
+)
+
+
 # A file syncd died with in hand (killed while applying it: out of memory, say) is taken
 # up again at each restart (SPEC §3.2), up to this many times; then it fails, so that a
 # file that kills its worker does not stop its source for good.
@@ -600,9 +607,8 @@ class Pickup:
         )
         reason = (
             f"it changed after syncd took it ({change}): its upload was still under way. "
-            f"What was read is {result.status.value}; the file is back in the drop folder and "
-            "is taken again once unchanged for min_age (a sender that pauses during an "
-            "upload needs a longer min_age, or done markers)"
+            f"What was read is {result.status.value}; the file is back in the drop folder"
+            f"{_TAKEN_AGAIN}"
         )
         result.reason = f"{result.reason}; {reason}" if result.reason else reason
         write_reports(self.source, result)  # first, as deliver does
@@ -640,10 +646,7 @@ class Pickup:
                 row.name,
                 f"it grew after syncd had read and archived it ({row.size:,} bytes then, "
                 f"{size:,} now): its upload was still under way. What was read stays in "
-                "effect; the file is back in the drop folder, from the archive, and is taken "
-                "again once "
-                "unchanged for min_age (a sender that pauses during an upload needs a longer "
-                "min_age, or done markers)",
+                f"effect; the file is back in the drop folder, from the archive{_TAKEN_AGAIN}",
                 row.id,
             )
 
