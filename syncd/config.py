@@ -704,18 +704,26 @@ _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 def cron_trigger(expression: str, timezone: str) -> Any:
     """Return the APScheduler trigger of a 5-field crontab `expression` (minute hour day
-    month weekday), its weekdays read as crontab reads them; ValueError if it is not one."""
+    month weekday), read as crontab reads it; ValueError if it is not one.
+
+    Its weekday numbers count from Sunday; and when both the day of the month and the
+    weekday are given, a day that matches either runs (`0 2 1,15 * 0`: the 1st, the 15th
+    and Sundays), where APScheduler asks both to match.
+    """
+    from apscheduler.triggers.combining import OrTrigger
     from apscheduler.triggers.cron import CronTrigger
 
     minute, hour, day, month, weekday = expression.split()
-    return CronTrigger(
-        minute=minute,
-        hour=hour,
-        day=day,
-        month=month,
-        day_of_week=crontab_weekdays(weekday),
-        timezone=timezone,
-    )
+    days = crontab_weekdays(weekday)
+
+    def trigger(day: str, days: str) -> CronTrigger:
+        return CronTrigger(
+            minute=minute, hour=hour, day=day, month=month, day_of_week=days, timezone=timezone
+        )
+
+    if day == "*" or days == "*":
+        return trigger(day, days)
+    return OrTrigger([trigger(day, "*"), trigger("*", days)])
 
 
 def crontab_weekdays(field: str) -> str:

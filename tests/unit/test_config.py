@@ -911,6 +911,9 @@ def test_a_cron_schedule_fires_on_crontab_s_days(tmp_path: Path) -> None:
         ("0 2 * * 0", datetime(2026, 12, 6, 2, 0, tzinfo=UTC)),  # Sunday
         ("0 2 * * 1-5", datetime(2026, 12, 7, 2, 0, tzinfo=UTC)),  # Monday night
         ("0 2 * * 6", datetime(2026, 12, 12, 2, 0, tzinfo=UTC)),  # next Saturday
+        # Both a day of the month and a weekday: either runs, as in crontab.
+        ("0 2 9 * 0", datetime(2026, 12, 6, 2, 0, tzinfo=UTC)),  # Sunday, before the 9th
+        ("0 2 7 * 3", datetime(2026, 12, 7, 2, 0, tzinfo=UTC)),  # the 7th, before Wednesday
     ):
         source = source_config(tmp_path, f'cron = "{expression}"').sources[0]
         assert source.cron is not None
