@@ -990,7 +990,15 @@ def archived_since(
     connection: sa.Connection, source: str, archive: str, since: datetime
 ) -> list[Any]:
     """Return the entries of `source` applied (or found duplicate) since `since` whose file
-    is in the folder `archive`, where syncd put it."""
+    is in the folder `archive`, where syncd put it, and after which no other file of their
+    kind was applied (taken again, one would undo it: `files release` refuses so too)."""
+    newer = files.alias("newer")
+    superseded = sa.exists().where(
+        newer.c.source == source,
+        newer.c.kind == files.c.kind,
+        newer.c.status == FileStatus.APPLIED.value,
+        newer.c.id > files.c.id,
+    )
     return list(
         connection.execute(
             sa.select(files.c.id, files.c.name, files.c.path, files.c.size, files.c.status).where(
@@ -998,6 +1006,7 @@ def archived_since(
                 files.c.status.in_([FileStatus.APPLIED.value, FileStatus.DUPLICATE.value]),
                 files.c.finished_at >= since,
                 files.c.path.startswith(archive.rstrip("/") + "/", autoescape=True),
+                ~superseded,
             )
         )
     )

@@ -940,3 +940,21 @@ def test_a_file_that_grew_after_it_was_archived_is_taken_again_whole(syncd: Sync
     assert partial.read_text() == STUDENTS + "S3,Ada,Lovelace,ada@example.edu\n"
     assert syncd("run", "--once").exit_code == 0  # said once: nothing more to recall
     assert len(syncd.events("file.waiting")) == 1
+
+
+def test_a_grown_archived_file_is_not_taken_again_once_a_newer_file_of_its_kind_applied(
+    syncd: Syncd,
+) -> None:
+    # Taken again, it would undo the newer file (files release refuses so too); the newer
+    # full file is the roster now.
+    syncd.drop("students.csv", STUDENTS)
+    assert syncd("run", "--once").exit_code == 0
+    newer = STUDENTS.replace("Zoë,Martin", "Zoë,Fixed")
+    syncd.drop("pupils.csv", newer)
+    assert syncd("run", "--once").exit_code == 0
+    [first] = [p for p in today_archive(syncd).iterdir() if p.name == "students.csv"]
+    with first.open("a", encoding="utf-8") as sender:
+        sender.write("S3,Ada,Lovelace,ada@example.edu\n")
+    assert syncd("run", "--once").exit_code == 0
+    assert first.exists() and not syncd.events("file.waiting")
+    assert {p["sync_key"]: p["last_name"] for p in syncd.export()}["S2"] == "Fixed"
