@@ -661,11 +661,33 @@ class EventBuffer:
                 fields.pop("ts", None)
                 getattr(log, level)(event, **fields)
             return
-        for spool in spools:
-            _sink.write_all(_read_runs(spool))
-            spool.close()
-        if runs:
-            _sink.write_text("".join(map(_run_lines, runs)))
+        try:
+            for spool in spools:
+                _sink.write_all(_read_runs(spool))
+                spool.close()
+            if runs:
+                _sink.write_text("".join(map(_run_lines, runs)))
+        except AuditUnwritable as error:
+            # The changes are committed, their events in the database: the command goes on
+            # (its report, the next file) and says at its end that lines are missing.
+            for spool in spools:
+                spool.close()
+            with _lost_lock:
+                _lost.append(error)
+
+
+# Audit log writes that failed after their changes committed (EventBuffer.emit), to be said
+# once the command or the daemon's pass ends (take_lost).
+_lost: list[AuditUnwritable] = []
+_lost_lock = threading.Lock()
+
+
+def take_lost() -> AuditUnwritable | None:
+    """Return (and forget) the first failure to write a committed change's lines, if any."""
+    with _lost_lock:
+        first = _lost[0] if _lost else None
+        _lost.clear()
+    return first
 
 
 def _spooled(spools: list[IO[bytes]], runs: list[LineRun]) -> Iterator[str]:

@@ -34,6 +34,7 @@ from syncd.db.database import describe, open_database, reader, upgrade_database
 from syncd.db.schema import files, links, pending_links, persons
 from syncd.edits import manual_link, revert_file
 from syncd.errors import (
+    AuditUnwritable,
     DatabaseUnreachable,
     FileFailed,
     Interrupted,
@@ -1463,6 +1464,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.ClickException as error:
         fail(f"syncd: {error.format_message()}", error.exit_code or 1)
     except SyncdError as error:
+        if isinstance(error, AuditUnwritable):
+            audit.take_lost()  # this line says it
         fail(f"syncd: {error}", error.exit_code)
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
         fail(f"syncd: database error: {str(error.orig).splitlines()[0]}", 3)
@@ -1473,6 +1476,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         fail(f"syncd: unexpected error: {message} (run with --debug for details)", 1)
     finally:
         threading.excepthook = previous_hook
+        _say_lost_lines()
+
+
+def _say_lost_lines() -> None:
+    """Exit 3 when the audit log lost lines of changes this command committed (a full
+    disk): the command did its work (reports, output), and the events are in the database."""
+    lost = audit.take_lost()
+    if lost is not None:
+        click.echo(
+            f"syncd: {lost}: the JSON lines of changes this command made are missing from "
+            "it (their events are in the database: syncd history --file ID)",
+            err=True,
+        )
+        sys.exit(3)
 
 
 def _thread_failed(debug: bool, args: threading.ExceptHookArgs) -> None:

@@ -376,6 +376,8 @@ def run_pass(app: App, source_name: str | None) -> int:
                 codes.add(error.exit_code)
                 if app.debug:
                     traceback.print_exc()  # with what paramiko or the OS said underneath
+                if isinstance(error, AuditUnwritable):
+                    audit.take_lost()  # this line says it
                 click.echo(f"syncd: {error}", err=True)
                 continue
             finally:
@@ -534,6 +536,8 @@ class Daemon:
             failing = runner.failures > 0
             runner.rescan.clear()
             result = runner.poll(wait_for_young=False)
+            if (lost := audit.take_lost()) is not None:
+                raise lost  # a failed poll: the log lacks lines of the changes it made
             if failing:
                 self._say(f'syncd: source "{name}": reachable again')
             while runner.rescan.is_set() and not self.stop.is_set():

@@ -434,3 +434,27 @@ def test_a_sheet_with_a_title_above_its_header_fails_saying_so(syncd: Syncd) -> 
     assert run_import(syncd, "parents.csv", "Katrin,Müller,Secret-Pass-42\n").exit_code == 1
     reason = report(syncd, "parents.csv")["reason"]
     assert reason.startswith("no identifier column") and "Secret" not in reason
+
+
+def test_an_import_whose_audit_lines_cannot_all_be_written_reports_and_exits_3(
+    syncd: Syncd,
+) -> None:
+    # A full disk under the log after the file's transaction committed: the persons are
+    # there, its report and summary are written, and the exit code and one line say that
+    # the log lacks lines (their events are in the database).
+    with mounted_tmpfs(syncd.root / "logs", "64k") as logs:
+        syncd.audit_path = logs / "audit.jsonl"
+        syncd.configure()
+        filler = logs / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as handle:
+            handle.write(b"x" * (60 << 10))  # room for a line or two, not for 300
+        rows = [(f"S{n}", "", "First", f"Last{n}", "", "", "") for n in range(300)]
+        outcome = run_import(syncd, "students.csv", table(STUDENT_HEADER, rows))
+        assert outcome.exit_code == 3, outcome.stderr
+        assert "students.csv: applied (students): rows 300, created 300" in outcome.stdout
+        [line] = outcome.stderr.splitlines()
+        assert line.startswith(f"syncd: audit log {logs / 'audit.jsonl'} cannot be written: ")
+        assert report(syncd, "students.csv")["status"] == "applied"
+        assert len(syncd.export()) == 300
+        written = (logs / "audit.jsonl").read_text(encoding="utf-8")
+        assert all(json.loads(text) for text in written.splitlines())  # whole lines

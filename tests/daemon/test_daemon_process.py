@@ -584,7 +584,9 @@ def test_a_full_disk_under_the_audit_log_fails_polls_until_there_is_room(
         text = config.read_text().replace(str(tmp_path / "audit.jsonl"), str(logs / "audit.jsonl"))
         config.write_text(text + f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
         with running(config) as process:
-            assert wait_for(lambda: _health(port) == 200)
+            # Started, and polled once: a daemon whose log is full at its start exits 3.
+            assert wait_for(lambda: bool(events(logs, "source.polled")))
+            assert _health(port) == 200
             filler = logs / "filler"
             with contextlib.suppress(OSError), filler.open("wb") as handle:
                 handle.write(b"x" * (1 << 20))
