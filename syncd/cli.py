@@ -195,7 +195,8 @@ def _check_beside(paths: Sequence[Path]) -> None:
     A nameless file is made and dropped there, as permission bits do not stop root."""
     for folder in dict.fromkeys(path.resolve().parent for path in paths):
         try:
-            tempfile.TemporaryFile(dir=folder).close()
+            # Nameless where O_TMPFILE works, hidden where not (a drop folder never takes it).
+            tempfile.TemporaryFile(prefix=".syncd-check-", dir=folder).close()
         except OSError as error:
             raise UsageError(
                 f"{folder}: reports cannot be written next to the files there "
