@@ -96,8 +96,8 @@ class DatabaseUnreachable(UnreachableError):
 
 
 class AuditUnwritable(SyncdError):
-    """The audit log cannot be written (a full disk): the daemon stops rather than work on
-    unheard, and a command exits 3, as for a database it cannot reach. The events are in
-    the database all the same (SPEC §6)."""
+    """The audit log cannot be written (a full disk): a command exits 3, as for a database
+    it cannot reach; the daemon counts the poll as failed (/healthz 503) and tries again.
+    The events are in the database all the same (SPEC §6)."""
 
     exit_code = 3
