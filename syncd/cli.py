@@ -30,7 +30,13 @@ from syncd.clock import Clock, SystemClock
 from syncd.config import Config, SourceConfig, find_config_path, load_config, local_source
 from syncd.db import store, trail
 from syncd.db.apply import OrphanCarry
-from syncd.db.database import describe, open_database, reader, upgrade_database
+from syncd.db.database import (
+    database_problem,
+    describe,
+    open_database,
+    reader,
+    upgrade_database,
+)
 from syncd.db.schema import files, links, pending_links, persons
 from syncd.edits import manual_link, revert_file
 from syncd.errors import (
@@ -1404,7 +1410,7 @@ def _database_problem(app: App) -> SyncdError | None:
     except SyncdError as error:
         return error
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
-        return DatabaseUnreachable(f"database error: {str(error.orig).splitlines()[0]}")
+        return DatabaseUnreachable(database_problem(error))
     return None
 
 
@@ -1469,7 +1475,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             audit.take_lost()  # this line says it
         fail(f"syncd: {error}", error.exit_code)
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
-        fail(f"syncd: database error: {str(error.orig).splitlines()[0]}", 3)
+        fail(f"syncd: {database_problem(error)}", 3)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as error:  # noqa: BLE001 - the promise is one line, never a traceback

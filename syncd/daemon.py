@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from syncd import audit, reports
 from syncd.config import Config, SourceConfig, cron_trigger, find_config_path, load_config
 from syncd.db import store
+from syncd.db.database import database_problem
 from syncd.errors import (
     AuditUnwritable,
     ConfigError,
@@ -397,8 +398,7 @@ def run_pass(app: App, source_name: str | None) -> int:
 def _pass_problem(name: str, error: Exception) -> str:
     """Return the one line that says why a pass failed other than by its source."""
     if isinstance(error, sa.exc.DBAPIError):
-        cause = str(error.orig).strip().splitlines() or [type(error.orig).__name__]
-        return f'source "{name}": database error: {cause[0]}'
+        return f'source "{name}": {database_problem(error)}'
     if isinstance(error, SyncdError):  # the audit log cannot be written, say
         return f'source "{name}": {one_line(str(error))}'
     text = str(error).strip().splitlines()

@@ -161,6 +161,13 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 _SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 
 
+def database_problem(error: sa.exc.DBAPIError) -> str:
+    """Return the one line a database error is told by: "database error: " and the first
+    line of what the driver said (SQLAlchemy adds the statement, its parameters and a link)."""
+    said = str(error.orig).strip().splitlines()
+    return f"database error: {said[0] if said else type(error.orig).__name__}"
+
+
 def describe(url: str) -> str:
     """Return the URL without its password (user:***@ or ?password=***), for messages."""
     parsed = sa.engine.make_url(url)
