@@ -612,7 +612,8 @@ class Pickup:
         )
         result.reason = f"{result.reason}; {reason}" if result.reason else reason
         write_reports(self.source, result)  # first, as deliver does
-        where = self.source.put_back(claimed.processing_name, result.name)
+        location = posixpath.join(self.source.work_folder("processing"), claimed.processing_name)
+        where = self.source.restore(location, result.name)
         if result.file_id is not None:
             self.pipeline.set_location(result.file_id, where)
         self._warn_waiting(run_id, result.name, reason, result.file_id)

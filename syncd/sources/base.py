@@ -136,13 +136,8 @@ class Source(Protocol):
         ...
 
     def restore(self, location: str, name: str) -> str:
-        """Move the file at `location` (as finish() returned it) into the drop folder as
-        `name` (suffixed if taken); return where it went."""
-        ...
-
-    def put_back(self, processing_name: str, name: str) -> str:
-        """Move processing/`processing_name` back into the drop folder as `name` (suffixed
-        if taken); return where it went."""
+        """Move the file at `location` (as finish() returned it, or in a work folder) into
+        the drop folder as `name` (suffixed if taken); return where it went."""
         ...
 
     def take_back(self, location: str, folder: str, final_name: str) -> str:

@@ -162,9 +162,6 @@ class LocalSource:
     def restore(self, location: str, name: str) -> str:
         return str(move_no_clobber(self.root / location, self.root, name))
 
-    def put_back(self, processing_name: str, name: str) -> str:
-        return self.restore(str(self.processing_path(processing_name)), name)
-
     def take_back(self, location: str, folder: str, final_name: str) -> str:
         target_folder = self._target(folder)
         return str(move_no_clobber(Path(location), target_folder, final_name))

@@ -693,20 +693,18 @@ class SftpSource:
         return int(attrs.st_size or 0)
 
     def restore(self, location: str, name: str) -> str:
-        source = self._path(location)
-        target = self._move(source, self.root, name)
-        if target is None:
-            self._fail(f"cannot move {source}: it is no longer on {self._where}")
-        return target
-
-    def put_back(self, processing_name: str, name: str) -> str:
-        return self.restore(self.processing_path(processing_name), name)
+        return self._move_there(location, self.root, name)
 
     def take_back(self, location: str, folder: str, final_name: str) -> str:
-        source = self._path(location)
         target_folder = self._target(folder)
         self._makedirs(target_folder)
-        target = self._move(source, target_folder, final_name)
+        return self._move_there(location, target_folder, final_name)
+
+    def _move_there(self, location: str, folder: str, name: str) -> str:
+        """Move the file at `location` into `folder` as `name` (suffixed if taken); fail if
+        it is gone."""
+        source = self._path(location)
+        target = self._move(source, folder, name)
         if target is None:
             self._fail(f"cannot move {source}: it is no longer on {self._where}")
         return target

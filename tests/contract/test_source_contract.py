@@ -205,13 +205,16 @@ def test_take_back_and_fetch_location(drop: Drop, tmp_path: Path) -> None:
     assert not Path(held).exists()
 
 
-def test_put_back_returns_a_file_to_the_drop_folder_never_overwriting(drop: Drop) -> None:
+def test_restore_returns_a_claimed_file_to_the_drop_folder_never_overwriting(
+    drop: Drop,
+) -> None:
     drop.put("students.csv")
     claimed = drop.source.claim("students.csv")
     assert claimed is not None
     drop.put("students.csv", b"a newer upload of the same name")
 
-    where = drop.source.put_back(claimed, "students.csv")
+    processing = drop.source.work_folder("processing")
+    where = drop.source.restore(f"{processing}/{claimed}", "students.csv")
 
     assert Path(where) == drop.root / "students.1.csv"
     assert Path(where).read_bytes() == CONTENT
