@@ -61,7 +61,7 @@ from syncd.pickup import (
 )
 from syncd.pipeline import FileResult, Job, Pipeline, sha256_of
 from syncd.sources.base import MARKER_SUFFIXES, Source
-from syncd.sources.local import LocalSource, write_new
+from syncd.sources.local import LocalSource, write_new, write_refused
 
 
 @dataclass(slots=True)
@@ -193,21 +193,19 @@ def _check_report_dir(folder: Path) -> None:
         raise UsageError(f"--report-dir {folder}: cannot be made ({error.strerror})") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"--report-dir {folder}: not writable")
+    if (refused := write_refused(folder)) is not None:
+        raise UsageError(f"--report-dir {folder}: not writable ({refused})")
 
 
 def _check_beside(paths: Sequence[Path]) -> None:
     """Refuse, before any file is taken in, a file whose folder its reports cannot be
-    written to (a read-only share or mount): applied or held, it would leave no report.
-    A nameless file is made and dropped there, as permission bits do not stop root."""
+    written to (a read-only share or mount): applied or held, it would leave no report."""
     for folder in dict.fromkeys(path.resolve().parent for path in paths):
-        try:
-            # Nameless where O_TMPFILE works, hidden where not (a drop folder never takes it).
-            tempfile.TemporaryFile(prefix=".syncd-check-", dir=folder).close()
-        except OSError as error:
+        if (refused := write_refused(folder)) is not None:
             raise UsageError(
-                f"{folder}: reports cannot be written next to the files there "
-                f"({error.strerror or error}); give --report-dir DIR"
-            ) from None
+                f"{folder}: reports cannot be written next to the files there ({refused}); "
+                "give --report-dir DIR"
+            )
 
 
 @cli.command("import")

@@ -10,7 +10,6 @@ import os
 import signal
 import stat
 import sys
-import tempfile
 import threading
 import traceback
 import uuid
@@ -40,7 +39,7 @@ from syncd.locks import SourceLock, folder_pass, source_lock
 from syncd.metrics import Metrics, serve
 from syncd.pickup import PassResult, Pickup
 from syncd.sources.base import Source, is_candidate_name
-from syncd.sources.local import LocalSource
+from syncd.sources.local import LocalSource, write_refused
 
 if TYPE_CHECKING:
     from syncd.cli import App
@@ -158,7 +157,7 @@ def _check_local_folder(config: SourceConfig) -> None:
         raise SourceUnreachable(f"{named} is not a folder")
     if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
         raise SourceUnreachable(f"{named} is not writable")
-    if (refused := _write_refused(folder)) is not None:
+    if (refused := write_refused(folder)) is not None:
         raise SourceUnreachable(f"{named} is not writable ({refused})")
     for path in _work_folders(config):
         if (problem := _unusable_folder(path)) is not None:
@@ -185,25 +184,15 @@ def _unusable_folder(path: str) -> str | None:
             return "is not a folder"
         if not os.access(folder, os.W_OK | os.X_OK):
             return "is not writable"
-        refused = _write_refused(folder)
+        refused = write_refused(folder)
         return None if refused is None else f"is not writable ({refused})"
     parent = _nearest_existing(folder.parent)
     if not parent.is_dir():
         return f"cannot be made: {parent} is not a folder"
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"cannot be made: {parent} is not writable"
-    refused = _write_refused(parent)
+    refused = write_refused(parent)
     return None if refused is None else f"cannot be made in {parent}: {refused}"
-
-
-def _write_refused(folder: Path) -> str | None:
-    """Return why a hidden folder cannot be made and removed in `folder`, or None: root
-    passes os.access everywhere, not a read-only mount or /proc."""
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".syncd-check-", dir=folder))
-    except OSError as error:
-        return str(error.strerror or error)
-    return None
 
 
 def _same_filesystem(config: SourceConfig, processing: os.PathLike[str] | str) -> None:

@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 from syncd.config import SourceConfig
@@ -65,6 +66,17 @@ def _copy_no_clobber(source: Path, folder: Path, name: str) -> Path:
         raise
     os.unlink(source)
     return target
+
+
+def write_refused(folder: Path) -> str | None:
+    """Return why nothing can be written in `folder`, or None: a hidden folder is made and
+    removed there, as root passes os.access everywhere (not a read-only mount, /proc, a
+    share that maps root to nobody)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".syncd-check-", dir=folder))
+    except OSError as error:
+        return str(error.strerror or error)
+    return None
 
 
 def write_new(folder: Path, name: str, content: bytes) -> Path:
