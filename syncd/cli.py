@@ -13,7 +13,7 @@ import tempfile
 import threading
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -267,7 +267,6 @@ def import_command(
             for index, path in enumerate(ordered)
         ]
         results: list[FileResult] = []
-        written: dict[int, dict[str, str]] = {}  # by id(result): where its reports went
         unwritten: list[str] = []
         if dry_run:
             # One batch, rolled back: each file is planned after those before it (students
@@ -293,9 +292,7 @@ def import_command(
                     result = _process(pipeline, job)
                     folder = report_dir or job.path.parent
                     try:
-                        written[id(result)] = reports.write_reports_with(
-                            partial(write_new, folder), result
-                        )
+                        reports.write_reports_with(partial(write_new, folder), result)
                     except OSError as error:  # the file's outcome stands: say so, exit 1
                         unwritten.append(
                             f"{one_line(result.name)}: {reports.report_status(result.status)}, "
@@ -304,7 +301,7 @@ def import_command(
                         )
                     results.append(result)
                 pipeline.settle_orphans(orphans, source.site, name, run_id)
-    _print_results(results, dry_run, as_json, written)
+    _print_results(results, dry_run, as_json, reports_written=True)
     for result in results:
         if (line := reports.problem_line(result)) is not None:
             click.echo(f"syncd: {line}", err=True)
@@ -443,12 +440,9 @@ def _plan_document(result: FileResult) -> dict[str, Any]:
 
 
 def _print_results(
-    results: Sequence[FileResult],
-    dry_run: bool,
-    as_json: bool,
-    written: Mapping[int, Mapping[str, str]] | None = None,
+    results: Sequence[FileResult], dry_run: bool, as_json: bool, reports_written: bool = False
 ) -> None:
-    """Print each file's outcome; `written`: by id(result), where its reports went."""
+    """Print each file's outcome (and, with `reports_written`, where its reports went)."""
     if as_json:
         documents = [_plan_document(r) if dry_run else reports.report_document(r) for r in results]
         print_json(documents[0] if len(documents) == 1 else documents)
@@ -477,9 +471,9 @@ def _print_results(
         if dry_run:
             for change in result.changes[:50]:
                 click.echo("  " + json.dumps(change, ensure_ascii=False))
-        # Where the reports went: a name already taken got a numeric suffix.
-        for name, path in (written or {}).get(id(result), {}).items():
-            click.echo(f"  {name}: {one_line(path)}")
+        if reports_written:  # where they went: a name already taken got a numeric suffix
+            for name, path in result.reports_written.items():
+                click.echo(f"  {name}: {one_line(path)}")
 
 
 # --- run -----------------------------------------------------------------------------------

@@ -92,6 +92,9 @@ class FileResult:
     duration_s: float = 0.0
     # A dry run's file is planned, never failed or held: what the real run would do then.
     would: FileStatus | None = None
+    # Where its reports went, {"errors": …, "report": …} (reports.write_reports_with): a
+    # name already taken got a numeric suffix, so `syncd import` says which.
+    reports_written: dict[str, str] = field(default_factory=dict)
 
     def previewed(self, failure: str | None, held: str | None) -> None:
         """Say what the real run would do with a file a dry run planned whole."""

@@ -76,20 +76,20 @@ def report_json(result: FileResult, errors_file: str | None = None) -> bytes:
     return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode()
 
 
-def write_reports_with(write: Callable[[str, bytes], object], result: FileResult) -> dict[str, str]:
+def write_reports_with(write: Callable[[str, bytes], object], result: FileResult) -> None:
     """Write a file's errors.csv (if any rows were rejected), then its report.json, by `write`;
-    return where they went: {"errors": …, "report": …}.
+    note where they went in `result.reports_written`.
 
     `write(name, content)` stores a report without overwriting and returns where it went: a
     name already taken gets a numeric suffix, so the errors file is written first and the
     report names the file it really got, not an earlier upload's.
     """
-    written: dict[str, str] = {}
+    written = result.reports_written
+    errors_file = None
     if result.errors:
         written["errors"] = str(write(errors_name(result.name), errors_csv(result)))
-    errors_file = PurePosixPath(written["errors"]).name if result.errors else None
+        errors_file = PurePosixPath(written["errors"]).name
     written["report"] = str(write(report_name(result.name), report_json(result, errors_file)))
-    return written
 
 
 def report_name(file_name: str) -> str:
