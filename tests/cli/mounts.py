@@ -24,3 +24,11 @@ def mounted_tmpfs(folder: Path, size: str) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(folder: Path, size: int = 1 << 20) -> Path:
+    """Write up to `size` bytes into folder/filler (as many as fit: a full disk); return it."""
+    filler = folder / "filler"
+    with contextlib.suppress(OSError), filler.open("wb") as handle:
+        handle.write(b"x" * size)
+    return filler

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -10,7 +9,7 @@ import subprocess
 
 from syncd import pipeline
 from tests.cli.conftest import Syncd
-from tests.cli.mounts import mounted_tmpfs
+from tests.cli.mounts import fill, mounted_tmpfs
 from tests.cli.rosters import (
     PARENT_LINKS,
     STUDENT_HEADER,
@@ -237,13 +236,11 @@ def test_a_file_whose_reports_cannot_be_written_beside_it_is_refused_before_it_a
 def test_a_report_that_cannot_be_written_after_the_file_applied_is_said_so(
     syncd: Syncd,
 ) -> None:
-    # The folder takes the check's empty file, not the report: a disk that is full.
+    # The folder takes the check's hidden folder, not the report: a disk that is full.
     with mounted_tmpfs(syncd.root / "full", "64k") as full:
         path = full / "students.csv"
         path.write_text(students_csv(), encoding="utf-8")
-        filler = full / "filler"
-        with contextlib.suppress(OSError), filler.open("wb") as handle:
-            handle.write(b"x" * 1024 * 1024)
+        fill(full)
         outcome = syncd("import", str(path))
         assert outcome.exit_code == 1
         assert "students.csv: applied (students): rows 5, created 5" in outcome.stdout
@@ -445,9 +442,7 @@ def test_an_import_whose_audit_lines_cannot_all_be_written_reports_and_exits_3(
     with mounted_tmpfs(syncd.root / "logs", "64k") as logs:
         syncd.audit_path = logs / "audit.jsonl"
         syncd.configure()
-        filler = logs / "filler"
-        with contextlib.suppress(OSError), filler.open("wb") as handle:
-            handle.write(b"x" * (60 << 10))  # room for a line or two, not for 300
+        fill(logs, 60 << 10)  # room for a line or two, not for 300
         rows = [(f"S{n}", "", "First", f"Last{n}", "", "", "") for n in range(300)]
         outcome = run_import(syncd, "students.csv", table(STUDENT_HEADER, rows))
         assert outcome.exit_code == 3, outcome.stderr

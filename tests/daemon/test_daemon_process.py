@@ -3,7 +3,6 @@ configuration (a new source starts being watched); SIGTERM stops it cleanly with
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -576,7 +575,7 @@ def test_a_full_disk_under_the_audit_log_fails_polls_until_there_is_room(
 ) -> None:
     # The daemon works on, its polls failed (/healthz 503, one journal line naming the log)
     # while its log cannot be written, and takes the file up once there is room again.
-    from tests.cli.mounts import mounted_tmpfs
+    from tests.cli.mounts import fill, mounted_tmpfs
 
     port = _free_port()
     with mounted_tmpfs(tmp_path / "logs", "64k") as logs:
@@ -587,9 +586,7 @@ def test_a_full_disk_under_the_audit_log_fails_polls_until_there_is_room(
             # Started, and polled once: a daemon whose log is full at its start exits 3.
             assert wait_for(lambda: bool(events(logs, "source.polled")))
             assert _health(port) == 200
-            filler = logs / "filler"
-            with contextlib.suppress(OSError), filler.open("wb") as handle:
-                handle.write(b"x" * (1 << 20))
+            filler = fill(logs)
             drop(tmp_path / "district-a" / "students.csv", STUDENTS)
             assert wait_for(lambda: _health(port) == 503), process.communicate(timeout=20)
             filler.unlink()
