@@ -26,6 +26,7 @@ audit trail reads in the order of SPEC §2.5: validated, then the changes.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -36,7 +37,8 @@ from xxhash import xxh3_64_intdigest
 
 from syncd import audit
 from syncd.audit import EventBuffer, EventSegment
-from syncd.core.columns import person_columns
+from syncd.column_worker import prepared_ahead
+from syncd.core.columns import PersonColumns, person_columns
 from syncd.core.plan import (
     UNLINKED_MARK,
     ExistingPerson,
@@ -413,12 +415,27 @@ class PersonFile:
         if kind is Kind.PARENTS:
             # Blocks of CHUNK rows: each one's persons, then its links, as the row path.
             blocks = _line_groups(blocks, CHUNK)
+        read_block = functools.partial(
+            person_columns, kind, decode=lines.decode, delimiter=table.delimiter,
+            width=len(table.header), seed=digests.seed, columns=opened.cols,
+            rules=opened.rules, max_line_chars=lines.max_line_chars, max_field_chars=max_field,
+        )  # fmt: skip
+        with prepared_ahead(blocks, read_block, self.job.path.stat().st_size) as prepared:
+            rows, consumed = self._create_plain(connection, prepared, person_rows)
+        finish_copy(connection)
+        lines.rows_after(consumed, rows)
+        return rows
+
+    def _create_plain(
+        self,
+        connection: sa.Connection,
+        prepared: Iterable[tuple[bytes, PersonColumns | None]],
+        person_rows: PersonRows,
+    ) -> tuple[int, int]:
+        """Create the persons of `prepared` blocks until one is not plain; return how many
+        rows and bytes of blocks were taken."""
         rows = consumed = 0
-        for block in blocks:
-            people = person_columns(
-                kind, block, lines.decode, table.delimiter, len(table.header), digests.seed,
-                opened.cols, opened.rules, lines.max_line_chars, max_field,
-            )  # fmt: skip
+        for block, people in prepared:
             if people is None:
                 break
             children = None
@@ -444,9 +461,7 @@ class PersonFile:
             read_before, rows = rows, rows + len(people.sync_keys)
             consumed += len(block)
             tell_progress(self.job.progress, read_before, rows)
-        finish_copy(connection)
-        lines.rows_after(consumed, rows)
-        return rows
+        return rows, consumed
 
     def _fast_path_conflicts(self, connection: sa.Connection, read: _Read) -> bool:
         """Return whether a parsed record names a person an unread row already stood for.

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd import person_files
+from syncd import column_worker, person_files
 from syncd.formats import readers
 from tests.cli.conftest import Syncd
 
@@ -99,19 +99,20 @@ PENDING_COLUMNS = "id, site, source, parent_id, child_field, child_value, type, 
 
 def _import(
     files: dict[str, bytes], row_by_row: bool, sizes: tuple[int, int] | None = None,
-    **source: Any,
+    worker: bool = False, **source: Any,
 ) -> dict[str, Any]:  # fmt: skip
     """Import `files` (name: content, in order) in one command into a fresh installation
     whose source has `source`'s settings; return everything it left. `sizes`: the bytes of
-    a block of lines and the rows of a chunk, small to have a file read in several."""
+    a block of lines and the rows of a chunk, small to have a file read in several.
+    `worker`: blocks are prepared in a worker process whatever the file's size."""
     # Not pytest's tmp_path: hypothesis runs many examples in one test.
     with tempfile.TemporaryDirectory(prefix="syncd-plain-") as temp:
-        return _import_in(Path(temp), files, row_by_row, sizes, **source)
+        return _import_in(Path(temp), files, row_by_row, sizes, worker, **source)
 
 
 def _import_in(
     root: Path, files: dict[str, bytes], row_by_row: bool, sizes: tuple[int, int] | None,
-    **source: Any,
+    worker: bool = False, **source: Any,
 ) -> dict[str, Any]:  # fmt: skip
     installation = Syncd(root, f"sqlite:///{root / 'syncd.db'}")
     installation.configure(**source)
@@ -124,7 +125,20 @@ def _import_in(
             patches.enter_context(
                 mock.patch.object(person_files, "person_columns", lambda *_, **__: None)
             )
+        answers: list[Any] = []
+        if worker:
+            receive = column_worker._Worker.receive
+
+            def recorded(self: column_worker._Worker) -> Any:
+                answers.append(receive(self))
+                return answers[-1]
+
+            patches.enter_context(mock.patch.object(column_worker, "WORKER_MIN_BYTES", 0))
+            patches.enter_context(mock.patch.object(column_worker, "_cores", lambda: 2))
+            patches.enter_context(mock.patch.object(column_worker._Worker, "receive", recorded))
         outcome = installation("import", "--json", *paths)
+        # The comparison must not pass because the worker read no block column by column.
+        assert not worker or any(answer and answer[0] is not None for answer in answers)
     reports = json.loads(outcome.stdout)
     for report in reports if isinstance(reports, list) else [reports]:
         report.pop("duration_s", None)
@@ -362,3 +376,24 @@ def test_a_person_a_full_file_also_rejects_a_row_of_keeps_no_row_digest(
     left = _import({"students.csv": content}, row_by_row, sizes)
     digests = {person[3]: person[-1] for person in left["persons"]}
     assert digests["S0"] is None and digests["S1"] is not None
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
+def test_a_worker_process_reads_blocks_as_this_process_does(encoding: str) -> None:
+    # A big file's blocks are prepared in a worker process (syncd.column_worker), here
+    # forced for a small one: the same rows, report and trail as the row reader. The file
+    # is cp1252 with an undefined byte (the readers' error handler), and a bad row late in
+    # the file sends the rest to the row reader.
+    lines = ["SyncID;First name;Last name;E-mail;Grade"]
+    lines += [f"S{n};Zoë;Nuñez {n};Zoe.{n}@School.Example;{n % 12}" for n in range(400)]
+    lines[300] = "S299;Zoë;Nuñez;not an email;1"
+    students = ("\r\n".join(lines) + "\r\n").encode(encoding)
+    if encoding == "cp1252":
+        students = students.replace(b"Zo\xeb;Nu\xf1ez 7;", b"Zo\x81;Nu\xf1ez 7;")
+    parents = ["SyncID,First name,Last name,Pupil sync key"]
+    parents += [f'P{n},Ann,Lee {n},"S{n % 400};S{(n + 1) % 400}"' for n in range(300)]
+    files = {"students.csv": students, "parents.csv": "\n".join(parents).encode(encoding)}
+    sizes = (2000, 40)  # blocks of a few dozen lines: many of them go to the worker
+    by_worker = _import(files, row_by_row=False, sizes=sizes, worker=True)
+    assert by_worker["exit"] == 0
+    assert by_worker == _import(files, row_by_row=True, sizes=sizes)
