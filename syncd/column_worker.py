@@ -208,8 +208,11 @@ def _serve(requests: IO[bytes], answers: IO[bytes]) -> None:
 
 
 if __name__ == "__main__":
-    # Ctrl-C reaches the whole process group: the parent decides, and stops this one.
+    # Ctrl-C reaches the whole process group, and systemd's SIGTERM the whole unit: the
+    # parent decides (a stopping daemon finishes the file in hand) and stops this one. When
+    # the parent is gone, its end of the pipes closes and this one ends too.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         _serve(sys.stdin.buffer, sys.stdout.buffer)
     except BaseException:  # noqa: BLE001 - a broken pipe when the parent stops: just go

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -62,8 +63,8 @@ def test_a_reader_that_cannot_travel_is_run_here() -> None:
     assert [pid for _, (_, pid) in results] == [os.getpid()] * len(BLOCKS)
 
 
-def test_stopping_early_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    workers: list[column_worker._Worker] = []
+def _keep_workers(monkeypatch: pytest.MonkeyPatch) -> list[column_worker._Worker | None]:
+    workers: list[column_worker._Worker | None] = []
     start = column_worker._Worker.start
 
     def kept(prepare: functools.partial[object]) -> column_worker._Worker | None:
@@ -71,6 +72,24 @@ def test_stopping_early_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> Non
         return workers[-1]
 
     monkeypatch.setattr(column_worker._Worker, "start", kept)
+    return workers
+
+
+def test_the_worker_outlives_a_sigterm_to_the_whole_unit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # systemd stops a unit with SIGTERM to each of its processes; the daemon finishes the
+    # file in hand, and its worker keeps preparing blocks for it.
+    workers = _keep_workers(monkeypatch)
+    prepare = functools.partial(worker_blocks.where, os.getpid())
+    with prepared_ahead(iter(BLOCKS), prepare, WORKER_MIN_BYTES) as prepared:
+        results = [next(prepared), next(prepared)]  # the worker has answered: it is up
+        assert workers[0] is not None
+        os.kill(workers[0].process.pid, signal.SIGTERM)
+        results += list(prepared)
+    assert [elsewhere for _, (_, elsewhere) in results] == [False, True, True, True, True]
+
+
+def test_stopping_early_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    workers = _keep_workers(monkeypatch)
     prepare = functools.partial(worker_blocks.where, os.getpid())
     with prepared_ahead(iter(BLOCKS), prepare, WORKER_MIN_BYTES) as prepared:
         next(prepared)
