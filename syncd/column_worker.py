@@ -18,10 +18,12 @@ from __future__ import annotations
 import copyreg
 import os
 import pickle
+import select
 import signal
 import site
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -101,11 +103,19 @@ def _cores() -> int:
 
 
 class _Worker:
-    """The child process; `alive` turns False for good at its first failure."""
+    """The child process; `alive` turns False for good at its first failure.
+
+    The pipes are non-blocking on this side, and no wait for the worker lasts longer than
+    PATIENCE: a worker that hangs (stopped, starved) is given up, not waited for forever.
+    """
 
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.process = process
         self.alive = True
+        assert process.stdin is not None and process.stdout is not None
+        self._requests, self._answers = process.stdin.fileno(), process.stdout.fileno()
+        os.set_blocking(self._requests, False)
+        os.set_blocking(self._answers, False)
 
     @classmethod
     def start(cls, prepare: Callable[[bytes], Any]) -> _Worker | None:
@@ -127,6 +137,10 @@ class _Worker:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,  # whatever happens there, the block is done here
                 env=environment,
+                bufsize=0,
+                # Its own process group: a terminal's Ctrl-C reaches this process only,
+                # which decides, even before the worker has started ignoring it.
+                process_group=0,
             )
         except OSError:
             return None
@@ -138,25 +152,22 @@ class _Worker:
 
     def send(self, data: bytes) -> bool:
         """Send a block (or the settings); return False if the worker is gone."""
-        stream = self.process.stdin
-        if not self.alive or stream is None:
-            return False
-        try:
-            _write_message(stream, data)
-        except OSError:  # a broken pipe: it died
-            self.alive = False
+        if self.alive:
+            try:
+                _write_all(self._requests, len(data).to_bytes(_LENGTH, "little") + data)
+            except (OSError, TimeoutError):  # a broken pipe (it died), or it hangs
+                self.alive = False
         return self.alive
 
     def receive(self) -> tuple[Any] | None:
         """Return (result,) for the block sent last, or None if the worker did not give it
         (then it is not asked again)."""
-        stream = self.process.stdout
-        if not self.alive or stream is None:
+        if not self.alive:
             return None
         try:
-            message = _read_message(stream)
-            answer = None if message is None else pickle.loads(message)  # noqa: S301 - our child
-        except (OSError, pickle.UnpicklingError, EOFError, ValueError):
+            length = int.from_bytes(_read_exactly(self._answers, _LENGTH), "little")
+            answer = pickle.loads(_read_exactly(self._answers, length))  # noqa: S301 - our child
+        except (OSError, TimeoutError, EOFError, pickle.UnpicklingError, ValueError):
             answer = None
         if not isinstance(answer, tuple) or len(answer) != 1:
             self.alive = False  # it died, or the block failed there: done here from now on
@@ -171,6 +182,45 @@ class _Worker:
                 with suppress(OSError):
                     stream.close()
         self.process.wait()
+
+
+# How long the worker may keep this process waiting for its answer or for room in the pipe
+# (a block takes it a few hundredths of a second).
+PATIENCE = 30.0
+
+
+def _wait_for(fd: int, event: int, deadline: float) -> None:
+    """Wait until `fd` is ready for `event` (or closed), at the latest until `deadline`."""
+    poller = select.poll()  # not select(): a daemon's descriptors may number over 1,024
+    poller.register(fd, event)
+    if not poller.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+        raise TimeoutError
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    deadline = time.monotonic() + PATIENCE
+    while view:
+        _wait_for(fd, select.POLLOUT, deadline)
+        with suppress(BlockingIOError):
+            view = view[os.write(fd, view) :]
+
+
+def _read_exactly(fd: int, count: int) -> bytes:
+    """Return the next `count` bytes; EOFError when the worker is gone first."""
+    parts, wanted = [], count
+    deadline = time.monotonic() + PATIENCE
+    while wanted:
+        _wait_for(fd, select.POLLIN, deadline)
+        try:
+            part = os.read(fd, min(wanted, 1 << 20))
+        except BlockingIOError:
+            continue
+        if not part:
+            raise EOFError
+        parts.append(part)
+        wanted -= len(part)
+    return b"".join(parts)
 
 
 def _write_message(stream: IO[bytes], data: bytes) -> None:

@@ -96,3 +96,31 @@ def test_stopping_early_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> Non
         next(prepared)  # the worker has answered
     assert workers[0] is not None
     assert workers[0].process.poll() is not None  # gone, and reaped
+
+
+def test_a_worker_that_hangs_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker stopped (SIGSTOP) or starved never answers: after PATIENCE the rest of the
+    # blocks are prepared here, instead of the file waiting forever.
+    monkeypatch.setattr(column_worker, "PATIENCE", 0.5)
+    workers = _keep_workers(monkeypatch)
+    prepare = functools.partial(worker_blocks.where, os.getpid())
+    with prepared_ahead(iter(BLOCKS), prepare, WORKER_MIN_BYTES) as prepared:
+        results = [next(prepared), next(prepared)]  # the worker has answered: it is up
+        assert workers[0] is not None
+        os.kill(workers[0].process.pid, signal.SIGSTOP)
+        results += list(prepared)
+    assert [result for _, (result, _) in results] == [b"A", b"B", b"C", b"D", b"E"]
+    # C was sent before the stop, and may have been answered before it.
+    elsewhere = [elsewhere for _, (_, elsewhere) in results]
+    assert elsewhere[:2] == [False, True] and elsewhere[3:] == [False, False]
+
+
+def test_the_worker_has_its_own_process_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A terminal's Ctrl-C goes to the foreground process group: this process decides, even
+    # in the moment before the worker ignores SIGINT.
+    workers = _keep_workers(monkeypatch)
+    prepare = functools.partial(worker_blocks.where, os.getpid())
+    with prepared_ahead(iter(BLOCKS), prepare, WORKER_MIN_BYTES) as prepared:
+        next(prepared)
+        assert workers[0] is not None
+        assert os.getpgid(workers[0].process.pid) != os.getpgrp()
