@@ -51,9 +51,8 @@ def insert_rows(
 _OPEN_COPY = "syncd_open_copy"
 
 
-def _take_open_copy(connection: sa.Connection) -> tuple[Any, ...] | None:
-    """Return (and forget) the COPY left open on `connection`'s current session:
-    (manager, cursor, copy, what it copies)."""
+def _take_open_copy(connection: sa.Connection) -> tuple[Any, Any] | None:
+    """Return (and forget) the COPY left open on `connection`'s current session."""
     if connection.closed or connection.invalidated:
         return None  # a lost session took its COPY with it
     held = connection.info.pop(_OPEN_COPY, None)
@@ -67,7 +66,7 @@ def finish_copy(connection: sa.Connection) -> None:
     rows (raising what it found wrong with them)."""
     held = _take_open_copy(connection)
     if held is not None:
-        manager, cursor, _, _ = held
+        manager, cursor = held
         try:
             manager.__exit__(None, None, None)
         finally:
@@ -78,7 +77,7 @@ def abort_copy(connection: sa.Connection) -> None:
     """Give up the COPY left open on `connection`, if any (the transaction rolls back)."""
     held = _take_open_copy(connection)
     if held is not None:
-        manager, cursor, _, _ = held
+        manager, cursor = held
         failure = RuntimeError("the transaction rolled back")
         try:
             manager.__exit__(type(failure), failure, None)
@@ -205,28 +204,18 @@ def _copy(
     constants: Mapping[str, Any],
     leave_open: bool,
 ) -> int:
+    finish_copy(connection)
     # Binary COPY with the columns' types given: a third of the text format's client time.
     names = [*columns, *constants]
+    types = [_copy_type(table.c[name]) for name in names]
     fixed = tuple(constants.values())
     statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
-    what = (statement, fixed)
-    held = _take_open_copy(connection)
-    if held is not None and held[3] == what:
-        # The COPY left open takes the same rows: it goes on (the server never waits for
-        # this process to end one and start the next, nor this process for the server).
-        manager, cursor, copy, _ = held
-    else:
-        if held is not None:
-            connection.info[_OPEN_COPY] = held
-            finish_copy(connection)
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        manager = cursor.copy(statement)
-        copy = None
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    manager = cursor.copy(statement)
     written = 0
     try:
-        if copy is None:
-            copy = manager.__enter__()
-            copy.set_types([_copy_type(table.c[name]) for name in names])
+        copy = manager.__enter__()
+        copy.set_types(types)
         write_row = copy.write_row
         for row in rows:
             write_row((*row, *fixed))
@@ -235,7 +224,7 @@ def _copy(
         manager.__exit__(type(error), error, error.__traceback__)
         cursor.close()
         raise
-    connection.info[_OPEN_COPY] = (manager, cursor, copy, what)
+    connection.info[_OPEN_COPY] = (manager, cursor)
     if not leave_open:
         finish_copy(connection)
     return written
@@ -258,9 +247,6 @@ def _copy_type(column: sa.Column[Any]) -> str:
 
 # A fixed advisory-lock key: every syncd process reserves PostgreSQL id blocks under it.
 _ID_LOCK_KEY = 0x73796E6364  # "syncd"
-# Where a connection keeps the ids reserved and not handed out yet (PostgreSQL), by table.
-_ID_POOLS = "syncd_id_pools"
-_MOST_RESERVED = 100_000
 
 
 class IdAllocator:
@@ -292,27 +278,6 @@ class IdAllocator:
         return range(start, start + count)
 
     def _reserve_block(self, count: int) -> range:
-        # Ids left over from a block reserved earlier on this connection: a file taking
-        # ids block by block reserves twice as many each time (up to _MOST_RESERVED), so a
-        # first load asks a handful of times, not per block; each reservation is a
-        # statement, which would end the COPY its rows go on in (insert_rows).
-        pools = self._connection.info.setdefault(_ID_POOLS, {})
-        transaction = self._connection.get_transaction()
-        if pools.get("transaction") is not transaction:
-            # Another file's: what it left is not used, so that ids keep the order in
-            # which they were handed out across processes, and each file starts small.
-            pools.clear()
-            pools["transaction"] = transaction
-        pool: range = pools.get(self._table.name, range(0))
-        if len(pool) < count:
-            # Contiguous ids: the rest of a pool too small is left unused.
-            wanted = max(count, min(2 * pools.get(self._table.name + ":last", 0), _MOST_RESERVED))
-            pool = self._reserve(wanted)
-            pools[self._table.name + ":last"] = wanted
-        pools[self._table.name] = pool[count:]
-        return pool[:count]
-
-    def _reserve(self, count: int) -> range:
         sequence = self._connection.exec_driver_sql(
             f"SELECT pg_get_serial_sequence('{self._table.name}', 'id')"
         ).scalar_one()

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from syncd import person_files, pipeline
-from syncd.db.bulk import IdAllocator, finish_copy, insert_rows
+from syncd.db.bulk import finish_copy, insert_rows
 from syncd.db.database import open_database
-from syncd.db.schema import persons, sites
+from syncd.db.schema import sites
 from tests.cli.conftest import Syncd
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
@@ -39,7 +39,7 @@ def test_the_next_statement_sees_the_rows_of_a_copy_left_open(engine: sa.Engine)
         _insert(connection, ["a", "b"])
         assert _names(connection) == ["a", "b"]  # the SELECT ended the COPY first
         _insert(connection, ["c"])
-        _insert(connection, ["d"])  # the same bulk insert again goes on in the same COPY
+        _insert(connection, ["d"])  # a second bulk insert ends the first one's COPY
     with engine.connect() as connection:
         assert _names(connection) == ["a", "b", "c", "d"]
 
@@ -65,38 +65,6 @@ def test_rows_the_server_refuses_fail_where_the_copy_is_ended(engine: sa.Engine)
             finish_copy(connection)
         transaction.rollback()
         assert _names(connection) == []
-
-
-def test_the_same_bulk_insert_again_goes_on_in_the_copy_left_open(postgres_url: str) -> None:
-    # Block after block of a file's persons: the server takes them in one COPY, which the
-    # next other statement ends (so a refused row fails there, not at the next block).
-    engine = open_database(postgres_url)
-    with engine.connect() as connection:
-        transaction = connection.begin()
-        _insert(connection, ["twice", "twice"])
-        _insert(connection, ["more"])  # not ended by this: no error yet
-        with pytest.raises(Exception, match="unique"):
-            finish_copy(connection)
-        transaction.rollback()
-    engine.dispose()
-
-
-def test_postgresql_ids_are_reserved_in_growing_blocks_within_a_file(postgres_url: str) -> None:
-    # Each reservation is a statement, which ends the COPY the rows go on in: a file taking
-    # ids block by block reserves twice as many each time. Another file starts afresh.
-    engine = open_database(postgres_url)
-    sequence = "SELECT last_value FROM persons_id_seq"
-    with engine.begin() as connection:
-        assert list(IdAllocator(connection, persons).take(10)) == list(range(1, 11))
-        assert connection.exec_driver_sql(sequence).scalar_one() == 10  # no more than asked
-        assert list(IdAllocator(connection, persons).take(10)) == list(range(11, 21))
-        assert connection.exec_driver_sql(sequence).scalar_one() == 30  # 20 reserved
-        assert list(IdAllocator(connection, persons).take(5)) == list(range(21, 26))
-        assert list(IdAllocator(connection, persons).take(8)) == list(range(31, 39))  # 40
-    with engine.begin() as connection:
-        # 39-70 were reserved for the file before; its ids stay below this file's.
-        assert list(IdAllocator(connection, persons).take(3)) == list(range(71, 74))
-    engine.dispose()
 
 
 def _persons_estimate(postgres_url: str) -> float:
