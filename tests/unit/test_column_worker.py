@@ -7,6 +7,7 @@ import functools
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,17 +76,23 @@ def _keep_workers(monkeypatch: pytest.MonkeyPatch) -> list[column_worker._Worker
     return workers
 
 
-def test_the_worker_outlives_a_sigterm_to_the_whole_unit(monkeypatch: pytest.MonkeyPatch) -> None:
-    # systemd stops a unit with SIGTERM to each of its processes; the daemon finishes the
-    # file in hand, and its worker keeps preparing blocks for it.
+def _signalled_once_up(monkeypatch: pytest.MonkeyPatch, signum: int) -> list[Any]:
+    """The blocks' results, the worker sent `signum` once it has answered a block."""
     workers = _keep_workers(monkeypatch)
     prepare = functools.partial(worker_blocks.where, os.getpid())
     with prepared_ahead(iter(BLOCKS), prepare, WORKER_MIN_BYTES) as prepared:
         results = [next(prepared), next(prepared)]  # the worker has answered: it is up
         assert workers[0] is not None
-        os.kill(workers[0].process.pid, signal.SIGTERM)
+        os.kill(workers[0].process.pid, signum)
         results += list(prepared)
-    assert [elsewhere for _, (_, elsewhere) in results] == [False, True, True, True, True]
+    assert [result for _, (result, _) in results] == [b"A", b"B", b"C", b"D", b"E"]
+    return [elsewhere for _, (_, elsewhere) in results]
+
+
+def test_the_worker_outlives_a_sigterm_to_the_whole_unit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # systemd stops a unit with SIGTERM to each of its processes; the daemon finishes the
+    # file in hand, and its worker keeps preparing blocks for it.
+    assert _signalled_once_up(monkeypatch, signal.SIGTERM) == [False, True, True, True, True]
 
 
 def test_stopping_early_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,16 +109,8 @@ def test_a_worker_that_hangs_is_given_up(monkeypatch: pytest.MonkeyPatch) -> Non
     # A worker stopped (SIGSTOP) or starved never answers: after PATIENCE the rest of the
     # blocks are prepared here, instead of the file waiting forever.
     monkeypatch.setattr(column_worker, "PATIENCE", 0.5)
-    workers = _keep_workers(monkeypatch)
-    prepare = functools.partial(worker_blocks.where, os.getpid())
-    with prepared_ahead(iter(BLOCKS), prepare, WORKER_MIN_BYTES) as prepared:
-        results = [next(prepared), next(prepared)]  # the worker has answered: it is up
-        assert workers[0] is not None
-        os.kill(workers[0].process.pid, signal.SIGSTOP)
-        results += list(prepared)
-    assert [result for _, (result, _) in results] == [b"A", b"B", b"C", b"D", b"E"]
+    elsewhere = _signalled_once_up(monkeypatch, signal.SIGSTOP)
     # C was sent before the stop, and may have been answered before it.
-    elsewhere = [elsewhere for _, (_, elsewhere) in results]
     assert elsewhere[:2] == [False, True] and elsewhere[3:] == [False, False]
 
 
