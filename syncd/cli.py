@@ -322,6 +322,12 @@ def import_command(
 
 # The signals that ask `syncd import` to stop at the next safe point, and how its reports
 # name them: Ctrl-C, a `kill` or systemd's stop, the terminal closing under it.
+class StoppedAtOnce(BaseException):  # noqa: N818 - a stop, like KeyboardInterrupt
+    """A second signal during `syncd import`: stop at once, saying so in one line.
+
+    Not a KeyboardInterrupt, which click answers with a bare newline on stderr."""
+
+
 _STOP_SIGNALS = {
     signal.SIGINT: "Ctrl-C",
     signal.SIGTERM: "SIGTERM",
@@ -335,14 +341,14 @@ def _stop_on_interrupt() -> Iterator[Callable[[], str | None]]:
     point rather than at once: the file being applied fails whole (errors.Interrupted, at
     its next progress point), one that committed gets its report and audit lines, no later
     file starts, so that no ledger entry is left `processing`. A second signal stops at
-    once (KeyboardInterrupt: exit 130). Yields "which signal asked, if any?". A signal the
-    process was started ignoring (nohup, a background job's Ctrl-C) stays ignored."""
+    once (StoppedAtOnce: one line, exit 130). Yields "which signal asked, if any?". A signal
+    the process was started ignoring (nohup, a background job's Ctrl-C) stays ignored."""
     asked: str | None = None
 
     def ask(signum: int, _frame: object) -> None:
         nonlocal asked
         if asked is not None:
-            raise KeyboardInterrupt
+            raise StoppedAtOnce(f"{_STOP_SIGNALS[signal.Signals(signum)]} after {asked}")
         asked = _STOP_SIGNALS[signal.Signals(signum)]
 
     previous = {
@@ -1468,6 +1474,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         fail(f"syncd: {error}", error.exit_code)
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
         fail(f"syncd: {database_problem(error)}", 3)
+    except StoppedAtOnce as stopped:
+        # Each file commits whole: the one in hand is rolled back, its ledger entry failed by
+        # the next import or pass (README).
+        fail(f"syncd: stopped at once ({stopped}): what was not committed is rolled back", 130)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as error:  # noqa: BLE001 - the promise is one line, never a traceback
