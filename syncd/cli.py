@@ -320,14 +320,14 @@ def import_command(
         sys.exit(1)
 
 
-# The signals that ask `syncd import` to stop at the next safe point, and how its reports
-# name them: Ctrl-C, a `kill` or systemd's stop, the terminal closing under it.
 class StoppedAtOnce(BaseException):  # noqa: N818 - a stop, like KeyboardInterrupt
     """A second signal during `syncd import`: stop at once, saying so in one line.
 
     Not a KeyboardInterrupt, which click answers with a bare newline on stderr."""
 
 
+# The signals that ask `syncd import` to stop at the next safe point, and how its reports
+# name them: Ctrl-C, a `kill` or systemd's stop, the terminal closing under it.
 _STOP_SIGNALS = {
     signal.SIGINT: "Ctrl-C",
     signal.SIGTERM: "SIGTERM",
