@@ -28,9 +28,9 @@ import argparse
 import compileall
 import contextlib
 import dataclasses
-import importlib.util
 import datetime as dt
 import getpass
+import importlib.util
 import json
 import os
 import platform
