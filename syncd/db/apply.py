@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import operator
 import os
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import chain, compress, islice, repeat
@@ -139,11 +140,11 @@ def hash_passwords(
     passwords: Sequence[str], checkpoint: Callable[[], None] = no_checkpoint
 ) -> list[str]:
     """Return argon2id hashes of `passwords`, spread over all cores (argon2 drops the GIL);
-    `checkpoint` is called between slices of a few seconds' work (it raises to stop)."""
+    `checkpoint` is called before each hash is handed out (it raises to stop)."""
     from argon2 import PasswordHasher
 
     hasher = PasswordHasher()
-    return _on_all_cores(hasher.hash, passwords, checkpoint)
+    return on_all_cores(hasher.hash, passwords, checkpoint)
 
 
 # What a preview stores for a new password: rolled back all the same, and argon2 would
@@ -167,32 +168,41 @@ def passwords_differ(
     Spread over all cores like hashing: each check costs as much as a hash.
     """
     pairs = list(zip(stored_hashes, passwords, strict=True))
-    return _on_all_cores(lambda pair: _password_changed(*pair), pairs, checkpoint)
+    return on_all_cores(lambda pair: _password_changed(*pair), pairs, checkpoint)
 
 
 _Item = TypeVar("_Item")
 _Done = TypeVar("_Done")
-# argon2 work per core between checkpoints: a few seconds (a core idles at most half a
-# hash of each slice, waiting for the other).
-SLICE_PER_CORE = 32
+# Items given to each core ahead of the one it works on: none waits for the next (argon2
+# drops the GIL, handing out an item does not), and a stop waits for these only.
+AHEAD_PER_CORE = 2
 
 
-def _on_all_cores(
+def on_all_cores(
     work: Callable[[_Item], _Done], items: Sequence[_Item], checkpoint: Callable[[], None]
 ) -> list[_Done]:
-    """Return `work` of each item, spread over all cores a slice at a time, `checkpoint`
-    called before each slice: a stop asked meanwhile is heard within seconds, not after
-    hours of a district's first passwords."""
+    """Return `work` of each item (in order), spread over all cores, `checkpoint` called
+    before each item is handed out: a stop asked meanwhile (it raises) is heard within a
+    few items' work, not after hours of a district's first passwords, and waits only for
+    the items already handed out."""
     if len(items) < 4:
         checkpoint()
         return [work(item) for item in items]
     cores = os.cpu_count() or 1
-    step = cores * SLICE_PER_CORE
     done: list[_Done] = []
     with ThreadPoolExecutor(max_workers=cores) as pool:
-        for start in range(0, len(items), step):
-            checkpoint()
-            done += pool.map(work, items[start : start + step])
+        handed_out: deque[Future[_Done]] = deque()
+        try:
+            for item in items:
+                if len(handed_out) >= cores * AHEAD_PER_CORE:
+                    done.append(handed_out.popleft().result())
+                checkpoint()
+                handed_out.append(pool.submit(work, item))
+            done.extend(future.result() for future in handed_out)
+        except BaseException:
+            for future in handed_out:
+                future.cancel()  # those not started; the pool waits for the others
+            raise
     return done
 
 
