@@ -30,6 +30,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Any, TypeVar
 
+from syncd.cores import usable_cores
+
 __all__ = ["WORKER_MIN_BYTES", "prepared_ahead"]
 
 T = TypeVar("T")
@@ -60,7 +62,7 @@ def prepared_ahead(
     caller works on a block's result, the next block is being prepared. The worker is gone
     when the block ends.
     """
-    worth_it = size >= WORKER_MIN_BYTES and _cores() > 1 and not getattr(sys, "frozen", False)
+    worth_it = size >= WORKER_MIN_BYTES and usable_cores() > 1 and not getattr(sys, "frozen", False)
     worker = _Worker.start(prepare) if worth_it else None
     try:
         if worker is None:
@@ -93,13 +95,6 @@ def _ahead(
 def _site_folders() -> set[str]:
     folders = [*site.getsitepackages(), site.getusersitepackages()]
     return {str(Path(folder).resolve()) for folder in folders}
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class _Worker:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import operator
-import os
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +35,7 @@ from syncd.core.plan import (
     drained,
     may_be_pending,
 )
+from syncd.cores import usable_cores
 from syncd.db import store
 from syncd.db.bulk import IdAllocator, insert_rows, json_text, update_rows
 from syncd.db.schema import links, pending_links, pending_unlinks, persons
@@ -188,7 +188,7 @@ def on_all_cores(
     if len(items) < 4:
         checkpoint()
         return [work(item) for item in items]
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     done: list[_Done] = []
     with ThreadPoolExecutor(max_workers=cores) as pool:
         handed_out: deque[Future[_Done]] = deque()

@@ -134,7 +134,7 @@ def _import_in(
                 return answers[-1]
 
             patches.enter_context(mock.patch.object(column_worker, "WORKER_MIN_BYTES", 0))
-            patches.enter_context(mock.patch.object(column_worker, "_cores", lambda: 2))
+            patches.enter_context(mock.patch.object(column_worker, "usable_cores", lambda: 2))
             patches.enter_context(mock.patch.object(column_worker._Worker, "receive", recorded))
         outcome = installation("import", "--json", *paths)
         # The comparison must not pass because the worker read no block column by column.

@@ -21,7 +21,7 @@ BLOCKS = [b"a", b"b", b"c", b"d", b"e"]
 @pytest.fixture(autouse=True)
 def _two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     # The worker needs a second core; the tests run wherever they run.
-    monkeypatch.setattr(column_worker, "_cores", lambda: 2)
+    monkeypatch.setattr(column_worker, "usable_cores", lambda: 2)
     # The worker must import the test's functions (an installed syncd has no tests).
     root = str(Path(__file__).resolve().parents[2])
     monkeypatch.setenv("PYTHONPATH", root)

@@ -3,12 +3,12 @@ within a few items, however many are left."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
 import pytest
 
+from syncd.cores import usable_cores
 from syncd.db.apply import AHEAD_PER_CORE, on_all_cores
 from syncd.db.apply import no_checkpoint as never_stop
 
@@ -58,7 +58,7 @@ def test_a_stop_waits_only_for_the_items_already_handed_out() -> None:
     begun = time.monotonic()
     with pytest.raises(Stop):
         on_all_cores(work, list(range(2000)), checkpoint)
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     # Item 20 was handed out with at most that many more before the stop was heard.
     assert max(started) <= 20 + cores * AHEAD_PER_CORE
     assert len(started) <= 21 + cores * AHEAD_PER_CORE
@@ -77,4 +77,4 @@ def test_an_item_that_fails_raises_and_nothing_more_is_started() -> None:
 
     with pytest.raises(ValueError, match="item 5"):
         on_all_cores(work, list(range(500)), never_stop)
-    assert max(started) <= 5 + (os.cpu_count() or 1) * AHEAD_PER_CORE
+    assert max(started) <= 5 + usable_cores() * AHEAD_PER_CORE
