@@ -209,6 +209,28 @@ def test_hashed_password_verifies_against_the_file_value(syncd: Syncd) -> None:
     assert argon2.PasswordHasher().verify(stored, PASSWORDS[1])
 
 
+def test_every_parent_gets_the_hash_of_its_own_password(syncd: Syncd) -> None:
+    # Hashed on every core, each hash must come back to its own row, whichever finishes first.
+    syncd.configure(passwords="hash")
+    imported(syncd, "students.csv", students_csv())
+    passwords = {f"P{n}": f"Pass-{n}-{'x' * (n % 7)}" for n in range(1, 61)}
+    rows = [";".join(HEADER)] + [
+        f"{key};Ann;Lee;;{password};S1" for key, password in passwords.items()
+    ]
+    imported(syncd, "parents.csv", "\r\n".join(rows) + "\r\n")
+    engine = sa.create_engine(syncd.database_url)
+    with engine.connect() as connection:
+        stored = dict(
+            connection.execute(
+                sa.text("SELECT sync_key, password_hash FROM persons WHERE kind = 'parent'")
+            ).all()
+        )
+    engine.dispose()
+    hasher = argon2.PasswordHasher()
+    assert stored.keys() == passwords.keys()
+    assert all(hasher.verify(stored[key], password) for key, password in passwords.items())
+
+
 def test_existing_persons_password_is_not_overwritten_unless_update_passwords(
     syncd: Syncd,
 ) -> None:
