@@ -578,8 +578,10 @@ class Daemon:
             # The lock's session was lost and the database cannot be reached to take it
             # again: the lock is gone all the same (another daemon may take it).
             if was_leading and not runner.lock.leading:
+                self.metrics.lead(runner.config.name, False)
                 self._say_lock_lost(runner)
             raise
+        self.metrics.lead(runner.config.name, leading)
         if leading and not was_leading:
             audit.emit(audit.SOURCE_ACQUIRED, source=runner.config.name, site=runner.config.site)
         elif was_leading and not leading:
@@ -608,6 +610,7 @@ class Daemon:
     def _release(self, runner: SourceRunner) -> None:
         if runner.lock is not None and runner.lock.leading:
             runner.lock.release()
+            self.metrics.lead(runner.config.name, False)
             audit.emit(audit.SOURCE_RELEASED, source=runner.config.name, site=runner.config.site)
 
     def _poll_by(self, name: str, delay: timedelta) -> None:

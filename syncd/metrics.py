@@ -51,6 +51,13 @@ class Metrics:
             ["source"],
             registry=self.registry,
         )
+        self.leading = Gauge(
+            "syncd_source_leading",
+            "1 while this daemon works the source (it holds the source's lock), 0 while it "
+            "stands by because another syncd process does.",
+            ["source"],
+            registry=self.registry,
+        )
         self._errors: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -69,10 +76,13 @@ class Metrics:
         with self._lock:
             self._errors[source] = error
 
+    def lead(self, source: str, leading: bool) -> None:
+        self.leading.labels(source).set(1 if leading else 0)
+
     def forget(self, source: str) -> None:
         """Drop a source taken out of the configuration: its gauges and its error (a
         failing source removed by a reload must not keep /healthz at 503)."""
-        for gauge in (self.up, self.last_success, self.waiting):
+        for gauge in (self.up, self.last_success, self.waiting, self.leading):
             with contextlib.suppress(KeyError):  # never polled
                 gauge.remove(source)
         with self._lock:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.test_daemon_process import STUDENTS, drop, events, wait_for
+from tests.daemon.test_daemon_process import STUDENTS, _free_port, drop, events, wait_for
 
 
 def start(config: Path) -> subprocess.Popen[bytes]:
@@ -47,7 +47,7 @@ def two_daemons(
         (home / "config.toml").write_text(
             f'[database]\nurl = "{database_url}"\n[audit]\npath = "{home / "audit.jsonl"}"\n'
             f'[[sources]]\nname = "district-a"\nurl = "file://{folder}"\npoll = "1s"\n'
-            'min_age = "0s"\n'
+            f'min_age = "0s"\n[metrics]\nlisten = "127.0.0.1:{_free_port()}"\n'
         )
     for home in homes:
         processes.append(start(home / "config.toml"))
@@ -85,6 +85,36 @@ def test_one_daemon_leads_a_source_and_another_takes_over(
     assert journal.splitlines() == [
         'syncd: source "district-a": another syncd process works it; standing by to take over'
     ]
+
+
+def _leading(home: Path) -> str | None:
+    """The daemon's syncd_source_leading of district-a, as /metrics serves it."""
+    import re
+    import urllib.request
+
+    port = re.search(r'listen = "127.0.0.1:(\d+)"', (home / "config.toml").read_text())
+    assert port is not None
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port[1]}/metrics", timeout=5) as reply:
+            scraped = reply.read().decode()
+    except OSError:
+        return None  # not listening (yet, or any more)
+    found = re.search(r'^syncd_source_leading\{source="district-a"\} (\S+)$', scraped, re.M)
+    return found[1] if found else None
+
+
+def test_metrics_tell_the_daemon_that_works_a_source_from_the_one_standing_by(
+    two_daemons: tuple[list[subprocess.Popen[bytes]], list[Path], Path],
+) -> None:
+    # An operator alerts when no daemon works a source (the sum over daemons is 0), and
+    # sees which one stands by.
+    processes, homes, _ = two_daemons
+    leader, other = _leader_and_standby(homes)
+    assert wait_for(lambda: _leading(homes[leader]) == "1.0")
+    assert wait_for(lambda: _leading(homes[other]) == "0.0")
+    processes[leader].kill()
+    processes[leader].wait()
+    assert wait_for(lambda: _leading(homes[other]) == "1.0", timeout=20)
 
 
 def test_a_reload_keeps_the_lock_of_a_source_the_leader_still_works(
