@@ -843,6 +843,7 @@ class Pipeline:
                 plan.upserts.append(
                     PersonUpsert(person.person_id, record, person.fingerprint, False, False)
                 )
+                plan.passwords_changed.add(person.person_id)
                 plan.unchanged -= 1
 
     @staticmethod

@@ -330,6 +330,9 @@ class PersonPlan:
     # deactivated: their parents-file links go).
     link_requests: list[ParentLinks] = field(default_factory=list)
     unresolved_children: int = 0
+    # Persons whose password alone changed, found so by argon2 while planning
+    # (update_passwords): the apply hashes their new password without checking it again.
+    passwords_changed: set[int] = field(default_factory=set)
 
 
 def child_lookup_value(child_field: ChildField | str, value: str) -> str:

@@ -246,7 +246,10 @@ def apply_persons(
             for person in (existing or {}).values()
             if person.fields is not None
         }
-        _apply_updates(connection, updates, kind, context, events, applied, plan.columns, known)
+        _apply_updates(
+            connection, updates, kind, context, events, applied, plan.columns, known,
+            plan.passwords_changed,
+        )  # fmt: skip
     if plan.deactivations:
         ids = [gone.person_id for gone in plan.deactivations]
         _executemany(
@@ -508,16 +511,20 @@ def _apply_updates(
     applied: Applied,
     file_columns: FileColumns | None,
     known: Mapping[int, tuple[PersonFields, str | None]],
+    passwords_changed: Collection[int] = (),
 ) -> None:
     """Write the updates (the fields `file_columns` says: complete_upsert), with events;
-    `known`: (stored fields, inactive reason) of persons already read."""
+    `known`: (stored fields, inactive reason) of persons already read; `passwords_changed`:
+    persons whose password the plan found changed already."""
     ids = [upsert.person_id for upsert in updates if upsert.person_id is not None]
     stored = dict(known)
     stored.update(store.persons_for_update(connection, [i for i in ids if i not in known]))
     with_passwords = context.hash_passwords and context.update_passwords
     stored_hashes: dict[int, str | None] = {}
+    new_hashes: dict[int, str] = {}
     if with_passwords:
         stored_hashes = store.password_hashes(connection, ids)
+        new_hashes = _new_password_hashes(updates, stored_hashes, passwords_changed, context)
     # Rows that reactivate set the status too: one statement per set of columns.
     rows: list[tuple[Any, ...]] = []
     reactivations: list[tuple[Any, ...]] = []
@@ -530,16 +537,7 @@ def _apply_updates(
         if completed is not None:
             upsert = completed
         fields = upsert.record.fields
-        new_hash: str | None = None
-        password = upsert.record.password
-        if password and with_passwords:
-            context.checkpoint()  # each check and hash is a tenth of a second or more
-        if (
-            password
-            and with_passwords
-            and _password_changed(stored_hashes.get(person_id), password)
-        ):
-            [new_hash] = _new_hashes([password], context)
+        new_hash = new_hashes.get(person_id)
         changes = changed_fields(old_fields, fields)
         if completed is not None and not (changes or new_hash or upsert.reactivate):
             # A row that says only part of the person and changes nothing: no write (SPEC
@@ -608,6 +606,32 @@ def _apply_updates(
         # "email"): their parents' unchanged rows would be skipped, keeping links the child
         # cell no longer makes.
         store.replan_parents(connection, _parents_of(connection, rematched))
+
+
+def _new_password_hashes(
+    updates: Sequence[PersonUpsert],
+    stored_hashes: Mapping[int, str | None],
+    passwords_changed: Collection[int],
+    context: ApplyContext,
+) -> dict[int, str]:
+    """Return the new hashes, by person id, of the updates whose password is not the one
+    stored: each checked against its stored hash (unless the plan did) and hashed, all on
+    every core (each is a tenth of a second or more of argon2)."""
+    with_password = [
+        (upsert.person_id, upsert.record.password)
+        for upsert in updates
+        if upsert.person_id is not None and upsert.record.password
+    ]
+    changed = [(pid, password) for pid, password in with_password if pid in passwords_changed]
+    to_check = [(pid, password) for pid, password in with_password if pid not in passwords_changed]
+    differ = passwords_differ(
+        [stored_hashes.get(pid) for pid, _ in to_check],
+        [password for _, password in to_check],
+        context.checkpoint,
+    )
+    changed += compress(to_check, differ)
+    hashes = _new_hashes([password for _, password in changed], context)
+    return {pid: hashed for (pid, _), hashed in zip(changed, hashes, strict=True)}
 
 
 def json_string(text: str) -> str:

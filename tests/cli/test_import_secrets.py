@@ -254,6 +254,45 @@ def test_existing_persons_password_is_not_overwritten_unless_update_passwords(
     _assert_no_password(syncd.audit_path.read_text("utf-8"))
 
 
+def test_a_new_password_costs_one_check_and_one_hash(
+    syncd: Syncd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each is a tenth of a second or more of argon2: a changed password, whether its row
+    # changed nothing else or also a name, is checked against its stored hash once (not again
+    # by the apply), and hashed once; an unchanged password of a changed row, checked once.
+    calls: list[str] = []
+    cheap = argon2.PasswordHasher
+
+    class CountingHasher(cheap):  # type: ignore[misc,valid-type]
+        def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+            calls.append("hash")
+            return super().hash(password, salt=salt)
+
+        def verify(self, hash: str | bytes, password: str | bytes) -> bool:  # noqa: A002
+            calls.append("verify")
+            return bool(super().verify(hash, password))
+
+    monkeypatch.setattr(argon2, "PasswordHasher", CountingHasher)
+    syncd.configure(passwords="hash", update_passwords=True, max_update=1.0)
+    imported(syncd, "students.csv", students_csv())
+    imported(syncd, "parents.csv", _parents())
+    calls.clear()
+    changed = (
+        _parents()
+        .replace(PASSWORDS[0], "Spring-2027-kc")  # P1: only its password
+        .replace("Peter;Sørensen", "Pete;Sørensen")  # P2: its name, not its password
+        .replace("Ana;Nuñez;ana.nunez;" + PASSWORDS[2], "Anna;Nuñez;ana.nunez;Fresh-8")  # P3
+    )
+    imported(syncd, "parents-2.csv", changed)
+    assert sorted(calls) == ["hash", "hash", "verify", "verify", "verify"]
+    updated = {event["sync_key"]: event["fields"] for event in syncd.events("person.updated")}
+    assert updated == {
+        "P1": ["password"],
+        "P2": ["first_name"],
+        "P3": ["first_name", "password"],
+    }
+
+
 def test_revert_of_a_new_password_says_it_stays(syncd: Syncd) -> None:
     # syncd keeps no earlier password (nor its hash): a revert cannot put one back, and
     # says so instead of counting it as undone.
