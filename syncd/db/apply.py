@@ -78,7 +78,7 @@ class ApplyContext:
     defer_orphans: bool = False
     # A preview: what is applied is also listed as changes (Applied.resolved_changes).
     dry_run: bool = False
-    # Called between slices of long work (passwords to hash); raises to stop there.
+    # Called before each piece of long work (a password to check or hash); raises to stop.
     checkpoint: Callable[[], None] = no_checkpoint
 
 
