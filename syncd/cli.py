@@ -7,14 +7,12 @@ import json
 import logging
 import os
 import posixpath
-import signal
 import sys
 import tempfile
 import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial, wraps
@@ -62,6 +60,7 @@ from syncd.pickup import (
 from syncd.pipeline import FileResult, Job, Pipeline, sha256_of
 from syncd.sources.base import MARKER_SUFFIXES, Source
 from syncd.sources.local import LocalSource, write_new, write_refused
+from syncd.stopping import StoppedAtOnce, stop_on_signals
 
 
 @dataclass(slots=True)
@@ -257,7 +256,10 @@ def import_command(
     events = app.events(site=source.site, source=name, run_id=run_id)
     now = app.clock.now()
     orphans = OrphanCarry()  # judged at the end of the batch (SPEC §2.4)
-    with _stop_on_interrupt() as interrupted:
+    # A signal asks to stop at the next safe point: the file being applied fails whole
+    # (errors.Interrupted, at its next progress point), one that committed gets its report and
+    # audit lines, no later file starts, so that no ledger entry is left `processing`.
+    with stop_on_signals() as interrupted:
         jobs = [
             replace(
                 _import_job(path, source, name, forced, dry_run, run_id, interrupted),
@@ -320,49 +322,6 @@ def import_command(
         sys.exit(1)
 
 
-class StoppedAtOnce(BaseException):  # noqa: N818 - a stop, like KeyboardInterrupt
-    """A second signal during `syncd import`: stop at once, saying so in one line.
-
-    Not a KeyboardInterrupt, which click answers with a bare newline on stderr."""
-
-
-# The signals that ask `syncd import` to stop at the next safe point, and how its reports
-# name them: Ctrl-C, a `kill` or systemd's stop, the terminal closing under it.
-_STOP_SIGNALS = {
-    signal.SIGINT: "Ctrl-C",
-    signal.SIGTERM: "SIGTERM",
-    signal.SIGHUP: "SIGHUP: its terminal closed",
-}
-
-
-@contextmanager
-def _stop_on_interrupt() -> Iterator[Callable[[], str | None]]:
-    """Within the block, Ctrl-C (SIGINT), SIGTERM or SIGHUP asks to stop at the next safe
-    point rather than at once: the file being applied fails whole (errors.Interrupted, at
-    its next progress point), one that committed gets its report and audit lines, no later
-    file starts, so that no ledger entry is left `processing`. A second signal stops at
-    once (StoppedAtOnce: one line, exit 130). Yields "which signal asked, if any?". A signal
-    the process was started ignoring (nohup, a background job's Ctrl-C) stays ignored."""
-    asked: str | None = None
-
-    def ask(signum: int, _frame: object) -> None:
-        nonlocal asked
-        if asked is not None:
-            raise StoppedAtOnce(f"{_STOP_SIGNALS[signal.Signals(signum)]} after {asked}")
-        asked = _STOP_SIGNALS[signal.Signals(signum)]
-
-    previous = {
-        number: signal.signal(number, ask)
-        for number in _STOP_SIGNALS
-        if signal.getsignal(number) is not signal.SIG_IGN
-    }
-    try:
-        yield lambda: asked
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
 def _process(pipeline: Pipeline, job: Job) -> FileResult:
     result = pipeline.process(job)
     if _wants_progress(job.path):
@@ -403,13 +362,13 @@ def _wants_progress(path: Path) -> bool:
 
 
 def _interrupt_if_asked(interrupted: Callable[[], str | None]) -> None:
-    """Stop the file here if a signal asked to (_stop_on_interrupt): it fails whole."""
+    """Stop the file here if a signal asked to (stop_on_signals): it fails whole."""
     if (signal_name := interrupted()) is not None:
         raise Interrupted(f"interrupted ({signal_name}): nothing of it applied")
 
 
 def _progress(path: Path, interrupted: Callable[[], str | None]) -> Callable[[int], None]:
-    """Told the rows read now and then: stop there if a signal asked to (_stop_on_interrupt),
+    """Told the rows read now and then: stop there if a signal asked to (stop_on_signals),
     show the count on a terminal."""
     shows = _wants_progress(path)
 

@@ -40,6 +40,7 @@ from syncd.metrics import Metrics, serve
 from syncd.pickup import PassResult, Pickup
 from syncd.sources.base import Source, is_candidate_name
 from syncd.sources.local import LocalSource, write_refused
+from syncd.stopping import stop_on_signals
 
 if TYPE_CHECKING:
     from syncd.cli import App
@@ -340,13 +341,16 @@ def run_pass(app: App, source_name: str | None) -> int:
     app.engine  # noqa: B018 - reach the database before touching any folder
     unreachable = failed = 0
     codes: set[int] = set()
-    # SIGTERM (systemctl stop of a timer's run) as for the daemon: the file in hand finishes
-    # or rolls back, the rest waits in processing/ for the next pass, exit 0.
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    # SIGTERM (systemctl stop of a timer's run), Ctrl-C or SIGHUP as SIGTERM for the daemon:
+    # the file in hand finishes or rolls back, the rest waits in processing/ for the next
+    # pass, exit 0; a second signal stops at once (StoppedAtOnce: one line, exit 130).
+    with stop_on_signals() as asked:
+
+        def stopping() -> bool:
+            return asked() is not None
+
         for config in _selected(app, source_name):
-            if stop.is_set():
+            if stopping():
                 break
             lock = source_lock(app.engine, config.name)
             if lock is not None and not lock.acquire():
@@ -357,7 +361,7 @@ def run_pass(app: App, source_name: str | None) -> int:
                 )
                 continue
             try:
-                runner = SourceRunner(app, config, should_stop=stop.is_set, retries=False)
+                runner = SourceRunner(app, config, should_stop=stopping, retries=False)
                 if sys.stderr.isatty():  # a person waiting at a terminal, not a cron job
                     runner.tell_wait = partial(_say_waiting, config.name)
                 result = runner.poll(wait_for_young=True)
@@ -377,8 +381,14 @@ def run_pass(app: App, source_name: str | None) -> int:
             for done in result.results:
                 if (line := reports.problem_line(done)) is not None:
                     click.echo(f'syncd: source "{config.name}": {line}', err=True)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+            if result.stopped:
+                # A cron job's mail says why its files were not applied.
+                left = "1 file waits" if result.stopped == 1 else f"{result.stopped} files wait"
+                click.echo(
+                    f'syncd: source "{config.name}": stopped ({asked()}): {left} in '
+                    "processing/ for the next pass",
+                    err=True,
+                )
     if unreachable:
         return min(codes)  # 2 (fix the settings) before 3 (the network)
     return 1 if failed else 0

@@ -47,7 +47,8 @@ class Metrics:
         )
         self.waiting = Gauge(
             "syncd_source_files_waiting",
-            "Files seen but not complete yet (min_age, marker, dependency).",
+            "Files seen but not complete yet (min_age, marker, dependency), or left in "
+            "processing/ by a stop for the next pass.",
             ["source"],
             registry=self.registry,
         )

@@ -42,6 +42,9 @@ class PassResult:
     duplicate: int = 0
     waiting: int = 0
     young: int = 0  # of the waiting: not yet min_age old (not waiting for another file)
+    # Of the waiting: claimed files a stop left in processing/ (the one rolled back, those
+    # not begun), taken up by the next pass.
+    stopped: int = 0
     results: list[FileResult] = field(default_factory=list)
 
 
@@ -226,8 +229,10 @@ class Pickup:
             if self.tell_wait is not None and seconds > 0:
                 self.tell_wait(seconds, [entry.name for entry in young])
             if not self._wait(seconds, should_stop):
-                outcome.waiting = outcome.young = len(young)
-                return outcome  # stopped: nothing claimed yet but what a crash left
+                outcome.young = len(young)
+                outcome.stopped = len(claimed)  # nothing claimed yet but what a crash left
+                outcome.waiting = outcome.young + outcome.stopped
+                return outcome
             entries = self._list_entries()
             ready, young = self.ready_entries(entries)
         outcome.waiting = outcome.young = len(young)
@@ -244,6 +249,7 @@ class Pickup:
                 results_before = len(outcome.results)
                 for index, item in enumerate(claimed):
                     if should_stop():
+                        outcome.stopped = len(claimed) - index
                         break
                     # With files held back, a further round may follow: its last file (or
                     # the batch's end) judges the orphans.
@@ -251,6 +257,7 @@ class Pickup:
                     try:
                         self._process(item, run_id, outcome, orphans, defer, should_stop)
                     except Stopped:  # rolled back mid-file: it waits in processing/
+                        outcome.stopped = len(claimed) - index
                         break
                 latest = max((kind.rank for kind in held_back.values()), default=0)
                 if should_stop() or not any(
@@ -269,6 +276,7 @@ class Pickup:
                 claimed = self._claim_ready(ready, young, entries, run_id, outcome, held_back)
                 self._record_waiting(outcome.waiting)
             self.pipeline.settle_orphans(orphans, self.config.site, self.config.name, run_id)
+        outcome.waiting += outcome.stopped
         # Those no longer waiting are forgotten: should they wait again, it is said again.
         self._waiting_said = {key for key in self._waiting_said if key[0] in held_back}
         if outcome.applied:

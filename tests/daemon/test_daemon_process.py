@@ -348,12 +348,7 @@ def test_sigterm_while_passwords_are_hashed_rolls_the_file_back_at_once(tmp_path
     # argon2 takes hours for a district's first parents file: systemd's stop must not wait
     # for it (and then kill -9 it, which three times over would fail a good file). Rolled
     # back, the file waits in processing/ for the next start, which counts no take-up.
-    config = write_config(tmp_path, ["district-a"])
-    config.write_text(config.read_text() + 'passwords = "hash"\n')
-    folder = tmp_path / "district-a"
-    drop(folder / "students.csv", STUDENTS)
-    rows = "".join(f"P{n},Ann,Lee{n},Pass-{n}-word,S1\n" for n in range(2000))
-    drop(folder / "parents.csv", "SyncID,First name,Last name,Password,ChildID\n" + rows)
+    config, folder = _hashing_pass(tmp_path)
     for _ in range(3):  # each would be a take-up, were it counted
         with running(config) as process:
             assert wait_for(lambda: len(events(tmp_path, "file.received")) >= 2, timeout=30)
@@ -474,6 +469,60 @@ def test_sigterm_during_run_once_exits_0_leaving_the_files_for_the_next_pass(
     )
     assert again.returncode == 0, again.stderr
     assert len(events(tmp_path, "file.applied")) == 1
+
+
+def _hashing_pass(tmp_path: Path) -> tuple[Path, Path]:
+    """A config whose source holds students and 2,000 parents with passwords to hash (real
+    argon2: minutes), and its drop folder."""
+    config = write_config(tmp_path, ["district-a"])
+    config.write_text(config.read_text() + 'passwords = "hash"\n')
+    folder = tmp_path / "district-a"
+    drop(folder / "students.csv", STUDENTS)
+    rows = "".join(f"P{n},Ann,Lee{n},Pass-{n}-word,S1\n" for n in range(2000))
+    drop(folder / "parents.csv", "SyncID,First name,Last name,Password,ChildID\n" + rows)
+    return config, folder
+
+
+@pytest.mark.parametrize("asked", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stopped_run_once_says_which_files_wait_for_the_next_pass(
+    tmp_path: Path, asked: signal.Signals
+) -> None:
+    # A cron job's mail must say why its parents file was not applied: exit 0 (SPEC §3.4),
+    # one line on stderr, and the pass's source.polled counts the file as waiting. Ctrl-C
+    # at a terminal stops the pass as SIGTERM does.
+    config, folder = _hashing_pass(tmp_path)
+    with running(config, "--once") as process:
+        assert wait_for(lambda: len(events(tmp_path, "file.received")) >= 2, timeout=30)
+        time.sleep(1)  # hashing
+        process.send_signal(asked)
+        assert process.wait(timeout=30) == 0
+        stderr = process.stderr.read().decode()  # type: ignore[union-attr]
+    name = "SIGTERM" if asked is signal.SIGTERM else "Ctrl-C"
+    assert stderr.splitlines() == [
+        f'syncd: source "district-a": stopped ({name}): 1 file waits in processing/ for the '
+        "next pass"
+    ]
+    assert (folder / "processing" / "parents.csv").is_file()
+    [polled] = events(tmp_path, "source.polled")
+    assert polled["waiting"] == 1
+    assert not events(tmp_path, "file.failed")
+
+
+def test_a_second_signal_stops_run_once_at_once_in_one_line(tmp_path: Path) -> None:
+    config, folder = _hashing_pass(tmp_path)
+    with running(config, "--once") as process:
+        assert wait_for(lambda: len(events(tmp_path, "file.received")) >= 2, timeout=30)
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 130
+        stderr = process.stderr.read().decode()  # type: ignore[union-attr]
+    assert stderr.splitlines() == [
+        "syncd: stopped at once (SIGTERM after Ctrl-C): what was not committed is rolled back"
+    ]
+    assert (folder / "processing" / "parents.csv").is_file()
+    assert not events(tmp_path, "file.applied") or all(
+        event["name"] != "parents.csv" for event in events(tmp_path, "file.applied")
+    )
 
 
 def _free_port() -> int:
