@@ -66,6 +66,7 @@ from syncd.model import (
 )
 from syncd.person_files import PersonFile
 from syncd.reading import OpenedFile, counting, open_file
+from syncd.stopping import StoppedAtOnce
 
 
 @dataclass(slots=True)
@@ -371,8 +372,9 @@ class Pipeline:
         with self.engine.begin() as connection:
             connection.execute(
                 files.update()
-                .where(files.c.id == file_id)
-                .values(attempts=sa.func.coalesce(files.c.attempts, 0) - 1)
+                # A first try counted none (nor does an import's entry): never below 0.
+                .where(files.c.id == file_id, files.c.attempts > 0)
+                .values(attempts=files.c.attempts - 1)
             )
 
     def forget_claim(self, file_id: int) -> None:
@@ -538,7 +540,9 @@ class Pipeline:
                 else:
                     PersonFile(self, job, result).run(opened)
             self._refresh_statistics(job, result)
-        except Stopped:
+        except (Stopped, StoppedAtOnce):
+            # Asked to stop, at the next safe point or at once (a second signal): rolled
+            # back, not a death to count against the file.
             if result.file_id is not None and not job.dry_run:
                 self._give_back_take_up(result.file_id)
             raise

@@ -525,6 +525,31 @@ def test_a_second_signal_stops_run_once_at_once_in_one_line(tmp_path: Path) -> N
     )
 
 
+def _hashing(process: subprocess.Popen[bytes]) -> bool:
+    """Whether the process hashes passwords now: a `run --once` has no thread but its
+    main one until its argon2 pool starts."""
+    return len(os.listdir(f"/proc/{process.pid}/task")) >= 2
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_stops_at_once_do_not_count_as_deaths_against_the_file(tmp_path: Path) -> None:
+    # A file syncd dies with three times is failed (out of memory, say); a person who
+    # pressed Ctrl-C twice did not kill it, and the file waits for the next pass each time.
+    config, folder = _hashing_pass(tmp_path)
+    for _ in range(4):
+        with running(config, "--once") as process:
+            assert wait_for(lambda process=process: _hashing(process), timeout=30)
+            process.send_signal(signal.SIGINT)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 130
+        assert (folder / "processing" / "parents.csv").is_file()
+    config.write_text(config.read_text().replace('passwords = "hash"', 'passwords = "drop"'))
+    with running(config, "--once") as process:
+        assert process.wait(timeout=60) == 0
+    assert not events(tmp_path, "file.failed")
+    assert [e["name"] for e in events(tmp_path, "file.applied")] == ["students.csv", "parents.csv"]
+
+
 def _free_port() -> int:
     import socket
 
