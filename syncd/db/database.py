@@ -290,10 +290,21 @@ def _check_foreign_keys(connection: sa.Connection) -> None:
 
 
 def _unusable(url: str, error: sa.exc.DatabaseError) -> DatabaseUnreachable:
-    """The one-line error of a database that cannot be connected to, or is not a database
-    (a SQLite path holding another file: "file is not a database")."""
-    how = "reached" if isinstance(error, sa.exc.OperationalError) else "used"
+    """The one-line error of a database that cannot be connected to, or cannot be used once
+    it is (a SQLite path holding another file: "file is not a database"; a read-only or
+    full one)."""
+    how = "reached" if _not_reached(url, error) else "used"
     return DatabaseUnreachable(f"database {describe(url)} cannot be {how}: {_first_line(error)}")
+
+
+def _not_reached(url: str, error: sa.exc.DatabaseError) -> bool:
+    """Whether `error` says the database could not be reached at all. SQLite reaches its
+    file by opening it: any other error (read-only, full, locked) is one of using it."""
+    if not isinstance(error, sa.exc.OperationalError):
+        return False
+    if url.startswith("sqlite"):
+        return "unable to open" in _first_line(error)
+    return True
 
 
 def _first_line(error: Exception) -> str:

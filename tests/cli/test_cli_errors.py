@@ -417,6 +417,21 @@ def test_a_sqlite_path_holding_another_file_exits_3_saying_so(syncd_sqlite: Sync
         assert "cannot be used: file is not a database" in _one_line(outcome)
 
 
+def test_a_read_only_sqlite_database_is_said_to_be_unusable_not_unreachable(
+    syncd_sqlite: Syncd,
+) -> None:
+    # Reached (opened) but not writable: "cannot be reached" would send an operator
+    # looking at paths and networks.
+    path = syncd_sqlite.root / "read-only.sqlite"
+    path.touch()
+    syncd_sqlite.database_url = f"sqlite:///file:{path}?mode=ro&uri=true"
+    syncd_sqlite.configure()
+    for command in (["status"], ["db", "upgrade"]):
+        outcome = syncd_sqlite(*command)
+        assert outcome.exit_code == 3
+        assert "cannot be used: attempt to write a readonly database" in _one_line(outcome)
+
+
 def test_sqlite_file_whose_folder_cannot_be_made_exits_3(syncd_sqlite: Syncd) -> None:
     (syncd_sqlite.root / "var").write_text("a file where the database folder should be")
     syncd_sqlite.database_url = f"sqlite:///{syncd_sqlite.root / 'var' / 'lib' / 'syncd.db'}"
