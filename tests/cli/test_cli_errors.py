@@ -411,10 +411,14 @@ def test_a_sqlite_path_holding_another_file_exits_3_saying_so(syncd_sqlite: Sync
     (syncd_sqlite.root / "junk.sqlite").write_text("not a database\n")
     syncd_sqlite.database_url = f"sqlite:///{syncd_sqlite.root / 'junk.sqlite'}"
     syncd_sqlite.configure()
+    _status_and_upgrade_exit_3_saying(syncd_sqlite, "cannot be used: file is not a database")
+
+
+def _status_and_upgrade_exit_3_saying(syncd: Syncd, expected: str) -> None:
     for command in (["status"], ["db", "upgrade"]):
-        outcome = syncd_sqlite(*command)
+        outcome = syncd(*command)
         assert outcome.exit_code == 3
-        assert "cannot be used: file is not a database" in _one_line(outcome)
+        assert expected in _one_line(outcome)
 
 
 def test_a_read_only_sqlite_database_is_said_to_be_unusable_not_unreachable(
@@ -426,10 +430,9 @@ def test_a_read_only_sqlite_database_is_said_to_be_unusable_not_unreachable(
     path.touch()
     syncd_sqlite.database_url = f"sqlite:///file:{path}?mode=ro&uri=true"
     syncd_sqlite.configure()
-    for command in (["status"], ["db", "upgrade"]):
-        outcome = syncd_sqlite(*command)
-        assert outcome.exit_code == 3
-        assert "cannot be used: attempt to write a readonly database" in _one_line(outcome)
+    _status_and_upgrade_exit_3_saying(
+        syncd_sqlite, "cannot be used: attempt to write a readonly database"
+    )
 
 
 def test_sqlite_file_whose_folder_cannot_be_made_exits_3(syncd_sqlite: Syncd) -> None:
