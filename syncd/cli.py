@@ -1434,8 +1434,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
         fail(f"syncd: {database_problem(error)}", 3)
     except StoppedAtOnce as stopped:
-        # Each file commits whole: the one in hand is rolled back, its ledger entry failed by
-        # the next import or pass (README).
+        # Each file commits whole: the one in hand is rolled back. An import's ledger entry is
+        # failed by the next import or pass; a pass's file waits in processing/ (README).
         fail(f"syncd: stopped at once ({stopped}): what was not committed is rolled back", 130)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -124,8 +124,8 @@ class Job:
     run_id: str | None = None
     location: str | None = None  # where the file sits while processed, for the ledger
     progress: Callable[[int], None] | None = None  # told the rows read so far, now and then
-    # Called before each piece of long work (a password to hash); raises to stop there
-    # (errors.Stopped: rolled back, left for the next pass; errors.Interrupted: failed).
+    # Called before each piece of long work (a password to check or hash); raises to stop
+    # there (errors.Stopped: rolled back, left for the next pass; errors.Interrupted: failed).
     checkpoint: Callable[[], None] = writes.no_checkpoint
     # The batch's parents left to judge as orphans, and whether a later file of the batch
     # comes (then they are judged by that file, or by settle_orphans after the batch).
