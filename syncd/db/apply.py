@@ -338,7 +338,7 @@ def _create_persons(
             )
         )  # fmt: skip
     keys = [upsert.record.fields.sync_key for upsert in creates]
-    _insert_persons(connection, rows, kind, context, events, keys, ids)
+    _insert_persons(connection, PERSON_INSERT_COLUMNS, rows, kind, context, events, keys, ids)
     return dict(zip(keys, ids, strict=True))
 
 
@@ -376,13 +376,32 @@ def create_plain_persons(
             flags = iter(named)
             # Each row's flags taken whole: any() would stop at the first.
             had_link = [1 if any(tuple(islice(flags, size))) else 0 for size in per_row]
-    rows = zip(
-        ids, people.sync_keys, people.usernames, people.emails, people.first_names,
-        people.last_names, people.student_numbers, map(attributes_json, people.attributes),
-        repeat(None), people.fingerprints, people.row_digests, had_link,
-    )  # fmt: skip
+    values: dict[str, Iterable[Any]] = {
+        "id": ids, "sync_key": people.sync_keys, "username": people.usernames,
+        "email": people.emails, "first_name": people.first_names, "last_name": people.last_names,
+        "student_number": people.student_numbers,
+        "attributes": map(attributes_json, people.attributes),
+        "fingerprint": people.fingerprints, "row_digest": people.row_digests, "had_link": had_link,
+    }  # fmt: skip
+    # A column empty in every row is written as one NULL in the statement, not bound per row:
+    # Python's sqlite3 binds a None through its adaptation protocol, a tenth of a row's
+    # insert. A plain file's passwords are never kept (core.columns), so none is hashed.
+    nulls = ["password_hash"] + [
+        name
+        for name, column in (
+            ("username", people.usernames),
+            ("email", people.emails),
+            ("student_number", people.student_numbers),
+        )
+        if column.count(None) == count
+    ]
+    for name in nulls:
+        values.pop(name, None)
     # PostgreSQL takes each COPY in while the caller reads the next block (see insert_rows).
-    _insert_persons(connection, rows, kind, context, events, people.sync_keys, ids, True)
+    _insert_persons(
+        connection, tuple(values), zip(*values.values(), strict=False),  # had_link may repeat
+        kind, context, events, people.sync_keys, ids, leave_open=True, nulls=nulls,
+    )  # fmt: skip
     applied.counts.created += count
     if kind is PersonKind.PARENT:
         applied.new_parents.update(ids)
@@ -445,6 +464,7 @@ def create_plain_persons(
 
 def _insert_persons(
     connection: sa.Connection,
+    columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
     kind: PersonKind,
     context: ApplyContext,
@@ -452,16 +472,19 @@ def _insert_persons(
     keys: Sequence[str],
     ids: Sequence[int],
     leave_open: bool = False,
+    nulls: Iterable[str] = (),
 ) -> None:
-    """Insert new persons (rows in PERSON_INSERT_COLUMNS order) with their person.created
-    lines, which are their provenance (no audit rows); `leave_open` as `insert_rows`."""
+    """Insert new persons (rows in `columns` order, the columns in `nulls` NULL in each)
+    with their person.created lines, which are their provenance (no audit rows);
+    `leave_open` as `insert_rows`."""
     insert_rows(
         connection,
         persons,
-        PERSON_INSERT_COLUMNS,
+        columns,
         rows,
         leave_open=leave_open,
         constants={
+            **dict.fromkeys(nulls),
             "site": context.site,
             "kind": kind.value,
             "active": True,
