@@ -57,9 +57,10 @@ from syncd.core.plan import (
 from syncd.core.validate import PersonRows, file_columns, merge_person_records
 from syncd.db import apply as writes
 from syncd.db import store
-from syncd.db.bulk import finish_copy
+from syncd.db.bulk import finish_copy, index_built_after
 from syncd.db.database import ANALYZE_AFTER_ROWS, analyze
 from syncd.db.preview import keep_preview
+from syncd.db.schema import LINKS_BY_CHILD
 from syncd.errors import FileFailed
 from syncd.model import (
     Counts,
@@ -420,7 +421,12 @@ class PersonFile:
             width=len(table.header), seed=digests.seed, columns=opened.cols,
             rules=opened.rules, max_line_chars=lines.max_line_chars, max_field_chars=max_field,
         )  # fmt: skip
-        with prepared_ahead(blocks, read_block, self.job.path.stat().st_size) as prepared:
+        with (
+            index_built_after(connection, LINKS_BY_CHILD)
+            if person_rows.has_children
+            else contextlib.nullcontext(),
+            prepared_ahead(blocks, read_block, self.job.path.stat().st_size) as prepared,
+        ):
             rows, consumed = self._create_plain(connection, prepared, person_rows)
         finish_copy(connection)
         lines.rows_after(consumed, rows)

@@ -109,7 +109,7 @@ links = Table(
 # By child: which parents a deactivated student leaves (orphans). No index by site or by
 # created_file_id: their reads are whole-site reads or scans by `history` and `revert`,
 # while each index costs a first load a second per million links.
-Index("ix_links_child_id", links.c.child_id)
+LINKS_BY_CHILD = Index("ix_links_child_id", links.c.child_id)
 
 pending_links = Table(
     "pending_links",

@@ -1,20 +1,24 @@
 """Bulk loads on both databases: PostgreSQL's COPY left open (bulk.insert_rows(leave_open=True))
 takes the rows in while syncd reads the next block, and whatever runs next on the connection
 ends it first (a commit keeps its rows, a rollback drops them); after a bulk load PostgreSQL's
-statistics are taken at once."""
+statistics are taken at once; SQLite's index of links by child is built after a first load
+of links, not during it, and is there after the file whatever happened to it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from syncd import person_files, pipeline
-from syncd.db.bulk import finish_copy, insert_rows
+from syncd.db.bulk import finish_copy, index_built_after, insert_rows
 from syncd.db.database import open_database
-from syncd.db.schema import sites
+from syncd.db.schema import LINKS_BY_CHILD, links, sites
 from tests.cli.conftest import Syncd
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
@@ -121,3 +125,79 @@ def test_postgresql_statistics_follow_a_file_that_grows_a_small_site(
     syncd.write("students-2.csv", header + rows)
     assert syncd("import", str(tmp_path / "students-2.csv")).exit_code == 0
     assert _persons_estimate(postgres_url) == 20
+
+
+@contextmanager
+def _statements() -> Iterator[list[str]]:
+    """Collect the SQL statements every engine runs in the block."""
+    seen: list[str] = []
+
+    def collect(*args: Any) -> None:
+        seen.append(args[2])
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", collect)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", collect)
+
+
+def _uses_links_by_child(connection: sa.Connection) -> bool:
+    if connection.dialect.name == "sqlite":
+        plan = connection.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT parent_id FROM links WHERE child_id = 1"
+        ).all()
+        return any("ix_links_child_id" in str(step) for step in plan)
+    names = connection.exec_driver_sql(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'links'"
+    ).scalars()
+    return "ix_links_child_id" in set(names)
+
+
+def test_the_first_load_of_links_builds_their_index_by_child_after_the_rows(
+    tmp_path: Path, database_url: str
+) -> None:
+    syncd = Syncd(tmp_path, database_url)
+    students = "".join(f"S{n},Kid{n},Lee\n" for n in range(6))
+    syncd.write("students.csv", "SyncID,First name,Last name\n" + students)
+    parents = "".join(f'P{n},Ann{n},Lee,"S{n};S{5 - n}"\n' for n in range(6))
+    syncd.write("parents.csv", "SyncID,First name,Last name,Child ID\n" + parents)
+    assert syncd("db", "upgrade").exit_code == 0  # the schema's own DDL before the watch
+    with _statements() as seen:
+        outcome = syncd("import", str(tmp_path / "students.csv"), str(tmp_path / "parents.csv"))
+    assert outcome.exit_code == 0, outcome.stderr
+    ddl = [statement for statement in seen if "INDEX" in statement]
+    if database_url.startswith("sqlite"):
+        # Dropped while the links table was empty, built again once the rows were in.
+        assert ddl == [
+            "DROP INDEX ix_links_child_id",
+            "CREATE INDEX ix_links_child_id ON links (child_id)",
+        ]
+    else:
+        assert ddl == []  # PostgreSQL's DROP INDEX would lock readers out of the table
+    engine = open_database(database_url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(links)).scalar() == 12
+        assert _uses_links_by_child(connection)
+        if connection.dialect.name == "sqlite":
+            assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        # And once there are links, a new site's first load leaves the index alone.
+    engine.dispose()
+    syncd.configure(site="district-b")
+    with _statements() as seen:
+        outcome = syncd("import", str(tmp_path / "students.csv"), str(tmp_path / "parents.csv"))
+    assert outcome.exit_code == 0, outcome.stderr
+    assert not [statement for statement in seen if "INDEX" in statement]
+
+
+def test_a_first_load_of_links_that_fails_keeps_their_index_by_child(database_url: str) -> None:
+    engine = open_database(database_url)
+    with (
+        pytest.raises(RuntimeError),
+        engine.begin() as connection,
+        index_built_after(connection, LINKS_BY_CHILD),
+    ):
+        raise RuntimeError("the file failed")  # the rollback brings the index back
+    with engine.connect() as connection:
+        assert _uses_links_by_child(connection)
+    engine.dispose()
