@@ -252,10 +252,10 @@ def index_built_after(connection: sa.Connection, index: sa.Index) -> Iterator[No
     while the index's table is empty (a district's first night).
 
     A first load's links land at random places of the index by child; built from the whole
-    table it is one sort instead (2.25M links: 1.3-3 s less). The rest of the file reads by
-    child, so the block is the plain reading alone. SQLite's DDL is part of the file's
-    transaction: when the block raises, the rollback brings the index back, so it is not
-    built here (a stop at once does no database work).
+    table it is one sort instead (2.25M links: 1.3-3 s less). The row reading that may
+    follow looks links up by child, so the block is the plain reading alone. SQLite's DDL
+    is part of the file's transaction: when the block raises, the rollback brings the
+    index back, so it is not built here (a stop at once does no database work).
     """
     table = index.table
     assert table is not None
