@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import repeat
+from json.encoder import encode_basestring
 from typing import NamedTuple
 
 
@@ -136,6 +137,15 @@ class PersonFields(NamedTuple):
         for name, value in self.attributes:
             flat[f"attributes.{name}"] = value
         return flat
+
+
+def attributes_text(attributes: tuple[tuple[str, str], ...]) -> str:
+    """Return a person's attributes as the JSON text the attributes column stores: the same
+    document as json.dumps of them as a dict, in a fraction of its time."""
+    members = (
+        f"{encode_basestring(name)}:{encode_basestring(value)}" for name, value in attributes
+    )
+    return "{" + ",".join(members) + "}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from syncd.core.validate import (
     parse_relationship_type,
     split_child_values,
 )
-from syncd.model import STORED_TEXT_MAX, Kind, RelType
+from syncd.model import STORED_TEXT_MAX, Kind, RelType, attributes_text
 
 __all__ = ["PersonColumns", "person_columns"]
 
@@ -56,7 +56,8 @@ class PersonColumns:
     first_names: list[str]
     last_names: list[str]
     student_numbers: list[str | None]
-    attributes: list[tuple[tuple[str, str], ...]]  # non-empty (name, value), sorted
+    # The attributes column's JSON text: the non-empty (name, value) pairs, sorted by name.
+    attributes: list[str]
     fingerprints: list[str]
     row_digests: list[int]
     # A parents file with a children column: each row's distinct child values and its type.
@@ -280,25 +281,26 @@ def _or_none(texts: list[str]) -> list[str | None]:
 
 def _attributes(
     cells: list[str], width: int, positions: Iterable[tuple[str, int]], count: int
-) -> tuple[list[tuple[tuple[str, str], ...]], list[str]]:
+) -> tuple[list[str], list[str]]:
     """Return each row's attributes (non-empty, sorted by name, as the row path keeps them)
-    and their part of the fingerprint text (`\\x1fname=value` each, as `fingerprint`)."""
+    as the attributes column's JSON text, and their part of the fingerprint text
+    (`\\x1fname=value` each, as `fingerprint`)."""
     ordered = sorted(positions)
     if not ordered:
-        return [()] * count, [""] * count
+        return [attributes_text(())] * count, [""] * count
     names = [name for name, _ in ordered]
     values = zip(*(map(str.strip, cells[at::width]) for _, at in ordered), strict=True)
     # A district's rows share a few combinations (grade and school): each is built once.
-    known: dict[tuple[str, ...], tuple[tuple[tuple[str, str], ...], str]] = {}
-    pairs_column, fingerprint_part = [], []
+    known: dict[tuple[str, ...], tuple[str, str]] = {}
+    texts, fingerprint_part = [], []
     for row in values:
         found = known.get(row)
         if found is None:
             pairs = tuple((name, value) for name, value in zip(names, row, strict=True) if value)
             found = known[row] = (
-                pairs,
+                attributes_text(pairs),
                 "".join(UNIT_SEPARATOR + name + "=" + value for name, value in pairs),
             )
-        pairs_column.append(found[0])
+        texts.append(found[0])
         fingerprint_part.append(found[1])
-    return pairs_column, fingerprint_part
+    return texts, fingerprint_part

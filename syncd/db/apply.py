@@ -37,9 +37,17 @@ from syncd.core.plan import (
 )
 from syncd.cores import usable_cores
 from syncd.db import store
-from syncd.db.bulk import IdAllocator, insert_rows, json_text, update_rows
+from syncd.db.bulk import IdAllocator, insert_rows, update_rows
 from syncd.db.schema import links, pending_links, pending_unlinks, persons
-from syncd.model import Counts, FileColumns, Kind, PersonFields, PersonKind, RelType
+from syncd.model import (
+    Counts,
+    FileColumns,
+    Kind,
+    PersonFields,
+    PersonKind,
+    RelType,
+    attributes_text,
+)
 
 BATCH = 5000
 # Students a file's new links name, kept by id up to this many (a first load names a million:
@@ -380,7 +388,7 @@ def create_plain_persons(
         "id": ids, "sync_key": people.sync_keys, "username": people.usernames,
         "email": people.emails, "first_name": people.first_names, "last_name": people.last_names,
         "student_number": people.student_numbers,
-        "attributes": map(attributes_json, people.attributes),
+        "attributes": people.attributes,
         "fingerprint": people.fingerprints, "row_digest": people.row_digests, "had_link": had_link,
     }  # fmt: skip
     # A column empty in every row is written as one NULL in the statement, not bound per row:
@@ -518,7 +526,7 @@ def attributes_json(attributes: tuple[tuple[str, str], ...]) -> str:
     """
     text = _ATTRIBUTES_JSON.get(attributes)
     if text is None:
-        text = json_text(attributes)
+        text = attributes_text(attributes)
         if len(_ATTRIBUTES_JSON) >= 50_000:
             _ATTRIBUTES_JSON.clear()
         _ATTRIBUTES_JSON[attributes] = text

@@ -3,8 +3,8 @@
 SQLAlchemy Core compiles and processes every parameter set of an executemany in Python;
 for the millions of rows of a district's nightly files that costs more than the database
 work itself. Rows come as tuples of plain values (JSON columns as JSON text, see
-`json_text`); values that need one are converted with the column's own bind processor, so
-what lands in the database is what Core would have written. On SQLite the constant
+`model.attributes_text`); values that need one are converted with the column's own bind
+processor, so what lands in the database is what Core would have written. On SQLite the constant
 columns are written into the statement as literals, so they are bound once, not per row.
 """
 
@@ -13,18 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from json.encoder import encode_basestring
 from typing import Any
 
 import sqlalchemy as sa
 
 CHUNK_ROWS = 10_000
-
-
-def json_text(pairs: Iterable[tuple[str, str]]) -> str:
-    """Return a JSON object of string members as text (a JSON column's value for bulk
-    inserts): the same document as json.dumps, in a fraction of its time."""
-    return "{" + ",".join(f"{encode_basestring(k)}:{encode_basestring(v)}" for k, v in pairs) + "}"
 
 
 def insert_rows(

@@ -12,6 +12,7 @@ syncd.db.apply does to the rows those snapshots are read from.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ from syncd.core.plan import (
     link_is_active,
     link_pair,
 )
-from syncd.model import ChildField, Kind, Mode, RelType
+from syncd.model import ChildField, Kind, Mode, RelType, attributes_text
 from tests.unit.test_plan import (
     OTHER_SOURCE,
     PARENTS,
@@ -476,3 +477,15 @@ def test_a_link_table_gives_back_every_link_it_packed(links: list[ExistingLink])
         assert table[pair] == link
         assert table.marked(pair) == (link.by_relationships, link.type)
     assert table.marked(link_pair(0, 0)) is None
+
+
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=8), st.text(min_size=1, max_size=8), max_size=4)
+)
+def test_attributes_are_stored_as_the_json_document_of_their_pairs(
+    attributes: dict[str, str],
+) -> None:
+    # Quotes, backslashes, control characters, U+2028, lone surrogates: the text is one
+    # JSON object whose members are the pairs, whatever they hold.
+    pairs = tuple(sorted(attributes.items()))
+    assert json.loads(attributes_text(pairs)) == attributes
