@@ -297,14 +297,23 @@ def _unusable(url: str, error: sa.exc.DatabaseError) -> DatabaseUnreachable:
     return DatabaseUnreachable(f"database {describe(url)} cannot be {how}: {_first_line(error)}")
 
 
+# PostgreSQL's refusals of a connection: its classes 08 (connection), 28 (authorization) and
+# 3D (no such database), 57P0x (shutting down, starting up) and too many connections.
+_PG_NOT_REACHED = ("08", "28", "3D", "57P", "53300")
+
+
 def _not_reached(url: str, error: sa.exc.DatabaseError) -> bool:
     """Whether `error` says the database could not be reached at all. SQLite reaches its
-    file by opening it: any other error (read-only, full, locked) is one of using it."""
+    file by opening it: any other error (read-only, full, locked) is one of using it.
+    PostgreSQL: libpq's own failures (no server, refused, timed out) have no SQLSTATE; any
+    other error of a connected server (a disk full, a lock or statement timeout) is one of
+    using it."""
     if not isinstance(error, sa.exc.OperationalError):
         return False
     if url.startswith("sqlite"):
         return "unable to open" in _first_line(error)
-    return True
+    state = getattr(error.orig, "sqlstate", None)
+    return state is None or str(state).startswith(_PG_NOT_REACHED)
 
 
 def _first_line(error: Exception) -> str:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -433,6 +434,28 @@ def test_a_read_only_sqlite_database_is_said_to_be_unusable_not_unreachable(
     _status_and_upgrade_exit_3_saying(
         syncd_sqlite, "cannot be used: attempt to write a readonly database"
     )
+
+
+def test_a_postgresql_database_that_answers_with_an_error_is_said_to_be_unusable(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # The server is there: its error (here a lock timeout, as while a DBA's migration holds
+    # the table; a full disk alike) is not one of reaching it.
+    syncd = Syncd(tmp_path, postgres_url)
+    assert syncd("db", "upgrade").exit_code == 0
+    syncd.database_url = postgres_url + quote(" -clock_timeout=200")  # within options=
+    syncd.configure()
+    admin = sa.create_engine(postgres_url)
+    with admin.begin() as connection:
+        connection.exec_driver_sql("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+        _status_and_upgrade_exit_3_saying(
+            syncd, "cannot be used: canceling statement due to lock timeout"
+        )
+    admin.dispose()
+    # And a server that is not there cannot be reached.
+    syncd.database_url = "postgresql+psycopg://postgres@127.0.0.1:1/test"
+    syncd.configure()
+    _status_and_upgrade_exit_3_saying(syncd, "cannot be reached: connection")
 
 
 def test_sqlite_file_whose_folder_cannot_be_made_exits_3(syncd_sqlite: Syncd) -> None:
