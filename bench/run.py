@@ -86,10 +86,11 @@ for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-131072"):
     conn.execute("PRAGMA " + pragma)
 CONSTANT = ", 'bench', '{kind}', 1, NULL, 'bench', NULL, NULL, '2026-01-01 00:00:00', " \\
     "'2026-01-01 00:00:00'"
+# The columns no row fills are NULL in the statement: sqlite3 binds a None at 8x a str's cost.
 PERSON = ("INSERT INTO persons (id, sync_key, username, email, first_name, last_name, "
-          "student_number, attributes, password_hash, fingerprint, row_digest, had_link, site, "
+          "attributes, fingerprint, row_digest, had_link, student_number, password_hash, site, "
           "kind, active, inactive_reason, source, file_id, created_file_id, created_at, "
-          "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?" + CONSTANT + ")")
+          "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL" + CONSTANT + ")")
 LINK = ("INSERT INTO links (parent_id, child_id, type, by_parents, by_relationships, "
         "created_type, created_origin, site, manual, source, file_id, created_file_id, "
         "created_at, updated_at) VALUES (?, ?, 'parent', 1, 0, 'parent', 'parents', 'bench', "
@@ -122,8 +123,8 @@ for path in files:
                     extra = attributes[grade, school] = json.dumps(
                         {"grade": grade, "school": school}, ensure_ascii=False)
                 student_ids[key] = person_id
-            persons.append((person_id, key, username, email.lower(), first, last, None,
-                            extra or "{}", None, FINGERPRINT, person_id, 1 if parents else 0))
+            persons.append((person_id, key, username, email.lower(), first, last,
+                            extra or "{}", FINGERPRINT, person_id, 1 if parents else 0))
             if len(persons) == 5000:
                 conn.executemany(person_sql, persons)
                 conn.executemany(LINK, links)
