@@ -4,8 +4,9 @@ SQLAlchemy Core compiles and processes every parameter set of an executemany in 
 for the millions of rows of a district's nightly files that costs more than the database
 work itself. Rows come as tuples of plain values (JSON columns as JSON text, see
 `model.attributes_text`); values that need one are converted with the column's own bind
-processor, so what lands in the database is what Core would have written. On SQLite the constant
-columns are written into the statement as literals, so they are bound once, not per row.
+processor, so what lands in the database is what Core would have written. On SQLite the
+constant columns are written into the statement as literals, so they are bound once, not
+per row.
 """
 
 from __future__ import annotations
