@@ -562,14 +562,61 @@ def python_floor(bench: Bench, folder: Path, files: Sequence[Path]) -> Measured:
     return measured
 
 
+ENGINE_SQLITE = "sqlite3 INSERT … SELECT"
+
+
+def engine_floor(bench: Bench, folder: Path, loaded: Path, tables: Sequence[str]) -> Measured:
+    """The database's own share of a first load, no Python: the `sqlite3` shell copies the
+    rows syncd wrote (`tables` of `loaded`) into a fresh database that `syncd db upgrade`
+    made, with syncd's pragmas, in one transaction (INSERT … SELECT: records, indexes, WAL,
+    commit; nothing parsed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "engine.db"
+    for leftover in (db, db.with_name("engine.db-wal"), db.with_name("engine.db-shm")):
+        leftover.unlink(missing_ok=True)
+    config = write_config(folder, sqlite_url(db))
+    run_child(syncd_argv(config, "db", "upgrade"), cwd=folder, timeout=bench.timeout())
+    checkpoint(loaded)
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        columns = {
+            table: ", ".join(row[1] for row in connection.execute(f"PRAGMA table_info({table})"))
+            for table in tables
+        }
+    measured = run_child(
+        [
+            "sqlite3", str(db), "PRAGMA synchronous=NORMAL", "PRAGMA cache_size=-131072",
+            f"ATTACH '{loaded}' AS done", "BEGIN IMMEDIATE",
+            *(f"INSERT INTO main.{t} ({columns[t]}) SELECT {columns[t]} FROM done.{t} "
+              "ORDER BY rowid" for t in tables),
+            "COMMIT",
+        ],
+        timeout=bench.timeout(),
+    )  # fmt: skip
+    if measured.stderr.strip():
+        raise BenchError(f"sqlite3 INSERT … SELECT complained: {_tail(measured.stderr, 3)}")
+    shutil.rmtree(folder, ignore_errors=True)
+    return measured
+
+
 def floor_note(
     syncd: Measured,
     floor: Measured,
     anchor: Measured,
     writer: str = "sqlite3 executemany",
     anchor_name: str = ".import",
+    engine: tuple[Measured, str] | None = None,
 ) -> str:
-    return (
+    """The floors beside syncd: the database alone writing syncd's rows into its tables
+    (`engine`: measured, how), and a Python program writing ready rows (`floor`)."""
+    engine_part = ""
+    if engine is not None:
+        measured, how = engine
+        engine_part = (
+            f"the database alone writing syncd's finished rows into its tables ({how}, no "
+            f"Python) {secs(measured.wall_s)} = {measured.wall_s / anchor.wall_s:.1f}× "
+            f"{anchor_name}; "
+        )
+    return engine_part + (
         f"Python floor (csv.reader + {writer} of ready rows into syncd's tables) "
         f"{secs(floor.wall_s)} = {floor.wall_s / anchor.wall_s:.1f}× {anchor_name}; syncd = "
         f"{syncd.wall_s / floor.wall_s:.1f}× that floor"
@@ -630,9 +677,10 @@ def scenario_sqlite_loads(bench: Bench, sets: dict[str, dict[str, Path]]) -> Pat
         students_row.ratio = f"{ratio:.1f}×"
         students_row.met = verdict(ratio <= 3)
         floor = python_floor(bench, bench.work / "floor", [base["students"]])
+        engine = engine_floor(bench, bench.work / "engine", folder / "syncd.db", ["persons"])
         students_row.details = (
             f"peak RSS {measured.rss_mib:.0f} MiB; {describe_counts(counts_of(documents))}; "
-            f"{floor_note(measured, floor, anchor)}"
+            f"{floor_note(measured, floor, anchor, engine=(engine, ENGINE_SQLITE))}"
         )
         bench.facts["students_load"] = measured
         shutil.rmtree(folder, ignore_errors=True)
@@ -657,9 +705,13 @@ def scenario_sqlite_loads(bench: Bench, sets: dict[str, dict[str, Path]]) -> Pat
         both_row.ratio = f"{ratio:.1f}×"
         both_row.met = verdict(ratio <= 3)
         floor = python_floor(bench, bench.work / "floor", [base["students"], base["parents"]])
+        engine = engine_floor(
+            bench, bench.work / "engine", folder / "syncd.db", ["persons", "links"]
+        )
         both_row.details = (
             f"peak RSS {measured.rss_mib:.0f} MiB, CPU {measured.user_s + measured.sys_s:.0f} s; "
-            f"{describe_counts(counts_of(documents))}; {floor_note(measured, floor, anchor)}"
+            f"{describe_counts(counts_of(documents))}; "
+            f"{floor_note(measured, floor, anchor, engine=(engine, ENGINE_SQLITE))}"
         )
         bench.facts["both_load"] = measured
         loaded = folder / "syncd.db"
@@ -959,6 +1011,42 @@ def pg_floor(bench: Bench, url: str, students: Path) -> Measured:
     return measured
 
 
+def psql_argv(info: dict[str, Any], command: str) -> list[str]:
+    return [
+        "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", info["host"], "-p", str(info["port"]),
+        "-U", info["user"], "-d", info["dbname"], "-c", command,
+    ]  # fmt: skip
+
+
+def pg_engine_floor(bench: Bench, url: str, loaded_schema: str) -> Measured:
+    r"""The server's own share of a first load, no Python: `psql \copy` (text) of the rows
+    syncd wrote into `loaded_schema`'s persons table, into a fresh schema that `syncd db
+    upgrade` made (the same tool as the anchor, into syncd's table: its columns, indexes,
+    WAL)."""
+    info = pg_conninfo(url)
+    env = pg_env(info)
+    dump = bench.work / "pg-engine.copy"
+    columns = ", ".join(
+        name
+        for (name,) in pg_execute(
+            url,
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+            f"'{loaded_schema}' AND table_name = 'persons' ORDER BY ordinal_position",
+        )
+    )
+    out = f"\\copy (SELECT {columns} FROM \"{loaded_schema}\".persons ORDER BY id) TO '{dump}'"
+    run_child(psql_argv(info, out), env=env, timeout=bench.timeout())
+    with pg_schema(url, "bench_engine") as schema:
+        folder = bench.work / "pg-engine"
+        config = write_config(folder, with_search_path(url, schema))
+        run_child(syncd_argv(config, "db", "upgrade"), cwd=folder, timeout=bench.timeout())
+        into = f"\\copy \"{schema}\".persons ({columns}) FROM '{dump}'"
+        measured = run_child(psql_argv(info, into), env=env, timeout=bench.timeout())
+        shutil.rmtree(folder, ignore_errors=True)
+    dump.unlink(missing_ok=True)
+    return measured
+
+
 def pg_execute(url: str, sql: str) -> list[tuple[Any, ...]]:
     import psycopg
 
@@ -1007,11 +1095,7 @@ def scenario_postgres(bench: Bench, sets: dict[str, dict[str, Path]]) -> None:
                 "first_name text, last_name text, email text, grade text, school text)",
             )
             copy = f"\\copy \"{schema}\".students FROM '{students}' WITH (FORMAT csv, HEADER true)"
-            anchor = run_child(
-                ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", info["host"], "-p",
-                 str(info["port"]), "-U", info["user"], "-d", info["dbname"], "-c", copy],
-                env=env, timeout=bench.timeout(),
-            )  # fmt: skip
+            anchor = run_child(psql_argv(info, copy), env=env, timeout=bench.timeout())
         with pg_schema(url, "bench_syncd") as schema:
             folder = bench.work / "pg-load"
             config = write_config(folder, with_search_path(url, schema))
@@ -1023,9 +1107,17 @@ def scenario_postgres(bench: Bench, sets: dict[str, dict[str, Path]]) -> None:
             row.ratio = f"{ratio:.1f}×"
             row.met = verdict(ratio <= 3)
             floor = pg_floor(bench, url, students)
+            engine = pg_engine_floor(bench, url, schema)
             row.details = (
                 f"peak RSS {measured.rss_mib:.0f} MiB; {describe_counts(counts_of(documents))}; "
-                + floor_note(measured, floor, anchor, "psycopg binary COPY", "\\copy")
+                + floor_note(
+                    measured,
+                    floor,
+                    anchor,
+                    "psycopg binary COPY",
+                    "\\copy",
+                    engine=(engine, "psql \\copy"),
+                )  # fmt: skip
             )
             try:
                 before = pg_write_counts(url, schema)
