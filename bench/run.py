@@ -1127,7 +1127,7 @@ def scenario_postgres(bench: Bench, sets: dict[str, dict[str, Path]]) -> None:
                     "psycopg binary COPY",
                     "\\copy",
                     engine=(engine, "psql \\copy"),
-                )  # fmt: skip
+                )
             )
             try:
                 before = pg_write_counts(url, schema)
