@@ -258,7 +258,9 @@ def persons_by_keys(
         f"SELECT {columns}{', ' + _FIELD_COLUMNS if with_fields else ''} FROM persons "
         "WHERE site = ? AND kind = ? AND sync_key IN",
         (site, kind.value),
-        list(keys),
+        # In key order, each statement's keys lie in one stretch of the index, not all over
+        # it (a district's 25,000 changed keys in batches of 5,000: 0.20 s against 0.24-0.29 s).
+        sorted(keys),
     )
     if with_fields:
         return {
