@@ -1,0 +1,112 @@
+"""Reads of a whole site's persons give the same answer whatever order their rows were
+written in: on SQLite a site whose keys did not come in key order (an export sorted by name)
+is read along its stretch of rows instead of by key, unless it is a few rows among another
+site's many."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from syncd.core.plan import ORPHAN
+from syncd.db import store
+from syncd.db.database import open_database
+from syncd.db.schema import persons
+from syncd.model import PersonKind
+
+NOW = datetime(2026, 12, 2, tzinfo=UTC)
+STUDENT = PersonKind.STUDENT
+
+
+@pytest.fixture
+def engine(database_url: str) -> sa.Engine:
+    return open_database(database_url)
+
+
+def _add(connection: sa.Connection, site: str, keys: Iterable[int]) -> None:
+    """Add a student per key, in the order given (ids ascending in that order). Every
+    seventh is inactive, every eleventh has no row digest, one in thirteen is an orphan."""
+    rows = []
+    for key in keys:
+        inactive = key % 7 == 0
+        rows.append(
+            {
+                "site": site, "kind": STUDENT.value, "sync_key": f"K{key:05d}",
+                "first_name": "A", "last_name": "B", "attributes": {},
+                "active": not inactive,
+                "inactive_reason": (ORPHAN if key % 13 == 0 else "file") if inactive else None,
+                "had_link": False, "fingerprint": "f",
+                "row_digest": None if key % 11 == 0 else 1_000_000 * len(site) + key,
+                "created_at": NOW, "updated_at": NOW,
+            }
+        )  # fmt: skip
+    connection.execute(sa.insert(persons), rows)
+
+
+def _expected(connection: sa.Connection, site: str) -> tuple[set[int], list[int]]:
+    """The snapshot and the inactive students, worked out row by row in Python."""
+    snapshot, inactive = set(), []
+    query = sa.select(
+        persons.c.id, persons.c.row_digest, persons.c.active, persons.c.inactive_reason
+    ).where(persons.c.site == site, persons.c.kind == STUDENT.value)
+    for person_id, digest, active, reason in connection.execute(query):
+        if digest is not None:
+            snapshot.add(digest)
+        elif active or reason == ORPHAN:
+            snapshot.add(-person_id)
+        if not active:
+            inactive.append(person_id)
+    return snapshot, sorted(inactive)
+
+
+def _reads_agree(connection: sa.Connection, site: str) -> None:
+    snapshot, inactive = _expected(connection, site)
+    assert store.row_digest_snapshot(connection, site, STUDENT) == snapshot
+    assert sorted(store.inactive_students(connection, site)) == inactive
+    digests = sorted(d for d in snapshot if d >= 0)
+    by_digest = {
+        digest: person_id
+        for person_id, digest in connection.execute(
+            sa.select(persons.c.id, persons.c.row_digest).where(persons.c.site == site)
+        )
+    }
+    for wanted in (digests[:3], digests):  # a few: by chunks; many: one pass
+        found = store.persons_with_digests(connection, site, STUDENT, wanted)
+        assert sorted(found) == sorted(by_digest[d] for d in wanted)
+
+
+def _read_by_stretch(connection: sa.Connection, site: str) -> bool:
+    sql_from, _ = store.site_persons(connection, site, STUDENT)
+    return "NOT INDEXED" in sql_from
+
+
+def test_keys_in_key_order_are_read_by_key(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        _add(connection, "district", range(3_000))
+        assert not _read_by_stretch(connection, "district")
+        _reads_agree(connection, "district")
+
+
+def test_keys_out_of_key_order_are_read_by_their_stretch_of_rows_on_sqlite(
+    engine: sa.Engine,
+) -> None:
+    with engine.begin() as connection:
+        _add(connection, "other", range(0, 3_000, 2))  # rows before and after the district's
+        _add(connection, "district", reversed(range(3_000)))
+        _add(connection, "other", range(1, 3_000, 2))
+        assert _read_by_stretch(connection, "district") == (engine.dialect.name == "sqlite")
+        _reads_agree(connection, "district")
+        _reads_agree(connection, "other")
+
+
+def test_a_small_site_among_a_big_one_is_read_by_key(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        for start in range(0, 3_000, 1_000):
+            _add(connection, "small", [9_000 - start, 8_500 - start])  # out of key order
+            _add(connection, "district", range(start, start + 1_000))
+        assert not _read_by_stretch(connection, "small")  # 6 rows spread over 3,006
+        _reads_agree(connection, "small")
+        _reads_agree(connection, "district")
