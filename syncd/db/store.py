@@ -6,7 +6,8 @@ import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from itertools import repeat
+from itertools import chain, repeat
+from operator import attrgetter, itemgetter
 from typing import Any, overload
 
 import sqlalchemy as sa
@@ -422,11 +423,11 @@ class StudentLookup:
         if self._complete:
             return
         column = _CHILD_FIELD_COLUMNS[self._field]
+        sql_from, parameters = _students_with(self._connection, self._site, column)
         cursor = driver_rows(
             self._connection,
-            f"SELECT {column}, id, sync_key FROM persons WHERE site = ? AND kind = ? "
-            f"AND {column} IS NOT NULL",
-            (self._site, PersonKind.STUDENT.value),
+            f"SELECT {column}, id, sync_key {sql_from} AND {column} IS NOT NULL",
+            parameters,
         )
         self._index.clear()
         try:
@@ -434,6 +435,9 @@ class StudentLookup:
                 self._add(batch)
         finally:
             cursor.close()
+        for found in self._index.values():
+            if isinstance(found, list):
+                found.sort(key=itemgetter(1))  # students sharing a value, by key
         self._complete = True
 
     def _add(self, rows: Iterable[tuple[Any, int, str]]) -> None:
@@ -521,24 +525,42 @@ def student_index(
     """Return the site's students by the value of `child_field` (lookup form): one read of
     plain rows, a tuple of one StudentRef for most values."""
     column = _CHILD_FIELD_COLUMNS[str(child_field)]
+    sql_from, parameters = _students_with(connection, site, column)
     cursor = driver_rows(
         connection,
-        f"SELECT {column}, id, sync_key FROM persons WHERE site = ? AND kind = ? "
-        f"AND {column} IS NOT NULL",
-        (site, PersonKind.STUDENT.value),
+        f"SELECT {column}, id, sync_key {sql_from} AND {column} IS NOT NULL",
+        parameters,
     )
     index: dict[str, tuple[StudentRef, ...]] = {}
     get = index.get
+    shared = []
     try:
         while batch := cursor.fetchmany(50_000):
             for value, person_id, sync_key in batch:
                 lookup = child_lookup_value(child_field, str(value))
                 if lookup == sync_key:  # child_field = "sync_key": one string, not two
                     sync_key = lookup
-                index[lookup] = (*get(lookup, ()), _student_ref((person_id, sync_key)))
+                found = get(lookup)
+                if found is None:
+                    index[lookup] = (_student_ref((person_id, sync_key)),)
+                else:
+                    index[lookup] = (*found, _student_ref((person_id, sync_key)))
+                    shared.append(lookup)
     finally:
         cursor.close()
+    for lookup in shared:  # students sharing a value, by key
+        index[lookup] = tuple(sorted(index[lookup], key=itemgetter(1)))
     return index
+
+
+def _students_with(
+    connection: sa.Connection, site: str, column: str
+) -> tuple[str, tuple[Any, ...]]:
+    """`FROM … WHERE …` of a read of the site's students' `column`: by the unique index
+    alone for their sync keys, else as site_persons reads their rows."""
+    if column == "sync_key":
+        return "FROM persons WHERE site = ? AND kind = ?", (site, PersonKind.STUDENT.value)
+    return site_persons(connection, site, PersonKind.STUDENT)
 
 
 # The identifiers parent_index reads, in the order it unpacks them.
@@ -550,11 +572,17 @@ def parent_index(connection: sa.Connection, site: str, by: Collection[ParentBy])
     district's relationships file names its parents one way, and each map costs a few
     hundred MB at a million parents)."""
     keys, emails, usernames = (by_what in by for by_what in _PARENT_IDS)
+    # By sync key alone the unique index holds all it reads; else each parent's row is read.
+    sql_from, parameters = (
+        site_persons(connection, site, PersonKind.PARENT)
+        if emails or usernames
+        else ("FROM persons WHERE site = ? AND kind = ?", (site, PersonKind.PARENT.value))
+    )
     cursor = driver_rows(
         connection,
         f"SELECT id, sync_key, {'email' if emails else 'NULL'}, "
-        f"{'username' if usernames else 'NULL'} FROM persons WHERE site = ? AND kind = ?",
-        (site, PersonKind.PARENT.value),
+        f"{'username' if usernames else 'NULL'} {sql_from}",
+        parameters,
     )
     by_email: dict[str, list[ParentRef]] = defaultdict(list)
     by_username: dict[str, list[ParentRef]] = defaultdict(list)
@@ -571,6 +599,9 @@ def parent_index(connection: sa.Connection, site: str, by: Collection[ParentBy])
                     by_username[username.casefold()].append(ref)
     finally:
         cursor.close()
+    for refs in chain(by_email.values(), by_username.values()):
+        if len(refs) > 1:
+            refs.sort(key=attrgetter("sync_key"))  # parents sharing a value, by key
     return ParentIndex(by_email, by_sync_key, by_username)
 
 

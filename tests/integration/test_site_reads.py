@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from syncd.core.plan import ORPHAN
+from syncd.core.plan import ORPHAN, ParentBy
 from syncd.db import store
 from syncd.db.database import open_database
 from syncd.db.schema import persons
@@ -26,15 +26,21 @@ def engine(database_url: str) -> sa.Engine:
     return open_database(database_url)
 
 
-def _add(connection: sa.Connection, site: str, keys: Iterable[int]) -> None:
-    """Add a student per key, in the order given (ids ascending in that order). Every
-    seventh is inactive, every eleventh has no row digest, one in thirteen is an orphan."""
+def _add(
+    connection: sa.Connection, site: str, keys: Iterable[int], kind: PersonKind = STUDENT
+) -> None:
+    """Add a person per key, in the order given (ids ascending in that order). Every
+    seventh is inactive, every eleventh has no row digest, one in thirteen is an orphan;
+    keys that end alike in their last two digits share an e-mail address (and a username)
+    with each other from 100 on."""
     rows = []
     for key in keys:
         inactive = key % 7 == 0
         rows.append(
             {
-                "site": site, "kind": STUDENT.value, "sync_key": f"K{key:05d}",
+                "site": site, "kind": kind.value, "sync_key": f"K{key:05d}",
+                "email": f"e{key % 100 if key >= 100 else key}@school.example",
+                "username": f"U{key % 100 if key >= 100 else key}",
                 "first_name": "A", "last_name": "B", "attributes": {},
                 "active": not inactive,
                 "inactive_reason": (ORPHAN if key % 13 == 0 else "file") if inactive else None,
@@ -110,3 +116,38 @@ def test_a_small_site_among_a_big_one_is_read_by_key(engine: sa.Engine) -> None:
         assert not _read_by_stretch(connection, "small")  # 6 rows spread over 3,006
         _reads_agree(connection, "small")
         _reads_agree(connection, "district")
+
+
+def _by_value(
+    connection: sa.Connection, site: str, kind: PersonKind, column: str
+) -> dict[str, list[tuple[int, str]]]:
+    """Each value of `column` with the (id, sync key) of the persons holding it, by key."""
+    found: dict[str, list[tuple[int, str]]] = {}
+    query = sa.select(persons.c[column], persons.c.id, persons.c.sync_key).where(
+        persons.c.site == site, persons.c.kind == kind.value
+    )
+    for value, person_id, key in connection.execute(query):
+        found.setdefault(value.casefold(), []).append((person_id, key))
+    return {value: sorted(pairs, key=lambda pair: pair[1]) for value, pairs in found.items()}
+
+
+def test_the_indexes_by_email_and_username_list_who_shares_a_value_by_key(
+    engine: sa.Engine,
+) -> None:
+    with engine.begin() as connection:
+        _add(connection, "district", reversed(range(1_500)))
+        _add(connection, "district", reversed(range(1_500)), PersonKind.PARENT)
+        assert _read_by_stretch(connection, "district") == (engine.dialect.name == "sqlite")
+        emails = _by_value(connection, "district", STUDENT, "email")
+        index = store.student_index(connection, "district", "email")
+        assert {value: [tuple(ref) for ref in refs] for value, refs in index.items()} == emails
+        lookup = store.StudentLookup(connection, "district", "email")
+        lookup.load_all()
+        for value in ("e7@school.example", "e1234@school.example"):
+            assert list(lookup.get(value)) == list(index.get(value, ()))
+        parents = store.parent_index(connection, "district", (ParentBy.EMAIL, ParentBy.USERNAME))
+        for by, column in ((parents.by_email, "email"), (parents.by_username, "username")):
+            expected = _by_value(connection, "district", PersonKind.PARENT, column)
+            assert {
+                value: [(ref.person_id, ref.sync_key) for ref in refs] for value, refs in by.items()
+            } == expected
