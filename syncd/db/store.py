@@ -175,7 +175,7 @@ def site_persons(
     its last is scanned instead, as long as the site's persons fill a good part of it.
     PostgreSQL's planner weighs the order itself (its statistics keep the correlation).
     """
-    by_index = "FROM persons WHERE site = ? AND kind = ?", (site, kind.value)
+    by_index = _by_index(site, kind)
     if connection.dialect.name != "sqlite":
         return by_index
     sample = [
@@ -196,6 +196,11 @@ def site_persons(
         "FROM persons NOT INDEXED WHERE id BETWEEN ? AND ? AND site = ? AND kind = ?",
         (first, last, site, kind.value),
     )
+
+
+def _by_index(site: str, kind: PersonKind) -> tuple[str, tuple[Any, ...]]:
+    """site_persons's `FROM … WHERE …` along the unique index (by site, kind and key)."""
+    return "FROM persons WHERE site = ? AND kind = ?", (site, kind.value)
 
 
 def inactive_students(
@@ -559,7 +564,7 @@ def _students_with(
     """`FROM … WHERE …` of a read of the site's students' `column`: by the unique index
     alone for their sync keys, else as site_persons reads their rows."""
     if column == "sync_key":
-        return "FROM persons WHERE site = ? AND kind = ?", (site, PersonKind.STUDENT.value)
+        return _by_index(site, PersonKind.STUDENT)
     return site_persons(connection, site, PersonKind.STUDENT)
 
 
@@ -576,7 +581,7 @@ def parent_index(connection: sa.Connection, site: str, by: Collection[ParentBy])
     sql_from, parameters = (
         site_persons(connection, site, PersonKind.PARENT)
         if emails or usernames
-        else ("FROM persons WHERE site = ? AND kind = ?", (site, PersonKind.PARENT.value))
+        else _by_index(site, PersonKind.PARENT)
     )
     cursor = driver_rows(
         connection,
