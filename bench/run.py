@@ -551,14 +551,20 @@ def sqlite_import_anchor(bench: Bench, folder: Path, files: Sequence[Path]) -> M
     return measured
 
 
-def python_floor(bench: Bench, folder: Path, files: Sequence[Path]) -> Measured:
-    """FLOOR_SCRIPT on `files` into a fresh database that `syncd db upgrade` made."""
+def fresh_database(bench: Bench, folder: Path, name: str) -> Path:
+    """Return `folder`/`name`, a new SQLite database with syncd's schema (`syncd db upgrade`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    db = folder / "floor.db"
-    for leftover in (db, db.with_name("floor.db-wal"), db.with_name("floor.db-shm")):
+    db = folder / name
+    for leftover in (db, db.with_name(f"{name}-wal"), db.with_name(f"{name}-shm")):
         leftover.unlink(missing_ok=True)
     config = write_config(folder, sqlite_url(db))
     run_child(syncd_argv(config, "db", "upgrade"), cwd=folder, timeout=bench.timeout())
+    return db
+
+
+def python_floor(bench: Bench, folder: Path, files: Sequence[Path]) -> Measured:
+    """FLOOR_SCRIPT on `files` into a fresh database that `syncd db upgrade` made."""
+    db = fresh_database(bench, folder, "floor.db")
     measured = run_child(
         [sys.executable, "-c", FLOOR_SCRIPT, str(db), *map(str, files)], timeout=bench.timeout()
     )
@@ -574,12 +580,7 @@ def engine_floor(bench: Bench, folder: Path, loaded: Path, tables: Sequence[str]
     rows syncd wrote (`tables` of `loaded`) into a fresh database that `syncd db upgrade`
     made, with syncd's pragmas, in one transaction (INSERT … SELECT: records, indexes, WAL,
     commit; nothing parsed; the indexes that are no constraint built after the rows)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    db = folder / "engine.db"
-    for leftover in (db, db.with_name("engine.db-wal"), db.with_name("engine.db-shm")):
-        leftover.unlink(missing_ok=True)
-    config = write_config(folder, sqlite_url(db))
-    run_child(syncd_argv(config, "db", "upgrade"), cwd=folder, timeout=bench.timeout())
+    db = fresh_database(bench, folder, "engine.db")
     checkpoint(loaded)
     with contextlib.closing(sqlite3.connect(db)) as connection:
         columns = {
