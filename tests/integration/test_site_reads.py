@@ -31,8 +31,8 @@ def _add(
 ) -> None:
     """Add a person per key, in the order given (ids ascending in that order). Every
     seventh is inactive, every eleventh has no row digest, one in thirteen is an orphan;
-    keys that end alike in their last two digits share an e-mail address (and a username)
-    with each other from 100 on."""
+    a key from 100 on shares its e-mail address and username with the key below 100 that
+    ends in the same two digits."""
     rows = []
     for key in keys:
         inactive = key % 7 == 0
