@@ -1071,22 +1071,28 @@ def pg_env(info: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def pg_floor(bench: Bench, url: str, students: Path) -> Measured:
-    """PG_FLOOR_SCRIPT on `students` into a fresh schema that `syncd db upgrade` made."""
-    with pg_schema(url, "bench_floor") as schema:
-        folder = bench.work / "pg-floor"
+@contextlib.contextmanager
+def pg_fresh_schema(bench: Bench, url: str, prefix: str) -> Iterator[str]:
+    """A scratch schema with syncd's tables (`syncd db upgrade`), dropped afterwards."""
+    with pg_schema(url, prefix) as schema:
+        folder = bench.work / prefix
         config = write_config(folder, with_search_path(url, schema))
         run_child(syncd_argv(config, "db", "upgrade"), cwd=folder, timeout=bench.timeout())
+        shutil.rmtree(folder, ignore_errors=True)
+        yield schema
+
+
+def pg_floor(bench: Bench, url: str, students: Path) -> Measured:
+    """PG_FLOOR_SCRIPT on `students` into a fresh schema that `syncd db upgrade` made."""
+    with pg_fresh_schema(bench, url, "bench_floor") as schema:
         info = pg_conninfo(url)
         conninfo = " ".join(f"{k}={info[k]}" for k in ("host", "port", "user", "dbname"))
-        measured = run_child(
+        return run_child(
             [sys.executable, "-c", PG_FLOOR_SCRIPT, conninfo, schema, str(students)],
             cwd=REPO,
             env=pg_env(info),
             timeout=bench.timeout(),
         )
-        shutil.rmtree(folder, ignore_errors=True)
-    return measured
 
 
 def psql_argv(info: dict[str, Any], command: str) -> list[str]:
@@ -1114,13 +1120,9 @@ def pg_engine_floor(bench: Bench, url: str, loaded_schema: str) -> Measured:
     )
     out = f"\\copy (SELECT {columns} FROM \"{loaded_schema}\".persons ORDER BY id) TO '{dump}'"
     run_child(psql_argv(info, out), env=env, timeout=bench.timeout())
-    with pg_schema(url, "bench_engine") as schema:
-        folder = bench.work / "pg-engine"
-        config = write_config(folder, with_search_path(url, schema))
-        run_child(syncd_argv(config, "db", "upgrade"), cwd=folder, timeout=bench.timeout())
+    with pg_fresh_schema(bench, url, "bench_engine") as schema:
         into = f"\\copy \"{schema}\".persons ({columns}) FROM '{dump}'"
         measured = run_child(psql_argv(info, into), env=env, timeout=bench.timeout())
-        shutil.rmtree(folder, ignore_errors=True)
     dump.unlink(missing_ok=True)
     return measured
 
