@@ -62,6 +62,7 @@ from syncd.db.database import ANALYZE_AFTER_ROWS, analyze
 from syncd.db.preview import keep_preview
 from syncd.db.schema import LINKS_BY_CHILD
 from syncd.errors import FileFailed
+from syncd.formats.known_rows import KnownRows
 from syncd.model import (
     Counts,
     ErrorList,
@@ -124,7 +125,7 @@ class _Read:
     unchanged_unread: int = 0
     # The site's persons (store.row_digest_snapshot) less those whose row was skipped and,
     # while streaming, those a parsed row named: what is left, a full file did not list.
-    snapshot: set[int] = field(default_factory=set)
+    snapshot: KnownRows = field(default_factory=KnownRows)
     # The snapshot's size when read: at most the site's persons before the file, and at most
     # its active ones but for parents deactivated as orphans (their digest stays).
     snapshot_size: int = 0
@@ -356,8 +357,8 @@ class PersonFile:
         self.field_label = opened.cols.label
         self.columns = file_columns(self.kind, opened.cols)
         if self.site_had_persons:
-            read.snapshot = store.row_digest_snapshot(
-                connection, self.source.site, self.person_kind
+            read.snapshot = KnownRows(
+                store.row_digest_snapshot(connection, self.source.site, self.person_kind)
             )
             read.snapshot_size = len(read.snapshot)
         digests = opened.table.digests
@@ -561,7 +562,7 @@ class PersonFile:
         connection: sa.Connection,
         records: list[PersonRecord],
         errors: ErrorList,
-        unread: set[int] | None,
+        unread: KnownRows | None,
     ) -> None:
         """Plan and write one chunk of records; `unread`: the digests of rows the reading
         still skips, while the file is being read (a person a parsed row names is taken out:
@@ -573,9 +574,8 @@ class PersonFile:
             for person in existing.values():
                 if person.row_digest is None:
                     continue
-                if person.row_digest not in unread:
+                if not unread.take(person.row_digest):
                     raise _UnreadRowConflict  # its row was read unparsed, before this one
-                unread.remove(person.row_digest)
         if self.students is not None:
             self.students.prepare(
                 value for record in records for value in record.child_values or ()
@@ -670,7 +670,7 @@ class PersonFile:
             connection, self.source.site, self.person_kind, sorted(read.errors.rejected_keys)
         )
         listed = self.matched | self.created | {p.person_id for p in rejected.values()}
-        left = read.snapshot  # whom the file did not name: -id, or the row digest
+        left = list(read.snapshot)  # whom the file did not name: -id, or the row digest
         ids = [-digest for digest in left if digest < 0]
         site, kind = self.source.site, self.person_kind
         ids += store.persons_with_digests(connection, site, kind, [d for d in left if d >= 0])

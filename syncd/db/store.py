@@ -217,23 +217,22 @@ def inactive_students(
     ]
 
 
-def row_digest_snapshot(connection: sa.Connection, site: str, kind: PersonKind) -> set[int]:
+def row_digest_snapshot(connection: sa.Connection, site: str, kind: PersonKind) -> list[int]:
     """Return the row digests of the site's persons whose row, sent again, changes nothing
     (the digest is NULL for any other: schema.py), and -id of its active persons and orphaned
-    parents without a digest: the snapshot a file is read against.
+    parents without a digest: the snapshot a file is read against (KnownRows), in the order
+    the site's rows are read (site_persons), which is mostly the order of the file again.
 
     Digests are never negative, so no line matches the second kind; what a full file leaves
     in the snapshot is whom it did not list (persons_with_digests finds them). Digests only,
-    no ids: a district has millions, and a set of one int each is built in half the time.
+    no ids: a district has millions, one int each.
     """
     sql_from, parameters = site_persons(connection, site, kind)
-    return set(
-        integer_array(
-            connection,
-            "coalesce(row_digest, -id)",
-            f"{sql_from} AND (row_digest IS NOT NULL OR active = ? OR inactive_reason = ?)",
-            (*parameters, True, ORPHAN),
-        )
+    return integer_array(
+        connection,
+        "coalesce(row_digest, -id)",
+        f"{sql_from} AND (row_digest IS NOT NULL OR active = ? OR inactive_reason = ?)",
+        (*parameters, True, ORPHAN),
     )
 
 

@@ -27,6 +27,7 @@ from syncd.formats.detect import (
     detect_format,
     sniff_delimiter,
 )
+from syncd.formats.known_rows import KnownRows
 from syncd.model import Limits, RawRow
 
 __all__ = ["LineBlocks", "RowDigests", "Table", "cell_text", "open_table", "row_digest"]
@@ -219,12 +220,12 @@ class RowDigests:
 
     Every row gets a digest of its bytes (line ending left out) mixed with `seed`, which
     the caller derives from everything else that decides what a row means (header, kind,
-    settings). A physical line whose digest is in `known` is not parsed at all: it is
-    taken out of `known` and counted in `hits`.
+    settings). A physical line whose digest `known` takes (KnownRows.take_line: known, not
+    taken yet) is not parsed at all, only counted in `hits`.
     """
 
     seed: int = 0
-    known: set[int] = field(default_factory=set)
+    known: KnownRows = field(default_factory=KnownRows)
     hits: int = 0
 
 
@@ -450,8 +451,7 @@ class _CsvScanner:
     def _rows(self, width: int, digests: RowDigests) -> Iterator[RawRow]:
         limits = self._limits
         max_field = limits.max_field_chars
-        known, seed = digests.known, digests.seed
-        forget = known.remove
+        take, seed = digests.known.take_line, digests.seed
         readline, limit = self._readline, self._max_line_bytes + 1
         decode, reader, pending, taken = self._decode, self._reader, self._pending, self._taken
         line = self._line
@@ -463,8 +463,7 @@ class _CsvScanner:
                     return
                 line += 1
                 digest = xxh3_64_intdigest(raw.rstrip(b"\r\n"), seed) >> 1
-                if digest in known:
-                    forget(digest)
+                if take(digest):
                     skipped += 1
                     continue
                 self._line = line

@@ -14,6 +14,7 @@ import pytest
 
 from syncd.errors import FileFailed
 from syncd.formats.detect import READ_CHUNK_SIZE, sniff_delimiter
+from syncd.formats.known_rows import KnownRows
 from syncd.formats.readers import Table, _scan_sheet, _TextRuns, cell_text, open_table
 from syncd.model import Limits, RawRow
 
@@ -695,7 +696,7 @@ def digested(path: Path, seed: int = 0, known: set[int] | None = None) -> list[R
     with open_table(path, Limits()) as table:
         assert table.digests is not None
         table.digests.seed = seed
-        table.digests.known = known if known is not None else set()
+        table.digests.known = KnownRows(known or ())
         return list(table.rows)
 
 
@@ -718,7 +719,7 @@ def test_known_lines_are_skipped_unparsed_and_counted(tmp_path: Path) -> None:
     with open_table(path, Limits()) as table:
         assert table.digests is not None
         table.digests.seed = 7
-        table.digests.known = known
+        table.digests.known = KnownRows(known)
         rows = list(table.rows)
         hits = table.digests.hits
     assert [row._replace(digest=None) for row in rows] == [
@@ -726,7 +727,7 @@ def test_known_lines_are_skipped_unparsed_and_counted(tmp_path: Path) -> None:
         PEOPLE_ROWS[2],
         PEOPLE_ROWS[4],
     ]
-    assert hits == 2 and known == set()  # each known line is taken out once
+    assert hits == 2 and not table.digests.known  # each known line is taken out once
 
 
 def test_a_record_over_several_lines_is_digested_whole(tmp_path: Path) -> None:
