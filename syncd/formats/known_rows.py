@@ -7,7 +7,7 @@ from itertools import chain, islice
 
 # This many lines in a row found nowhere near where the file's order puts them: the file is
 # in another order than the one before (sorted anew), and KnownRows turns into a set.
-MAX_MISSES = 64
+MAX_MISSES = 256
 # How far ahead a line is looked for: persons the file left out since (or changed, and
 # listed elsewhere) make its lines come this many entries later at most.
 WINDOW = 64
@@ -19,7 +19,8 @@ class KnownRows:
 
     A file sent again is mostly the file before, its lines in the order their persons were
     written. So a line's digest is compared with the entry after the last one taken, then
-    looked for among the next WINDOW; entries passed over untaken go into a small set.
+    with the entries passed over untaken (a small set), then looked for among the next
+    WINDOW entries (those before it are passed over).
     Against a set of millions, with a cache miss a lookup, that is half the time, and the
     big set is never built. When MAX_MISSES lines in a row are found nowhere, the file is in
     another order, and the entries not taken become that set.
@@ -47,29 +48,17 @@ class KnownRows:
                 rest.remove(digest)
                 return True
             return False
-        values, at = self._values, self._next
+        values, at, passed = self._values, self._next, self._passed
         if at < len(values) and values[at] == digest:
             self._next = at + 1
-            self._misses = 0
-            return True
-        passed = self._passed
-        try:
-            found = values.index(digest, at, at + WINDOW)
-        except ValueError:
-            found = -1
-        if found >= 0:
-            passed.update(values[at:found])
-            self._next = found + 1
         elif digest in passed:
             passed.remove(digest)
-        else:
+        elif not self._take_ahead(digest):
+            # A new or changed row, most likely: the next line is looked for from the same
+            # entry on.
             self._misses += 1
             if self._misses > MAX_MISSES:
                 return self._as_set().take_line(digest)
-            if at < len(values):
-                # The line stands where this entry's did (a changed row, most likely).
-                passed.add(values[at])
-                self._next = at + 1
             return False
         self._misses = 0
         return True
@@ -77,9 +66,12 @@ class KnownRows:
     def take(self, digest: int) -> bool:
         """Take `digest` wherever it is (a parsed row's person); return whether it was
         there, not taken yet."""
-        if self._rest is None and digest in self._passed:
-            self._passed.remove(digest)
-            return True
+        if self._rest is None:
+            if digest in self._passed:
+                self._passed.remove(digest)
+                return True
+            if self._take_ahead(digest):
+                return True
         rest = self._as_set()._rest
         assert rest is not None
         if digest in rest:
@@ -88,11 +80,26 @@ class KnownRows:
         return False
 
     def __contains__(self, digest: object) -> bool:
-        if self._rest is None and digest in self._passed:
-            return True
+        if self._rest is None:
+            if digest in self._passed:
+                return True
+            values, at = self._values, self._next
+            if digest in values[at : at + WINDOW]:
+                return True
         rest = self._as_set()._rest
         assert rest is not None
         return digest in rest
+
+    def _take_ahead(self, digest: int) -> bool:
+        """Take `digest` if it is among the next WINDOW entries, passing over those before."""
+        values, at = self._values, self._next
+        try:
+            found = values.index(digest, at, at + WINDOW)
+        except ValueError:
+            return False
+        self._passed.update(values[at:found])
+        self._next = found + 1
+        return True
 
     def __iter__(self) -> Iterator[int]:
         """The values not taken (for a full file: whom it did not list)."""

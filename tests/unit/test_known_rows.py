@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syncd.formats import known_rows
 from syncd.formats.known_rows import MAX_MISSES, KnownRows
 
 
@@ -21,29 +24,40 @@ class _AsASet:
         return False
 
 
-# An operation: a line's digest read (0), a parsed row's person taken (1), or asked (2).
-_operations = st.lists(st.tuples(st.integers(0, 2), st.integers(-5, 200)), max_size=300)
-
-
-@settings(max_examples=300)
-@given(values=st.lists(st.integers(-5, 200), unique=True), operations=_operations)
+@settings(max_examples=500)
+@given(
+    values=st.lists(st.integers(-50, 10**6), unique=True, max_size=60),
+    data=st.data(),
+    max_misses=st.integers(0, 8),
+    window=st.integers(1, 8),
+)
 def test_it_takes_only_what_a_set_would(
-    values: list[int], operations: list[tuple[int, int]]
+    values: list[int], data: st.DataObject, max_misses: int, window: int
 ) -> None:
     """A line is taken only if it is known and not taken yet (one it does not take is
     parsed, and its person takes it); a person takes and asks exactly as from a set."""
-    known, model = KnownRows(values), _AsASet(values)
-    assert len(known) == len(values)
-    for operation, digest in operations:
-        if operation == 0:
-            if known.take_line(digest):
-                assert model.take(digest)
-        elif operation == 1:
-            assert known.take(digest) == model.take(digest)
-        else:
-            assert (digest in known) == (digest in model.rest)
-        assert len(known) == len(model.rest) and bool(known) == bool(model.rest)
-    assert sorted(known) == sorted(model.rest)
+    # Mostly the known values (a file sent again), and some others.
+    digests = st.integers(-50, 10**6)
+    if values:
+        digests = st.one_of(st.sampled_from(values), digests)
+    # An operation: a line's digest read (0), a parsed row's person taken (1), or asked (2).
+    operations = data.draw(st.lists(st.tuples(st.sampled_from((0, 0, 0, 1, 2)), digests)))
+    with (
+        mock.patch.object(known_rows, "MAX_MISSES", max_misses),
+        mock.patch.object(known_rows, "WINDOW", window),
+    ):
+        known, model = KnownRows(values), _AsASet(values)
+        assert len(known) == len(values)
+        for operation, digest in operations:
+            if operation == 0:
+                if known.take_line(digest):
+                    assert model.take(digest)
+            elif operation == 1:
+                assert known.take(digest) == model.take(digest)
+            else:
+                assert (digest in known) == (digest in model.rest)
+            assert len(known) == len(model.rest) and bool(known) == bool(model.rest)
+        assert sorted(known) == sorted(model.rest)
 
 
 @settings(max_examples=200)
@@ -95,3 +109,22 @@ def test_in_order_no_set_is_made() -> None:
             assert known.take_line(value)
     assert known._rest is None
     assert sorted(known) == values[5::10]
+
+
+def test_new_rows_between_the_old_ones_make_no_set() -> None:
+    values = list(range(0, 20_000, 2))
+    known = KnownRows(values)
+    for value in values:
+        assert not known.take_line(-1 - value)  # a new person's row before each old one
+        assert known.take_line(value)
+    assert known._rest is None and not known
+
+
+def test_a_parsed_row_takes_its_person_where_the_reading_stands() -> None:
+    """A chunk of parsed rows is applied as its last row is read: that row's person is
+    still the entry the reading stands at."""
+    known = KnownRows(range(10))
+    assert known.take_line(0) and not known.take_line(100)  # row 1 changed
+    assert 1 in known and known.take(1)
+    assert known.take_line(2) and known._rest is None
+    assert 1 not in known and sorted(known) == list(range(3, 10))
