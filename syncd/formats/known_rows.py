@@ -80,6 +80,7 @@ class KnownRows:
         return False
 
     def __contains__(self, digest: object) -> bool:
+        """Whether `digest` is known and not taken yet (a parked parsed row's person)."""
         if self._rest is None:
             if digest in self._passed:
                 return True
