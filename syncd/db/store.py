@@ -427,7 +427,9 @@ class StudentLookup:
         if self._complete:
             return
         column = _CHILD_FIELD_COLUMNS[self._field]
-        sql_from, parameters = _students_with(self._connection, self._site, column)
+        sql_from, parameters = _site_read(
+            self._connection, self._site, PersonKind.STUDENT, keys_only=column == "sync_key"
+        )
         cursor = driver_rows(
             self._connection,
             f"SELECT {column}, id, sync_key {sql_from} AND {column} IS NOT NULL",
@@ -529,7 +531,9 @@ def student_index(
     """Return the site's students by the value of `child_field` (lookup form): one read of
     plain rows, a tuple of one StudentRef for most values."""
     column = _CHILD_FIELD_COLUMNS[str(child_field)]
-    sql_from, parameters = _students_with(connection, site, column)
+    sql_from, parameters = _site_read(
+        connection, site, PersonKind.STUDENT, keys_only=column == "sync_key"
+    )
     cursor = driver_rows(
         connection,
         f"SELECT {column}, id, sync_key {sql_from} AND {column} IS NOT NULL",
@@ -537,7 +541,7 @@ def student_index(
     )
     index: dict[str, tuple[StudentRef, ...]] = {}
     get = index.get
-    shared = []
+    shared: set[str] = set()  # values of more than one student
     try:
         while batch := cursor.fetchmany(50_000):
             for value, person_id, sync_key in batch:
@@ -549,7 +553,7 @@ def student_index(
                     index[lookup] = (_student_ref((person_id, sync_key)),)
                 else:
                     index[lookup] = (*found, _student_ref((person_id, sync_key)))
-                    shared.append(lookup)
+                    shared.add(lookup)
     finally:
         cursor.close()
     for lookup in shared:  # students sharing a value, by key
@@ -557,14 +561,15 @@ def student_index(
     return index
 
 
-def _students_with(
-    connection: sa.Connection, site: str, column: str
+def _site_read(
+    connection: sa.Connection, site: str, kind: PersonKind, keys_only: bool
 ) -> tuple[str, tuple[Any, ...]]:
-    """`FROM … WHERE …` of a read of the site's students' `column`: by the unique index
-    alone for their sync keys, else as site_persons reads their rows."""
-    if column == "sync_key":
-        return _by_index(site, PersonKind.STUDENT)
-    return site_persons(connection, site, PersonKind.STUDENT)
+    """`FROM … WHERE …` of a read of all the site's persons of `kind`: by the unique index
+    alone when only their ids and sync keys are read (it holds them), else as
+    site_persons reads their rows."""
+    if keys_only:
+        return _by_index(site, kind)
+    return site_persons(connection, site, kind)
 
 
 # The identifiers parent_index reads, in the order it unpacks them.
@@ -576,11 +581,8 @@ def parent_index(connection: sa.Connection, site: str, by: Collection[ParentBy])
     district's relationships file names its parents one way, and each map costs a few
     hundred MB at a million parents)."""
     keys, emails, usernames = (by_what in by for by_what in _PARENT_IDS)
-    # By sync key alone the unique index holds all it reads; else each parent's row is read.
-    sql_from, parameters = (
-        site_persons(connection, site, PersonKind.PARENT)
-        if emails or usernames
-        else _by_index(site, PersonKind.PARENT)
+    sql_from, parameters = _site_read(
+        connection, site, PersonKind.PARENT, keys_only=not (emails or usernames)
     )
     cursor = driver_rows(
         connection,
