@@ -359,6 +359,50 @@ def test_duplicate_student_with_other_fields_is_rejected() -> None:
     assert errors.rejected_lines == {3}
 
 
+# --- plain blocks (a first night read column by column, then row by row) --------------------
+
+
+def student_rows() -> tuple[PersonRows, ErrorList]:
+    errors = ErrorList()
+    return PersonRows(Kind.STUDENTS, columns(*PERSON), RowRules(), errors), errors
+
+
+def test_plain_blocks_take_new_keys_and_refuse_a_key_named_again() -> None:
+    person_rows, _ = student_rows()
+    assert person_rows.take_plain(["S1", "S2"], 2)
+    assert person_rows.take_plain(["S3"], 4)
+    # A block naming an earlier block's key, or one key twice, counts nothing...
+    assert not person_rows.take_plain(["S4", "S2"], 5)
+    assert not person_rows.take_plain(["S5", "S6", "S5"], 5)
+    # ...so its other keys are still new.
+    assert person_rows.take_plain(["S4", "S5", "S6"], 5)
+    # No rows read after them: the blocks' keys stay taken.
+    assert list(person_rows.read([])) == []
+    assert not person_rows.take_plain(["S9", "S6"], 8)
+
+
+def test_rows_after_plain_blocks_name_the_line_of_the_blocks_key() -> None:
+    person_rows, errors = student_rows()
+    assert person_rows.take_plain(["S1", "S2"], 2)
+    assert not person_rows.take_plain(["S3", "S3"], 4)
+    assert person_rows.take_plain(["S3", "S4"], 4)
+    later = [
+        RawRow(6, ("S4", "", "", "Ann", "Smith")),
+        RawRow(7, ("S7", "", "", "Bob", "Jones")),
+        RawRow(8, ("S2", "", "", "Cy", "Brown")),
+        RawRow(9, ("S7", "", "", "Bob", "Jones")),
+    ]
+    records = list(person_rows.read(later))
+    assert [record.line for record in records] == [7]
+    assert [(error.row, error.value, error.error) for error in errors.errors] == [
+        (6, "S4", "duplicate of row 5"),
+        (8, "S2", "duplicate of row 3"),
+        (9, "S7", "duplicate of row 7"),
+    ]
+    # Rows read: a plain block may no longer name their keys.
+    assert not person_rows.take_plain(["S7"], 10)
+
+
 def test_parent_on_several_rows_merges_children() -> None:
     records, errors = parents(
         ("P1", "", "", "Ann", "Smith", "S1", ""),
