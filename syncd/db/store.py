@@ -6,7 +6,7 @@ import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from itertools import chain, repeat
+from itertools import chain
 from operator import attrgetter, itemgetter
 from typing import Any, overload
 
@@ -420,6 +420,9 @@ class StudentLookup:
         self._complete = False
         # value -> student id, or a list of (id, sync key) when several students share it.
         self._index: dict[str, Any] = {}
+        # The values several students share: their lists are found without looking at every
+        # entry (a million ids, each a cache miss).
+        self._shared: set[str] = set()
         self._keys: dict[int, str] = {}  # sync keys of students with a non-key child field
 
     def load_all(self) -> None:
@@ -436,14 +439,14 @@ class StudentLookup:
             parameters,
         )
         self._index.clear()
+        self._shared.clear()
         try:
             while batch := cursor.fetchmany(50_000):
                 self._add(batch)
         finally:
             cursor.close()
-        for found in self._index.values():
-            if isinstance(found, list):
-                found.sort(key=itemgetter(1))  # students sharing a value, by key
+        for value in self._shared:
+            self._index[value].sort(key=itemgetter(1))  # students sharing a value, by key
         self._complete = True
 
     def _add(self, rows: Iterable[tuple[Any, int, str]]) -> None:
@@ -460,6 +463,7 @@ class StudentLookup:
                 found.append((person_id, sync_key))
             elif found != person_id:
                 index[lookup] = [(found, self.sync_key(found, lookup)), (person_id, sync_key)]
+                self._shared.add(lookup)
 
     def prepare(self, values: Iterable[str]) -> None:
         """Make sure the given child values can be looked up (reads the ones not known yet)."""
@@ -499,9 +503,10 @@ class StudentLookup:
         lookups: Sequence[str] = values
         if self._field in ("email", "username"):
             lookups = list(map(str.casefold, values))
-        found: list[Any] = list(map(self._index.get, lookups))
-        if any(map(isinstance, found, repeat(list))):
+        shared = self._shared
+        if shared and not shared.isdisjoint(lookups):
             return None
+        found: list[Any] = list(map(self._index.get, lookups))
         if self._field == "sync_key":
             return found, list(lookups)
         return found, list(map(self._keys.get, found))
