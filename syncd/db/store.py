@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -143,8 +144,17 @@ def _driver_in(
         yield driver_rows(connection, f"{sql} ({marks})", (*parameters, *chunk))
 
 
-def count_persons(connection: sa.Connection, site: str, kind: PersonKind) -> int:
-    query = sa.select(sa.func.count()).where(persons.c.site == site, persons.c.kind == kind.value)
+def count_persons(
+    connection: sa.Connection, site: str, kind: PersonKind, at_most: int | None = None
+) -> int:
+    """Return how many persons of `kind` the site has; `at_most`: no more than that many
+    are counted (the index is walked no further)."""
+    where = (persons.c.site == site, persons.c.kind == kind.value)
+    if at_most is None:
+        query = sa.select(sa.func.count()).where(*where)
+    else:
+        some = sa.select(persons.c.id).where(*where).limit(at_most).subquery()
+        query = sa.select(sa.func.count()).select_from(some)
     return int(connection.execute(query).scalar_one())
 
 
@@ -501,9 +511,17 @@ class StudentLookup:
         self._asked += len(wanted)
         if self._whole_from is not None and self._asked >= self._whole_from:
             if self._whole_share is not None:
-                students = count_persons(self._connection, self._site, PersonKind.STUDENT)
-                self._whole_from = max(self._whole_from, int(students * self._whole_share))
-                self._whole_share = None
+                # Counted only as far as decides for the values asked so far and as many
+                # again (a district's million students is not walked for 20,000 values).
+                enough = math.ceil((2 * self._asked + 1) / self._whole_share) + 1
+                students = count_persons(
+                    self._connection, self._site, PersonKind.STUDENT, at_most=enough
+                )
+                if students < enough:  # all of them
+                    self._whole_from = max(self._whole_from, int(students * self._whole_share))
+                    self._whole_share = None
+                else:  # at least that many: counted again once twice as many were asked
+                    self._whole_from = int(enough * self._whole_share)
             if self._asked >= self._whole_from:
                 self.load_all()
                 return

@@ -184,3 +184,45 @@ def test_the_indexes_by_email_and_username_list_who_shares_a_value_by_key(
             assert {
                 value: [(ref.person_id, ref.sync_key) for ref in refs] for value, refs in by.items()
             } == expected
+
+
+class _Recording(store.StudentLookup):
+    """A student lookup that notes how many values the test had asked for whenever it read
+    the whole index."""
+
+    asked = 0
+    read_whole_at: list[int]
+
+    def load_all(self) -> None:
+        self.read_whole_at.append(self.asked)
+        super().load_all()
+
+
+@pytest.mark.parametrize(
+    ("students", "whole_from", "share", "batch"),
+    [
+        (100, 10, 0.5, 10),  # counted at most 43 at 10 asked, then all at 50
+        (60, 10, 0.5, 5),  # at most 43 at 10, so asked again at 21 (25), all at 30
+        (100, 0, 0.5, 7),
+        (100, 20, 0.25, 3),
+        (30, 4, 1.0, 5),
+        (1, 0, 0.5, 1),
+    ],
+)
+def test_the_student_index_is_read_whole_once_the_share_of_the_site_was_asked_for(
+    engine: sa.Engine, students: int, whole_from: int, share: float, batch: int
+) -> None:
+    # Whatever the count's limit, the decision is the one from the site's whole count:
+    # from max(whole_from, share of the students) values asked on.
+    with engine.begin() as connection:
+        _add(connection, "district", range(students))
+        lookup = _Recording(connection, "district", "sync_key", whole_from, share)
+        lookup.read_whole_at = []
+        keys = [f"K{key:05d}" for key in range(students)]
+        for start in range(0, students, batch):
+            lookup.asked = min(start + batch, students)
+            lookup.prepare(keys[start : start + batch])
+        threshold = max(whole_from, int(students * share))
+        points = [min(start + batch, students) for start in range(0, students, batch)]
+        assert lookup.read_whole_at == [next(p for p in points if p >= threshold)]
+        assert lookup.students_named(keys)[0] == sorted(lookup.students_named(keys)[0])
