@@ -464,15 +464,7 @@ class StudentLookup:
         """Read the whole index now (a file that names many children)."""
         if self._complete:
             return
-        column = _CHILD_FIELD_COLUMNS[self._field]
-        sql_from, parameters = _site_read(
-            self._connection, self._site, PersonKind.STUDENT, keys_only=column == "sync_key"
-        )
-        cursor = driver_rows(
-            self._connection,
-            f"SELECT {column}, id, sync_key {sql_from} AND {column} IS NOT NULL",
-            parameters,
-        )
+        cursor = _student_values(self._connection, self._site, self._field)
         self._index.clear()
         self._shared.clear()
         try:
@@ -578,15 +570,7 @@ def student_index(
 ) -> dict[str, tuple[StudentRef, ...]]:
     """Return the site's students by the value of `child_field` (lookup form): one read of
     plain rows, a tuple of one StudentRef for most values."""
-    column = _CHILD_FIELD_COLUMNS[str(child_field)]
-    sql_from, parameters = _site_read(
-        connection, site, PersonKind.STUDENT, keys_only=column == "sync_key"
-    )
-    cursor = driver_rows(
-        connection,
-        f"SELECT {column}, id, sync_key {sql_from} AND {column} IS NOT NULL",
-        parameters,
-    )
+    cursor = _student_values(connection, site, str(child_field))
     index: dict[str, tuple[StudentRef, ...]] = {}
     get = index.get
     shared: set[str] = set()  # values of more than one student
@@ -607,6 +591,20 @@ def student_index(
     for lookup in shared:  # students sharing a value, by key
         index[lookup] = tuple(sorted(index[lookup], key=itemgetter(1)))
     return index
+
+
+def _student_values(connection: sa.Connection, site: str, child_field: str) -> Any:
+    """Return a DB-API cursor over (value of `child_field`, id, sync key) of each of the
+    site's students that has the value (StudentLookup and student_index read it whole)."""
+    column = _CHILD_FIELD_COLUMNS[child_field]
+    sql_from, parameters = _site_read(
+        connection, site, PersonKind.STUDENT, keys_only=column == "sync_key"
+    )
+    return driver_rows(
+        connection,
+        f"SELECT {column}, id, sync_key {sql_from} AND {column} IS NOT NULL",
+        parameters,
+    )
 
 
 def _site_read(
