@@ -198,7 +198,7 @@ class _ReopenableFile:
     def _write(self, text: str) -> None:
         if self._file is None:
             stream = sys.stderr if self._to_stderr else sys.stdout
-            stream.write(text)
+            stream.write(_one_line_text(text))
             stream.flush()
             return
         self._write_bytes(text.encode("utf-8", "surrogatepass"))
@@ -207,7 +207,7 @@ class _ReopenableFile:
         if self._file is None:
             self._write(encoded.decode("utf-8", "surrogatepass"))
             return
-        data = memoryview(encoded)
+        data = memoryview(_one_line_bytes(encoded))
         while data:
             written = self._file.write(data) or 0
             data = data[written:]
@@ -274,6 +274,29 @@ class _ReopenableFile:
         with self._lock:
             if self._file is not None:
                 self._file.close()
+
+
+# Characters JSON leaves unescaped that other line splitters than "\n" end a line at (Python's
+# str.splitlines, JavaScript's older parsers): a name holding one would cut its audit line
+# in two for them. In JSON text they occur only inside strings, so their escapes read the
+# same. (The other such characters, \x0b, \x0c and \x1c-\x1e, JSON always escapes.)
+_LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+_LINE_BREAK_BYTES = {key.encode(): value.encode() for key, value in _LINE_BREAKS.items()}
+
+
+def _one_line_text(text: str) -> str:
+    for character, escape in _LINE_BREAKS.items():
+        if character in text:
+            text = text.replace(character, escape)
+    return text
+
+
+def _one_line_bytes(encoded: bytes) -> bytes:
+    # UTF-8 is self-synchronising: these byte sequences are those characters and no others.
+    for sequence, escape in _LINE_BREAK_BYTES.items():
+        if sequence in encoded:
+            encoded = encoded.replace(sequence, escape)
+    return encoded
 
 
 class _SinkLogger:

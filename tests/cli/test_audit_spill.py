@@ -76,3 +76,21 @@ def test_a_line_left_unfinished_by_a_killed_writer_is_ended_before_new_events(
         "file.received",
         "file.validated",
     ]
+
+
+def test_a_line_separator_in_a_value_stays_inside_its_audit_line(syncd: Syncd) -> None:
+    # U+2028, U+2029 and U+0085 end a line for Python's str.splitlines (and for older
+    # JavaScript parsers), where JSON leaves them as they are: the log escapes them.
+    odd = "Ann\u2028Marie\x85Lee\u2029Jo"
+    syncd.configure(max_update=1.0)
+    first = syncd.write("students.csv", "SyncID,First name,Last name,E-mail\nS1,Ann,Lee,\n")
+    assert syncd("import", str(first)).exit_code == 0
+    second = syncd.write("students.csv", f"SyncID,First name,Last name,E-mail\nS1,{odd},Lee,\n")
+    assert syncd("import", str(second)).exit_code == 0
+    raw = syncd.audit_path.read_bytes()
+    assert not any(mark.encode() in raw for mark in "\u2028\u2029\x85")
+    lines = syncd.audit_path.read_text("utf-8").splitlines()
+    assert len(lines) == raw.count(b"\n")
+    events = [json.loads(line) for line in lines]
+    updated = next(e for e in events if e["event"] == "person.updated")
+    assert updated["changes"]["first_name"]["new"] == odd
