@@ -87,6 +87,13 @@ CHUNK = 5_000
 WHOLE_STUDENT_INDEX = 20_000
 # A file with at most this many records is applied in file order even when parents repeat.
 IN_FILE_ORDER = 50_000
+# A site that has persons of the file's kind has its file read column by column too while
+# it has at most one such person per this many bytes of the file (rows take 100-120 bytes:
+# at most about a quarter of the file's persons): a district's first whole file after a
+# trial of a few hundred rows. The blocks naming a person the site has are read row by row;
+# a nightly file of the site would be all such blocks, and its unchanged lines are cheaper
+# skipped unparsed by the row reader.
+PLAIN_ONTO_PERSONS_BYTES = 400
 # Part of every row digest's seed: a syncd that reads rows differently changes it.
 ROW_FORMAT = "syncd-rows-1"
 
@@ -376,13 +383,13 @@ class PersonFile:
             unread = read.snapshot if fast and read.snapshot else None
             self._prepare_students(connection, read, bulk=False, skipping=unread is not None)
             with self.events.held() as read.held:
-                if self._reads_plain(opened):
+                taken = self._plain_reading(connection, opened)
+                if taken is not None:
                     # Plain lines column by column; the rest, if any, row by row below.
-                    counter[0] = self._apply_plain(connection, opened, person_rows)
-                for chunk in _chunks(records, CHUNK):
-                    if person_rows.needs_merging:
-                        raise _ParkParents
-                    self._apply_chunk(connection, chunk, errors, unread)
+                    counter[0] = self._apply_plain(
+                        connection, opened, person_rows, taken, errors, unread
+                    )
+                self._apply_rows(connection, records, person_rows, errors, unread)
             if person_rows.needs_merging:
                 raise _ParkParents
         else:
@@ -392,23 +399,50 @@ class PersonFile:
         read.rows = counter[0] + read.unchanged_unread
         return read
 
-    def _reads_plain(self, opened: OpenedFile) -> bool:
-        """Whether to read the file column by column while its lines are plain: a students
-        or parents file (CSV) of a site that has no persons of its kind yet, for real (a
-        dry run describes each change)."""
-        return (
-            not self.site_had_persons
-            and not self.job.dry_run
-            and opened.table.lines is not None
-            and opened.table.digests is not None
-        )
+    def _apply_rows(
+        self,
+        connection: sa.Connection,
+        records: Iterable[PersonRecord],
+        person_rows: PersonRows,
+        errors: ErrorList,
+        unread: KnownRows | None,
+    ) -> None:
+        """Apply records as they are read, chunk by chunk (see _apply_chunk); a parent that
+        needs merging makes the file start over, parked."""
+        for chunk in _chunks(records, CHUNK):
+            if person_rows.needs_merging:
+                raise _ParkParents
+            self._apply_chunk(connection, chunk, errors, unread)
+
+    def _plain_reading(self, connection: sa.Connection, opened: OpenedFile) -> set[str] | None:
+        """Return the keys of the site's persons of the file's kind when the file is read
+        column by column while its lines are plain, else None: a students or parents file
+        (CSV) applied for real (a dry run describes each change), of a site with no persons
+        of its kind or few beside the file's size (PLAIN_ONTO_PERSONS_BYTES)."""
+        if self.job.dry_run or opened.table.lines is None or opened.table.digests is None:
+            return None
+        if not self.site_had_persons:
+            return set()
+        site, kind = self.source.site, self.person_kind
+        most = self.job.path.stat().st_size // PLAIN_ONTO_PERSONS_BYTES
+        if store.count_persons(connection, site, kind, at_most=most + 1) > most:
+            return None
+        return store.site_sync_keys(connection, site, kind)
 
     def _apply_plain(
-        self, connection: sa.Connection, opened: OpenedFile, person_rows: PersonRows
+        self,
+        connection: sa.Connection,
+        opened: OpenedFile,
+        person_rows: PersonRows,
+        taken: set[str],
+        errors: ErrorList,
+        unread: KnownRows | None,
     ) -> int:
         """Create the persons of the file's plain lines block by block (syncd.core.columns),
-        a parents file's with their links, until a block is not plain; return how many rows
-        that was. The table's rows then start at that block, for the row reader."""
+        a parents file's with their links, until a block is not plain; a block naming a
+        person the site has (`taken`: their keys) is applied row by row. Return how many
+        rows were read (unchanged lines skipped unread are the table's `digests.hits`).
+        The table's rows then start at the block that was not plain, for the row reader."""
         table, kind = opened.table, self.kind
         lines, digests = table.lines, table.digests
         assert lines is not None and digests is not None and table.delimiter is not None
@@ -423,52 +457,70 @@ class PersonFile:
             rules=opened.rules, max_line_chars=lines.max_line_chars, max_field_chars=max_field,
         )  # fmt: skip
         with (
+            # (A site with persons has links to look up by child while the file is read.)
             index_built_after(connection, LINKS_BY_CHILD)
-            if person_rows.has_children
+            if person_rows.has_children and not self.site_had_persons
             else contextlib.nullcontext(),
             prepared_ahead(blocks, read_block, self.job.path.stat().st_size) as prepared,
         ):
-            rows, consumed = self._create_plain(connection, prepared, person_rows)
+            lines_read = 0
+            rows_of = lines.rows_of
+            rows = consumed = 0
+            for block, people in prepared:
+                if people is None:
+                    break
+                read_before = rows
+                if taken.isdisjoint(people.sync_keys):
+                    if not self._create_plain(connection, people, person_rows, lines_read):
+                        break
+                    rows += len(people.sync_keys)
+                    tell_progress(self.job.progress, read_before, rows)
+                else:
+                    # Lines naming persons the site has: this block as the row reader reads it.
+                    counter = [rows]
+                    block_rows = counting(rows_of(block, lines_read), counter, self.job.progress)
+                    records = person_rows.read(block_rows)
+                    self._apply_rows(connection, records, person_rows, errors, unread)
+                    rows = counter[0]
+                lines_read += len(people.sync_keys)  # a plain block: one row a line
+                consumed += len(block)
         finish_copy(connection)
-        lines.rows_after(consumed, rows)
+        lines.rows_after(consumed, lines_read)
         return rows
 
     def _create_plain(
         self,
         connection: sa.Connection,
-        prepared: Iterable[tuple[bytes, PersonColumns | None]],
+        people: PersonColumns,
         person_rows: PersonRows,
-    ) -> tuple[int, int]:
-        """Create the persons of `prepared` blocks until one is not plain; return how many
-        rows and bytes of blocks were taken."""
-        rows = consumed = 0
-        for block, people in prepared:
-            if people is None:
-                break
-            children = None
-            if people.children is not None:
-                assert self.students is not None
-                values = list(chain.from_iterable(people.children))
-                self.students.prepare(values)
-                named = self.students.students_named(values)
-                if named is None:  # a child value naming several students: a row error
-                    break
-                if None in named[0] and not may_be_pending(self.source.child_field.value):
-                    break  # an internal id naming no student: a row error too
-                children = writes.PlainChildren(values, *named, self.source.child_field.value)
-            # The header is line 1 and every plain row one line.
-            if not person_rows.take_plain(people.sync_keys, rows + 2):
-                break  # a key named twice
-            if children is not None:
-                self.unresolved += children.ids.count(None)
-            writes.create_plain_persons(
-                connection, people, self.person_kind, children, self.context, self.events,
-                self.applied,
-            )  # fmt: skip
-            read_before, rows = rows, rows + len(people.sync_keys)
-            consumed += len(block)
-            tell_progress(self.job.progress, read_before, rows)
-        return rows, consumed
+        lines_before: int,
+    ) -> bool:
+        """Create the persons of a plain block after the file's first `lines_before` data
+        lines, none of whom the site has; return False, creating none, when the block must
+        be read row by row after all."""
+        children = None
+        if people.children is not None:
+            assert self.students is not None
+            values = list(chain.from_iterable(people.children))
+            self.students.prepare(values)
+            named = self.students.students_named(values)
+            if named is None:  # a child value naming several students: a row error
+                return False
+            if None in named[0] and not may_be_pending(self.source.child_field.value):
+                return False  # an internal id naming no student: a row error too
+            children = writes.PlainChildren(values, *named, self.source.child_field.value)
+        # The header is line 1 and every plain row one line.
+        if not person_rows.take_plain(people.sync_keys, lines_before + 2):
+            return False  # a key named twice
+        if children is not None:
+            self.unresolved += children.ids.count(None)
+        ids = writes.create_plain_persons(
+            connection, people, self.person_kind, children, self.context, self.events,
+            self.applied,
+        )  # fmt: skip
+        if self.site_had_persons:  # to tell who a full file left out
+            self.created.update(ids)
+        return True
 
     def _fast_path_conflicts(self, connection: sa.Connection, read: _Read) -> bool:
         """Return whether a parsed record names a person an unread row already stood for.

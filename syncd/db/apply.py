@@ -368,10 +368,11 @@ def create_plain_persons(
     context: ApplyContext,
     events: EventBuffer,
     applied: Applied,
-) -> None:
+) -> range:
     """Insert the new persons of a plain file's chunk, read column by column
     (syncd.core.columns), and a parents chunk's links and pending links: the rows and
-    events `apply_persons` and `apply_links` write for the same records."""
+    events `apply_persons` and `apply_links` write for the same records. Return the new
+    persons' ids (in the chunk's order)."""
     count = len(people.sync_keys)
     ids = IdAllocator(connection, persons).take(count)
     per_row = list(map(len, people.children)) if people.children is not None else None
@@ -414,7 +415,7 @@ def create_plain_persons(
     if kind is PersonKind.PARENT:
         applied.new_parents.update(ids)
     if children is None or per_row is None or people.types is None:
-        return
+        return ids
     # Each child value's parent id, parent key and type.
     parent_ids = list(chain.from_iterable(map(repeat, ids, per_row)))
     parent_keys = list(chain.from_iterable(map(repeat, people.sync_keys, per_row)))
@@ -468,6 +469,7 @@ def create_plain_persons(
     applied.counts.links_created += len(child_ids)
     applied.link_children(child_ids)
     _add_pending(connection, pending, context, events, applied)
+    return ids
 
 
 def _insert_persons(

@@ -158,6 +158,17 @@ def count_persons(
     return int(connection.execute(query).scalar_one())
 
 
+def site_sync_keys(connection: sa.Connection, site: str, kind: PersonKind) -> set[str]:
+    """Return the sync keys of the site's persons of `kind`, whatever their state."""
+    cursor = driver_rows(
+        connection, "SELECT sync_key FROM persons WHERE site = ? AND kind = ?", (site, kind.value)
+    )
+    try:
+        return {key for (key,) in cursor}
+    finally:
+        cursor.close()
+
+
 def has_persons(connection: sa.Connection, site: str, kind: PersonKind) -> bool:
     """Return whether the site has any person of `kind` (one index probe; a count of a
     district's million persons walks the whole index)."""

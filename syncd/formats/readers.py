@@ -63,12 +63,16 @@ class LineBlocks:
 
     `rows_after(consumed, lines)`: the caller took the first `lines` data lines, `consumed`
     bytes of blocks, and leaves the rest to the table's `rows`, which then start there.
+
+    `rows_of(block, lines)`: the rows of `block`, a block of whole lines that follows the
+    first `lines` data lines, as the table's `rows` reads them (known lines skipped).
     """
 
     blocks: Callable[[], Iterator[bytes]]
     decode: Callable[[bytes], str]
     max_line_chars: int
     rows_after: Callable[[int, int], None]
+    rows_of: Callable[[bytes, int], Iterator[RawRow]]
 
 
 @contextmanager
@@ -409,13 +413,25 @@ class _CsvScanner:
             return tuple(_header_cell(cell) for cell in cells)
         return None
 
-    def line_blocks(self) -> LineBlocks | None:
+    def line_blocks(self, width: int, digests: RowDigests) -> LineBlocks | None:
         """The data lines as bytes (see LineBlocks), or None: lines are not the file's
-        bytes (UTF-16, CR line ends), or the header was not the file's first line."""
+        bytes (UTF-16, CR line ends), or the header was not the file's first line.
+        `width` and `digests` as for `rows`."""
         if self._binary is None or self._line != 1 or self._pending or self._taken:
             return None
         self._data_start = self._binary.tell()
-        return LineBlocks(self._blocks, self._decode, self._max_line_chars, self._rows_after)
+
+        def rows_of(block: bytes, lines: int) -> Iterator[RawRow]:
+            part = _CsvScanner(
+                io.BytesIO(block).readline, self._decode, self._delimiter, self._encoding,
+                self._limits,
+            )  # fmt: skip
+            part._line = 1 + lines  # the header's line, then the lines before the block
+            return part.rows(width, digests)
+
+        return LineBlocks(
+            self._blocks, self._decode, self._max_line_chars, self._rows_after, rows_of
+        )
 
     def _rows_after(self, consumed: int, lines: int) -> None:
         """Make `rows` start after the first `lines` data lines (`consumed` bytes)."""
@@ -615,7 +631,7 @@ def _open_csv(binary: BinaryIO, detected: Detected, limits: Limits) -> Iterator[
         header=header,
         rows=scanner.rows(len(header), digests),
         digests=digests,
-        lines=scanner.line_blocks(),
+        lines=scanner.line_blocks(len(header), digests),
     )
 
 
