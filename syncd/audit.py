@@ -196,9 +196,10 @@ class _ReopenableFile:
                     fcntl.flock(descriptor, fcntl.LOCK_UN)
 
     def _write(self, text: str) -> None:
+        text = _one_line(text)
         if self._file is None:
             stream = sys.stderr if self._to_stderr else sys.stdout
-            stream.write(_one_line_text(text))
+            stream.write(text)
             stream.flush()
             return
         self._write_bytes(text.encode("utf-8", "surrogatepass"))
@@ -207,7 +208,7 @@ class _ReopenableFile:
         if self._file is None:
             self._write(encoded.decode("utf-8", "surrogatepass"))
             return
-        data = memoryview(_one_line_bytes(encoded))
+        data = memoryview(encoded)
         while data:
             written = self._file.write(data) or 0
             data = data[written:]
@@ -279,24 +280,18 @@ class _ReopenableFile:
 # Characters JSON leaves unescaped that other line splitters than "\n" end a line at (Python's
 # str.splitlines, JavaScript's older parsers): a name holding one would cut its audit line
 # in two for them. In JSON text they occur only inside strings, so their escapes read the
-# same. (The other such characters, \x0b, \x0c and \x1c-\x1e, JSON always escapes.)
-_LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
-_LINE_BREAK_BYTES = {key.encode(): value.encode() for key, value in _LINE_BREAKS.items()}
+# same. (The other such characters, \x0b, \x0c and \x1c-\x1e, JSON always escapes.) Escaped
+# in text, not in bytes: a text without characters past U+00FF rules out two at once, and
+# a district's first night writes a gigabyte of lines.
+_LINE_BREAKS = (("\u2028", "\\u2028"), ("\u2029", "\\u2029"), ("\x85", "\\u0085"))
 
 
-def _one_line_text(text: str) -> str:
-    for character, escape in _LINE_BREAKS.items():
+def _one_line(text: str) -> str:
+    """Return JSON lines `text` with the line breaks of other splitters escaped."""
+    for character, escape in _LINE_BREAKS:
         if character in text:
             text = text.replace(character, escape)
     return text
-
-
-def _one_line_bytes(encoded: bytes) -> bytes:
-    # UTF-8 is self-synchronising: these byte sequences are those characters and no others.
-    for sequence, escape in _LINE_BREAK_BYTES.items():
-        if sequence in encoded:
-            encoded = encoded.replace(sequence, escape)
-    return encoded
 
 
 class _SinkLogger:
@@ -387,10 +382,10 @@ def _write_run(spool: IO[bytes], run: LineRun) -> None:
     encode = functools.partial(str.encode, encoding="utf-8", errors="surrogatepass")
     if run.start is None:
         start = end = b""
-        payload = encode("".join(run.members))
+        payload = encode(_one_line("".join(run.members)))
     else:
-        start, end = encode(run.start), encode(run.end)
-        payload = encode("\n".join(run.members))
+        start, end = encode(_one_line(run.start)), encode(_one_line(run.end))
+        payload = encode(_one_line("\n".join(run.members)))
     spool.write(
         _RUN_HEADER.pack(run.start is not None, len(start), len(end), len(payload))
         + start

@@ -78,14 +78,21 @@ def test_a_line_left_unfinished_by_a_killed_writer_is_ended_before_new_events(
     ]
 
 
-def test_a_line_separator_in_a_value_stays_inside_its_audit_line(syncd: Syncd) -> None:
+@pytest.mark.parametrize("spooled", [False, True])
+def test_a_line_separator_in_a_value_stays_inside_its_audit_line(
+    syncd: Syncd, monkeypatch: pytest.MonkeyPatch, spooled: bool
+) -> None:
     # U+2028, U+2029 and U+0085 end a line for Python's str.splitlines (and for older
-    # JavaScript parsers), where JSON leaves them as they are: the log escapes them.
+    # JavaScript parsers), where JSON leaves them as they are: the log escapes them, the
+    # lines written at once and those spooled first alike.
+    if spooled:
+        monkeypatch.setattr(audit, "SPOOL_LINES", 1)
     odd = "Ann\u2028Marie\x85Lee\u2029Jo"
     syncd.configure(max_update=1.0)
     first = syncd.write("students.csv", "SyncID,First name,Last name,E-mail\nS1,Ann,Lee,\n")
     assert syncd("import", str(first)).exit_code == 0
-    second = syncd.write("students.csv", f"SyncID,First name,Last name,E-mail\nS1,{odd},Lee,\n")
+    rows = f"S1,{odd},Lee,\nS{odd}2,Bo,Lee,\n"  # a key holding them: a person.created line
+    second = syncd.write("students.csv", "SyncID,First name,Last name,E-mail\n" + rows)
     assert syncd("import", str(second)).exit_code == 0
     raw = syncd.audit_path.read_bytes()
     assert not any(mark.encode() in raw for mark in "\u2028\u2029\x85")
@@ -94,3 +101,4 @@ def test_a_line_separator_in_a_value_stays_inside_its_audit_line(syncd: Syncd) -
     events = [json.loads(line) for line in lines]
     updated = next(e for e in events if e["event"] == "person.updated")
     assert updated["changes"]["first_name"]["new"] == odd
+    assert any(e["event"] == "person.created" and e["sync_key"] == f"S{odd}2" for e in events)
