@@ -80,11 +80,6 @@ if TYPE_CHECKING:
     from syncd.pipeline import FileResult, Job, Pipeline
 
 CHUNK = 5_000
-# From this many child values to resolve, the site's student index is read whole. While
-# unchanged rows are skipped (most of them, usually) only from half the site's students:
-# a value looked up by key costs about twice a student read whole, so reading whole then
-# costs at most twice the better choice, whatever the rest of the file holds.
-WHOLE_STUDENT_INDEX = 20_000
 # A file with at most this many records is applied in file order even when parents repeat.
 IN_FILE_ORDER = 50_000
 # A site that has persons of the file's kind has its file read column by column too while
@@ -559,8 +554,8 @@ class PersonFile:
                 connection,
                 self.source.site,
                 self.source.child_field,
-                WHOLE_STUDENT_INDEX,
-                whole_share=0.5 if skipping else None,
+                store.WHOLE_STUDENT_INDEX,
+                whole_share=store.WHOLE_STUDENT_SHARE if skipping else None,
             )
             if bulk:
                 self.students.load_all()
@@ -568,7 +563,7 @@ class PersonFile:
     def _apply_records(self, connection: sa.Connection, read: _Read) -> None:
         if not read.spill.count:
             return  # applied while read
-        self._prepare_students(connection, read, bulk=read.spill.count >= WHOLE_STUDENT_INDEX)
+        self._prepare_students(connection, read, bulk=read.spill.count >= store.WHOLE_STUDENT_INDEX)
         for chunk in _chunks(self._records_to_plan(read), CHUNK):
             self._apply_chunk(connection, chunk, read.errors, None)
 

@@ -1051,26 +1051,18 @@ def resolve_pending(
     applied: Applied,
 ) -> None:
     """Turn pending links whose child now exists into links (after a students file)."""
-    indexes: dict[str, dict[str, tuple[StudentRef, ...]]] = {}
-
-    def student(child_field: str, child_value: str) -> StudentRef | None:
-        if not may_be_pending(child_field):
-            return None  # an internal id an earlier syncd left pending: it would name a stranger
-        if child_field not in indexes:
-            indexes[child_field] = store.student_index(connection, context.site, child_field)
-        matches = indexes[child_field].get(child_lookup_value(child_field, child_value))
-        return matches[0] if matches and len(matches) == 1 else None
-
+    students = _PendingStudents(connection, context.site)
     # First the operator's unlinks of such values, so that a pending link of the same pair
     # meets a link already marked "unlink" (and stays inactive).
-    _settle_unlinks(connection, context, student)
+    _settle_unlinks(connection, context, students)
     query = sa.select(pending_links).where(pending_links.c.site == context.site)
     waiting = list(connection.execute(query))
     if not waiting:
         return
+    students.prepare(waiting)
     resolved: list[tuple[Any, StudentRef]] = []
     for row in waiting:
-        child = student(row.child_field, row.child_value)
+        child = students.named(row.child_field, row.child_value)
         if child is not None:
             resolved.append((row, child))
     for chunk in store.chunked([row.id for row, _ in resolved]):
@@ -1172,18 +1164,54 @@ def manual_link_row(
     }
 
 
+class _PendingStudents:
+    """The students that pending child values name, per child field. Sync keys are looked up
+    by key while few are asked for (StudentLookup): a nightly students file resolving a
+    handful of pending links does not read a district's million students."""
+
+    def __init__(self, connection: sa.Connection, site: str) -> None:
+        self._connection, self._site = connection, site
+        self._lookups: dict[str, store.StudentLookup] = {}
+
+    def prepare(self, rows: Iterable[Any]) -> None:
+        """Read the students the `child_field` and `child_value` of `rows` may name."""
+        wanted: dict[str, list[str]] = {}
+        for row in rows:
+            if may_be_pending(row.child_field):
+                value = child_lookup_value(row.child_field, row.child_value)
+                wanted.setdefault(row.child_field, []).append(value)
+        for child_field, values in wanted.items():
+            lookup = self._lookups.get(child_field)
+            if lookup is None:
+                lookup = self._lookups[child_field] = store.StudentLookup(
+                    self._connection, self._site, child_field, store.WHOLE_STUDENT_INDEX,
+                    store.WHOLE_STUDENT_SHARE,
+                )  # fmt: skip
+            lookup.prepare(values)
+
+    def named(self, child_field: str, child_value: str) -> StudentRef | None:
+        """Return the one student the value names (prepared), or None: none, or several."""
+        if not may_be_pending(child_field):
+            return None  # an internal id an earlier syncd left pending: it would name a stranger
+        lookup = self._lookups.get(child_field)
+        matches = lookup.get(child_lookup_value(child_field, child_value)) if lookup else ()
+        return matches[0] if len(matches) == 1 else None
+
+
 def _settle_unlinks(
-    connection: sa.Connection,
-    context: ApplyContext,
-    student: Callable[[str, str], StudentRef | None],
+    connection: sa.Connection, context: ApplyContext, students: _PendingStudents
 ) -> None:
     """Turn the manual unlinks of values a student now has into link rows marked "unlink",
     as `syncd unlink` of a present student makes them: no file links the pair."""
     query = sa.select(pending_unlinks).where(pending_unlinks.c.site == context.site)
+    unlinks = list(connection.execute(query))
+    if not unlinks:
+        return
+    students.prepare(unlinks)
     arrived = [
         (row, child)
-        for row in connection.execute(query)
-        if (child := student(row.child_field, row.child_value)) is not None
+        for row in unlinks
+        if (child := students.named(row.child_field, row.child_value)) is not None
     ]
     if not arrived:
         return

@@ -438,6 +438,15 @@ _CHILD_FIELD_COLUMNS = {
 }
 
 
+# From this many child values to resolve, a site's student index is read whole. While
+# unchanged rows are skipped (most of them, usually), or pending links resolved, only from
+# this share of the site's students on too: a value looked up by key costs about twice a
+# student read whole, so reading whole then costs at most twice the better choice, whatever
+# the rest of the file holds.
+WHOLE_STUDENT_INDEX = 20_000
+WHOLE_STUDENT_SHARE = 0.5
+
+
 class StudentLookup:
     """The site's students by the value of a child field, for a parents file's child cells.
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from syncd.db import apply
+from syncd.db import apply, store
 from tests.cli.conftest import Syncd
 from tests.cli.rosters import (
     STUDENT_HEADER,
@@ -433,7 +433,20 @@ def test_a_header_only_relationships_file_is_not_held_for_links_unlinked_by_hand
     assert active_links(syncd) == set()
 
 
-def test_pending_links_of_both_kinds_of_file_resolve_into_one_link(syncd: Syncd) -> None:
+@pytest.mark.parametrize("whole", [False, True])
+def test_pending_links_of_both_kinds_of_file_resolve_into_one_link(
+    syncd: Syncd, monkeypatch: pytest.MonkeyPatch, whole: bool
+) -> None:
+    # The students a few pending values name are looked up by key; from a share of the
+    # site's students on, the whole index is read: either way the same links.
+    if whole:
+        monkeypatch.setattr(store, "WHOLE_STUDENT_INDEX", 0)
+        monkeypatch.setattr(store, "WHOLE_STUDENT_SHARE", 0.01)
+    read_whole = []
+    student_values = store._student_values
+    monkeypatch.setattr(
+        store, "_student_values", lambda *a: read_whole.append(a) or student_values(*a)
+    )
     imported(syncd, "students.csv", students_csv())
     imported(syncd, "parents.csv", _parents(("P1", "S9"), ("P2", "S1")))
     imported(syncd, "relationships.csv", _relationships(("P1", "S9"), ("P2", "S8")))
@@ -442,7 +455,9 @@ def test_pending_links_of_both_kinds_of_file_resolve_into_one_link(syncd: Syncd)
         ("S8", "ida.berg", "Ida", "Berg", "ida@school.example", "1008", "2"),
         ("S9", "noah.mueller", "Noah", "Müller", "noah@school.example", "1009", "1"),
     ]
+    read_whole.clear()
     imported(syncd, "students-2.csv", students_csv([*STUDENTS, *newcomers]))
+    assert bool(read_whole) == whole
     assert active_links(syncd) == {("P1", "S9"), ("P2", "S1"), ("P2", "S8")}
     assert [link for link in syncd.export("relationships") if link["status"] == "pending"] == []
     assert event_names(syncd).count("relationship.resolved") == 3

@@ -150,7 +150,7 @@ def test_big_file_paths_give_the_same_result(
     sizes that switch them on made tiny, the outcome is the small file's."""
     monkeypatch.setattr(person_files, "CHUNK", 2)
     monkeypatch.setattr(person_files, "IN_FILE_ORDER", 3)
-    monkeypatch.setattr(person_files, "WHOLE_STUDENT_INDEX", 2)
+    monkeypatch.setattr(store, "WHOLE_STUDENT_INDEX", 2)
     imported(syncd, "students.csv", students_csv())
     parents = PARENTS if rows_first else PARENTS[::-1]
     imported(syncd, "parents.csv", parents_csv(parents))
@@ -212,7 +212,7 @@ def test_changed_parents_among_unchanged_ones_resolve_children_by_key(
     """While unchanged rows are skipped, children are looked up by key until half the site's
     students were asked for, then read whole: either way the links are the file's."""
     monkeypatch.setattr(person_files, "CHUNK", 1)
-    monkeypatch.setattr(person_files, "WHOLE_STUDENT_INDEX", 0)
+    monkeypatch.setattr(store, "WHOLE_STUDENT_INDEX", 0)
     imported(syncd, "students.csv", students_csv())
     imported(syncd, "parents.csv", parents_csv())
     katrin = ("Katrin", "Müller", "katrin.mueller", "S1", "katrin@home.example")  # 1 asked
