@@ -465,7 +465,8 @@ class PersonFile:
                 if people is None:
                     break
                 read_before = rows
-                if taken.isdisjoint(people.sync_keys):
+                # (isdisjoint walks the list even for an empty set: a first load's millions.)
+                if not taken or taken.isdisjoint(people.sync_keys):
                     if not self._create_plain(connection, people, person_rows, lines_read):
                         break
                     rows += len(people.sync_keys)
