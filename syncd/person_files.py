@@ -418,11 +418,8 @@ class PersonFile:
             return None
         if not self.site_had_persons:
             return set()
-        site, kind = self.source.site, self.person_kind
         most = self.job.path.stat().st_size // PLAIN_ONTO_PERSONS_BYTES
-        if store.count_persons(connection, site, kind, at_most=most + 1) > most:
-            return None
-        return store.site_sync_keys(connection, site, kind)
+        return store.site_sync_keys(connection, self.source.site, self.person_kind, most)
 
     def _apply_plain(
         self,
@@ -464,12 +461,11 @@ class PersonFile:
             for block, people in prepared:
                 if people is None:
                     break
-                read_before = rows
                 # (isdisjoint walks the list even for an empty set: a first load's millions.)
                 if not taken or taken.isdisjoint(people.sync_keys):
                     if not self._create_plain(connection, people, person_rows, lines_read):
                         break
-                    rows += len(people.sync_keys)
+                    read_before, rows = rows, rows + len(people.sync_keys)
                     tell_progress(self.job.progress, read_before, rows)
                 else:
                     # Lines naming persons the site has: this block as the row reader reads it.

@@ -158,15 +158,20 @@ def count_persons(
     return int(connection.execute(query).scalar_one())
 
 
-def site_sync_keys(connection: sa.Connection, site: str, kind: PersonKind) -> set[str]:
-    """Return the sync keys of the site's persons of `kind`, whatever their state."""
+def site_sync_keys(
+    connection: sa.Connection, site: str, kind: PersonKind, at_most: int
+) -> set[str] | None:
+    """Return the sync keys of the site's persons of `kind`, whatever their state, or None
+    when it has more than `at_most` (the index is walked no further)."""
+    sql_from, parameters = _by_index(site, kind)
     cursor = driver_rows(
-        connection, "SELECT sync_key FROM persons WHERE site = ? AND kind = ?", (site, kind.value)
+        connection, f"SELECT sync_key {sql_from} LIMIT {int(at_most) + 1}", parameters
     )
     try:
-        return {key for (key,) in cursor}
+        keys = {key for (key,) in cursor}
     finally:
         cursor.close()
+    return keys if len(keys) <= at_most else None
 
 
 def has_persons(connection: sa.Connection, site: str, kind: PersonKind) -> bool:
