@@ -153,7 +153,8 @@ class PersonFile:
         self.analyzed_at = (0, 0)
         # Existing persons the file's records name (they are listed, whatever their fate).
         self.matched: set[int] = set()
-        self.created: set[int] = set()
+        # The newest person id before the file: any id above it is a person the file made.
+        self.newest_before = 0
         self.existing_cache: dict[str, ExistingPerson] | None = None
         self.site_had_persons = False
         self.students: store.StudentLookup | None = None
@@ -188,6 +189,7 @@ class PersonFile:
             self.site_had_persons = store.has_persons(
                 connection, self.source.site, self.person_kind
             )
+            self.newest_before = store.newest_person_id(connection)
             fast = True
             while True:
                 try:
@@ -340,7 +342,6 @@ class PersonFile:
         self.unchanged = self.unresolved = 0
         self.analyzed_at = (0, 0)
         self.matched.clear()
-        self.created.clear()
         self.existing_cache = None
         self.result.changes.clear()
 
@@ -506,12 +507,10 @@ class PersonFile:
             return False  # a key named twice
         if children is not None:
             self.unresolved += children.ids.count(None)
-        ids = writes.create_plain_persons(
+        writes.create_plain_persons(
             connection, people, self.person_kind, children, self.context, self.events,
             self.applied,
         )  # fmt: skip
-        if self.site_had_persons:  # to tell who a full file left out
-            self.created.update(ids)
         return True
 
     def _fast_path_conflicts(self, connection: sa.Connection, read: _Read) -> bool:
@@ -686,8 +685,6 @@ class PersonFile:
         new_ids = writes.apply_persons(
             connection, plan, self.context, self.events, self.applied, linked, existing
         )
-        if self.site_had_persons:  # to tell who a full file left out
-            self.created.update(new_ids.values())
         if link_plan is not None and not link_plan.is_empty():
             names = {
                 child_id: key
@@ -713,12 +710,15 @@ class PersonFile:
         rejected = store.persons_by_keys(
             connection, self.source.site, self.person_kind, sorted(read.errors.rejected_keys)
         )
-        listed = self.matched | self.created | {p.person_id for p in rejected.values()}
+        listed = self.matched | {p.person_id for p in rejected.values()}
         left = list(read.snapshot)  # whom the file did not name: -id, or the row digest
         ids = [-digest for digest in left if digest < 0]
         site, kind = self.source.site, self.person_kind
         ids += store.persons_with_digests(connection, site, kind, [d for d in left if d >= 0])
-        unlisted, dropped = store.keys_by_state(connection, (i for i in ids if i not in listed))
+        # The file's new persons are never left out (their row digest could match a left
+        # one's only by a 63-bit collision, but then they must stay).
+        left_ids = (i for i in ids if i not in listed and i <= self.newest_before)
+        unlisted, dropped = store.keys_by_state(connection, left_ids)
         if self.kind is Kind.PARENTS and dropped:
             # Parents deactivated as orphans are in the snapshot (their row sent again changes
             # nothing): left out, the SIS dropped them, and their parents-file links go as

@@ -181,6 +181,13 @@ def has_persons(connection: sa.Connection, site: str, kind: PersonKind) -> bool:
     return connection.execute(query.limit(1)).first() is not None
 
 
+def newest_person_id(connection: sa.Connection) -> int:
+    """Return the highest person id (0 for none): the persons a file creates get higher
+    ones (bulk.IdAllocator), so the file need not keep its new persons' ids."""
+    newest = sa.select(sa.func.coalesce(sa.func.max(persons.c.id), 0))
+    return int(connection.execute(newest).scalar_one())
+
+
 # How many of a site's persons, first in key order, tell whether key order is row order.
 _ORDER_SAMPLE = 1_000
 # A site's persons are read by their stretch of rows while at least one row in this many
