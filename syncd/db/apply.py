@@ -475,7 +475,7 @@ def create_plain_persons(
 def _insert_persons(
     connection: sa.Connection,
     columns: Sequence[str],
-    rows: Iterable[Sequence[Any]],
+    rows: Iterable[tuple[Any, ...]],
     kind: PersonKind,
     context: ApplyContext,
     events: EventBuffer,
@@ -822,7 +822,7 @@ LINK_INSERT_COLUMNS = (
 
 def _insert_links(
     connection: sa.Connection,
-    rows: Iterable[Sequence[Any]],
+    rows: Iterable[tuple[Any, ...]],
     context: ApplyContext,
     provenance: bool = True,
     leave_open: bool = False,

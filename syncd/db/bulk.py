@@ -11,9 +11,12 @@ per row.
 
 from __future__ import annotations
 
+import operator
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from itertools import repeat
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,11 +28,11 @@ def insert_rows(
     connection: sa.Connection,
     table: sa.Table,
     columns: Sequence[str],
-    rows: Iterable[Sequence[Any]],
+    rows: Iterable[tuple[Any, ...]],
     constants: Mapping[str, Any] | None = None,
     leave_open: bool = False,
-) -> int:
-    """Insert `rows` (tuples in `columns` order) into `table`; return how many were written.
+) -> None:
+    """Insert `rows` (tuples in `columns` order) into `table`.
 
     JSON columns take JSON text. `constants` are columns with the same value in every row.
     `leave_open`: on PostgreSQL the COPY is left open, so that the server takes the rows in
@@ -38,8 +41,9 @@ def insert_rows(
     """
     constants = constants or {}
     if connection.dialect.name == "postgresql":
-        return _copy(connection, table, columns, rows, constants, leave_open)
-    return _executemany(connection, table, columns, rows, constants)
+        _copy(connection, table, columns, rows, constants, leave_open)
+    else:
+        _executemany(connection, table, columns, rows, constants)
 
 
 # Where a connection keeps the COPY `insert_rows(leave_open=True)` left open.
@@ -108,7 +112,7 @@ def _executemany(
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
     constants: Mapping[str, Any],
-) -> int:
+) -> None:
     literals = []
     for name, value in constants.items():
         process = _processor(connection, table.c[name])
@@ -128,10 +132,9 @@ def _executemany(
         # The driver takes the rows as they come: no Python loop over a million of them.
         try:
             cursor.executemany(statement, rows)
-            return int(max(cursor.rowcount, 0))
         finally:
             cursor.close()
-    written = 0
+        return
     batch: list[Sequence[Any]] = []
     try:
         for row in rows:
@@ -143,14 +146,11 @@ def _executemany(
             batch.append(row)
             if len(batch) >= CHUNK_ROWS:
                 cursor.executemany(statement, batch)
-                written += len(batch)
                 batch.clear()
         if batch:
             cursor.executemany(statement, batch)
-            written += len(batch)
     finally:
         cursor.close()
-    return written
 
 
 def update_rows(
@@ -195,10 +195,10 @@ def _copy(
     connection: sa.Connection,
     table: sa.Table,
     columns: Sequence[str],
-    rows: Iterable[Sequence[Any]],
+    rows: Iterable[tuple[Any, ...]],
     constants: Mapping[str, Any],
     leave_open: bool,
-) -> int:
+) -> None:
     finish_copy(connection)
     # Binary COPY with the columns' types given: a third of the text format's client time.
     names = [*columns, *constants]
@@ -207,14 +207,12 @@ def _copy(
     statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     manager = cursor.copy(statement)
-    written = 0
     try:
         copy = manager.__enter__()
         copy.set_types(types)
-        write_row = copy.write_row
-        for row in rows:
-            write_row((*row, *fixed))
-            written += 1
+        # No Python loop over the rows: a million of them cost it about 0.4 s.
+        whole_rows = map(operator.add, rows, repeat(fixed)) if fixed else rows
+        deque(map(copy.write_row, whole_rows), maxlen=0)
     except BaseException as error:
         manager.__exit__(type(error), error, error.__traceback__)
         cursor.close()
@@ -222,7 +220,6 @@ def _copy(
     connection.info[_OPEN_COPY] = (manager, cursor)
     if not leave_open:
         finish_copy(connection)
-    return written
 
 
 def _copy_type(column: sa.Column[Any]) -> str:
