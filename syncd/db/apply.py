@@ -368,11 +368,10 @@ def create_plain_persons(
     context: ApplyContext,
     events: EventBuffer,
     applied: Applied,
-) -> range:
+) -> None:
     """Insert the new persons of a plain file's chunk, read column by column
     (syncd.core.columns), and a parents chunk's links and pending links: the rows and
-    events `apply_persons` and `apply_links` write for the same records. Return the new
-    persons' ids (in the chunk's order)."""
+    events `apply_persons` and `apply_links` write for the same records."""
     count = len(people.sync_keys)
     ids = IdAllocator(connection, persons).take(count)
     per_row = list(map(len, people.children)) if people.children is not None else None
@@ -415,7 +414,7 @@ def create_plain_persons(
     if kind is PersonKind.PARENT:
         applied.new_parents.update(ids)
     if children is None or per_row is None or people.types is None:
-        return ids
+        return
     # Each child value's parent id, parent key and type.
     parent_ids = list(chain.from_iterable(map(repeat, ids, per_row)))
     parent_keys = list(chain.from_iterable(map(repeat, people.sync_keys, per_row)))
@@ -469,7 +468,6 @@ def create_plain_persons(
     applied.counts.links_created += len(child_ids)
     applied.link_children(child_ids)
     _add_pending(connection, pending, context, events, applied)
-    return ids
 
 
 def _insert_persons(

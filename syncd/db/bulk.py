@@ -138,11 +138,10 @@ def _executemany(
     batch: list[Sequence[Any]] = []
     try:
         for row in rows:
-            if converted:
-                row = list(row)
-                for index, process in converted:
-                    if isinstance(row[index], datetime):
-                        row[index] = process(row[index])
+            row = list(row)
+            for index, process in converted:
+                if isinstance(row[index], datetime):
+                    row[index] = process(row[index])
             batch.append(row)
             if len(batch) >= CHUNK_ROWS:
                 cursor.executemany(statement, batch)
