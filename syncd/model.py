@@ -82,6 +82,20 @@ class PasswordPolicy(StrEnum):
 # width of their columns (db/schema.py). A longer cell is a row error (core/validate.py).
 STORED_TEXT_MAX = 500
 
+# Invisible marks that editors and joined exports leave at a cell's edges: a byte order mark
+# (one file's, inside another), a zero-width space, a word joiner. The readers trim a cell of
+# them as of whitespace (formats/readers.py), so a key or an email that carries one is the
+# one without it.
+INVISIBLE_MARKS = "\ufeff\u200b\u2060"
+# What `trim_visible` takes off a text's edges: whitespace (as str.strip) and those marks.
+EDGE_CHARS = "".join(c for c in map(chr, range(0x3001)) if c.isspace()) + INVISIBLE_MARKS
+
+
+def trim_visible(text: str) -> str:
+    """`text` without whitespace and invisible marks at its edges."""
+    return text.strip(EDGE_CHARS)
+
+
 # Values of a `status`/`action` column that mean "remove this person or link" (SPEC §2.4).
 DELETE_WORDS = frozenset({"delete", "deleted", "inactive", "tobedeleted"})
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
 
 from syncd.model import (
     DELETE_WORDS,
+    EDGE_CHARS,
     STORED_TEXT_MAX,
     ChildBy,
     ErrorList,
@@ -122,7 +123,7 @@ def misaligned_row(row: RawRow, columns: Columns) -> RowError | None:
 
 def split_child_values(cell: str) -> tuple[str, ...]:
     """Return the distinct child values of a cell, in order."""
-    values = (part.strip() for part in CHILD_SEPARATORS.split(cell))
+    values = map(str.strip, CHILD_SEPARATORS.split(cell), repeat(EDGE_CHARS))
     return tuple(dict.fromkeys(value for value in values if value))
 
 

@@ -28,7 +28,7 @@ from syncd.formats.detect import (
     sniff_delimiter,
 )
 from syncd.formats.known_rows import KnownRows
-from syncd.model import Limits, RawRow
+from syncd.model import Limits, RawRow, trim_visible
 
 __all__ = ["LineBlocks", "RowDigests", "Table", "cell_text", "open_table", "row_digest"]
 
@@ -120,6 +120,15 @@ def _field_too_long(line: int, limits: Limits) -> FileFailed:
     )
 
 
+def _has_invisible(text: str) -> bool:
+    return "\ufeff" in text or "\u200b" in text or "\u2060" in text
+
+
+def _visible(cells: Sequence[str]) -> list[str]:
+    """`cells`, those with an invisible mark trimmed of such marks and whitespace."""
+    return [trim_visible(cell) if _has_invisible(cell) else cell for cell in cells]
+
+
 def _trimmed(cells: Sequence[str], keep: int) -> Sequence[str]:
     """Return `cells` without blank cells at the end beyond the first `keep`."""
     end = len(cells)
@@ -158,7 +167,7 @@ def _is_blank(cells: Iterable[str]) -> bool:
 
 
 def _header_cell(cell: str) -> str:
-    return cell.strip().strip("\ufeff").strip()
+    return trim_visible(cell)
 
 
 def _split_header(
@@ -178,7 +187,7 @@ def _data_rows(
 ) -> Iterator[RawRow]:
     """Yield RawRows of `records` (a sheet's), skipping blank ones, of `width` cells."""
     for line, cells in records:
-        kept = _trimmed(cells, width)
+        kept = _trimmed(_visible(cells), width)
         _checked(kept, line, limits)
         if _is_blank(kept):
             continue
@@ -517,6 +526,8 @@ class _CsvScanner:
                         raise _field_too_long(line - len(taken), limits)
                 elif len(text) > max_field and max(map(len, cells)) > max_field:
                     raise _field_too_long(line, limits)
+                if taken or (not text.isascii() and _has_invisible(text)):
+                    cells = _visible(cells)
                 found = self._row(cells, width, line - len(taken), digest)
                 if found is not None:
                     yield found
@@ -549,7 +560,7 @@ class _CsvScanner:
         while cells is not None:
             self._line += len(self._taken)
             _checked(cells, start, self._limits)
-            row = self._row(cells, width, start, None)  # not a whole line: never skipped
+            row = self._row(_visible(cells), width, start, None)  # not a whole line: never skipped
             if row is not None:
                 yield row
             if not self._pending:
