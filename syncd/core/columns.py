@@ -27,6 +27,7 @@ from xxhash import xxh3_64_intdigest, xxh3_128_hexdigest
 from syncd.core.plan import UNIT_SEPARATOR
 from syncd.core.validate import (
     EMAIL_PATTERN,
+    EXCEL_NUMBER,
     Columns,
     RowRules,
     parse_relationship_type,
@@ -138,6 +139,8 @@ def person_columns(
         return None
     if columns.names["sync_key"].strip().casefold() in map(str.casefold, keys):
         return None  # the header again, maybe (two tables pasted into one): row by row
+    if "E+" in text and any(map(EXCEL_NUMBER.fullmatch, keys)):
+        return None  # a key Excel rewrote: the row reader rejects its row
     # Each optional field as text ("" when empty or absent: the fingerprint's form) and as
     # stored (None when empty).
     count = len(keys)

@@ -97,6 +97,14 @@ def parse_relationship_type(value: str, synonyms: Mapping[str, RelType]) -> RelT
 HEADER_AGAIN = (
     "the header row again: a file has one header (delete this row, or split the file here)"
 )
+# A long number that Excel showed in its General format and then saved so, its last digits
+# lost (123456789012 → 1.23457E+11): no SIS writes a key like that. As a sync key it would
+# make a person nobody can match again, so the row is rejected, saying why.
+EXCEL_NUMBER = re.compile(r"\d(?:\.\d+)?E\+\d+")
+EXCEL_REWROTE = (
+    "a number Excel rewrote, its last digits lost: format the column as Text in the "
+    "spreadsheet and export the file again"
+)
 
 
 def misaligned_row(row: RawRow, columns: Columns) -> RowError | None:
@@ -509,6 +517,7 @@ def _record_maker(
     email_label, first_label = columns.label("email"), columns.label("first_name")
     last_label = columns.label("last_name")
     identifier_label = columns.label(_identifier_field(columns))
+    key_label = columns.label("sync_key") if key_at is not None else ""
     is_email = EMAIL_PATTERN.match
     synonyms = rules.relationship_types
     make_record_tuple, make_fields = PersonRecord._make, PersonFields._make
@@ -585,6 +594,8 @@ def _record_maker(
                     line, identifier_label, "", "no identifier: needs a sync key, username or email"
                 )
             )
+        elif sync_key and EXCEL_NUMBER.fullmatch(sync_key):
+            problems = [*(problems or []), RowError(line, key_label, sync_key, EXCEL_REWROTE)]
         deleted = status_at is not None and values[status_at].strip().casefold() in DELETE_WORDS
         # A delete row only has to say who goes: SIS exports of removals often carry the key
         # alone.
