@@ -517,7 +517,6 @@ def _record_maker(
     email_label, first_label = columns.label("email"), columns.label("first_name")
     last_label = columns.label("last_name")
     identifier_label = columns.label(_identifier_field(columns))
-    key_label = columns.label("sync_key") if key_at is not None else ""
     is_email = EMAIL_PATTERN.match
     synonyms = rules.relationship_types
     make_record_tuple, make_fields = PersonRecord._make, PersonFields._make
@@ -595,7 +594,9 @@ def _record_maker(
                 )
             )
         elif sync_key and EXCEL_NUMBER.fullmatch(sync_key):
-            problems = [*(problems or []), RowError(line, key_label, sync_key, EXCEL_REWROTE)]
+            # (A sync key is the identifier: identifier_label names its column.)
+            rewrote = RowError(line, identifier_label, sync_key, EXCEL_REWROTE)
+            problems = [*(problems or []), rewrote]
         deleted = status_at is not None and values[status_at].strip().casefold() in DELETE_WORDS
         # A delete row only has to say who goes: SIS exports of removals often carry the key
         # alone.
