@@ -91,6 +91,15 @@ INVISIBLE_MARKS = "\ufeff\u200b\u2060"
 EDGE_CHARS = "".join(c for c in map(chr, range(0x3001)) if c.isspace()) + INVISIBLE_MARKS
 
 
+# The marks one by one: three `in` tests are the fast way to ask about a text.
+_MARK_1, _MARK_2, _MARK_3 = tuple(INVISIBLE_MARKS)
+
+
+def has_invisible_mark(text: str) -> bool:
+    """Whether `text` holds one of INVISIBLE_MARKS anywhere."""
+    return _MARK_1 in text or _MARK_2 in text or _MARK_3 in text
+
+
 def trim_visible(text: str) -> str:
     """`text` without whitespace and invisible marks at its edges."""
     return text.strip(EDGE_CHARS)

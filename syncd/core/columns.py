@@ -33,7 +33,7 @@ from syncd.core.validate import (
     parse_relationship_type,
     split_child_values,
 )
-from syncd.model import INVISIBLE_MARKS, STORED_TEXT_MAX, Kind, RelType, attributes_text
+from syncd.model import STORED_TEXT_MAX, Kind, RelType, attributes_text, has_invisible_mark
 
 __all__ = ["PersonColumns", "person_columns"]
 
@@ -114,7 +114,7 @@ def person_columns(
     # A cell with an invisible mark at an edge is the row reader's to trim (formats.readers).
     # Searched in the text: a text of Latin-1 characters answers at once, and a search of the
     # bytes for three 3-byte marks took 2 ms a MiB where a line holds a curly apostrophe.
-    if any(mark in text for mark in INVISIBLE_MARKS):
+    if has_invisible_mark(text):
         return None
     # The line ends become delimiters too: the cells of all lines are then one split.
     body = text.replace("\r\n", "\n")

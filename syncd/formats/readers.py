@@ -28,7 +28,7 @@ from syncd.formats.detect import (
     sniff_delimiter,
 )
 from syncd.formats.known_rows import KnownRows
-from syncd.model import INVISIBLE_MARKS, Limits, RawRow, trim_visible
+from syncd.model import Limits, RawRow, has_invisible_mark, trim_visible
 
 __all__ = ["LineBlocks", "RowDigests", "Table", "cell_text", "open_table", "row_digest"]
 
@@ -120,17 +120,9 @@ def _field_too_long(line: int, limits: Limits) -> FileFailed:
     )
 
 
-# The marks one by one: three `in` tests are the fast way to ask about a line's text.
-_MARK_1, _MARK_2, _MARK_3 = tuple(INVISIBLE_MARKS)
-
-
-def _has_invisible(text: str) -> bool:
-    return _MARK_1 in text or _MARK_2 in text or _MARK_3 in text
-
-
 def _visible(cells: Sequence[str]) -> list[str]:
     """`cells`, those with an invisible mark trimmed of such marks and whitespace."""
-    return [trim_visible(cell) if _has_invisible(cell) else cell for cell in cells]
+    return [trim_visible(cell) if has_invisible_mark(cell) else cell for cell in cells]
 
 
 def _trimmed(cells: Sequence[str], keep: int) -> Sequence[str]:
@@ -530,7 +522,7 @@ class _CsvScanner:
                         raise _field_too_long(line - len(taken), limits)
                 elif len(text) > max_field and max(map(len, cells)) > max_field:
                     raise _field_too_long(line, limits)
-                if taken or (not text.isascii() and _has_invisible(text)):
+                if taken or (not text.isascii() and has_invisible_mark(text)):
                     cells = _visible(cells)
                 found = self._row(cells, width, line - len(taken), digest)
                 if found is not None:
